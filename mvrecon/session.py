@@ -1,0 +1,251 @@
+"""Session layout, validation and the per-session lock.
+
+A session folder::
+
+    session.json        subject, rig, frames (per-frame image per camera), options, scan, calib
+    images/             the photos (any layout; session.json names each file)
+    calib/              optional ChArUco shots for this session
+    scan/               optional ground-truth or reference scan with its 68 landmarks
+    <stage>/            outputs of each stage (ingest, calibrate, cues, fit, texture, export, evaluate)
+    logs/
+
+``session.json``::
+
+    {"format": "mvrecon-session/1", "subject": "s01", "rig": "../../rigs/studio8",
+     "frames": [{"name": "f000", "images": {"cam0": "images/f000/cam0.png", ...}}],
+     "options": {}, "scan": {"mesh": "scan/scan.ply", "landmarks": "scan/landmarks.txt", "units": "m"}}
+
+``rig`` is a path (relative to the session folder) to a rig folder holding ``rig.json`` or to the
+file itself. Every path in session.json is relative to the session folder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+from .cameras import Camera, Rig, load_rig, rig_json_path
+from .errors import InputError, SessionBusy
+from .io import image_size, read_json, write_json
+
+SESSION_FILE = "session.json"
+LOCK_FILE = ".mvrecon.lock"
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One capture instant: the image of each camera (absolute paths)."""
+
+    name: str
+    images: dict[str, Path]
+
+
+@dataclass(frozen=True)
+class View:
+    """One image: a camera in a frame."""
+
+    frame: str
+    camera: str
+    image: Path
+
+    @property
+    def key(self) -> str:
+        """A name unique within the session, usable as a file stem: ``<frame>_<camera>``."""
+        return f"{self.frame}_{self.camera}"
+
+
+@dataclass(frozen=True)
+class ScanRef:
+    mesh: Path
+    landmarks: Path | None
+    units: str | None
+
+
+@dataclass(frozen=True)
+class Session:
+    """A validated session (see the module docstring for the layout)."""
+
+    root: Path
+    subject: str
+    rig: Rig
+    rig_path: Path
+    frames: tuple[Frame, ...]
+    options: dict[str, Any] = field(default_factory=dict)
+    scan: ScanRef | None = None
+    calib_dir: Path | None = None
+
+    @property
+    def session_file(self) -> Path:
+        return self.root / SESSION_FILE
+
+    def views(self) -> list[View]:
+        """All views, frame-major, cameras in rig order."""
+        out = []
+        for fr in self.frames:
+            for cam in self.rig.cameras:
+                if cam.name in fr.images:
+                    out.append(View(fr.name, cam.name, fr.images[cam.name]))
+        return out
+
+    def camera(self, name: str) -> Camera:
+        return self.rig[name]
+
+    def stage_dir(self, stage: str) -> Path:
+        """The folder of a stage's outputs (not created)."""
+        return self.root / stage
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.root / "logs"
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the session's exclusive lock; a second holder gets :class:`SessionBusy` at once."""
+        with session_lock(self.root):
+            yield
+
+    @classmethod
+    def load(cls, root: str | Path, check_images: bool = True) -> "Session":
+        return load_session(root, check_images=check_images)
+
+
+def _rel(root: Path, value: Any, what: str, sf: Path) -> Path:
+    if not isinstance(value, str) or not value:
+        raise InputError(f"{what} must be a non-empty path string", sf)
+    p = Path(value)
+    return p if p.is_absolute() else (root / p)
+
+
+def load_session(root: str | Path, check_images: bool = True) -> Session:
+    """Read and validate a session folder.
+
+    Raises :class:`InputError` (one line naming the file and the problem) for a missing or
+    malformed ``session.json``, an unknown rig, a camera the rig does not have, a missing
+    image, or an image whose size disagrees with its camera.
+    """
+    root = Path(root).resolve()
+    sf = root / SESSION_FILE
+    if not root.is_dir():
+        raise InputError("session folder not found", root)
+    data = read_json(sf)
+    if not isinstance(data, dict):
+        raise InputError("expected a JSON object", sf)
+    if "rig" not in data:
+        raise InputError("no 'rig' given", sf)
+    rig_path = rig_json_path(_rel(root, data["rig"], "'rig'", sf))
+    if not rig_path.is_file():
+        raise InputError(f"rig {data['rig']!r} not found (no {rig_path})", sf)
+    rig = load_rig(rig_path)
+
+    frames_raw = data.get("frames")
+    if not isinstance(frames_raw, list) or not frames_raw:
+        raise InputError("'frames' must be a non-empty list", sf)
+    frames = []
+    seen = set()
+    for i, fr in enumerate(frames_raw):
+        if not isinstance(fr, dict) or not isinstance(fr.get("images"), dict) or not fr["images"]:
+            raise InputError(f"frames[{i}] needs a non-empty 'images' object (camera -> file)", sf)
+        name = str(fr.get("name", f"{i:03d}"))
+        if name in seen:
+            raise InputError(f"frame name {name!r} appears twice", sf)
+        seen.add(name)
+        images = {}
+        for cam_name, rel in fr["images"].items():
+            if cam_name not in rig.names:
+                raise InputError(
+                    f"frame {name!r} has an image for camera {cam_name!r}, which rig {rig_path} does not have "
+                    f"(cameras: {', '.join(rig.names)})",
+                    sf,
+                )
+            path = _rel(root, rel, f"frame {name!r} camera {cam_name!r} image", sf)
+            if check_images:
+                if not path.is_file():
+                    raise InputError(f"image of camera {cam_name!r} in frame {name!r} not found", path)
+                w, h = image_size(path)
+                cam = rig[cam_name]
+                if (w, h) != (cam.width, cam.height):
+                    raise InputError(
+                        f"image is {w}x{h} but camera {cam_name!r} of the rig is {cam.width}x{cam.height}", path
+                    )
+            images[cam_name] = path
+        frames.append(Frame(name=name, images=images))
+
+    scan = None
+    if data.get("scan"):
+        s = data["scan"]
+        if not isinstance(s, dict) or "mesh" not in s:
+            raise InputError("'scan' must be an object with a 'mesh' path", sf)
+        lm = s.get("landmarks")
+        scan = ScanRef(
+            mesh=_rel(root, s["mesh"], "'scan.mesh'", sf),
+            landmarks=_rel(root, lm, "'scan.landmarks'", sf) if lm else None,
+            units=s.get("units"),
+        )
+    calib_dir = _rel(root, data["calib"], "'calib'", sf) if data.get("calib") else None
+    options = data.get("options", {})
+    if not isinstance(options, dict):
+        raise InputError("'options' must be an object", sf)
+    return Session(
+        root=root,
+        subject=str(data.get("subject", root.name)),
+        rig=rig,
+        rig_path=rig_path,
+        frames=tuple(frames),
+        options=options,
+        scan=scan,
+        calib_dir=calib_dir,
+    )
+
+
+def write_session_file(
+    root: str | Path,
+    rig: str,
+    frames: list[dict[str, Any]],
+    subject: str | None = None,
+    options: dict[str, Any] | None = None,
+    scan: dict[str, Any] | None = None,
+    calib: str | None = None,
+) -> Path:
+    """Write ``session.json`` (paths relative to ``root``) atomically."""
+    root = Path(root)
+    data: dict[str, Any] = {
+        "format": "mvrecon-session/1",
+        "subject": subject or root.name,
+        "rig": rig,
+        "frames": frames,
+        "options": options or {},
+    }
+    if scan:
+        data["scan"] = scan
+    if calib:
+        data["calib"] = calib
+    return write_json(root / SESSION_FILE, data)
+
+
+@contextlib.contextmanager
+def session_lock(root: str | Path) -> Iterator[None]:
+    """An exclusive advisory lock (``flock``) on ``root/.mvrecon.lock``; released on exit, and by
+    the OS when the process dies, so a killed run never leaves a stale lock."""
+    root = Path(root)
+    path = root / LOCK_FILE
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                holder = ""
+                with contextlib.suppress(OSError):
+                    holder = os.pread(fd, 64, 0).decode(errors="replace").strip()
+                raise SessionBusy(f"session is busy: another mvrecon run holds its lock{f' (pid {holder})' if holder else ''}", root) from None
+            raise
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield
+    finally:
+        os.close(fd)
