@@ -1,0 +1,147 @@
+import numpy as np
+import torch
+
+from mvrecon.fit.losses import (anchor_grid, contour_loss, gamma_stats, landmark_loss, photometric_loss, prdl_loss,
+                                sample_mask_points, tv_loss, tv_std_loss)
+from mvrecon.fit.losses.contour import row_spans
+
+
+def ellipse(cx, cy, rx, ry, n=80):
+    t = torch.linspace(0, 2 * np.pi, n + 1)[:-1]
+    return torch.stack([cx + rx * torch.cos(t), cy + ry * torch.sin(t)], -1).double()
+
+
+def chamfer(a, b):
+    d = torch.cdist(a, b)
+    return 0.5 * (d.min(1).values.mean() + d.min(0).values.mean())
+
+
+def test_gamma_stats_masking_equals_subset():
+    g = torch.Generator().manual_seed(0)
+    pts = torch.rand(2, 50, 2, generator=g, dtype=torch.float64)
+    anc = torch.rand(2, 30, 2, generator=g, dtype=torch.float64)
+    valid = torch.rand(2, 50, generator=g) > 0.4
+    got = gamma_stats(pts, anc, valid)
+    for v in range(2):
+        ref = gamma_stats(pts[v : v + 1, valid[v]], anc[v : v + 1])
+        torch.testing.assert_close(got[v], ref[0])
+
+
+def prdl_setup(target_pts):
+    box = torch.tensor([[0.0, 0.0, 200.0, 200.0]], dtype=torch.float64)
+    anchors = anchor_grid(box, n=16)
+    scale = torch.tensor([200.0], dtype=torch.float64)
+    tg = gamma_stats(target_pts[None] / 200.0, anchors / 200.0)[:, None]  # (1, 1, A, 3)
+    return anchors, scale, tg
+
+
+def filled_ellipse(cx, cy, rx, ry, step=3.0):
+    g = torch.arange(-1, 1.0001, step / max(rx, ry), dtype=torch.float64)
+    yy, xx = torch.meshgrid(g, g, indexing="ij")
+    keep = xx**2 + yy**2 <= 1
+    return torch.stack([cx + rx * xx[keep], cy + ry * yy[keep]], -1)
+
+
+def test_prdl_zero_at_target_and_positive_elsewhere():
+    target = ellipse(100, 100, 30, 20)
+    anchors, scale, tg = prdl_setup(target)
+    args = (torch.ones(80, dtype=torch.long), torch.ones(1, 80, dtype=torch.bool), tg, torch.ones(1, 1, dtype=torch.bool),
+            anchors, scale, torch.ones(1, dtype=torch.float64))
+    assert prdl_loss(target[None], *args).item() < 1e-20
+    assert prdl_loss((target + torch.tensor([10.0, 0]))[None], *args).item() > 1e-4
+
+
+def test_prdl_pulls_a_part_onto_its_mask_from_far_away():
+    # A part (filled ellipse, like mask pixels) driven by a few parameters, as model vertices are.
+    # Source and target do not overlap at all: an IoU-style loss would have no gradient here.
+    target = filled_ellipse(120, 110, 30, 18)
+    base = filled_ellipse(0, 0, 1, 1, step=0.08)
+    anchors, scale, tg = prdl_setup(target)
+    params = torch.tensor([60.0, 60.0, 15.0, 25.0], dtype=torch.float64, requires_grad=True)  # cx, cy, rx, ry
+    part = torch.ones(len(base), dtype=torch.long)
+    vis = torch.ones(1, len(base), dtype=torch.bool)
+    has = torch.ones(1, 1, dtype=torch.bool)
+    w = torch.ones(1, dtype=torch.float64)
+    src = lambda: params[:2] + base * params[2:]
+    before = chamfer(src().detach(), target).item()
+    opt = torch.optim.Adam([params], lr=1.0)
+    for _ in range(200):
+        opt.zero_grad()
+        prdl_loss(src()[None], part, vis, tg, has, anchors, scale, w).backward()
+        opt.step()
+    assert before > 30
+    np.testing.assert_allclose(params.detach().numpy(), [120, 110, 30, 18], atol=1.0)
+
+
+def test_prdl_ignores_invisible_vertices_and_empty_masks():
+    target = ellipse(100, 100, 30, 20)
+    anchors, scale, tg = prdl_setup(target)
+    src = (target + 15.0)[None].requires_grad_(True)
+    vis = torch.zeros(1, 80, dtype=torch.bool)
+    vis[0, :40] = True
+    loss = prdl_loss(src, torch.ones(80, dtype=torch.long), vis, tg, torch.ones(1, 1, dtype=torch.bool), anchors, scale,
+                     torch.ones(1, dtype=torch.float64))
+    loss.backward()
+    assert src.grad[0, 40:].abs().max() == 0 and src.grad[0, :40].abs().max() > 0
+    empty = prdl_loss(src, torch.ones(80, dtype=torch.long), vis, tg, torch.zeros(1, 1, dtype=torch.bool), anchors, scale,
+                      torch.ones(1, dtype=torch.float64))
+    assert empty.item() == 0
+
+
+def test_sample_mask_points_bounded_and_spread():
+    lab = np.zeros((300, 300), np.uint8)
+    lab[50:250, 40:260] = 3
+    pts = sample_mask_points(lab, 3, max_points=500)
+    assert len(pts) == 500
+    assert pts[:, 0].min() <= 45 and pts[:, 0].max() >= 255 and pts[:, 1].min() <= 55 and pts[:, 1].max() >= 245
+    assert set(np.unique(lab[pts[:, 1].astype(int), pts[:, 0].astype(int)])) == {3}
+
+
+def test_landmark_loss_zero_at_match_and_outlier_bounded():
+    tgt = torch.rand(3, 68, 2, dtype=torch.float64) * 100
+    w = torch.ones(3, 68, dtype=torch.float64)
+    scale = torch.full((3,), 50.0, dtype=torch.float64)
+    assert landmark_loss(tgt, tgt, w, scale).item() == 0
+    small = landmark_loss(tgt + 1.0, tgt, w, scale).item()
+    pred = tgt.clone()
+    pred[0] += 1000.0  # a whole view wildly off
+    big = landmark_loss(pred, tgt, w, scale).item()
+    assert small > 0 and big <= 0.05**2  # bounded by robust^2 whatever the outlier size
+    w0 = w.clone()
+    w0[0] = 0
+    assert landmark_loss(pred, tgt, w0, scale).item() == 0
+
+
+def test_photometric_masked():
+    img = torch.rand(2, 8, 8, 3)
+    ren = img.clone()
+    ren[:, :4] += 0.5
+    m = torch.zeros(2, 8, 8)
+    m[:, 4:] = 1
+    assert photometric_loss(ren, img, m).item() < 0.01
+    m[:, :4] = 1
+    assert photometric_loss(ren, img, m).item() > 0.4
+
+
+def test_contour_penalises_only_outside_span():
+    mask = torch.zeros(1, 20, 20, dtype=torch.bool)
+    mask[0, :, 5:15] = True
+    spans = row_spans(mask)
+    inside = torch.tensor([[[7.0, 3.0], [14.0, 10.0]]])
+    outside = torch.tensor([[[2.0, 3.0], [18.0, 10.0]]])
+    vis = torch.ones(1, 2, dtype=torch.bool)
+    s = torch.tensor([10.0])
+    assert contour_loss(inside, vis, spans, s).item() == 0
+    assert contour_loss(outside, vis, spans, s).item() > 0.05
+
+
+def test_tv_losses():
+    flat = torch.ones(1, 3, 16, 16)
+    noisy = flat + torch.randn(1, 3, 16, 16)
+    assert tv_loss(flat).item() == 0 and tv_loss(noisy).item() > 0.5
+    assert tv_std_loss(flat).item() == 0 and tv_std_loss(noisy).item() > 0.5
+    m = torch.zeros(16, 16, dtype=torch.bool)
+    m[:8] = True
+    half = flat.clone()
+    half[..., 8:, :] = torch.randn(1, 3, 8, 16)
+    assert tv_loss(half, m).item() == 0
