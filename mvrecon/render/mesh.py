@@ -1,0 +1,86 @@
+"""One call that renders a shaded mesh: rasterise, interpolate colours or sample a texture, shade
+with SH lighting, composite over a background."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from .raster import Backend, Fragments, RenderInputError, rasterize
+from .shading import _interpolate_hits, _scatter_hits, sample_texture, shade_sh, vertex_normals
+
+
+@dataclass
+class RenderResult:
+    """Output of :func:`render_mesh` for V views of H x W pixels."""
+
+    image: torch.Tensor
+    """(V, H, W, 3) shaded colour composited over the background."""
+    mask: torch.Tensor
+    """(V, H, W) bool: the mesh covers the pixel."""
+    depth: torch.Tensor
+    """(V, H, W) camera-space z in metres, 0 on background."""
+    normals: torch.Tensor
+    """(V, H, W, 3) unit world-space normals (interpolated vertex normals), 0 on background."""
+    frags: Fragments
+    """The rasterisation, for further interpolation."""
+    albedo: torch.Tensor
+    """(V, H, W, 3) unshaded colour, 0 on background."""
+
+
+def render_mesh(verts: torch.Tensor, faces: torch.Tensor, K: torch.Tensor, world_to_cam: torch.Tensor,
+                H: int, W: int, *, vertex_colors: torch.Tensor | None = None, uv_faces: torch.Tensor | None = None,
+                uvs: torch.Tensor | None = None, texture: torch.Tensor | None = None, sh: torch.Tensor | None = None,
+                background: float | torch.Tensor = 0.0, backend: Backend = "auto",
+                window_origin=None) -> RenderResult:
+    """Render V views of a mesh.
+
+    verts (N, 3) or (V, N, 3) world metres, faces (F, 3), K (V, 3, 3), world_to_cam (V, 4, 4).
+    Colour from ``vertex_colors`` (N, 3) / (V, N, 3), or ``texture`` (3, Ht, Wt) / (V, 3, Ht, Wt)
+    sampled at ``uvs`` (T, 2) through ``uv_faces`` (F, 3) (defaults to ``faces``), or white.
+    ``sh`` (9, 3) or (V, 9, 3) shades it (see :func:`shade_sh`); without it the colour is unlit.
+    ``background`` is a scalar, (3,) colour or (V, H, W, 3) image.
+    """
+    frags = rasterize(verts, faces, K, world_to_cam, H, W, backend=backend, window_origin=window_origin)
+    faces = faces.to(device=verts.device, dtype=torch.long)
+    idx, view, _, _ = frags.hits()
+    _, n_hit = _interpolate_hits(frags, faces, vertex_normals(verts, faces), "normals")
+    n_hit = F.normalize(n_hit, dim=-1, eps=1e-20)
+    if texture is not None:
+        if uvs is None:
+            raise RenderInputError("render: a texture needs uvs (T, 2)")
+        _, uv_hit = _interpolate_hits(frags, faces if uv_faces is None else uv_faces, uvs, "uvs")
+        albedo_hit = _sample_hits(texture, uv_hit, view, frags.num_views)
+    elif vertex_colors is not None:
+        _, albedo_hit = _interpolate_hits(frags, faces, vertex_colors, "vertex_colors")
+    else:
+        albedo_hit = n_hit.new_ones(n_hit.shape[0], 3)
+    if sh is not None:
+        if sh.ndim == 3:
+            # per-view lighting: the hits are grouped by view, so index each hit's coefficients
+            color_hit = shade_sh(albedo_hit, n_hit[:, None], sh.index_select(0, view))[:, 0]
+        else:
+            color_hit = shade_sh(albedo_hit, n_hit, sh)
+    else:
+        color_hit = albedo_hit
+    image = _scatter_hits(frags, idx, color_hit)
+    mask = frags.mask[..., None]
+    bg = torch.as_tensor(background, dtype=image.dtype, device=image.device)
+    image = torch.where(mask, image, bg.expand_as(image) if bg.ndim else bg)
+    return RenderResult(image=image, mask=frags.mask, depth=frags.depth, normals=_scatter_hits(frags, idx, n_hit),
+                        frags=frags, albedo=_scatter_hits(frags, idx, albedo_hit))
+
+
+def _sample_hits(texture: torch.Tensor, uv_hit: torch.Tensor, view: torch.Tensor, V: int) -> torch.Tensor:
+    """Bilinear texture colours (P, C) at the covered pixels' uv (P, 2) (only covered pixels are sampled)."""
+    if texture.ndim == 3 or texture.shape[0] == 1:
+        tex = texture if texture.ndim == 3 else texture[0]
+        return sample_texture(tex, uv_hit[None])[0]
+    if texture.shape[0] != V:
+        raise RenderInputError(f"render: texture has {texture.shape[0]} views, expected {V}")
+    out = uv_hit.new_zeros(uv_hit.shape[0], texture.shape[1]).to(texture.dtype)
+    counts = torch.bincount(view, minlength=V).tolist()
+    parts = [sample_texture(texture[v], chunk[None])[0] for v, chunk in enumerate(torch.split(uv_hit, counts))]
+    return torch.cat(parts, 0) if parts else out
