@@ -1,0 +1,253 @@
+"""The ``cues`` stage: per view, face landmarks and part labels, written to the session folder.
+
+Per view, ``<session>/cues/<frame>_<camera>/`` holds::
+
+    landmarks.json   status, image hash, settings; when a face was found: 478 + 68 landmarks with
+                     confidences, image size, detector score, face box (pixels of the image as
+                     stored, i.e. distorted; pixel centres at integer coordinates)
+    labels.png       uint8 part codes (mvrecon.parts.PART_CODES), same size as the image
+    overlay.png      the labels blended over the image, for people to look at
+
+A view's folder is replaced as a whole (never half-written), and a re-run skips a view whose
+``landmarks.json`` records the same image content hash and settings. ``cues/config.json`` holds
+the resolved config and ``cues/summary.json`` the per-view status of the last run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from ..errors import InputError
+from ..io import MAX_IMAGE_PIXELS, atomic_dir, read_image, read_json, write_image, write_json
+from ..parts import overlay as part_overlay
+from .detect import DetectConfig, FaceCues, detect
+from .parsing import FaceParser, get_parser
+
+log = logging.getLogger(__name__)
+
+FORMAT = "mvrecon-cues/1"
+LANDMARKS_FILE = "landmarks.json"
+LABELS_FILE = "labels.png"
+OVERLAY_FILE = "overlay.png"
+
+
+@dataclass(frozen=True)
+class CuesConfig:
+    """Settings of the cues stage."""
+
+    detect: DetectConfig = field(default_factory=DetectConfig)
+    """Face detection and mesh settings."""
+    parser: str = "landmarks"
+    """Registered face parser that turns landmarks into part labels (see mvrecon.cues.parsing)."""
+    overlay: bool = True
+    """Write overlay.png (labels and landmarks over the image) per view."""
+    overwrite: bool = False
+    """Redo views whose cached outputs match the image and settings."""
+    max_image_pixels: int = MAX_IMAGE_PIXELS
+    """Images above this many pixels are refused from their header, before decoding."""
+
+    def settings(self) -> dict[str, Any]:
+        """What the outputs depend on (not ``overwrite``): recorded per view, compared on re-runs."""
+        return {"format": FORMAT, "detect": dataclasses.asdict(self.detect), "parser": self.parser}
+
+
+PRESETS: dict[str, CuesConfig] = {
+    "fast": CuesConfig(detect=DetectConfig(mesh_size=256, tile_grids=(2,))),
+    "default": CuesConfig(),
+    "best": CuesConfig(detect=DetectConfig(mesh_size=512, tile_grids=(2, 4, 8, 12))),
+}
+
+
+@dataclass(frozen=True)
+class ViewResult:
+    """Outcome for one view."""
+
+    key: str
+    """``<frame>_<camera>`` (or the photo's stem for a single image)."""
+    image: Path
+    status: Literal["ok", "no_face"]
+    cached: bool
+    """True when the outputs were already there for this image and these settings."""
+    out_dir: Path
+    score: float | None = None
+    """Face detector score, None without a face."""
+
+
+@dataclass(frozen=True)
+class CuesResult:
+    """Outcome of the stage over a session."""
+
+    out_dir: Path
+    views: tuple[ViewResult, ...]
+
+    @property
+    def no_face(self) -> list[str]:
+        """Keys of the views where no face was found."""
+        return [v.key for v in self.views if v.status == "no_face"]
+
+    @property
+    def n_cached(self) -> int:
+        return sum(v.cached for v in self.views)
+
+    def summary(self) -> str:
+        n_ok = sum(v.status == "ok" for v in self.views)
+        text = f"cues: {n_ok}/{len(self.views)} views with a face ({self.n_cached} unchanged, skipped)"
+        if self.no_face:
+            text += f"; no face in: {', '.join(self.no_face)}"
+        return text
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+    except FileNotFoundError:
+        raise InputError("image not found", path) from None
+    except OSError as e:
+        raise InputError(f"cannot read image ({e.strerror})", path) from None
+    return h.hexdigest()
+
+
+def _cached(view_dir: Path, sha: str, cfg: CuesConfig) -> dict[str, Any] | None:
+    """The cached record when it matches the image hash and settings and its files exist."""
+    path = view_dir / LANDMARKS_FILE
+    if cfg.overwrite or not path.is_file():
+        return None
+    try:
+        rec = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None  # unreadable cache: just redo the view
+    if not isinstance(rec, dict) or rec.get("image_sha256") != sha:
+        return None
+    if json.loads(json.dumps(cfg.settings())) != rec.get("settings"):
+        return None
+    if rec.get("status") == "ok":
+        needed = [LABELS_FILE] + ([OVERLAY_FILE] if cfg.overlay else [])
+        if not all((view_dir / n).is_file() for n in needed):
+            return None
+    return rec
+
+
+def draw_overlay(image: np.ndarray, labels: np.ndarray, cues: FaceCues) -> np.ndarray:
+    """RGB picture: part colours over the image, the 68 landmarks as dots (green where their
+    confidence is at least 0.5, red below) and the face box. Inputs are not modified."""
+    import cv2
+
+    out = part_overlay(image, labels)
+    scale = max(1, round(max(image.shape[:2]) / 800))
+    for (x, y), c in zip(cues.points68, cues.conf68):
+        colour = (0, 255, 0) if c >= 0.5 else (255, 0, 0)
+        cv2.circle(out, (int(round(x)), int(round(y))), scale + 1, colour, -1, cv2.LINE_AA)
+    x0, y0, x1, y1 = (int(round(v)) for v in cues.box)
+    cv2.rectangle(out, (x0, y0), (x1, y1), (255, 255, 0), scale)
+    return out
+
+
+def process_image(
+    image_path: str | Path,
+    out_dir: str | Path,
+    cfg: CuesConfig = CuesConfig(),
+    key: str | None = None,
+    parser: FaceParser | None = None,
+) -> ViewResult:
+    """Cues of one image file into ``out_dir`` (replaced as a whole; skipped when cached).
+
+    Raises :class:`InputError` for a missing, unreadable, truncated or too large image.
+    """
+    image_path, out_dir = Path(image_path), Path(out_dir)
+    key = key or image_path.stem
+    sha = file_sha256(image_path)
+    rec = _cached(out_dir, sha, cfg)
+    if rec is not None:
+        return ViewResult(key, image_path, rec["status"], True, out_dir, rec.get("score"))
+
+    image = read_image(image_path, max_pixels=cfg.max_image_pixels)
+    parser = parser or _parser(cfg.parser)
+    cues = detect(image, cfg.detect)
+    record: dict[str, Any] = {
+        "format": FORMAT,
+        "image": str(image_path),
+        "image_sha256": sha,
+        "settings": cfg.settings(),
+        "status": "ok" if cues is not None else "no_face",
+        "image_size": [int(image.shape[1]), int(image.shape[0])],
+    }
+    with atomic_dir(out_dir) as tmp:
+        if cues is not None:
+            labels = parser.parse(image, cues)
+            record.update(cues.to_dict())
+            write_image(tmp / LABELS_FILE, labels)
+            if cfg.overlay:
+                write_image(tmp / OVERLAY_FILE, draw_overlay(image, labels, cues))
+        write_json(tmp / LANDMARKS_FILE, record)
+    if cues is None:
+        log.warning("%s: no face found", image_path)
+    return ViewResult(key, image_path, record["status"], False, out_dir, None if cues is None else cues.score)
+
+
+def _parser(name: str) -> FaceParser:
+    try:
+        return get_parser(name)
+    except KeyError as e:
+        raise InputError(str(e.args[0])) from None
+
+
+def run(cfg: CuesConfig, session) -> CuesResult:
+    """The cues of every view of a :class:`mvrecon.session.Session`.
+
+    A view without a face does not stop the stage: it is named in the result (and in
+    ``cues/summary.json``). An unreadable, truncated or too large image does: it is an
+    :class:`InputError` naming the file, and views done before it stay cached.
+    """
+    from rich.progress import track
+
+    out = session.stage_dir("cues")
+    parser = _parser(cfg.parser)
+    write_json(out / "config.json", {**cfg.settings(), "overlay": cfg.overlay, "max_image_pixels": cfg.max_image_pixels})
+    views = session.views()
+    results = []
+    for v in track(views, description="cues", disable=not sys.stderr.isatty() or len(views) < 2, transient=True):
+        results.append(process_image(v.image, out / v.key, cfg, key=v.key, parser=parser))
+    res = CuesResult(out, tuple(results))
+    write_json(
+        out / "summary.json",
+        {
+            "format": FORMAT,
+            "views": [
+                {"key": r.key, "image": str(r.image), "status": r.status, "cached": r.cached, "score": r.score}
+                for r in results
+            ],
+            "no_face": res.no_face,
+        },
+    )
+    return res
+
+
+def load_view_cues(view_dir: str | Path) -> FaceCues | None:
+    """The :class:`FaceCues` stored in a view folder, or None when no face was found there."""
+    path = Path(view_dir) / LANDMARKS_FILE
+    rec = read_json(path)
+    if not isinstance(rec, dict) or rec.get("format") != FORMAT:
+        raise InputError(f"not a {FORMAT} landmarks file", path)
+    if rec.get("status") != "ok":
+        return None
+    try:
+        return FaceCues.from_dict(rec)
+    except (KeyError, ValueError, TypeError, IndexError) as e:
+        raise InputError(f"malformed landmarks ({e})", path) from None
+
+
+def load_view_labels(view_dir: str | Path) -> np.ndarray:
+    """uint8 part labels ``(H, W)`` of a view folder."""
+    return read_image(Path(view_dir) / LABELS_FILE, gray=True)
