@@ -1,0 +1,1 @@
+"""Rig calibration: ChArUco boards, structure from motion, per-session refinement, formats."""
