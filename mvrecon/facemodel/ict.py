@@ -101,9 +101,24 @@ def _iter_tar(path: Path) -> Iterator[tuple[str, Callable[[], bytes]]]:
         raise InputError(f"archive is truncated or corrupt ({e.__class__.__name__}: {e})", path) from None
 
 
+def _iter_zip(path: Path) -> Iterator[tuple[str, Callable[[], bytes]]]:
+    # the upstream repository archive (ICT-FaceKit-master.zip) holds */FaceXModel/*
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            for info in z.infolist():
+                parts = Path(info.filename).parts
+                if info.is_dir() or len(parts) < 2 or parts[-2] != "FaceXModel":
+                    continue
+                yield parts[-1], (lambda i=info: z.read(i))
+    except (zipfile.BadZipFile, EOFError, OSError) as e:
+        raise InputError(f"zip archive is truncated or corrupt ({e})", path) from None
+
+
 def import_ict(path: str | Path, name: str = "ict", progress: Callable[[str], None] | None = None) -> FaceModel:
-    """Import ICT-FaceKit from its ``FaceXModel`` folder (or a folder containing it) or its
-    ``.tar.xz`` / ``.tar`` archive. Every problem is one :class:`InputError`; nothing is written."""
+    """Import ICT-FaceKit from its ``FaceXModel`` folder (or a folder containing it), its
+    ``.tar.xz`` / ``.tar`` archive, or the upstream repository ``.zip``. Every problem is one :class:`InputError`; nothing is written."""
     path = Path(path)
     t0 = time.perf_counter()
     if path.is_dir():
@@ -111,7 +126,9 @@ def import_ict(path: str | Path, name: str = "ict", progress: Callable[[str], No
         items = _iter_folder(folder)
         where = folder
     elif path.is_file():
-        items = _iter_tar(path)
+        import zipfile
+
+        items = _iter_zip(path) if zipfile.is_zipfile(path) else _iter_tar(path)
         where = path
     else:
         raise InputError("ICT-FaceKit folder or archive not found", path)
