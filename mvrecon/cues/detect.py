@@ -41,6 +41,9 @@ class DetectConfig:
     tile_grids: tuple[int, ...] = (2, 4, 8)
     """n x n grids of overlapping tiles tried in turn when the whole frame shows no face (() = off);
     8 finds faces down to about 1/50 of the frame width, at up to ~1 s for a frame with no face."""
+    offcentre_recheck: float = 0.5
+    """When the best whole-frame face is farther than this from the centre (fraction of half the
+    diagonal), the tiles are searched too, for a central face too small for the whole-frame pass."""
     crop_scale: float = 2.0
     """Side of the square crop the mesh runs on, in multiples of the face box's longer side."""
     mesh_size: int = 384
@@ -207,12 +210,17 @@ def _detect_tiles(img: np.ndarray, cfg: DetectConfig) -> tuple[np.ndarray, np.nd
     return np.zeros((0, 4)), np.zeros(0)
 
 
-def _nms(boxes: np.ndarray, scores: np.ndarray, iou: float = 0.3) -> tuple[np.ndarray, np.ndarray]:
-    order = np.argsort(-scores)
+def _nms_keep(boxes: np.ndarray, scores: np.ndarray, iou: float = 0.3) -> list[int]:
+    """Indices of the boxes kept by greedy non-maximum suppression (a handful of boxes)."""
     keep: list[int] = []
-    for i in order:
+    for i in np.argsort(-scores, kind="stable"):
         if all(_iou(boxes[i], boxes[k]) < iou for k in keep):
             keep.append(int(i))
+    return keep
+
+
+def _nms(boxes: np.ndarray, scores: np.ndarray, iou: float = 0.3) -> tuple[np.ndarray, np.ndarray]:
+    keep = _nms_keep(boxes, scores, iou)
     return boxes[keep], scores[keep]
 
 
@@ -224,14 +232,19 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
     return inter / union if union > 0 else 0.0
 
 
+def _offcentre(boxes: np.ndarray, width: int, height: int) -> np.ndarray:
+    """``(N,)`` distance of each box centre from the image centre over half the diagonal."""
+    centre = (boxes[:, :2] + boxes[:, 2:]) / 2
+    return np.linalg.norm(centre - [(width - 1) / 2, (height - 1) / 2], axis=1) / (0.5 * np.hypot(width, height))
+
+
 def pick_face(boxes: np.ndarray, width: int, height: int) -> int:
     """Index of the largest central box: area times ``(1 - d)^2``, with ``d`` the distance of
     the box centre from the image centre over half the diagonal (a face twice the area but
     halfway to a corner loses to a centred one)."""
     b = np.asarray(boxes, np.float64)
     area = np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None)
-    centre = (b[:, :2] + b[:, 2:]) / 2
-    d = np.linalg.norm(centre - [(width - 1) / 2, (height - 1) / 2], axis=1) / (0.5 * np.hypot(width, height))
+    d = _offcentre(b, width, height)
     return int(np.argmax(area * (1 - np.clip(d, 0, 1)) ** 2))
 
 
@@ -300,16 +313,24 @@ def detect(image: np.ndarray, cfg: DetectConfig = DetectConfig()) -> FaceCues | 
     img = as_rgb(image)
     h, w = img.shape[:2]
     boxes, scores = _detect_boxes(img, cfg)
-    method = "detector"
-    if not len(boxes) and cfg.tile_grids:
-        boxes, scores = _detect_tiles(img, cfg)
-        method = "detector-tiles"
+    from_tiles = np.zeros(len(boxes), bool)
+    if cfg.tile_grids and (
+        not len(boxes) or _offcentre(boxes[[pick_face(boxes, w, h)]], w, h)[0] > cfg.offcentre_recheck
+    ):
+        tb, ts = _detect_tiles(img, cfg)
+        if len(tb):
+            # whole-frame boxes first, so that they win ties in the suppression
+            keep = _nms_keep(np.concatenate([boxes, tb]), np.concatenate([scores + 1.0, ts]))
+            boxes = np.concatenate([boxes, tb])[keep]
+            scores = np.concatenate([scores, ts])[keep]
+            from_tiles = np.asarray(keep) >= len(from_tiles)
 
     pts = None
     n_faces = len(boxes)
     if len(boxes):
         i = pick_face(boxes, w, h)
         box, score = boxes[i], float(scores[i])
+        method = "detector-tiles" if from_tiles[i] else "detector"
         got = _mesh_on_crop(img, box, cfg)
         if got is None:  # a tight crop can defeat the mesh's own detector: give it more context
             got = _mesh_on_crop(img, box, dataclasses.replace(cfg, crop_scale=cfg.crop_scale * 1.6))

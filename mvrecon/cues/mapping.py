@@ -12,8 +12,9 @@ contour. How the table was chosen (checked on ``skimage.data.astronaut()``, over
 - Brows 17-26: MediaPipe's *upper* brow contour (70 63 105 66 107 / 336 296 334 293 300),
   because the iBUG brow points trace the brow's upper edge (``mvrecon.parts`` thickens the brow
   polygon downwards from them).
-- Nose bridge 27-30: nasion 168 to the tip 1, with 28 and 29 at a third and two thirds of that
-  line (197, 5). Nostril base 31-35: alar base 98 / 327, 97 / 326 halfway to the subnasale 2.
+- Nose bridge 27-30: nasion 168 down to the tip; MediaPipe's 4 and 1 sit on the upper and lower
+  part of the tip's bulb, and their mean lands on the tip as seen (astronaut: the highlight);
+  28 and 29 at a third and two thirds of the line from 168 to 1 (197, 5). Nostril base 31-35: alar base 98 / 327, 97 / 326 halfway to the subnasale 2.
 - Eyes 36-47: corners 33, 133, 362, 263; the lid points at a third and two thirds along
   MediaPipe's 9-point lid contours (160 158 / 153 144, 385 387 / 373 380).
 - Lips 48-67: outer corners 61 / 291, centres 0 / 17, the others at thirds of the outer contour
@@ -37,7 +38,7 @@ IBUG68_FROM_MP: tuple[tuple[int, ...], ...] = (
     (70,), (63,), (105,), (66,), (107,),
     (336,), (296,), (334,), (293,), (300,),
     # nose bridge 27-30, nostril base 31-35
-    (168,), (197,), (5,), (1,),
+    (168,), (197,), (5,), (4, 1),
     (98,), (97,), (2,), (326,), (327,),
     # right eye 36-41, left eye 42-47
     (33,), (160,), (158,), (133,), (153,), (144,),
