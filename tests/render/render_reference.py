@@ -39,7 +39,7 @@ def look_at_w2c(centre, target=(0.0, 0.0, 0.0), up=(0.0, 1.0, 0.0)) -> np.ndarra
     c, tgt = np.asarray(centre, float), np.asarray(target, float)
     z = tgt - c
     z /= np.linalg.norm(z)
-    x = np.cross(z, -np.asarray(up, float))
+    x = np.cross(-np.asarray(up, float), z)       # x = y x z with y ~ -up (image y down)
     x /= np.linalg.norm(x)
     y = np.cross(z, x)
     R = np.stack([x, y, z])
