@@ -176,15 +176,15 @@ def import_ict(path: str | Path, name: str = "ict", progress: Callable[[str], No
         )
 
     nv = len(neutral.vertices)
+    for k, v in verts.items():
+        if v.shape != neutral.vertices.shape:
+            raise InputError(f"{k}.obj has {len(v)} vertices, the neutral mesh {nv}: not the same topology", where)
     if nv != N_VERTICES or int(neutral.polygon_of_triangle.max()) + 1 != N_POLYGONS:
         raise InputError(
             f"{NEUTRAL} has {nv} vertices and {int(neutral.polygon_of_triangle.max()) + 1} polygons, "
             f"expected ICT-FaceKit's {N_VERTICES} and {N_POLYGONS}",
             where,
         )
-    for k, v in verts.items():
-        if v.shape != neutral.vertices.shape:
-            raise InputError(f"{k}.obj has {len(v)} vertices, the neutral mesh {nv}: not the same topology", where)
 
     mean = neutral.vertices * CM_TO_M
     id_basis = np.stack([verts[k] - neutral.vertices for k in id_names]) * CM_TO_M

@@ -253,6 +253,7 @@ def import_bfm2009(path: str | Path, name: str = "bfm", landmarks: Any = None) -
         f"Basel Face Model 2009 from {path.name}: {len(id_basis)} identity modes (shapePC*shapeEV), "
         f"{note}, micrometres -> metres",
         id_std=ev * um,
+        extras=extras,
     )
 
 
