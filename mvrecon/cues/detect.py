@@ -16,9 +16,11 @@ Coordinates are pixels of the input image, pixel centres at integer coordinates 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -121,9 +123,34 @@ _GRAPHS: dict[tuple, Any] = {}
 
 
 def _quiet_mediapipe() -> None:
-    # glog/TFLite chatter on stderr for every graph; keep it off the user's terminal.
     os.environ.setdefault("GLOG_minloglevel", "2")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+@contextlib.contextmanager
+def _native_stderr_silenced():
+    """Send the C++ side's stderr (absl/TFLite warnings MediaPipe prints on each graph's first
+    runs, which no environment variable turns off) to /dev/null for the duration of a call."""
+    try:
+        fd = sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):  # captured or replaced stderr: nothing to guard
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(fd)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, fd)
+        yield
+    finally:
+        os.dup2(saved, fd)
+        os.close(saved)
+        os.close(devnull)
+
+
+def _process(graph, img: np.ndarray):
+    with _native_stderr_silenced():
+        return graph.process(img)
 
 
 def _face_detector(model: int, score: float):
@@ -132,7 +159,8 @@ def _face_detector(model: int, score: float):
         _quiet_mediapipe()
         from mediapipe.python.solutions.face_detection import FaceDetection
 
-        _GRAPHS[key] = FaceDetection(model_selection=model, min_detection_confidence=score)
+        with _native_stderr_silenced():
+            _GRAPHS[key] = FaceDetection(model_selection=model, min_detection_confidence=score)
     return _GRAPHS[key]
 
 
@@ -142,9 +170,10 @@ def _face_mesh(score: float):
         _quiet_mediapipe()
         from mediapipe.python.solutions.face_mesh import FaceMesh
 
-        _GRAPHS[key] = FaceMesh(
-            static_image_mode=True, max_num_faces=3, refine_landmarks=True, min_detection_confidence=score
-        )
+        with _native_stderr_silenced():
+            _GRAPHS[key] = FaceMesh(
+                static_image_mode=True, max_num_faces=3, refine_landmarks=True, min_detection_confidence=score
+            )
     return _GRAPHS[key]
 
 
@@ -180,7 +209,7 @@ def _detect_boxes(img: np.ndarray, cfg: DetectConfig, models: tuple[int, ...] = 
     small, _ = _resize_max(img, cfg.detect_max_side)
     h, w = img.shape[:2]
     for model in models:
-        res = _face_detector(model, cfg.min_detection_score).process(small)
+        res = _process(_face_detector(model, cfg.min_detection_score), small)
         if res.detections:
             boxes, scores = [], []
             for d in res.detections:
@@ -272,7 +301,7 @@ def _run_mesh(img: np.ndarray, cfg: DetectConfig) -> tuple[np.ndarray, int] | No
     """MediaPipe points ``(478, 3)`` in ``img`` pixels of the face nearest the image centre, and
     the number of faces the mesh saw; None when it sees none."""
     h, w = img.shape[:2]
-    res = _face_mesh(cfg.min_mesh_score).process(img)
+    res = _process(_face_mesh(cfg.min_mesh_score), img)
     if not res.multi_face_landmarks:
         return None
     faces = [

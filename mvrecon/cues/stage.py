@@ -172,7 +172,7 @@ def process_image(
     if rec is not None:
         return ViewResult(key, image_path, rec["status"], True, out_dir, rec.get("score"))
 
-    image = read_image(image_path, max_pixels=cfg.max_image_pixels)
+    image = _read_image(image_path, cfg.max_image_pixels)
     parser = parser or _parser(cfg.parser)
     cues = detect(image, cfg.detect)
     record: dict[str, Any] = {
@@ -194,6 +194,17 @@ def process_image(
     if cues is None:
         log.warning("%s: no face found", image_path)
     return ViewResult(key, image_path, record["status"], False, out_dir, None if cues is None else cues.score)
+
+
+def _read_image(path: Path, max_pixels: int) -> np.ndarray:
+    from PIL import Image
+
+    try:
+        return read_image(path, max_pixels=max_pixels)
+    except Image.DecompressionBombError:
+        # PIL refuses (from the header) images above twice its own limit before mvrecon.io's
+        # size check sees them; same meaning, so the same one-line error.
+        raise InputError(f"image is far too large (above {2 * Image.MAX_IMAGE_PIXELS} pixels); refused", path) from None
 
 
 def _parser(name: str) -> FaceParser:
