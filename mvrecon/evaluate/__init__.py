@@ -1,0 +1,36 @@
+"""Evaluation of a reconstructed face against a scan: REALY regions, NoW, Chamfer, F-score.
+
+Public API::
+
+    from mvrecon.evaluate import EvalConfig, evaluate, evaluate_files, load_face_mesh, write_outputs
+    pred = load_face_mesh("pred.obj", "pred_landmarks.txt")        # units told from the face width
+    scan = load_face_mesh("scan.ply", "scan_landmarks.txt", units="mm")
+    result = evaluate(pred, scan, EvalConfig())                      # -> EvalResult
+    write_outputs(result, "out/")                                    # metrics.json, heatmap.png, metrics.md
+
+``mvrecon.evaluate.bench.run_bench(DIR)`` scores every subject folder of a benchmark.
+"""
+
+from .evaluate import EvalConfig, EvalResult, evaluate, evaluate_files
+from .meshes import FaceMesh, load_face_mesh, make_face_mesh, read_landmarks, read_mesh
+from .realy import RealyConfig, RegionResult
+from .regions import REGION_NAMES, cut_regions, region_labels
+from .report import write_outputs
+
+__all__ = [
+    "EvalConfig",
+    "EvalResult",
+    "FaceMesh",
+    "REGION_NAMES",
+    "RealyConfig",
+    "RegionResult",
+    "cut_regions",
+    "evaluate",
+    "evaluate_files",
+    "load_face_mesh",
+    "make_face_mesh",
+    "read_landmarks",
+    "read_mesh",
+    "region_labels",
+    "write_outputs",
+]

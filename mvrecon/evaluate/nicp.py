@@ -1,0 +1,245 @@
+"""Optimal-step non-rigid ICP (Amberg et al. 2007) as REALY runs it (``utils/NICP.py``).
+
+Each source vertex ``i`` carries an affine map ``X_i`` (4x3); one step solves, in least squares,
+
+    alpha^2 sum_edges |(X_i - X_j) G|^2  +  sum_i w_i |[v_i 1] X_i - u_i|^2  +  sum_k b_k^2 |[v_k 1] X_k - l_k|^2
+
+with ``G = diag(1, 1, 1, gamma)``, ``u_i`` the nearest target point of the current ``v_i`` (a
+KD-tree over the target point set), ``w_i`` 1 when that distance is below
+``max(2 * mean distance, 1 unit)`` and 0 otherwise, and keypoints ``v_k`` pulled to ``l_k`` with
+weight ``b_k``. REALY's schedule, transcribed:
+
+- with keypoints: a first single step with only the keypoint term, stiffness ``alpha2 = 150`` and
+  ``G_KP = diag(2, 2, 3, 2 gamma)``, keypoint weight 50; then stiffness ``50, 50 e^-0.5, 50 e^-1``
+  with keypoint weight ``5 e^(-0.9 count)`` (``count`` the steps so far), each stage stepping until
+  ``|X - X_prev| <= epsilon 0.5^(stage-1)`` or more than 10 steps;
+- without keypoints (REALY's cheek): stiffness ``50, 50 e^-0.5, 50 e^-1``, until
+  ``|X - X_prev| <= epsilon 0.5^stage``.
+
+Units. REALY's scans are stored in units of about 8.9 mm (the mean of its
+``data/metrical_scale.txt``), and its stiffness weights, 1-unit outlier threshold and epsilon only
+mean the same thing in those units; positions are therefore divided by :attr:`NicpConfig.unit_m`
+before the solve.
+
+Deviations (all for speed on a CPU without CHOLMOD):
+- the normal equations are factored by SuperLU instead of CHOLMOD (same solution);
+- a region with more than :attr:`NicpConfig.max_nodes` vertices gets one affine map per node of
+  a deformation graph (the region's vertices clustered on a voxel grid to about that many nodes,
+  clusters joined where a mesh edge joins them) instead of one per vertex; every
+  vertex keeps its own data and keypoint term and moves by the blend of its 4 nearest nodes' maps,
+  weighted ``(1 - d / d_5)^2`` as in embedded deformation (Sumner et al. 2007). The system then
+  has ``4 * max_nodes`` unknowns whatever the scan's resolution;
+- the keypoint-free schedule stops after ``max_steps + 1`` steps per stage like the keypoint one
+  (REALY has no cap there).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class NicpConfig:
+    """Settings of the optimal-step non-rigid ICP (REALY's values by default)."""
+
+    unit_m: float = 0.0089
+    """Length (metres) of one solver unit: REALY's scan unit, about 8.9 mm."""
+    epsilon: float = 1.0
+    """Convergence threshold on the Frobenius change of the affine maps, in solver units."""
+    gamma: float = 1.0
+    """Weight of translation against the linear part in the stiffness term."""
+    alpha: float = 50.0
+    """Stiffness of the first data stage; later stages decay by e^-0.5 each."""
+    alpha_keypoints: float = 150.0
+    """Stiffness of the keypoint-only first step."""
+    keypoint_weight: float = 50.0
+    """Keypoint weight of the first step; later steps use it * e^(-0.9 count) / 10."""
+    max_steps: int = 10
+    """A stage stops after more than this many steps."""
+    max_nodes: int = 600
+    """Regions with more vertices are solved on a decimated deformation graph of this size."""
+    regularization: float = 1e-6
+    """Weight pulling each affine map towards the identity (mvrecon's; keeps islands solvable)."""
+
+
+def _edges(triangles: np.ndarray, n: int) -> np.ndarray:
+    f = np.asarray(triangles, dtype=np.int64)
+    e = np.sort(np.concatenate([f[:, [0, 1]], f[:, [1, 2]], f[:, [0, 2]]], 0), 1)
+    e = np.unique(e[:, 0] * n + e[:, 1])
+    return np.stack([e // n, e % n], 1)
+
+
+def _laplacian(edges: np.ndarray, n: int):
+    import scipy.sparse as sp
+
+    i, j = edges[:, 0], edges[:, 1]
+    m = len(edges)
+    inc = sp.csr_matrix(
+        (np.r_[np.ones(m), -np.ones(m)], (np.r_[np.arange(m), np.arange(m)], np.r_[i, j])), shape=(m, n)
+    )
+    return (inc.T @ inc).tocsr()
+
+
+def _data_matrix(cur: np.ndarray, skin):
+    """Sparse ``(n, 4m)`` matrix taking the nodes' affine maps to vertex positions:
+    row ``i`` holds ``W_ik [p_i 1]`` in the 4 columns of node ``k`` (``skin`` W ``(n, m)`` csr)."""
+    import scipy.sparse as sp
+
+    n = len(cur)
+    vh = np.concatenate([cur, np.ones((n, 1))], 1)
+    if skin is None:
+        rows = np.repeat(np.arange(n), 4)
+        cols = np.arange(4 * n)
+        return sp.csr_matrix((vh.ravel(), (rows, cols)), shape=(n, 4 * n))
+    coo = skin.tocoo()
+    rows = np.repeat(coo.row, 4)
+    cols = (4 * coo.col[:, None] + np.arange(4)[None]).ravel()
+    data = (coo.data[:, None] * vh[coo.row]).ravel()
+    return sp.csr_matrix((data, (rows, cols)), shape=(n, 4 * skin.shape[1]))
+
+
+def optimal_step_nicp(
+    vertices: np.ndarray,
+    edges: np.ndarray,
+    target_points: np.ndarray,
+    keypoint_ids: np.ndarray,
+    keypoint_targets: np.ndarray,
+    cfg: NicpConfig,
+    skin=None,
+) -> np.ndarray:
+    """Deformed ``vertices`` ``(n, 3)`` after the REALY schedule, all in solver units.
+
+    ``edges`` ``(E, 2)`` is the stiffness graph over the unknown affine maps: one map per vertex
+    (``skin`` None, REALY's formulation) or one per node of a deformation graph, each vertex then
+    moved by the blend ``skin`` ``(n, m)`` of its nodes' maps. ``keypoint_ids`` ``(k,)`` vertex
+    indices pulled to ``keypoint_targets`` ``(k, 3)``; ``k = 0`` runs the keypoint-free schedule.
+    """
+    import scipy.sparse as sp
+    import scipy.sparse.linalg as spla
+    from scipy.spatial import cKDTree
+
+    n = len(vertices)
+    m = n if skin is None else skin.shape[1]
+    lap = _laplacian(edges, m)
+    g2 = np.diag(np.array([1.0, 1.0, 1.0, cfg.gamma]) ** 2)
+    g2_kp = np.diag(np.array([2.0, 2.0, 3.0, 2.0 * cfg.gamma]) ** 2)
+    stiff = sp.kron(lap, sp.csr_matrix(g2)).tocsc()
+    stiff_kp = sp.kron(lap, sp.csr_matrix(g2_kp)).tocsc()
+    targets = np.asarray(target_points, dtype=np.float64)
+    tree = cKDTree(targets)
+    kp_ids = np.asarray(keypoint_ids, dtype=np.int64)
+    kp_tgt = np.asarray(keypoint_targets, dtype=np.float64).reshape(-1, 3)
+    has_kp = len(kp_ids) > 0
+
+    if has_kp:
+        stages = [(cfg.alpha_keypoints, 2.0 * cfg.epsilon)]
+        stages += [(cfg.alpha * np.exp(-0.5 * k), cfg.epsilon * 0.5**k) for k in range(3)]
+    else:
+        stages = [(cfg.alpha * np.exp(-0.5 * k), cfg.epsilon * 0.5**k) for k in range(3)]
+
+    eye_maps = np.tile(np.eye(4)[:, :3], (m, 1))
+    x = np.ones((4 * m, 3))
+    x_prev = np.zeros((4 * m, 3))
+    cur = np.asarray(vertices, dtype=np.float64).copy()
+    count = 0
+    for stage, (alpha, eps) in enumerate(stages):
+        keypoint_only = has_kp and stage == 0
+        step = 0
+        while True:
+            if np.linalg.norm(x - x_prev) <= eps or step > cfg.max_steps:
+                break
+            x_prev = x
+            dmat = _data_matrix(cur, skin)
+            if keypoint_only:
+                lhs = alpha**2 * stiff_kp
+                rhs = np.zeros((4 * m, 3))
+            else:
+                dist, idx = tree.query(cur, workers=-1)
+                w = (dist < max(2.0 * dist.mean(), 1.0)).astype(np.float64)
+                dw = sp.diags(w) @ dmat
+                lhs = alpha**2 * stiff + dw.T @ dw
+                rhs = dw.T @ (w[:, None] * targets[idx])
+            if has_kp:
+                kw = cfg.keypoint_weight if keypoint_only else cfg.keypoint_weight * np.exp(-0.9 * count) / 10.0
+                dk = kw * dmat[kp_ids]
+                lhs = lhs + dk.T @ dk
+                rhs = rhs + dk.T @ (kw * kp_tgt)
+            # a faint pull of every map towards the identity keeps the system regular where
+            # nothing else fixes it (an island of the region with no keypoint in the keypoint step)
+            lhs = lhs + cfg.regularization * sp.eye(4 * m)
+            rhs = np.asarray(rhs) + cfg.regularization * eye_maps
+            x = spla.splu(sp.csc_matrix(lhs), permc_spec="MMD_AT_PLUS_A").solve(rhs)
+            cur = dmat @ x
+            step += 1
+            count += 1
+            if keypoint_only:
+                break
+    return cur
+
+
+def _cluster_graph(vertices: np.ndarray, triangles: np.ndarray, max_nodes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Deformation graph of a mesh: vertices clustered on a voxel grid sized for about
+    ``max_nodes`` clusters; nodes ``(m, 3)`` at cluster centroids, edges ``(E, 2)`` between
+    clusters joined by a mesh edge (so the graph is connected wherever the mesh is)."""
+    v = vertices
+    f = triangles
+    area = 0.5 * np.linalg.norm(np.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]]), axis=1).sum()
+    h = np.sqrt(max(area, 1e-12) / max_nodes)
+    for _ in range(6):
+        _, assign = np.unique(np.floor(v / h).astype(np.int64), axis=0, return_inverse=True)
+        assign = assign.reshape(-1)
+        m = int(assign.max()) + 1
+        if m <= 1.15 * max_nodes:
+            break
+        h *= np.sqrt(m / max_nodes)
+    counts = np.bincount(assign, minlength=m).astype(np.float64)
+    nodes = np.stack([np.bincount(assign, weights=v[:, d], minlength=m) for d in range(3)], 1) / counts[:, None]
+    e = _edges(f, len(v))
+    a, b = assign[e[:, 0]], assign[e[:, 1]]
+    keep = a != b
+    pairs = np.sort(np.stack([a[keep], b[keep]], 1), 1)
+    pairs = np.unique(pairs[:, 0] * m + pairs[:, 1])
+    return nodes, np.stack([pairs // m, pairs % m], 1)
+
+
+def nicp(
+    vertices: np.ndarray,
+    triangles: np.ndarray,
+    target_points: np.ndarray,
+    keypoint_ids: np.ndarray,
+    keypoint_targets: np.ndarray,
+    cfg: NicpConfig = NicpConfig(),
+) -> np.ndarray:
+    """Deform a mesh ``(n, 3)``/``(m, 3)`` (metres) towards ``target_points`` ``(T, 3)`` (metres).
+
+    ``keypoint_ids`` ``(k,)`` vertex indices pulled to ``keypoint_targets`` ``(k, 3)`` metres.
+    Returns the deformed vertices ``(n, 3)`` metres; the input is not modified.
+    """
+    from scipy.spatial import cKDTree
+
+    v = np.asarray(vertices, dtype=np.float64)
+    f = np.asarray(triangles, dtype=np.int64)
+    # work around the region's centroid: the affine maps' translation part then stays small
+    centre = v.mean(0)
+    u = cfg.unit_m
+    vs = (v - centre) / u
+    tgt = (np.asarray(target_points, dtype=np.float64) - centre) / u
+    kp_tgt = (np.asarray(keypoint_targets, dtype=np.float64).reshape(-1, 3) - centre) / u
+    kp_ids = np.asarray(keypoint_ids, dtype=np.int64)
+
+    if len(v) <= cfg.max_nodes:
+        deformed = optimal_step_nicp(vs, _edges(f, len(v)), tgt, kp_ids, kp_tgt, cfg)
+        return deformed * u + centre
+
+    import scipy.sparse as sp
+
+    nodes, node_edges = _cluster_graph(vs, f, cfg.max_nodes)
+    k = min(4, len(nodes) - 1)
+    dist, idx = cKDTree(nodes).query(vs, k=k + 1)
+    w = np.clip(1.0 - dist[:, :k] / np.maximum(dist[:, k:], 1e-12), 0.0, None) ** 2
+    w = w / np.maximum(w.sum(1, keepdims=True), 1e-12)
+    skin = sp.csr_matrix((w.ravel(), (np.repeat(np.arange(len(vs)), k), idx[:, :k].ravel())), shape=(len(vs), len(nodes)))
+    deformed = optimal_step_nicp(vs, node_edges, tgt, kp_ids, kp_tgt, cfg, skin=skin)
+    return deformed * u + centre
