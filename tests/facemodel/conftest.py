@@ -5,8 +5,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import os
+from pathlib import Path
+
 import numpy as np
 import pytest
+
+#: The read-only upstream ICT-FaceKit archive (as tools/setup.sh finds it).
+ICT_ARCHIVE = Path(
+    os.environ.get("MVRECON_ICT", Path(__file__).resolve().parents[3] / "shared/models/ict-facekit/FaceXModel.tar.xz")
+)
 
 
 def _ellipse(cx, cy, rx, ry, n, a0=0.0, a1=2 * np.pi, endpoint=False):
@@ -73,3 +81,10 @@ def make_head(n: int = 60) -> Head:
 @pytest.fixture(scope="session")
 def head() -> Head:
     return make_head()
+
+
+@pytest.fixture(scope="session")
+def ict_archive() -> Path:
+    if not ICT_ARCHIVE.is_file():
+        pytest.skip(f"ICT-FaceKit archive not found at {ICT_ARCHIVE}")
+    return ICT_ARCHIVE
