@@ -206,29 +206,30 @@ def render_vertex_labels(
     height: int,
     width: int,
 ) -> np.ndarray:
-    """Ray-cast a pinhole camera (OpenCV conventions) and return the (H, W) uint8 label of the
-    nearest vertex of the hit triangle (largest barycentric weight); 0 where nothing is hit."""
-    import open3d as o3d
+    """Render per-vertex labels through a pinhole camera (OpenCV conventions) with
+    :func:`mvrecon.render.rasterize`: each pixel takes the label of the hit triangle's corner with
+    the largest barycentric weight (its nearest vertex); 0 where nothing is hit. (H, W) uint8."""
+    import torch
 
-    K = np.asarray(K, np.float64)
-    T = np.asarray(world_to_cam, np.float64)
-    R, t = T[:3, :3], T[:3, 3]
-    centre = -R.T @ t
-    u, vv = np.meshgrid(np.arange(width, dtype=np.float64), np.arange(height, dtype=np.float64))
-    pix = np.stack([u.ravel(), vv.ravel(), np.ones(u.size)], 1)
-    d = (pix @ np.linalg.inv(K).T) @ R  # camera rays rotated to world: R^T d per row
-    rays = np.concatenate([np.broadcast_to(centre, d.shape), d], 1).astype(np.float32)
-    tri = np.asarray(triangles)
-    ans = _scene(verts, tri).cast_rays(o3d.core.Tensor(rays))
-    prim = ans["primitive_ids"].numpy().astype(np.int64)
-    uv = ans["primitive_uvs"].numpy()
-    hit = np.isfinite(ans["t_hit"].numpy())
-    bary = np.stack([1 - uv[:, 0] - uv[:, 1], uv[:, 0], uv[:, 1]], 1)
-    corner = np.argmax(bary, 1)
-    out = np.zeros(len(rays), np.uint8)
-    vid = tri[prim[hit], corner[hit]]
-    out[hit] = np.asarray(vertex_labels)[vid]
-    return out.reshape(height, width)
+    from ..render import rasterize
+
+    tri = np.asarray(triangles, dtype=np.int64)
+    frags = rasterize(
+        torch.as_tensor(np.asarray(verts), dtype=torch.float64),
+        torch.as_tensor(tri),
+        torch.as_tensor(np.asarray(K, np.float64))[None],
+        torch.as_tensor(np.asarray(world_to_cam, np.float64))[None],
+        height,
+        width,
+        backend="raycast",
+    )
+    tri_id = frags.tri_id[0].numpy()
+    bary = frags.bary[0].detach().numpy()
+    hit = tri_id >= 0
+    out = np.zeros((height, width), np.uint8)
+    corner = np.argmax(bary[hit], axis=1)
+    out[hit] = np.asarray(vertex_labels)[tri[tri_id[hit], corner]]
+    return out
 
 
 def project(points: np.ndarray, K: np.ndarray, world_to_cam: np.ndarray) -> np.ndarray:
