@@ -60,7 +60,7 @@ def render_mesh(verts: torch.Tensor, faces: torch.Tensor, K: torch.Tensor, world
     if sh is not None:
         if sh.ndim == 3:
             # per-view lighting: the hits are grouped by view, so index each hit's coefficients
-            color_hit = shade_sh(albedo_hit, n_hit[:, None], sh.index_select(0, view))[:, 0]
+            color_hit = shade_sh(albedo_hit[:, None], n_hit[:, None], sh.index_select(0, view))[:, 0]
         else:
             color_hit = shade_sh(albedo_hit, n_hit, sh)
     else:

@@ -2,11 +2,10 @@
 perspective-correct barycentrics and depth recomputed in torch (differentiable w.r.t. vertex
 positions, ``K`` and ``world_to_cam``).
 
-The recompute is exact ray/triangle intersection in camera space: for the pixel ray
-``r = K^-1 [x, y, 1]`` and camera-space corners ``p0, p1, p2`` the barycentric weights are
-``w_i = r . (p_j x p_k)`` (cyclic), normalised to sum to one, and the depth is
-``det(p0, p1, p2) / sum(w)``. This equals the classic "screen-space barycentrics divided by z"
-formula, but needs no projection and no division by vertex depth.
+The recompute is exact perspective-correct interpolation: from the corners' projected pixel
+positions and depths, 2D edge functions divided by depth give the barycentrics of the pixel
+centre's ray/triangle intersection (see :func:`fragments_from_ids`), using only per-vertex
+projections and per-pixel gathers, so forward and backward cost O(N + covered pixels).
 
 Only visibility (the triangle id) comes from the backend, so all backends share the same
 differentiable path and agree wherever they pick the same triangle. The silhouette itself is a
@@ -116,66 +115,80 @@ def to_camera(verts: torch.Tensor, world_to_cam: torch.Tensor) -> torch.Tensor:
     return verts @ R.transpose(1, 2) + t[:, None]
 
 
-def _pixel_grid(V: int, height: int, width: int, window_origin, dtype, device) -> torch.Tensor:
-    """(V, H*W, 2) pixel centres, row-major, offset per view by ``window_origin`` (x0, y0)."""
-    ys, xs = torch.meshgrid(torch.arange(height, dtype=dtype, device=device),
-                            torch.arange(width, dtype=dtype, device=device), indexing="ij")
-    grid = torch.stack([xs, ys], dim=-1).reshape(1, -1, 2)
-    if window_origin is None:
-        return grid.expand(V, -1, -1)
-    origin = torch.as_tensor(window_origin, dtype=dtype, device=device).reshape(-1, 2)
-    if origin.shape[0] not in (1, V):
-        raise RenderInputError(f"render: window_origin must be (2,) or (V, 2), got {tuple(origin.shape)}")
-    return grid + origin.expand(V, 2)[:, None]
-
-
 # --------------------------------------------------------------------------------------------
 # differentiable recompute
 
 
-def _face_planes(cam_verts: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
-    """(V*F, 10) per view and face: p1 x p2, p2 x p0, p0 x p1 and det(p0, p1, p2), camera space."""
-    V, F = cam_verts.shape[0], faces.shape[0]
-    p = cam_verts.index_select(1, faces.reshape(-1)).reshape(V, F, 3, 3)
-    p0, p1, p2 = p.unbind(2)
-    c0, c1, c2 = torch.cross(p1, p2, dim=-1), torch.cross(p2, p0, dim=-1), torch.cross(p0, p1, dim=-1)
-    det = (p0 * c0).sum(-1, keepdim=True)
-    return torch.cat([c0, c1, c2, det], dim=-1).reshape(V * F, 10)
+@dataclass(frozen=True)
+class PixelGrid:
+    """A row-major ``height x width`` block of pixel centres per view, top-left at ``origin``."""
+
+    height: int
+    """Rows of the block."""
+    width: int
+    """Columns of the block."""
+    origin: torch.Tensor
+    """(V, 2) float: (x0, y0) pixel coordinates of the block's top-left pixel in the full image."""
 
 
-def _hit_rays(K: torch.Tensor, pixels: torch.Tensor, hit_index: torch.Tensor, counts: Sequence[int]) -> torch.Tensor:
-    """(P, 3) camera-space rays K^-1 [x, y, 1] of the covered pixels (hits sorted by view)."""
-    V, M = pixels.shape[:2]
-    Kinv = torch.linalg.inv(K)
-    pix = pixels.reshape(V * M, 2).index_select(0, hit_index).to(K.dtype)
-    # a matmul per view rather than a per-pixel gather of K^-1: its backward is a plain reduction
-    parts = []
-    for v, chunk in enumerate(torch.split(pix, list(counts))):
-        parts.append(chunk @ Kinv[v, :, :2].T + Kinv[v, :, 2])
-    return torch.cat(parts, dim=0) if parts else pix.new_zeros((0, 3))
+def _hit_pixels(pixels: torch.Tensor | PixelGrid, hit: torch.Tensor, M: int, dtype: torch.dtype) -> torch.Tensor:
+    """(P, 2) pixel coordinates (x, y) of the covered pixels, flat indices ``hit`` into V * M."""
+    if isinstance(pixels, PixelGrid):
+        view = torch.div(hit, M, rounding_mode="floor")
+        local = hit - view * M
+        row = torch.div(local, pixels.width, rounding_mode="floor")
+        xy = torch.stack([local - row * pixels.width, row], dim=-1).to(dtype)
+        return xy + pixels.origin.to(device=hit.device, dtype=dtype).index_select(0, view)
+    V = pixels.shape[0]
+    return pixels.reshape(V * M, 2).index_select(0, hit).to(dtype)
+
+
+def _projected_vertices(verts: torch.Tensor, K: torch.Tensor, world_to_cam: torch.Tensor) -> torch.Tensor:
+    """(V*N, 3) per view and vertex: pixel x, pixel y and 1/z (z = camera-space depth)."""
+    pc = to_camera(verts, world_to_cam)                                     # (V, N, 3)
+    z = pc[..., 2]
+    # vertices exactly on the camera plane are singular; the formulas below hold for any other z,
+    # including z < 0 (a large triangle crossing the camera plane)
+    tiny = torch.finfo(z.dtype).tiny ** 0.5
+    z = torch.where(z.abs() < tiny, torch.full_like(z, tiny), z)
+    inv_z = 1.0 / z
+    proj = pc @ K[:, :2].transpose(1, 2)                                   # (V, N, 2): K rows x and y
+    uv = proj * inv_z[..., None]
+    return torch.cat([uv, inv_z[..., None]], dim=-1).reshape(-1, 3)
 
 
 def fragments_from_ids(tri_id: torch.Tensor, verts: torch.Tensor, faces: torch.Tensor, K: torch.Tensor,
-                       world_to_cam: torch.Tensor, pixels: torch.Tensor, shape: Sequence[int]) -> Fragments:
+                       world_to_cam: torch.Tensor, pixels: torch.Tensor | PixelGrid, shape: Sequence[int]) -> Fragments:
     """Differentiable :class:`Fragments` from per-pixel triangle ids.
 
-    tri_id (V, M) long (-1 = none) at ``pixels`` (V, M, 2) (pixel coordinates, centres at integers);
-    verts (N, 3) or (V, N, 3) world metres; ``shape`` is the layout S with prod(S) = M.
+    tri_id (V, M) long (-1 = none) at ``pixels``: (V, M, 2) pixel coordinates (centres at integers)
+    or a :class:`PixelGrid`; verts (N, 3) or (V, N, 3) world metres; faces (F, 3) long; K (V, 3, 3);
+    world_to_cam (V, 4, 4); ``shape`` is the layout S with prod(S) = M.
+
+    With the corners' pixel positions ``a_i`` and depths ``z_i``, the 2D edge functions
+    ``e_i = cross(a_j - x, a_k - x)`` (cyclic) give ``bary_i = (e_i / z_i) / sum_j (e_j / z_j)`` and
+    ``depth = sum_j e_j / sum_j (e_j / z_j)``: exactly the camera-space ray/triangle intersection
+    (``e_i / z_i`` is ``r . (p_j x p_k)`` up to a factor common to the three corners).
     """
     V, M = tri_id.shape
+    N = verts.shape[-2]
     tri_flat = tri_id.reshape(-1)
     hit = torch.nonzero(tri_flat >= 0).reshape(-1)
     view = torch.div(hit, M, rounding_mode="floor")
-    counts = torch.bincount(view, minlength=V).tolist()
-    planes = _face_planes(to_camera(verts, world_to_cam), faces)
-    g = planes.index_select(0, view * faces.shape[0] + tri_flat.index_select(0, hit))
-    r = _hit_rays(K, pixels, hit, counts)
-    w = torch.stack([(g[:, 0:3] * r).sum(-1), (g[:, 3:6] * r).sum(-1), (g[:, 6:9] * r).sum(-1)], dim=-1)
-    s = w.sum(-1)
-    # a ray the backend says hits a triangle cannot be parallel to it; guard the exact-zero case only
+    pix = _hit_pixels(pixels, hit, M, verts.dtype)
+    table = _projected_vertices(verts, K, world_to_cam)
+    corner = faces.index_select(0, tri_flat.index_select(0, hit)) + (view * N)[:, None]
+    g = table.index_select(0, corner.reshape(-1)).reshape(-1, 3, 3)       # (P, corner, [x, y, 1/z])
+    du0, du1, du2 = (g[..., 0] - pix[:, 0:1]).unbind(1)
+    dv0, dv1, dv2 = (g[..., 1] - pix[:, 1:2]).unbind(1)
+    # plain column arithmetic: advanced indexing of the corner axis costs more than the math
+    e = torch.stack([du1 * dv2 - du2 * dv1, du2 * dv0 - du0 * dv2, du0 * dv1 - du1 * dv0], dim=-1)
+    q = e * g[..., 2]
+    s = q.sum(-1)
+    # a pixel the backend says is covered is never on an edge-on triangle; guard the exact zero only
     s = torch.where(s == 0, torch.full_like(s, torch.finfo(s.dtype).tiny), s)
-    bary_hit = w / s[:, None]
-    depth_hit = g[:, 9] / s
+    bary_hit = q / s[:, None]
+    depth_hit = e.sum(-1) / s
     dtype = verts.dtype
     bary = torch.zeros(V * M, 3, dtype=dtype, device=verts.device).index_copy(0, hit, bary_hit)
     depth = torch.zeros(V * M, dtype=dtype, device=verts.device).index_copy(0, hit, depth_hit)
@@ -220,17 +233,27 @@ def rasterize(verts: torch.Tensor, faces: torch.Tensor, K: torch.Tensor, world_t
     if height <= 0 or width <= 0:
         raise RenderInputError(f"render: image size must be positive, got {width}x{height}")
     V = K.shape[0]
-    pixels = _pixel_grid(V, height, width, window_origin, torch.float64, torch.device("cpu"))
+    origin = torch.zeros(V, 2, dtype=torch.float64)
+    if window_origin is not None:
+        origin = torch.as_tensor(window_origin, dtype=torch.float64).detach().cpu().reshape(-1, 2)
+        if origin.shape[0] not in (1, V):
+            raise RenderInputError(f"render: window_origin must be (2,) or (V, 2), got {tuple(origin.shape)}")
+        origin = origin.expand(V, 2)
+    grid = PixelGrid(height, width, origin)
     name = _resolve_backend(backend)
     if name == "raycast":
-        tri = _raycast_ids(verts, faces, K, world_to_cam, pixels)
+        v_np = verts.detach().cpu().numpy()
+        if v_np.ndim == 3 and verts.stride(0) == 0:
+            v_np = v_np[0]      # expanded single mesh: one scene serves all views
+        tri = torch.from_numpy(raycast.grid_ids(v_np, faces.cpu().numpy(), K.detach().cpu().double().numpy(),
+                                                world_to_cam.detach().cpu().double().numpy(), height, width,
+                                                origin.numpy()))
     else:
         from . import backends
 
-        origin = pixels[:, 0].to(K.dtype)
         fn = backends.pytorch3d_ids if name == "pytorch3d" else backends.nvdiffrast_ids
-        tri = fn(verts, faces, K, world_to_cam, height, width, origin).reshape(V, -1)
-    return fragments_from_ids(tri.to(verts.device), verts, faces, K, world_to_cam, pixels.to(verts.device),
+        tri = fn(verts, faces, K, world_to_cam, height, width, origin.to(K.device))
+    return fragments_from_ids(tri.reshape(V, -1).to(verts.device), verts, faces, K, world_to_cam, grid,
                               (height, width))
 
 

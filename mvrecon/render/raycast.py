@@ -44,6 +44,57 @@ def camera_rays(K: torch.Tensor, world_to_cam: torch.Tensor, pixels: torch.Tenso
     return torch.cat([o, d], dim=-1).to(torch.float32).numpy()
 
 
+def _bbox(verts: np.ndarray, K: np.ndarray, w2c: np.ndarray, origin: np.ndarray, height: int, width: int):
+    """Pixel index range (r0, r1, c0, c1) of the window that can contain the mesh's projection
+    (the whole window if any vertex is not in front of the camera)."""
+    pc = verts @ w2c[:3, :3].T + w2c[:3, 3]
+    if not (pc[:, 2] > 0).all():
+        return 0, height, 0, width
+    uv = (pc @ K[:2].T) / pc[:, 2:3] - origin
+    c0 = int(np.clip(np.floor(uv[:, 0].min()) - 1, 0, width))
+    c1 = int(np.clip(np.ceil(uv[:, 0].max()) + 2, 0, width))
+    r0 = int(np.clip(np.floor(uv[:, 1].min()) - 1, 0, height))
+    r1 = int(np.clip(np.ceil(uv[:, 1].max()) + 2, 0, height))
+    return r0, max(r0, r1), c0, max(c0, c1)
+
+
+def grid_ids(verts: np.ndarray, faces: np.ndarray, K: np.ndarray, world_to_cam: np.ndarray, height: int,
+             width: int, origin: np.ndarray) -> np.ndarray:
+    """(V, height, width) int64 triangle ids (-1 = none) of the pixel block with top-left pixel
+    ``origin`` (V, 2) in each view. verts (N, 3) shared or (V, N, 3); K (V, 3, 3); world_to_cam (V, 4, 4).
+
+    Only pixels inside the mesh's projected bounding box get a ray (a head fills a third of a
+    portrait frame); all views' rays go to Embree in one call when the mesh is shared.
+    """
+    V = K.shape[0]
+    boxes, rays = [], []
+    for v in range(V):
+        mesh = verts if verts.ndim == 2 else verts[v]
+        r0, r1, c0, c1 = _bbox(mesh, K[v], world_to_cam[v], origin[v], height, width)
+        boxes.append((r0, r1, c0, c1))
+        R, t = world_to_cam[v, :3, :3], world_to_cam[v, :3, 3]
+        M = R.T @ np.linalg.inv(K[v])                       # columns: d/dx, d/dy, offset of the world direction
+        xs = (np.arange(c0, c1) + origin[v, 0])[None, :, None]
+        ys = (np.arange(r0, r1) + origin[v, 1])[:, None, None]
+        block = np.empty((r1 - r0, c1 - c0, 6), np.float32)
+        block[..., :3] = -R.T @ t
+        block[..., 3:] = xs * M[:, 0] + ys * M[:, 1] + M[:, 2]
+        rays.append(block.reshape(-1, 6))
+    if verts.ndim == 2:
+        scene = _scene(verts, faces)
+        prim = scene.cast_rays(o3d.core.Tensor.from_numpy(np.concatenate(rays)))["primitive_ids"].numpy()
+        prims = np.split(prim, np.cumsum([len(r) for r in rays])[:-1])
+    else:
+        prims = [_scene(verts[v], faces).cast_rays(o3d.core.Tensor.from_numpy(rays[v]))["primitive_ids"].numpy()
+                 for v in range(V)]
+    out = np.full((V, height, width), -1, np.int64)
+    for v, ((r0, r1, c0, c1), prim) in enumerate(zip(boxes, prims)):
+        ids = prim.astype(np.int64)
+        ids[prim == _INVALID] = -1
+        out[v, r0:r1, c0:c1] = ids.reshape(r1 - r0, c1 - c0)
+    return out
+
+
 def cast(verts: np.ndarray, faces: np.ndarray, rays: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """First hits of rays (V, P, 6) against one mesh (verts (N, 3) shared) or one mesh per view
     (verts (V, N, 3)). Returns triangle ids (V, P) int64 (-1 = miss) and t_hit (V, P) float32."""
