@@ -15,8 +15,10 @@ so image y grows downwards as in a frontal OpenCV camera) and the same polygons 
 ``forehead``: visible skin-side vertices above the brows' upper edge (between the outer brow ends
 widened by 15 % of the inter-ocular distance), cut from PRDL's skin.
 
-REALY regions (Chai et al. 2022 crop nose, mouth, forehead and cheek on their own topology; we
-rebuild them from landmarks, in units of the inter-ocular distance ``iod`` so they scale):
+REALY regions (Chai et al. 2022 ship hand-made region masks on their scans' HIFI3D topology, not
+available here; we rebuild nose, mouth, forehead and cheek from landmarks, in units of the
+inter-ocular distance ``iod`` so they scale, and :func:`regions_from_landmarks` cuts the same
+regions from a scan with its 68 landmarks):
 
 - nose: the nose part polygon extended up to the brow line at the bridge, dilated by 0.08 iod;
 - mouth: the outer-lip polygon dilated by 0.25 iod, minus the nose;
@@ -129,6 +131,61 @@ def region_polygons(lm2d: np.ndarray) -> dict[str, list[np.ndarray]]:
     return {"nose": [nose], "mouth": [mouth], "cheek": [cheek_r, cheek_l]}
 
 
+def _above_brows(p2: np.ndarray, lm: np.ndarray) -> np.ndarray:
+    """(N,) bool: points above the brows' upper edge, between the outer brow ends widened by
+    0.15 iod (image coordinates, y down)."""
+    _, _, iod = _frame(lm)
+    x_lo = min(lm[17, 0], lm[26, 0]) - 0.15 * iod
+    x_hi = max(lm[17, 0], lm[26, 0]) + 0.15 * iod
+    return (p2[:, 0] >= x_lo) & (p2[:, 0] <= x_hi) & (p2[:, 1] < _brow_line_y(lm, p2[:, 0]))
+
+
+def cut_regions(p2: np.ndarray, lm2: np.ndarray, usable: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """REALY-style regions (nose, mouth, forehead, cheek) as indices of 2D points ``p2`` (N, 2)
+    (frontal image coordinates, y down) from 2D iBUG-68 landmarks ``lm2`` (68, 2); ``usable``
+    (N,) bool restricts them (e.g. visible skin). Works for a model or a scan alike."""
+    p2 = np.asarray(p2, np.float64)
+    lm = np.asarray(lm2, np.float64)
+    usable = np.ones(len(p2), bool) if usable is None else np.asarray(usable, bool)
+    _, _, iod = _frame(lm)
+    rp = region_polygons(lm)
+    nose = usable & _poly_contains(rp["nose"][0], p2)
+    mouth = usable & _poly_contains(rp["mouth"][0], p2) & ~nose
+    cheek = usable & (_poly_contains(rp["cheek"][0], p2) | _poly_contains(rp["cheek"][1], p2)) & ~nose & ~mouth
+    brow_y = _brow_line_y(lm, p2[:, 0])
+    forehead = usable & _above_brows(p2, lm) & (p2[:, 1] > brow_y - 0.8 * iod) & ~nose
+    out = {}
+    for name, m in (("nose", nose), ("mouth", mouth), ("forehead", forehead), ("cheek", cheek)):
+        out[name] = np.flatnonzero(m).astype(np.int64)
+    return out
+
+
+def frontal_frame(lm3d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(R (3, 3), centre (3,))`` turning points into a landmark-defined frontal frame,
+    ``(p - centre) @ R.T``: +X from the subject's right eye to the left, +Y from the mouth to
+    the eyes, +Z out of the face (for scans in any pose)."""
+    lm = np.asarray(lm3d, np.float64)
+    x = lm[42:48].mean(0) - lm[36:42].mean(0)
+    x /= np.linalg.norm(x)
+    y = (lm[36:48].mean(0) - lm[48:60].mean(0))
+    y -= x * (x @ y)
+    y /= np.linalg.norm(y)
+    return np.stack([x, y, np.cross(x, y)]), lm[36:48].mean(0)
+
+
+def regions_from_landmarks(
+    verts: np.ndarray, lm3d: np.ndarray, triangles: np.ndarray | None = None
+) -> dict[str, np.ndarray]:
+    """REALY-style regions of any mesh or point cloud (N, 3) with its 68 3D landmarks, e.g. a
+    scan: brought to the landmark frontal frame, projected, cut with :func:`cut_regions`; with
+    ``triangles``, only vertices visible from the front are kept."""
+    R, c = frontal_frame(lm3d)
+    v = (np.asarray(verts, np.float64) - c) @ R.T
+    lm = (np.asarray(lm3d, np.float64) - c) @ R.T
+    usable = frontal_visibility(v, triangles) if triangles is not None else None
+    return cut_regions(frontal_projection(v), frontal_projection(lm), usable)
+
+
 @dataclass(frozen=True)
 class Labels:
     part_labels: np.ndarray
@@ -169,28 +226,14 @@ def derive_labels(
     polys = part_polygons(lm)
     hidden_nose = skin & ~visible & _poly_contains(polys["nose"], p2)
     codes[hidden_nose] = PART_CODES["nose"]
-    # only eyeball (non-skin) vertices may carry eye labels; everything else they touch is 0
+    # non-skin candidates (eyeballs) carry eye labels only: the rest of them is hidden or
+    # outside the eye openings
     eye_codes = (PART_CODES["right_eye"], PART_CODES["left_eye"])
     nonskin = candidates & ~skin
     codes[nonskin & ~np.isin(codes, eye_codes)] = 0
 
-    right, down, iod = _frame(lm)
-    brow_y = _brow_line_y(lm, p2[:, 0])
-    x_lo = min(lm[17, 0], lm[26, 0]) - 0.15 * iod
-    x_hi = max(lm[17, 0], lm[26, 0]) + 0.15 * iod
-    in_band = (p2[:, 0] >= x_lo) & (p2[:, 0] <= x_hi)
-    above = p2[:, 1] < brow_y
-    forehead = skin & visible & in_band & above & (codes == 0)
-
-    regions: dict[str, np.ndarray] = {}
-    rp = region_polygons(lm)
-    sv = skin & visible
-    nose = sv & _poly_contains(rp["nose"][0], p2)
-    mouth = sv & _poly_contains(rp["mouth"][0], p2) & ~nose
-    cheek = sv & (_poly_contains(rp["cheek"][0], p2) | _poly_contains(rp["cheek"][1], p2)) & ~nose & ~mouth
-    fh = forehead & (p2[:, 1] > brow_y - 0.8 * iod)
-    for name, m in (("nose", nose), ("mouth", mouth), ("forehead", fh), ("cheek", cheek)):
-        regions[name] = np.flatnonzero(m).astype(np.int64)
+    forehead = skin & visible & _above_brows(p2, lm) & (codes == 0)
+    regions = cut_regions(p2, lm, skin & visible)
     return Labels(codes, forehead, regions)
 
 
