@@ -132,19 +132,35 @@ def landmark_confidence(points: np.ndarray, occlusion_tol: float = 0.05) -> np.n
 
 
 def _occluded(v: np.ndarray, tris: np.ndarray, touches: np.ndarray, tol: float) -> np.ndarray:
-    """``(V,)`` True where a triangle not touching the point covers it in 2D and is nearer."""
-    xy, z = v[:, :2].astype(np.float32), v[:, 2].astype(np.float32)
+    """``(V,)`` True where a triangle not touching the point covers it in 2D and is nearer.
+
+    Only (point, triangle) pairs whose 2D bounding boxes overlap get the barycentric test: a few
+    thousand of the ~400k pairs.
+    """
+    xy, z = v[:, :2], v[:, 2]
     size = float(np.ptp(xy, axis=0).max())
-    a, b, c = xy[tris[:, 0]], xy[tris[:, 1]], xy[tris[:, 2]]
-    e1, e2 = b - a, c - a
+    txy = xy[tris]  # (F, 3, 2)
+    lo, hi = txy.min(1), txy.max(1)
+    cand = (
+        (xy[:, None, 0] >= lo[None, :, 0])
+        & (xy[:, None, 0] <= hi[None, :, 0])
+        & (xy[:, None, 1] >= lo[None, :, 1])
+        & (xy[:, None, 1] <= hi[None, :, 1])
+        & ~touches
+    )
+    pi, fi = np.nonzero(cand)
+    a, b, c = txy[fi, 0], txy[fi, 1], txy[fi, 2]
+    e1, e2, d = b - a, c - a, xy[pi] - a
     det = e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]
-    ok = np.abs(det) > 1e-6
-    inv = np.where(ok, 1.0 / np.where(ok, det, 1.0), 0.0).astype(np.float32)
-    d = xy[:, None, :] - a[None]  # (V, F, 2)
-    l1 = (d[..., 0] * e2[:, 1] - d[..., 1] * e2[:, 0]) * inv
-    l2 = (e1[:, 0] * d[..., 1] - e1[:, 1] * d[..., 0]) * inv
+    ok = np.abs(det) > 1e-9
+    inv = np.where(ok, 1.0 / np.where(ok, det, 1.0), 0.0)
+    l1 = (d[:, 0] * e2[:, 1] - d[:, 1] * e2[:, 0]) * inv
+    l2 = (e1[:, 0] * d[:, 1] - e1[:, 1] * d[:, 0]) * inv
     l0 = 1.0 - l1 - l2
     inside = ok & (l0 >= 0) & (l1 >= 0) & (l2 >= 0)
-    zt = l0 * z[tris[:, 0]] + l1 * z[tris[:, 1]] + l2 * z[tris[:, 2]]
-    hidden = inside & ~touches & (zt < z[:, None] - tol * size)
-    return hidden.any(axis=1)
+    zf = z[tris[fi]]
+    zt = l0 * zf[:, 0] + l1 * zf[:, 1] + l2 * zf[:, 2]
+    hidden = inside & (zt < z[pi] - tol * size)
+    out = np.zeros(len(v), bool)
+    out[pi[hidden]] = True
+    return out

@@ -119,6 +119,7 @@ def _png_header_only(path: Path, width: int, height: int) -> Path:
     return path
 
 
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
 def test_huge_image_refused_before_decoding(tmp_path):
     huge = _png_header_only(tmp_path / "huge.png", 12000, 9000)  # 108 MP, above the 100 MP limit
     with pytest.raises(InputError, match="huge.png.*12000x9000.*refused"):

@@ -1,0 +1,214 @@
+"""Benchmark of the cues stage: time per view, and accuracy against known part masks and landmarks.
+
+    python bench/cues.py speed [--repeats 15]          time per view (1024 px and larger views)
+    python bench/cues.py folder DIR [--overlays OUT]    IoU per part + landmark error on triples
+    python bench/cues.py overlay PHOTO OUT.png          landmarks (with iBUG numbers) + parts, to look at
+
+``folder`` reads, for every image ``NAME.png`` / ``NAME.jpg`` in DIR, the true part labels
+``NAME.labels.png`` (uint8 codes of ``mvrecon.parts.PART_CODES``) and the true iBUG-68 landmarks
+``NAME.lm68.txt`` (68 rows ``x y`` in pixels, centres at integer coordinates) or ``NAME.lm68.npy``;
+either may be missing. A synthetic session renderer (``mvrecon/synth``) writes such triples.
+Prints tables; never passes or fails on time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import tempfile
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+from mvrecon.cues import CuesConfig, detect, draw_overlay, get_parser, process_image  # noqa: E402
+from mvrecon.io import read_image, write_image  # noqa: E402
+from mvrecon.parts import PART_CODES, PART_NAMES  # noqa: E402
+
+GOALS = {"skin": 0.8, "nose": 0.8, "upper_lip": 0.8, "lower_lip": 0.8,
+         "right_eye": 0.6, "left_eye": 0.6, "right_brow": 0.6, "left_brow": 0.6}
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)] if rows else [len(h) for h in header]
+    line = "  ".join(h.ljust(w) for h, w in zip(header, widths))
+    out = [line, "  ".join("-" * w for w in widths)]
+    out += ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
+    return "\n".join(out)
+
+
+def _views_for_speed() -> list[tuple[str, np.ndarray]]:
+    import cv2
+    from skimage import data
+
+    a = data.astronaut()
+    v1024 = cv2.resize(a, (1024, 1024), interpolation=cv2.INTER_CUBIC)  # face ~220 px
+    # a 1024 x 768 view with the face ~110 px: more of the frame is background
+    v1024s = np.full((768, 1024, 3), 180, np.uint8)
+    v1024s[128:640, 256:768] = a
+    # a 12 MP studio frame with a ~300 px face
+    big = np.full((3000, 4000, 3), 170, np.uint8)
+    f = cv2.resize(a, None, fx=2.7, fy=2.7, interpolation=cv2.INTER_CUBIC)
+    big[1000 : 1000 + 1382, 1300 : 1300 + 1382] = f[:1382, :1382]
+    # a small face (~100 px) in a 4000 x 3000 frame: found by the tile search
+    tiny = np.full((3000, 4000, 3), 170, np.uint8)
+    tiny[2200:2660, 2900:3360] = cv2.resize(a, (460, 460), interpolation=cv2.INTER_AREA)
+    return [("1024x1024 face 220px", v1024), ("1024x768 face 110px", v1024s),
+            ("4000x3000 face 300px", big), ("4000x3000 face 100px", tiny)]
+
+
+def speed(repeats: int) -> None:
+    import torch
+
+    torch.set_num_threads(2)
+    cfg = CuesConfig()
+    parser = get_parser(cfg.parser)
+    rows = []
+    for name, img in _views_for_speed():
+        cues = detect(img, cfg.detect)  # warm-up: graphs are built on first use
+        if cues is None:
+            rows.append([name, "no face", "", "", "", "", ""])
+            continue
+        t_det, t_parse, t_ov = [], [], []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            cues = detect(img, cfg.detect)
+            t1 = time.perf_counter()
+            labels = parser.parse(img, cues)
+            t2 = time.perf_counter()
+            draw_overlay(img, labels, cues, cfg.overlay_max_side)
+            t3 = time.perf_counter()
+            t_det.append(t1 - t0), t_parse.append(t2 - t1), t_ov.append(t3 - t2)
+        det, par, ov = (1000 * float(np.median(t)) for t in (t_det, t_parse, t_ov))
+        # the whole per-view stage step: hash, decode, detect, label, overlay, write three files
+        with tempfile.TemporaryDirectory() as tmp:
+            photo = write_image(Path(tmp) / "view.png", img)
+            redo = dataclasses.replace(cfg, overwrite=True)
+            t_all = []
+            for _ in range(max(3, repeats // 3)):
+                t0 = time.perf_counter()
+                process_image(photo, Path(tmp) / "out", redo, parser=parser)
+                t_all.append(time.perf_counter() - t0)
+        rows.append([name, cues.method, f"{det:.1f}", f"{par:.1f}", f"{ov:.1f}", f"{det + par:.1f}",
+                     f"{1000 * np.median(t_all):.1f}"])
+    print(f"cues time per view, median of {repeats} (ms; 2-core CPU shared with other jobs, noisy)")
+    print(_table(["view", "found by", "detect+mesh", "labels", "overlay", "cues (detect+labels)",
+                  "stage step (read+all files)"], rows))
+    print("goal: under 100 ms per 1024 px view")
+
+
+def _read_lm(stem: Path) -> np.ndarray | None:
+    for ext, load in ((".lm68.txt", np.loadtxt), (".lm68.npy", np.load)):
+        p = stem.with_name(stem.name + ext)
+        if p.is_file():
+            lm = np.asarray(load(p), np.float64).reshape(68, 2)
+            return lm
+    return None
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    union = np.logical_or(a, b).sum()
+    return float(np.logical_and(a, b).sum() / union) if union else float("nan")
+
+
+def folder(root: Path, overlays: Path | None) -> None:
+    images = sorted(p for p in root.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg")
+                    and not p.name.endswith(".labels.png"))
+    if not images:
+        sys.exit(f"{root}: no images")
+    cfg = CuesConfig()
+    parser = get_parser(cfg.parser)
+    parts = PART_NAMES[1:]
+    per_view, lm_err, nme, missed, times = [], [], [], [], []
+    for p in images:
+        img = read_image(p)
+        t0 = time.perf_counter()
+        cues = detect(img, cfg.detect)
+        times.append(time.perf_counter() - t0)
+        if cues is None:
+            missed.append(p.name)
+            continue
+        pred = parser.parse(img, cues)
+        if overlays is not None:
+            write_image(overlays / f"{p.stem}.overlay.png", draw_overlay(img, pred, cues))
+        stem = p.with_suffix("")
+        lab_path = stem.with_name(stem.name + ".labels.png")
+        if lab_path.is_file():
+            true = read_image(lab_path, gray=True)
+            per_view.append([iou(pred == PART_CODES[n], true == PART_CODES[n]) for n in parts])
+        lm = _read_lm(stem)
+        if lm is not None:
+            e = np.linalg.norm(cues.points68 - lm, axis=1)
+            lm_err.append(e)
+            iod = np.linalg.norm(lm[36:42].mean(0) - lm[42:48].mean(0))
+            nme.append(e / iod)
+    print(f"{len(images)} views in {root}; no face found in {len(missed)}{': ' + ', '.join(missed) if missed else ''}")
+    if per_view:
+        m = np.array(per_view)
+        rows = [[n, f"{np.nanmean(m[:, i]):.3f}", f"{np.nanmin(m[:, i]):.3f}", f"{GOALS[n]:.1f}",
+                 "yes" if np.nanmean(m[:, i]) >= GOALS[n] else "no"] for i, n in enumerate(parts)]
+        print(f"\nIoU per part over {len(m)} views with true labels")
+        print(_table(["part", "mean IoU", "worst view", "goal", "met"], rows))
+    if lm_err:
+        e, n = np.concatenate(lm_err), np.concatenate(nme)
+        groups = {"all 68": slice(0, 68), "jaw 0-16": slice(0, 17), "brows 17-26": slice(17, 27),
+                  "nose 27-35": slice(27, 36), "eyes 36-47": slice(36, 48), "lips 48-67": slice(48, 68)}
+        E = np.stack(lm_err)
+        N = np.stack(nme)
+        rows = [[g, f"{np.median(E[:, s]):.2f}", f"{np.percentile(E[:, s], 90):.2f}", f"{100 * np.median(N[:, s]):.1f}"]
+                for g, s in groups.items()]
+        print(f"\nlandmark error over {len(lm_err)} views (pixels; NME = error / inter-ocular distance)")
+        print(_table(["landmarks", "median px", "p90 px", "median NME %"], rows))
+        del e, n
+    print(f"\ndetect time per view: median {1000 * np.median(times):.1f} ms")
+
+
+def overlay(photo: Path, out: Path) -> None:
+    """The overlay with every iBUG index written next to its point, upscaled for reading."""
+    import cv2
+
+    img = read_image(photo)
+    cues = detect(img)
+    if cues is None:
+        sys.exit(f"{photo}: no face found")
+    labels = get_parser("landmarks").parse(img, cues)
+    ov = draw_overlay(img, labels, cues)
+    x0, y0, x1, y1 = cues.box
+    pad = 0.4 * (x1 - x0)
+    x0, y0 = int(max(0, x0 - pad)), int(max(0, y0 - pad))
+    x1, y1 = int(min(img.shape[1], x1 + pad)), int(min(img.shape[0], y1 + pad))
+    s = max(1.0, 900 / max(x1 - x0, y1 - y0))
+    crop = cv2.resize(ov[y0:y1, x0:x1], None, fx=s, fy=s, interpolation=cv2.INTER_CUBIC)
+    for i, (x, y) in enumerate(cues.points68):
+        u, v = int((x - x0 + 0.5) * s - 0.5), int((y - y0 + 0.5) * s - 0.5)
+        cv2.putText(crop, str(i), (u + 3, v - 3), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (255, 255, 0), 1, cv2.LINE_AA)
+    write_image(out, crop)
+    print(f"wrote {out}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    s = sub.add_parser("speed")
+    s.add_argument("--repeats", type=int, default=15)
+    f = sub.add_parser("folder")
+    f.add_argument("dir", type=Path)
+    f.add_argument("--overlays", type=Path, default=None, help="write NAME.overlay.png here")
+    o = sub.add_parser("overlay")
+    o.add_argument("photo", type=Path)
+    o.add_argument("out", type=Path)
+    a = ap.parse_args()
+    if a.cmd == "speed":
+        speed(a.repeats)
+    elif a.cmd == "folder":
+        folder(a.dir, a.overlays)
+    else:
+        overlay(a.photo, a.out)
+
+
+if __name__ == "__main__":
+    main()
