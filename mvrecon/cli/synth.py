@@ -1,0 +1,51 @@
+"""``mvrecon synth``: synthetic rig sessions with ground truth."""
+
+from __future__ import annotations
+
+import click
+
+from ..errors import MvreconError
+
+
+def _size(value: str) -> tuple[int, int]:
+    try:
+        w, h = (int(x) for x in value.lower().split("x"))
+    except ValueError:
+        raise click.BadParameter(f"expected WxH (e.g. 1024x768), got {value!r}") from None
+    return w, h
+
+
+@click.group("synth")
+def synth() -> None:
+    """Synthetic sessions with known ground truth (for tests and benchmarks)."""
+
+
+@synth.command("session")
+@click.argument("out", type=click.Path(file_okay=False))
+@click.option("--cameras", default=4, show_default=True, help="Cameras on the arc in front of the face.")
+@click.option("--seed", default=7, show_default=True, help="Random seed (same seed, same files).")
+@click.option("--size", default="1024x768", show_default=True, help="Image size WxH in pixels.")
+@click.option("--frames", default=1, show_default=True, help="Capture instants (one expression each).")
+@click.option("--no-board", is_flag=True, help="Skip the ChArUco calibration shots.")
+@click.option("--calib-shots", default=12, show_default=True, help="Board poses (each shot by every camera).")
+@click.option("--expression-scale", default=1.0, show_default=True, help="Multiplier of the expression weights.")
+@click.option("--no-distortion", is_flag=True, help="Cameras without lens distortion.")
+@click.option("--model", default="ict", show_default=True, help="Face model name or .npz path.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing session folder.")
+def session(out: str, cameras: int, seed: int, size: str, frames: int, no_board: bool, calib_shots: int,
+            expression_scale: float, no_distortion: bool, model: str, overwrite: bool) -> None:
+    """Render a synthetic session with ground truth into OUT."""
+    from ..synth import SynthConfig, make_session
+
+    w, h = _size(size)
+    cfg = SynthConfig(seed=seed, cameras=cameras, width=w, height=h, frames=frames, board=not no_board,
+                      calib_shots=calib_shots, expression_scale=expression_scale, distortion=not no_distortion,
+                      model=model)
+    res = make_session(out, cfg, overwrite=overwrite)
+    total = sum(res.timings.values())
+    click.echo(f"{res.root}: {res.n_views} images ({len(res.rig)} cameras x {len(res.frames)} frames), "
+               f"{res.n_calib_images} board shots, scan {res.scan_vertices} vertices, {total:.1f} s")
+
+
+COMMANDS = [synth]
+__all__ = ["COMMANDS", "MvreconError"]

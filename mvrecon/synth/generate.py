@@ -1,0 +1,242 @@
+"""``make_session``: a complete synthetic rig session with ground truth.
+
+Layout written (everything into a temporary folder that replaces ``out`` at the end)::
+
+    session.json                 rig -> "rig", frames, scan, calib
+    rig/rig.json                 the ground-truth ("calibrated") rig, with the board definition
+    images/<frame>/<cam>.png     the photos
+    calib/<shot>/<cam>.png       ChArUco shots (unless board=False)
+    scan/scan.ply                detailed GT surface, denser re-triangulation, noise, holes (metres, world)
+    scan/landmarks.txt           its 68 landmarks (metres, world)
+    gt/gt.npz                    coefficients, poses, GT vertices, detail maps, SH, camera response...
+    gt/albedo.png                the GT skin albedo texture (model UV layout, u tiles side by side)
+    gt/parts/<frame>_<cam>.png   true per-pixel part labels (mvrecon.parts codes)
+    gt/landmarks2d.json          true projected 68 landmarks per view, with visibility
+    gt/config.json               the resolved SynthConfig
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..cameras import Rig, save_rig
+from ..errors import MvreconError
+from ..facemodel import FaceModel, load_model
+from ..io import atomic_dir, write_bytes, write_image, write_json, write_text
+from ..session import write_session_file
+from . import albedo as albedo_mod
+from . import head as H
+from . import render as R
+from . import rig as rig_mod
+from . import scan as scan_mod
+from .config import SynthConfig, SynthResult
+
+log = logging.getLogger(__name__)
+
+# Independent random streams, so that changing one part (e.g. the number of calibration shots)
+# leaves every other part of the session unchanged.
+_STREAMS = ("identity", "maps", "albedo", "rig", "light", "board", "scan", "frames", "views")
+
+
+def _streams(seed: int) -> dict[str, np.random.SeedSequence]:
+    return dict(zip(_STREAMS, np.random.SeedSequence(int(seed)).spawn(len(_STREAMS))))
+
+
+def _check_model(model: FaceModel) -> None:
+    missing = [s for s in H.SKIN_SUBMESHES + H.EYE_SUBMESHES if s not in model.submesh_triangles]
+    if missing or len(model.uvs) == 0:
+        what = f"sub-meshes {', '.join(missing)}" if missing else "UVs"
+        raise MvreconError(f"synth: face model '{model.name}' lacks {what}; synthetic heads need a model "
+                           "with skin and eyeball sub-meshes and UVs (ICT-FaceKit)")
+
+
+def _pupil_vertices(model: FaceModel) -> np.ndarray:
+    """(2,) vertex ids of the pupil centres (right eye, left eye): the eyeball vertex farthest
+    along the eye's forward axis (from the sphere centre through the labelled iris)."""
+    out = []
+    for name in ("eyeball_right", "eyeball_left"):
+        a, b = model.submeshes[name]
+        p = model.mean[a:b].astype(np.float64)
+        c = albedo_mod._sphere_fit(p)
+        front = model.part_labels[a:b] > 0
+        axis = (p[front].mean(0) if front.any() else p[np.argmax(p[:, 2])]) - c
+        out.append(a + int(np.argmax((p - c) @ (axis / np.linalg.norm(axis)))))
+    return np.array(out, np.int64)
+
+
+def _submesh_tris(model: FaceModel, names) -> np.ndarray:
+    ids = [np.arange(*model.submesh_triangles[s]) for s in names if s in model.submesh_triangles]
+    return np.concatenate(ids) if ids else np.zeros(0, np.int64)
+
+
+def make_session(out: str | Path, config: SynthConfig = SynthConfig(), model: FaceModel | None = None,
+                 overwrite: bool = False) -> SynthResult:
+    """Render a synthetic session with ground truth into ``out`` (see the module docstring).
+
+    ``model`` defaults to ``load_model(config.model)``. An existing session at ``out`` is an
+    error unless ``overwrite``; a failure leaves ``out`` untouched.
+    """
+    out = Path(out)
+    if out.exists() and not overwrite and (not out.is_dir() or any(out.iterdir())):
+        raise MvreconError("output exists and is not empty (use overwrite / --overwrite)", out)
+    cfg = config
+    model = load_model(cfg.model) if model is None else model
+    _check_model(model)
+    seq = _streams(cfg.seed)
+    rng = {k: np.random.default_rng(s) for k, s in seq.items()}
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal t0
+        t = time.perf_counter()
+        timings[name] = timings.get(name, 0.0) + (t - t0)
+        t0 = t
+
+    # ---- the subject: identity, detail layers, albedo
+    topo = H.SkinTopology.of(model)
+    id_coeffs = H.sample_identity(model, rng["identity"], cfg.identity_scale)
+    maps = H.make_detail_maps(model, rng["maps"], mid_size=cfg.mid_map_size, fine_size=cfg.fine_map_size,
+                              mid_amplitude_mm=cfg.mid_amplitude_mm, fine_amplitude_mm=cfg.fine_amplitude_mm)
+    lap("detail maps")
+    alb = albedo_mod.make_albedo(model, topo, rng["albedo"], size=cfg.texture_size)
+    lap("albedo")
+
+    # ---- the rig, the light and the camera response
+    rig = rig_mod.make_rig(cfg.cameras, cfg.width, cfg.height, rng["rig"], distortion=cfg.distortion)
+    board = rig_mod.DEFAULT_BOARD if cfg.board else None
+    rig = rig.replace(board=board, meta={"synthetic": True, "seed": int(cfg.seed)})
+    sh = rig_mod.studio_sh(rng["light"])
+    gains = rng["light"].uniform(0.92, 1.08, (cfg.cameras, 3))
+    gammas = rng["light"].uniform(1.0, 1.12, cfg.cameras)
+    eye_tris = _submesh_tris(model, H.EYE_SUBMESHES)
+    mouth_tris = _submesh_tris(model, H.MOUTH_SUBMESHES)
+    pupil_ids = _pupil_vertices(model)
+
+    frames = [f"f{i:03d}" for i in range(cfg.frames)]
+    # spawn once: every spawn() call on a SeedSequence hands out new children
+    frame_seqs = seq["frames"].spawn(cfg.frames)
+    view_seqs = seq["views"].spawn(cfg.frames * cfg.cameras)
+    face_tris = _submesh_tris(model, ["face"])
+    with atomic_dir(out) as tmp:
+        save_rig(rig, tmp / "rig" / "rig.json")
+        per_frame: dict[str, list] = {k: [] for k in ("exp", "pose", "verts", "mid", "detail", "lm3d", "pupils", "mouth_open")}
+        lm2d: dict[str, dict] = {}
+        scan_info = (0, 0)
+        for fi, fname in enumerate(frames):
+            frng = np.random.default_rng(frame_seqs[fi])
+            exp = H.sample_expression(model, frng, cfg.expression_scale, fi)
+            geo = H.build_geometry(model, topo, maps, id_coeffs, exp, cfg.subdivision)
+            pose = H.random_pose(frng, H.face_centre(model, geo.verts_base))
+            lap("geometry")
+            mouth_open = H.mouth_gap(model, geo.verts_base) > 1e-3
+            extra = np.concatenate([eye_tris, mouth_tris]) if mouth_open else eye_tris
+            scene = R.build_scene(model, geo.skin, geo.verts_detail, extra, pose, alb.texture, alb.u_tiles,
+                                  alb.vertex_colors)
+            caster = scene.raycaster()
+            lm_world = H.transform(geo.verts_detail[model.landmarks68], pose)
+            for ci, cam in enumerate(rig.cameras):
+                vrng = np.random.default_rng(view_seqs[fi * cfg.cameras + ci])
+                view = R.render_view(scene, caster, cam, sh, vrng, ss=cfg.supersample, gain=gains[ci],
+                                     gamma=float(gammas[ci]), noise_sigma=cfg.noise_sigma / 255.0)
+                write_image(tmp / "images" / fname / f"{cam.name}.png", view.image)
+                write_image(tmp / "gt" / "parts" / f"{fname}_{cam.name}.png", view.labels)
+                uv, vis = R.landmarks_2d(caster, cam, lm_world)
+                lm2d[f"{fname}_{cam.name}"] = {"frame": fname, "camera": cam.name,
+                                               "points": np.round(uv, 4).tolist(), "visible": vis.tolist()}
+            lap("render")
+            if fi == 0:
+                skin_world = H.transform(geo.skin.verts, pose)
+                # holes where a scanner loses the surface of a face, not on the back of the head
+                face_v = np.unique(geo.skin.faces[np.isin(geo.skin.parent, face_tris)])
+                sv, sf, _ = scan_mod.make_scan(skin_world, geo.skin.faces, rng["scan"], noise_m=cfg.scan_noise_mm * 1e-3,
+                                               n_holes=cfg.scan_holes, hole_candidates=face_v)
+                write_bytes(tmp / "scan" / "scan.ply", scan_mod.ply_bytes(sv, sf))
+                write_text(tmp / "scan" / "landmarks.txt", scan_mod.landmarks_text(lm_world))
+                scan_info = (len(sv), len(sf))
+                lap("scan")
+            per_frame["exp"].append(exp)
+            per_frame["pose"].append(pose)
+            per_frame["verts"].append(H.transform(geo.verts_base, pose))
+            per_frame["mid"].append(H.transform(geo.verts_mid, pose))
+            per_frame["detail"].append(H.transform(geo.verts_detail, pose))
+            per_frame["lm3d"].append(lm_world)
+            per_frame["pupils"].append(H.transform(geo.verts_detail[pupil_ids], pose))
+            per_frame["mouth_open"].append(mouth_open)
+
+        n_calib = 0
+        board_poses = np.zeros((0, 4, 4))
+        if board is not None:
+            from ..calibrate.board import render_board_shot
+
+            board_poses = np.stack(rig_mod.board_poses(board, cfg.calib_shots, rng["board"]))
+            for si, bp in enumerate(board_poses):
+                for cam in rig.cameras:
+                    img = render_board_shot(board, cam, bp, rng["board"])
+                    write_image(tmp / "calib" / f"s{si:02d}" / f"{cam.name}.png", img)
+                    n_calib += 1
+            lap("board shots")
+
+        write_image(tmp / "gt" / "albedo.png", np.round(alb.texture * 255).astype(np.uint8))
+        f32 = np.float32
+        gt = {
+            "model": np.array(model.name),
+            "frames": np.array(frames),
+            "cameras": np.array(rig.names),
+            "id_coeffs": id_coeffs.astype(f32),
+            "exp_coeffs": np.stack(per_frame["exp"]).astype(f32),
+            "exp_names": np.array(model.exp_names),
+            "head_to_world": np.stack(per_frame["pose"]),
+            "verts": np.stack(per_frame["verts"]).astype(f32),
+            "verts_mid": np.stack(per_frame["mid"]).astype(f32),
+            "verts_detail": np.stack(per_frame["detail"]).astype(f32),
+            "landmarks3d": np.stack(per_frame["lm3d"]),
+            "pupils3d": np.stack(per_frame["pupils"]),
+            "pupil_vertices": pupil_ids,
+            "mouth_open": np.array(per_frame["mouth_open"]),
+            "mid_map": maps.mid,
+            "fine_map": maps.fine,
+            "face_weight": H.face_weight(model).astype(f32),
+            "albedo_u_tiles": np.array(alb.u_tiles),
+            "vertex_colors": alb.vertex_colors,
+            "sh": sh,
+            "camera_gain": gains,
+            "camera_gamma": gammas,
+            "noise_sigma": np.array(cfg.noise_sigma / 255.0),
+            "board_to_world": board_poses,
+            "subdivision": np.array(cfg.subdivision),
+        }
+        write_bytes(tmp / "gt" / "gt.npz", scan_mod.npz_bytes(**gt))
+        write_json(tmp / "gt" / "landmarks2d.json", {"format": "mvrecon-landmarks2d/1", "views": lm2d})
+        write_json(tmp / "gt" / "config.json", cfg.to_dict())
+        write_session_file(
+            tmp,
+            rig="rig",
+            frames=[{"name": f, "images": {c.name: f"images/{f}/{c.name}.png" for c in rig.cameras}} for f in frames],
+            subject=cfg.subject,
+            options={"synthetic": {"seed": int(cfg.seed), "ground_truth": "gt"}},
+            scan={"mesh": "scan/scan.ply", "landmarks": "scan/landmarks.txt", "units": "m"},
+            calib="calib" if board is not None else None,
+        )
+        lap("write")
+    return SynthResult(root=out, rig=rig, frames=tuple(frames), n_views=len(frames) * len(rig),
+                       n_calib_images=n_calib, scan_vertices=scan_info[0], scan_triangles=scan_info[1],
+                       timings=timings)
+
+
+def load_ground_truth(root: str | Path) -> dict[str, np.ndarray]:
+    """The arrays of ``root/gt/gt.npz`` (a missing file is an :class:`InputError`)."""
+    from ..errors import InputError
+
+    p = Path(root) / "gt" / "gt.npz"
+    if not p.is_file():
+        raise InputError("no ground truth here (not a synthetic session?)", p)
+    with np.load(p, allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
+__all__ = ["make_session", "load_ground_truth", "SynthConfig", "SynthResult", "Rig"]

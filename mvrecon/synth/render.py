@@ -1,0 +1,222 @@
+"""Photographs of the ground-truth head through real (distorted) cameras.
+
+Every output pixel is ``ss x ss`` rays; each ray is the exact undistortion of its sub-pixel
+position (``mvrecon.calibrate.board.camera_rays``, the same rays the ChArUco shots use), cast
+against the head with Open3D. So a 3D point projected with ``Camera.project`` (distortion on)
+lands exactly where it is drawn, without resampling a pinhole image. Shading is Lambertian with
+the SH convention of :func:`mvrecon.render.sh_basis` on world-space normals, then a per-camera
+colour gain, a slight gamma and Gaussian sensor noise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..cameras import Camera
+from ..facemodel import FaceModel
+from . import meshops as mo
+
+
+@dataclass(frozen=True)
+class Scene:
+    """One frame's render mesh in world coordinates (metres).
+
+    verts (M, 3); faces (F, 3); textured (F,) bool (skin: colour from the texture at
+    ``uvs[uv_faces]``, else from ``colors`` (M, 3)); labels (F,) uint8 part code of each triangle;
+    normals (M, 3) unit; texture (Ht, Wt, 3) over u in [0, u_tiles).
+    """
+
+    verts: np.ndarray
+    faces: np.ndarray
+    textured: np.ndarray
+    uvs: np.ndarray
+    uv_faces: np.ndarray
+    colors: np.ndarray
+    labels: np.ndarray
+    normals: np.ndarray
+    texture: np.ndarray
+    u_tiles: int
+
+    def raycaster(self):
+        import open3d as o3d
+
+        scene = o3d.t.geometry.RaycastingScene()
+        scene.add_triangles(o3d.core.Tensor(self.verts.astype(np.float32)),
+                            o3d.core.Tensor(self.faces.astype(np.uint32)))
+        return scene
+
+
+def triangle_labels(model: FaceModel) -> np.ndarray:
+    """(F,) uint8: each model triangle's part code, the majority of its vertices' labels (the
+    first vertex's when all three differ)."""
+    lab = model.part_labels[model.triangles]
+    a, b, c = lab[:, 0], lab[:, 1], lab[:, 2]
+    return np.where((a == b) | (a == c), a, np.where(b == c, b, a)).astype(np.uint8)
+
+
+def build_scene(model: FaceModel, skin: mo.UVMesh, verts_model: np.ndarray, extra_tri_ids: np.ndarray,
+                head_to_world: np.ndarray, texture: np.ndarray, u_tiles: int, vertex_colors: np.ndarray) -> Scene:
+    """Combine the detailed skin (textured) with model triangles ``extra_tri_ids`` (eyeballs, mouth
+    interior; vertex-coloured, at ``verts_model`` (N, 3) model space) and move it to the world."""
+    tri_labels = triangle_labels(model)
+    R, t = head_to_world[:3, :3], head_to_world[:3, 3]
+    skin_w = skin.verts @ R.T + t
+    extra = model.triangles[extra_tri_ids].astype(np.int64)
+    used = np.unique(extra)
+    remap = np.full(model.n_vertices, -1, np.int64)
+    remap[used] = np.arange(len(used)) + len(skin_w)
+    extra_w = np.asarray(verts_model, np.float64)[used] @ R.T + t
+    verts = np.concatenate([skin_w, extra_w], 0)
+    faces = np.concatenate([skin.faces, remap[extra]], 0)
+    n_skin_f = len(skin.faces)
+    normals = np.concatenate([mo.vertex_normals(skin_w, skin.faces),
+                              mo.vertex_normals(verts, remap[extra])[len(skin_w):]], 0)
+    colors = np.zeros((len(verts), 3), np.float32)
+    colors[len(skin_w):] = vertex_colors[used]
+    uv_faces = np.concatenate([skin.uv_faces, np.zeros((len(extra), 3), np.int64)], 0)
+    textured = np.zeros(len(faces), bool)
+    textured[:n_skin_f] = True
+    labels = np.concatenate([tri_labels[skin.parent], tri_labels[extra_tri_ids]])
+    return Scene(verts=verts, faces=faces, textured=textured, uvs=skin.uvs, uv_faces=uv_faces, colors=colors,
+                 labels=labels, normals=normals, texture=texture, u_tiles=u_tiles)
+
+
+def world_rays(camera: Camera, ss: int) -> np.ndarray:
+    """(ss*ss, H*W, 6) float32 rays [origin, direction] of every sub-pixel sample; the direction
+    has camera-space z = 1, so a hit distance is the camera depth."""
+    from ..calibrate.board import camera_rays
+
+    xn = camera_rays(camera, ss)                                           # (S, H*W, 2) undistorted
+    R = camera.world_to_cam[:3, :3]
+    out = np.empty(xn.shape[:2] + (6,), np.float32)
+    out[..., :3] = camera.center
+    out[..., 3:] = xn @ R[:2] + R[2]                                       # R^T [x, y, 1]
+    return out
+
+
+def _cast(raycaster, rays: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    import open3d as o3d
+
+    ans = raycaster.cast_rays(o3d.core.Tensor(np.ascontiguousarray(rays.reshape(-1, 6))))
+    prim = ans["primitive_ids"].numpy().astype(np.int64)
+    prim[prim == np.int64(o3d.t.geometry.RaycastingScene.INVALID_ID)] = -1
+    buv = ans["primitive_uvs"].numpy().astype(np.float64)
+    bary = np.stack([1 - buv[:, 0] - buv[:, 1], buv[:, 0], buv[:, 1]], 1)
+    return prim, bary
+
+
+def backdrop(camera: Camera, rng: np.random.Generator) -> np.ndarray:
+    """A softly lit studio backdrop (H, W, 3) in [0, 1]: a random grey-blue tone, brighter at the
+    top, a gentle vignette and low-frequency mottling."""
+    import cv2
+
+    h, w = camera.height, camera.width
+    base = np.array([0.42, 0.45, 0.50]) * rng.uniform(0.8, 1.15) + rng.uniform(-0.03, 0.03, 3)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+    grad = 1.0 + 0.12 * (0.5 - yy / h)
+    r2 = ((xx - w / 2) / w) ** 2 + ((yy - h / 2) / h) ** 2
+    vign = 1.0 - 0.25 * r2
+    small = rng.standard_normal((8, 8)).astype(np.float32)
+    mottle = cv2.resize(cv2.GaussianBlur(small, (0, 0), 1.0), (w, h), interpolation=cv2.INTER_CUBIC)
+    mottle = mottle / max(float(np.abs(mottle).max()), 1e-9)
+    img = base[None, None] * (grad * vign * (1 + 0.04 * mottle))[..., None]
+    return np.clip(img, 0, 1)
+
+
+@dataclass(frozen=True)
+class ViewRender:
+    """image (H, W, 3) uint8; labels (H, W) uint8 part codes at pixel centres; mask (H, W) bool
+    (the head covers the pixel centre)."""
+
+    image: np.ndarray
+    labels: np.ndarray
+    mask: np.ndarray
+
+
+def _monomials(n: np.ndarray) -> np.ndarray:
+    x, y, z = n[:, 0], n[:, 1], n[:, 2]
+    return np.stack([np.ones_like(x), x, y, z, x * y, y * z, x * z, x * x, y * y, z * z], 1)
+
+
+def irradiance_polynomial(sh: np.ndarray) -> np.ndarray:
+    """(10, 3) coefficients of the SH irradiance ``sh_basis(n) @ sh`` as a quadratic polynomial in
+    the normal (monomials 1, x, y, z, xy, yz, xz, x^2, y^2, z^2).
+
+    Second-order SH irradiance is exactly such a polynomial; fitting it on sample normals with
+    :func:`mvrecon.render.sh_basis` keeps the renderer's convention while the per-ray evaluation
+    stays a small numpy product (torch's per-element overhead dominated otherwise).
+    """
+    import torch
+
+    from ..render import sh_basis
+
+    g = np.random.default_rng(0).standard_normal((64, 3))
+    g /= np.linalg.norm(g, axis=1, keepdims=True)
+    E = sh_basis(torch.from_numpy(g)).numpy() @ np.asarray(sh, np.float64)
+    C, *_ = np.linalg.lstsq(_monomials(g), E, rcond=None)
+    return C
+
+
+def shade(scene: Scene, prim: np.ndarray, bary: np.ndarray, sh_poly: np.ndarray) -> np.ndarray:
+    """Linear colour (P, 3) of ray hits (prim >= 0 only): albedo times SH irradiance
+    (``sh_poly`` from :func:`irradiance_polynomial`), normals interpolated per ray."""
+    f = scene.faces[prim]
+    n = np.einsum("pk,pkc->pc", bary, scene.normals[f])
+    n /= np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
+    irr = _monomials(n) @ sh_poly                                          # (P, 3)
+    albedo = np.empty((len(prim), 3))
+    tex = scene.textured[prim]
+    if tex.any():
+        uvf = scene.uv_faces[prim[tex]]
+        uv = np.einsum("pk,pkc->pc", bary[tex], scene.uvs[uvf])
+        albedo[tex] = mo.sample_map(scene.texture, uv, u_range=(0.0, float(scene.u_tiles)))
+    if (~tex).any():
+        albedo[~tex] = np.einsum("pk,pkc->pc", bary[~tex], scene.colors[f[~tex]].astype(np.float64))
+    return albedo * np.clip(irr, 0, None)
+
+
+def render_view(scene: Scene, raycaster, camera: Camera, sh: np.ndarray, rng: np.random.Generator,
+                ss: int = 2, gain: np.ndarray | None = None, gamma: float = 1.0,
+                noise_sigma: float = 1.5 / 255) -> ViewRender:
+    """Render one camera: supersampled colour over a backdrop, sensor response and noise; part
+    labels and the mask from the ray through each pixel centre."""
+    h, w = camera.height, camera.width
+    bg = backdrop(camera, rng).reshape(-1, 3)
+    gain = np.ones(3) if gain is None else np.asarray(gain, np.float64)
+    acc = np.zeros((h * w, 3))
+    sh_poly = irradiance_polynomial(sh)
+    rays = world_rays(camera, ss)
+    for s in range(rays.shape[0]):          # one sub-pixel offset at a time bounds the memory
+        prim, bary = _cast(raycaster, rays[s])
+        col = bg.copy()
+        hit = prim >= 0
+        col[hit] = shade(scene, prim[hit], bary[hit], sh_poly) * gain
+        acc += col
+    img = np.clip(acc / rays.shape[0], 0, 1) ** (1.0 / gamma)
+    img = img + rng.normal(0.0, noise_sigma, img.shape)
+    image = np.clip(np.round(img * 255), 0, 255).astype(np.uint8).reshape(h, w, 3)
+
+    prim, _ = _cast(raycaster, world_rays(camera, 1)[0])
+    labels = np.where(prim >= 0, scene.labels[np.maximum(prim, 0)], 0).astype(np.uint8).reshape(h, w)
+    return ViewRender(image=image, labels=labels, mask=(prim >= 0).reshape(h, w))
+
+
+def landmarks_2d(raycaster, camera: Camera, points: np.ndarray, eps_m: float = 1e-3) -> tuple[np.ndarray, np.ndarray]:
+    """Projected pixels (L, 2) (distortion on) of world points (L, 3) and their visibility (L,):
+    in front of the camera, inside the image, and nothing on the ray closer than ``eps_m`` before
+    the point (the surface the point lies on does not hide it)."""
+    import open3d as o3d
+
+    uv, z = camera.project(points)
+    c = camera.center
+    d = np.asarray(points, np.float64) - c
+    dist = np.linalg.norm(d, axis=1)
+    rays = np.concatenate([np.broadcast_to(c, d.shape), d], 1).astype(np.float32)
+    tfar = (1.0 - eps_m / np.maximum(dist, 1e-9)).astype(np.float32)
+    ans = raycaster.cast_rays(o3d.core.Tensor(rays))
+    t = ans["t_hit"].numpy()
+    occluded = np.isfinite(t) & (t < tfar)
+    inside = (uv[:, 0] >= -0.5) & (uv[:, 0] <= camera.width - 0.5) & (uv[:, 1] >= -0.5) & (uv[:, 1] <= camera.height - 0.5)
+    return uv, (z > 0) & inside & ~occluded
