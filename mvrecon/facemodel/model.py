@@ -78,7 +78,8 @@ class FaceModel:
     """'blendshape' (weights in [0, 1]) or 'pca' (coefficients ~N(0, 1))."""
     extras: dict[str, np.ndarray] = field(default_factory=dict)
     """Model-specific arrays kept verbatim (FLAME skinning, ICT non-ARKit shapes, textures)."""
-    _cache: dict = field(default_factory=dict, repr=False, compare=False)
+    # torch copies of the bases; init=False so that dataclasses.replace() never shares them
+    _cache: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         problems = validate_arrays(self)

@@ -89,10 +89,19 @@ def test_registry_order(small, tmp_path, monkeypatch):
     monkeypatch.setenv("MVRECON_MODELS", f"{a}:{b}")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     assert models_dir() == a
-    dataclasses.replace(small, name="x", _cache={}).save(b / "x.npz")
+    dataclasses.replace(small, name="x").save(b / "x.npz")
     (tmp_path / "cache" / "mvrecon" / "models").mkdir(parents=True)
-    dataclasses.replace(small, name="y", _cache={}).save(tmp_path / "cache" / "mvrecon" / "models" / "y.npz")
+    dataclasses.replace(small, name="y").save(tmp_path / "cache" / "mvrecon" / "models" / "y.npz")
     assert set(list_models()) == {"x", "y"}
     assert load_model("x").name == "x" and load_model("y").name == "y"
     with pytest.raises(MvreconError, match=f"'nope' not found.*{a}.*{b}.*cache"):
         load_model("nope")
+
+
+def test_replace_does_not_reuse_cached_bases(small):
+    idc = torch.ones(1, small.n_id)
+    before = small.vertices_torch(idc)
+    other = dataclasses.replace(small, id_basis=small.id_basis * 2)
+    after = other.vertices_torch(idc)
+    mean = torch.as_tensor(small.mean)
+    assert torch.allclose(after - mean, 2 * (before - mean), atol=1e-6)
