@@ -15,16 +15,9 @@ so image y grows downwards as in a frontal OpenCV camera) and the same polygons 
 ``forehead``: visible skin-side vertices above the brows' upper edge (between the outer brow ends
 widened by 15 % of the inter-ocular distance), cut from PRDL's skin.
 
-REALY regions (Chai et al. 2022 ship hand-made region masks on their scans' HIFI3D topology, not
-available here; we rebuild nose, mouth, forehead and cheek from landmarks, in units of the
-inter-ocular distance ``iod`` so they scale, and :func:`regions_from_landmarks` cuts the same
-regions from a scan with its 68 landmarks):
-
-- nose: the nose part polygon extended up to the brow line at the bridge, dilated by 0.08 iod;
-- mouth: the outer-lip polygon dilated by 0.25 iod, minus the nose;
-- forehead: the forehead vertices up to 0.8 iod above the brow line;
-- cheek: both cheeks, from 0.15 iod below the lower lids to the mouth-corner height, between the
-  jaw line and the nose / mouth regions.
+REALY regions (nose, mouth, forehead, cheek) are cut with the same rule the evaluation applies to
+scans, :func:`mvrecon.evaluate.regions.region_labels` (landmark face frame, see its doc), restricted
+to the skin vertices a frontal camera sees.
 """
 
 from __future__ import annotations
@@ -75,60 +68,11 @@ def _poly_contains(poly: np.ndarray, pts: np.ndarray) -> np.ndarray:
     return MplPath(poly).contains_points(pts)
 
 
-def _dilate(poly: np.ndarray, r: float) -> np.ndarray:
-    """Convex hull of the polygon grown by ``r`` (a 16-gon around each vertex)."""
-    from scipy.spatial import ConvexHull
-
-    ang = np.linspace(0, 2 * np.pi, 16, endpoint=False)
-    ring = np.stack([np.cos(ang), np.sin(ang)], 1) * r
-    pts = (poly[:, None, :] + ring[None]).reshape(-1, 2)
-    return pts[ConvexHull(pts).vertices]
-
-
 def _brow_line_y(lm: np.ndarray, x: np.ndarray) -> np.ndarray:
     """Image y of the brows' upper edge above each x (linear between brow landmarks, flat outside)."""
     brow = lm[17:27]
     order = np.argsort(brow[:, 0])
     return np.interp(x, brow[order, 0], brow[order, 1])
-
-
-def region_polygons(lm2d: np.ndarray) -> dict[str, list[np.ndarray]]:
-    """REALY-style region polygons (image coordinates, y down) from 2D iBUG-68 landmarks (68, 2).
-
-    Forehead is not a polygon (it follows the brow line) and is handled by :func:`derive_labels`.
-    """
-    lm = np.asarray(lm2d, dtype=np.float64)
-    right, down, iod = _frame(lm)
-    parts = part_polygons(lm)
-    brow_top = min(lm[21, 1], lm[22, 1])
-    bridge_top = np.array([lm[27, 0], brow_top]) + down * 0.05 * iod
-    nose = _dilate(np.concatenate([parts["nose"], bridge_top[None]]), 0.08 * iod)
-    mouth = _dilate(lm[48:60], 0.25 * iod)
-    cheek_r = np.stack(
-        [
-            lm[36] + down * 0.15 * iod - right * 0.05 * iod,
-            lm[39] + down * 0.15 * iod,
-            lm[31] - right * 0.05 * iod,
-            lm[48] - right * 0.05 * iod,
-            lm[4],
-            lm[3],
-            lm[2],
-            lm[1],
-        ]
-    )
-    cheek_l = np.stack(
-        [
-            lm[45] + down * 0.15 * iod + right * 0.05 * iod,
-            lm[42] + down * 0.15 * iod,
-            lm[35] + right * 0.05 * iod,
-            lm[54] + right * 0.05 * iod,
-            lm[12],
-            lm[13],
-            lm[14],
-            lm[15],
-        ]
-    )
-    return {"nose": [nose], "mouth": [mouth], "cheek": [cheek_r, cheek_l]}
 
 
 def _above_brows(p2: np.ndarray, lm: np.ndarray) -> np.ndarray:
@@ -138,52 +82,6 @@ def _above_brows(p2: np.ndarray, lm: np.ndarray) -> np.ndarray:
     x_lo = min(lm[17, 0], lm[26, 0]) - 0.15 * iod
     x_hi = max(lm[17, 0], lm[26, 0]) + 0.15 * iod
     return (p2[:, 0] >= x_lo) & (p2[:, 0] <= x_hi) & (p2[:, 1] < _brow_line_y(lm, p2[:, 0]))
-
-
-def cut_regions(p2: np.ndarray, lm2: np.ndarray, usable: np.ndarray | None = None) -> dict[str, np.ndarray]:
-    """REALY-style regions (nose, mouth, forehead, cheek) as indices of 2D points ``p2`` (N, 2)
-    (frontal image coordinates, y down) from 2D iBUG-68 landmarks ``lm2`` (68, 2); ``usable``
-    (N,) bool restricts them (e.g. visible skin). Works for a model or a scan alike."""
-    p2 = np.asarray(p2, np.float64)
-    lm = np.asarray(lm2, np.float64)
-    usable = np.ones(len(p2), bool) if usable is None else np.asarray(usable, bool)
-    _, _, iod = _frame(lm)
-    rp = region_polygons(lm)
-    nose = usable & _poly_contains(rp["nose"][0], p2)
-    mouth = usable & _poly_contains(rp["mouth"][0], p2) & ~nose
-    cheek = usable & (_poly_contains(rp["cheek"][0], p2) | _poly_contains(rp["cheek"][1], p2)) & ~nose & ~mouth
-    brow_y = _brow_line_y(lm, p2[:, 0])
-    forehead = usable & _above_brows(p2, lm) & (p2[:, 1] > brow_y - 0.8 * iod) & ~nose
-    out = {}
-    for name, m in (("nose", nose), ("mouth", mouth), ("forehead", forehead), ("cheek", cheek)):
-        out[name] = np.flatnonzero(m).astype(np.int64)
-    return out
-
-
-def frontal_frame(lm3d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(R (3, 3), centre (3,))`` turning points into a landmark-defined frontal frame,
-    ``(p - centre) @ R.T``: +X from the subject's right eye to the left, +Y from the mouth to
-    the eyes, +Z out of the face (for scans in any pose)."""
-    lm = np.asarray(lm3d, np.float64)
-    x = lm[42:48].mean(0) - lm[36:42].mean(0)
-    x /= np.linalg.norm(x)
-    y = (lm[36:48].mean(0) - lm[48:60].mean(0))
-    y -= x * (x @ y)
-    y /= np.linalg.norm(y)
-    return np.stack([x, y, np.cross(x, y)]), lm[36:48].mean(0)
-
-
-def regions_from_landmarks(
-    verts: np.ndarray, lm3d: np.ndarray, triangles: np.ndarray | None = None
-) -> dict[str, np.ndarray]:
-    """REALY-style regions of any mesh or point cloud (N, 3) with its 68 3D landmarks, e.g. a
-    scan: brought to the landmark frontal frame, projected, cut with :func:`cut_regions`; with
-    ``triangles``, only vertices visible from the front are kept."""
-    R, c = frontal_frame(lm3d)
-    v = (np.asarray(verts, np.float64) - c) @ R.T
-    lm = (np.asarray(lm3d, np.float64) - c) @ R.T
-    usable = frontal_visibility(v, triangles) if triangles is not None else None
-    return cut_regions(frontal_projection(v), frontal_projection(lm), usable)
 
 
 @dataclass(frozen=True)
@@ -233,7 +131,11 @@ def derive_labels(
     codes[nonskin & ~np.isin(codes, eye_codes)] = 0
 
     forehead = skin & visible & _above_brows(p2, lm) & (codes == 0)
-    regions = cut_regions(p2, lm, skin & visible)
+    # one definition of the REALY regions for scans and models: mvrecon.evaluate's
+    from ..evaluate.regions import REGION_NAMES, region_labels
+
+    region_code = region_labels(v, v[np.asarray(landmarks68)])
+    regions = {name: np.flatnonzero((region_code == i) & skin & visible).astype(np.int64) for i, name in enumerate(REGION_NAMES)}
     return Labels(codes, forehead, regions)
 
 

@@ -240,21 +240,3 @@ def test_flame_missing_landmarks(head, rng, tmp_path):
     m = import_flame(tmp_path / "generic_model.pkl", n_shape=6, landmarks=head.lm68)
     assert m.n_vertices == len(head.verts)
 
-
-def test_scan_regions_are_pose_invariant(head):
-    """The same REALY regions are cut from a mesh in any pose (a scan) via its landmarks."""
-    from scipy.spatial.transform import Rotation
-
-    from mvrecon.facemodel.labels import regions_from_landmarks
-
-    base = regions_from_landmarks(head.verts, head.verts[head.lm68], head.tris)
-    R = Rotation.from_euler("xyz", [20, -35, 10], degrees=True).as_matrix()
-    moved = head.verts @ R.T + [0.3, -0.1, 1.2]
-    posed = regions_from_landmarks(moved, moved[head.lm68], head.tris)
-    for name in ("nose", "mouth", "forehead", "cheek"):
-        assert len(base[name]) > 50, name
-        a, b = set(base[name].tolist()), set(posed[name].tolist())
-        assert len(a & b) / len(a | b) > 0.98, name
-    # regions do not overlap
-    allv = np.concatenate(list(base.values()))
-    assert len(allv) == len(np.unique(allv))
