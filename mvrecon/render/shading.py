@@ -104,12 +104,14 @@ def vertex_normals(verts: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
     faces = faces.to(device=verts.device, dtype=torch.long)
     batched = verts if verts.ndim == 3 else verts[None]
     B, N = batched.shape[:2]
-    p = batched.index_select(1, faces.reshape(-1)).reshape(B, -1, 3, 3)
+    flat = batched.reshape(B * N, 3)
+    # one flat gather and one index_add over all views and corners (dim-0 ops are the fast path)
+    corners = (faces.T.reshape(1, 3, -1) + (torch.arange(B, device=verts.device) * N).reshape(B, 1, 1)).reshape(B, -1)
+    p = flat.index_select(0, corners.reshape(-1)).reshape(B, 3, -1, 3)
     # the cross product's length is twice the triangle area: the area weighting comes for free
-    fn = torch.cross(p[:, :, 1] - p[:, :, 0], p[:, :, 2] - p[:, :, 0], dim=-1)          # (B, F, 3)
-    acc = batched.new_zeros(B, N, 3)
-    acc = acc.index_add(1, faces[:, 0], fn).index_add(1, faces[:, 1], fn).index_add(1, faces[:, 2], fn)
-    n = F.normalize(acc, dim=-1, eps=1e-20)
+    fn = torch.cross(p[:, 1] - p[:, 0], p[:, 2] - p[:, 0], dim=-1)                    # (B, F, 3)
+    acc = flat.new_zeros(B * N, 3).index_add(0, corners.reshape(-1), fn[:, None].expand(B, 3, -1, 3).reshape(-1, 3))
+    n = F.normalize(acc.reshape(B, N, 3), dim=-1, eps=1e-20)
     return n if verts.ndim == 3 else n[0]
 
 
