@@ -46,6 +46,7 @@ UPSTREAM_URL = "https://github.com/ICT-VGL/ICT-FaceKit/archive/refs/heads/master
 CM_TO_M = 0.01
 
 #: (name, first vertex, last vertex, first polygon, last polygon), inclusive, from upstream's README.
+#: left/right are the subject's (eyeball_left sits at +X, with iBUG's left eye 42-47).
 SUBMESH_TABLE = (
     ("face", 0, 9408, 0, 9229),
     ("head_neck", 9409, 11247, 9230, 11143),

@@ -3,9 +3,8 @@ tests write in each upstream layout."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np

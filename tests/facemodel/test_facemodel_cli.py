@@ -67,6 +67,13 @@ def test_bad_input_is_one_line_and_writes_nothing(models, tmp_path):
     assert r.exit_code == 2 and "'nothing' not found" in r.output
 
 
+def test_fetch_offline_is_one_clear_error(models, tmp_path):
+    url = (tmp_path / "nowhere.zip").as_uri()
+    r = CliRunner().invoke(main, ["model", "fetch", "ict", "--url", url])
+    assert r.exit_code == 2 and "cannot download" in r.output and r.output.count("\n") == 2
+    assert not models.exists() or not any(models.iterdir())
+
+
 @pytest.mark.slow
 def test_import_ict_archive_end_to_end(models, ict_archive):
     r = CliRunner().invoke(main, ["model", "import", "ict", str(ict_archive)])

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import tarfile
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -85,6 +86,11 @@ def test_missing_files(tmp_path):
     files["identity002.obj"] = _obj(80)
     with pytest.raises(InputError, match="not numbered"):
         import_ict(_tar(tmp_path / "c.tar.xz", files))
+    # the upstream repository zip layout (ICT-FaceKit-master/FaceXModel/...) is read as well
+    with zipfile.ZipFile(tmp_path / "master.zip", "w") as z:
+        z.writestr("ICT-FaceKit-master/FaceXModel/vertex_indices.json", cfg)
+    with pytest.raises(InputError, match="master.zip: missing generic_neutral_mesh.obj"):
+        import_ict(tmp_path / "master.zip")
 
 
 def test_wrong_basis_shape(tmp_path):
