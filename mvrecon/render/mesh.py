@@ -59,8 +59,12 @@ def render_mesh(verts: torch.Tensor, faces: torch.Tensor, K: torch.Tensor, world
         albedo_hit = n_hit.new_ones(n_hit.shape[0], 3)
     if sh is not None:
         if sh.ndim == 3:
-            # per-view lighting: the hits are grouped by view, so index each hit's coefficients
-            color_hit = shade_sh(albedo_hit[:, None], n_hit[:, None], sh.index_select(0, view))[:, 0]
+            if sh.shape[0] != frags.num_views:
+                raise RenderInputError(f"render: sh has {sh.shape[0]} views, expected {frags.num_views}")
+            # per-view lighting: hits are sorted by view, so each view's block gets one matmul
+            counts = torch.bincount(view, minlength=frags.num_views).tolist()
+            color_hit = torch.cat([shade_sh(a, n, sh[v]) for v, (a, n) in enumerate(
+                zip(torch.split(albedo_hit, counts), torch.split(n_hit, counts)))], dim=0)
         else:
             color_hit = shade_sh(albedo_hit, n_hit, sh)
     else:
