@@ -208,3 +208,69 @@ def test_facecues_dict_round_trip(astronaut_cues):
     np.testing.assert_allclose(back.points478, astronaut_cues.points478, atol=1e-3)
     np.testing.assert_allclose(back.conf68, astronaut_cues.conf68, atol=1e-3)
     assert back.image_size == astronaut_cues.image_size and back.method == astronaut_cues.method
+
+
+def _turned(cues: FaceCues, deg: float) -> FaceCues:
+    """The cues of the same face with its mesh turned ``deg`` about the vertical axis."""
+    import dataclasses
+
+    from mvrecon.cues import mediapipe_to_ibug68
+
+    pts = cues.points478
+    c0 = pts.mean(0)
+    th = np.deg2rad(deg)
+    R = np.array([[np.cos(th), 0, np.sin(th)], [0, 1, 0], [-np.sin(th), 0, np.cos(th)]])
+    tp = (pts - c0) @ R.T + c0
+    conf = landmark_confidence(tp)
+    p68, c68 = mediapipe_to_ibug68(tp[:, :2], conf)
+    return dataclasses.replace(cues, points478=tp, conf478=conf, points68=p68, conf68=c68)
+
+
+def test_mesh_silhouette_covers_the_mesh(astronaut_cues):
+    from mediapipe.python.solutions.face_mesh_connections import FACEMESH_FACE_OVAL
+
+    from mvrecon.cues.parsing import mesh_silhouette
+
+    sil = mesh_silhouette(astronaut_cues.points478, 512, 512)
+    xy = np.round(astronaut_cues.points478[:468, :2]).astype(int)
+    assert sil[xy[:, 1], xy[:, 0]].all()
+    # on a frontal face the silhouette is the face oval, filled
+    nxt = dict(FACEMESH_FACE_OVAL)
+    ring = [10]
+    while nxt[ring[-1]] != 10:
+        ring.append(nxt[ring[-1]])
+    oval = np.zeros((512, 512), np.uint8)
+    cv2.fillPoly(oval, [np.round(astronaut_cues.points478[ring, :2]).astype(np.int32)], 1)
+    inter, union = (sil & (oval > 0)).sum(), (sil | (oval > 0)).sum()
+    assert inter / union > 0.97
+    # clipped at the image border without error
+    assert mesh_silhouette(astronaut_cues.points478 - [300, 0, 0], 512, 512).sum() < sil.sum()
+
+
+def test_default_parser_matches_shared_polygons_on_frontal_face(astronaut, astronaut_cues):
+    from mvrecon.cues.parsing import PolygonParser
+
+    lab = LandmarkParser().parse(astronaut, astronaut_cues)
+    poly = PolygonParser().parse(astronaut, astronaut_cues)
+    assert (lab[poly != PART_CODES["background"]] == poly[poly != PART_CODES["background"]]).all()
+    skin, pskin = lab == PART_CODES["skin"], poly == PART_CODES["skin"]
+    assert (skin & pskin).sum() / (skin | pskin).sum() > 0.97
+
+
+def test_default_parser_reaches_the_silhouette_on_a_turned_head(astronaut, astronaut_cues):
+    """Turned 60 degrees, the far jaw line is hidden behind the cheek: the shared polygons leave
+    the far cheek out, the default parser fills it up to the mesh's silhouette."""
+    from mvrecon.cues.parsing import PolygonParser, mesh_silhouette
+
+    turned = _turned(astronaut_cues, 60)
+    assert turned.conf68[0:5].max() < 0.2  # far jaw points hidden
+    lab = LandmarkParser().parse(astronaut, turned)
+    poly = PolygonParser().parse(astronaut, turned)
+    extra = (lab == PART_CODES["skin"]) & (poly != PART_CODES["skin"])
+    assert extra.sum() > 0.2 * (poly == PART_CODES["skin"]).sum()
+    # the added skin is on the far side (image left of the rest of the skin) and inside the silhouette
+    ys, xs = np.nonzero(extra)
+    assert np.median(xs) < np.median(np.nonzero(poly == PART_CODES["skin"])[1]) - 5
+    assert mesh_silhouette(turned.points478, 512, 512)[extra].all()
+    # nothing is added above the brows
+    assert ys.min() >= turned.points68[17:27, 1].min() - 2
