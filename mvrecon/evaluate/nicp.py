@@ -28,7 +28,9 @@ Deviations (all for speed on a CPU without CHOLMOD):
   clusters joined where a mesh edge joins them) instead of one per vertex; every
   vertex keeps its own data and keypoint term and moves by the blend of its 4 nearest nodes' maps,
   weighted ``(1 - d / d_5)^2`` as in embedded deformation (Sumner et al. 2007). The system then
-  has ``4 * max_nodes`` unknowns whatever the scan's resolution;
+  has ``4 * max_nodes`` unknowns whatever the scan's resolution. The convergence test scales the
+  maps' change by ``sqrt(n_vertices / n_nodes)`` so that it measures what REALY's per-vertex
+  test measures;
 - the keypoint-free schedule stops after ``max_steps + 1`` steps per stage like the keypoint one
   (REALY has no cap there).
 """
@@ -140,6 +142,9 @@ def optimal_step_nicp(
         stages = [(cfg.alpha * np.exp(-0.5 * k), cfg.epsilon * 0.5**k) for k in range(3)]
 
     eye_maps = np.tile(np.eye(4)[:, :3], (m, 1))
+    # REALY's convergence test sums the change over one map per vertex; with fewer maps (a
+    # deformation graph) the same per-vertex change gives a norm sqrt(m / n) smaller
+    norm_scale = np.sqrt(n / m)
     x = np.ones((4 * m, 3))
     x_prev = np.zeros((4 * m, 3))
     cur = np.asarray(vertices, dtype=np.float64).copy()
@@ -148,7 +153,7 @@ def optimal_step_nicp(
         keypoint_only = has_kp and stage == 0
         step = 0
         while True:
-            if np.linalg.norm(x - x_prev) <= eps or step > cfg.max_steps:
+            if np.linalg.norm(x - x_prev) * norm_scale <= eps or step > cfg.max_steps:
                 break
             x_prev = x
             dmat = _data_matrix(cur, skin)
@@ -211,6 +216,7 @@ def nicp(
     keypoint_ids: np.ndarray,
     keypoint_targets: np.ndarray,
     cfg: NicpConfig = NicpConfig(),
+    origin: np.ndarray | None = None,
 ) -> np.ndarray:
     """Deform a mesh ``(n, 3)``/``(m, 3)`` (metres) towards ``target_points`` ``(T, 3)`` (metres).
 
@@ -221,8 +227,9 @@ def nicp(
 
     v = np.asarray(vertices, dtype=np.float64)
     f = np.asarray(triangles, dtype=np.int64)
-    # work around the region's centroid: the affine maps' translation part then stays small
-    centre = v.mean(0)
+    # the stiffness of an affine map's translation part depends on where the origin is; the
+    # caller fixes it (REALY: the scan's own frame), by default the region's centroid
+    centre = v.mean(0) if origin is None else np.asarray(origin, dtype=np.float64)
     u = cfg.unit_m
     vs = (v - centre) / u
     tgt = (np.asarray(target_points, dtype=np.float64) - centre) / u

@@ -1,0 +1,180 @@
+"""Benchmark runner: every subject folder of a directory, one table and one CSV.
+
+Layout of a benchmark directory (one folder per subject; names are free)::
+
+    DIR/
+      subject01/
+        pred.obj | pred.ply | pred.glb          the reconstruction
+        pred_landmarks.txt | .npy | .json       its 68 landmarks (points or vertex indices)
+        scan.obj | scan.ply                     the ground-truth scan
+        scan_landmarks.txt | .npy | .json       the scan's 68 landmarks
+      subject02/ ...
+
+A folder missing one of the four files is listed as skipped with the reason; a subject whose
+files are bad (non-manifold scan, units off by 1000x, ...) is listed with its error; neither stops
+the run. Outputs go to ``OUT`` (default ``DIR/_results``): per subject ``OUT/<subject>/`` with
+``metrics.json``, ``metrics.md`` and ``heatmap.png``, and ``OUT/results.csv`` and
+``OUT/results.md`` with one row per subject and a final row of means over the scored subjects
+(REALY style: each region averaged over subjects, "all" the mean of the four region averages).
+"""
+
+from __future__ import annotations
+
+import csv
+import io as _io
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError, MvreconError
+from ..io import write_text
+from .evaluate import EvalConfig, evaluate_files
+from .meshes import LANDMARK_SUFFIXES
+from .regions import REGION_NAMES
+from .report import write_outputs
+
+log = logging.getLogger("mvrecon.evaluate")
+
+PRED_MESH_SUFFIXES = (".obj", ".ply", ".glb")
+SCAN_MESH_SUFFIXES = (".obj", ".ply")
+COLUMNS = (
+    "subject", "status", *[f"{r}_mm" for r in REGION_NAMES], "all_mm", "now_median_mm", "now_mean_mm",
+    "now_std_mm", "chamfer_mm", "fscore_1mm", "fscore_2.5mm", "normal_consistency", "seconds", "note",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Subject:
+    """One subject folder: ``files`` maps pred/pred_landmarks/scan/scan_landmarks to paths;
+    ``missing`` names the files not found."""
+
+    name: str
+    folder: Path
+    files: dict[str, Path] = field(default_factory=dict)
+    missing: tuple[str, ...] = ()
+
+
+def _find(folder: Path, stem: str, suffixes: tuple[str, ...]) -> Path | None:
+    for suf in suffixes:
+        p = folder / f"{stem}{suf}"
+        if p.is_file():
+            return p
+    return None
+
+
+def find_subjects(root: str | Path) -> list[Subject]:
+    """The subject folders of a benchmark directory, sorted by name."""
+    root = Path(root)
+    if not root.is_dir():
+        raise InputError("benchmark directory not found", root)
+    subjects = []
+    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))):
+        want = {
+            "pred": _find(folder, "pred", PRED_MESH_SUFFIXES),
+            "pred_landmarks": _find(folder, "pred_landmarks", LANDMARK_SUFFIXES),
+            "scan": _find(folder, "scan", SCAN_MESH_SUFFIXES),
+            "scan_landmarks": _find(folder, "scan_landmarks", LANDMARK_SUFFIXES),
+        }
+        files = {k: v for k, v in want.items() if v is not None}
+        missing = tuple(k for k, v in want.items() if v is None)
+        subjects.append(Subject(folder.name, folder, files, missing))
+    return subjects
+
+
+@dataclass(frozen=True)
+class BenchResult:
+    """Rows (one dict per subject, keys :data:`COLUMNS`), the mean row, and output paths."""
+
+    rows: list[dict]
+    mean: dict
+    csv_path: Path
+    table_path: Path
+
+
+def _row(name: str, status: str, note: str = "", seconds: float = float("nan")) -> dict:
+    row = {c: float("nan") for c in COLUMNS}
+    row.update(subject=name, status=status, note=note, seconds=seconds)
+    return row
+
+
+def run_bench(root: str | Path, out_dir: str | Path | None = None, cfg: EvalConfig = EvalConfig()) -> BenchResult:
+    """Evaluate every subject of ``root``; write per-subject outputs, ``results.csv`` and ``results.md``."""
+    root = Path(root)
+    out = Path(out_dir) if out_dir is not None else root / "_results"
+    subjects = find_subjects(root)
+    if not subjects:
+        raise InputError("no subject folders (expected DIR/<subject>/pred.obj, pred_landmarks.txt, scan.ply, scan_landmarks.txt)", root)
+    rows = []
+    for s in subjects:
+        if s.missing:
+            rows.append(_row(s.name, "skipped", f"missing {', '.join(s.missing)}"))
+            log.warning("%s: skipped, missing %s", s.folder, ", ".join(s.missing))
+            continue
+        t = time.perf_counter()
+        try:
+            res = evaluate_files(s.files["pred"], s.files["pred_landmarks"], s.files["scan"], s.files["scan_landmarks"], cfg)
+            write_outputs(res, out / s.name)
+        except MvreconError as e:
+            rows.append(_row(s.name, "error", str(e), time.perf_counter() - t))
+            log.warning("%s: %s", s.name, e)
+            continue
+        row = _row(s.name, "ok" if not res.missing_regions else "partial", seconds=time.perf_counter() - t)
+        for r in REGION_NAMES:
+            v = res.regions[r].mean_mm
+            row[f"{r}_mm"] = float("nan") if v is None else v
+        row["all_mm"] = float("nan") if res.realy_all_mm is None else res.realy_all_mm
+        row.update(
+            now_median_mm=res.now.median_mm, now_mean_mm=res.now.mean_mm, now_std_mm=res.now.std_mm,
+            chamfer_mm=res.surface.chamfer_mm, normal_consistency=res.surface.normal_consistency,
+        )  # fmt: skip
+        row["fscore_1mm"] = res.surface.fscore.get(1.0, (float("nan"),))[0]
+        row["fscore_2.5mm"] = res.surface.fscore.get(2.5, (float("nan"),))[0]
+        if res.missing_regions:
+            row["note"] = "; ".join(f"{r}: {res.regions[r].note}" for r in res.missing_regions)
+        rows.append(row)
+
+    mean = _mean_row(rows)
+    csv_path = write_text(out / "results.csv", _csv(rows + [mean]))
+    table_path = write_text(out / "results.md", format_table(rows, mean))
+    return BenchResult(rows, mean, csv_path, table_path)
+
+
+def _mean_row(rows: list[dict]) -> dict:
+    scored = [r for r in rows if r["status"] in ("ok", "partial")]
+    mean = _row("mean", f"{len(scored)} scored of {len(rows)}")
+    for c in COLUMNS[2:-1]:
+        vals = np.array([r[c] for r in scored], dtype=np.float64)
+        vals = vals[np.isfinite(vals)]
+        mean[c] = float(vals.mean()) if len(vals) else float("nan")
+    regions = [mean[f"{r}_mm"] for r in REGION_NAMES]
+    mean["all_mm"] = float(np.mean(regions)) if all(np.isfinite(regions)) else float("nan")
+    return mean
+
+
+def _csv(rows: list[dict]) -> str:
+    buf = _io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(COLUMNS), lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: (f"{v:.4f}" if isinstance(v, float) and np.isfinite(v) else ("" if isinstance(v, float) else v)) for k, v in r.items()})
+    return buf.getvalue()
+
+
+def format_table(rows: list[dict], mean: dict) -> str:
+    """Markdown table: per subject REALY regions, all, NoW median, Chamfer, F@2.5mm, time."""
+
+    def f(v: float, d: int = 3) -> str:
+        return f"{v:.{d}f}" if isinstance(v, float) and np.isfinite(v) else "-"
+
+    head = "| subject | status | nose | mouth | forehead | cheek | all | NoW median | Chamfer | F@2.5mm | s | note |"
+    lines = [head, "|" + "---|" * 12]
+    for r in rows + [mean]:
+        lines.append(
+            f"| {r['subject']} | {r['status']} | {f(r['nose_mm'])} | {f(r['mouth_mm'])} | {f(r['forehead_mm'])} | "
+            f"{f(r['cheek_mm'])} | {f(r['all_mm'])} | {f(r['now_median_mm'])} | {f(r['chamfer_mm'])} | "
+            f"{f(r['fscore_2.5mm'])} | {f(r['seconds'], 1)} | {r['note']} |"
+        )
+    return "REALY-style errors in mm (mean distance, scan to prediction)\n\n" + "\n".join(lines) + "\n"
