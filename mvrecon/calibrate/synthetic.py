@@ -70,7 +70,7 @@ def board_pose(board: Board, center: np.ndarray, yaw_deg: float, pitch_deg: floa
 
 
 def board_poses(board: Board, rig: Rig, n_shots: int, rng: np.random.Generator, spread: float = 0.2,
-                tilt_deg: float = 30.0) -> list[np.ndarray]:
+                tilt_deg: float = 40.0) -> list[np.ndarray]:
     """Board poses through the working volume: centres within ``spread`` metres of the origin
     (less in depth), facing a random point of the camera arc, tilted up to ``tilt_deg``."""
     yaws = [np.degrees(np.arctan2(c.center[0], c.center[2])) for c in rig.cameras]
