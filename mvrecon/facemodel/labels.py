@@ -86,6 +86,8 @@ def _above_brows(p2: np.ndarray, lm: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Labels:
+    """What :func:`derive_labels` gives a model."""
+
     part_labels: np.ndarray
     """(N,) uint8 part codes."""
     forehead: np.ndarray
@@ -135,7 +137,10 @@ def derive_labels(
     from ..evaluate.regions import REGION_NAMES, region_labels
 
     region_code = region_labels(v, v[np.asarray(landmarks68)])
-    regions = {name: np.flatnonzero((region_code == i) & skin & visible).astype(np.int64) for i, name in enumerate(REGION_NAMES)}
+    regions = {
+        name: np.flatnonzero((region_code == i) & skin & visible).astype(np.int64)
+        for i, name in enumerate(REGION_NAMES)
+    }
     return Labels(codes, forehead, regions)
 
 
