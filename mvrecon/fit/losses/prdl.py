@@ -83,16 +83,25 @@ def prdl_loss(
     V, P = target_has.shape
     a = anchors / scale[:, None, None]
     x = vert_px / scale[:, None, None]
-    per_view = torch.zeros(V, dtype=vert_px.dtype, device=vert_px.device)
+    terms = []
     for p in range(P):
-        idx = (vert_part == p + 1).nonzero().squeeze(1)
-        if idx.numel() == 0 or part_weights[p] == 0:
+        if part_weights[p] == 0:
             continue
-        vis = vert_visible[:, idx]
-        g = gamma_stats(x[:, idx], a, vis)  # (V, A, 3)
-        ok = target_has[:, p] & vis.any(-1)
-        err = ((g - target_gamma[:, p]) ** 2).sum(-1).mean(-1)  # (V,)
-        per_view = per_view + part_weights[p] * torch.where(ok, err, torch.zeros_like(err))
+        in_part = vert_part == p + 1
+        for v in range(V):
+            if not target_has[v, p]:
+                continue
+            # only the visible vertices of this part: a plain cdist, no masking of padded sets
+            sel = (in_part & vert_visible[v]).nonzero().squeeze(1)
+            if sel.numel() == 0:
+                continue
+            d = torch.cdist(a[v], x[v].index_select(0, sel))  # (A, n)
+            g = torch.stack([d.min(-1).values, d.max(-1).values, d.mean(-1)], -1)
+            err = ((g - target_gamma[v, p]) ** 2).sum(-1).mean()
+            terms.append((v, part_weights[p] * err))
+    per_view = torch.zeros(V, dtype=vert_px.dtype, device=vert_px.device)
+    for v, t in terms:
+        per_view = per_view.index_add(0, torch.tensor([v]), t[None])
     return per_view.sum() if reduce else per_view
 
 

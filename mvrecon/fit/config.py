@@ -1,0 +1,125 @@
+"""Fit configuration: the coarse-to-fine schedule is data (a tuple of stages), with named presets."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Param = Literal["alpha", "log_scale", "deform", "beta", "rot", "trans", "sh", "disp", "albedo"]
+Loss = Literal["landmark", "prdl", "photo", "contour", "id_prior", "exp_prior", "deform_tv", "deform_tvstd",
+               "deform_mag", "disp_tv", "disp_mag", "disp_consistency", "mask_iou"]
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One step of the schedule."""
+
+    name: str
+    """Shown in progress bars and loss curves."""
+    iters: int
+    """Adam steps."""
+    params: tuple[str, ...]
+    """Parameters this stage frees (the others stay fixed)."""
+    weights: dict[str, float]
+    """Loss name -> weight (absent or 0: not computed)."""
+    lr: dict[str, float] = field(default_factory=dict)
+    """Per-parameter learning rates (defaults in :data:`DEFAULT_LR`)."""
+
+
+DEFAULT_LR: dict[str, float] = {
+    "alpha": 0.05,
+    "log_scale": 0.002,
+    "deform": 2e-4,
+    "beta": 0.02,
+    "rot": 0.003,
+    "trans": 0.0005,
+    "sh": 0.02,
+    "disp": 5e-5,
+    "albedo": 0.03,
+}
+
+_PRIORS = {"id_prior": 1e-6, "exp_prior": 1e-6}
+
+
+def _schedule(scale: float) -> tuple[Stage, ...]:
+    n = lambda k: max(1, int(round(k * scale)))  # noqa: E731
+    return (
+        Stage("rigid", n(40), ("rot", "trans"), {"landmark": 1.0}),
+        Stage(
+            "shape",
+            n(80),
+            ("rot", "trans", "alpha", "beta"),
+            {"landmark": 1.0, "prdl": 0.3, **_PRIORS},
+        ),
+        Stage(
+            "photo",
+            n(80),
+            ("rot", "trans", "alpha", "beta", "sh", "albedo", "deform"),
+            {"landmark": 0.5, "prdl": 0.3, "photo": 0.02, "contour": 0.5, **_PRIORS,
+             "deform_tv": 1e-2, "deform_mag": 1e-4},
+        ),
+        Stage(
+            "detail",
+            n(40),
+            ("sh", "albedo", "disp"),
+            {"photo": 0.02, "disp_tv": 1e-2, "disp_mag": 1e-3, "disp_consistency": 1e-2},
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class FitConfig:
+    """Settings of the fit stage."""
+
+    preset: Literal["fast", "default", "best"] = "default"
+    """Named preset these settings came from."""
+    mode: Literal["auto", "per_view", "per_frame"] = "auto"
+    """Expression/pose per view (MV-HRN) or per frame (synchronized rig); auto: the rig decides."""
+    crop_size: int = 256
+    """Side of the square face crop every view is fitted at, pixels."""
+    anchor_grid: int = 24
+    """PRDL anchors per side of the crop."""
+    mask_points: int = 1500
+    """At most this many farthest-point-sampled pixels per part mask."""
+    deform_res: int = 64
+    """Deformation map resolution (3 x R x R)."""
+    disp_res: int = 256
+    """Displacement map resolution (1 x R x R)."""
+    albedo_res: int = 256
+    """UV albedo resolution during the fit (the texture stage bakes a larger one)."""
+    visibility_every: int = 10
+    """Recompute vertex visibility every this many steps."""
+    schedule: tuple[Stage, ...] = field(default_factory=lambda: _schedule(1.0))
+    """The coarse-to-fine stages."""
+    seed: int = 0
+    """Seed for anything random."""
+    divergence_factor: float = 1e3
+    """Stop with an error when the total loss exceeds its stage start by this factor."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def without(self, *losses: str, params: tuple[str, ...] = ()) -> "FitConfig":
+        """A copy with some losses (and parameters) switched off in every stage (ablations)."""
+        sched = []
+        for st in self.schedule:
+            w = {k: v for k, v in st.weights.items() if k not in losses}
+            ps = tuple(p for p in st.params if p not in params)
+            if ps and w:
+                sched.append(dataclasses.replace(st, weights=w, params=ps))
+        return dataclasses.replace(self, schedule=tuple(sched))
+
+
+PRESETS: dict[str, FitConfig] = {
+    "fast": FitConfig(preset="fast", crop_size=192, anchor_grid=16, mask_points=800, schedule=_schedule(0.5)),
+    "default": FitConfig(),
+    "best": FitConfig(preset="best", crop_size=384, anchor_grid=32, mask_points=3000, schedule=_schedule(2.0),
+                      visibility_every=5),
+}
+
+
+def preset(name: str, **overrides: Any) -> FitConfig:
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r} (choose from {', '.join(PRESETS)})")
+    return dataclasses.replace(PRESETS[name], **overrides)

@@ -1,0 +1,175 @@
+"""Fit inputs per view: the undistorted, face-cropped image, its camera, landmarks and part masks,
+and the targets derived from them once (PRDL statistics, contour spans, photometric mask).
+
+The fit works on square face crops of ``crop_size`` pixels: a crop is just another pinhole camera
+(``K_crop = A K``), so projection, rendering and every loss run at a fixed small resolution
+whatever the photo size, and the cost of a view does not grow with the sensor.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..cameras import Camera
+from ..parts import PART_CODES, PRDL_PARTS
+from .losses.prdl import anchor_grid, gamma_stats, sample_mask_points
+
+
+@dataclass(frozen=True)
+class ViewCues:
+    """What the cues stage found in one view, in the coordinates of the original (distorted) photo.
+
+    Attributes:
+        key: view name (``<frame>_<camera>``).
+        frame, camera: the frame and camera names.
+        image: (H, W, 3) uint8 RGB photo.
+        lm68: (68, 2) iBUG-68 landmarks, pixels.
+        lm_conf: (68,) confidence in [0, 1].
+        labels: (H, W) uint8 part labels (codes of :mod:`mvrecon.parts`).
+    """
+
+    key: str
+    frame: str
+    camera: str
+    image: np.ndarray
+    lm68: np.ndarray
+    lm_conf: np.ndarray
+    labels: np.ndarray
+
+
+@dataclass
+class ViewBatch:
+    """All views of a fit, stacked (V views, crop size S). Pixel units are crop pixels."""
+
+    keys: list[str]
+    frames: list[str]
+    cameras_full: list[Camera]
+    """The undistorted full-size cameras (for outputs drawn on the photos)."""
+    crop_affine: np.ndarray
+    """(V, 3, 3): full undistorted pixels -> crop pixels."""
+    K: torch.Tensor
+    """(V, 3, 3) crop intrinsics."""
+    world_to_cam: torch.Tensor
+    """(V, 4, 4)."""
+    image: torch.Tensor
+    """(V, S, S, 3) float in [0, 1]."""
+    labels: torch.Tensor
+    """(V, S, S) uint8."""
+    lm68: torch.Tensor
+    """(V, 68, 2) crop pixels."""
+    lm_conf: torch.Tensor
+    """(V, 68)."""
+    face_size: torch.Tensor
+    """(V,) inter-ocular distance in crop pixels."""
+    anchors: torch.Tensor
+    """(V, A, 2) PRDL anchors, crop pixels."""
+    prdl_target: torch.Tensor
+    """(V, P, A, 3) Gamma(C_p, A) in crop-size units."""
+    prdl_has: torch.Tensor
+    """(V, P) bool."""
+    size: int
+
+    @property
+    def n_views(self) -> int:
+        return len(self.keys)
+
+
+def undistort_cues(cues: ViewCues, cam: Camera) -> tuple[ViewCues, Camera]:
+    """Remove lens distortion from the photo, the labels and the landmarks (one pinhole camera)."""
+    import cv2
+
+    if not cam.has_distortion:
+        return cues, cam
+    cam0, mx, my = cam.undistorted()
+    img = cv2.remap(cues.image, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    lab = cv2.remap(cues.labels, mx, my, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    xn = cam.undistort_points(cues.lm68)
+    lm = xn @ cam0.K[:2, :2].T + cam0.K[:2, 2]
+    return ViewCues(cues.key, cues.frame, cues.camera, img, lm, cues.lm_conf, lab), cam0
+
+
+def crop_box(lm68: np.ndarray, width: int, height: int, margin: float = 1.9) -> tuple[float, float, float]:
+    """Square crop (x0, y0, side) in pixel-edge coordinates around the landmarks: ``margin`` times
+    their extent, centred a little above the landmark centre (the forehead and skull are above)."""
+    lo, hi = lm68.min(0), lm68.max(0)
+    c = (lo + hi) / 2
+    side = float(max(hi - lo) * margin)
+    c = c + np.array([0.0, -0.08 * side])
+    return float(c[0] + 0.5 - side / 2), float(c[1] + 0.5 - side / 2), side
+
+
+def crop_affine(x0: float, y0: float, side: float, size: int) -> np.ndarray:
+    """(3, 3) map from full-image pixels (centres at integers) to crop pixels."""
+    s = size / side
+    return np.array([[s, 0, (0.5 - x0) * s - 0.5], [0, s, (0.5 - y0) * s - 0.5], [0, 0, 1.0]])
+
+
+def _warp(img: np.ndarray, A: np.ndarray, size: int, nearest: bool) -> np.ndarray:
+    import cv2
+
+    src = img
+    s = A[0, 0]
+    if not nearest and s < 1:
+        sigma = 0.5 / s
+        src = cv2.GaussianBlur(img, (0, 0), sigmaX=sigma, sigmaY=sigma)
+    flags = cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR
+    return cv2.warpAffine(src, A[:2], (size, size), flags=flags, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+
+
+def prepare_views(cues: list[ViewCues], cams: list[Camera], world_to_cam: list[np.ndarray] | None = None,
+                  size: int = 256, anchor_n: int = 24, mask_points: int = 3000,
+                  dtype: torch.dtype = torch.float32) -> ViewBatch:
+    """Undistort, crop and stack the views, and precompute the loss targets."""
+    keys, frames, full_cams, affines, Ks, w2c, imgs, labs, lms, confs = [], [], [], [], [], [], [], [], [], []
+    for cv, cam in zip(cues, cams):
+        u, cam0 = undistort_cues(cv, cam)
+        x0, y0, side = crop_box(u.lm68, cam0.width, cam0.height)
+        A = crop_affine(x0, y0, side, size)
+        keys.append(cv.key)
+        frames.append(cv.frame)
+        full_cams.append(cam0)
+        affines.append(A)
+        Ks.append(A @ cam0.K)
+        w2c.append(cam0.world_to_cam)
+        imgs.append(_warp(u.image, A, size, nearest=False))
+        labs.append(_warp(u.labels, A, size, nearest=True))
+        lms.append(u.lm68 @ A[:2, :2].T + A[:2, 2])
+        confs.append(u.lm_conf)
+    lm = np.stack(lms)
+    iod = np.linalg.norm(lm[:, 36:42].mean(1) - lm[:, 42:48].mean(1), axis=1)
+    V = len(keys)
+    box = torch.tensor([[0.0, 0.0, size - 1.0, size - 1.0]] * V, dtype=dtype)
+    anchors = anchor_grid(box, n=anchor_n, margin=0.0)
+    P = len(PRDL_PARTS)
+    target = torch.zeros(V, P, anchor_n * anchor_n, 3, dtype=dtype)
+    has = torch.zeros(V, P, dtype=torch.bool)
+    for v in range(V):
+        for p, name in enumerate(PRDL_PARTS):
+            pts = sample_mask_points(labs[v], PART_CODES[name], max_points=mask_points)
+            if len(pts) < 3:
+                continue
+            pts_t = torch.as_tensor(pts, dtype=dtype)[None] / size
+            target[v, p] = gamma_stats(pts_t, anchors[v : v + 1] / size)[0]
+            has[v, p] = True
+    if world_to_cam is not None:
+        w2c = list(world_to_cam)
+    return ViewBatch(
+        keys=keys,
+        frames=frames,
+        cameras_full=full_cams,
+        crop_affine=np.stack(affines),
+        K=torch.as_tensor(np.stack(Ks), dtype=dtype),
+        world_to_cam=torch.as_tensor(np.stack(w2c), dtype=dtype),
+        image=torch.as_tensor(np.stack(imgs), dtype=dtype) / 255.0,
+        labels=torch.as_tensor(np.stack(labs)),
+        lm68=torch.as_tensor(lm, dtype=dtype),
+        lm_conf=torch.as_tensor(np.stack(confs), dtype=dtype),
+        face_size=torch.as_tensor(iod, dtype=dtype),
+        anchors=anchors,
+        prdl_target=target,
+        prdl_has=has,
+        size=size,
+    )

@@ -1,0 +1,159 @@
+"""Initialisation without networks: robust landmark triangulation, then a similarity and a first
+identity/expression fitted to the model's landmark vertices.
+
+A calibrated rig makes this metric: each landmark seen in two or more views is a 3D point. A view
+whose landmarks are wrong (a mis-detection, a 30 px shift) must not spoil it, so each point is
+triangulated by RANSAC over view pairs with a pixel threshold, then refined on its inliers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from itertools import combinations
+
+import numpy as np
+
+
+def triangulate_dlt(P: np.ndarray, x: np.ndarray, w: np.ndarray | None = None) -> np.ndarray:
+    """Linear triangulation of one point from views ``P`` (M, 3, 4) and pixels ``x`` (M, 2)."""
+    w = np.ones(len(P)) if w is None else w
+    rows = np.concatenate([(x[:, 0:1] * P[:, 2] - P[:, 0]) * w[:, None], (x[:, 1:2] * P[:, 2] - P[:, 1]) * w[:, None]])
+    # normalise rows for conditioning
+    rows = rows / np.linalg.norm(rows, axis=1, keepdims=True).clip(1e-12)
+    _, _, vt = np.linalg.svd(rows)
+    X = vt[-1]
+    return X[:3] / X[3]
+
+
+def reproject(P: np.ndarray, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pixels (M, 2) and depths (M,) of point X (3,) in views P (M, 3, 4)."""
+    h = P @ np.append(X, 1.0)
+    return h[:, :2] / h[:, 2:3], h[:, 2]
+
+
+@dataclass
+class Triangulation:
+    points: np.ndarray
+    """(L, 3) world points (NaN where fewer than 2 consistent views)."""
+    inliers: np.ndarray
+    """(L, M) bool: which views agree with each point."""
+    error_px: np.ndarray
+    """(L,) RMS reprojection error over inliers."""
+
+
+def triangulate_landmarks(P: np.ndarray, lm: np.ndarray, conf: np.ndarray, threshold_px: float = 8.0,
+                          min_conf: float = 0.3) -> Triangulation:
+    """Robustly triangulate L landmarks seen in M views.
+
+    Args:
+        P: (M, 3, 4) projection matrices ``K [R | t]`` (undistorted pixels).
+        lm: (M, L, 2) landmark pixels.
+        conf: (M, L) confidences; below ``min_conf`` a view is not used for that landmark.
+        threshold_px: a view is an inlier when it reprojects within this many pixels.
+    """
+    M, L, _ = lm.shape
+    pts = np.full((L, 3), np.nan)
+    inl = np.zeros((L, M), bool)
+    err = np.full(L, np.nan)
+    for j in range(L):
+        cand = np.flatnonzero(conf[:, j] >= min_conf)
+        if len(cand) < 2:
+            continue
+        best, best_in, best_score = None, None, -1.0
+        for a, b in combinations(cand, 2):
+            X = triangulate_dlt(P[[a, b]], lm[[a, b], j])
+            px, z = reproject(P[cand], X)
+            if np.any(z[[list(cand).index(a), list(cand).index(b)]] <= 0):
+                continue
+            e = np.linalg.norm(px - lm[cand, j], axis=1)
+            ok = (e < threshold_px) & (z > 0)
+            score = ok.sum() - 1e-3 * np.minimum(e, threshold_px).sum() / threshold_px
+            if score > best_score:
+                best, best_in, best_score = X, cand[ok], score
+        if best is None or len(best_in) < 2:
+            continue
+        X = triangulate_dlt(P[best_in], lm[best_in, j], conf[best_in, j])
+        px, _ = reproject(P[best_in], X)
+        pts[j] = X
+        inl[j, best_in] = True
+        err[j] = float(np.sqrt(np.mean(np.sum((px - lm[best_in, j]) ** 2, 1))))
+    return Triangulation(pts, inl, err)
+
+
+def umeyama(src: np.ndarray, dst: np.ndarray, with_scale: bool = True,
+            weights: np.ndarray | None = None) -> tuple[float, np.ndarray, np.ndarray]:
+    """Similarity (s, R, t) minimising sum w |s R src + t - dst|^2 (src, dst (N, 3))."""
+    w = np.ones(len(src)) if weights is None else np.asarray(weights, float)
+    w = w / w.sum()
+    mu_s, mu_d = w @ src, w @ dst
+    a, b = src - mu_s, dst - mu_d
+    cov = (b * w[:, None]).T @ a
+    U, S, Vt = np.linalg.svd(cov)
+    D = np.eye(3)
+    if np.linalg.det(U) * np.linalg.det(Vt) < 0:
+        D[2, 2] = -1
+    R = U @ D @ Vt
+    var_s = (w * (a**2).sum(1)).sum()
+    s = float(np.trace(np.diag(S) @ D) / var_s) if with_scale else 1.0
+    t = mu_d - s * R @ mu_s
+    return s, R, t
+
+
+@dataclass
+class InitResult:
+    scale: float
+    R: np.ndarray
+    t: np.ndarray
+    id_coeffs: np.ndarray
+    exp_coeffs: np.ndarray
+    rms_m: float
+    """RMS distance (metres) of the fitted landmark vertices to the triangulated points."""
+    n_points: int
+
+
+#: Landmarks used for the similarity: stable inner-face points (brows, nose, eyes, mouth), not the
+#: jaw line, whose fixed vertices do not follow the silhouette.
+INNER = np.arange(17, 68)
+
+
+def fit_landmarks_3d(model, points: np.ndarray, valid: np.ndarray, id_reg: float = 3.0, exp_reg: float = 3.0,
+                     n_id: int = 40, iters: int = 6, with_scale: bool = False) -> InitResult:
+    """Alternate a similarity and a regularised linear identity/expression solve on the 3D
+    landmarks (``points`` (68, 3), ``valid`` (68,) bool).
+
+    ``id_reg``/``exp_reg`` weight the N(0, 1) priors against the squared landmark residual in
+    millimetres: with 68 points and ~150 modes the data cannot decide every mode, so only the
+    ``n_id`` leading identity modes move here and the fit sharpens them later.
+    """
+    lmv = model.landmarks68
+    use = valid.copy()
+    use[:17] = False
+    if use.sum() < 6:
+        use = valid.copy()
+    if use.sum() < 4:
+        raise ValueError(f"only {int(use.sum())} landmarks could be triangulated; need at least 4")
+    B_id = model.id_basis[:n_id][:, lmv].reshape(n_id, -1).T.astype(np.float64)  # (68*3, K)
+    B_ex = model.exp_basis[:, lmv].reshape(model.n_exp, -1).T.astype(np.float64)
+    mean = model.mean[lmv].astype(np.float64)
+    alpha = np.zeros(n_id)
+    beta = np.zeros(model.n_exp)
+    lo = np.zeros(model.n_exp) if model.exp_kind == "blendshape" else -np.inf * np.ones(model.n_exp)
+    hi = np.ones(model.n_exp) if model.exp_kind == "blendshape" else np.inf * np.ones(model.n_exp)
+    sel = np.repeat(use, 3)
+    for _ in range(iters):
+        shape = mean + (B_id @ alpha + B_ex @ beta).reshape(-1, 3)
+        s, R, t = umeyama(shape[use], points[use], with_scale=with_scale)
+        # targets in model space (undo the similarity), residual in millimetres
+        tgt = ((points - t) @ R / s).reshape(-1)
+        A = np.concatenate([B_id, B_ex], 1)[sel] * 1000.0
+        r = (tgt - mean.reshape(-1))[sel] * 1000.0
+        reg = np.concatenate([np.full(n_id, id_reg), np.full(model.n_exp, exp_reg)])
+        x = np.linalg.solve(A.T @ A + np.diag(reg), A.T @ r)
+        alpha, beta = x[:n_id], np.clip(x[n_id:], lo, hi)
+    shape = mean + (B_id @ alpha + B_ex @ beta).reshape(-1, 3)
+    s, R, t = umeyama(shape[use], points[use], with_scale=with_scale)
+    fitted = s * shape @ R.T + t
+    rms = float(np.sqrt(np.mean(np.sum((fitted[use] - points[use]) ** 2, 1))))
+    full_alpha = np.zeros(model.n_id)
+    full_alpha[:n_id] = alpha
+    return InitResult(s, R, t, full_alpha, beta, rms, int(use.sum()))

@@ -1,0 +1,197 @@
+"""The optimisation loop: runs the schedule's stages over a :class:`ViewBatch`.
+
+Each step evaluates only the losses its stage weights; renderer calls happen only for the
+photometric term, visibility is refreshed every few steps (it is a discrete quantity, no gradient).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from ..errors import FitDiverged
+from ..render import render_mesh, vertex_visibility
+from .config import DEFAULT_LR, FitConfig, Stage
+from .data import ViewBatch
+from .losses import coeff_prior, contour_loss, landmark_loss, photometric_loss, prdl_loss, tv_loss, tv_std_loss
+from .losses.contour import row_spans
+from .params import FitParams, HeadGeometry
+
+log = logging.getLogger(__name__)
+
+#: Jaw-line landmarks follow the silhouette, which fixed model vertices do not: they count less.
+JAW_WEIGHT = 0.3
+PART_WEIGHTS = torch.tensor([1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0])  # skin, eyes, brows, nose, lips
+
+
+def project(world: torch.Tensor, K: torch.Tensor, w2c: torch.Tensor) -> torch.Tensor:
+    """Pixels (V, N, 2) of world points (V, N, 3)."""
+    pc = world @ w2c[:, :3, :3].transpose(1, 2) + w2c[:, None, :3, 3]
+    z = pc[..., 2:].clamp_min(1e-6)
+    xy = pc[..., :2] / z
+    return xy @ K[:, :2, :2].transpose(1, 2) + K[:, None, :2, 2]
+
+
+@dataclass
+class FitState:
+    """Everything the loop produced."""
+
+    params: FitParams
+    history: list[dict[str, float]] = field(default_factory=list)
+    stage_times: dict[str, float] = field(default_factory=dict)
+    visibility: torch.Tensor | None = None
+
+
+class Fitter:
+    """Holds the per-fit tensors; :meth:`run` executes the schedule."""
+
+    def __init__(self, geom: HeadGeometry, views: ViewBatch, params: FitParams, group_of_view: np.ndarray,
+                 cfg: FitConfig, progress: bool | None = None):
+        self.g = geom
+        self.views = views
+        self.p = params
+        self.cfg = cfg
+        self.gidx = torch.as_tensor(group_of_view, dtype=torch.long)
+        self.vidx = torch.arange(views.n_views)
+        self.progress = sys.stderr.isatty() if progress is None else progress
+        lw = torch.ones(68)
+        lw[:17] = JAW_WEIGHT
+        self.lm_weight = views.lm_conf * lw[None]
+        face = views.labels > 0
+        self.face_mask = face
+        self.spans = row_spans(face)
+        self.visible: torch.Tensor | None = None
+
+    # ------------------------------------------------------------------ pieces
+    def world_vertices(self, use_disp: bool) -> torch.Tensor:
+        v = self.g.model_vertices(self.p, self.gidx, self.vidx, use_deform=True, use_disp=use_disp)
+        return self.g.to_world(self.p, v, self.gidx)
+
+    def refresh_visibility(self, world: torch.Tensor) -> None:
+        S = self.views.size
+        self.visible = vertex_visibility(world.detach(), self.g.faces, self.views.K, self.views.world_to_cam, S, S)
+
+    def losses(self, st: Stage, step: int) -> dict[str, torch.Tensor]:
+        w = st.weights
+        vb = self.views
+        use_disp = "disp" in st.params or bool(self.p.disp.detach().abs().max() > 0)
+        world = self.world_vertices(use_disp)
+        if self.visible is None or step % self.cfg.visibility_every == 0:
+            self.refresh_visibility(world)
+        out: dict[str, torch.Tensor] = {}
+        if w.get("landmark"):
+            px = project(world[:, self.g.landmarks], vb.K, vb.world_to_cam)
+            out["landmark"] = landmark_loss(px, vb.lm68, self.lm_weight, vb.face_size)
+        if w.get("prdl"):
+            px = project(world[:, self.g.prdl_vertices], vb.K, vb.world_to_cam)
+            vis = self.visible[:, self.g.prdl_vertices]
+            scale = torch.full((vb.n_views,), float(vb.size), dtype=px.dtype)
+            out["prdl"] = prdl_loss(px, self.g.prdl_labels, vis, vb.prdl_target, vb.prdl_has, vb.anchors, scale,
+                                    PART_WEIGHTS.to(px.dtype))
+        if w.get("contour"):
+            px = project(world[:, self.g.contour_vertices], vb.K, vb.world_to_cam)
+            vis = self.visible[:, self.g.contour_vertices]
+            out["contour"] = contour_loss(px, vis, self.spans, vb.face_size)
+        if w.get("photo"):
+            S = vb.size
+            r = render_mesh(world, self.g.faces, vb.K, vb.world_to_cam, S, S, uv_faces=self.g.faces,
+                            uvs=self.g.uv, texture=self.p.albedo[0].clamp(0, 1), sh=self.p.sh)
+            m = r.mask & self.face_mask
+            out["photo"] = photometric_loss(r.image, vb.image, m) / vb.n_views
+        if w.get("id_prior"):
+            out["id_prior"] = coeff_prior(self.p.alpha[None])
+        if w.get("exp_prior"):
+            out["exp_prior"] = coeff_prior(self.p.beta)
+        if w.get("deform_tv") or w.get("deform_tvstd") or w.get("deform_mag"):
+            D = self.p.deform * 1000.0  # millimetres
+            m = self.g.deform_mask
+            out["deform_tv"] = tv_loss(D, m)
+            out["deform_tvstd"] = tv_std_loss(D, m)
+            out["deform_mag"] = (D[..., m] ** 2).mean()
+        if w.get("disp_tv") or w.get("disp_mag") or w.get("disp_consistency"):
+            d = self.p.disp * 1000.0
+            m = self.g.disp_mask
+            out["disp_tv"] = tv_loss(d, m)
+            out["disp_mag"] = d[..., m].abs().mean()
+            out["disp_consistency"] = ((d - d.mean(0, keepdim=True))[..., m] ** 2).mean()
+        return out
+
+    # ------------------------------------------------------------------ loop
+    def run_stage(self, st: Stage, state: FitState) -> None:
+        params = dict(self.p.named_parameters())
+        for name, prm in params.items():
+            prm.requires_grad_(name in st.params)
+        groups = [{"params": [params[n]], "lr": st.lr.get(n, DEFAULT_LR[n])} for n in st.params]
+        opt = torch.optim.Adam(groups)
+        start_total = None
+        t0 = time.perf_counter()
+        bar = _Progress(st.name, st.iters, self.progress)
+        for it in range(st.iters):
+            opt.zero_grad(set_to_none=True)
+            terms = self.losses(st, it)
+            total = sum(st.weights.get(k, 0.0) * v for k, v in terms.items())
+            tv = float(total.detach())
+            if not math.isfinite(tv):
+                bad = [k for k, v in terms.items() if not torch.isfinite(v)]
+                raise FitDiverged(f"fit stage '{st.name}' step {it}: loss became NaN/inf ({', '.join(bad) or 'total'})")
+            if start_total is None:
+                start_total = max(tv, 1e-12)
+            elif tv > start_total * self.cfg.divergence_factor:
+                raise FitDiverged(f"fit stage '{st.name}' step {it}: loss diverged ({tv:.3g} from {start_total:.3g})")
+            total.backward()
+            for prm in self.p.parameters():
+                if prm.grad is not None and not torch.isfinite(prm.grad).all():
+                    raise FitDiverged(f"fit stage '{st.name}' step {it}: non-finite gradient")
+            opt.step()
+            self.p.clamp_()
+            rec = {"stage": st.name, "step": len(state.history), "total": tv}
+            rec.update({k: float(v.detach()) for k, v in terms.items()})
+            state.history.append(rec)
+            bar.update(rec)
+        bar.close()
+        state.stage_times[st.name] = time.perf_counter() - t0
+        for prm in self.p.parameters():
+            prm.requires_grad_(False)
+
+    def run(self) -> FitState:
+        state = FitState(params=self.p)
+        for st in self.cfg.schedule:
+            self.run_stage(st, state)
+        world = self.world_vertices(use_disp=True)
+        self.refresh_visibility(world)
+        state.visibility = self.visible
+        return state
+
+
+class _Progress:
+    """A rich progress bar with the current losses on a terminal; a log line per stage otherwise."""
+
+    def __init__(self, name: str, total: int, enabled: bool):
+        self.name = name
+        self.bar = None
+        self.last: dict = {}
+        if enabled:
+            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self.bar = Progress(TextColumn(f"fit {name:<7}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                                TimeElapsedColumn(), TextColumn("{task.fields[info]}"), transient=True)
+            self.bar.start()
+            self.task = self.bar.add_task(name, total=total, info="")
+
+    def update(self, rec: dict) -> None:
+        self.last = rec
+        if self.bar is not None:
+            info = " ".join(f"{k}={v:.3g}" for k, v in rec.items() if k not in ("stage", "step"))
+            self.bar.update(self.task, advance=1, info=info[:80])
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+        info = " ".join(f"{k}={v:.4g}" for k, v in self.last.items() if k not in ("stage", "step"))
+        log.info("fit %s: %s", self.name, info)

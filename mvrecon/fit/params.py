@@ -1,0 +1,186 @@
+"""The fit's unknowns and the geometry they make.
+
+Shared by all views: identity ``alpha`` (K_id), the canonical UV deformation map ``D`` (3 x R x R,
+metres in model space), a global scale, the UV albedo. Per expression group (a view in MV-HRN
+mode, a frame for a synchronized rig): expression ``beta`` and the head's rigid pose. Per view:
+SH lighting (9 x 3) and a UV displacement map ``d`` (1 x Rd x Rd, metres along the normal).
+
+World vertices of group g: ``X = s R_g (mean + B_id alpha + B_exp beta_g + D(uv) + d(uv) n) + t_g``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..render import vertex_normals
+
+
+def axis_angle_to_matrix(r: torch.Tensor) -> torch.Tensor:
+    """Rotation matrices (..., 3, 3) from axis-angle vectors (..., 3); smooth at zero."""
+    theta2 = (r * r).sum(-1, keepdim=True)
+    theta = torch.sqrt(theta2 + 1e-16)
+    k = r / theta
+    K = torch.zeros(*r.shape[:-1], 3, 3, dtype=r.dtype, device=r.device)
+    K[..., 0, 1], K[..., 0, 2] = -k[..., 2], k[..., 1]
+    K[..., 1, 0], K[..., 1, 2] = k[..., 2], -k[..., 0]
+    K[..., 2, 0], K[..., 2, 1] = -k[..., 1], k[..., 0]
+    s = torch.sin(theta)[..., None]
+    c = torch.cos(theta)[..., None]
+    eye = torch.eye(3, dtype=r.dtype, device=r.device).expand_as(K)
+    return eye + s * K + (1 - c) * (K @ K)
+
+
+def matrix_to_axis_angle(R: np.ndarray) -> np.ndarray:
+    import cv2
+
+    return cv2.Rodrigues(np.asarray(R, np.float64))[0].reshape(3)
+
+
+def vertex_uvs(model) -> np.ndarray:
+    """One UV (N, 2) per vertex (the first corner that uses it; seams pick one side)."""
+    uv = np.zeros((model.n_vertices, 2), np.float32)
+    if model.uvs.shape[0] == 0:
+        return uv
+    tri = model.triangles.reshape(-1)
+    uvt = model.uv_triangles.reshape(-1)
+    first = np.full(model.n_vertices, -1, np.int64)
+    order = np.arange(len(tri))[::-1]
+    first[tri[order]] = uvt[order]
+    ok = first >= 0
+    uv[ok] = model.uvs[first[ok]]
+    return uv
+
+
+def sample_uv_map(maps: torch.Tensor, uv: torch.Tensor) -> torch.Tensor:
+    """Sample UV maps (B, C, H, W) at per-vertex UVs (N, 2) (v up) -> (B, N, C)."""
+    grid = torch.stack([uv[:, 0] * 2 - 1, 1 - uv[:, 1] * 2], -1)[None, None].expand(maps.shape[0], -1, -1, -1)
+    out = F.grid_sample(maps, grid.to(maps.dtype), mode="bilinear", padding_mode="border", align_corners=False)
+    return out[:, :, 0].transpose(1, 2)
+
+
+def uv_coverage(model, uv_vert: np.ndarray, res: int, vert_mask: np.ndarray) -> np.ndarray:
+    """(res, res) bool: texels of the UV layout covered by the masked vertices' triangles (for
+    masked TV priors)."""
+    import cv2
+
+    m = np.zeros((res, res), np.uint8)
+    tri = model.triangles[vert_mask[model.triangles].all(1)]
+    if len(tri) == 0:
+        return m.astype(bool)
+    pts = uv_vert[tri] * [res, res]
+    pts[..., 1] = res - pts[..., 1]
+    cv2.fillPoly(m, np.round(pts * 16).astype(np.int32), 1, shift=4)
+    return cv2.dilate(m, np.ones((3, 3), np.uint8)).astype(bool)
+
+
+@dataclass
+class Layout:
+    """How views map to expression groups."""
+
+    group_of_view: np.ndarray
+    """(V,) group index of each view."""
+    n_groups: int
+    mode: str
+
+
+class FitParams(torch.nn.Module):
+    """All unknowns as parameters; which are optimised is decided by the schedule."""
+
+    def __init__(self, model, n_views: int, layout: Layout, deform_res: int = 64, disp_res: int = 256,
+                 albedo_res: int = 256, dtype: torch.dtype = torch.float32):
+        super().__init__()
+        G = layout.n_groups
+        P = torch.nn.Parameter
+        self.alpha = P(torch.zeros(model.n_id, dtype=dtype))
+        self.log_scale = P(torch.zeros((), dtype=dtype))
+        self.deform = P(torch.zeros(1, 3, deform_res, deform_res, dtype=dtype))
+        self.beta = P(torch.zeros(G, model.n_exp, dtype=dtype))
+        self.rot = P(torch.zeros(G, 3, dtype=dtype))
+        self.trans = P(torch.zeros(G, 3, dtype=dtype))
+        sh = torch.zeros(n_views, 9, 3, dtype=dtype)
+        sh[:, 0] = 1.0 / 0.886227  # ambient 1: the albedo starts as the observed colour
+        self.sh = P(sh)
+        self.disp = P(torch.zeros(n_views, 1, disp_res, disp_res, dtype=dtype))
+        self.albedo = P(torch.full((1, 3, albedo_res, albedo_res), 0.5, dtype=dtype))
+        self.blendshape = model.exp_kind == "blendshape"
+
+    def groups(self) -> list[str]:
+        return ["alpha", "log_scale", "deform", "beta", "rot", "trans", "sh", "disp", "albedo"]
+
+    def set_init(self, init, group_ids: np.ndarray | None = None) -> None:
+        with torch.no_grad():
+            self.alpha.copy_(torch.as_tensor(init.id_coeffs, dtype=self.alpha.dtype))
+            self.log_scale.fill_(float(np.log(init.scale)))
+            self.beta.copy_(torch.as_tensor(init.exp_coeffs, dtype=self.beta.dtype).expand_as(self.beta))
+            self.rot.copy_(torch.as_tensor(matrix_to_axis_angle(init.R), dtype=self.rot.dtype).expand_as(self.rot))
+            self.trans.copy_(torch.as_tensor(init.t, dtype=self.trans.dtype).expand_as(self.trans))
+
+    def clamp_(self) -> None:
+        """Keep blendshape weights in their valid range after a step."""
+        if self.blendshape:
+            with torch.no_grad():
+                self.beta.clamp_(0.0, 1.0)
+
+
+class HeadGeometry:
+    """Precomputed model-side data and the differentiable vertex evaluation."""
+
+    def __init__(self, model, deform_res: int = 64, disp_res: int = 256, dtype: torch.dtype = torch.float32):
+        self.model = model
+        self.dtype = dtype
+        self.faces_np = model.render_triangles().astype(np.int64)
+        self.faces = torch.as_tensor(self.faces_np)
+        used = model.render_vertex_mask()
+        deformable = self.deformable_mask(model)
+        self.deformable = torch.as_tensor(deformable[:, None], dtype=dtype)
+        self.uv_np = vertex_uvs(model)
+        self.uv = torch.as_tensor(self.uv_np, dtype=dtype)
+        self.deform_mask = torch.as_tensor(uv_coverage(model, self.uv_np, deform_res, deformable))
+        self.disp_mask = torch.as_tensor(uv_coverage(model, self.uv_np, disp_res, deformable))
+        # PRDL candidates: labelled vertices, forehead cut; skin thinned to a fixed subset
+        labels = model.part_labels.copy()
+        labels[model.forehead] = 0
+        labels[~used] = 0
+        cand = np.flatnonzero(labels > 0)
+        skin = cand[labels[cand] == 1]
+        if len(skin) > 2500:
+            keep = np.random.default_rng(0).choice(skin, 2500, replace=False)
+            cand = np.sort(np.concatenate([cand[labels[cand] != 1], keep]))
+        self.prdl_vertices = torch.as_tensor(cand)
+        self.prdl_labels = torch.as_tensor(labels[cand].astype(np.int64))
+        self.landmarks = torch.as_tensor(model.landmarks68.astype(np.int64))
+        # face-boundary candidates for the contour loss: skin vertices of the face sub-mesh
+        self.contour_vertices = torch.as_tensor(np.flatnonzero((model.part_labels == 1) & ~model.forehead & used))
+
+    @staticmethod
+    def deformable_mask(model) -> np.ndarray:
+        """(N,) bool: vertices the deformation and displacement maps move (face and head/neck;
+        the eyeballs, teeth and eye helpers stay rigid with the head)."""
+        sub = model.submeshes
+        m = np.zeros(model.n_vertices, bool)
+        for name in ("face", "head_neck"):
+            if name in sub:
+                m[sub[name][0]:sub[name][1]] = True
+        return m if m.any() else model.render_vertex_mask()
+
+    def model_vertices(self, p: FitParams, group_idx: torch.Tensor, view_idx: torch.Tensor | None,
+                       use_deform: bool = True, use_disp: bool = True) -> torch.Tensor:
+        """Model-space vertices (B, N, 3) for the given groups (and views, for displacement)."""
+        alpha = p.alpha[None].expand(len(group_idx), -1)
+        v = self.model.vertices_torch(alpha, p.beta[group_idx])
+        if use_deform:
+            off = sample_uv_map(p.deform, self.uv)[0]  # (N, 3)
+            v = v + off[None] * self.deformable
+        if use_disp and view_idx is not None:
+            n = vertex_normals(v, self.faces)
+            d = sample_uv_map(p.disp[view_idx], self.uv)  # (B, N, 1)
+            v = v + d * n * self.deformable
+        return v
+
+    def to_world(self, p: FitParams, v: torch.Tensor, group_idx: torch.Tensor) -> torch.Tensor:
+        R = axis_angle_to_matrix(p.rot[group_idx])
+        return torch.exp(p.log_scale) * v @ R.transpose(1, 2) + p.trans[group_idx][:, None]

@@ -1,0 +1,226 @@
+"""The fit stage: ``fit_session(session, config) -> FitResult`` and ``run(cfg, session)``.
+
+Reads the session's cues (``cues/<view>/landmarks.json`` and ``labels.png``), initialises from
+triangulated landmarks, runs the schedule and writes ``fit/``::
+
+    params.npz          every fitted parameter + the layout (views, groups) + init figures
+    neutral.obj         identity + deformation map, expression zero, posed like group 0 (world, metres)
+    mesh_<group>.obj    identity + expression + deformation of each group (world, metres)
+    detailed_<group>.obj  the same with the fused displacement map
+    displacement.npy    the fused UV displacement map (metres along the normal)
+    overlays/<view>.jpg mesh edges and part outlines over each photo
+    losses.png, losses.json   loss curves
+    config.json, summary.json
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..cameras import Camera
+from ..errors import InputError, StageMissing
+from ..facemodel import FaceModel, load_model
+from ..io import atomic_dir, read_image, write_json, write_npz
+from .config import FitConfig, preset
+from .data import ViewBatch, ViewCues, prepare_views
+from .init import InitResult, fit_landmarks_3d, triangulate_landmarks
+from .optimize import FitState, Fitter, project
+from .params import FitParams, HeadGeometry, Layout, sample_uv_map
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class FitResult:
+    """What a fit produced (arrays in world metres unless stated)."""
+
+    out_dir: Path | None
+    views: list[str]
+    skipped: dict[str, str]
+    layout: Layout
+    init: InitResult
+    state: FitState
+    geometry: HeadGeometry
+    batch: ViewBatch
+    meshes: dict[str, np.ndarray]
+    """group name -> (N, 3) world vertices with identity, expression and deformation."""
+    detailed: dict[str, np.ndarray]
+    """group name -> (N, 3) world vertices plus the fused displacement."""
+    neutral: np.ndarray
+    seconds: float
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+def make_layout(views_frames: list[str], mode: str, synchronized: bool) -> tuple[Layout, list[str]]:
+    """Expression groups: one per frame (synchronized rig, ``per_frame``) or one per view."""
+    if mode == "auto":
+        mode = "per_frame" if synchronized else "per_view"
+    if mode == "per_frame":
+        names = list(dict.fromkeys(views_frames))
+        gov = np.array([names.index(f) for f in views_frames])
+    else:
+        names = [f"v{i}" for i in range(len(views_frames))]
+        gov = np.arange(len(views_frames))
+    return Layout(group_of_view=gov, n_groups=len(names), mode=mode), names
+
+
+def initialise(model: FaceModel, batch: ViewBatch, layout: Layout) -> InitResult:
+    """Triangulate the landmarks of all views (per frame when there are several) and fit the model."""
+    P = (batch.K @ batch.world_to_cam[:, :3, :]).double().numpy()
+    lm = batch.lm68.double().numpy()
+    conf = batch.lm_conf.double().numpy()
+    frames = np.array(batch.frames)
+    first = frames[0]
+    sel = frames == first
+    tri = triangulate_landmarks(P[sel], lm[sel], conf[sel], threshold_px=0.06 * batch.size)
+    valid = np.isfinite(tri.points).all(1)
+    if valid.sum() < 6:
+        raise InputError(f"only {int(valid.sum())} landmarks could be triangulated from frame {first!r}: "
+                         "the views do not agree on the face (check the cues and the rig calibration)")
+    init = fit_landmarks_3d(model, np.nan_to_num(tri.points), valid)
+    log.info("init: %d landmarks triangulated (median reprojection %.2f px), model fit RMS %.2f mm, scale %.3f",
+             int(valid.sum()), float(np.nanmedian(tri.error_px)), init.rms_m * 1000, init.scale)
+    return init
+
+
+def fit_views(model: FaceModel, cues: list[ViewCues], cams: list[Camera], cfg: FitConfig, synchronized: bool = True,
+              progress: bool | None = None) -> tuple[FitState, HeadGeometry, ViewBatch, Layout, list[str], InitResult]:
+    """The fit itself on in-memory views (the Python API below the session stage)."""
+    torch.manual_seed(cfg.seed)
+    batch = prepare_views(cues, cams, size=cfg.crop_size, anchor_n=cfg.anchor_grid, mask_points=cfg.mask_points)
+    layout, group_names = make_layout(batch.frames, cfg.mode, synchronized)
+    init = initialise(model, batch, layout)
+    geom = HeadGeometry(model, cfg.deform_res, cfg.disp_res)
+    params = FitParams(model, batch.n_views, layout, cfg.deform_res, cfg.disp_res, cfg.albedo_res)
+    params.set_init(init)
+    with torch.no_grad():
+        img = batch.image[batch.labels == 1]
+        if len(img):
+            params.albedo[:] = img.mean(0)[None, :, None, None]
+    state = Fitter(geom, batch, params, layout.group_of_view, cfg, progress=progress).run()
+    return state, geom, batch, layout, group_names, init
+
+
+def fuse_displacement(geom: HeadGeometry, state: FitState, batch: ViewBatch, world: torch.Tensor) -> torch.Tensor:
+    """Per-vertex displacement (N,) fused over views, weighted by visibility and viewing angle."""
+    from ..render import vertex_normals
+
+    p = state.params
+    with torch.no_grad():
+        d = sample_uv_map(p.disp, geom.uv)[..., 0]  # (V, N)
+        n = vertex_normals(world, geom.faces)
+        cam_c = -torch.einsum("vji,vj->vi", batch.world_to_cam[:, :3, :3], batch.world_to_cam[:, :3, 3])
+        to_cam = cam_c[:, None] - world
+        to_cam = to_cam / to_cam.norm(dim=-1, keepdim=True)
+        cos = (n * to_cam).sum(-1).clamp_min(0)
+        w = cos * state.visibility.to(cos.dtype) + 1e-6
+        return (w * d).sum(0) / w.sum(0)
+
+
+def finish(model: FaceModel, state: FitState, geom: HeadGeometry, batch: ViewBatch, layout: Layout,
+           group_names: list[str]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], np.ndarray, np.ndarray]:
+    """World meshes per group: without and with the fused displacement; the neutral head."""
+    from ..render import vertex_normals
+
+    p = state.params
+    with torch.no_grad():
+        gidx = torch.as_tensor(layout.group_of_view)
+        vidx = torch.arange(batch.n_views)
+        world_views = geom.to_world(p, geom.model_vertices(p, gidx, vidx, use_disp=False), gidx)
+        fused = fuse_displacement(geom, state, batch, world_views)
+        groups = torch.arange(layout.n_groups)
+        base = geom.model_vertices(p, groups, None, use_disp=False)
+        n = vertex_normals(base, geom.faces)
+        detailed = base + fused[None, :, None] * n * geom.deformable
+        meshes = geom.to_world(p, base, groups).numpy()
+        det = geom.to_world(p, detailed, groups).numpy()
+        zero = torch.zeros_like(p.beta[:1])
+        neutral_model = model.vertices_torch(p.alpha[None], zero) + sample_uv_map(p.deform, geom.uv) * geom.deformable
+        neutral = geom.to_world(p, neutral_model, groups[:1]).numpy()[0]
+    names = list(group_names)
+    return ({names[g]: meshes[g] for g in range(layout.n_groups)}, {names[g]: det[g] for g in range(layout.n_groups)},
+            neutral, fused.numpy())
+
+
+# ------------------------------------------------------------------------------------------ session
+
+
+def load_fit_views(session) -> tuple[list[ViewCues], list[Camera], dict[str, str]]:
+    """Every view with a face, from the cues stage; views without one are skipped (named)."""
+    from ..cues.stage import load_view_cues, load_view_labels
+
+    cues_dir = session.stage_dir("cues")
+    if not cues_dir.is_dir():
+        raise StageMissing("no cues yet: run 'mvrecon cues SESSION' (or 'mvrecon session run') first", session.root)
+    out, cams, skipped = [], [], {}
+    for v in session.views():
+        vd = cues_dir / v.key
+        if not (vd / "landmarks.json").is_file():
+            raise StageMissing(f"cues of view {v.key} are missing: run the cues stage", vd)
+        fc = load_view_cues(vd)
+        if fc is None:
+            skipped[v.key] = "no face found"
+            log.warning("fit: view %s has no face; left out", v.key)
+            continue
+        img = read_image(v.image)
+        out.append(ViewCues(v.key, v.frame, v.camera, img, fc.points68, fc.conf68, load_view_labels(vd)))
+        cams.append(session.rig[v.camera])
+    if len(out) < 2:
+        raise InputError(f"only {len(out)} view(s) with a face; a multi-view fit needs at least 2", session.root)
+    return out, cams, skipped
+
+
+def fit_session(session, config: FitConfig | None = None, progress: bool | None = None,
+                write: bool = True, model: FaceModel | None = None) -> FitResult:
+    """Fit the session's views and (by default) write ``fit/``."""
+    cfg = config or preset("default")
+    t0 = time.perf_counter()
+    model = model or load_model(session.options.get("model", "ict"))
+    cues, cams, skipped = load_fit_views(session)
+    state, geom, batch, layout, names, init = fit_views(model, cues, cams, cfg, session.rig.synchronized, progress)
+    meshes, detailed, neutral, fused = finish(model, state, geom, batch, layout, names)
+    res = FitResult(session.stage_dir("fit") if write else None, batch.keys, skipped, layout, init, state, geom,
+                    batch, meshes, detailed, neutral, time.perf_counter() - t0)
+    res.summary = summarise(res)
+    if write:
+        from .outputs import write_fit
+
+        write_fit(res, session, cfg, model, fused, cues)
+    return res
+
+
+def summarise(res: FitResult) -> dict[str, Any]:
+    last = {}
+    for rec in res.state.history:
+        last.update({k: v for k, v in rec.items() if k not in ("step",)})
+    with torch.no_grad():
+        p = res.state.params
+        gidx = torch.as_tensor(res.layout.group_of_view)
+        world = res.geometry.to_world(p, res.geometry.model_vertices(p, gidx, torch.arange(res.batch.n_views)), gidx)
+        px = project(world[:, res.geometry.landmarks], res.batch.K, res.batch.world_to_cam)
+        err = (px - res.batch.lm68).norm(dim=-1)
+        scale = np.array([c.K[0, 0] for c in res.batch.cameras_full]) / res.batch.K[:, 0, 0].numpy()
+        err_full = err.numpy() * scale[:, None]
+    return {
+        "views": res.views,
+        "skipped": res.skipped,
+        "mode": res.layout.mode,
+        "groups": int(res.layout.n_groups),
+        "seconds": round(res.seconds, 2),
+        "stage_seconds": {k: round(v, 2) for k, v in res.state.stage_times.items()},
+        "init_landmark_rms_mm": round(res.init.rms_m * 1000, 3),
+        "landmark_error_px_median": round(float(np.median(err_full[:, 17:])), 3),
+        "final_losses": {k: v for k, v in last.items() if k != "stage"},
+    }
+
+
+def run(cfg: FitConfig, session) -> FitResult:
+    """Stage entry point (pipeline): fit and write ``fit/``."""
+    return fit_session(session, cfg)

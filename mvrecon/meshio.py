@@ -1,0 +1,94 @@
+"""Small, fast mesh writers and readers shared by the stages (OBJ, PLY), atomic on disk."""
+
+from __future__ import annotations
+
+import io as _io
+from pathlib import Path
+
+import numpy as np
+
+from .errors import InputError
+from .io import write_bytes
+
+
+def obj_text(verts: np.ndarray, faces: np.ndarray, uvs: np.ndarray | None = None, uv_faces: np.ndarray | None = None,
+             normals: np.ndarray | None = None, mtllib: str | None = None, material: str | None = None) -> str:
+    """OBJ text for vertices (N, 3), triangles (F, 3) (0-based), optional UVs (T, 2) with
+    per-corner indices (F, 3), optional per-vertex normals (N, 3)."""
+    buf = _io.StringIO()
+    if mtllib:
+        buf.write(f"mtllib {mtllib}\n")
+    np.savetxt(buf, np.asarray(verts, np.float64), fmt="v %.7f %.7f %.7f")
+    if uvs is not None and len(uvs):
+        np.savetxt(buf, np.asarray(uvs, np.float64), fmt="vt %.6f %.6f")
+    if normals is not None:
+        np.savetxt(buf, np.asarray(normals, np.float64), fmt="vn %.5f %.5f %.5f")
+    if material:
+        buf.write(f"usemtl {material}\n")
+    f = np.asarray(faces, np.int64) + 1
+    if uvs is not None and len(uvs) and uv_faces is not None:
+        t = np.asarray(uv_faces, np.int64) + 1
+        if normals is not None:
+            arr = np.stack([f[:, 0], t[:, 0], f[:, 0], f[:, 1], t[:, 1], f[:, 1], f[:, 2], t[:, 2], f[:, 2]], 1)
+            np.savetxt(buf, arr, fmt="f %d/%d/%d %d/%d/%d %d/%d/%d")
+        else:
+            arr = np.stack([f[:, 0], t[:, 0], f[:, 1], t[:, 1], f[:, 2], t[:, 2]], 1)
+            np.savetxt(buf, arr, fmt="f %d/%d %d/%d %d/%d")
+    elif normals is not None:
+        arr = np.stack([f[:, 0], f[:, 0], f[:, 1], f[:, 1], f[:, 2], f[:, 2]], 1)
+        np.savetxt(buf, arr, fmt="f %d//%d %d//%d %d//%d")
+    else:
+        np.savetxt(buf, f, fmt="f %d %d %d")
+    return buf.getvalue()
+
+
+def write_obj(path: str | Path, verts: np.ndarray, faces: np.ndarray, **kw) -> Path:
+    """Write an OBJ atomically (see :func:`obj_text`)."""
+    return write_bytes(path, obj_text(verts, faces, **kw).encode())
+
+
+def write_ply(path: str | Path, verts: np.ndarray, faces: np.ndarray | None = None,
+              colors: np.ndarray | None = None) -> Path:
+    """Binary little-endian PLY: float32 xyz, optional uint8 rgb, int32 triangles."""
+    v = np.asarray(verts, np.float32)
+    head = ["ply", "format binary_little_endian 1.0", f"element vertex {len(v)}",
+            "property float x", "property float y", "property float z"]
+    dt = [("p", "<f4", 3)]
+    if colors is not None:
+        head += ["property uchar red", "property uchar green", "property uchar blue"]
+        dt.append(("c", "u1", 3))
+    if faces is not None:
+        head += [f"element face {len(faces)}", "property list uchar int vertex_indices"]
+    head.append("end_header")
+    rec = np.empty(len(v), dtype=dt)
+    rec["p"] = v
+    if colors is not None:
+        rec["c"] = np.asarray(colors, np.uint8)
+    parts = [("\n".join(head) + "\n").encode(), rec.tobytes()]
+    if faces is not None:
+        f = np.empty(len(faces), dtype=[("n", "u1"), ("i", "<i4", 3)])
+        f["n"] = 3
+        f["i"] = np.asarray(faces, np.int32)
+        parts.append(f.tobytes())
+    return write_bytes(path, b"".join(parts))
+
+
+def read_mesh(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """Vertices (N, 3) float64 and triangles (F, 3) of an OBJ/PLY/GLB/STL (via Open3D, then trimesh)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("mesh not found", path)
+    if path.suffix.lower() in (".obj", ".ply", ".stl", ".off"):
+        import open3d as o3d
+
+        m = o3d.io.read_triangle_mesh(str(path))
+        v, f = np.asarray(m.vertices, np.float64), np.asarray(m.triangles, np.int64)
+        if len(v):
+            return v, f
+    try:
+        import trimesh
+
+        m = trimesh.load(str(path), force="mesh", process=False)
+        return np.asarray(m.vertices, np.float64), np.asarray(m.faces, np.int64)
+    except Exception as e:  # trimesh raises many types for unreadable files
+        raise InputError(f"cannot read mesh ({e.__class__.__name__}: {e})", path) from None
