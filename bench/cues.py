@@ -2,8 +2,13 @@
 
     python bench/cues.py speed [--repeats 15]          time per view (1024 px and larger views)
     python bench/cues.py folder DIR [--overlays OUT]    IoU per part + landmark error on triples
+    python bench/cues.py session SESSION [--overlays OUT]  the same on a synthetic session (mvrecon.synth)
+    python bench/cues.py synth OUT [--seeds 1 2] [--cameras 6]  render synthetic sessions, then ``session``
     python bench/cues.py overlay PHOTO OUT.png          landmarks (with iBUG numbers) + parts, to look at
 
+``session`` reads a session made by ``mvrecon.synth.generate.make_session``: its views, the true
+part labels ``gt/parts/<frame>_<camera>.png`` and the true projected landmarks with visibility
+``gt/landmarks2d.json`` (landmark errors count visible landmarks only).
 ``folder`` reads, for every image ``NAME.png`` / ``NAME.jpg`` in DIR, the true part labels
 ``NAME.labels.png`` (uint8 codes of ``mvrecon.parts.PART_CODES``) and the true iBUG-68 landmarks
 ``NAME.lm68.txt`` (68 rows ``x y`` in pixels, centres at integer coordinates) or ``NAME.lm68.npy``;
@@ -115,56 +120,100 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.logical_and(a, b).sum() / union) if union else float("nan")
 
 
-def folder(root: Path, overlays: Path | None) -> None:
+def _folder_items(root: Path):
     images = sorted(p for p in root.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg")
                     and not p.name.endswith(".labels.png"))
     if not images:
         sys.exit(f"{root}: no images")
+    for p in images:
+        stem = p.with_suffix("")
+        lab_path = stem.with_name(stem.name + ".labels.png")
+        yield p.stem, p, (lab_path if lab_path.is_file() else None), _read_lm(stem), None
+
+
+def _session_items(root: Path):
+    import json
+
+    from mvrecon.session import Session
+
+    session = Session.load(root)
+    gt = json.loads((root / "gt" / "landmarks2d.json").read_text())["views"]
+    for v in session.views():
+        lab = root / "gt" / "parts" / f"{v.key}.png"
+        rec = gt.get(v.key)
+        lm = np.asarray(rec["points"], np.float64) if rec else None
+        vis = np.asarray(rec["visible"], bool) if rec else None
+        yield v.key, v.image, (lab if lab.is_file() else None), lm, vis
+
+
+def evaluate(items, title: str, overlays: Path | None) -> dict:
+    """Detect and label every item, compare with the truth, print the tables; returns the numbers."""
     cfg = CuesConfig()
     parser = get_parser(cfg.parser)
     parts = PART_NAMES[1:]
-    per_view, lm_err, nme, missed, times = [], [], [], [], []
-    for p in images:
-        img = read_image(p)
+    per_view, names, lm_err, nme, missed, times = [], [], [], [], [], []
+    n = 0
+    for name, path, lab_path, lm, vis in items:
+        n += 1
+        img = read_image(path)
         t0 = time.perf_counter()
         cues = detect(img, cfg.detect)
         times.append(time.perf_counter() - t0)
         if cues is None:
-            missed.append(p.name)
+            missed.append(name)
             continue
         pred = parser.parse(img, cues)
         if overlays is not None:
-            write_image(overlays / f"{p.stem}.overlay.png", draw_overlay(img, pred, cues))
-        stem = p.with_suffix("")
-        lab_path = stem.with_name(stem.name + ".labels.png")
-        if lab_path.is_file():
+            write_image(overlays / f"{name}.overlay.png", draw_overlay(img, pred, cues))
+        if lab_path is not None:
             true = read_image(lab_path, gray=True)
-            per_view.append([iou(pred == PART_CODES[n], true == PART_CODES[n]) for n in parts])
-        lm = _read_lm(stem)
+            per_view.append([iou(pred == PART_CODES[p], true == PART_CODES[p]) for p in parts])
+            names.append(name)
         if lm is not None:
             e = np.linalg.norm(cues.points68 - lm, axis=1)
+            if vis is not None:
+                e = np.where(vis, e, np.nan)
             lm_err.append(e)
             iod = np.linalg.norm(lm[36:42].mean(0) - lm[42:48].mean(0))
             nme.append(e / iod)
-    print(f"{len(images)} views in {root}; no face found in {len(missed)}{': ' + ', '.join(missed) if missed else ''}")
+    print(f"{title}: {n} views; no face found in {len(missed)}{': ' + ', '.join(missed) if missed else ''}")
+    out: dict = {"missed": missed}
     if per_view:
         m = np.array(per_view)
-        rows = [[n, f"{np.nanmean(m[:, i]):.3f}", f"{np.nanmin(m[:, i]):.3f}", f"{GOALS[n]:.1f}",
-                 "yes" if np.nanmean(m[:, i]) >= GOALS[n] else "no"] for i, n in enumerate(parts)]
+        rows = [[p, f"{np.nanmean(m[:, i]):.3f}", f"{np.nanmin(m[:, i]):.3f}", f"{GOALS[p]:.1f}",
+                 "yes" if np.nanmean(m[:, i]) >= GOALS[p] else "no"] for i, p in enumerate(parts)]
         print(f"\nIoU per part over {len(m)} views with true labels")
         print(_table(["part", "mean IoU", "worst view", "goal", "met"], rows))
+        print("\nIoU per view")
+        print(_table(["view"] + [p.replace("_", " ") for p in parts],
+                     [[v] + [f"{x:.2f}" for x in row] for v, row in zip(names, m)]))
+        out["iou"] = dict(zip(parts, np.nanmean(m, 0)))
     if lm_err:
-        e, n = np.concatenate(lm_err), np.concatenate(nme)
         groups = {"all 68": slice(0, 68), "jaw 0-16": slice(0, 17), "brows 17-26": slice(17, 27),
                   "nose 27-35": slice(27, 36), "eyes 36-47": slice(36, 48), "lips 48-67": slice(48, 68)}
-        E = np.stack(lm_err)
-        N = np.stack(nme)
-        rows = [[g, f"{np.median(E[:, s]):.2f}", f"{np.percentile(E[:, s], 90):.2f}", f"{100 * np.median(N[:, s]):.1f}"]
-                for g, s in groups.items()]
-        print(f"\nlandmark error over {len(lm_err)} views (pixels; NME = error / inter-ocular distance)")
+        E, N = np.stack(lm_err), np.stack(nme)
+        rows = [[g, f"{np.nanmedian(E[:, s]):.2f}", f"{np.nanpercentile(E[:, s], 90):.2f}",
+                 f"{100 * np.nanmedian(N[:, s]):.1f}"] for g, s in groups.items()]
+        vis_note = " (visible landmarks only)" if any(np.isnan(E).ravel()) else ""
+        print(f"\nlandmark error over {len(lm_err)} views{vis_note} (pixels; NME = error / inter-ocular distance)")
         print(_table(["landmarks", "median px", "p90 px", "median NME %"], rows))
-        del e, n
+        out["median_px"] = float(np.nanmedian(E))
     print(f"\ndetect time per view: median {1000 * np.median(times):.1f} ms")
+    return out
+
+
+def synth(out: Path, seeds: list[int], cameras: int, overlays: Path | None) -> None:
+    from mvrecon.synth.config import SynthConfig
+    from mvrecon.synth.generate import make_session
+
+    for seed in seeds:
+        root = out / f"seed{seed}"
+        if not (root / "session.json").is_file():
+            t0 = time.perf_counter()
+            make_session(root, SynthConfig(seed=seed, cameras=cameras, board=False), overwrite=True)
+            print(f"rendered {root} in {time.perf_counter() - t0:.0f} s")
+        evaluate(_session_items(root), f"synthetic session {root}", overlays)
+        print()
 
 
 def overlay(photo: Path, out: Path) -> None:
@@ -198,6 +247,14 @@ def main() -> None:
     f = sub.add_parser("folder")
     f.add_argument("dir", type=Path)
     f.add_argument("--overlays", type=Path, default=None, help="write NAME.overlay.png here")
+    se = sub.add_parser("session")
+    se.add_argument("dir", type=Path)
+    se.add_argument("--overlays", type=Path, default=None, help="write <view>.overlay.png here")
+    sy = sub.add_parser("synth")
+    sy.add_argument("out", type=Path)
+    sy.add_argument("--seeds", type=int, nargs="+", default=[1])
+    sy.add_argument("--cameras", type=int, default=6)
+    sy.add_argument("--overlays", type=Path, default=None)
     o = sub.add_parser("overlay")
     o.add_argument("photo", type=Path)
     o.add_argument("out", type=Path)
@@ -205,7 +262,11 @@ def main() -> None:
     if a.cmd == "speed":
         speed(a.repeats)
     elif a.cmd == "folder":
-        folder(a.dir, a.overlays)
+        evaluate(_folder_items(a.dir), str(a.dir), a.overlays)
+    elif a.cmd == "session":
+        evaluate(_session_items(a.dir), f"session {a.dir}", a.overlays)
+    elif a.cmd == "synth":
+        synth(a.out, a.seeds, a.cameras, a.overlays)
     else:
         overlay(a.photo, a.out)
 
