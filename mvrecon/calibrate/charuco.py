@@ -137,7 +137,8 @@ def detect_all(board: Board, rig: Rig, shots: dict[str, dict[str, Path]]) -> dic
         for cam_name, path in imgs.items():
             img = read_gray(path, rig[cam_name])
             det = detect_corners(board, img)
-            if det.foreign_markers > 0 and det.foreign_markers >= det.n_markers:
+            # a few stray ids could be other markers in the room; several mean another board
+            if det.foreign_markers >= 3:
                 raise InputError(
                     f"{det.foreign_markers} ArUco markers with ids the board definition lacks "
                     f"({board.squares_x}x{board.squares_y} squares, {board.dictionary}): the board "
@@ -424,6 +425,12 @@ def calibrate_from_detections(rig: Rig, board: Board, detections: dict[tuple[str
         if not any(k[1] == cam.name for k in detections):
             raise InputError(f"camera {cam.name!r} has no image in any shot", shots_dir)
         if not keys:
+            markers = max((d.n_markers + d.foreign_markers for k, d in detections.items() if k[1] == cam.name), default=0)
+            if markers >= 4:
+                raise InputError(
+                    f"camera {cam.name!r} sees up to {markers} ArUco markers of {board.dictionary} but no ChArUco "
+                    f"corners fit a {board.squares_x}x{board.squares_y} board: the board definition does not match "
+                    "the shots", shots_dir)
             raise InputError(f"no board found in any shot of camera {cam.name!r} (at least {cfg.min_corners} "
                              "ChArUco corners needed)", shots_dir)
         if len(keys) < cfg.min_shots:

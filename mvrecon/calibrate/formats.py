@@ -359,8 +359,10 @@ def rig_from_opencv_yaml(text: str, path: Path) -> Rig:
 
     try:
         fs = cv2.FileStorage(text, cv2.FILE_STORAGE_READ | cv2.FILE_STORAGE_MEMORY | cv2.FILE_STORAGE_FORMAT_YAML)
-    except cv2.error as e:
-        raise InputError(f"not OpenCV YAML ({str(e).strip().splitlines()[-1]})", path) from None
+    except (cv2.error, SystemError) as e:
+        # OpenCV raises cv2.error for a parse error, wrapped in SystemError by the bindings
+        cause = e.__cause__ or e
+        raise InputError(f"not OpenCV YAML ({str(cause).strip().splitlines()[-1]})", path) from None
     try:
         n = int(fs.getNode("nb_cameras").real())
         if n <= 0:
