@@ -10,6 +10,7 @@ from .mesh import RenderResult, render_mesh
 from .raster import (
     BackendUnavailable,
     Fragments,
+    PixelGrid,
     RenderInputError,
     fragments_from_ids,
     rasterize,
@@ -22,6 +23,7 @@ from .shading import interpolate, interpolate_uv, sample_texture, sh_basis, shad
 __all__ = [
     "BackendUnavailable",
     "Fragments",
+    "PixelGrid",
     "RenderInputError",
     "RenderResult",
     "fragments_from_ids",

@@ -17,7 +17,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal, Sequence
 
-import numpy as np
 import torch
 
 from ..errors import InputError, MvreconError

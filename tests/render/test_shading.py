@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import pytest
 import torch
 
 from mvrecon.render import (interpolate, interpolate_uv, rasterize, render_mesh, sample_texture, sh_basis, shade_sh,
