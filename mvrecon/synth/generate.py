@@ -5,7 +5,7 @@ Layout written (everything into a temporary folder that replaces ``out`` at the 
     session.json                 rig -> "rig", frames, scan, calib
     rig/rig.json                 the ground-truth ("calibrated") rig, with the board definition
     images/<frame>/<cam>.png     the photos
-    calib/<shot>/<cam>.png       ChArUco shots (unless board=False)
+    calib/<shot>/<cam>.png       ChArUco shots (unless board=False), by the cameras the board faces
     scan/scan.ply                detailed GT surface, denser re-triangulation, noise, holes (metres, world)
     scan/landmarks.txt           its 68 landmarks (metres, world)
     gt/gt.npz                    coefficients, poses, GT vertices, detail maps, SH, camera response...
@@ -172,10 +172,12 @@ def make_session(out: str | Path, config: SynthConfig = SynthConfig(), model: Fa
         board_poses = np.zeros((0, 4, 4))
         if board is not None:
             from ..calibrate.board import render_board_shot
+            from ..calibrate.synthetic import visible
 
             board_poses = np.stack(rig_mod.board_poses(board, cfg.calib_shots, rng["board"]))
             for si, bp in enumerate(board_poses):
-                for cam in rig.cameras:
+                # a camera the board is edge-on or back-facing to has nothing to calibrate with
+                for cam in [c for c in rig.cameras if visible(board, c, bp)]:
                     img = render_board_shot(board, cam, bp, rng["board"])
                     write_image(tmp / "calib" / f"s{si:02d}" / f"{cam.name}.png", img)
                     n_calib += 1

@@ -83,16 +83,21 @@ def build_scene(model: FaceModel, skin: mo.UVMesh, verts_model: np.ndarray, extr
                  labels=labels, normals=normals, texture=texture, u_tiles=u_tiles)
 
 
-def world_rays(camera: Camera, ss: int) -> np.ndarray:
-    """(ss*ss, H*W, 6) float32 rays [origin, direction] of every sub-pixel sample; the direction
-    has camera-space z = 1, so a hit distance is the camera depth."""
+def world_rays(camera: Camera, ss: int, sample: int | None = None) -> np.ndarray:
+    """(ss*ss, H*W, 6) float32 rays [origin, direction] of every sub-pixel sample (or (H*W, 6) of
+    one ``sample``); the direction has camera-space z = 1, so a hit distance is the camera depth."""
     from ..calibrate.board import camera_rays
 
     xn = camera_rays(camera, ss)                                           # (S, H*W, 2) undistorted
-    R = camera.world_to_cam[:3, :3]
-    out = np.empty(xn.shape[:2] + (6,), np.float32)
+    if sample is not None:
+        xn = xn[sample]
+    R = camera.world_to_cam[:3, :3].astype(np.float32)
+    out = np.empty(xn.shape[:-1] + (6,), np.float32)
     out[..., :3] = camera.center
-    out[..., 3:] = xn @ R[:2] + R[2]                                       # R^T [x, y, 1]
+    # R^T [x, y, 1] written out: a (P, 2) @ (2, 3) matmul takes numpy's slow non-BLAS path
+    x = xn[..., 0:1].astype(np.float32)
+    y = xn[..., 1:2].astype(np.float32)
+    out[..., 3:] = x * R[0] + y * R[1] + R[2]
     return out
 
 
@@ -187,18 +192,17 @@ def render_view(scene: Scene, raycaster, camera: Camera, sh: np.ndarray, rng: np
     gain = np.ones(3) if gain is None else np.asarray(gain, np.float64)
     acc = np.zeros((h * w, 3))
     sh_poly = irradiance_polynomial(sh)
-    rays = world_rays(camera, ss)
-    for s in range(rays.shape[0]):          # one sub-pixel offset at a time bounds the memory
-        prim, bary = _cast(raycaster, rays[s])
+    for s in range(ss * ss):                # one sub-pixel offset at a time bounds the memory
+        prim, bary = _cast(raycaster, world_rays(camera, ss, s))
         col = bg.copy()
         hit = prim >= 0
         col[hit] = shade(scene, prim[hit], bary[hit], sh_poly) * gain
         acc += col
-    img = np.clip(acc / rays.shape[0], 0, 1) ** (1.0 / gamma)
+    img = np.clip(acc / (ss * ss), 0, 1) ** (1.0 / gamma)
     img = img + rng.normal(0.0, noise_sigma, img.shape)
     image = np.clip(np.round(img * 255), 0, 255).astype(np.uint8).reshape(h, w, 3)
 
-    prim, _ = _cast(raycaster, world_rays(camera, 1)[0])
+    prim, _ = _cast(raycaster, world_rays(camera, 1, 0))
     labels = np.where(prim >= 0, scene.labels[np.maximum(prim, 0)], 0).astype(np.uint8).reshape(h, w)
     return ViewRender(image=image, labels=labels, mask=(prim >= 0).reshape(h, w))
 

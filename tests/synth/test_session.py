@@ -36,7 +36,8 @@ def test_session_loads_with_rig_scan_and_calib(small_session):
     assert len(s.views()) == 2 and s.frames[0].name == "f000"
     assert s.rig.board is not None and s.rig.cameras[0].has_distortion
     assert s.scan is not None and s.scan.mesh.is_file() and s.scan.landmarks.is_file() and s.scan.units == "m"
-    assert s.calib_dir is not None and len(list(s.calib_dir.glob("s*/cam*.png"))) == 4 * 2
+    n_calib = len(list(s.calib_dir.glob("s*/cam*.png")))
+    assert n_calib == small_session.n_calib_images and 4 <= n_calib <= 4 * 2
     assert np.loadtxt(s.scan.landmarks).shape == (68, 3)
     for v in s.views():
         img = read_image(v.image)
@@ -223,7 +224,10 @@ def test_board_shots_are_detected_where_the_truth_says(small_session):
     for si, M in enumerate(gt["board_to_world"]):
         n_cams = 0
         for cam in res.rig.cameras:
-            img = read_image(res.root / "calib" / f"s{si:02d}" / f"{cam.name}.png", gray=True)
+            path = res.root / "calib" / f"s{si:02d}" / f"{cam.name}.png"
+            if not path.is_file():           # the board faced away from this camera
+                continue
+            img = read_image(path, gray=True)
             det = detect_corners(board, img)
             if len(det) >= 6:
                 n_cams += 1
