@@ -14,6 +14,9 @@ import torch
 
 from .raster import BackendUnavailable, to_camera
 
+#: Device nvdiffrast rasterises on (its CUDA context), whatever device the caller's tensors use.
+NVDIFFRAST_DEVICE = "cuda"
+
 
 def _import_pytorch3d():
     try:
@@ -111,7 +114,9 @@ def nvdiffrast_ids(verts: torch.Tensor, faces: torch.Tensor, K: torch.Tensor, wo
         P[:, 3, 2] = -1
         gl = pc * torch.tensor([1.0, -1.0, -1.0], device=pc.device)          # OpenCV -> OpenGL camera axes
         clip = torch.cat([gl, torch.ones_like(gl[..., :1])], dim=-1) @ P.transpose(1, 2)
-        rast, _ = dr.rasterize(_cuda_context(), clip.contiguous(), faces.to(torch.int32).contiguous(),
+        # nvdiffrast runs on the GPU whatever device the caller's tensors are on
+        rast, _ = dr.rasterize(_cuda_context(), clip.to(NVDIFFRAST_DEVICE).contiguous(),
+                               faces.to(device=NVDIFFRAST_DEVICE, dtype=torch.int32).contiguous(),
                                resolution=[height, width])
-        tri = rast[..., 3].round().long() - 1                                 # 0 = empty in nvdiffrast
+        tri = rast[..., 3].round().long().to(pc.device) - 1                                 # 0 = empty in nvdiffrast
         return tri.flip(1)

@@ -53,6 +53,7 @@ def fake_nvdiffrast(monkeypatch):
     monkeypatch.setitem(sys.modules, "nvdiffrast", pkg)
     monkeypatch.setitem(sys.modules, "nvdiffrast.torch", dr)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(backends, "NVDIFFRAST_DEVICE", "cpu")
     backends._cuda_context.cache_clear()
     yield
     backends._cuda_context.cache_clear()
