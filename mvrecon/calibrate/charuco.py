@@ -32,8 +32,7 @@ import numpy as np
 from ..cameras import Board, Camera, Rig, invert_rigid
 from ..errors import InputError
 from .board import Detection, board_corners, detect_corners, read_gray, validate_board
-from .geometry import (mean_rotation, pose_to_vec, project_points, robust_mean_pose, rodrigues_batch,
-                       vec_to_pose)
+from .geometry import pose_to_vec, project_points, robust_mean_pose, rodrigues_batch, vec_to_pose
 
 log = logging.getLogger("mvrecon.calibrate")
 
@@ -541,4 +540,4 @@ def format_report(result: CalibrationResult) -> str:
 
 __all__ = ["CharucoConfig", "CameraReport", "CalibrationResult", "find_shots", "detect_all", "calibrate_camera",
            "link_cameras", "bundle_adjust", "calibrate_from_detections", "calibrate_charuco", "format_report",
-           "mean_rotation", "rig_world_frame", "board_world_frame", "coverage_stats"]
+           "rig_world_frame", "board_world_frame", "coverage_stats"]

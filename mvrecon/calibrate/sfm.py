@@ -114,7 +114,13 @@ def calibrate_sfm(rig: Rig, directory: str | Path, cfg: SfmConfig = SfmConfig(),
                 raise InputError(f"--scale-distance names camera {n!r}, which the rig does not have", directory)
         if not m > 0:
             raise InputError(f"--scale-distance must be positive, got {m}", directory)
+    elif (board or rig.board) is None:
+        raise InputError("no metric scale: give --scale-distance CAM_A CAM_B METRES, or a board definition (the "
+                         "rig's 'board') and show that board in at least two photos", directory)
     tmp = Path(tempfile.mkdtemp(prefix="mvrecon-sfm-", dir=work_dir))
+    # COLMAP's glog chatter only when debugging
+    old_level = pycolmap.logging.minloglevel
+    pycolmap.logging.minloglevel = 0 if log.isEnabledFor(logging.DEBUG) else 2
     try:
         db = tmp / "database.db"
         img_dir = tmp / "images"
@@ -166,6 +172,7 @@ def calibrate_sfm(rig: Rig, directory: str | Path, cfg: SfmConfig = SfmConfig(),
         n_points = rec.num_points3D()
         rms = float(rec.compute_mean_reprojection_error())
     finally:
+        pycolmap.logging.minloglevel = old_level
         shutil.rmtree(tmp, ignore_errors=True)
 
     if cfg.scale_distance is not None:
