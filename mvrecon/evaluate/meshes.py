@@ -119,49 +119,64 @@ def validate_mesh(vertices: np.ndarray, triangles: np.ndarray, source: str | Pat
 def read_mesh(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """Vertices ``(N, 3)`` float64 and triangles ``(F, 3)`` int64 of a mesh file, validated.
 
-    OBJ, PLY, GLB/glTF, OFF and STL through Open3D; vertices are kept in file order (no merging),
-    so landmark vertex indices stay valid.
+    Vertices are kept in file order (no merging, no dropping), so landmark vertex indices stay
+    valid: OBJ is parsed here (Open3D's reader reorders vertices by face), PLY/OFF/STL go through
+    Open3D, GLB/glTF through trimesh (Open3D drops their unreferenced vertices). Polygons are fanned
+    into triangles.
     """
-    import open3d as o3d
-
     path = Path(path)
     if not path.is_file():
         raise InputError("mesh file not found", path)
-    if path.suffix.lower() not in MESH_SUFFIXES:
+    suffix = path.suffix.lower()
+    if suffix not in MESH_SUFFIXES:
         raise InputError(f"unsupported mesh format '{path.suffix}' (use {', '.join(MESH_SUFFIXES)})", path)
     if path.stat().st_size == 0:
         raise InputError("mesh file is empty (0 bytes)", path)
-    # Open3D prints its own warnings for unreadable files; its result (an empty mesh) is what we judge
-    with o3d.utility.VerbosityContextManager(o3d.utility.VerbosityLevel.Error):
-        mesh = o3d.io.read_triangle_mesh(str(path), enable_post_processing=False, print_progress=False)
-    v = np.asarray(mesh.vertices, dtype=np.float64).copy()
-    f = np.asarray(mesh.triangles, dtype=np.int64).copy()
-    if len(v) == 0 and path.suffix.lower() in (".obj", ".ply"):
-        v, f = _read_text_fallback(path)
+    if suffix == ".obj":
+        v, f = _read_obj(path)
+    elif suffix in (".glb", ".gltf"):
+        v, f = _read_gltf(path)
+    else:
+        import open3d as o3d
+
+        # Open3D prints its own warnings for unreadable files; its result (empty) is judged below
+        with o3d.utility.VerbosityContextManager(o3d.utility.VerbosityLevel.Error):
+            mesh = o3d.io.read_triangle_mesh(str(path), enable_post_processing=False, print_progress=False)
+        v = np.asarray(mesh.vertices, dtype=np.float64).copy()
+        f = np.asarray(mesh.triangles, dtype=np.int64).copy()
     validate_mesh(v, f, path)
     return v, f
 
 
-def _read_text_fallback(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    # Open3D drops every vertex of an OBJ/PLY holding a single NaN coordinate; re-read the text so
-    # that the error says "NaN vertices" instead of the misleading "empty mesh".
-    if path.suffix.lower() != ".obj":
-        return np.zeros((0, 3)), np.zeros((0, 3), np.int64)
-    verts, faces = [], []
+def _read_gltf(path: Path) -> tuple[np.ndarray, np.ndarray]:
     try:
-        for line in path.read_text(errors="replace").splitlines():
-            parts = line.split()
-            if not parts:
-                continue
-            if parts[0] == "v" and len(parts) >= 4:
-                verts.append([float(p) for p in parts[1:4]])
-            elif parts[0] == "f" and len(parts) >= 4:
-                idx = [int(p.split("/")[0]) for p in parts[1:]]
-                idx = [i - 1 if i > 0 else len(verts) + i for i in idx]
+        import trimesh
+    except ImportError:
+        raise InputError("reading glTF/GLB needs the 'trimesh' package (pip install trimesh)", path) from None
+    try:
+        mesh = trimesh.load(str(path), force="mesh", process=False)
+    except Exception as e:  # trimesh raises many types for malformed files
+        raise InputError(f"cannot read glTF ({e.__class__.__name__}: {e})", path) from None
+    return np.asarray(mesh.vertices, dtype=np.float64).copy(), np.asarray(mesh.faces, dtype=np.int64).reshape(-1, 3).copy()
+
+
+def _read_obj(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    verts: list[str] = []
+    faces: list[list[int]] = []
+    try:
+        text = path.read_text(errors="replace")
+        for line in text.splitlines():
+            if line.startswith("v "):
+                verts.append(line[2:])
+            elif line.startswith("f "):
+                idx = [int(p.split("/")[0]) for p in line[2:].split()]
+                n = len(verts)
+                idx = [i - 1 if i > 0 else n + i for i in idx]
                 faces.extend([idx[0], idx[k], idx[k + 1]] for k in range(1, len(idx) - 1))
-    except ValueError:
+        v = np.array([row.split()[:3] for row in verts], dtype=np.float64).reshape(-1, 3)
+    except (ValueError, IndexError):
         raise InputError("malformed OBJ (a 'v' or 'f' line does not parse)", path) from None
-    return np.asarray(verts, np.float64).reshape(-1, 3), np.asarray(faces, np.int64).reshape(-1, 3)
+    return v, np.asarray(faces, np.int64).reshape(-1, 3)
 
 
 def read_landmarks(path: str | Path, vertices: np.ndarray | None = None) -> np.ndarray:

@@ -26,8 +26,9 @@ Deviations from the reference code, and why:
 - The non-rigid ICP's stiffness of an affine map's translation depends on the coordinate origin;
   REALY runs in its scans' own frame (HIFI3D-aligned, head-centred as far as we can tell); a scan
   from a scanner can sit anywhere, so by default the origin is a head centre derived from the
-  scan's landmarks (:func:`head_centre`). With the origin at the scan's origin and no
-  deformation graph the numbers equal a transcription of REALY's code to 1e-4 (tested).
+  scan's landmarks (:func:`head_centre`). With ``nicp_origin="scan"`` and no deformation graph
+  the numbers equal a transcription of REALY's code to 1e-4 on scans in a head-centred frame;
+  with the defaults they agree within 1 % (tests/evaluate).
 - REALY uses 85 keypoints (68 + 17 extra on nose and cheeks); here only the standard 68.
 - Coverage check (REALY has none): after step 3, region vertices whose closest point lies on the
   prediction's open border, farther than ``boundary_tol`` away, are counted as not covered; a

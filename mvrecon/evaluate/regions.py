@@ -23,7 +23,9 @@ distance between the eye centres (about 62 mm). In the frame's (x, y) plane:
   ``0.15 d`` under the lowest lower-lid landmark (40, 41, 46, 47), outside the nose and mouth
   hulls grown by ``0.3 d``.
 
-Only vertices in front (``z > -1.0 d``) count, so the side and back of a full-head scan never
+Vertices within ``0.1 d`` of the scan's open border (its outline and holes) are left out: REALY's
+regions are interiors, and at a border the non-rigid step's correspondences have nothing beyond to
+hold on to. Only vertices in front (``z > -1.0 d``) count, so the side and back of a full-head scan never
 project into a region. A vertex belongs to one region at most (nose, mouth, forehead, cheek, in
 that order of precedence). A region keeps the scan's triangles whose three vertices it holds,
 without specks (connected pieces under 2 % of the largest piece's triangles).
@@ -164,6 +166,24 @@ class Region:
     triangles: np.ndarray
 
 
+#: Region vertices closer than this (in eye distances ``d``) to the scan's open border are left out.
+BORDER_MARGIN = 0.1
+
+
+def _near_border(v: np.ndarray, f: np.ndarray, margin: float) -> np.ndarray:
+    """``(N,)`` True for vertices within ``margin`` of a vertex on the mesh's open border."""
+    from scipy.spatial import cKDTree
+
+    e = np.sort(np.concatenate([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]], 0), 1)
+    key, counts = np.unique(e[:, 0] * len(v) + e[:, 1], return_counts=True)
+    border = np.unique(np.stack([key[counts == 1] // len(v), key[counts == 1] % len(v)], 1))
+    out = np.zeros(len(v), bool)
+    if len(border) == 0:
+        return out
+    d, _ = cKDTree(v[border]).query(v, distance_upper_bound=margin)
+    return np.isfinite(d)
+
+
 def _drop_specks(tris: np.ndarray, n_vertices: int) -> np.ndarray:
     """Triangles ``(m, 3)`` without the connected pieces smaller than 2 % of the largest (specks
     the cut leaves along an outline; they would float free in the non-rigid ICP)."""
@@ -189,6 +209,7 @@ def cut_regions(vertices: np.ndarray, triangles: np.ndarray, landmarks: np.ndarr
     v = np.asarray(vertices, dtype=np.float64)
     f = np.asarray(triangles, dtype=np.int64)
     labels = region_labels(v, landmarks)
+    labels[_near_border(v, f, BORDER_MARGIN * face_frame(landmarks).unit)] = -1
     out = {}
     for code, name in enumerate(REGION_NAMES):
         keep = (labels[f] == code).all(1)

@@ -12,9 +12,9 @@ from __future__ import annotations
 import numpy as np
 
 #: Half-width and half-height (metres) of the elliptic domain a prediction covers.
-PRED_EXTENT = (0.075, 0.105)
+PRED_EXTENT = (0.085, 0.125)
 #: A scan covers slightly less than the prediction (scanners lose the face's border).
-SCAN_EXTENT = (0.072, 0.100)
+SCAN_EXTENT = (0.080, 0.120)
 
 
 def _gauss(x: np.ndarray, y: np.ndarray, cx: float, cy: float, sx: float, sy: float) -> np.ndarray:
@@ -31,7 +31,7 @@ def face_height(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
     # the cap is clamped far outside the domain so that z stays finite everywhere
-    base = 0.095 * np.sqrt(np.maximum(1.0 - (x / 0.09) ** 2 - (y / 0.125) ** 2, 0.02))
+    base = 0.095 * np.sqrt(np.maximum(1.0 - (x / 0.1) ** 2 - (y / 0.145) ** 2, 0.02))
     ramp = _smoothstep((0.035 - y) / 0.06)
     amp = 0.022 * (0.2 + 0.8 * ramp) * np.exp(-np.maximum(0.0, -0.026 - y) ** 2 / (2 * 0.005**2))
     amp = amp * _smoothstep((0.05 - y) / 0.02)
