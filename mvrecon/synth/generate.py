@@ -39,7 +39,8 @@ log = logging.getLogger(__name__)
 
 # Independent random streams, so that changing one part (e.g. the number of calibration shots)
 # leaves every other part of the session unchanged.
-_STREAMS = ("identity", "maps", "albedo", "rig", "light", "board", "scan", "frames", "views")
+# New streams go at the end: spawned children are identified by their index.
+_STREAMS = ("identity", "maps", "albedo", "rig", "light", "board", "scan", "frames", "views", "backdrop")
 
 
 def _streams(seed: int) -> dict[str, np.random.SeedSequence]:
@@ -98,6 +99,7 @@ def make_session(out: str | Path, config: SynthConfig = SynthConfig(), model: Fa
         t0 = t
 
     # ---- the subject: identity, detail layers, albedo
+    log.info("synth: subject (seed %d): detail maps and albedo", cfg.seed)
     topo = H.SkinTopology.of(model)
     id_coeffs = H.sample_identity(model, rng["identity"], cfg.identity_scale)
     maps = H.make_detail_maps(model, rng["maps"], mid_size=cfg.mid_map_size, fine_size=cfg.fine_map_size,
@@ -121,6 +123,8 @@ def make_session(out: str | Path, config: SynthConfig = SynthConfig(), model: Fa
     # spawn once: every spawn() call on a SeedSequence hands out new children
     frame_seqs = seq["frames"].spawn(cfg.frames)
     view_seqs = seq["views"].spawn(cfg.frames * cfg.cameras)
+    # the wall behind the subject stays put between frames: one backdrop per camera
+    backdrops = [R.backdrop(c, np.random.default_rng(s)) for c, s in zip(rig.cameras, seq["backdrop"].spawn(cfg.cameras))]
     face_tris = _submesh_tris(model, ["face"])
     with atomic_dir(out) as tmp:
         save_rig(rig, tmp / "rig" / "rig.json")
@@ -128,6 +132,7 @@ def make_session(out: str | Path, config: SynthConfig = SynthConfig(), model: Fa
         lm2d: dict[str, dict] = {}
         scan_info = (0, 0)
         for fi, fname in enumerate(frames):
+            log.info("synth: frame %s: geometry and %d views at %dx%d", fname, len(rig), cfg.width, cfg.height)
             frng = np.random.default_rng(frame_seqs[fi])
             exp = H.sample_expression(model, frng, cfg.expression_scale, fi)
             geo = H.build_geometry(model, topo, maps, id_coeffs, exp, cfg.subdivision)
@@ -142,7 +147,8 @@ def make_session(out: str | Path, config: SynthConfig = SynthConfig(), model: Fa
             for ci, cam in enumerate(rig.cameras):
                 vrng = np.random.default_rng(view_seqs[fi * cfg.cameras + ci])
                 view = R.render_view(scene, caster, cam, sh, vrng, ss=cfg.supersample, gain=gains[ci],
-                                     gamma=float(gammas[ci]), noise_sigma=cfg.noise_sigma / 255.0)
+                                     gamma=float(gammas[ci]), noise_sigma=cfg.noise_sigma / 255.0,
+                                     background=backdrops[ci])
                 write_image(tmp / "images" / fname / f"{cam.name}.png", view.image)
                 write_image(tmp / "gt" / "parts" / f"{fname}_{cam.name}.png", view.labels)
                 uv, vis = R.landmarks_2d(caster, cam, lm_world)
@@ -175,6 +181,7 @@ def make_session(out: str | Path, config: SynthConfig = SynthConfig(), model: Fa
             from ..calibrate.synthetic import visible
 
             board_poses = np.stack(rig_mod.board_poses(board, cfg.calib_shots, rng["board"]))
+            log.info("synth: %d ChArUco board shots", len(board_poses))
             for si, bp in enumerate(board_poses):
                 # a camera the board is edge-on or back-facing to has nothing to calibrate with
                 for cam in [c for c in rig.cameras if visible(board, c, bp)]:

@@ -127,7 +127,7 @@ def backdrop(camera: Camera, rng: np.random.Generator) -> np.ndarray:
     mottle = cv2.resize(cv2.GaussianBlur(small, (0, 0), 1.0), (w, h), interpolation=cv2.INTER_CUBIC)
     mottle = mottle / max(float(np.abs(mottle).max()), 1e-9)
     img = base[None, None] * (grad * vign * (1 + 0.04 * mottle))[..., None]
-    return np.clip(img, 0, 1)
+    return np.clip(img, 0, 1).astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -184,11 +184,12 @@ def shade(scene: Scene, prim: np.ndarray, bary: np.ndarray, sh_poly: np.ndarray)
 
 def render_view(scene: Scene, raycaster, camera: Camera, sh: np.ndarray, rng: np.random.Generator,
                 ss: int = 2, gain: np.ndarray | None = None, gamma: float = 1.0,
-                noise_sigma: float = 1.5 / 255) -> ViewRender:
-    """Render one camera: supersampled colour over a backdrop, sensor response and noise; part
-    labels and the mask from the ray through each pixel centre."""
+                noise_sigma: float = 1.5 / 255, background: np.ndarray | None = None) -> ViewRender:
+    """Render one camera: supersampled colour over ``background`` (H, W, 3) in [0, 1] (default: a
+    :func:`backdrop` drawn from ``rng``), sensor response and noise; part labels and the mask from
+    the ray through each pixel centre."""
     h, w = camera.height, camera.width
-    bg = backdrop(camera, rng).reshape(-1, 3)
+    bg = (backdrop(camera, rng) if background is None else np.asarray(background, np.float64)).reshape(-1, 3)
     gain = np.ones(3) if gain is None else np.asarray(gain, np.float64)
     acc = np.zeros((h * w, 3))
     sh_poly = irradiance_polynomial(sh)
