@@ -130,3 +130,58 @@ def triangulate(P: np.ndarray, xn: np.ndarray, valid: np.ndarray) -> np.ndarray:
         out = X[:, :3] / X[:, 3:4]
     out[valid.sum(1) < 2] = np.nan
     return out
+
+
+def sparse_lm(fun, x0: np.ndarray, sparsity, robust_weights=None, lower: np.ndarray | None = None,
+              upper: np.ndarray | None = None, max_iter: int = 60, rtol: float = 1e-10) -> np.ndarray:
+    """Levenberg-Marquardt for sparse least squares: minimise ``sum(w * fun(x)**2)``.
+
+    The Jacobian is taken by finite differences over ``sparsity`` (an (M, P) 0/1 matrix; columns
+    that share no residual are perturbed together, as in scipy's ``least_squares(jac_sparsity=...)``),
+    the damped normal equations are solved with a sparse direct solver, and steps are projected
+    onto ``[lower, upper]`` (bounds on a few pose parameters; a projected step is accepted only
+    when it lowers the cost). ``robust_weights(r) -> (M,)`` gives IRLS weights (Huber etc.),
+    recomputed each iteration; the cost minimised is then the robust one it induces.
+    """
+    import scipy.sparse as sp
+    from scipy.optimize._numdiff import approx_derivative, group_columns
+    from scipy.sparse.linalg import spsolve
+
+    A = sp.csc_matrix(sparsity)
+    groups = group_columns(A)
+    lo = np.full(len(x0), -np.inf) if lower is None else lower
+    hi = np.full(len(x0), np.inf) if upper is None else upper
+    x = np.clip(np.asarray(x0, dtype=np.float64), lo, hi)
+
+    def cost_of(r):
+        w = np.ones_like(r) if robust_weights is None else robust_weights(r)
+        return float(np.sum(w * r * r)), w
+
+    r = fun(x)
+    cost, w = cost_of(r)
+    lam = 1e-4
+    for _ in range(max_iter):
+        J = approx_derivative(fun, x, method="2-point", sparsity=(A, groups)).tocsr()
+        JtW = (J.T.multiply(w[None])).tocsr()
+        H = (JtW @ J).tocsc()
+        g = JtW @ r
+        d = np.maximum(H.diagonal(), 1e-12)
+        improved = False
+        for _ in range(12):
+            dx = spsolve((H + sp.diags(lam * d)).tocsc(), -g)
+            xn = np.clip(x + dx, lo, hi)
+            rn = fun(xn)
+            # compare with the weights of the current linearisation (IRLS majorises the robust cost)
+            cn, wn = cost_of(rn)
+            if cn < cost:
+                improved = True
+                break
+            lam *= 10
+        if not improved:
+            break
+        rel = (cost - cn) / max(cost, 1e-300)
+        x, r, cost, w = xn, rn, cn, wn
+        lam = max(lam / 10, 1e-10)
+        if rel < rtol:
+            break
+    return x

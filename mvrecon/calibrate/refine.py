@@ -26,7 +26,7 @@ from ..cameras import Rig, rotation_angle_deg, save_rig
 from ..errors import MvreconError
 from ..io import read_image, write_json
 from ..session import Session
-from .geometry import rodrigues_batch, triangulate
+from .geometry import rodrigues_batch, sparse_lm, triangulate
 
 log = logging.getLogger("mvrecon.calibrate")
 
@@ -269,7 +269,6 @@ def refine_poses(rig: Rig, xn: np.ndarray, valid: np.ndarray, cfg: RefineConfig
 
     Returns deltas (C, 6) (rotation vector, centre shift m), the per-camera observation count,
     RMS before and after (px) and the number of points used."""
-    from scipy.optimize import least_squares
     from scipy.sparse import lil_matrix
 
     cams = rig.cameras
@@ -330,10 +329,9 @@ def refine_poses(rig: Rig, xn: np.ndarray, valid: np.ndarray, cfg: RefineConfig
         return float(np.sqrt(np.mean(r.reshape(-1, 2) ** 2) * 2))
 
     before = rms(x0)
-    res = least_squares(residuals, x0, jac_sparsity=A, bounds=(lb, ub), method="trf", x_scale="jac",
-                        xtol=1e-12, ftol=1e-12, gtol=1e-10, max_nfev=100)
+    x = sparse_lm(residuals, x0, A, lower=lb, upper=ub)
     counts = np.bincount(ci, minlength=n_c)
-    return res.x[: 6 * n_c].reshape(n_c, 6), counts, before, rms(res.x), n_t
+    return x[: 6 * n_c].reshape(n_c, 6), counts, before, rms(x), n_t
 
 
 def refine_extrinsics(session: Session, cfg: RefineConfig = RefineConfig(), write: bool = True) -> RefineResult:
