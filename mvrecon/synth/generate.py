@@ -26,7 +26,7 @@ import numpy as np
 from ..cameras import Rig, save_rig
 from ..errors import MvreconError
 from ..facemodel import FaceModel, load_model
-from ..io import atomic_dir, write_bytes, write_image, write_json, write_text
+from ..io import atomic_dir, write_bytes, write_image, write_json, write_npz, write_text
 from ..session import write_session_file
 from . import albedo as albedo_mod
 from . import head as H
@@ -219,7 +219,8 @@ def make_session(out: str | Path, config: SynthConfig = SynthConfig(), model: Fa
             "board_to_world": board_poses,
             "subdivision": np.array(cfg.subdivision),
         }
-        write_bytes(tmp / "gt" / "gt.npz", scan_mod.npz_bytes(**gt))
+        # np.savez stamps zip members with the fixed date 1980-01-01: the bytes are deterministic
+        write_npz(tmp / "gt" / "gt.npz", **gt)
         write_json(tmp / "gt" / "landmarks2d.json", {"format": "mvrecon-landmarks2d/1", "views": lm2d})
         write_json(tmp / "gt" / "config.json", cfg.to_dict())
         write_session_file(

@@ -1,13 +1,10 @@
-"""The ground-truth surface as a scanner would deliver it, and byte-deterministic file encoders.
+"""The ground-truth surface as a scanner would deliver it, and its byte-deterministic encoders.
 
 The scan is the detailed skin (a different, denser triangulation than the model: Loop-subdivided)
 with a little noise along the normals and a few small holes, in world coordinates (metres).
 """
 
 from __future__ import annotations
-
-import io
-import zipfile
 
 import numpy as np
 
@@ -57,18 +54,3 @@ def ply_bytes(verts: np.ndarray, faces: np.ndarray) -> bytes:
 def landmarks_text(points: np.ndarray) -> str:
     """68 lines ``x y z`` (metres, 9 significant digits)."""
     return "".join(f"{p[0]:.9g} {p[1]:.9g} {p[2]:.9g}\n" for p in np.asarray(points, np.float64))
-
-
-def npz_bytes(**arrays: np.ndarray) -> bytes:
-    """A compressed ``.npz`` with fixed member timestamps (``np.savez_compressed`` stamps the
-    current time into the zip, so identical arrays would give different bytes)."""
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-        for name in sorted(arrays):
-            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
-            info.compress_type = zipfile.ZIP_DEFLATED
-            info.external_attr = 0o644 << 16
-            member = io.BytesIO()
-            np.lib.format.write_array(member, np.asanyarray(arrays[name]), allow_pickle=False)
-            zf.writestr(info, member.getvalue())
-    return buf.getvalue()
