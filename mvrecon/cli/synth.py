@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import click
 
-from ..errors import MvreconError
-
 
 def _size(value: str) -> tuple[int, int]:
     try:
@@ -48,4 +46,3 @@ def session(out: str, cameras: int, seed: int, size: str, frames: int, no_board:
 
 
 COMMANDS = [synth]
-__all__ = ["COMMANDS", "MvreconError"]

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..cameras import Rig, save_rig
+from ..cameras import save_rig
 from ..errors import MvreconError
 from ..facemodel import FaceModel, load_model
 from ..io import atomic_dir, write_bytes, write_image, write_json, write_npz, write_text
@@ -249,4 +249,4 @@ def load_ground_truth(root: str | Path) -> dict[str, np.ndarray]:
         return {k: z[k] for k in z.files}
 
 
-__all__ = ["make_session", "load_ground_truth", "SynthConfig", "SynthResult", "Rig"]
+__all__ = ["make_session", "load_ground_truth", "SynthConfig", "SynthResult"]
