@@ -46,8 +46,9 @@ class CuesConfig:
 
     detect: DetectConfig = field(default_factory=DetectConfig)
     """Face detection and mesh settings."""
-    parser: str = "landmarks"
-    """Registered face parser that turns landmarks into part labels (see mvrecon.cues.parsing)."""
+    parser: str = "surface"
+    """Registered face parser for the part labels: surface (default), landmarks, polygons, or one
+    added with mvrecon.cues.register_parser (see mvrecon.cues.parsing)."""
     overlay: bool = True
     """Write overlay.png (labels and landmarks over the image) per view."""
     overlay_max_side: int = 1600

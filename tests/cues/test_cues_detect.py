@@ -274,3 +274,49 @@ def test_default_parser_reaches_the_silhouette_on_a_turned_head(astronaut, astro
     assert mesh_silhouette(turned.points478, 512, 512)[extra].all()
     # nothing is added above the brows
     assert ys.min() >= turned.points68[17:27, 1].min() - 2
+
+
+def test_frontal_frame_undoes_a_turn(astronaut_cues):
+    """The frontal frame of the mesh turned by 40 degrees is the untouched mesh's, turned back:
+    both give the same frontal coordinates."""
+    from mvrecon.cues.parsing import frontal_frame
+
+    p = astronaut_cues.points478
+    q = _turned(astronaut_cues, 40).points478
+    R1, c1 = frontal_frame(p)
+    R2, c2 = frontal_frame(q)
+    f1, f2 = (p - c1) @ R1.T, (q - c2) @ R2.T
+    iod = np.linalg.norm(p[33] - p[263])
+    assert np.abs(f1 - f2).max() < 0.02 * iod
+    # axes: x from the subject's right to left eye, y from the brows down to the chin
+    assert f1[263, 0] > f1[33, 0] and f1[152, 1] > f1[168, 1] and f1[1, 2] < f1[234, 2]
+
+
+def test_surface_parser_on_the_photo(astronaut, astronaut_cues):
+    """Near-frontal, the surface parser agrees with the image polygons; every part non-empty."""
+    from mvrecon.cues.parsing import PolygonParser, SurfaceParser
+
+    lab = SurfaceParser().parse(astronaut, astronaut_cues)
+    poly = PolygonParser().parse(astronaut, astronaut_cues)
+    for code in range(1, 9):
+        a, b = lab == code, poly == code
+        assert a.sum() > 15
+        assert (a & b).sum() / (a | b).sum() > 0.7, PART_NAMES[code]
+    # a coarser ray grid gives nearly the same labels
+    coarse = SurfaceParser(max_grid=40).parse(astronaut, astronaut_cues)
+    assert (coarse == lab).mean() > 0.99
+
+
+def test_surface_parser_hides_what_the_nose_hides(astronaut, astronaut_cues):
+    """Turned 60 degrees: the far eye shrinks to what is not behind the nose, and the nose
+    covers its whole 3D side rather than a polygon between projected landmarks."""
+    from mvrecon.cues.parsing import PolygonParser, SurfaceParser
+
+    turned = _turned(astronaut_cues, 60)
+    lab = SurfaceParser().parse(astronaut, turned)
+    poly = PolygonParser().parse(astronaut, turned)
+    far_eye = PART_CODES["right_eye"]
+    assert (lab == far_eye).sum() < 0.5 * (poly == far_eye).sum()
+    assert (lab == PART_CODES["nose"]).sum() > 1.3 * (poly == PART_CODES["nose"]).sum()
+    # its skin reaches the silhouette as well
+    assert (lab == PART_CODES["skin"]).sum() > 1.2 * (poly == PART_CODES["skin"]).sum()

@@ -17,6 +17,7 @@ from mvrecon.cues import (
     DetectConfig,
     FaceParser,
     LandmarkParser,
+    get_parser,
     load_view_cues,
     load_view_labels,
     process_image,
@@ -52,7 +53,7 @@ def test_process_image_writes_outputs(photo, tmp_path, astronaut, astronaut_cues
     np.testing.assert_allclose(cues.points68, astronaut_cues.points68, atol=0.01)
     labels = load_view_labels(out)
     assert labels.shape == (512, 512) and labels.dtype == np.uint8
-    np.testing.assert_array_equal(labels, LandmarkParser().parse(astronaut, cues))
+    np.testing.assert_array_equal(labels, get_parser(CuesConfig().parser).parse(astronaut, cues))
     ov = read_image(out / "overlay.png")
     assert ov.shape == (512, 512, 3)
     # the overlay differs from the photo on the face and only near it
@@ -182,7 +183,7 @@ def test_run_over_a_session_names_the_view_without_face(tmp_path, astronaut):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["no_face"] == ["f000_cam2"]
     config = json.loads((out / "config.json").read_text())
-    assert config["parser"] == "landmarks" and config["detect"]["mesh_size"] == 384
+    assert config["parser"] == "surface" and config["detect"]["mesh_size"] == 384
     # mirrored view: its landmarks mirror the first view's (x -> 511 - x), right/left swapped
     c0, c1 = load_view_cues(out / "f000_cam0"), load_view_cues(out / "f000_cam1")
     assert abs((511 - c1.points68[45, 0]) - c0.points68[36, 0]) < 4
