@@ -194,13 +194,15 @@ def process_image(
     """
     image_path, out_dir = Path(image_path), Path(out_dir)
     key = key or image_path.stem
+    parser = parser or _parser(cfg.parser)
+    if parser.name != cfg.parser:  # the record (and the cache key) names the parser actually used
+        cfg = dataclasses.replace(cfg, parser=parser.name)
     sha = file_sha256(image_path)
     rec = _cached(out_dir, sha, cfg)
     if rec is not None:
         return ViewResult(key, image_path, rec["status"], True, out_dir, rec.get("score"))
 
     image = _read_image(image_path, cfg.max_image_pixels)
-    parser = parser or _parser(cfg.parser)
     cues = detect(image, cfg.detect)
     record: dict[str, Any] = {
         "format": FORMAT,
@@ -209,6 +211,7 @@ def process_image(
         "settings": cfg.settings(),
         "status": "ok" if cues is not None else "no_face",
         "image_size": [int(image.shape[1]), int(image.shape[0])],
+        "coordinates": "pixels of the stored (distorted) image, pixel centres at integer coordinates",
     }
     with atomic_dir(out_dir) as tmp:
         if cues is not None:

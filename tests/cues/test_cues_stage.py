@@ -151,6 +151,11 @@ def test_custom_parser_plugs_in(photo, tmp_path):
     res = process_image(photo, tmp_path / "o", CuesConfig(parser="nose-only"))
     labels = load_view_labels(res.out_dir)
     assert (labels == PART_CODES["nose"]).sum() == 49 and set(np.unique(labels)) == {0, 6}
+    # an instance passed directly is what the record names (and what the cache is keyed on)
+    res = process_image(photo, tmp_path / "p", parser=NoseOnly())
+    assert json.loads((tmp_path / "p" / "landmarks.json").read_text())["settings"]["parser"] == "nose-only"
+    assert process_image(photo, tmp_path / "p", CuesConfig(parser="nose-only")).cached
+    assert not process_image(photo, tmp_path / "p").cached  # default parser: redone
     with pytest.raises(InputError, match="unknown face parser 'bisenet'"):
         process_image(photo, tmp_path / "o2", CuesConfig(parser="bisenet"))
 
@@ -228,3 +233,19 @@ def test_cli_errors_are_one_line(tmp_path, astronaut):
     assert r.exit_code == 2 and "wall.png: no face found" in r.output
     r = runner.invoke(main, ["cues", str(tmp_path / "nowhere")])
     assert r.exit_code == 2 and "session folder not found" in r.output
+    r = runner.invoke(main, ["cues", "image", str(wall), "--parser", "bisenet"])
+    assert r.exit_code == 2 and "unknown face parser 'bisenet'" in r.output
+
+
+def test_cli_session_without_any_face_fails(tmp_path):
+    from mvrecon.cli import main
+
+    root = tmp_path / "empty"
+    K = np.array([[300.0, 0, 99.5], [0, 300.0, 99.5], [0, 0, 1]])
+    save_rig(Rig(cameras=(Camera("a", 200, 200, K), Camera("b", 200, 200, K))), root / "rig")
+    for n in "ab":
+        write_image(root / f"{n}.png", np.full((200, 200, 3), 40 if n == "a" else 200, np.uint8))
+    write_session_file(root, rig="rig", frames=[{"name": "f0", "images": {"a": "a.png", "b": "b.png"}}])
+    r = CliRunner().invoke(main, ["cues", str(root)])
+    assert r.exit_code == 2
+    assert "no face in: f0_a, f0_b" in r.output and "no face found in any view" in r.output
