@@ -1,0 +1,407 @@
+"""Baking the fitted head's UV albedo from all views, plus procedural eyes and mouth and the
+detail maps (displacement, tangent-space normals).
+
+Per texel of the skin atlas the 3D point on the fitted world mesh of each expression group is
+found through a UV-space rasterisation (:mod:`.uvraster`). Each view that sees the point (in
+front, inside the image, facing the camera, not occluded: Open3D ray casting) contributes its
+photo colour divided by the view's fitted SH irradiance at the point's normal (the fit shades with
+world-space normals, :func:`mvrecon.render.render_mesh`), weighted by
+
+    cos(viewing angle)^p  x  feather(distance to the view's silhouette)  x  (f / z)^2
+
+(the last factor is the sampling density: a closer or longer-lens view resolves more skin). Views
+are blended in two bands (Baumberg 2002): the low frequencies are the weighted mean of all views
+(seams vanish), the high frequencies come from the single best view (no ghosting of detail).
+Texels no view sees are filled by push-pull from their neighbours, with the mean skin colour
+where nothing is known at all.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+import torch
+
+from ..cameras import Camera
+from ..errors import InputError
+from ..fit.result import FittedHead
+from ..render import raycast, sh_basis
+from ..facemodel.model import vertex_normals
+from .layout import corner_uvs, material, material_triangles
+from .uvraster import UVRaster, push_pull_fill, rasterize_uv
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TextureConfig:
+    """Settings of the texture bake."""
+
+    size: int = 2048
+    """Skin atlas height in texels (its width is twice that: two UV tiles)."""
+    min_cos: float = 0.2
+    """Views seeing a texel at a grazing angle beyond acos(min_cos) do not contribute."""
+    angle_power: float = 2.0
+    """Exponent p of the cos(viewing angle) weight."""
+    feather_px: float = 8.0
+    """Distance (image pixels) from a view's silhouette over which its weight ramps from 0 to 1."""
+    blend_sigma: float = 1.0 / 128
+    """Low/high band split of the blend: Gaussian sigma as a fraction of the atlas height."""
+    min_irradiance: float = 0.05
+    """Texels whose SH irradiance is below this (deep shadow) are not de-lit from that view."""
+    use_detail: bool = True
+    """Place texels on the detailed mesh (with the fit's fused displacement) instead of the base mesh."""
+    eye_size_ratio: float = 0.25
+    """Eye and mouth textures are this fraction of ``size``."""
+    iris_deg: float = 30.0
+    """Angular radius of the iris seen from the eyeball centre (degrees; 6 mm iris on a 12 mm eyeball)."""
+    pupil_deg: float = 11.0
+    """Angular radius of the pupil (degrees)."""
+
+    def to_dict(self) -> dict:
+        from dataclasses import asdict
+
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class BakeView:
+    """One photo for the bake: undistorted image and camera, the expression group and lighting."""
+
+    key: str
+    image: np.ndarray
+    """(H, W, 3) float32 RGB in [0, 1], undistorted (pinhole ``camera``)."""
+    camera: Camera
+    """Undistorted camera (``K``, ``world_to_cam``, size = image size)."""
+    group: int
+    """Index of the fitted expression group the view belongs to."""
+    sh: np.ndarray
+    """(9, 3) the view's fitted SH lighting."""
+
+
+@dataclass(frozen=True)
+class TextureResult:
+    """The baked textures (float, RGB in [0, 1]; rows from the top, v up as in OBJ)."""
+
+    skin: np.ndarray
+    """(S, 2S, 3) skin albedo atlas (tiles 0-1 of the model UVs side by side)."""
+    skin_weight: np.ndarray
+    """(S, 2S) summed view weight per texel (0 = filled, not seen)."""
+    skin_mask: np.ndarray
+    """(S, 2S) bool: texels covered by a skin triangle."""
+    eyes: np.ndarray
+    """(E, E, 3) procedural eyeball texture (sclera, iris coloured from the photos, pupil)."""
+    mouth: np.ndarray
+    """(E, 2E, 3) procedural gums/tongue (left half) and teeth (right half)."""
+    normal: np.ndarray
+    """(S, 2S, 3) tangent-space normal map in [0, 1] (glTF / OpenGL convention, +Y = +v)."""
+    displacement: np.ndarray
+    """(S, 2S) float32 metres along the normal."""
+    mean_skin: np.ndarray
+    """(3,) the weighted mean skin albedo."""
+    iris_color: np.ndarray
+    """(3,) iris albedo (sampled from the photos, or a default brown when no view sees an iris)."""
+    view_coverage: dict[str, float] = field(default_factory=dict)
+    """Fraction of skin texels each view contributed to."""
+
+
+DEFAULT_IRIS = np.array([0.33, 0.21, 0.12])
+SCLERA = np.array([0.86, 0.83, 0.79])
+GUMS = np.array([0.72, 0.36, 0.38])
+TEETH = np.array([0.90, 0.87, 0.79])
+
+
+@dataclass(frozen=True)
+class _Samples:
+    """Texel points on the fitted mesh of every expression group."""
+
+    points: list[np.ndarray]
+    """per group (M, 3) world metres."""
+    normals: list[np.ndarray]
+    """per group (M, 3) unit world normals."""
+
+
+def _surface_samples(head: FittedHead, raster: UVRaster, tri_ids: np.ndarray, detail: bool) -> _Samples:
+    model = head.model
+    corners = model.triangles[tri_ids]
+    pts, nrm = [], []
+    for g in range(len(head.groups)):
+        v = head.world(g, detail=detail)
+        n = vertex_normals(v, model.triangles)
+        p = raster.interpolate(v, corners)
+        q = raster.interpolate(n, corners)
+        q /= np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
+        pts.append(p)
+        nrm.append(q)
+    return _Samples(pts, nrm)
+
+
+def _bilinear(image: np.ndarray, xy: np.ndarray) -> np.ndarray:
+    """Sample image (H, W, C) at pixel positions xy (M, 2) (centres at integers), edges clamped."""
+    H, W = image.shape[:2]
+    x = np.clip(xy[:, 0], 0, W - 1)
+    y = np.clip(xy[:, 1], 0, H - 1)
+    x0 = np.minimum(np.floor(x).astype(np.int64), W - 2 if W > 1 else 0)
+    y0 = np.minimum(np.floor(y).astype(np.int64), H - 2 if H > 1 else 0)
+    fx, fy = (x - x0)[:, None], (y - y0)[:, None]
+    x1, y1 = np.minimum(x0 + 1, W - 1), np.minimum(y0 + 1, H - 1)
+    return ((image[y0, x0] * (1 - fx) + image[y0, x1] * fx) * (1 - fy)
+            + (image[y1, x0] * (1 - fx) + image[y1, x1] * fx) * fy)
+
+
+def _silhouette_feather(verts: np.ndarray, faces: np.ndarray, cam: Camera, feather_px: float) -> np.ndarray:
+    """(H, W) float32 in [0, 1]: distance to the mesh's silhouette in the view over ``feather_px``."""
+    ids = raycast.grid_ids(verts, faces, cam.K[None], cam.world_to_cam[None], cam.height, cam.width,
+                           np.zeros((1, 2)))[0]
+    inside = (ids >= 0).astype(np.uint8)
+    dist = cv2.distanceTransform(inside, cv2.DIST_L2, 5)
+    return np.clip(dist / max(feather_px, 1e-6), 0, 1).astype(np.float32)
+
+
+def sample_views(head: FittedHead, samples: _Samples, views: list[BakeView], cfg: TextureConfig,
+                 occluders: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Per view, the de-lit colour (M, 3) and weight (M,) (0 = not seen) of every sample point."""
+    colours, weights = [], []
+    feather_cache: dict[tuple[int, str], np.ndarray] = {}
+    for view in views:
+        g = view.group
+        P, N = samples.points[g], samples.normals[g]
+        cam = view.camera
+        M = len(P)
+        w = np.zeros(M)
+        col = np.zeros((M, 3))
+        if M == 0:
+            colours.append(col)
+            weights.append(w)
+            continue
+        pc = P @ cam.R.T + cam.t
+        z = pc[:, 2]
+        front = z > 1e-6
+        xy = (pc @ cam.K.T)[:, :2] / np.where(front, z, 1.0)[:, None]
+        inside = front & (xy[:, 0] >= 0) & (xy[:, 0] <= cam.width - 1) & (xy[:, 1] >= 0) & (xy[:, 1] <= cam.height - 1)
+        to_cam = cam.center[None] - P
+        cos = np.einsum("mc,mc->m", N, to_cam) / np.maximum(np.linalg.norm(to_cam, axis=1), 1e-12)
+        cand = np.flatnonzero(inside & (cos > cfg.min_cos))
+        if len(cand):
+            verts_g = head.world(g, detail=cfg.use_detail)
+            occ = raycast.occluded(verts_g, occluders, cam.center[None], P[cand][None], 1e-4)[0]
+            cand = cand[~occ]
+        if len(cand):
+            key = (g, view.key)
+            if key not in feather_cache:
+                feather_cache[key] = _silhouette_feather(head.world(g, detail=cfg.use_detail), occluders, cam,
+                                                         cfg.feather_px)
+            fea = _bilinear(feather_cache[key][..., None], xy[cand])[:, 0]
+            Y = sh_basis(torch.as_tensor(N[cand])).numpy()
+            irr = Y @ np.asarray(view.sh, np.float64)                           # (m, 3)
+            lit = irr.min(1) > cfg.min_irradiance
+            rgb = _bilinear(view.image, xy[cand])
+            col[cand] = rgb / np.maximum(irr, cfg.min_irradiance)
+            density = (cam.K[0, 0] / z[cand]) ** 2
+            w[cand] = np.clip(cos[cand], 0, 1) ** cfg.angle_power * fea * density * lit
+        colours.append(col)
+        weights.append(w)
+    return colours, weights
+
+
+def _scatter(mask: np.ndarray, values: np.ndarray) -> np.ndarray:
+    out = np.zeros(mask.shape + values.shape[1:], np.float64)
+    out[mask] = values
+    return out
+
+
+def _blend_two_band(mask: np.ndarray, colours: list[np.ndarray], weights: list[np.ndarray],
+                    sigma: float) -> tuple[np.ndarray, np.ndarray]:
+    """Blend per-view texel colours: weighted-mean low band + best-view high band."""
+    H, W = mask.shape
+    low_sum = np.zeros((H, W, 3))
+    wsum = np.zeros((H, W))
+    best_w = np.zeros((H, W))
+    high = np.zeros((H, W, 3))
+    for col, w in zip(colours, weights):
+        if not (w > 0).any():
+            continue
+        seen = _scatter(mask, (w > 0).astype(np.float64))
+        a = _scatter(mask, col) * seen[..., None]
+        wf = _scatter(mask, w)
+        # normalised convolution: the view's low band only from texels that view sees
+        num = cv2.GaussianBlur(a, (0, 0), sigma)
+        den = cv2.GaussianBlur(seen, (0, 0), sigma)
+        low = num / np.maximum(den, 1e-6)[..., None]
+        low_sum += wf[..., None] * low
+        wsum += wf
+        better = wf > best_w
+        high[better] = (a - low)[better]
+        best_w[better] = wf[better]
+    out = low_sum / np.maximum(wsum, 1e-300)[..., None] + high
+    return np.clip(out, 0, 1), wsum
+
+
+def _eyes_texture(head: FittedHead, views: list[BakeView], cfg: TextureConfig, size: int,
+                  occluders: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Procedural eyeball texture and the iris colour seen in the photos."""
+    model = head.model
+    mat = material("eyes")
+    tex = np.broadcast_to(SCLERA, (size, size, 3)).copy()
+    if "eyeball_left" not in model.submeshes:
+        return tex, DEFAULT_IRIS.copy()
+    neutral = head.neutral_model_space()
+    angles_all, samples_pts, samples_n, iris_sel = [], [], [], []
+    iris_colour = DEFAULT_IRIS.copy()
+    raster = None
+    for side in ("eyeball_left", "eyeball_right"):
+        tri_ids = np.arange(*model.submesh_triangles[side])
+        r = rasterize_uv(corner_uvs(model, tri_ids, mat).reshape(-1, 2), np.arange(3 * len(tri_ids)).reshape(-1, 3),
+                         size, size)
+        a, b = model.submeshes[side]
+        centre = neutral[a:b].mean(0)
+        front = neutral[a:b][np.argmax(neutral[a:b, 2])]
+        axis = (front - centre) / np.linalg.norm(front - centre)
+        corners = model.triangles[tri_ids]
+        p = r.interpolate(neutral, corners)
+        d = p - centre
+        ang = np.degrees(np.arccos(np.clip(d @ axis / np.maximum(np.linalg.norm(d, axis=1), 1e-12), -1, 1)))
+        angles_all.append(ang)
+        sel = (ang > cfg.pupil_deg * 1.2) & (ang < cfg.iris_deg * 0.85)
+        s = _surface_samples(head, r, tri_ids, detail=False)
+        samples_pts.append([q[sel] for q in s.points])
+        samples_n.append([q[sel] for q in s.normals])
+        if raster is None:
+            raster = r
+    # iris colour: de-lit, weighted median over the views that see the iris of either eye
+    pts = [np.concatenate([samples_pts[0][g], samples_pts[1][g]]) for g in range(len(head.groups))]
+    nrm = [np.concatenate([samples_n[0][g], samples_n[1][g]]) for g in range(len(head.groups))]
+    cols, ws = sample_views(head, _Samples(pts, nrm), views, cfg, occluders)
+    c = np.concatenate([c[w > 0] for c, w in zip(cols, ws)]) if cols else np.zeros((0, 3))
+    if len(c) >= 8:
+        iris_colour = np.clip(np.median(c, axis=0), 0.02, 0.9)
+    ang = angles_all[0]
+    m = raster.mask
+    # radial iris pattern: darker limbal ring, lighter collarette, fibres from a fixed pattern
+    t = np.clip((ang - cfg.pupil_deg) / (cfg.iris_deg - cfg.pupil_deg), 0, 1)
+    yy, xx = np.nonzero(m)
+    fibres = 0.92 + 0.08 * np.sin(np.arctan2(yy - yy.mean(), xx - xx.mean()) * 37.0)
+    shade = (1.15 - 0.45 * t ** 3)[:, None] * fibres[:, None]
+    colour = np.where((ang < cfg.iris_deg)[:, None], iris_colour * shade, SCLERA)
+    colour = np.where((ang < cfg.pupil_deg)[:, None], 0.02, colour)
+    # soft limbus: blend sclera and iris over a degree
+    edge = np.clip((ang - cfg.iris_deg) / 1.5, 0, 1)[:, None]
+    colour = np.where(((ang >= cfg.iris_deg) & (edge[:, 0] < 1))[:, None], (1 - edge) * iris_colour * 0.6 + edge * SCLERA,
+                      colour)
+    vals = np.zeros((size, size, 3))
+    vals[m] = colour
+    tex = push_pull_fill(vals, m.astype(np.float64), SCLERA)
+    return np.clip(tex, 0, 1), iris_colour
+
+
+def _mouth_texture(size: int) -> np.ndarray:
+    """Gums and tongue (left half: model UV tile 2) pink, teeth (right half: tile 3) off-white,
+    both slightly darker towards the bottom of their tile (the back of the mouth in ICT's layout)."""
+    tex = np.zeros((size, 2 * size, 3))
+    ramp = np.linspace(1.0, 0.8, size)[:, None, None]
+    tex[:, :size] = GUMS * ramp
+    tex[:, size:] = TEETH * ramp
+    return tex
+
+
+def _tangent_frames(verts: np.ndarray, corners: np.ndarray, uv: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-triangle dP/du and dP/dv (F, 3) (metres per atlas UV unit) of triangles ``corners``
+    (F, 3) with corner UVs ``uv`` (F, 3, 2): the MikkTSpace tangent/bitangent before normalisation."""
+    p = verts[corners]
+    e1, e2 = p[:, 1] - p[:, 0], p[:, 2] - p[:, 0]
+    d1, d2 = uv[:, 1] - uv[:, 0], uv[:, 2] - uv[:, 0]
+    det = d1[:, 0] * d2[:, 1] - d2[:, 0] * d1[:, 1]
+    r = np.where(np.abs(det) > 1e-20, 1.0 / np.where(np.abs(det) > 1e-20, det, 1.0), 0.0)[:, None]
+    T = (e1 * d2[:, 1:2] - e2 * d1[:, 1:2]) * r
+    B = (e2 * d1[:, 0:1] - e1 * d2[:, 0:1]) * r
+    return T, B
+
+
+def normal_map_from_displacement(disp: np.ndarray, raster: UVRaster, verts: np.ndarray, corners: np.ndarray,
+                                 uv: np.ndarray) -> np.ndarray:
+    """Tangent-space normal map (H, W, 3) in [0, 1] of a displacement map ``disp`` (H, W) metres
+    over the base mesh: n = normalize(-dD/ds, -dD/dt, 1) where s, t are arc lengths along the UV
+    tangent and bitangent (``corners`` (F, 3), ``uv`` (F, 3, 2) atlas UVs of the raster's triangles)."""
+    H, W = disp.shape
+    T, B = _tangent_frames(verts, corners, uv)
+    m = raster.mask
+    lt = np.zeros((H, W))
+    lb = np.zeros((H, W))
+    lt[m] = np.linalg.norm(T, axis=1)[raster.tri[m]]
+    lb[m] = np.linalg.norm(B, axis=1)[raster.tri[m]]
+    # central differences per UV unit; rows run down the image, v up
+    dDdu = (np.roll(disp, -1, 1) - np.roll(disp, 1, 1)) * (W / 2.0)
+    dDdv = -(np.roll(disp, -1, 0) - np.roll(disp, 1, 0)) * (H / 2.0)
+    gx = np.divide(dDdu, lt, out=np.zeros_like(dDdu), where=lt > 0)
+    gy = np.divide(dDdv, lb, out=np.zeros_like(dDdv), where=lb > 0)
+    n = np.stack([-gx, -gy, np.ones_like(gx)], -1)
+    n /= np.linalg.norm(n, axis=-1, keepdims=True)
+    return (n * 0.5 + 0.5).astype(np.float32)
+
+
+def _displacement(head: FittedHead, raster: UVRaster, tri_ids: np.ndarray, model_uv_corners: np.ndarray) -> np.ndarray:
+    """Displacement (H, W) metres: the fit's mean displacement map on the face (model UV tile 0,
+    where the fit defines it), the fused per-vertex displacement elsewhere."""
+    model = head.model
+    m = raster.mask
+    d = raster.interpolate(head.fused_disp[:, None], model.triangles[tri_ids])[:, 0]
+    if head.disp_maps.size and "face" in model.submesh_triangles:
+        t = raster.tri[m]
+        uvm = np.einsum("mk,mkc->mc", raster.bary[m].astype(np.float64), model_uv_corners[t])
+        a, b = model.submesh_triangles["face"]
+        on_face = (tri_ids[t] >= a) & (tri_ids[t] < b)
+        mean_map = np.asarray(head.disp_maps, np.float64).mean(0)
+        Rd = mean_map.shape[0]
+        xy = np.stack([uvm[:, 0] * Rd - 0.5, (1 - uvm[:, 1]) * Rd - 0.5], -1)
+        d = np.where(on_face, _bilinear(mean_map[..., None], xy)[:, 0], d)
+    out = np.zeros(m.shape)
+    out[m] = d
+    return push_pull_fill(out[..., None], m.astype(np.float64), np.zeros(1))[..., 0].astype(np.float32)
+
+
+def bake_texture(head: FittedHead, views: list[BakeView], cfg: TextureConfig = TextureConfig()) -> TextureResult:
+    """Bake the skin albedo atlas from ``views``, the procedural eye and mouth textures and the
+    detail maps of a fitted head (see the module docstring)."""
+    model = head.model
+    if model.uvs.shape[0] == 0:
+        raise InputError(f"face model '{model.name}' has no UV layout to bake a texture into")
+    if cfg.size < 16:
+        raise InputError(f"texture size {cfg.size} is too small (at least 16)")
+    for v in views:
+        if v.image.shape[:2] != (v.camera.height, v.camera.width):
+            raise InputError(f"view {v.key}: image is {v.image.shape[1]}x{v.image.shape[0]} but its camera is "
+                             f"{v.camera.width}x{v.camera.height}")
+        if not 0 <= v.group < len(head.groups):
+            raise InputError(f"view {v.key}: expression group {v.group} does not exist in the fit")
+    S = cfg.size
+    skin = material("skin")
+    tri_ids = material_triangles(model, skin)
+    uv_c = corner_uvs(model, tri_ids, skin)                                   # (F, 3, 2) atlas
+    raster = rasterize_uv(uv_c.reshape(-1, 2), np.arange(3 * len(tri_ids)).reshape(-1, 3), S, 2 * S)
+    occluders = model.render_triangles()
+    samples = _surface_samples(head, raster, tri_ids, cfg.use_detail)
+    cols, ws = sample_views(head, samples, views, cfg, occluders)
+    albedo, wsum = _blend_two_band(raster.mask, cols, ws, max(cfg.blend_sigma * S, 0.5))
+    known = wsum > 0
+    if known.any():
+        mean_skin = (albedo[known] * wsum[known][:, None]).sum(0) / wsum[known].sum()
+    else:
+        # nothing seen: the fit's own low-resolution albedo is the best guess of the skin colour
+        mean_skin = np.clip(np.asarray(head.albedo, np.float64).reshape(3, -1).mean(1), 0, 1)
+    skin_tex = push_pull_fill(albedo, known.astype(np.float64), mean_skin)
+    # detail maps on the neutral asset mesh (what the exported normal map is applied to)
+    neutral = head.neutral_model_space() * head.scale
+    disp = _displacement(head, raster, tri_ids, model.uvs[model.uv_triangles[tri_ids]])
+    normal = normal_map_from_displacement(disp, raster, neutral, model.triangles[tri_ids], uv_c)
+    E = max(16, int(round(S * cfg.eye_size_ratio)))
+    eyes, iris = _eyes_texture(head, views, cfg, E, occluders)
+    n_mask = max(int(raster.mask.sum()), 1)
+    coverage = {v.key: float((w > 0).sum() / n_mask) for v, w in zip(views, ws)}
+    log.info("texture: %d views, %.0f%% of skin texels seen", len(views), 100 * known[raster.mask].mean())
+    return TextureResult(skin=skin_tex.astype(np.float32), skin_weight=wsum.astype(np.float32),
+                         skin_mask=raster.mask, eyes=eyes.astype(np.float32), mouth=_mouth_texture(E).astype(np.float32),
+                         normal=normal, displacement=disp, mean_skin=mean_skin, iris_color=iris,
+                         view_coverage=coverage)

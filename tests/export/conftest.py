@@ -1,0 +1,127 @@
+"""A known textured head seen by known cameras: the fitted head, its ground-truth skin atlas and
+the photos rendered from it (SH-lit), for the texture and export tests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+import torch
+
+from mvrecon.cameras import Camera, look_at
+from mvrecon.fit.result import FittedHead
+from mvrecon.parts import PART_CODES
+from mvrecon.render import render_mesh
+from mvrecon.texture.bake import BakeView
+from mvrecon.texture.layout import corner_uvs, material, material_triangles
+
+IMG = 224
+ATLAS = 192
+
+
+@dataclass
+class Scene:
+    head: FittedHead
+    cameras: list[Camera]
+    photos: np.ndarray
+    """(V, H, W, 3) float32 in [0, 1]."""
+    gt_skin: np.ndarray
+    """(S, 2S, 3) the albedo atlas the photos were rendered with."""
+    face_px: np.ndarray
+    """(V, H, W) bool: pixels on facial skin (the face sub-mesh, eyes excluded)."""
+    views: list[BakeView]
+
+
+def gt_atlas(S: int) -> np.ndarray:
+    """A skin-like atlas with structure at several scales, so that a wrong texture renders wrong."""
+    v, u = np.meshgrid(np.linspace(0, 1, S), np.linspace(0, 1, 2 * S), indexing="ij")
+    base = np.array([0.72, 0.52, 0.42])
+    a = np.sin(2 * np.pi * 9 * u) * np.cos(2 * np.pi * 7 * v)
+    b = np.sin(2 * np.pi * 23 * (u + 0.3 * v))
+    tex = base + 0.16 * a[..., None] * np.array([1.0, 0.6, 0.4]) + 0.08 * b[..., None] * np.array([0.3, 0.8, 1.0])
+    return np.clip(tex, 0, 1).astype(np.float32)
+
+
+def make_cameras(n: int = 5, size: int = IMG) -> list[Camera]:
+    f = size * 2.4
+    K = np.array([[f, 0, (size - 1) / 2], [0, f, (size - 1) / 2], [0, 0, 1.0]])
+    cams = []
+    for i, az in enumerate(np.linspace(-70, 70, n)):
+        a = np.radians(az)
+        c = np.array([0.75 * np.sin(a), 0.06 * (-1) ** i, 0.75 * np.cos(a)])
+        cams.append(Camera(f"cam{i}", size, size, K, world_to_cam=look_at(c, [0, 0.0, 0.0])))
+    return cams
+
+
+def make_head(model, n_views: int, seed: int = 0) -> FittedHead:
+    rng = np.random.default_rng(seed)
+    N = model.n_vertices
+    alpha = rng.normal(0, 0.7, model.n_id)
+    beta = np.zeros((1, model.n_exp))
+    beta[0, model.exp_names.index("jawOpen")] = 0.15
+    sh = np.zeros((n_views, 9, 3))
+    sh[:, 0] = 0.85
+    sh[:, 1] = -0.06                     # light from above (the basis carries -y)
+    sh[:, 3] = rng.normal(0, 0.05, (n_views, 1))
+    sh[:, 2] = 0.12
+    return FittedHead(model=model, alpha=alpha, beta=beta, R=np.eye(3)[None], t=np.array([[0.0, 0.01, 0.0]]),
+                      scale=1.0, deform_offsets=np.zeros((N, 3)), fused_disp=np.zeros(N),
+                      disp_maps=np.zeros((n_views, 16, 16), np.float32), sh=sh.astype(np.float32),
+                      albedo=np.full((3, 8, 8), 0.6, np.float32), views=[f"f000_cam{i}" for i in range(n_views)],
+                      group_of_view=np.zeros(n_views, np.int64), groups=["f000"], mode="per_frame")
+
+
+def render_photos(head: FittedHead, cameras: list[Camera], skin_tex: np.ndarray, sh: np.ndarray, verts=None):
+    """Render the skin (+ white eyeballs) with ``skin_tex`` (S, 2S, 3); returns images and the
+    facial-skin pixel masks."""
+    model = head.model
+    skin = material("skin")
+    ids = material_triangles(model, skin)
+    eyes = np.concatenate([np.arange(*model.submesh_triangles[s]) for s in ("eyeball_left", "eyeball_right")])
+    tri_ids = np.concatenate([ids, eyes])
+    uv = np.concatenate([corner_uvs(model, ids, skin), np.zeros((len(eyes), 3, 2))]).reshape(-1, 2)
+    tex = skin_tex.copy()
+    tex[-2:, :2] = 0.9                     # UV (0, 0): the eyeballs' white
+    world = head.world(0) if verts is None else verts
+    faces = torch.as_tensor(model.triangles[tri_ids].astype(np.int64))
+    K = torch.as_tensor(np.stack([c.K for c in cameras]))
+    w2c = torch.as_tensor(np.stack([c.world_to_cam for c in cameras]))
+    with torch.no_grad():
+        r = render_mesh(torch.as_tensor(world), faces, K, w2c, cameras[0].height, cameras[0].width,
+                        uv_faces=torch.arange(3 * len(tri_ids)).reshape(-1, 3), uvs=torch.as_tensor(uv),
+                        texture=torch.as_tensor(tex).permute(2, 0, 1).to(torch.float64), sh=torch.as_tensor(sh, dtype=torch.float64),
+                        background=0.1)
+    tid = r.frags.tri_id.numpy()
+    a, b = model.submesh_triangles["face"]
+    good_labels = np.isin(model.part_labels, [PART_CODES[p] for p in ("skin", "nose", "upper_lip", "lower_lip",
+                                                                         "left_brow", "right_brow")])
+    face_tri = np.zeros(len(tri_ids), bool)
+    face_tri[:] = (tri_ids >= a) & (tri_ids < b) & good_labels[model.triangles[tri_ids]].all(1)
+    face_px = (tid >= 0) & face_tri[np.clip(tid, 0, None)]
+    return r.image.numpy().astype(np.float32), face_px
+
+
+@pytest.fixture(scope="module")
+def scene(request) -> Scene:
+    from mvrecon.facemodel import load_model
+
+    try:
+        model = load_model("ict")
+    except Exception as e:  # noqa: BLE001 - mirrors tests/conftest.py's ict_model skip
+        import os
+
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(f"ICT face model not imported ({e})")
+    cams = make_cameras()
+    head = make_head(model, len(cams))
+    tex = gt_atlas(ATLAS)
+    photos, face_px = render_photos(head, cams, tex, head.sh)
+    views = [BakeView(k, p, c, 0, s) for k, p, c, s in zip(head.views, photos, cams, head.sh)]
+    return Scene(head, cams, photos, tex, face_px, views)
+
+
+def psnr(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
+    mse = float(((a - b) ** 2)[mask].mean())
+    return 10 * np.log10(1.0 / max(mse, 1e-12))
