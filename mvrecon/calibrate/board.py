@@ -210,10 +210,12 @@ def camera_rays(camera: Camera, ss: int = SS) -> np.ndarray:
     return _normalized_rays(_cam_key(camera, ss))
 
 
-def plane_to_image_coords(camera: Camera, plane_to_world: np.ndarray, ss: int = SS) -> tuple[np.ndarray, np.ndarray]:
+def plane_to_image_coords(camera: Camera, plane_to_world: np.ndarray, ss: int = SS,
+                          window: tuple[int, int, int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Where each supersample ray of ``camera`` hits the plane z=0 of ``plane_to_world`` (4, 4).
 
-    Returns plane (X, Y) (ss*ss, H*W, 2) metres and a mask (ss*ss, H*W) of rays that hit the
+    ``window`` (y0, y1, x0, x1) limits the work to those pixel rows and columns.
+    Returns plane (X, Y) (ss*ss, P, 2) metres (P pixels of the window, row-major, or H*W) and a mask (ss*ss, P) of rays that hit the
     plane in front of the camera. Exact: a plane maps to normalized image coordinates by the
     homography ``[r1 r2 t]``, inverted here per ray.
     """
@@ -221,6 +223,9 @@ def plane_to_image_coords(camera: Camera, plane_to_world: np.ndarray, ss: int = 
     H = np.column_stack([T[:3, 0], T[:3, 1], T[:3, 3]])
     Hinv = np.linalg.inv(H)
     xn = camera_rays(camera, ss)
+    if window is not None:
+        y0, y1, x0, x1 = window
+        xn = xn.reshape(ss * ss, camera.height, camera.width, 2)[:, y0:y1, x0:x1].reshape(ss * ss, -1, 2)
     q = xn @ Hinv[:, :2].T + Hinv[:, 2]
     with np.errstate(divide="ignore", invalid="ignore"):
         XY = q[..., :2] / q[..., 2:3]
@@ -245,16 +250,23 @@ def render_plane(camera: Camera, plane_to_world: np.ndarray, texture: np.ndarray
     """
     import cv2
 
-    XY, hit = plane_to_image_coords(camera, plane_to_world, ss)
     tex = np.asarray(texture, dtype=np.float32)
+    th, tw = tex.shape[:2]
+    H, W = camera.height, camera.width
+    y0, y1, x0, x1 = _plane_window(camera, plane_to_world, (tw / px_per_m, th / px_per_m),
+                                   (origin_px[0] / px_per_m, origin_px[1] / px_per_m))
+    img_full = np.zeros((H, W), np.float32)
+    cov_full = np.zeros((H, W), np.float32)
+    if y1 <= y0 or x1 <= x0:
+        return img_full, cov_full
+    h, w = y1 - y0, x1 - x0
+    XY, hit = plane_to_image_coords(camera, plane_to_world, ss, (y0, y1, x0, x1))
     tu = (XY[..., 0] * px_per_m + origin_px[0] - 0.5).astype(np.float32)
     tv = (XY[..., 1] * px_per_m + origin_px[1] - 0.5).astype(np.float32)
     tu[~hit] = -1e6
     tv[~hit] = -1e6
-    h, w = camera.height, camera.width
     acc = np.zeros(h * w, np.float64)
     cov = np.zeros(h * w, np.float64)
-    th, tw = tex.shape[:2]
     for k in range(XY.shape[0]):
         s = cv2.remap(tex, tu[k].reshape(h, w), tv[k].reshape(h, w), cv2.INTER_LINEAR,
                       borderMode=cv2.BORDER_CONSTANT, borderValue=0.0).ravel()
@@ -263,7 +275,37 @@ def render_plane(camera: Camera, plane_to_world: np.ndarray, texture: np.ndarray
         cov += inside
     cov /= XY.shape[0]
     img = np.where(cov > 0, acc / np.maximum(cov * XY.shape[0], 1e-9), 0.0)
-    return img.reshape(h, w).astype(np.float32), cov.reshape(h, w).astype(np.float32)
+    img_full[y0:y1, x0:x1] = img.reshape(h, w)
+    cov_full[y0:y1, x0:x1] = cov.reshape(h, w)
+    return img_full, cov_full
+
+
+def _plane_window(camera: Camera, plane_to_world: np.ndarray, size_m: tuple[float, float],
+                  origin_m: tuple[float, float]) -> tuple[int, int, int, int]:
+    """Pixel window (y0, y1, x0, x1) holding the projection of the textured rectangle, or the
+    whole image when part of it lies behind the camera or outside the field of view (where a
+    distortion polynomial may fold points back into the image)."""
+    full = (0, camera.height, 0, camera.width)
+    n = 32
+    t = np.linspace(0.0, 1.0, n)
+    u = np.concatenate([t, np.ones(n), t[::-1], np.zeros(n)]) * size_m[0] - origin_m[0]
+    v = np.concatenate([np.zeros(n), t, np.ones(n), t[::-1]]) * size_m[1] - origin_m[1]
+    P = np.stack([u, v, np.zeros_like(u)], 1) @ plane_to_world[:3, :3].T + plane_to_world[:3, 3]
+    pc = camera.to_camera(P)
+    if np.any(pc[:, 2] <= 1e-6):
+        return full
+    xn = pc[:, :2] / pc[:, 2:3]
+    # field of view of the image corners (undistorted), with a margin
+    corners = np.array([[0, 0], [camera.width - 1, 0], [0, camera.height - 1], [camera.width - 1, camera.height - 1]], float)
+    lim = np.abs(camera.undistort_points(corners)).max(0) * 1.3
+    if np.any(np.abs(xn) > lim):
+        return full
+    uv, _ = camera.project(P)
+    x0 = int(np.clip(np.floor(uv[:, 0].min()) - 3, 0, camera.width))
+    x1 = int(np.clip(np.ceil(uv[:, 0].max()) + 4, 0, camera.width))
+    y0 = int(np.clip(np.floor(uv[:, 1].min()) - 3, 0, camera.height))
+    y1 = int(np.clip(np.ceil(uv[:, 1].max()) + 4, 0, camera.height))
+    return y0, y1, x0, x1
 
 
 def _projected_square_px(board: Board, camera: Camera, board_to_world: np.ndarray) -> float:

@@ -165,24 +165,28 @@ def textured_scene(rng: np.random.Generator, n_planes: int = 6, extent: float = 
 def render_scene(cam: Camera, planes: list[TexturedPlane], rng: np.random.Generator | None = None,
                  noise: float = 1.0) -> np.ndarray:
     """Gray uint8 image (H, W) of the planes (nearest plane wins per pixel), with lens distortion."""
-    from .board import plane_to_image_coords
+    import cv2
+
+    from .board import _plane_window, plane_to_image_coords
 
     h, w = cam.height, cam.width
     img = np.full((h, w), 60.0, np.float32)
     depth = np.full((h, w), np.inf)
     for pl in planes:
-        tex = pl.texture
-        px_per_m = tex.shape[1] / pl.size[0]
+        px_per_m = pl.texture.shape[1] / pl.size[0]
         # stretch the texture to the plane's aspect
-        import cv2
-
-        tex = cv2.resize(tex, (tex.shape[1], max(2, int(round(pl.size[1] * px_per_m)))), interpolation=cv2.INTER_LINEAR)
+        tex = cv2.resize(pl.texture, (pl.texture.shape[1], max(2, int(round(pl.size[1] * px_per_m)))),
+                         interpolation=cv2.INTER_LINEAR)
         val, cov = render_plane(cam, pl.plane_to_world, tex, px_per_m)
-        # depth of the plane along each pixel's centre ray (occlusion between planes)
-        XY, hit = plane_to_image_coords(cam, pl.plane_to_world, ss=1)
+        # depth of the plane along each pixel's centre ray decides occlusion between planes
+        y0, y1, x0, x1 = _plane_window(cam, pl.plane_to_world, pl.size, (0.0, 0.0))
+        if y1 <= y0 or x1 <= x0:
+            continue
+        XY, hit = plane_to_image_coords(cam, pl.plane_to_world, 1, (y0, y1, x0, x1))
         P = XY[0] @ pl.plane_to_world[:3, :2].T + pl.plane_to_world[:3, 3]
-        z = cam.to_camera(P)[:, 2].reshape(h, w)
-        z = np.where(hit[0].reshape(h, w) & (cov > 0), z, np.inf)
+        z = np.full((h, w), np.inf)
+        z[y0:y1, x0:x1] = np.where(hit[0], cam.to_camera(P)[:, 2], np.inf).reshape(y1 - y0, x1 - x0)
+        z = np.where(cov > 0, z, np.inf)
         front = z < depth
         img = np.where(front, val * cov + img * (1 - cov), img)
         depth = np.where(front, z, depth)
