@@ -338,7 +338,7 @@ def render_board_shot(board: Board, camera: Camera, board_to_world: np.ndarray,
     validate_board(board)
     sq_px = _projected_square_px(board, camera, np.asarray(board_to_world, dtype=np.float64))
     # 2x the supersample density, rounded to a multiple of 8 so textures get reused across shots
-    pps = int(np.clip(np.ceil(sq_px * SS * 2 / 8) * 8, 32, 1024))
+    pps = int(np.clip(np.ceil(sq_px * SS * 2 / 8) * 8, 32, 512))
     tex = board_texture(board, pps).astype(np.float32)
     margin = pps // 2
     paper = np.pad(tex, margin, constant_values=255.0)

@@ -413,6 +413,8 @@ def coverage_stats(uv: np.ndarray, width: int, height: int) -> tuple[float, dict
 def calibrate_from_detections(rig: Rig, board: Board, detections: dict[tuple[str, str], Detection],
                               cfg: CharucoConfig, shots_dir: Path = Path(".")) -> CalibrationResult:
     """The calibration from already detected corners (see the module docstring)."""
+    import cv2
+
     validate_board(board)
     corners3d = board_corners(board)
     names = rig.names
@@ -437,7 +439,11 @@ def calibrate_from_detections(rig: Rig, board: Board, detections: dict[tuple[str
                              f"{cfg.min_shots} for its intrinsics", shots_dir)
         obj = [corners3d[usable[k].ids] for k in keys]
         img = [usable[k].corners for k in keys]
-        K, dist, poses, rms = calibrate_camera(cam, obj, img, cfg.dist_model)
+        try:
+            K, dist, poses, rms = calibrate_camera(cam, obj, img, cfg.dist_model)
+        except cv2.error as e:
+            raise InputError(f"camera {cam.name!r}: OpenCV could not calibrate from its {len(keys)} board views "
+                             f"({str(e).strip().splitlines()[-1]}); add shots with the board tilted", shots_dir) from None
         log.info("camera %s: %d shots, intrinsics RMS %.3f px", cam.name, len(keys), rms)
         if rms > cfg.max_rms_px:
             raise InputError(f"camera {cam.name!r}: reprojection RMS {rms:.1f} px from the board views; the "

@@ -58,7 +58,7 @@ class RefineConfig:
     huber_px: float = 1.0
     """Huber scale of the reprojection residuals, pixels."""
     out_dir: str = "calibrate"
-    """Stage folder (in the session) for ``rig.json`` and ``refine.json``."""
+    """Stage folder (in the session) for ``rig.json``, ``refine.json`` and the COLMAP model ``colmap/``."""
 
 
 @dataclass(frozen=True)
@@ -336,7 +336,8 @@ def refine_poses(rig: Rig, xn: np.ndarray, valid: np.ndarray, cfg: RefineConfig
 
 def refine_extrinsics(session: Session, cfg: RefineConfig = RefineConfig(), write: bool = True) -> RefineResult:
     """Refine the session rig's extrinsics from the session's images; writes
-    ``<session>/<cfg.out_dir>/rig.json`` and ``refine.json`` when ``write``."""
+    ``<session>/<cfg.out_dir>/rig.json``, ``refine.json`` (per-camera movement in mm and degrees,
+    RMS before and after, the config) and ``colmap/`` (text model) when ``write``."""
     rig = session.rig
     if len(rig) < 3:
         raise MvreconError(f"rig {session.rig_path} has {len(rig)} cameras: refining extrinsics needs 3 or more "
@@ -367,7 +368,11 @@ def refine_extrinsics(session: Session, cfg: RefineConfig = RefineConfig(), writ
     result = RefineResult(new_rig, tuple(moves), n_pts, before, after)
     if write:
         out = session.root / cfg.out_dir
+        from .formats import export_rig
+
+        export_rig(new_rig, "colmap", out / "colmap")
         write_json(out / "refine.json", result.report() | {"config": asdict(cfg)})
+        # rig.json last: its presence means the stage finished
         p = save_rig(new_rig, out / "rig.json")
         result = RefineResult(new_rig, tuple(moves), n_pts, before, after, p)
     return result

@@ -24,6 +24,7 @@ import numpy as np
 
 from ..cameras import Board, Rig, from_colmap_camera, invert_rigid, to_colmap_camera
 from ..errors import InputError, MvreconError
+from ..io import image_size
 from .charuco import IMAGE_EXTS, rig_world_frame
 from .geometry import triangulate, umeyama
 
@@ -67,6 +68,11 @@ def find_sfm_images(directory: str | Path, rig: Rig) -> dict[str, Path]:
     missing = [n for n in rig.names if n not in found]
     if missing:
         raise InputError(f"no image for camera(s) {', '.join(missing)} (expected DIR/<camera>.png)", d)
+    for n, f in found.items():
+        w, h = image_size(f)
+        cam = rig[n]
+        if (w, h) != (cam.width, cam.height):
+            raise InputError(f"image is {w}x{h} but camera {n!r} is {cam.width}x{cam.height}", f)
     return found
 
 

@@ -45,6 +45,7 @@ def test_refine_recovers_a_moved_camera(tmp_path):
         assert rotation_angle_deg(t.R, e.R) < 0.05, t.name
     assert res.rms_after_px < 0.5 < res.rms_before_px
     assert (tmp_path / "calibrate" / "rig.json").is_file() and (tmp_path / "calibrate" / "refine.json").is_file()
+    assert (tmp_path / "calibrate" / "colmap" / "images.txt").is_file()
 
 
 def test_refine_needs_three_cameras(tmp_path):

@@ -77,3 +77,10 @@ def test_sfm_bad_input(scene, tmp_path):
     write_image(tmp_path / "few" / "cam0.png", np.zeros((480, 640), np.uint8))
     with pytest.raises(InputError, match="cam1, cam2, cam3"):
         calibrate_sfm(truth, tmp_path / "few", SfmConfig(scale_distance=("cam0", "cam1", 0.5)))
+    for c in truth.cameras[1:]:
+        write_image(tmp_path / "few" / f"{c.name}.png", np.zeros((480, 640), np.uint8))
+    write_image(tmp_path / "few" / "cam2.png", np.zeros((240, 320), np.uint8))
+    with pytest.raises(InputError, match="cam2.png: image is 320x240 but camera 'cam2' is 640x480"):
+        calibrate_sfm(truth, tmp_path / "few", SfmConfig(scale_distance=("cam0", "cam1", 0.5)))
+    with pytest.raises(InputError, match="camX"):
+        calibrate_sfm(truth, root / "plain", SfmConfig(scale_distance=("cam0", "camX", 0.5)))
