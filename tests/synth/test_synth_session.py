@@ -300,3 +300,32 @@ def test_cli_makes_a_session(ict_model, tmp_path):
     assert r.exit_code == 0, r.output
     s = load_session(tmp_path / "s")
     assert s.calib_dir is None and len(s.views()) == 1 and s.rig.board is None
+
+
+def test_frames_have_their_own_expression_and_pose(ict_model, tmp_path):
+    cfg = SynthConfig(seed=2, cameras=1, width=128, height=96, frames=2, board=False, expression_scale=2.5,
+                      texture_size=64, fine_map_size=64, mid_map_size=32, subdivision=1, scan_holes=1)
+    res = make_session(tmp_path / "s", cfg, model=ict_model)
+    gt = load_ground_truth(res.root)
+    assert res.frames == ("f000", "f001") and res.n_calib_images == 0
+    assert not (res.root / "calib").exists()
+    assert np.abs(gt["exp_coeffs"][0] - gt["exp_coeffs"][1]).max() > 0.05
+    assert np.abs(gt["head_to_world"][0] - gt["head_to_world"][1]).max() > 1e-4
+    # identity and detail are the subject's: the same in both frames (up to pose and expression)
+    assert gt["id_coeffs"].shape == (ict_model.n_id,)
+    lm2d = json.loads((res.root / "gt" / "landmarks2d.json").read_text())["views"]
+    assert sorted(lm2d) == ["f000_cam0", "f001_cam0"]
+    assert (res.root / "gt" / "parts" / "f001_cam0.png").is_file()
+    # a wide-open mouth (scale 2.5) shows the mouth interior: it is rendered, not see-through
+    assert gt["mouth_open"].all()
+
+
+def test_a_model_without_head_submeshes_is_refused(ict_model, tmp_path):
+    import dataclasses
+
+    from mvrecon.errors import MvreconError
+
+    bare = dataclasses.replace(ict_model, submeshes={}, submesh_triangles={})
+    with pytest.raises(MvreconError, match="sub-meshes"):
+        make_session(tmp_path / "s", SMALL, model=bare)
+    assert not (tmp_path / "s").exists()
