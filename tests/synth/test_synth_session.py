@@ -288,18 +288,31 @@ def test_cli_errors_are_one_line(tmp_path):
     assert not (tmp_path / "y").exists()
 
 
-@pytest.mark.slow
-def test_cli_makes_a_session(ict_model, tmp_path):
+def test_cli_makes_a_session(ict_model, tmp_path, monkeypatch):
     from click.testing import CliRunner
 
+    import mvrecon.synth as synth_pkg
     from mvrecon.cli import main
     from mvrecon.session import load_session
 
+    real = synth_pkg.make_session
+    seen = {}
+
+    def small_maps(out, cfg, overwrite=False):
+        # the CLI's options reach the config; only the map sizes are shrunk to keep the test quick
+        seen["cfg"] = cfg
+        return real(out, cfg.replace(texture_size=64, fine_map_size=64, mid_map_size=32, subdivision=1),
+                    model=ict_model, overwrite=overwrite)
+
+    monkeypatch.setattr(synth_pkg, "make_session", small_maps)
     r = CliRunner().invoke(main, ["synth", "session", str(tmp_path / "s"), "--cameras", "1", "--size", "64x48",
-                                  "--no-board", "--seed", "3"])
+                                  "--no-board", "--seed", "3", "--expression-scale", "0.5"])
     assert r.exit_code == 0, r.output
+    cfg = seen["cfg"]
+    assert (cfg.cameras, cfg.width, cfg.height, cfg.board, cfg.seed, cfg.expression_scale) == (1, 64, 48, False, 3, 0.5)
     s = load_session(tmp_path / "s")
     assert s.calib_dir is None and len(s.views()) == 1 and s.rig.board is None
+    assert "1 images" in r.output
 
 
 def test_frames_have_their_own_expression_and_pose(ict_model, tmp_path):
