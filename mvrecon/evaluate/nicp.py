@@ -61,7 +61,7 @@ class NicpConfig:
     max_steps: int = 10
     """A stage stops after more than this many steps."""
     max_nodes: int = 600
-    """Regions with more vertices are solved on a decimated deformation graph of this size."""
+    """Regions with more vertices get one affine map per node of a clustered graph of about this size."""
     regularization: float = 1e-6
     """Weight pulling each affine map towards the identity (mvrecon's; keeps islands solvable)."""
 
@@ -243,7 +243,9 @@ def nicp(
     import scipy.sparse as sp
 
     nodes, node_edges = _cluster_graph(vs, f, cfg.max_nodes)
-    k = min(4, len(nodes) - 1)
+    if len(nodes) < 8:  # a graph this coarse cannot bend: solve per vertex
+        return optimal_step_nicp(vs, _edges(f, len(v)), tgt, kp_ids, kp_tgt, cfg) * u + centre
+    k = 4
     dist, idx = cKDTree(nodes).query(vs, k=k + 1)
     w = np.clip(1.0 - dist[:, :k] / np.maximum(dist[:, k:], 1e-12), 0.0, None) ** 2
     w = w / np.maximum(w.sum(1, keepdims=True), 1e-12)
