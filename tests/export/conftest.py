@@ -125,3 +125,34 @@ def scene(request) -> Scene:
 def psnr(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
     mse = float(((a - b) ** 2)[mask].mean())
     return 10 * np.log10(1.0 / max(mse, 1e-12))
+
+
+def write_session(root, scene: Scene, with_fit: bool = True):
+    """A session folder for ``scene``: rig, photos (8-bit PNG), session.json and (optionally) the
+    fit's ``params.npz`` as the fit stage writes it. Returns the loaded Session."""
+    from pathlib import Path
+
+    from mvrecon.cameras import Rig, save_rig
+    from mvrecon.fit.params import matrix_to_axis_angle
+    from mvrecon.io import write_image, write_npz
+    from mvrecon.session import load_session, write_session_file
+
+    root = Path(root)
+    save_rig(Rig(tuple(scene.cameras), synchronized=True, name="synthetic"), root / "rig")
+    images = {}
+    for c, p in zip(scene.cameras, scene.photos):
+        rel = f"images/f000/{c.name}.png"
+        write_image(root / rel, np.clip(np.round(p * 255), 0, 255).astype(np.uint8))
+        images[c.name] = rel
+    write_session_file(root, "rig", [{"name": "f000", "images": images}], subject="synthetic")
+    if with_fit:
+        h = scene.head
+        write_npz(root / "fit" / "params.npz",
+                  alpha=h.alpha.astype(np.float32), beta=h.beta.astype(np.float32),
+                  rot=np.stack([matrix_to_axis_angle(R) for R in h.R]).astype(np.float32),
+                  trans=h.t.astype(np.float32), log_scale=np.array(np.log(h.scale), np.float32),
+                  deform=np.zeros((1, 3, 8, 8), np.float32), disp=h.disp_maps[:, None].astype(np.float32),
+                  sh=h.sh.astype(np.float32), albedo=h.albedo[None].astype(np.float32),
+                  views=np.array(h.views), group_of_view=h.group_of_view, groups=np.array(h.groups),
+                  mode=np.array(h.mode), fused_disp_vertex=h.fused_disp.astype(np.float32), model=np.array("ict"))
+    return load_session(root)

@@ -1,0 +1,116 @@
+"""The exported head: the neutral fitted head with the model's full topology, split per material,
+with the model's expression shapes as morph targets.
+
+Geometry: identity + the fit's deformation, expression zero, in model space (+Y up, +Z out of the
+face) times the fitted scale, so the asset is metric. Vertices are split where the UV layout has a
+seam (one glTF vertex per (model vertex, UV) pair), so every vertex carries one UV.
+
+Morph targets: ICT's blendshapes are per-vertex deltas added to the neutral (``exp_basis``), built
+on the mean identity. A linear model has no identity-specific version of them, so the deltas are
+carried onto this identity unchanged (times the fitted scale), which is also what the fit itself
+does: ``verts = mean + id + sum_j w_j * delta_j``. Applying weight w of a target in an engine
+reproduces the fit's head for that expression exactly (minus the per-view displacement detail).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import InputError
+from ..facemodel.model import vertex_normals
+from ..fit.result import FittedHead
+from ..texture.layout import MATERIALS, Material, corner_uvs, material_triangles
+
+
+@dataclass(frozen=True)
+class Primitive:
+    """One material's part of the head (glTF primitive / OBJ group)."""
+
+    material: Material
+    positions: np.ndarray
+    """(n, 3) float32 metres, model space (+Y up)."""
+    normals: np.ndarray
+    """(n, 3) float32 unit normals."""
+    uvs: np.ndarray
+    """(n, 2) float32 atlas UVs, v up (OBJ convention; glTF writers flip v)."""
+    indices: np.ndarray
+    """(m, 3) uint32 counter-clockwise triangles."""
+    source_vertex: np.ndarray
+    """(n,) int64 model vertex each asset vertex came from."""
+    targets: np.ndarray | None = None
+    """(K, n, 3) float32 morph-target position deltas (metres), or None."""
+
+
+@dataclass(frozen=True)
+class HeadAsset:
+    """The exported head: primitives, morph-target names and default weights."""
+
+    primitives: list[Primitive]
+    target_names: list[str]
+    default_weights: np.ndarray
+    """(K,) the captured expression of the first frame (weights of ``target_names``)."""
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def n_vertices(self) -> int:
+        return int(sum(len(p.positions) for p in self.primitives))
+
+    @property
+    def n_triangles(self) -> int:
+        return int(sum(len(p.indices) for p in self.primitives))
+
+
+def _unit(n: np.ndarray) -> np.ndarray:
+    """Unit float32 normals; a zero normal (isolated or degenerate geometry) becomes +Z."""
+    n = np.asarray(n, np.float64)
+    ln = np.linalg.norm(n, axis=1, keepdims=True)
+    out = np.where(ln > 1e-12, n / np.maximum(ln, 1e-12), [0.0, 0.0, 1.0]).astype(np.float32)
+    return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+
+def split_primitive(model, verts: np.ndarray, normals: np.ndarray, mat: Material,
+                    deltas: np.ndarray | None) -> Primitive | None:
+    """The triangles of ``mat`` as a primitive with one vertex per (model vertex, UV) pair."""
+    tri_ids = material_triangles(model, mat)
+    if len(tri_ids) == 0:
+        return None
+    corners = model.triangles[tri_ids].astype(np.int64)                   # (F, 3)
+    uv_c = corner_uvs(model, tri_ids, mat)                                # (F, 3, 2)
+    uv_idx = (model.uv_triangles[tri_ids].astype(np.int64) if model.uvs.shape[0] else np.zeros_like(corners))
+    key = corners.reshape(-1) * (int(uv_idx.max()) + 1) + uv_idx.reshape(-1)
+    uniq, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+    src = corners.reshape(-1)[first]
+    return Primitive(
+        material=mat,
+        positions=np.asarray(verts[src], np.float32),
+        normals=_unit(normals[src]),
+        uvs=uv_c.reshape(-1, 2)[first].astype(np.float32),
+        indices=inverse.reshape(-1, 3).astype(np.uint32),
+        source_vertex=src,
+        targets=None if deltas is None else np.ascontiguousarray(deltas[:, src], dtype=np.float32),
+    )
+
+
+def default_weights(head: FittedHead) -> np.ndarray:
+    """(K,) expression of the first frame's group (blendshape weights clipped to [0, 1])."""
+    g = int(head.group_of_view[0]) if len(head.group_of_view) else 0
+    w = np.asarray(head.beta[g], np.float64)
+    return np.clip(w, 0, 1) if head.model.exp_kind == "blendshape" else w
+
+
+def build_asset(head: FittedHead, morph_targets: bool = True) -> HeadAsset:
+    """The neutral head of a fit as an asset (see the module docstring)."""
+    model = head.model
+    if model.uvs.shape[0] == 0:
+        raise InputError(f"face model '{model.name}' has no UV layout: cannot export a textured asset")
+    verts = head.neutral_model_space() * head.scale
+    normals = vertex_normals(verts, model.triangles)
+    deltas = np.asarray(model.exp_basis, np.float64) * head.scale if morph_targets and model.n_exp else None
+    prims = [p for m in MATERIALS if (p := split_primitive(model, verts, normals, m, deltas)) is not None]
+    names = list(model.exp_names) if deltas is not None else []
+    return HeadAsset(primitives=prims, target_names=names,
+                     default_weights=default_weights(head) if deltas is not None else np.zeros(0),
+                     meta={"model": model.name, "units": "m", "up": "+Y", "forward": "+Z (out of the face)",
+                           "scale": float(head.scale)})

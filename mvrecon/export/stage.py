@@ -1,0 +1,158 @@
+"""The ``export`` stage: the game-ready head of a fitted session in ``SESSION/export/``.
+
+Outputs (one atomic folder replacement; nothing is half-written on error)::
+
+    head.glb            LOD 0: full ICT topology, PBR materials, 53 ARKit morph targets
+    head_lod1.glb ...   further LODs (decimated, UVs kept, no morph targets)
+    head.obj/.mtl ...   the same as OBJ (format obj), one file per LOD, sharing the textures
+    albedo.png eyes.png mouth.png normal.png displacement.png displacement.json
+    asset.json          vertex/triangle counts per LOD, morph-target names, default weights, units
+    config.json         the resolved ExportConfig
+
+The textures come from the texture stage (``SESSION/texture/``); when they are missing or baked at
+another size, the texture stage runs first (and writes its folder).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from ..errors import MvreconError
+from ..fit.result import load_fit
+from ..io import atomic_dir, read_json, write_bytes, write_json, write_text
+from ..texture import stage as texture_stage
+from ..texture.bake import TextureConfig
+from .asset import HeadAsset, build_asset
+from .gltf import glb_bytes
+from .lod import decimate_asset
+from .objfile import mtl_text, obj_text
+
+log = logging.getLogger(__name__)
+
+Format = Literal["glb", "obj"]
+IMAGE_FILES = {"skin": "albedo.png", "eyes": "eyes.png", "mouth": "mouth.png", "normal": "normal.png"}
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """Settings of the export stage."""
+
+    formats: tuple[Format, ...] = ("glb",)
+    """Files to write: 'glb' (glTF 2.0 binary) and/or 'obj' (+ mtl)."""
+    lods: tuple[float, ...] = (1.0, 0.25, 0.05)
+    """Triangle fraction of each level of detail, the first one is the full mesh (1.0)."""
+    texture_size: int = 2048
+    """Skin atlas height in texels (re-bakes the textures when the texture stage used another size)."""
+    morph_targets: bool = True
+    """Carry the model's expression shapes as morph targets (LOD 0 only)."""
+    out_dir: str | None = None
+    """Output folder (default ``SESSION/export``)."""
+    texture: TextureConfig = field(default_factory=TextureConfig)
+    """Bake settings when the texture stage has to run (its size is ``texture_size``)."""
+
+    def __post_init__(self) -> None:
+        bad = [f for f in self.formats if f not in ("glb", "obj")]
+        if bad or not self.formats:
+            raise MvreconError(f"export formats must be 'glb' and/or 'obj', got {', '.join(map(str, self.formats)) or 'none'}")
+        if not self.lods or any(not (0 < f <= 1) for f in self.lods):
+            raise MvreconError(f"LOD fractions must lie in (0, 1], got {', '.join(map(str, self.lods))}")
+        if self.texture_size < 16:
+            raise MvreconError(f"texture size {self.texture_size} is too small (at least 16)")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """What the export stage wrote."""
+
+    out_dir: Path
+    files: list[str]
+    lod_triangles: list[int]
+    lod_vertices: list[int]
+    glb_bytes: int
+    target_names: list[str]
+    seconds: float
+
+
+def _texture_images(session, cfg: ExportConfig) -> dict[str, bytes]:
+    """PNG bytes of the textures, baking them first when missing or of another size."""
+    tdir = session.stage_dir("texture")
+    ok = all((tdir / f).is_file() for f in texture_stage.FILES)
+    if ok:
+        summ = read_json(tdir / "summary.json") if (tdir / "summary.json").is_file() else {}
+        ok = summ.get("size", [None])[0] == cfg.texture_size
+    if not ok:
+        from dataclasses import replace
+
+        log.info("export: baking textures at %d px first", cfg.texture_size)
+        texture_stage.run(replace(cfg.texture, size=cfg.texture_size), session)
+    return {k: (tdir / f).read_bytes() for k, f in IMAGE_FILES.items()}
+
+
+def _lod_assets(asset: HeadAsset, lods: tuple[float, ...]) -> list[HeadAsset]:
+    out = []
+    for f in lods:
+        out.append(asset if f >= 1.0 else decimate_asset(asset, f))
+    return out
+
+
+def export(session, cfg: ExportConfig = ExportConfig()) -> ExportResult:
+    """Write the head asset of a fitted session (see the module docstring)."""
+    t0 = time.perf_counter()
+    head = load_fit(session.stage_dir("fit"))          # StageMissing names the fit stage
+    out = Path(cfg.out_dir) if cfg.out_dir else session.stage_dir("export")
+    images = _texture_images(session, cfg)
+    full = build_asset(head, morph_targets=cfg.morph_targets)
+    lods = _lod_assets(full, cfg.lods)
+    tdir = session.stage_dir("texture")
+    files: list[str] = []
+    glb_size = 0
+    with atomic_dir(out) as tmp:
+        for k, f in IMAGE_FILES.items():
+            write_bytes(tmp / f, images[k])
+        for f in ("displacement.png", "displacement.json"):
+            write_bytes(tmp / f, (tdir / f).read_bytes())
+        files += list(IMAGE_FILES.values()) + ["displacement.png", "displacement.json"]
+        for i, a in enumerate(lods):
+            stem = "head" if i == 0 else f"head_lod{i}"
+            if "glb" in cfg.formats:
+                data = glb_bytes(a, images, name=stem, morph_targets=cfg.morph_targets and i == 0)
+                write_bytes(tmp / f"{stem}.glb", data)
+                glb_size = glb_size or len(data)
+                files.append(f"{stem}.glb")
+            if "obj" in cfg.formats:
+                write_text(tmp / f"{stem}.obj", obj_text(a, f"{stem}.mtl"))
+                write_text(tmp / f"{stem}.mtl", mtl_text(a))
+                files += [f"{stem}.obj", f"{stem}.mtl"]
+        summary = {
+            "units": "m", "up": "+Y", "forward": "+Z (out of the face)", "model": head.model.name,
+            "scale": float(head.scale),
+            "lods": [{"fraction": f, "vertices": a.n_vertices, "triangles": a.n_triangles,
+                      "per_material": {p.material.name: int(len(p.indices)) for p in a.primitives}}
+                     for f, a in zip(cfg.lods, lods)],
+            "morph_targets": full.target_names,
+            "default_weights": {n: float(w) for n, w in zip(full.target_names, full.default_weights)},
+            "default_weights_from": head.groups[int(head.group_of_view[0])] if len(head.groups) else None,
+            "morph_target_note": "ICT blendshape deltas applied to this identity as is (a linear model has no "
+                                 "identity-specific expressions), times the fitted scale",
+        }
+        write_json(tmp / "asset.json", summary)
+        write_json(tmp / "config.json", cfg.to_dict())
+        files += ["asset.json", "config.json"]
+    secs = time.perf_counter() - t0
+    return ExportResult(out_dir=out, files=files, lod_triangles=[a.n_triangles for a in lods],
+                        lod_vertices=[a.n_vertices for a in lods], glb_bytes=glb_size,
+                        target_names=full.target_names, seconds=secs)
+
+
+def run(cfg: ExportConfig, session) -> ExportResult:
+    """Stage entry point (pipeline)."""
+    return export(session, cfg)
