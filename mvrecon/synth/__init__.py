@@ -3,6 +3,6 @@ express), a procedural albedo, SH lighting and a studio rig with distorted camer
 complete session folder with a scan, ChArUco shots and per-view truth (see :mod:`.generate`)."""
 
 from .config import SynthConfig, SynthResult
-from .generate import load_ground_truth, make_session
+from .generate import GroundTruth, load_ground_truth, make_session
 
-__all__ = ["SynthConfig", "SynthResult", "load_ground_truth", "make_session"]
+__all__ = ["GroundTruth", "SynthConfig", "SynthResult", "load_ground_truth", "make_session"]

@@ -17,8 +17,10 @@ Layout written (everything into a temporary folder that replaces ``out`` at the 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -238,15 +240,83 @@ def make_session(out: str | Path, config: SynthConfig = SynthConfig(), model: Fa
                        timings=timings)
 
 
-def load_ground_truth(root: str | Path) -> dict[str, np.ndarray]:
-    """The arrays of ``root/gt/gt.npz`` (a missing file is an :class:`InputError`)."""
+@dataclass(frozen=True)
+class GroundTruth:
+    """The truth of a synthetic session (``gt/``). F frames, C cameras, N model vertices; world
+    frame and metres unless noted."""
+
+    model: str
+    """Face model name the head was built with."""
+    frames: tuple[str, ...]
+    """Frame names (F)."""
+    cameras: tuple[str, ...]
+    """Camera names (C), rig order."""
+    id_coeffs: np.ndarray
+    """(K_id,) identity coefficients."""
+    exp_coeffs: np.ndarray
+    """(F, K_exp) expression weights (ARKit for ICT)."""
+    exp_names: tuple[str, ...]
+    """K_exp expression names."""
+    head_to_world: np.ndarray
+    """(F, 4, 4) model space to world."""
+    verts: np.ndarray
+    """(F, N, 3) the linear model's vertices (identity + expression), no detail."""
+    verts_mid: np.ndarray
+    """(F, N, 3) plus the mid-frequency bumps."""
+    verts_detail: np.ndarray
+    """(F, N, 3) model-topology vertices on the final detailed surface (the scan's surface)."""
+    landmarks3d: np.ndarray
+    """(F, 68, 3) iBUG-68 landmarks on the detailed surface."""
+    pupils3d: np.ndarray
+    """(F, 2, 3) pupil centres (right eye, left eye)."""
+    mouth_open: np.ndarray
+    """(F,) bool: the mouth interior was rendered."""
+    mid_map: np.ndarray
+    """(Hm, Wm) mid bumps along the normal over the face UV tile (v up), metres."""
+    fine_map: np.ndarray
+    """(Hf, Wf) fine detail along the normal over the face UV tile, metres."""
+    face_weight: np.ndarray
+    """(N,) where detail may go (baked into both maps)."""
+    albedo_u_tiles: int
+    """UV tiles side by side in ``gt/albedo.png`` (look up at (u / tiles, v))."""
+    vertex_colors: np.ndarray
+    """(N, 3) colours of the non-skin parts (eyeballs, mouth interior), [0, 1]."""
+    sh: np.ndarray
+    """(9, 3) lighting, :func:`mvrecon.render.sh_basis` on world-space normals."""
+    camera_gain: np.ndarray
+    """(C, 3) colour gain per camera."""
+    camera_gamma: np.ndarray
+    """(C,) image = clip(gain * albedo * irradiance) ** (1 / gamma) + noise."""
+    noise_sigma: float
+    """Sensor noise std in [0, 1] units."""
+    board_to_world: np.ndarray
+    """(S, 4, 4) board poses of the calibration shots (S = 0 without a board)."""
+    subdivision: int
+    """Loop levels of the detailed surface."""
+
+
+def load_ground_truth(root: str | Path) -> GroundTruth:
+    """Read ``root/gt/gt.npz``; a missing or malformed file is one :class:`InputError`."""
+    import zipfile
+
     from ..errors import InputError
 
     p = Path(root) / "gt" / "gt.npz"
     if not p.is_file():
         raise InputError("no ground truth here (not a synthetic session?)", p)
-    with np.load(p, allow_pickle=False) as z:
-        return {k: z[k] for k in z.files}
+    try:
+        with np.load(p, allow_pickle=False) as z:
+            d = {k: z[k] for k in z.files}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
+        raise InputError(f"not a readable ground-truth .npz ({e.__class__.__name__})", p) from None
+    names = {f.name for f in dataclasses.fields(GroundTruth)}
+    missing = sorted(names - set(d))
+    if missing:
+        raise InputError(f"missing array(s) {', '.join(missing)}", p)
+    conv = {"model": str, "albedo_u_tiles": int, "subdivision": int, "noise_sigma": float,
+            "frames": lambda a: tuple(str(x) for x in a), "cameras": lambda a: tuple(str(x) for x in a),
+            "exp_names": lambda a: tuple(str(x) for x in a)}
+    return GroundTruth(**{k: conv[k](d[k]) if k in conv else d[k] for k in names})
 
 
-__all__ = ["make_session", "load_ground_truth", "SynthConfig", "SynthResult"]
+__all__ = ["GroundTruth", "make_session", "load_ground_truth", "SynthConfig", "SynthResult"]

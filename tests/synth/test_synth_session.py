@@ -85,12 +85,12 @@ def test_landmarks2d_are_projections_of_the_3d_truth(small_session, ict_model):
     gt = load_ground_truth(res.root)
     lm2d = json.loads((res.root / "gt" / "landmarks2d.json").read_text())["views"]
     lm3d_scan = np.loadtxt(res.root / "scan" / "landmarks.txt")
-    np.testing.assert_allclose(lm3d_scan, gt["landmarks3d"][0], atol=1e-8)
+    np.testing.assert_allclose(lm3d_scan, gt.landmarks3d[0], atol=1e-8)
     for cam in res.rig.cameras:
-        uv, _ = cam.project(gt["landmarks3d"][0])
+        uv, _ = cam.project(gt.landmarks3d[0])
         np.testing.assert_allclose(np.asarray(lm2d[f"f000_{cam.name}"]["points"]), uv, atol=1e-3)
     # the landmark vertices of the model-topology truth are the 3D landmarks
-    np.testing.assert_allclose(gt["verts_detail"][0][ict_model.landmarks68], gt["landmarks3d"][0], atol=1e-6)
+    np.testing.assert_allclose(gt.verts_detail[0][ict_model.landmarks68], gt.landmarks3d[0], atol=1e-6)
 
 
 def test_pupil_is_darker_than_the_cheek(small_session):
@@ -100,9 +100,9 @@ def test_pupil_is_darker_than_the_cheek(small_session):
     for cam in res.rig.cameras:
         img = read_image(res.root / "images" / "f000" / f"{cam.name}.png").astype(np.float64).mean(-1)
         pts = np.asarray(lm2d[f"f000_{cam.name}"]["points"])
-        pupils, _ = cam.project(gt["pupils3d"][0])
+        pupils, _ = cam.project(gt.pupils3d[0])
         # the pupil nearer the camera (the other may be hidden behind the nose)
-        p = pupils[np.argmin(np.linalg.norm(gt["pupils3d"][0] - cam.center, axis=1))]
+        p = pupils[np.argmin(np.linalg.norm(gt.pupils3d[0] - cam.center, axis=1))]
         side = 2 if p[0] > pts[27, 0] else 14                      # cheek on the same side of the nose
         cheek = 0.5 * (pts[side] + pts[30])
         val = lambda q: img[int(round(q[1])) - 1: int(round(q[1])) + 2, int(round(q[0])) - 1: int(round(q[0])) + 2].mean()  # noqa: E731
@@ -193,24 +193,24 @@ def test_scan_is_denser_than_the_model_and_has_holes(small_session, ict_model):
     gt = load_ground_truth(res.root)
     from scipy.spatial import cKDTree
 
-    d, _ = cKDTree(v).query(gt["verts_detail"][0][topo.vids])
+    d, _ = cKDTree(v).query(gt.verts_detail[0][topo.vids])
     # model-topology truth lies on the scan surface: nearest scan vertex within noise + spacing,
     # except where a hole was cut
     assert np.median(d) < 0.5e-3 and np.mean(d < 1.5e-3) > 0.97
     # and the detail layers are real: the detailed truth differs from the linear model's surface
-    diff = np.linalg.norm(gt["verts_detail"][0] - gt["verts"][0], axis=1)
+    diff = np.linalg.norm(gt.verts_detail[0] - gt.verts[0], axis=1)
     assert diff.max() > 1.5e-3 and np.median(diff[topo.vids]) < 1.0e-3
 
 
 def test_detail_maps_and_albedo_in_ground_truth(small_session, ict_model):
     gt = load_ground_truth(small_session.root)
-    assert gt["mid_map"].shape == (64, 64) and gt["fine_map"].shape == (256, 256)
-    assert 2.5e-3 < np.abs(gt["mid_map"]).max() <= 3.0001e-3
-    assert 0.1e-3 < np.abs(gt["fine_map"]).max() < 1e-3
+    assert gt.mid_map.shape == (64, 64) and gt.fine_map.shape == (256, 256)
+    assert 2.5e-3 < np.abs(gt.mid_map).max() <= 3.0001e-3
+    assert 0.1e-3 < np.abs(gt.fine_map).max() < 1e-3
     alb = read_image(small_session.root / "gt" / "albedo.png")
     assert alb.shape == (256, 512, 3)
-    assert gt["sh"].shape == (9, 3) and gt["head_to_world"].shape == (1, 4, 4)
-    assert gt["exp_coeffs"].shape == (1, ict_model.n_exp) and gt["exp_coeffs"].max() > 0.05
+    assert gt.sh.shape == (9, 3) and gt.head_to_world.shape == (1, 4, 4)
+    assert gt.exp_coeffs.shape == (1, ict_model.n_exp) and gt.exp_coeffs.max() > 0.05
 
 
 def test_board_shots_are_detected_where_the_truth_says(small_session):
@@ -221,7 +221,7 @@ def test_board_shots_are_detected_where_the_truth_says(small_session):
     board = res.rig.board
     corners3d = board_corners(board)
     seen_by = []
-    for si, M in enumerate(gt["board_to_world"]):
+    for si, M in enumerate(gt.board_to_world):
         n_cams = 0
         for cam in res.rig.cameras:
             path = res.root / "calib" / f"s{si:02d}" / f"{cam.name}.png"
@@ -262,6 +262,17 @@ def test_existing_output_is_refused_and_left_alone(ict_model, tmp_path):
     with pytest.raises(MvreconError, match="exists"):
         make_session(out, SMALL, model=ict_model)
     assert (out / "keep.txt").read_text() == "x"
+
+
+def test_ground_truth_reader_names_the_file(tmp_path):
+    from mvrecon.errors import InputError
+
+    with pytest.raises(InputError, match="gt.npz"):
+        load_ground_truth(tmp_path)
+    (tmp_path / "gt").mkdir()
+    (tmp_path / "gt" / "gt.npz").write_bytes(b"not a zip")
+    with pytest.raises(InputError, match="gt.npz: not a readable"):
+        load_ground_truth(tmp_path)
 
 
 def test_bad_config_is_one_clear_error():
@@ -322,15 +333,15 @@ def test_frames_have_their_own_expression_and_pose(ict_model, tmp_path):
     gt = load_ground_truth(res.root)
     assert res.frames == ("f000", "f001") and res.n_calib_images == 0
     assert not (res.root / "calib").exists()
-    assert np.abs(gt["exp_coeffs"][0] - gt["exp_coeffs"][1]).max() > 0.05
-    assert np.abs(gt["head_to_world"][0] - gt["head_to_world"][1]).max() > 1e-4
+    assert np.abs(gt.exp_coeffs[0] - gt.exp_coeffs[1]).max() > 0.05
+    assert np.abs(gt.head_to_world[0] - gt.head_to_world[1]).max() > 1e-4
     # identity and detail are the subject's: the same in both frames (up to pose and expression)
-    assert gt["id_coeffs"].shape == (ict_model.n_id,)
+    assert gt.id_coeffs.shape == (ict_model.n_id,)
     lm2d = json.loads((res.root / "gt" / "landmarks2d.json").read_text())["views"]
     assert sorted(lm2d) == ["f000_cam0", "f001_cam0"]
     assert (res.root / "gt" / "parts" / "f001_cam0.png").is_file()
     # a wide-open mouth (scale 2.5) shows the mouth interior: it is rendered, not see-through
-    assert gt["mouth_open"].all()
+    assert gt.mouth_open.all()
 
 
 def test_a_model_without_head_submeshes_is_refused(ict_model, tmp_path):
