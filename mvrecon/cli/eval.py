@@ -27,11 +27,10 @@ UNITS = ("auto", "m", "cm", "mm")
 def eval_cmd(pred, pred_landmarks, scan, scan_landmarks, out, pred_units, scan_units, heatmap_max_mm) -> None:
     """REALY-style region errors (nose, mouth, forehead, cheek, all), NoW scan-to-mesh distance,
     Chamfer, F-score and normal consistency of a prediction against a scan."""
-    from ..evaluate import EvalConfig, evaluate_files, write_outputs
+    from ..evaluate import EvalConfig, evaluate_to_dir
 
     cfg = EvalConfig(pred_units=pred_units, scan_units=scan_units)
-    result = evaluate_files(pred, pred_landmarks, scan, scan_landmarks, cfg)
-    paths = write_outputs(result, out, heatmap_max_mm)
+    result, paths = evaluate_to_dir(pred, pred_landmarks, scan, scan_landmarks, out, cfg, heatmap_max_mm)
 
     def mm(v):
         return "n/a" if v is None else f"{v:.3f}"

@@ -7,6 +7,7 @@ Public API::
     scan = load_face_mesh("scan.ply", "scan_landmarks.txt", units="mm")
     result = evaluate(pred, scan, EvalConfig())                      # -> EvalResult
     write_outputs(result, "out/")                                    # metrics.json, heatmap.png, metrics.md
+    evaluate_to_dir(pred_mesh, pred_lm, scan_mesh, scan_lm, "out/")  # the three steps at once
 
 ``mvrecon.evaluate.bench.run_bench(DIR)`` scores every subject folder of a benchmark.
 """
@@ -15,7 +16,7 @@ from .evaluate import EvalConfig, EvalResult, evaluate, evaluate_files
 from .meshes import FaceMesh, load_face_mesh, make_face_mesh, read_landmarks, read_mesh
 from .realy import RealyConfig, RegionResult
 from .regions import REGION_NAMES, cut_regions, region_labels
-from .report import write_outputs
+from .report import evaluate_to_dir, write_outputs
 
 __all__ = [
     "EvalConfig",
@@ -27,6 +28,7 @@ __all__ = [
     "cut_regions",
     "evaluate",
     "evaluate_files",
+    "evaluate_to_dir",
     "load_face_mesh",
     "make_face_mesh",
     "read_landmarks",

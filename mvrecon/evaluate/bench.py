@@ -31,10 +31,10 @@ import numpy as np
 
 from ..errors import InputError, MvreconError
 from ..io import write_text
-from .evaluate import EvalConfig, evaluate_files
+from .evaluate import EvalConfig
 from .meshes import LANDMARK_SUFFIXES
 from .regions import REGION_NAMES
-from .report import write_outputs
+from .report import evaluate_to_dir
 
 log = logging.getLogger("mvrecon.evaluate")
 
@@ -115,8 +115,9 @@ def run_bench(root: str | Path, out_dir: str | Path | None = None, cfg: EvalConf
             continue
         t = time.perf_counter()
         try:
-            res = evaluate_files(s.files["pred"], s.files["pred_landmarks"], s.files["scan"], s.files["scan_landmarks"], cfg)
-            write_outputs(res, out / s.name)
+            res, _ = evaluate_to_dir(
+                s.files["pred"], s.files["pred_landmarks"], s.files["scan"], s.files["scan_landmarks"], out / s.name, cfg
+            )
         except MvreconError as e:
             rows.append(_row(s.name, "error", str(e), time.perf_counter() - t))
             log.warning("%s: %s", s.name, e)

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ..io import write_bytes, write_json, write_text
-from .evaluate import EvalResult
+from .evaluate import EvalConfig, EvalResult, evaluate_files
 from .regions import REGION_NAMES, face_frame
 
 
@@ -111,3 +111,18 @@ def write_outputs(result: EvalResult, out_dir: str | Path, heatmap_max_mm: float
         "heatmap": write_bytes(out / "heatmap.png", heatmap_png(result, heatmap_max_mm)),
     }
     return paths
+
+
+def evaluate_to_dir(
+    pred_mesh: str | Path,
+    pred_landmarks: str | Path,
+    scan_mesh: str | Path,
+    scan_landmarks: str | Path,
+    out_dir: str | Path,
+    cfg: EvalConfig = EvalConfig(),
+    heatmap_max_mm: float | None = None,
+) -> tuple[EvalResult, dict[str, Path]]:
+    """Read, evaluate and write the outputs into ``out_dir`` (what ``mvrecon eval``, the benchmark
+    runner and a session's evaluate stage all do); the result and the written paths."""
+    result = evaluate_files(pred_mesh, pred_landmarks, scan_mesh, scan_landmarks, cfg)
+    return result, write_outputs(result, out_dir, heatmap_max_mm)
