@@ -2,7 +2,7 @@
 
     python bench/cues.py speed [--repeats 15]          time per view (1024 px and larger views)
     python bench/cues.py folder DIR [--overlays OUT]    IoU per part + landmark error on triples
-    python bench/cues.py session SESSION [--overlays OUT]  the same on a synthetic session (mvrecon.synth)
+    python bench/cues.py session SESSION... [--overlays OUT]  the same on synthetic sessions (mvrecon.synth)
     python bench/cues.py synth OUT [--seeds 1 2] [--cameras 6]  render synthetic sessions, then ``session``
     python bench/cues.py overlay PHOTO OUT.png          landmarks (with iBUG numbers) + parts, to look at
 
@@ -151,7 +151,7 @@ def evaluate(items, title: str, overlays: Path | None) -> dict:
     cfg = CuesConfig()
     parser = get_parser(cfg.parser)
     parts = PART_NAMES[1:]
-    per_view, oracle, names, lm_err, nme, missed, times = [], [], [], [], [], [], []
+    per_view, oracle, names, lm_err, nme, missed, times, frontal = [], [], [], [], [], [], [], []
     n = 0
     for name, path, lab_path, lm, vis in items:
         n += 1
@@ -169,6 +169,12 @@ def evaluate(items, title: str, overlays: Path | None) -> dict:
             true = read_image(lab_path, gray=True)
             per_view.append([iou(pred == PART_CODES[p], true == PART_CODES[p]) for p in parts])
             names.append(name)
+            # near-frontal when the two true eye widths agree within 30 % (|yaw| below ~35 degrees)
+            if lm is not None:
+                wr, wl = np.linalg.norm(lm[39] - lm[36]), np.linalg.norm(lm[45] - lm[42])
+                frontal.append(min(wr, wl) / max(wr, wl) >= 0.7)
+            else:
+                frontal.append(True)
             if lm is not None:
                 # the same polygons drawn from the TRUE landmarks: how far the masks can get with
                 # perfect landmarks (the rest is the definition itself and the render's triangles)
@@ -191,6 +197,11 @@ def evaluate(items, title: str, overlays: Path | None) -> dict:
                 for i, p in enumerate(parts)]
         print(f"\nIoU per part over {len(m)} views with true labels")
         print(_table(["part", "mean IoU", "worst view", "goal", "met", "polygons of true landmarks"], rows))
+        f = np.array(frontal)
+        if f.any() and (~f).any():
+            print(f"\nmean IoU, {f.sum()} near-frontal views / {(~f).sum()} turned views (eye widths differ by > 30 %)")
+            print(_table(["part", "near-frontal", "turned"],
+                         [[p, f"{np.nanmean(m[f, i]):.3f}", f"{np.nanmean(m[~f, i]):.3f}"] for i, p in enumerate(parts)]))
         print("\nIoU per view")
         print(_table(["view"] + [p.replace("_", " ") for p in parts],
                      [[v] + [f"{x:.2f}" for x in row] for v, row in zip(names, m)]))
@@ -255,7 +266,7 @@ def main() -> None:
     f.add_argument("dir", type=Path)
     f.add_argument("--overlays", type=Path, default=None, help="write NAME.overlay.png here")
     se = sub.add_parser("session")
-    se.add_argument("dir", type=Path)
+    se.add_argument("dirs", type=Path, nargs="+", help="one or more sessions, pooled")
     se.add_argument("--overlays", type=Path, default=None, help="write <view>.overlay.png here")
     sy = sub.add_parser("synth")
     sy.add_argument("out", type=Path)
@@ -271,7 +282,8 @@ def main() -> None:
     elif a.cmd == "folder":
         evaluate(_folder_items(a.dir), str(a.dir), a.overlays)
     elif a.cmd == "session":
-        evaluate(_session_items(a.dir), f"session {a.dir}", a.overlays)
+        items = (it for d in a.dirs for it in _session_items(d))
+        evaluate(items, f"sessions {', '.join(map(str, a.dirs))}", a.overlays)
     elif a.cmd == "synth":
         synth(a.out, a.seeds, a.cameras, a.overlays)
     else:
