@@ -46,17 +46,29 @@ def render_mesh(verts: torch.Tensor, faces: torch.Tensor, K: torch.Tensor, world
     frags = rasterize(verts, faces, K, world_to_cam, H, W, backend=backend, window_origin=window_origin)
     faces = faces.to(device=verts.device, dtype=torch.long)
     idx, view, _, _ = frags.hits()
-    _, n_hit = _interpolate_hits(frags, faces, vertex_normals(verts, faces), "normals")
-    n_hit = F.normalize(n_hit, dim=-1, eps=1e-20)
-    if texture is not None:
-        if uvs is None:
-            raise RenderInputError("render: a texture needs uvs (T, 2)")
-        _, uv_hit = _interpolate_hits(frags, faces if uv_faces is None else uv_faces, uvs, "uvs")
-        albedo_hit = _sample_hits(texture, uv_hit, view, frags.num_views)
-    elif vertex_colors is not None:
-        _, albedo_hit = _interpolate_hits(frags, faces, vertex_colors, "vertex_colors")
+    normals = vertex_normals(verts, faces)
+    if texture is None and vertex_colors is not None:
+        # normals and colours share the triangles: one gather and one blend for both
+        if vertex_colors.ndim not in (2, 3) or vertex_colors.shape[-2:] != normals.shape[-2:]:
+            raise RenderInputError(f"render: vertex_colors must be (N, 3) or (V, N, 3) like verts, "
+                                   f"got {tuple(vertex_colors.shape)}")
+        if vertex_colors.ndim != normals.ndim:
+            V = frags.num_views
+            normals = normals.expand(V, -1, -1) if normals.ndim == 2 else normals
+            vertex_colors = vertex_colors.expand(V, -1, -1) if vertex_colors.ndim == 2 else vertex_colors
+        both = torch.cat([normals, vertex_colors.to(normals.dtype)], dim=-1)
+        _, both_hit = _interpolate_hits(frags, faces, both, "vertex_colors")
+        n_hit, albedo_hit = both_hit[:, :3], both_hit[:, 3:]
     else:
-        albedo_hit = n_hit.new_ones(n_hit.shape[0], 3)
+        _, n_hit = _interpolate_hits(frags, faces, normals, "normals")
+        if texture is not None:
+            if uvs is None:
+                raise RenderInputError("render: a texture needs uvs (T, 2)")
+            _, uv_hit = _interpolate_hits(frags, faces if uv_faces is None else uv_faces, uvs, "uvs")
+            albedo_hit = _sample_hits(texture, uv_hit, view, frags.num_views)
+        else:
+            albedo_hit = n_hit.new_ones(n_hit.shape[0], 3)
+    n_hit = F.normalize(n_hit, dim=-1, eps=1e-20)
     if sh is not None:
         if sh.ndim == 3:
             if sh.shape[0] != frags.num_views:
@@ -69,10 +81,12 @@ def render_mesh(verts: torch.Tensor, faces: torch.Tensor, K: torch.Tensor, world
             color_hit = shade_sh(albedo_hit, n_hit, sh)
     else:
         color_hit = albedo_hit
-    image = _scatter_hits(frags, idx, color_hit)
-    mask = frags.mask[..., None]
-    bg = torch.as_tensor(background, dtype=image.dtype, device=image.device)
-    image = torch.where(mask, image, bg.expand_as(image) if bg.ndim else bg)
+    # start from the background and write the covered pixels: no separate compositing pass
+    shape = (*frags.tri_id.shape, 3)
+    bg = torch.as_tensor(background, dtype=color_hit.dtype, device=color_hit.device)
+    if bg.ndim not in (0, 1, 4) or (bg.ndim and bg.shape[-1] != 3):
+        raise RenderInputError(f"render: background must be a scalar, (3,) or (V, H, W, 3), got {tuple(bg.shape)}")
+    image = bg.expand(shape).reshape(-1, 3).index_copy(0, idx, color_hit).reshape(shape)   # out of place
     return RenderResult(image=image, mask=frags.mask, depth=frags.depth, normals=_scatter_hits(frags, idx, n_hit),
                         frags=frags, albedo=_scatter_hits(frags, idx, albedo_hit))
 

@@ -143,20 +143,42 @@ def sh_basis(normals: torch.Tensor) -> torch.Tensor:
     ], dim=-1)
 
 
+def _sh_quadratic(sh: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Irradiance ``sh_basis(n) @ sh`` as ``n^T A n + b . n`` (constant folded into A: |n| = 1).
+
+    sh (..., 9, 3) -> A (..., 3, 3 * 3) laid out so that ``(n @ A).view(3, 3)`` rows pair with
+    n's components, and b (..., 3, 3) (component x channel). Second-order SH irradiance is exactly
+    a quadratic polynomial of the normal; evaluating it this way costs two small matmuls per pixel
+    instead of nine basis columns.
+    """
+    k0, k1, k2 = SH_A[0] * SH_C[0], SH_A[1] * SH_C[1], SH_A[2] * SH_C[2]
+    k3, k4 = 0.5 * k2 / math.sqrt(3.0), 0.5 * k2
+    s = sh.unbind(-2)                                   # nine (..., 3) coefficient rows
+    const = k0 * s[0] - k3 * s[6]                       # the constant term, spread over x^2+y^2+z^2 = 1
+    xx = const + k4 * s[8]
+    yy = const - k4 * s[8]
+    zz = const + 3 * k3 * s[6]
+    xy, yz, xz = 0.5 * k2 * s[4], -0.5 * k2 * s[5], -0.5 * k2 * s[7]
+    A = torch.stack([torch.stack([xx, xy, xz], -2), torch.stack([xy, yy, yz], -2),
+                     torch.stack([xz, yz, zz], -2)], -3)              # (..., 3 n_i, 3 n_j, 3 channels)
+    b = torch.stack([-k1 * s[3], -k1 * s[1], k1 * s[2]], -2)          # (..., 3, 3)
+    return A.flatten(-2), b
+
+
 def shade_sh(albedo: torch.Tensor, normals: torch.Tensor, sh: torch.Tensor) -> torch.Tensor:
     """Lambertian SH shading ``albedo * (sh_basis(normals) @ sh)``.
 
-    albedo (V, ..., 3) (or any shape broadcastable with the irradiance), normals (V, ..., 3) unit,
-    sh (9, 3) shared or (V, 9, 3) per view (coefficients per colour channel).
+    albedo (V, ..., 3) (or any shape broadcastable with the irradiance), normals (V, ..., 3) unit
+    (the constant term assumes |n| = 1), sh (9, 3) shared or (V, 9, 3) per view (coefficients per
+    colour channel).
     """
     if sh.shape[-2:] != (9, 3) or sh.ndim not in (2, 3):
         raise RenderInputError(f"render: sh must be (9, 3) or (V, 9, 3), got {tuple(sh.shape)}")
-    Y = sh_basis(normals)
-    if sh.ndim == 2:
-        irradiance = Y @ sh.to(Y.dtype)
-    else:
-        if sh.shape[0] != normals.shape[0]:
-            raise RenderInputError(f"render: sh has {sh.shape[0]} views, normals have {normals.shape[0]}")
-        lead = Y.shape
-        irradiance = torch.bmm(Y.reshape(lead[0], -1, 9), sh.to(Y.dtype)).reshape(*lead[:-1], 3)
-    return albedo * irradiance
+    sh = sh.to(normals.dtype)
+    if sh.ndim == 3 and sh.shape[0] != normals.shape[0]:
+        raise RenderInputError(f"render: sh has {sh.shape[0]} views, normals have {normals.shape[0]}")
+    A, b = _sh_quadratic(sh)
+    n = normals.reshape(sh.shape[0], -1, 3) if sh.ndim == 3 else normals.reshape(-1, 3)
+    quad = (n @ A).unflatten(-1, (3, 3))                                 # (..., P, 3 n_j, 3 channels)
+    irradiance = (quad * n[..., None]).sum(-2) + n @ b
+    return albedo * irradiance.reshape(*normals.shape[:-1], 3)

@@ -178,8 +178,10 @@ def test_shade_sh_shared_and_per_view(rng):
     albedo = torch.from_numpy(rng.uniform(size=(2, 5, 6, 3)))
     sh = torch.from_numpy(rng.normal(size=(2, 9, 3)))
     per_view = shade_sh(albedo, normals, sh)
+    reference = albedo * torch.einsum("vhwk,vkc->vhwc", sh_basis(normals), sh)
+    assert torch.allclose(per_view, reference, atol=1e-12) and reference.abs().max() > 1
     for v in range(2):
-        assert torch.allclose(per_view[v], shade_sh(albedo[v], normals[v], sh[v]))
+        assert torch.allclose(per_view[v], shade_sh(albedo[v], normals[v], sh[v]), atol=1e-12)
     ambient = torch.zeros(9, 3, dtype=torch.float64)
     ambient[0] = torch.tensor([2.0, 4.0, 6.0])            # band 0 only: irradiance = sqrt(pi) / 2 * c
     expect = albedo * torch.tensor([2.0, 4.0, 6.0]).double() * math.sqrt(math.pi) / 2
@@ -197,6 +199,9 @@ def test_render_mesh_vertex_colours_texture_lighting_background(rng):
     assert torch.allclose(res.image[~res.mask], torch.tensor([0.2, 0.3, 0.4]).double())
     assert torch.allclose(res.image[res.mask], interpolate(res.frags, ft, colours)[res.mask])
     assert torch.allclose(res.normals[res.mask], torch.tensor([0, 0, 1.0]).double())
+    bg_img = torch.from_numpy(rng.uniform(size=(1, H, W, 3)))
+    over = render_mesh(vt, ft, K, M, H, W, vertex_colors=colours, background=bg_img)
+    assert torch.equal(over.image[~over.mask], bg_img[~over.mask]) and torch.equal(over.image[over.mask], res.image[res.mask])
     # SH lighting with a +Z directional term brightens a surface facing +Z by exactly sh_basis . sh
     sh = torch.zeros(9, 3, dtype=torch.float64)
     sh[0], sh[2] = 0.8, 0.3
