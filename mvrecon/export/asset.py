@@ -41,6 +41,9 @@ class Primitive:
     """(n,) int64 model vertex each asset vertex came from."""
     targets: np.ndarray | None = None
     """(K, n, 3) float32 morph-target position deltas (metres), or None."""
+    tangents: np.ndarray | None = None
+    """(n, 4) float32 unit tangent (along +u) and handedness w = +-1 (glTF TANGENT), for
+    materials with a normal map."""
 
 
 @dataclass(frozen=True)
@@ -70,6 +73,38 @@ def _unit(n: np.ndarray) -> np.ndarray:
     return out / np.linalg.norm(out, axis=1, keepdims=True)
 
 
+def vertex_tangents(positions: np.ndarray, normals: np.ndarray, uvs: np.ndarray, indices: np.ndarray) -> np.ndarray:
+    """(n, 4) float32 per-vertex tangents from UVs, MikkTSpace-like: per-triangle dP/du and dP/dv
+    accumulated (area-weighted through the unnormalised UV-space solve) at the corners,
+    Gram-Schmidt orthogonalised against the vertex normal; w is the handedness so that
+    ``bitangent = w * cross(normal, tangent)`` points along +v (v up, OBJ)."""
+    p = np.asarray(positions, np.float64)
+    n = np.asarray(normals, np.float64)
+    t = np.asarray(indices, np.int64)
+    uv = np.asarray(uvs, np.float64)
+    e1, e2 = p[t[:, 1]] - p[t[:, 0]], p[t[:, 2]] - p[t[:, 0]]
+    d1, d2 = uv[t[:, 1]] - uv[t[:, 0]], uv[t[:, 2]] - uv[t[:, 0]]
+    det = d1[:, 0] * d2[:, 1] - d2[:, 0] * d1[:, 1]
+    sgn = np.where(det < 0, -1.0, 1.0)[:, None]
+    # scale by |det| (the UV area) instead of dividing by it: robust to tiny UV triangles
+    T = (e1 * d2[:, 1:2] - e2 * d1[:, 1:2]) * sgn
+    B = (e2 * d1[:, 0:1] - e1 * d2[:, 0:1]) * sgn
+    acc_t = np.zeros_like(p)
+    acc_b = np.zeros_like(p)
+    for k in range(3):
+        np.add.at(acc_t, t[:, k], T)
+        np.add.at(acc_b, t[:, k], B)
+    tang = acc_t - n * (acc_t * n).sum(1, keepdims=True)
+    ln = np.linalg.norm(tang, axis=1, keepdims=True)
+    # no usable UV direction: any unit vector perpendicular to the normal
+    alt = np.cross(n, np.where(np.abs(n[:, :1]) < 0.9, [[1.0, 0, 0]], [[0, 1.0, 0]]))
+    tang = np.where(ln > 1e-12, tang / np.maximum(ln, 1e-300), alt / np.maximum(np.linalg.norm(alt, axis=1, keepdims=True), 1e-12))
+    w = np.where((np.cross(n, tang) * acc_b).sum(1) < 0, -1.0, 1.0)
+    out = np.concatenate([tang, w[:, None]], 1).astype(np.float32)
+    out[:, :3] /= np.linalg.norm(out[:, :3], axis=1, keepdims=True)
+    return out
+
+
 def split_primitive(model, verts: np.ndarray, normals: np.ndarray, mat: Material,
                     deltas: np.ndarray | None) -> Primitive | None:
     """The triangles of ``mat`` as a primitive with one vertex per (model vertex, UV) pair."""
@@ -82,14 +117,14 @@ def split_primitive(model, verts: np.ndarray, normals: np.ndarray, mat: Material
     key = corners.reshape(-1) * (int(uv_idx.max()) + 1) + uv_idx.reshape(-1)
     uniq, first, inverse = np.unique(key, return_index=True, return_inverse=True)
     src = corners.reshape(-1)[first]
+    pos = np.asarray(verts[src], np.float32)
+    nrm = _unit(normals[src])
+    uvs = uv_c.reshape(-1, 2)[first].astype(np.float32)
+    ind = inverse.reshape(-1, 3).astype(np.uint32)
     return Primitive(
-        material=mat,
-        positions=np.asarray(verts[src], np.float32),
-        normals=_unit(normals[src]),
-        uvs=uv_c.reshape(-1, 2)[first].astype(np.float32),
-        indices=inverse.reshape(-1, 3).astype(np.uint32),
-        source_vertex=src,
+        material=mat, positions=pos, normals=nrm, uvs=uvs, indices=ind, source_vertex=src,
         targets=None if deltas is None else np.ascontiguousarray(deltas[:, src], dtype=np.float32),
+        tangents=vertex_tangents(pos, nrm, uvs, ind) if mat.name == "skin" else None,
     )
 
 

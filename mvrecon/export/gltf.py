@@ -88,6 +88,8 @@ def glb_bytes(asset: HeadAsset, images: dict[str, bytes], name: str = "head", mo
             "NORMAL": b.accessor(p.normals, FLOAT, "VEC3", ARRAY_BUFFER),
             "TEXCOORD_0": b.accessor(np.stack([p.uvs[:, 0], 1.0 - p.uvs[:, 1]], -1), FLOAT, "VEC2", ARRAY_BUFFER),
         }
+        if p.tangents is not None:
+            attrs["TANGENT"] = b.accessor(p.tangents, FLOAT, "VEC4", ARRAY_BUFFER)
         ctype = UINT16 if len(p.positions) < 65535 else UINT32
         prim = {"attributes": attrs, "indices": b.accessor(p.indices.reshape(-1), ctype, "SCALAR", ELEMENT_ARRAY_BUFFER),
                 "material": len(materials), "mode": 4}

@@ -22,7 +22,7 @@ import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from .asset import HeadAsset, Primitive
+from .asset import HeadAsset, Primitive, vertex_tangents
 
 
 def _charts(n: int, tri: np.ndarray) -> np.ndarray:
@@ -90,9 +90,11 @@ def decimate_primitive(prim: Primitive, fraction: float, iters: int = 24) -> Pri
     used = np.unique(best.reshape(-1))
     new_index = np.full(n, -1, np.int64)
     new_index[used] = np.arange(len(used))
-    return Primitive(material=prim.material, positions=prim.positions[used], normals=prim.normals[used],
-                     uvs=prim.uvs[used], indices=new_index[best].astype(np.uint32),
-                     source_vertex=prim.source_vertex[used], targets=None)
+    ind = new_index[best].astype(np.uint32)
+    pos, nrm, uvs = prim.positions[used], prim.normals[used], prim.uvs[used]
+    return Primitive(material=prim.material, positions=pos, normals=nrm, uvs=uvs, indices=ind,
+                     source_vertex=prim.source_vertex[used], targets=None,
+                     tangents=None if prim.tangents is None else vertex_tangents(pos, nrm, uvs, ind))
 
 
 def decimate_asset(asset: HeadAsset, fraction: float) -> HeadAsset:
