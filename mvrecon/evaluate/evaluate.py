@@ -176,7 +176,7 @@ def evaluate(pred: FaceMesh, scan: FaceMesh, cfg: EvalConfig = EvalConfig()) -> 
     crop = crop_mask(scan.vertices, centre, radius)
     # the crop's own triangles: every vertex inside, so the NoW points and the sampled surface agree
     crop_tris = scan.triangles[crop[scan.triangles].all(1)]
-    now = now_distance(query, scan.vertices[crop], cfg.now_icp_iterations)
+    now = now_distance(query, scan.vertices[crop], cfg.now_icp_iterations, seed=cfg.seed)
     timings["now"] = time.perf_counter() - t
 
     t = time.perf_counter()

@@ -55,12 +55,22 @@ def crop_mask(vertices: np.ndarray, centre: np.ndarray, radius_m: float) -> np.n
 
 
 def now_distance(
-    query: MeshQuery, scan_points: np.ndarray, max_iterations: int = 30, tol_m: float = 1e-7
+    query: MeshQuery,
+    scan_points: np.ndarray,
+    max_iterations: int = 30,
+    tol_m: float = 1e-7,
+    icp_points: int = 20000,
+    seed: int = 0,
 ) -> NowResult:
     """Rigid ICP of ``scan_points`` ``(N, 3)`` onto the prediction behind ``query``, then the
-    scan-to-mesh distances. Points should already be landmark-aligned."""
+    scan-to-mesh distances of all points. Points should already be landmark-aligned. The ICP
+    fits a fixed random subset of ``icp_points`` points (a rigid motion has 6 unknowns; 20k
+    points pin it as well as 100k do, at a fifth of the cost)."""
     motion = IDENTITY
-    cur = scan_points
+    pts = np.asarray(scan_points)
+    if len(pts) > icp_points:
+        pts = pts[np.random.default_rng(seed).choice(len(pts), icp_points, replace=False)]
+    cur = pts
     prev = np.inf
     it = 0
     cp = query.closest(cur)
@@ -74,7 +84,7 @@ def now_distance(
         if abs(prev - mean) < tol_m:
             break
         prev = mean
-    d = cp.distances * 1e3
+    d = query.closest(motion.apply(scan_points)).distances * 1e3
     return NowResult(float(np.median(d)), float(d.mean()), float(d.std()), len(d), it, motion)
 
 

@@ -60,7 +60,7 @@ class NicpConfig:
     """Keypoint weight of the first step; later steps use it * e^(-0.9 count) / 10."""
     max_steps: int = 10
     """A stage stops after more than this many steps."""
-    max_nodes: int = 600
+    max_nodes: int = 400
     """Regions with more vertices get one affine map per node of a clustered graph of about this size."""
     regularization: float = 1e-6
     """Weight pulling each affine map towards the identity (mvrecon's; keeps islands solvable)."""
