@@ -1,0 +1,20 @@
+"""The session report: one self-contained ``report.html`` with the overlays, maps, metrics and an
+inline WebGL view of the asset."""
+
+from .build import REPORT_NAME, ReportConfig, build_report, render_html
+from .content import Overlay, ReportContent, StageRow, ViewerMesh
+from .viewer import ViewerData, mesh_from_glb, prepare
+
+__all__ = [
+    "REPORT_NAME",
+    "Overlay",
+    "ReportConfig",
+    "ReportContent",
+    "StageRow",
+    "ViewerData",
+    "ViewerMesh",
+    "build_report",
+    "mesh_from_glb",
+    "prepare",
+    "render_html",
+]
