@@ -4,8 +4,8 @@ REALY ships its regions pre-cut (``REALY_scan_region/<id>/{nose,mouth,forehead,c
 code never cuts them, so the rule below is mvrecon's own, written to match the regions' extent in
 the REALY paper and the keypoints REALY attaches to each region (``utils/util.py``
 ``keypoints_region_map``): the nose around landmarks 27-35, the mouth around the outer lips 48-59,
-the forehead with the brows and eyes 17-26 and 36-47, and the cheek as the lower face around nose and mouth (its
-keypoints include the eyes' lower lids and the chin, 7-9).
+the forehead with the brows and eyes 17-26 and 36-47, and the cheek as the lower face around nose
+and mouth (its keypoints include the eyes' lower lids and the chin, 7-9).
 
 Everything is measured in a face frame built from the landmarks (so the cut is independent of the
 scan's pose and units): origin between the eye centres, ``x`` from the subject's right eye to the
@@ -25,8 +25,8 @@ distance between the eye centres (about 62 mm). In the frame's (x, y) plane:
 
 Vertices within ``0.1 d`` of the scan's open border (its outline and holes) are left out: REALY's
 regions are interiors, and at a border the non-rigid step's correspondences have nothing beyond to
-hold on to. Only vertices in front (``z > -1.0 d``) count, so the side and back of a full-head scan never
-project into a region. A vertex belongs to one region at most (nose, mouth, forehead, cheek, in
+hold on to. Only vertices in front (``z > -1.0 d``) count, so the side and back of a full-head
+scan never project into a region. A vertex belongs to one region at most (nose, mouth, forehead, cheek, in
 that order of precedence). A region keeps the scan's triangles whose three vertices it holds,
 without specks (connected pieces under 2 % of the largest piece's triangles).
 """
