@@ -156,3 +156,13 @@ def write_session(root, scene: Scene, with_fit: bool = True):
                   views=np.array(h.views), group_of_view=h.group_of_view, groups=np.array(h.groups),
                   mode=np.array(h.mode), fused_disp_vertex=h.fused_disp.astype(np.float32), model=np.array("ict"))
     return load_session(root)
+
+
+@pytest.fixture(scope="session")
+def export_helpers():
+    """The helpers above for the test modules (conftest modules cannot be imported by name
+    across test folders)."""
+    import types
+
+    return types.SimpleNamespace(ATLAS=ATLAS, IMG=IMG, write_session=write_session, render_photos=render_photos,
+                                 psnr=psnr, gt_atlas=gt_atlas)
