@@ -131,18 +131,23 @@ def detect_all(board: Board, rig: Rig, shots: dict[str, dict[str, Path]]) -> dic
 
     Raises :class:`InputError` for an image of the wrong size, or markers the board lacks
     (the board definition does not match the shots)."""
+    import sys
+
+    from rich.progress import track
+
     out = {}
-    for shot, imgs in shots.items():
-        for cam_name, path in imgs.items():
-            img = read_gray(path, rig[cam_name])
-            det = detect_corners(board, img)
-            # a few stray ids could be other markers in the room; several mean another board
-            if det.foreign_markers >= 3:
-                raise InputError(
-                    f"{det.foreign_markers} ArUco markers with ids the board definition lacks "
-                    f"({board.squares_x}x{board.squares_y} squares, {board.dictionary}): the board "
-                    "definition does not match the shots", path)
-            out[(shot, cam_name)] = det
+    jobs = [(shot, cam_name, path) for shot, imgs in shots.items() for cam_name, path in imgs.items()]
+    for shot, cam_name, path in track(jobs, description="detecting ChArUco corners", transient=True,
+                                      disable=not sys.stderr.isatty()):
+        img = read_gray(path, rig[cam_name])
+        det = detect_corners(board, img)
+        # a few stray ids could be other markers in the room; several mean another board
+        if det.foreign_markers >= 3:
+            raise InputError(
+                f"{det.foreign_markers} ArUco markers with ids the board definition lacks "
+                f"({board.squares_x}x{board.squares_y} squares, {board.dictionary}): the board "
+                "definition does not match the shots", path)
+        out[(shot, cam_name)] = det
     return out
 
 
