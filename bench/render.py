@@ -2,12 +2,13 @@
 views of a ~25k-vertex head (the ICT model's neutral mesh when imported, else an icosphere of
 similar size). Prints a table; never passes or fails on time.
 
-    .venv/bin/python bench/render.py [--repeats 5] [--threads 2] [--sizes 256 512 1024]
+    .venv/bin/python bench/render.py [--repeats 5] [--threads 2] [--sizes 256 512 1024] [--albedo texture]
 
-Forward = ``render_mesh`` with per-vertex albedo and SH lighting (what the photometric fit
-renders); backward = an L1 image loss back to vertices, albedo, SH, K and world_to_cam. Times are
+Forward = ``render_mesh`` with per-vertex albedo (or a 1024 px UV texture) and SH lighting (what
+the photometric fit renders); backward = an L1 image loss back to vertices, albedo, SH, K and world_to_cam. Times are
 seconds per view: wall time median and best over repeats, and CPU time (all threads), because
-on a shared machine wall time also counts waiting for other processes.
+on a shared machine wall time also counts waiting for other processes. When the cores are
+oversubscribed, ``--threads 1`` is much faster than 2 (torch's worker threads wait on each other).
 """
 
 from __future__ import annotations
@@ -24,11 +25,16 @@ from mvrecon.render import render_mesh
 
 
 def head_mesh() -> tuple[torch.Tensor, torch.Tensor, str]:
+    """verts (N, 3) metres, faces (F, 3) and a description; per-vertex UVs go to ``head_mesh.uvs``."""
     try:
         from mvrecon.facemodel import load_model
 
         m = load_model("ict")
-        return (torch.tensor(m.mean, dtype=torch.float32), torch.as_tensor(np.asarray(m.triangles, dtype=np.int64)),
+        tri, uvt = np.asarray(m.triangles, np.int64), np.asarray(m.uv_triangles, np.int64)
+        uv = np.zeros((len(m.mean), 2), np.float32)
+        uv[tri.reshape(-1)] = np.asarray(m.uvs)[uvt.reshape(-1)] % 1.0     # fold the UDIM tiles into one
+        head_mesh.uvs = torch.from_numpy(uv)
+        return (torch.tensor(m.mean, dtype=torch.float32), torch.as_tensor(tri),
                 f"ICT-FaceKit neutral mesh ({len(m.mean)} vertices, {len(m.triangles)} triangles)")
     except Exception as e:  # noqa: BLE001 - any failure to import the model falls back to a sphere
         import trimesh
@@ -38,6 +44,8 @@ def head_mesh() -> tuple[torch.Tensor, torch.Tensor, str]:
         idx = -np.ones(len(keep), int)
         idx[keep] = np.arange(keep.sum())
         faces = idx[s.faces[keep[s.faces].all(1)]]
+        xyz = s.vertices[keep]
+        head_mesh.uvs = torch.tensor((xyz[:, :2] / 0.22 + 0.5).clip(0, 1), dtype=torch.float32)
         return (torch.tensor(s.vertices[keep], dtype=torch.float32), torch.as_tensor(faces),
                 f"icosphere cap ({keep.sum()} vertices, {len(faces)} triangles; ICT not available: {e})")
 
@@ -61,10 +69,11 @@ def cameras(verts: torch.Tensor, views: int, size: int) -> tuple[torch.Tensor, t
     return K, torch.tensor(np.stack(Ms), dtype=torch.float32)
 
 
-def run_case(verts, faces, size, views, repeats):
+def run_case(verts, faces, size, views, repeats, albedo_mode="vertex"):
     K0, M0 = cameras(verts, views, size)
     gen = torch.Generator().manual_seed(0)
-    albedo0 = torch.rand(verts.shape[0], 3, generator=gen)
+    albedo0 = torch.rand(verts.shape[0], 3, generator=gen) if albedo_mode == "vertex" else \
+        torch.rand(3, 1024, 1024, generator=gen)
     sh0 = torch.zeros(9, 3)
     sh0[0] = 0.8
     sh0[1:4] = 0.2
@@ -75,7 +84,8 @@ def run_case(verts, faces, size, views, repeats):
         albedo, sh = albedo0.clone().requires_grad_(True), sh0.clone().requires_grad_(True)
         K, M = K0.clone().requires_grad_(True), M0.clone().requires_grad_(True)
         t0, c0 = time.perf_counter(), time.process_time()
-        res = render_mesh(v, faces, K, M, size, size, vertex_colors=albedo, sh=sh, backend="raycast")
+        colour = dict(vertex_colors=albedo) if albedo_mode == "vertex" else dict(texture=albedo, uvs=head_mesh.uvs)
+        res = render_mesh(v, faces, K, M, size, size, sh=sh, backend="raycast", **colour)
         t1, c1 = time.perf_counter(), time.process_time()
         loss = ((res.image - target).abs() * res.mask[..., None]).sum()
         loss.backward()
@@ -98,10 +108,11 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--sizes", type=int, nargs="+", default=[256, 512, 1024])
     ap.add_argument("--views", type=int, nargs="+", default=[1, 4])
+    ap.add_argument("--albedo", choices=["vertex", "texture"], default="vertex")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     verts, faces, what = head_mesh()
-    print(f"mesh: {what}")
+    print(f"mesh: {what}; albedo: {'per-vertex' if args.albedo == 'vertex' else '3x1024x1024 UV texture'}")
     print(f"torch {torch.__version__}, {args.threads} torch threads, {os.cpu_count()} CPUs, "
           f"load average {os.getloadavg()[0]:.1f} at start; median of {args.repeats} runs")
     head = f"{'size':>6} {'views':>5} {'covered px/view':>16} {'fwd s/view':>11} {'fwd+bwd s/view':>15} " \
@@ -110,7 +121,7 @@ def main() -> None:
     print("-" * len(head))
     for size in args.sizes:
         for views in args.views:
-            f, fb, best, cf, cfb, cov = run_case(verts, faces, size, views, args.repeats)
+            f, fb, best, cf, cfb, cov = run_case(verts, faces, size, views, args.repeats, args.albedo)
             print(f"{size:>6} {views:>5} {cov:>16} {f:>11.3f} {fb:>15.3f} {best:>13.3f} {cf:>9.3f} {cfb:>12.3f}")
     print(f"load average {os.getloadavg()[0]:.1f} at end (2 cores: above ~2 the wall times include waiting)")
 
