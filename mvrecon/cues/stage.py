@@ -26,8 +26,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ..errors import InputError, MvreconError
-from ..io import MAX_IMAGE_PIXELS, atomic_dir, read_image, read_json, write_bytes, write_image, write_json
+from ..errors import InputError
+from ..io import MAX_IMAGE_PIXELS, atomic_dir, read_image, read_json, write_image, write_json
 from ..parts import overlay as part_overlay
 from .detect import DetectConfig, FaceCues, detect, downscale
 from .parsing import FaceParser, get_parser
@@ -219,22 +219,11 @@ def process_image(
             record.update(cues.to_dict())
             write_image(tmp / LABELS_FILE, labels)
             if cfg.overlay:
-                write_bytes(tmp / OVERLAY_FILE, _fast_png(draw_overlay(image, labels, cues, cfg.overlay_max_side)))
+                write_image(tmp / OVERLAY_FILE, draw_overlay(image, labels, cues, cfg.overlay_max_side))
         write_json(tmp / LANDMARKS_FILE, record)
     if cues is None:
         log.warning("%s: no face found", image_path)
     return ViewResult(key, image_path, record["status"], False, out_dir, None if cues is None else cues.score)
-
-
-def _fast_png(rgb: np.ndarray) -> bytes:
-    """PNG at zlib level 1: the overlay is a photo, which the default level takes several times
-    longer to compress for a file only ~10 % smaller."""
-    import cv2
-
-    ok, buf = cv2.imencode(".png", np.ascontiguousarray(rgb[..., ::-1]), [cv2.IMWRITE_PNG_COMPRESSION, 1])
-    if not ok:
-        raise MvreconError("could not encode the overlay as PNG")
-    return buf.tobytes()
 
 
 def _read_image(path: Path, max_pixels: int) -> np.ndarray:
