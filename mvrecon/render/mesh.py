@@ -52,10 +52,10 @@ def render_mesh(verts: torch.Tensor, faces: torch.Tensor, K: torch.Tensor, world
         if vertex_colors.ndim not in (2, 3) or vertex_colors.shape[-2:] != normals.shape[-2:]:
             raise RenderInputError(f"render: vertex_colors must be (N, 3) or (V, N, 3) like verts, "
                                    f"got {tuple(vertex_colors.shape)}")
-        if vertex_colors.ndim != normals.ndim:
+        if vertex_colors.shape[:-1] != normals.shape[:-1]:
             V = frags.num_views
-            normals = normals.expand(V, -1, -1) if normals.ndim == 2 else normals
-            vertex_colors = vertex_colors.expand(V, -1, -1) if vertex_colors.ndim == 2 else vertex_colors
+            normals, vertex_colors = (x.expand(V, -1, -1) if x.ndim == 2 or x.shape[0] == 1 else x
+                                      for x in (normals, vertex_colors))
         both = torch.cat([normals, vertex_colors.to(normals.dtype)], dim=-1)
         _, both_hit = _interpolate_hits(frags, faces, both, "vertex_colors")
         n_hit, albedo_hit = both_hit[:, :3], both_hit[:, 3:]
