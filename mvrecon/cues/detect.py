@@ -391,6 +391,7 @@ def detect(image: np.ndarray, cfg: DetectConfig = DetectConfig()) -> FaceCues | 
         # the landmark bounds are tighter than a detector box: widen the crop accordingly
         refined = _mesh_on_crop(img, box, dataclasses.replace(cfg, crop_scale=cfg.crop_scale * 1.2))
         pts = refined[0] if refined is not None else coarse
+        box = _bounds(pts)
     conf = landmark_confidence(pts, cfg.occlusion_tol)
     p68, c68 = mediapipe_to_ibug68(pts[:, :2], conf)
     return FaceCues(

@@ -320,3 +320,18 @@ def test_surface_parser_hides_what_the_nose_hides(astronaut, astronaut_cues):
     assert (lab == PART_CODES["nose"]).sum() > 1.3 * (poly == PART_CODES["nose"]).sum()
     # its skin reaches the silhouette as well
     assert (lab == PART_CODES["skin"]).sum() > 1.2 * (poly == PART_CODES["skin"]).sum()
+
+
+def test_mesh_fallback_when_the_detector_finds_nothing(astronaut, astronaut_cues, monkeypatch):
+    """A face the box detector misses (e.g. a strongly turned head) is found by the mesh's own
+    detector and refined on a crop: same landmarks, method 'mesh'."""
+    import importlib
+
+    D = importlib.import_module("mvrecon.cues.detect")  # the module, not the function it exports
+    monkeypatch.setattr(D, "_detect_boxes", lambda img, cfg, models=(1, 0): (np.zeros((0, 4)), np.zeros(0)))
+    cues = detect(astronaut, DetectConfig(tile_grids=()))
+    assert cues is not None and cues.method == "mesh"
+    err = np.linalg.norm(cues.points68 - astronaut_cues.points68, axis=1)
+    assert np.median(err) < 2.0
+    # the box comes from the landmarks' bounds then
+    assert np.all(cues.box[:2] <= cues.points478[:, :2].min(0) + 1e-6)
