@@ -121,22 +121,75 @@ def _weld_ids(positions: np.ndarray) -> np.ndarray:
     return np.unique(key, axis=0, return_inverse=True)[1].reshape(-1)
 
 
-def _quadric(positions: np.ndarray, uvs: np.ndarray | None, indices: np.ndarray, target: int):
-    """Quadric decimation with Open3D; UVs ride along as vertex colours (interpolated on collapse).
+def _open_border(indices: np.ndarray, n_vertices: int) -> np.ndarray:
+    """(V,) bool: vertices on an edge used by one triangle only (UV seams, region borders, holes)."""
+    e = np.sort(np.concatenate([indices[:, [0, 1]], indices[:, [1, 2]], indices[:, [2, 0]]]), axis=1)
+    uniq, counts = np.unique(e, axis=0, return_counts=True)
+    out = np.zeros(n_vertices, bool)
+    out[uniq[counts == 1].ravel()] = True
+    return out
 
-    Open borders (UV seams, the edge of a kept region) are pinned with a large boundary weight so
-    the decimated part still meets its neighbours without cracks.
+
+def _cluster_once(pos, uv, idx, group, pinned, cell):
+    """Vertex clustering at ``cell`` metres: free vertices in one grid cell (and one group) merge."""
+    key = np.c_[np.floor((pos - pos.min(0)) / cell).astype(np.int64), group]
+    free = ~pinned
+    cl = np.empty(len(pos), np.int64)
+    _, cl_free = np.unique(key[free], axis=0, return_inverse=True)
+    n_free = int(cl_free.max()) + 1 if free.any() else 0
+    cl[free] = cl_free.reshape(-1)
+    cl[pinned] = n_free + np.arange(int(pinned.sum()))
+    n = n_free + int(pinned.sum())
+    count = np.bincount(cl, minlength=n)[:, None]
+    new_pos = np.stack([np.bincount(cl, pos[:, k], n) for k in range(3)], 1) / count
+    new_uv = None if uv is None else np.stack([np.bincount(cl, uv[:, k], n) for k in range(2)], 1) / count
+    t = cl[idx]
+    t = t[(t[:, 0] != t[:, 1]) & (t[:, 1] != t[:, 2]) & (t[:, 2] != t[:, 0])]
+    # Triangles landing on the same three clusters come from folds: count them modulo 2 (a pair
+    # cancels, an odd group leaves one), which keeps the result closed wherever the input was.
+    _, first, counts = np.unique(np.sort(t, axis=1), axis=0, return_index=True, return_counts=True)
+    return new_pos, new_uv, t[np.sort(first[counts % 2 == 1])]
+
+
+def _cluster_decimate(pos: np.ndarray, uv: np.ndarray | None, idx: np.ndarray, target: int):
+    """Decimate to at most ``target`` triangles by vertex clustering, searching the cell size.
+
+    Vertices on open borders (UV seams after the split, the border of a kept region) are pinned,
+    so the decimated part still meets its neighbours edge for edge: no cracks. Vertices merge only
+    within one connected piece (a UV island) and one normal direction, so the two sides of a thin
+    part (an ear) or two UV islands never mix.
     """
-    import open3d as o3d
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
 
-    m = o3d.geometry.TriangleMesh(o3d.utility.Vector3dVector(positions), o3d.utility.Vector3iVector(indices))
-    if uvs is not None:
-        m.vertex_colors = o3d.utility.Vector3dVector(np.c_[uvs, np.zeros(len(uvs))])
-    d = m.simplify_quadric_decimation(int(max(target, 4)), boundary_weight=1e4)
-    d.remove_unreferenced_vertices()
-    p = np.asarray(d.vertices)
-    uv = np.asarray(d.vertex_colors)[:, :2] if uvs is not None else None
-    return p, uv, np.asarray(d.triangles, dtype=np.int64)
+    # Work on the vertices these triangles use only (the rest would drag the cluster means).
+    used = np.unique(idx)
+    remap = np.full(len(pos), -1, np.int64)
+    remap[used] = np.arange(len(used))
+    pos, idx = pos[used], remap[idx]
+    uv = None if uv is None else uv[used]
+    n = len(pos)
+    pinned = _open_border(idx, n)
+    e = np.concatenate([idx[:, [0, 1]], idx[:, [1, 2]]])
+    _, island = connected_components(coo_matrix((np.ones(len(e)), (e[:, 0], e[:, 1])), shape=(n, n)), directed=False)
+    fn = np.cross(pos[idx[:, 1]] - pos[idx[:, 0]], pos[idx[:, 2]] - pos[idx[:, 0]])
+    vn = np.zeros((n, 3))
+    for k in range(3):
+        np.add.at(vn, idx[:, k], fn)
+    axis = np.abs(vn).argmax(1)
+    direction = 2 * axis + (vn[np.arange(n), axis] > 0)
+    group = island * 6 + direction
+    lo = float(np.linalg.norm(pos[idx[:, 1]] - pos[idx[:, 0]], axis=1).mean())
+    hi = float(np.linalg.norm(pos.max(0) - pos.min(0))) + lo
+    best = _cluster_once(pos, uv, idx, group, pinned, hi)
+    for _ in range(14):  # bisection on the cell size: the largest count that fits the budget
+        mid = 0.5 * (lo + hi)
+        trial = _cluster_once(pos, uv, idx, group, pinned, mid)
+        if len(trial[2]) <= target:
+            best, hi = trial, mid
+        else:
+            lo = mid
+    return best
 
 
 def prepare(mesh: ViewerMesh, max_triangles: int = DEFAULT_MAX_TRIANGLES) -> ViewerData:
@@ -156,17 +209,20 @@ def prepare(mesh: ViewerMesh, max_triangles: int = DEFAULT_MAX_TRIANGLES) -> Vie
         parts = []
         if keep.any():
             parts.append((pos, puv, idx[keep]))
-        parts.append(_quadric(pos, puv, idx[~keep], rest_target))
+        parts.append(_cluster_decimate(pos, puv, idx[~keep], rest_target))
         # Concatenate, then weld exact copies again (the kept and decimated parts share a border).
         offsets = np.cumsum([0] + [len(p[0]) for p in parts])
         pos = np.concatenate([p[0] for p in parts])
         puv = None if puv is None else np.concatenate([p[1] for p in parts])
         idx = np.concatenate([p[2] + o for p, o in zip(parts, offsets)])
+        # Drop unreferenced vertices and merge the exact copies on the kept/decimated border.
         used = np.unique(idx)
+        attrs = pos[used] if puv is None else np.c_[pos[used], puv[used]]
+        uniq, inverse = np.unique(attrs, axis=0, return_inverse=True)
         remap = np.full(len(pos), -1, np.int64)
-        remap[used] = np.arange(len(used))
-        pos, idx = pos[used], remap[idx]
-        puv = None if puv is None else puv[used]
+        remap[used] = inverse.reshape(-1)
+        pos, idx = uniq[:, :3], remap[idx]
+        puv = None if puv is None else uniq[:, 3:]
         weld = _weld_ids(pos)
     normals = vertex_normals(pos, idx, weld)
     return ViewerData(

@@ -135,7 +135,11 @@ VIEWER_JS = r"""
   var FOV = 35 * Math.PI / 180;
   var cam;
   function resetCamera() {
-    cam = { yaw: 0, pitch: 0, dist: radius / Math.sin(FOV / 2) * 1.05, target: centre.slice() };
+    // Frame the front view on the bounding box (tighter than the bounding sphere for a head).
+    var aspect = Math.max(canvas.clientWidth, 1) / Math.max(canvas.clientHeight, 1);
+    var half = Math.max(0.5 * (hi[1] - lo[1]), 0.5 * (hi[0] - lo[0]) / aspect);
+    var dist = 1.12 * half / Math.tan(FOV / 2) + 0.5 * (hi[2] - lo[2]);
+    cam = { yaw: 0, pitch: 0, dist: Math.max(dist, 1e-6), target: centre.slice() };
   }
   resetCamera();
 
@@ -270,6 +274,8 @@ VIEWER_JS = r"""
   var texBtn = button('viewer-texture', function () {
     state.textured = !state.textured; texBtn.setAttribute('aria-pressed', String(state.textured)); redraw();
   });
+  // report.html#wireframe opens with the wireframe on (handy for links and for headless checks).
+  if (/wireframe/.test(location.hash)) { state.wire = true; if (wireBtn) wireBtn.setAttribute('aria-pressed', 'true'); }
   if (texBtn) { if (!uv) texBtn.disabled = true; else texBtn.setAttribute('aria-pressed', 'true'); }
   window.addEventListener('resize', redraw);
 

@@ -1,0 +1,203 @@
+"""report.html without a browser: self-contained, every image embedded, mesh data exact, bad inputs."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from report_scene import full_content, icosphere, quad_mesh, quadrant_texture, sphere_uv
+
+from mvrecon.errors import InputError, MvreconError
+from mvrecon.io import read_image, write_image
+from mvrecon.report import Overlay, ReportConfig, ReportContent, ViewerMesh, build_report, mesh_from_glb, prepare
+
+
+def _data_uris(text: str) -> list[tuple[str, bytes]]:
+    return [(m.group(1), base64.b64decode(m.group(2))) for m in re.finditer(r'src="data:image/(\w+);base64,([^"]+)"', text)]
+
+
+def _mesh_blob(text: str) -> dict:
+    m = re.search(r'<script type="application/json" id="mesh-data">(.*?)</script>', text, re.S)
+    assert m, "no mesh data in the report"
+    return json.loads(m.group(1))
+
+
+def _decode(blob: dict, key: str, dtype: str, cols: int) -> np.ndarray:
+    return np.frombuffer(base64.b64decode(blob[key]), dtype=dtype).reshape(-1, cols)
+
+
+def test_report_is_self_contained_and_holds_each_image(tmp_path):
+    v, f = icosphere(2)
+    content = full_content(tmp_path / "in", ViewerMesh(v, f, sphere_uv(v), None, texture=tmp_path / "in" / "albedo.png"))
+    session = tmp_path / "session"
+    session.mkdir()
+    out = build_report(session, content)
+    assert out == session / "report.html"
+    text = out.read_text(encoding="utf-8")
+
+    # Nothing is fetched: no remote or relative resource of any kind.
+    assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:|//)""", text, re.I)
+    assert not re.search(r"<script[^>]+src=", text, re.I)
+    assert not re.search(r"<link\b", text, re.I)
+    assert not re.search(r"url\(\s*['\"]?(https?:|//)", text, re.I)
+    assert "https://" not in text and "http://" not in text
+
+    uris = _data_uris(text)
+    # 3 overlays + texture + heatmap + loss curve; the viewer reuses the texture <img>.
+    assert [kind for kind, _ in uris] == ["jpeg"] * 3 + ["png"] * 3
+    assert _mesh_blob(text)["textureImg"] == "texture-img"
+    # JPEG photos and PNG maps in range are embedded byte for byte.
+    embedded = [data for _, data in uris]
+    for p in content.overlays[:2]:
+        assert p.path.read_bytes() in embedded
+    for p in (content.texture, content.heatmap, content.loss_curve):
+        assert p.read_bytes() in embedded
+    # The PNG photo was re-encoded as JPEG: same picture within JPEG error.
+    png_photo = content.overlays[2].path
+    assert png_photo.read_bytes() not in embedded
+    decoded = _decode_image(tmp_path, uris[2][1], "jpg")
+    assert np.abs(decoded.astype(int) - read_image(png_photo).astype(int)).mean() < 3.0
+
+    for word in ("synthetic subject 01", "studio8", "reprojection RMS (px)", "0.31", "landmark error (px)",
+                 "scan.ply: not found", "mean (mm)", "1.234", "cam1", 'id="viewer-status"'):
+        assert word in text, word
+    assert text.index('id="view3d"') < text.index('id="summary"') < text.index('id="overlays"')
+
+
+def _decode_image(tmp_path: Path, data: bytes, ext: str) -> np.ndarray:
+    p = tmp_path / f"decoded.{ext}"
+    p.write_bytes(data)
+    return read_image(p)
+
+
+def test_big_photos_and_maps_are_downscaled(tmp_path):
+    photo = write_image(tmp_path / "big.jpg", np.full((1500, 3000, 3), 128, np.uint8))
+    tex = write_image(tmp_path / "tex.png", np.full((1024, 512, 3), 90, np.uint8))
+    cfg = ReportConfig(photo_max_side=600, map_max_side=256)
+    out = build_report(tmp_path, ReportContent(overlays=[photo], texture=tex), cfg)
+    (kind_a, a), (kind_b, b) = _data_uris(out.read_text())
+    assert (kind_a, kind_b) == ("jpeg", "png")
+    assert _decode_image(tmp_path, a, "jpg").shape == (300, 600, 3)
+    assert _decode_image(tmp_path, b, "png").shape == (256, 128, 3)
+
+
+def test_mesh_data_reproduces_every_corner(tmp_path, rng):
+    """Seam splitting must keep each corner's position and UV: checked against the inputs."""
+    v, f = icosphere(2)
+    # Per-corner UVs with seams: every triangle gets its own three UVs, shared by nothing.
+    uvs = rng.random((3 * len(f), 2))
+    uvf = np.arange(3 * len(f)).reshape(-1, 3)
+    write_image(tmp_path / "t.png", quadrant_texture(16))
+    text = build_report(tmp_path, ReportContent(mesh=ViewerMesh(v, f, uvs, uvf, texture=tmp_path / "t.png"))).read_text()
+    blob = _mesh_blob(text)
+    pos, uv = _decode(blob, "positions", "<f4", 3), _decode(blob, "uvs", "<f4", 2)
+    nrm, idx = _decode(blob, "normals", "<f4", 3), _decode(blob, "indices", "<u4", 3)
+    assert blob["triangleCount"] == len(f) == len(idx)
+    assert len(pos) == 3 * len(f)  # no corner shares a UV, so each is its own GPU vertex
+    np.testing.assert_allclose(pos[idx], v[f], atol=1e-7)
+    np.testing.assert_allclose(uv[idx], uvs[uvf], atol=1e-7)
+    # Normals are shared across the seams: smooth and outward on a sphere despite the split.
+    unit = pos / np.linalg.norm(pos, axis=1, keepdims=True)
+    assert np.allclose(np.linalg.norm(nrm, axis=1), 1, atol=1e-5)
+    assert (np.einsum("ij,ij->i", nrm, unit) > 0.99).all()
+    assert "textureSrc" in blob and blob["textureSrc"].startswith("data:image/png;base64,")
+
+
+def _boundary_edges(pos: np.ndarray, idx: np.ndarray) -> int:
+    """Edges used by exactly one triangle after welding equal positions (cracks, holes)."""
+    weld = np.unique(np.round(pos * 1e6).astype(np.int64), axis=0, return_inverse=True)[1].reshape(-1)
+    t = weld[idx]
+    e = np.sort(np.concatenate([t[:, [0, 1]], t[:, [1, 2]], t[:, [2, 0]]]), axis=1)
+    _, counts = np.unique(e, axis=0, return_counts=True)
+    return int((counts == 1).sum())
+
+
+def test_decimation_keeps_region_and_stays_closed(tmp_path):
+    v, f = icosphere(5)  # 20480 triangles
+    centroid_z = v[f].mean(1)[:, 2] / 0.1
+    keep = centroid_z > 0.8  # a "face" cap at full resolution
+    mesh = ViewerMesh(v, f, sphere_uv(v), None, keep=keep)
+    data = prepare(mesh, max_triangles=4000)
+    assert data.source_triangles == len(f)
+    assert int(keep.sum()) < len(data.indices) <= 4000 + 50
+    # The kept cap is there triangle for triangle, unchanged.
+    got = {tuple(np.round(t, 6).ravel()) for t in data.positions[data.indices].astype(float)}
+    want = [tuple(np.round(t, 6).ravel()) for t in v[f[keep]].astype(np.float32).astype(float)]
+    assert all(w in got for w in want)
+    # No crack between the kept cap and the decimated rest, no hole anywhere.
+    assert _boundary_edges(data.positions.astype(float), data.indices.astype(np.int64)) == 0
+    # Vertices stay on the sphere, UVs follow their positions, normals point outward.
+    r = np.linalg.norm(data.positions, axis=1)
+    assert np.abs(r - 0.1).max() < 0.01
+    np.testing.assert_allclose(data.uvs, sphere_uv(data.positions.astype(float)), atol=0.02)
+    assert (np.einsum("ij,ij->i", data.normals, data.positions / r[:, None]) > 0.9).all()
+    # Under the budget nothing changes.
+    assert len(prepare(mesh, max_triangles=len(f)).indices) == len(f)
+
+
+def test_glb_asset_round_trip(tmp_path):
+    import trimesh
+    from PIL import Image
+
+    v, f = icosphere(2)
+    uv = sphere_uv(v)
+    tex = Image.fromarray(quadrant_texture(32))
+    asset = trimesh.Trimesh(v, f, visual=trimesh.visual.TextureVisuals(uv=uv, image=tex), process=False)
+    glb = tmp_path / "head.glb"
+    glb.write_bytes(asset.export(file_type="glb"))
+    mesh, texture = mesh_from_glb(glb)
+    assert texture is not None and texture.startswith(b"\x89PNG")
+    np.testing.assert_allclose(mesh.vertices, v, atol=1e-6)
+    np.testing.assert_array_equal(mesh.triangles, f)
+    np.testing.assert_allclose(mesh.uvs, uv, atol=1e-6)  # v up again after glTF's v down
+
+    text = build_report(tmp_path, ReportContent(glb=glb)).read_text()
+    blob = _mesh_blob(text)
+    assert blob["triangleCount"] == len(f) and blob["textureSrc"].startswith("data:image/png")
+    assert "head.glb" in text
+
+
+def test_partial_content_and_escaping(tmp_path):
+    text = build_report(tmp_path, ReportContent(subject="<script>alert(1)</script>")).read_text()
+    assert "<script>alert(1)</script>" not in text and "&lt;script&gt;alert(1)" in text
+    assert 'data-status="none"' in text and 'id="mesh-data"' not in text
+    assert "No stage summary" in text
+
+
+def test_bad_inputs_name_the_file_and_keep_the_old_report(tmp_path):
+    old = build_report(tmp_path, ReportContent(subject="first")).read_bytes()
+    report = tmp_path / "report.html"
+
+    missing = tmp_path / "fit" / "overlays" / "cam9.jpg"
+    with pytest.raises(InputError, match="cam9.jpg"):
+        build_report(tmp_path, ReportContent(subject="second", overlays=[Overlay(missing)]))
+    assert report.read_bytes() == old
+
+    good = write_image(tmp_path / "tex.png", quadrant_texture(64))
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(good.read_bytes()[:200])
+    with pytest.raises(InputError, match="broken.png"):
+        build_report(tmp_path, ReportContent(texture=broken))
+    assert report.read_bytes() == old
+
+    bad_glb = tmp_path / "bad.glb"
+    bad_glb.write_bytes(b"glTF" + b"\x00" * 40)
+    with pytest.raises(InputError, match="bad.glb"):
+        build_report(tmp_path, ReportContent(glb=bad_glb))
+
+    v, f = icosphere(1)
+    with pytest.raises(MvreconError, match="uv_triangles"):
+        build_report(tmp_path, ReportContent(mesh=ViewerMesh(v, f, sphere_uv(v), f[:-1])))
+    with pytest.raises(MvreconError, match="out of range"):
+        build_report(tmp_path, ReportContent(mesh=ViewerMesh(v, f + 1000)))
+    with pytest.raises(InputError, match="viewer texture not found"):
+        build_report(tmp_path, ReportContent(mesh=quad_mesh(tmp_path / "nope.png")))
+    assert report.read_bytes() == old
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+    with pytest.raises(InputError, match="session folder not found"):
+        build_report(tmp_path / "no-such-session", ReportContent())
