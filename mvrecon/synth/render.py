@@ -83,14 +83,15 @@ def build_scene(model: FaceModel, skin: mo.UVMesh, verts_model: np.ndarray, extr
                  labels=labels, normals=normals, texture=texture, u_tiles=u_tiles)
 
 
-def world_rays(camera: Camera, ss: int, sample: int | None = None) -> np.ndarray:
+def world_rays(camera: Camera, ss: int, sample: int | None = None, pixels: np.ndarray | None = None) -> np.ndarray:
     """(ss*ss, H*W, 6) float32 rays [origin, direction] of every sub-pixel sample (or (H*W, 6) of
-    one ``sample``); the direction has camera-space z = 1, so a hit distance is the camera depth."""
+    one ``sample``, or (P, 6) of its flat ``pixels`` indices); the direction has camera-space
+    z = 1, so a hit distance is the camera depth."""
     from ..calibrate.board import camera_rays
 
     xn = camera_rays(camera, ss)                                           # (S, H*W, 2) undistorted
     if sample is not None:
-        xn = xn[sample]
+        xn = xn[sample] if pixels is None else xn[sample][pixels]
     R = camera.world_to_cam[:3, :3].astype(np.float32)
     out = np.empty(xn.shape[:-1] + (6,), np.float32)
     out[..., :3] = camera.center
@@ -191,21 +192,43 @@ def render_view(scene: Scene, raycaster, camera: Camera, sh: np.ndarray, rng: np
     h, w = camera.height, camera.width
     bg = (backdrop(camera, rng) if background is None else np.asarray(background, np.float64)).reshape(-1, 3)
     gain = np.ones(3) if gain is None else np.asarray(gain, np.float64)
-    acc = np.zeros((h * w, 3))
     sh_poly = irradiance_polynomial(sh)
+    idx = _covered_pixels(scene, camera)                 # only rays that can hit the head are cast
+    acc = bg.astype(np.float64) * (ss * ss)
+    acc[idx] = 0.0
     for s in range(ss * ss):                # one sub-pixel offset at a time bounds the memory
-        prim, bary = _cast(raycaster, world_rays(camera, ss, s))
-        col = bg.copy()
+        prim, bary = _cast(raycaster, world_rays(camera, ss, s, idx))
+        col = bg[idx].astype(np.float64)
         hit = prim >= 0
         col[hit] = shade(scene, prim[hit], bary[hit], sh_poly) * gain
-        acc += col
+        acc[idx] += col
     img = np.clip(acc / (ss * ss), 0, 1) ** (1.0 / gamma)
     img = img + rng.normal(0.0, noise_sigma, img.shape)
     image = np.clip(np.round(img * 255), 0, 255).astype(np.uint8).reshape(h, w, 3)
 
-    prim, _ = _cast(raycaster, world_rays(camera, 1, 0))
+    prim = np.full(h * w, -1, np.int64)
+    prim[idx], _ = _cast(raycaster, world_rays(camera, 1, 0, idx))
     labels = np.where(prim >= 0, scene.labels[np.maximum(prim, 0)], 0).astype(np.uint8).reshape(h, w)
     return ViewRender(image=image, labels=labels, mask=(prim >= 0).reshape(h, w))
+
+
+def _covered_pixels(scene: Scene, camera: Camera, margin: int = 3) -> np.ndarray:
+    """Flat indices of the pixels inside the bounding box (plus ``margin``) of the scene's projected
+    vertices: every ray outside it misses (triangles lie within their corners' convex hull, and
+    the lens distortion of a real camera is monotonic over the image). All pixels when some
+    vertex is behind the camera."""
+    h, w = camera.height, camera.width
+    uv, z = camera.project(scene.verts)
+    if np.any(z <= 0) or not np.all(np.isfinite(uv)):
+        return np.arange(h * w)
+    x0, y0 = np.floor(uv.min(0)).astype(int) - margin
+    x1, y1 = np.ceil(uv.max(0)).astype(int) + margin
+    x0, x1 = np.clip([x0, x1], 0, w - 1)
+    y0, y1 = np.clip([y0, y1], 0, h - 1)
+    if x1 < x0 or y1 < y0:
+        return np.zeros(0, np.int64)
+    yy, xx = np.mgrid[y0: y1 + 1, x0: x1 + 1]
+    return (yy * w + xx).reshape(-1)
 
 
 def landmarks_2d(raycaster, camera: Camera, points: np.ndarray, eps_m: float = 1e-3) -> tuple[np.ndarray, np.ndarray]:
