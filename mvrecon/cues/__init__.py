@@ -10,7 +10,7 @@ Public API::
     mediapipe_to_ibug68(points478, conf478) ; IBUG68_FROM_MP   the fixed 478 -> 68 table
 """
 
-from .detect import DetectConfig, FaceCues, detect, pick_face
+from .facemesh import DetectConfig, FaceCues, detect, pick_face
 from .mapping import IBUG68_FROM_MP, MP_TO_IBUG68, mediapipe_to_ibug68
 from .parsing import FaceParser, LandmarkParser, get_parser, parser_names, register_parser
 from .stage import (

@@ -26,7 +26,7 @@ from typing import Callable, Protocol, runtime_checkable
 import numpy as np
 
 from ..parts import PART_CODES, _frame, part_label_image, part_polygons
-from .detect import FaceCues
+from .facemesh import FaceCues
 from .visibility import mesh_triangles
 
 

@@ -29,7 +29,7 @@ import numpy as np
 from ..errors import InputError
 from ..io import MAX_IMAGE_PIXELS, atomic_dir, read_image, read_json, write_image, write_json
 from ..parts import overlay as part_overlay
-from .detect import DetectConfig, FaceCues, detect, downscale
+from .facemesh import DetectConfig, FaceCues, detect, downscale
 from .parsing import FaceParser, get_parser
 
 log = logging.getLogger(__name__)

@@ -327,7 +327,7 @@ def test_mesh_fallback_when_the_detector_finds_nothing(astronaut, astronaut_cues
     detector and refined on a crop: same landmarks, method 'mesh'."""
     import importlib
 
-    D = importlib.import_module("mvrecon.cues.detect")  # the module, not the function it exports
+    D = importlib.import_module("mvrecon.cues.facemesh")
     monkeypatch.setattr(D, "_detect_boxes", lambda img, cfg, models=(1, 0): (np.zeros((0, 4)), np.zeros(0)))
     cues = detect(astronaut, DetectConfig(tile_grids=()))
     assert cues is not None and cues.method == "mesh"
