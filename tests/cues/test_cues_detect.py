@@ -325,9 +325,8 @@ def test_surface_parser_hides_what_the_nose_hides(astronaut, astronaut_cues):
 def test_mesh_fallback_when_the_detector_finds_nothing(astronaut, astronaut_cues, monkeypatch):
     """A face the box detector misses (e.g. a strongly turned head) is found by the mesh's own
     detector and refined on a crop: same landmarks, method 'mesh'."""
-    import importlib
+    import mvrecon.cues.facemesh as D
 
-    D = importlib.import_module("mvrecon.cues.facemesh")
     monkeypatch.setattr(D, "_detect_boxes", lambda img, cfg, models=(1, 0): (np.zeros((0, 4)), np.zeros(0)))
     cues = detect(astronaut, DetectConfig(tile_grids=()))
     assert cues is not None and cues.method == "mesh"
