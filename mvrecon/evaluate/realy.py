@@ -32,7 +32,9 @@ Deviations from the reference code, and why:
   the numbers equalled a transcription of REALY's code (tests/evaluate/eval_reference.py) to
   1e-4 on scans in a head-centred frame; with the defaults they agree within about 1 %
   (bench/eval.py prints it; the tests assert 2 %).
-- REALY uses 85 keypoints (68 + 17 extra on nose and cheeks); here only the standard 68.
+- REALY uses 85 keypoints (68 + 17 extra on nose and cheeks); here only the standard 68, and a
+  landmark more than ``keypoint_snap_mm`` from the region (REALY's regions hold their keypoints;
+  a cut that keeps off an eye opening does not) does not anchor the non-rigid step.
 - Coverage check (REALY has none): after step 3, region vertices whose closest point lies on the
   prediction's open border, farther than ``boundary_tol`` away, are counted as not covered; a
   region covered below ``min_coverage`` is reported missing (no number) instead of being scored
@@ -64,6 +66,8 @@ class RealyConfig:
     """Non-rigid ICP settings."""
     nicp_origin: Literal["head", "scan", "region"] = "head"
     """Origin of the non-rigid ICP's coordinates: head centre from the landmarks, scan file's origin, region centroid."""
+    keypoint_snap_mm: float = 3.0
+    """Landmarks farther than this from every region vertex do not anchor the non-rigid ICP."""
     min_region_vertices: int = 30
     """A scan region with fewer vertices is reported empty."""
     boundary_tol_mm: float = 1.0
@@ -173,8 +177,12 @@ def evaluate_region(
 
     nk = list(NICP_KEYPOINTS[name])
     if nk:
-        kp_ids = cKDTree(verts).query(scan_lm[nk])[1]
-        kp_tgt = pred_landmarks[nk]
+        dist, kp_ids = cKDTree(verts).query(scan_lm[nk])
+        # a landmark on an edge the cut left out (an eye or mouth opening of the scan) would snap to
+        # a vertex centimetres away and drag the region with it: only landmarks on the region anchor it
+        on_region = dist <= cfg.keypoint_snap_mm * 1e-3
+        kp_ids = kp_ids[on_region]
+        kp_tgt = pred_landmarks[nk][on_region]
     else:
         kp_ids, kp_tgt = np.zeros(0, np.int64), np.zeros((0, 3))
     deformed = nicp(verts, region.triangles, cp0.points, kp_ids, kp_tgt, cfg.nicp, origin=_nicp_origin(scan_lm, motion, verts, cfg))
