@@ -152,6 +152,7 @@ def evaluate(items, title: str, overlays: Path | None) -> dict:
     parser = get_parser(cfg.parser)
     parts = PART_NAMES[1:]
     per_view, oracle, names, lm_err, nme, missed, times, frontal = [], [], [], [], [], [], [], []
+    vis_pairs = []  # (confidence, truly visible) per landmark
     n = 0
     for name, path, lab_path, lm, vis in items:
         n += 1
@@ -184,6 +185,7 @@ def evaluate(items, title: str, overlays: Path | None) -> dict:
             e = np.linalg.norm(cues.points68 - lm, axis=1)
             if vis is not None:
                 e = np.where(vis, e, np.nan)
+                vis_pairs.append(np.stack([cues.conf68, vis.astype(float)], 1))
             lm_err.append(e)
             iod = np.linalg.norm(lm[36:42].mean(0) - lm[42:48].mean(0))
             nme.append(e / iod)
@@ -216,6 +218,17 @@ def evaluate(items, title: str, overlays: Path | None) -> dict:
         print(f"\nlandmark error over {len(lm_err)} views{vis_note} (pixels; NME = error / inter-ocular distance)")
         print(_table(["landmarks", "median px", "p90 px", "median NME %"], rows))
         out["median_px"] = float(np.nanmedian(E))
+    if vis_pairs:
+        cv = np.concatenate(vis_pairs)
+        conf, truth = cv[:, 0], cv[:, 1] > 0.5
+        rows = []
+        for th in (0.2, 0.35, 0.5):
+            pred = conf >= th
+            rows.append([f">= {th}", f"{100 * (pred == truth).mean():.1f}",
+                         f"{100 * (pred & truth).sum() / max(1, truth.sum()):.1f}",
+                         f"{100 * (~pred & ~truth).sum() / max(1, (~truth).sum()):.1f}"])
+        print(f"\nlandmark confidence vs true visibility ({len(cv)} landmarks, {100 * truth.mean():.0f} % visible)")
+        print(_table(["called visible if conf", "agreement %", "visible found %", "hidden found %"], rows))
     print(f"\ndetect time per view: median {1000 * np.median(times):.1f} ms")
     return out
 
