@@ -321,8 +321,10 @@ def _run_mesh(img: np.ndarray, cfg: DetectConfig) -> tuple[np.ndarray, int] | No
     res = _process(_face_mesh(cfg.min_mesh_score), img)
     if not res.multi_face_landmarks:
         return None
+    # MediaPipe hands back protobuf messages with no array accessor: this boundary copy is the one
+    # per-point loop (478 attribute reads, ~0.3 ms); everything after works on arrays.
     faces = [
-        np.array([[p.x * w - 0.5, p.y * h - 0.5, p.z * w] for p in f.landmark], np.float64)
+        np.array([(p.x, p.y, p.z) for p in f.landmark], np.float64) * [w, h, w] - [0.5, 0.5, 0.0]
         for f in res.multi_face_landmarks
     ]
     centre = np.array([(w - 1) / 2, (h - 1) / 2])
