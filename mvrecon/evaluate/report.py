@@ -52,11 +52,10 @@ def markdown_table(result: EvalResult) -> str:
 def heatmap_png(result: EvalResult, max_mm: float | None = None, dpi: int = 110) -> bytes:
     """PNG bytes: the scan seen from the front (its landmarks' face frame), faces of the four
     regions coloured by REALY error (mm, colour bar), the rest grey, missing regions hatched."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    # an explicit Agg canvas: no pyplot global state, no display needed
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.colors import ListedColormap
+    from matplotlib.figure import Figure
     from matplotlib.tri import Triangulation
 
     scan = result.scan
@@ -74,7 +73,9 @@ def heatmap_png(result: EvalResult, max_mm: float | None = None, dpi: int = 110)
     vals = face_err[np.isfinite(face_err)]
     vmax = max_mm if max_mm is not None else (max(float(np.percentile(vals, 98)), 0.5) if len(vals) else 1.0)
 
-    fig, ax = plt.subplots(figsize=(5.6, 6.4))
+    fig = Figure(figsize=(5.6, 6.4))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
     tri = Triangulation(p[:, 0], p[:, 1], f)
     ax.tripcolor(tri, facecolors=np.zeros(len(f)), cmap=ListedColormap(["#d8d8d8"]), edgecolors="none")
     shown = np.isfinite(face_err)
@@ -98,7 +99,6 @@ def heatmap_png(result: EvalResult, max_mm: float | None = None, dpi: int = 110)
     ax.set_title(title, fontsize=8)
     buf = _io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
-    plt.close(fig)
     return buf.getvalue()
 
 
