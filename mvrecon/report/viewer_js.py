@@ -204,12 +204,19 @@ VIEWER_JS = r"""
     draw();
     var w = canvas.width, h = canvas.height, px = new Uint8Array(w * h * 4), bg = BG.map(function (c) { return Math.round(c * 255); });
     gl.readPixels(0, 0, w, h, gl.RGBA, gl.UNSIGNED_BYTE, px);
-    var nonblank = 0;
+    var nonblank = 0, x0 = w, x1 = -1, y0 = h, y1 = -1;
     for (var p = 0; p < px.length; p += 4) {
-      if (Math.abs(px[p] - bg[0]) + Math.abs(px[p + 1] - bg[1]) + Math.abs(px[p + 2] - bg[2]) > 6) nonblank++;
+      if (Math.abs(px[p] - bg[0]) + Math.abs(px[p + 1] - bg[1]) + Math.abs(px[p + 2] - bg[2]) > 6) {
+        nonblank++;
+        var q = p >> 2, x = q % w, y = (q - x) / w;
+        if (x < x0) x0 = x; if (x > x1) x1 = x; if (y < y0) y0 = y; if (y > y1) y1 = y;
+      }
     }
+    // Share of the drawn bounding box that is covered: a solid surface fills most of it,
+    // stray points or lines would not.
+    var fill = nonblank ? nonblank / ((x1 - x0 + 1) * (y1 - y0 + 1)) : 0;
     var attrs = { triangles: mesh.triangleCount, 'source-triangles': mesh.sourceTriangles, vertices: mesh.vertexCount,
-                  nonblank: nonblank, pixels: w * h, textured: state.textured && state.texReady ? 1 : 0, webgl: gl2 ? 2 : 1 };
+                  nonblank: nonblank, pixels: w * h, fill: fill.toFixed(3), textured: state.textured && state.texReady ? 1 : 0, webgl: gl2 ? 2 : 1 };
     if (nonblank === 0) setStatus('error', 'the first frame drew nothing but background', attrs);
     else setStatus('ok', '', attrs);
   }

@@ -1,0 +1,136 @@
+"""report.html in headless Chromium: the WebGL view renders, textured the right way up, no errors.
+
+Needs the Debian package ``chromium`` (CI installs it); skipped with the reason when it is missing
+on a developer's machine, an error in CI so a missing browser never passes silently.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from report_scene import checker, full_content, quad_mesh, quadrant_texture
+
+from mvrecon.io import read_image, write_image
+from mvrecon.report import ReportContent, ViewerMesh, build_report
+
+# SwiftShader through ANGLE is what gives headless Chromium WebGL without a GPU.
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--use-angle=swiftshader",
+    "--enable-unsafe-swiftshader",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--hide-scrollbars",
+    "--virtual-time-budget=10000",
+]
+
+
+@pytest.fixture(scope="module")
+def chromium() -> str:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        exe = shutil.which(name)
+        if exe:
+            return exe
+    if os.environ.get("CI"):
+        pytest.fail("chromium is not installed (apt-get install chromium)")
+    pytest.skip("chromium is not installed (apt-get install chromium); the WebGL view was not checked")
+
+
+def _run(chromium: str, tmp_path: Path, url: str, *extra: str) -> subprocess.CompletedProcess:
+    profile = tmp_path / "chromium-profile"
+    cmd = [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *extra, url]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+
+
+def _status(chromium: str, tmp_path: Path, report: Path) -> dict[str, str]:
+    proc = _run(chromium, tmp_path, report.as_uri(), "--dump-dom")
+    m = re.search(r"<div[^>]*id=\"viewer-status\"[^>]*>", proc.stdout)
+    assert m, f"no status element in the DOM; chromium said: {proc.stderr[-2000:]}"
+    return dict(re.findall(r'data-([\w-]+)="([^"]*)"', m.group(0)))
+
+
+def _screenshot(chromium: str, tmp_path: Path, url: str, size: str = "1000,900") -> np.ndarray:
+    shot = tmp_path / "shot.png"
+    shot.unlink(missing_ok=True)
+    _run(chromium, tmp_path, url, f"--screenshot={shot}", f"--window-size={size}")
+    assert shot.is_file(), "chromium wrote no screenshot"
+    return read_image(shot)
+
+
+def test_full_report_renders_the_3d_view(chromium, tmp_path, ict_model):
+    """The ICT mean face with a checker texture, with every other section filled in."""
+    m = ict_model
+    content = full_content(tmp_path / "in", None)
+    mesh = ViewerMesh(m.mean, m.triangles, m.uvs, m.uv_triangles, texture=content.texture)
+    session = tmp_path / "session"
+    session.mkdir()
+    report = build_report(session, ReportContent(**{**content.__dict__, "mesh": mesh}))
+
+    status = _status(chromium, tmp_path, report)
+    assert status.get("status") == "ok", status
+    assert int(status["triangles"]) == len(m.triangles)
+    assert status["textured"] == "1"
+    # The head covers a good part of the canvas, not a stray pixel or two.
+    assert int(status["nonblank"]) > 0.05 * int(status["pixels"])
+    # ... and drawn as a solid surface (a head fills ~2/3 of its bounding box; points would not).
+    assert float(status["fill"]) > 0.45, status
+
+    img = _screenshot(chromium, tmp_path, report.as_uri(), "1280,2400")
+    # The checker's orange and blue both show up (the page itself has neither colour).
+    orange = (img[..., 0] > 180) & (img[..., 1] > 70) & (img[..., 1] < 170) & (img[..., 2] < 110)
+    blue = (img[..., 2] > 150) & (img[..., 0] < 90) & (img[..., 1] > 60)
+    assert orange.sum() > 2000 and blue.sum() > 2000
+
+
+def test_texture_is_the_right_way_up(chromium, tmp_path):
+    """A quad with the top-left red, top-right green, bottom blue texture must look like that."""
+    tex = write_image(tmp_path / "quad.png", quadrant_texture())
+    report = build_report(tmp_path, ReportContent(subject="orientation", mesh=quad_mesh(tex)))
+    img = _screenshot(chromium, tmp_path, report.as_uri()).astype(int)
+    r, g, b = img[..., 0], img[..., 1], img[..., 2]
+    masks = {"red": (r > 120) & (g < 60) & (b < 60), "green": (g > 120) & (r < 60) & (b < 60),
+             "blue": (b > 120) & (r < 60) & (g < 60)}
+    centres = {}
+    for name, mask in masks.items():
+        assert mask.sum() > 500, f"{name} missing from the rendered quad"
+        ys, xs = np.nonzero(mask)
+        centres[name] = (ys.mean(), xs.mean())
+    assert centres["red"][0] < centres["blue"][0] and centres["green"][0] < centres["blue"][0]  # top above bottom
+    assert centres["red"][1] < centres["green"][1]  # left is left (not mirrored)
+
+
+def test_wireframe_draws_edges(chromium, tmp_path):
+    v = np.array([[-0.1, -0.1, 0.0], [0.1, -0.1, 0.0], [0.1, 0.1, 0.0], [-0.1, 0.1, 0.0]])
+    write_image(tmp_path / "c.png", checker(64, 4))
+    mesh = ViewerMesh(v, np.array([[0, 1, 2], [0, 2, 3]]), uvs=(v[:, :2] + 0.1) * 5, texture=tmp_path / "c.png")
+    report = build_report(tmp_path, ReportContent(mesh=mesh))
+    line = np.array([26, 140, 217])  # the wireframe colour in the viewer's shader
+    counts = []
+    for url in (report.as_uri(), report.as_uri() + "#wireframe"):
+        img = _screenshot(chromium, tmp_path, url).astype(int)
+        counts.append(int((np.abs(img - line).sum(-1) < 20).sum()))
+    assert counts[0] == 0 and counts[1] > 300, counts
+    status = _status(chromium, tmp_path, Path(str(report)))
+    assert status["status"] == "ok" and status["triangles"] == "2"
+
+
+def test_viewer_reports_errors(chromium, tmp_path):
+    """A texture the browser cannot decode must end in data-status="error", not a silent blank."""
+    tex = write_image(tmp_path / "t.png", quadrant_texture(8))
+    report = build_report(tmp_path, ReportContent(mesh=quad_mesh(tex)))
+    text = report.read_text()
+    broken = re.sub(r'"textureSrc":"data:image/png;base64,[^"]+"', '"textureSrc":"data:image/png;base64,AAAA"', text)
+    assert broken != text
+    report.write_text(broken)
+    status = _status(chromium, tmp_path, report)
+    assert status["status"] == "error" and "texture" in status["message"], status
