@@ -165,7 +165,7 @@ def sample_views(head: FittedHead, samples: _Samples, views: list[BakeView], cfg
                  occluders: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Per view, the de-lit colour (M, 3) and weight (M,) (0 = not seen) of every sample point."""
     colours, weights = [], []
-    feather_cache: dict[tuple[int, str], np.ndarray] = {}
+    world: dict[int, np.ndarray] = {}
     for view in views:
         g = view.group
         P, N = samples.points[g], samples.normals[g]
@@ -186,15 +186,13 @@ def sample_views(head: FittedHead, samples: _Samples, views: list[BakeView], cfg
         cos = np.einsum("mc,mc->m", N, to_cam) / np.maximum(np.linalg.norm(to_cam, axis=1), 1e-12)
         cand = np.flatnonzero(inside & (cos > cfg.min_cos))
         if len(cand):
-            verts_g = head.world(g, detail=cfg.use_detail)
-            occ = raycast.occluded(verts_g, occluders, cam.center[None], P[cand][None], 1e-4)[0]
+            if g not in world:
+                world[g] = head.world(g, detail=cfg.use_detail)
+            occ = raycast.occluded(world[g], occluders, cam.center[None], P[cand][None], 1e-4)[0]
             cand = cand[~occ]
         if len(cand):
-            key = (g, view.key)
-            if key not in feather_cache:
-                feather_cache[key] = _silhouette_feather(head.world(g, detail=cfg.use_detail), occluders, cam,
-                                                         cfg.feather_px)
-            fea = _bilinear(feather_cache[key][..., None], xy[cand])[:, 0]
+            feather = _silhouette_feather(world[g], occluders, cam, cfg.feather_px)
+            fea = _bilinear(feather[..., None], xy[cand])[:, 0]
             Y = sh_basis(torch.as_tensor(N[cand])).numpy()
             irr = Y @ np.asarray(view.sh, np.float64)                           # (m, 3)
             lit = irr.min(1) > cfg.min_irradiance
