@@ -246,8 +246,13 @@ def _eyes_texture(head: FittedHead, views: list[BakeView], cfg: TextureConfig, s
     tex = np.broadcast_to(SCLERA, (size, size, 3)).copy()
     if "eyeball_left" not in model.submeshes:
         return tex, DEFAULT_IRIS.copy()
+    from ..fit.params import vertex_uvs
+    from .uvraster import texel_uv
+
     neutral = head.neutral_model_space()
-    angles_all, samples_pts, samples_n, iris_sel = [], [], [], []
+    vuv = vertex_uvs(model)
+    tuv = texel_uv(size, size)
+    angles_all, samples_pts, samples_n = [], [], []
     iris_colour = DEFAULT_IRIS.copy()
     raster = None
     for side in ("eyeball_left", "eyeball_right"):
@@ -255,13 +260,21 @@ def _eyes_texture(head: FittedHead, views: list[BakeView], cfg: TextureConfig, s
         r = rasterize_uv(corner_uvs(model, tri_ids, mat).reshape(-1, 2), np.arange(3 * len(tri_ids)).reshape(-1, 3),
                          size, size)
         a, b = model.submeshes[side]
-        centre = neutral[a:b].mean(0)
-        front = neutral[a:b][np.argmax(neutral[a:b, 2])]
-        axis = (front - centre) / np.linalg.norm(front - centre)
-        corners = model.triangles[tri_ids]
-        p = r.interpolate(neutral, corners)
-        d = p - centre
-        ang = np.degrees(np.arccos(np.clip(d @ axis / np.maximum(np.linalg.norm(d, axis=1), 1e-12), -1, 1)))
+        v = neutral[a:b]
+        front = int(np.argmax(v[:, 2]))
+        # ICT's eyeball holds an outer (cornea) and an inner (iris) layer that share UVs, so a
+        # texel's 3D point is ambiguous; the iris is therefore placed in UV space: a disc around
+        # the front vertex's UV whose radius is the UV distance of the vertices seen ~iris_deg
+        # off the optical axis (median over both layers).
+        centre = v.mean(0)
+        axis = (v[front] - centre) / np.linalg.norm(v[front] - centre)
+        d = v - centre
+        ang_v = np.degrees(np.arccos(np.clip(d @ axis / np.maximum(np.linalg.norm(d, axis=1), 1e-12), -1, 1)))
+        du_v = np.linalg.norm(vuv[a:b] - vuv[a + front], axis=1)
+        band = np.abs(ang_v - cfg.iris_deg) < 5
+        r_iris = float(np.median(du_v[band])) if band.any() else 0.12
+        du = np.linalg.norm(tuv[r.mask] - vuv[a + front], axis=1)
+        ang = du / max(r_iris, 1e-6) * cfg.iris_deg          # UV distance as a pseudo viewing angle
         angles_all.append(ang)
         sel = (ang > cfg.pupil_deg * 1.2) & (ang < cfg.iris_deg * 0.85)
         s = _surface_samples(head, r, tri_ids, detail=False)
@@ -281,7 +294,8 @@ def _eyes_texture(head: FittedHead, views: list[BakeView], cfg: TextureConfig, s
     # radial iris pattern: darker limbal ring, lighter collarette, fibres from a fixed pattern
     t = np.clip((ang - cfg.pupil_deg) / (cfg.iris_deg - cfg.pupil_deg), 0, 1)
     yy, xx = np.nonzero(m)
-    fibres = 0.92 + 0.08 * np.sin(np.arctan2(yy - yy.mean(), xx - xx.mean()) * 37.0)
+    cy, cx = yy[np.argmin(ang)], xx[np.argmin(ang)]
+    fibres = 0.92 + 0.08 * np.sin(np.arctan2(yy - cy, xx - cx) * 37.0)
     shade = (1.15 - 0.45 * t ** 3)[:, None] * fibres[:, None]
     colour = np.where((ang < cfg.iris_deg)[:, None], iris_colour * shade, SCLERA)
     colour = np.where((ang < cfg.pupil_deg)[:, None], 0.02, colour)
