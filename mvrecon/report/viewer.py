@@ -121,117 +121,155 @@ def _weld_ids(positions: np.ndarray) -> np.ndarray:
     return np.unique(key, axis=0, return_inverse=True)[1].reshape(-1)
 
 
-def _open_border(indices: np.ndarray, n_vertices: int) -> np.ndarray:
-    """(V,) bool: vertices on an edge used by one triangle only (UV seams, region borders, holes)."""
-    e = np.sort(np.concatenate([indices[:, [0, 1]], indices[:, [1, 2]], indices[:, [2, 0]]]), axis=1)
-    uniq, counts = np.unique(e, axis=0, return_counts=True)
-    out = np.zeros(n_vertices, bool)
-    out[uniq[counts == 1].ravel()] = True
-    return out
+def _vertex_quadrics(pos: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Area-weighted plane quadrics summed per vertex: ``A`` (V, 9) (flattened 3x3 of n n^T) and
+    ``b`` (V, 3) (n d), so that the sum over planes of (n.x + d)^2 = x^T A x + 2 b.x + const."""
+    fn = np.cross(pos[idx[:, 1]] - pos[idx[:, 0]], pos[idx[:, 2]] - pos[idx[:, 0]])
+    area = 0.5 * np.linalg.norm(fn, axis=1)
+    n = fn / np.maximum(2 * area, 1e-30)[:, None]
+    d = -np.einsum("ij,ij->i", n, pos[idx[:, 0]])
+    fa = (area[:, None, None] * n[:, :, None] * n[:, None, :]).reshape(-1, 9)
+    fb = (area * d)[:, None] * n
+    A, b = np.zeros((len(pos), 9)), np.zeros((len(pos), 3))
+    for k in range(3):
+        np.add.at(A, idx[:, k], fa)
+        np.add.at(b, idx[:, k], fb)
+    return A, b
 
 
-def _cluster_once(pos, uv, idx, group, pinned, cell):
-    """Vertex clustering at ``cell`` metres: free vertices in one grid cell (and one group) merge."""
+def _clusters(pos: np.ndarray, group: np.ndarray, pinned: np.ndarray, cell: float) -> np.ndarray:
+    """(V,) cluster id: free vertices sharing a grid cell of ``cell`` metres and a group merge."""
     key = np.c_[np.floor((pos - pos.min(0)) / cell).astype(np.int64), group]
-    free = ~pinned
-    cl = np.empty(len(pos), np.int64)
-    _, cl_free = np.unique(key[free], axis=0, return_inverse=True)
-    n_free = int(cl_free.max()) + 1 if free.any() else 0
-    cl[free] = cl_free.reshape(-1)
-    cl[pinned] = n_free + np.arange(int(pinned.sum()))
-    n = n_free + int(pinned.sum())
-    count = np.bincount(cl, minlength=n)[:, None]
-    new_pos = np.stack([np.bincount(cl, pos[:, k], n) for k in range(3)], 1) / count
-    new_uv = None if uv is None else np.stack([np.bincount(cl, uv[:, k], n) for k in range(2)], 1) / count
+    key[pinned, 3] = -1 - np.arange(int(pinned.sum()))  # each pinned vertex is its own cluster
+    return np.unique(key, axis=0, return_inverse=True)[1].reshape(-1)
+
+
+def _surviving(cl: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """Indices of the triangles that survive clustering: not degenerate, and after folds cancel.
+
+    Triangles landing on the same three clusters come from folds: they are counted modulo 2 (a
+    pair cancels, an odd group leaves one), which keeps the result closed wherever the input was.
+    """
     t = cl[idx]
-    t = t[(t[:, 0] != t[:, 1]) & (t[:, 1] != t[:, 2]) & (t[:, 2] != t[:, 0])]
-    # Triangles landing on the same three clusters come from folds: count them modulo 2 (a pair
-    # cancels, an odd group leaves one), which keeps the result closed wherever the input was.
-    _, first, counts = np.unique(np.sort(t, axis=1), axis=0, return_index=True, return_counts=True)
-    return new_pos, new_uv, t[np.sort(first[counts % 2 == 1])]
+    alive = np.nonzero((t[:, 0] != t[:, 1]) & (t[:, 1] != t[:, 2]) & (t[:, 2] != t[:, 0]))[0]
+    _, first, counts = np.unique(np.sort(t[alive], axis=1), axis=0, return_index=True, return_counts=True)
+    return alive[np.sort(first[counts % 2 == 1])]
 
 
-def _cluster_decimate(pos: np.ndarray, uv: np.ndarray | None, idx: np.ndarray, target: int):
-    """Decimate to at most ``target`` triangles by vertex clustering, searching the cell size.
+def _cluster_points(pos, cl, quadrics, cell) -> np.ndarray:
+    """(C, 3) one point per cluster: the one that best keeps the members' planes (Lindstrom's
+    quadric clustering), so curved surfaces do not shrink; the mean where that is ill-posed."""
+    n = int(cl.max()) + 1
+    count = np.bincount(cl, minlength=n)[:, None]
+    mean = np.stack([np.bincount(cl, pos[:, k], n) for k in range(3)], 1) / count
+    A = np.stack([np.bincount(cl, quadrics[0][:, k], n) for k in range(9)], 1).reshape(-1, 3, 3)
+    b = np.stack([np.bincount(cl, quadrics[1][:, k], n) for k in range(3)], 1)
+    # A little pull towards the mean makes flat and ridge clusters (rank-deficient A) solvable.
+    lam = 1e-3 * np.trace(A, axis1=1, axis2=2)[:, None] + 1e-12
+    best = np.linalg.solve(A + lam[:, :, None] * np.eye(3), (-b + lam * mean)[..., None])[..., 0]
+    # Single vertices stay exactly where they are (pinned borders must match bit for bit).
+    ok = (np.linalg.norm(best - mean, axis=1) < cell) & (count[:, 0] > 1)
+    return np.where(ok[:, None], best, mean)
 
-    Vertices on open borders (UV seams after the split, the border of a kept region) are pinned,
-    so the decimated part still meets its neighbours edge for edge: no cracks. Vertices merge only
-    within one connected piece (a UV island) and one normal direction, so the two sides of a thin
-    part (an ear) or two UV islands never mix.
+
+def decimate(
+    vertices: np.ndarray,
+    triangles: np.ndarray,
+    uvs: np.ndarray | None,
+    uv_triangles: np.ndarray | None,
+    keep: np.ndarray,
+    target: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """Reduce the triangles outside ``keep`` until the whole mesh has at most ``target`` (when the
+    kept part and a cell no coarser than 1/25 of the mesh allow it), by vertex clustering.
+
+    Geometry is clustered on the welded vertices, so UV seams cannot open; vertices shared with
+    kept triangles are pinned, so the border to the full-resolution region cannot open either.
+    UVs are then averaged per (cluster, UV island): every triangle keeps texture coordinates from
+    its own island. Vertices merge only under one normal direction, so the two sides of a thin
+    part (an ear) stay apart. Returns ``vertices`` (N', 3), ``triangles`` (F', 3), ``uvs`` (T', 2)
+    and ``uv_triangles`` (F', 3) (None without UVs); kept triangles come first, unchanged.
     """
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
-    # Work on the vertices these triangles use only (the rest would drag the cluster means).
-    used = np.unique(idx)
-    remap = np.full(len(pos), -1, np.int64)
-    remap[used] = np.arange(len(used))
-    pos, idx = pos[used], remap[idx]
-    uv = None if uv is None else uv[used]
-    n = len(pos)
-    pinned = _open_border(idx, n)
-    e = np.concatenate([idx[:, [0, 1]], idx[:, [1, 2]]])
-    _, island = connected_components(coo_matrix((np.ones(len(e)), (e[:, 0], e[:, 1])), shape=(n, n)), directed=False)
-    fn = np.cross(pos[idx[:, 1]] - pos[idx[:, 0]], pos[idx[:, 2]] - pos[idx[:, 0]])
-    vn = np.zeros((n, 3))
+    rest = np.nonzero(~keep)[0]
+    f = triangles[rest]
+    pinned = np.zeros(len(vertices), bool)
+    pinned[triangles[keep].ravel()] = True
+    # Open borders (a neck cut, holes) stay too, or the silhouette there turns ragged.
+    e = np.sort(np.concatenate([triangles[:, [0, 1]], triangles[:, [1, 2]], triangles[:, [2, 0]]]), axis=1)
+    edges, counts = np.unique(e, axis=0, return_counts=True)
+    pinned[edges[counts == 1].ravel()] = True
+    A, b = _vertex_quadrics(vertices, f)
+    vn = np.zeros((len(vertices), 3))
+    fn = np.cross(vertices[f[:, 1]] - vertices[f[:, 0]], vertices[f[:, 2]] - vertices[f[:, 0]])
     for k in range(3):
-        np.add.at(vn, idx[:, k], fn)
+        np.add.at(vn, f[:, k], fn)
     axis = np.abs(vn).argmax(1)
-    direction = 2 * axis + (vn[np.arange(n), axis] > 0)
-    group = island * 6 + direction
-    lo = float(np.linalg.norm(pos[idx[:, 1]] - pos[idx[:, 0]], axis=1).mean())
-    hi = float(np.linalg.norm(pos.max(0) - pos.min(0))) + lo
-    best = _cluster_once(pos, uv, idx, group, pinned, hi)
-    for _ in range(14):  # bisection on the cell size: the largest count that fits the budget
+    group = 2 * axis + (vn[np.arange(len(vn)), axis] > 0)
+
+    budget = max(target - int(keep.sum()), 1)
+    lo = float(np.linalg.norm(vertices[f[:, 1]] - vertices[f[:, 0]], axis=1).mean())
+    # Cells beyond 1/25 of the mesh would merge whole features (the top of a head into a peak).
+    hi = max(float(np.linalg.norm(vertices.max(0) - vertices.min(0))) / 25, lo)
+    cell, cl = hi, _clusters(vertices, group, pinned, hi)
+    for _ in range(14):  # bisection: the finest cell whose result fits the budget
         mid = 0.5 * (lo + hi)
-        trial = _cluster_once(pos, uv, idx, group, pinned, mid)
-        if len(trial[2]) <= target:
-            best, hi = trial, mid
+        trial = _clusters(vertices, group, pinned, mid)
+        if len(_surviving(trial, f)) <= budget:
+            cell, cl, hi = mid, trial, mid
         else:
             lo = mid
-    return best
+    alive = _surviving(cl, f)
+    points = _cluster_points(vertices, cl, (A, b), cell)
+    # Kept triangles use the original vertices; the decimated rest uses cluster points after them.
+    new_vertices = np.concatenate([vertices, points])
+    new_triangles = np.concatenate([triangles[keep], len(vertices) + cl[f[alive]]])
+    if uvs is None:
+        return new_vertices, new_triangles, None, None
+
+    uf = uv_triangles[rest]
+    e = np.concatenate([uf[:, [0, 1]], uf[:, [1, 2]]])
+    _, island = connected_components(
+        coo_matrix((np.ones(len(e)), (e[:, 0], e[:, 1])), shape=(len(uvs), len(uvs))), directed=False
+    )
+    # One UV per (cluster, island) corner pair, averaged over all rest corners that map to it.
+    pair = np.stack([cl[f].ravel(), island[uf].ravel()], 1)
+    uniq, inverse = np.unique(pair, axis=0, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    count = np.bincount(inverse, minlength=len(uniq))[:, None]
+    pair_uv = np.stack([np.bincount(inverse, uvs[uf].reshape(-1, 2)[:, k], len(uniq)) for k in range(2)], 1) / count
+    rest_uvf = inverse.reshape(-1, 3)[alive] + len(uvs)
+    return new_vertices, new_triangles, np.concatenate([uvs, pair_uv]), np.concatenate([uv_triangles[keep], rest_uvf])
 
 
 def prepare(mesh: ViewerMesh, max_triangles: int = DEFAULT_MAX_TRIANGLES) -> ViewerData:
-    """Viewer arrays for ``mesh``: seams split, decimated to ``max_triangles``, normals computed.
+    """Viewer arrays for ``mesh``: decimated to ``max_triangles``, seams split, normals computed.
 
     Triangles marked in ``mesh.keep`` stay at full resolution; the rest is decimated to fill the
-    remaining budget (all of them when the kept part alone exceeds it).
+    remaining budget.
     """
     v, f, uv, uvf = _check(mesh)
     if mesh.texture is not None and not Path(mesh.texture).is_file():
         raise InputError("viewer texture not found", mesh.texture)
-    pos, puv, idx, source = split_seams(v, f, uv, uvf)
-    weld = source
-    if len(idx) > max_triangles:
-        keep = np.zeros(len(idx), bool) if mesh.keep is None else np.asarray(mesh.keep, bool)
-        rest_target = max(max_triangles - int(keep.sum()), max_triangles // 10)
-        parts = []
-        if keep.any():
-            parts.append((pos, puv, idx[keep]))
-        parts.append(_cluster_decimate(pos, puv, idx[~keep], rest_target))
-        # Concatenate, then weld exact copies again (the kept and decimated parts share a border).
-        offsets = np.cumsum([0] + [len(p[0]) for p in parts])
-        pos = np.concatenate([p[0] for p in parts])
-        puv = None if puv is None else np.concatenate([p[1] for p in parts])
-        idx = np.concatenate([p[2] + o for p, o in zip(parts, offsets)])
-        # Drop unreferenced vertices and merge the exact copies on the kept/decimated border.
-        used = np.unique(idx)
-        attrs = pos[used] if puv is None else np.c_[pos[used], puv[used]]
-        uniq, inverse = np.unique(attrs, axis=0, return_inverse=True)
-        remap = np.full(len(pos), -1, np.int64)
-        remap[used] = inverse.reshape(-1)
-        pos, idx = uniq[:, :3], remap[idx]
-        puv = None if puv is None else uniq[:, 3:]
-        weld = _weld_ids(pos)
-    normals = vertex_normals(pos, idx, weld)
+    if len(f) > max_triangles:
+        keep = np.zeros(len(f), bool) if mesh.keep is None else np.asarray(mesh.keep, bool)
+        v, f_new, uv, uvf = decimate(v, f, uv, uvf, keep, max_triangles)
+        source_triangles, f = len(f), f_new
+    else:
+        source_triangles = len(f)
+    pos, puv, idx, _ = split_seams(v, f, uv, uvf)
+    # Normals are averaged over vertices at one position: seam copies and the copies on the
+    # border between the kept and the decimated part shade as one smooth surface.
+    normals = vertex_normals(pos, idx, _weld_ids(pos))
     return ViewerData(
         positions=pos.astype(np.float32),
         normals=normals.astype(np.float32),
         uvs=None if puv is None else puv.astype(np.float32),
         indices=idx.astype(np.uint32),
         texture=None if mesh.texture is None else Path(mesh.texture),
-        source_triangles=len(f),
+        source_triangles=source_triangles,
     )
 
 

@@ -139,6 +139,26 @@ def test_decimation_keeps_region_and_stays_closed(tmp_path):
     assert len(prepare(mesh, max_triangles=len(f)).indices) == len(f)
 
 
+def test_decimation_keeps_uv_islands_apart_without_cracks():
+    """Two UV islands (x < 0 and x >= 0 halves) meet at a seam: decimation may not open it, and
+    every triangle must keep texture coordinates from its own island."""
+    v, f = icosphere(5)
+    right = v[f].mean(1)[:, 0] >= 0
+    uv0 = 0.5 * sphere_uv(v)
+    uvs = np.concatenate([uv0, uv0 + [0.5, 0.0]])  # island 1 is island 0 shifted right by 0.5
+    uvf = np.where(right[:, None], f + len(v), f)
+    data = prepare(ViewerMesh(v, f, uvs, uvf), max_triangles=3000)
+    assert 1500 < len(data.indices) <= 3000
+    assert len(data.positions) > len(np.unique(data.positions, axis=0))  # the seam was split...
+    assert _boundary_edges(data.positions.astype(float), data.indices.astype(np.int64)) == 0  # ...not opened
+    corner_u = data.uvs[data.indices][..., 0]
+    side = corner_u >= 0.5
+    assert (side.all(1) | ~side.any(1)).all()  # no triangle mixes the islands
+    tri_x = data.positions[data.indices].mean(1)[:, 0]
+    away = np.abs(tri_x) > 0.015  # clusters move corners by up to a cell near the seam
+    assert away.mean() > 0.7 and (side[away, 0] == (tri_x[away] > 0)).all()
+
+
 def test_glb_asset_round_trip(tmp_path):
     import trimesh
     from PIL import Image
