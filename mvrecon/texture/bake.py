@@ -211,30 +211,45 @@ def _scatter(mask: np.ndarray, values: np.ndarray) -> np.ndarray:
     return out
 
 
+def _smooth(img: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian blur (float32); wide kernels run on a down-sampled copy (the result is smooth
+    anyway), which keeps a 2048 x 4096 atlas blur cheap."""
+    img = np.ascontiguousarray(img, np.float32)
+    f = int(sigma // 2)
+    if f < 2:
+        return cv2.GaussianBlur(img, (0, 0), sigma)
+    H, W = img.shape[:2]
+    small = cv2.resize(img, (max(1, W // f), max(1, H // f)), interpolation=cv2.INTER_AREA)
+    small = cv2.GaussianBlur(small, (0, 0), sigma / f)
+    return cv2.resize(small, (W, H), interpolation=cv2.INTER_LINEAR)
+
+
 def _blend_two_band(mask: np.ndarray, colours: list[np.ndarray], weights: list[np.ndarray],
                     sigma: float) -> tuple[np.ndarray, np.ndarray]:
     """Blend per-view texel colours: weighted-mean low band + best-view high band."""
     H, W = mask.shape
-    low_sum = np.zeros((H, W, 3))
-    wsum = np.zeros((H, W))
-    best_w = np.zeros((H, W))
-    high = np.zeros((H, W, 3))
+    low_sum = np.zeros((H, W, 3), np.float32)
+    wsum = np.zeros((H, W), np.float32)
+    best_w = np.zeros((H, W), np.float32)
+    high = np.zeros((H, W, 3), np.float32)
+    # weights relative to the largest one: float32 keeps its precision whatever the (f/z)^2 scale
+    wmax = max((float(w.max()) for w in weights if len(w)), default=1.0) or 1.0
     for col, w in zip(colours, weights):
         if not (w > 0).any():
             continue
-        seen = _scatter(mask, (w > 0).astype(np.float64))
-        a = _scatter(mask, col) * seen[..., None]
-        wf = _scatter(mask, w)
+        seen = _scatter(mask, (w > 0).astype(np.float32)).astype(np.float32)
+        a = (_scatter(mask, col) * seen[..., None]).astype(np.float32)
+        wf = _scatter(mask, w / wmax).astype(np.float32)
         # normalised convolution: the view's low band only from texels that view sees
-        num = cv2.GaussianBlur(a, (0, 0), sigma)
-        den = cv2.GaussianBlur(seen, (0, 0), sigma)
+        num = _smooth(a, sigma)
+        den = _smooth(seen, sigma)
         low = num / np.maximum(den, 1e-6)[..., None]
         low_sum += wf[..., None] * low
         wsum += wf
         better = wf > best_w
         high[better] = (a - low)[better]
         best_w[better] = wf[better]
-    out = low_sum / np.maximum(wsum, 1e-300)[..., None] + high
+    out = low_sum / np.maximum(wsum, 1e-30)[..., None] + high
     return np.clip(out, 0, 1), wsum
 
 
