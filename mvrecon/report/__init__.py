@@ -2,7 +2,7 @@
 inline WebGL view of the asset."""
 
 from .build import REPORT_NAME, ReportConfig, build_report, render_html
-from .content import Overlay, ReportContent, StageRow, ViewerMesh
+from .content import Overlay, ReportContent, StageRow, ViewerMesh, overlays_in
 from .viewer import ViewerData, mesh_from_glb, prepare
 
 __all__ = [
@@ -15,6 +15,7 @@ __all__ = [
     "ViewerMesh",
     "build_report",
     "mesh_from_glb",
+    "overlays_in",
     "prepare",
     "render_html",
 ]

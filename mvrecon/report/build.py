@@ -31,8 +31,9 @@ class ReportConfig:
 
     photo_max_side: int = 1280
     """Photos (overlays) larger than this many pixels on their long side are downscaled."""
-    map_max_side: int = 2048
-    """Texture, heatmap and loss curve larger than this on their long side are downscaled."""
+    map_max_side: int = 1024
+    """Texture, heatmap and loss curve larger than this on their long side are downscaled (the
+    viewer reuses the embedded texture, so this also sets its resolution)."""
     jpeg_quality: int = 88
     """JPEG quality (1-100) of re-encoded photos."""
     max_triangles: int = DEFAULT_MAX_TRIANGLES

@@ -89,3 +89,14 @@ class ReportContent:
     """Mesh for the 3D view; takes precedence over ``glb``."""
     glb: Path | None = None
     """Exported binary glTF; shown in the 3D view when ``mesh`` is None."""
+
+
+def overlays_in(folder: str | Path) -> list[Overlay]:
+    """The overlay images (``*.jpg``, ``*.jpeg``, ``*.png``) of a folder such as
+    ``SESSION/fit/overlays``, sorted by name and captioned with the view key; [] when the folder
+    does not exist (a run that stopped before the fit)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    files = [p for p in folder.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png") and not p.name.startswith(".")]
+    return [Overlay(p, p.stem) for p in sorted(files)]

@@ -13,7 +13,16 @@ from report_scene import full_content, icosphere, quad_mesh, quadrant_texture, s
 
 from mvrecon.errors import InputError, MvreconError
 from mvrecon.io import read_image, write_image
-from mvrecon.report import Overlay, ReportConfig, ReportContent, ViewerMesh, build_report, mesh_from_glb, prepare
+from mvrecon.report import (
+    Overlay,
+    ReportConfig,
+    ReportContent,
+    ViewerMesh,
+    build_report,
+    mesh_from_glb,
+    overlays_in,
+    prepare,
+)
 
 
 def _data_uris(text: str) -> list[tuple[str, bytes]]:
@@ -221,3 +230,12 @@ def test_bad_inputs_name_the_file_and_keep_the_old_report(tmp_path):
 
     with pytest.raises(InputError, match="session folder not found"):
         build_report(tmp_path / "no-such-session", ReportContent())
+
+
+def test_overlays_in_lists_images_by_name(tmp_path):
+    folder = tmp_path / "fit" / "overlays"
+    assert overlays_in(folder) == []
+    for name in ("rig01_cam2.jpg", "rig01_cam0.png", ".rig01_cam1.jpg.tmp-1-x", "notes.txt"):
+        write_image(folder / name, quadrant_texture(8)) if name.endswith((".jpg", ".png")) else (folder / name).write_text("x")
+    got = overlays_in(folder)
+    assert [(o.path.name, o.caption) for o in got] == [("rig01_cam0.png", "rig01_cam0"), ("rig01_cam2.jpg", "rig01_cam2")]
