@@ -103,17 +103,8 @@ def render_photos(head: FittedHead, cameras: list[Camera], skin_tex: np.ndarray,
 
 
 @pytest.fixture(scope="module")
-def scene(request) -> Scene:
-    from mvrecon.facemodel import load_model
-
-    try:
-        model = load_model("ict")
-    except Exception as e:  # noqa: BLE001 - mirrors tests/conftest.py's ict_model skip
-        import os
-
-        if os.environ.get("CI"):
-            raise
-        pytest.skip(f"ICT face model not imported ({e})")
+def scene(ict_model) -> Scene:
+    model = ict_model
     cams = make_cameras()
     head = make_head(model, len(cams))
     tex = gt_atlas(ATLAS)

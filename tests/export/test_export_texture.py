@@ -17,15 +17,20 @@ from mvrecon.texture.uvraster import texel_uv
 
 
 def test_uv_raster_barycentrics_reproduce_texel_uvs(rng):
-    uv = rng.uniform(0, 1, (30, 2))
-    tris = np.array([[0, 1, 2], [3, 4, 5], [6, 7, 8]]) + rng.integers(0, 20, (3, 1))
-    r = rasterize_uv(uv, tris, 64, 96)
-    assert r.mask.sum() > 50
+    # three triangles in separate boxes of the UV square (no overlap), in random orientation
+    boxes = np.array([[0.05, 0.05], [0.55, 0.1], [0.2, 0.6]])
+    uv = (boxes[:, None] + rng.uniform(0, 0.35, (3, 3, 2))).reshape(-1, 2)
+    tris = rng.permuted(np.arange(9).reshape(3, 3), axis=1)
+    H, W = 64, 96
+    r = rasterize_uv(uv, tris, H, W)
     got = r.interpolate(uv, tris)
-    assert np.abs(got - texel_uv(64, 96)[r.mask]).max() < 1e-4
-    # texels far outside every triangle stay empty
-    assert not r.mask[0, 0] or any(np.allclose(uv[t].min(0), 0, atol=0.05) for t in tris)
-    assert np.allclose(r.bary[r.mask].sum(1), 1, atol=1e-5)
+    assert np.abs(got - texel_uv(H, W)[r.mask]).max() < 1e-4
+    assert np.allclose(r.bary[r.mask].sum(1), 1, atol=1e-5) and (r.bary[r.mask] >= -1e-5).all()
+    # covered texels match the triangles' area (every texel centre inside exactly one triangle)
+    p = uv[tris]
+    area = 0.5 * np.abs(np.cross(p[:, 1] - p[:, 0], p[:, 2] - p[:, 0])).sum()
+    assert abs(r.mask.sum() - area * H * W) < 0.08 * area * H * W
+    assert (r.tri[r.mask] >= 0).all() and (r.tri[~r.mask] == -1).all()
 
 
 def test_push_pull_keeps_known_texels_and_interpolates_holes():
