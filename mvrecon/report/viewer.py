@@ -279,7 +279,10 @@ def mesh_from_glb(path: str | Path) -> tuple[ViewerMesh, bytes | None]:
 
     trimesh flips glTF's v-down UVs to v up on import, which is what the viewer expects.
     """
-    import trimesh
+    try:
+        import trimesh
+    except ImportError:
+        raise MvreconError("reading a GLB for the report needs trimesh (pip install trimesh)", path) from None
 
     path = Path(path)
     if not path.is_file():

@@ -52,8 +52,8 @@ def _run(chromium: str, tmp_path: Path, url: str, *extra: str) -> subprocess.Com
     return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
 
 
-def _status(chromium: str, tmp_path: Path, report: Path) -> dict[str, str]:
-    proc = _run(chromium, tmp_path, report.as_uri(), "--dump-dom")
+def _status(chromium: str, tmp_path: Path, report: Path, *extra: str) -> dict[str, str]:
+    proc = _run(chromium, tmp_path, report.as_uri(), "--dump-dom", *extra)
     m = re.search(r"<div[^>]*id=\"viewer-status\"[^>]*>", proc.stdout)
     assert m, f"no status element in the DOM; chromium said: {proc.stderr[-2000:]}"
     return dict(re.findall(r'data-([\w-]+)="([^"]*)"', m.group(0)))
@@ -134,3 +134,10 @@ def test_viewer_reports_errors(chromium, tmp_path):
     report.write_text(broken)
     status = _status(chromium, tmp_path, report)
     assert status["status"] == "error" and "texture" in status["message"], status
+
+
+def test_viewer_reports_missing_webgl(chromium, tmp_path):
+    tex = write_image(tmp_path / "t.png", quadrant_texture(8))
+    report = build_report(tmp_path, ReportContent(mesh=quad_mesh(tex)))
+    status = _status(chromium, tmp_path, report, "--disable-webgl")
+    assert status["status"] == "error" and "WebGL is not available" in status["message"], status
