@@ -7,9 +7,11 @@ an input vertex, so it keeps its UV, normal and model-vertex id exactly:
 - vertices are grouped by a 3D grid cell, their UV chart (connected component of the split mesh:
   vertices of different charts never merge, so UVs never jump across the atlas) and their
   dominant normal axis (the two sides of a thin sheet such as an eyelid stay apart);
-- vertices on a UV seam (a model vertex with several UVs) are locked, each its own cluster, so the
-  copies on both sides of a seam stay at the same position and no crack opens;
-- each cluster is represented by its member nearest the cluster centroid; triangles collapsing
+- vertices on a UV seam (a model vertex with two UVs, in two charts) cluster only with seam
+  vertices of the same chart pair, and both sides pick the copy of the same model vertex, so the
+  two sides of a seam collapse identically and no crack opens; seam vertices with more copies
+  (junctions) or with both copies in one chart are locked;
+- interior clusters are represented by their member nearest the centroid; triangles collapsing
   to an edge or a point, and duplicates, are dropped;
 - the cell size is found by bisection so that the triangle count matches the requested fraction.
 """
@@ -31,21 +33,57 @@ def _charts(n: int, tri: np.ndarray) -> np.ndarray:
     return connected_components(g, directed=False)[1]
 
 
-def _cluster(prim: Primitive, cell: float, chart: np.ndarray, locked: np.ndarray, axis: np.ndarray) -> np.ndarray:
-    """(n,) representative vertex of every vertex at grid size ``cell``."""
+def _seam_classes(prim: Primitive, chart: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per vertex: ``pair`` (n,) id of the chart pair of a two-sided UV seam (-1: not such a
+    seam vertex) and ``locked`` (n,) bool for seam vertices shared by more than two copies or
+    by two copies in one chart (a chart that wraps around), which never move."""
+    src = prim.source_vertex
+    n = len(src)
+    order = np.argsort(src, kind="stable")
+    s_sorted = src[order]
+    start = np.r_[True, s_sorted[1:] != s_sorted[:-1]]
+    group = np.cumsum(start) - 1
+    size = np.bincount(group)[group]
+    copies = np.empty(n, np.int64)
+    copies[order] = size
+    pair = np.full(n, -1, np.int64)
+    locked = copies > 2
+    two = np.flatnonzero(start & (size == 2))            # first copy of each two-copy model vertex
+    a, b = order[two], order[two + 1]
+    ca, cb = chart[a], chart[b]
+    same = ca == cb
+    locked[a[same]] = locked[b[same]] = True
+    lo, hi = np.minimum(ca, cb), np.maximum(ca, cb)
+    pid = lo * (int(chart.max()) + 1) + hi
+    pair[a[~same]] = pid[~same]
+    pair[b[~same]] = pid[~same]
+    return pair, locked
+
+
+def _cluster(prim: Primitive, cell: float, chart: np.ndarray, pair: np.ndarray, locked: np.ndarray,
+             axis: np.ndarray) -> np.ndarray:
+    """(n,) representative vertex of every vertex at grid size ``cell``.
+
+    Interior vertices cluster by (cell, chart, normal axis) and are represented by the member
+    nearest the centroid. Two-sided seam vertices cluster by (cell, chart pair, own chart): both
+    sides of the seam see the same set of model vertices in a cell, and each side takes its copy
+    of the smallest model vertex id, so the two sides collapse identically and no crack opens.
+    """
     p = prim.positions.astype(np.float64)
     n = len(p)
     q = np.floor((p - p.min(0)) / cell).astype(np.int64)
-    key = np.stack([q[:, 0], q[:, 1], q[:, 2], chart, axis], 1)
-    key[locked] = -1 - np.flatnonzero(locked)[:, None]        # a unique key per locked vertex
+    seam = pair >= 0
+    kind = np.where(locked, 2, np.where(seam, 1, 0))
+    key = np.stack([q[:, 0], q[:, 1], q[:, 2], chart, np.where(seam, pair, axis), kind], 1)
+    key[locked, :5] = -1 - np.flatnonzero(locked)[:, None]      # a unique key per locked vertex
     _, cl = np.unique(key, axis=0, return_inverse=True)
     cl = cl.reshape(-1)
     k = cl.max() + 1
     cnt = np.bincount(cl, minlength=k)
     cen = np.stack([np.bincount(cl, p[:, d], minlength=k) for d in range(3)], 1) / cnt[:, None]
-    d2 = ((p - cen[cl]) ** 2).sum(1)
-    # the member nearest the centroid: sort by (cluster, distance) and take each cluster's first
-    order = np.lexsort((d2, cl))
+    score = np.where(seam, prim.source_vertex.astype(np.float64), ((p - cen[cl]) ** 2).sum(1))
+    # each cluster's best member: sort by (cluster, score) and take each cluster's first
+    order = np.lexsort((score, cl))
     first = np.ones(n, bool)
     first[1:] = cl[order][1:] != cl[order][:-1]
     rep_of_cluster = np.empty(k, np.int64)
@@ -69,8 +107,7 @@ def decimate_primitive(prim: Primitive, fraction: float, iters: int = 24) -> Pri
     n = len(prim.positions)
     tri = prim.indices.astype(np.int64)
     chart = _charts(n, tri)
-    counts = np.bincount(prim.source_vertex, minlength=int(prim.source_vertex.max()) + 1)
-    locked = counts[prim.source_vertex] > 1
+    pair, locked = _seam_classes(prim, chart)
     axis = np.argmax(np.abs(prim.normals), 1) * 2 + (np.take_along_axis(prim.normals, np.argmax(np.abs(prim.normals), 1)[:, None], 1)[:, 0] > 0)
     target = max(1, int(round(fraction * len(tri))))
     ext = float(np.linalg.norm(prim.positions.max(0) - prim.positions.min(0)))
@@ -78,7 +115,7 @@ def decimate_primitive(prim: Primitive, fraction: float, iters: int = 24) -> Pri
     best = None
     for _ in range(iters):
         mid = np.sqrt(lo * hi)
-        t = _remap(prim, _cluster(prim, mid, chart, locked, axis))
+        t = _remap(prim, _cluster(prim, mid, chart, pair, locked, axis))
         if best is None or abs(len(t) - target) < abs(len(best) - target):
             best = t
         if len(t) > target:
