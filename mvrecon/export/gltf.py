@@ -56,6 +56,35 @@ class _Builder:
         return len(self.accessors) - 1
 
 
+    def sparse_vec3(self, arr: np.ndarray, zero_below: float) -> int:
+        """A float VEC3 accessor stored sparsely (only rows with a component of magnitude at
+        least ``zero_below``; the others are exactly zero), or without any buffer when all rows
+        are zero. Morph targets touch a part of the head each, so this shrinks the file a lot."""
+        a = np.ascontiguousarray(arr, dtype=np.float32)
+        keep = np.flatnonzero(np.abs(a).max(1) >= zero_below)
+        n = int(a.shape[0])
+        vals = a[keep]
+        lo = np.minimum(vals.min(0), 0) if len(keep) else np.zeros(3)
+        hi = np.maximum(vals.max(0), 0) if len(keep) else np.zeros(3)
+        if len(keep) == n:
+            lo, hi = vals.min(0), vals.max(0)
+        acc = {"componentType": FLOAT, "count": n, "type": "VEC3", "min": [float(x) for x in lo],
+               "max": [float(x) for x in hi]}
+        if len(keep):
+            itype = UINT16 if n <= 65535 else UINT32
+            acc["sparse"] = {
+                "count": int(len(keep)),
+                "indices": {"bufferView": self.view(keep.astype(_NP[itype]).tobytes()), "componentType": itype},
+                "values": {"bufferView": self.view(vals.tobytes())},
+            }
+        self.accessors.append(acc)
+        return len(self.accessors) - 1
+
+
+#: morph-target deltas below this (metres) are stored as exact zeros (0.1 micrometre)
+SPARSE_ZERO = 1e-7
+
+
 def _material_json(prim, tex_index: dict[str, int], normal_tex: int | None) -> dict:
     m = prim.material
     pbr = {"baseColorFactor": [float(c) for c in m.color], "metallicFactor": 0.0, "roughnessFactor": float(m.roughness)}
@@ -94,7 +123,7 @@ def glb_bytes(asset: HeadAsset, images: dict[str, bytes], name: str = "head", mo
         prim = {"attributes": attrs, "indices": b.accessor(p.indices.reshape(-1), ctype, "SCALAR", ELEMENT_ARRAY_BUFFER),
                 "material": len(materials), "mode": 4}
         if use_targets:
-            prim["targets"] = [{"POSITION": b.accessor(t, FLOAT, "VEC3", ARRAY_BUFFER, minmax=True)} for t in p.targets]
+            prim["targets"] = [{"POSITION": b.sparse_vec3(t, SPARSE_ZERO)} for t in p.targets]
         prims.append(prim)
         materials.append(_material_json(p, tex_index, tex_index.get("normal")))
     mesh = {"name": name, "primitives": prims}
@@ -133,15 +162,26 @@ class Glb:
     doc: dict
     bin: bytes
 
+    def _view(self, view: int, dtype, count: int, offset: int = 0) -> np.ndarray:
+        v = self.doc["bufferViews"][view]
+        return np.frombuffer(self.bin, dtype=dtype, count=count, offset=v.get("byteOffset", 0) + offset)
+
     def accessor(self, index: int) -> np.ndarray:
-        """The data of a (dense) accessor as an array (count,) or (count, n)."""
+        """The data of an accessor (dense, bufferless or sparse) as an array (count,) or (count, n)."""
         a = self.doc["accessors"][index]
-        v = self.doc["bufferViews"][a["bufferView"]]
         n = _NCOMP[a["type"]]
         dt = np.dtype(_NP[a["componentType"]])
-        start = v.get("byteOffset", 0) + a.get("byteOffset", 0)
-        arr = np.frombuffer(self.bin, dtype=dt, count=a["count"] * n, offset=start)
-        return arr.reshape(a["count"], n) if n > 1 else arr.copy()
+        if "bufferView" in a:
+            arr = self._view(a["bufferView"], dt, a["count"] * n, a.get("byteOffset", 0)).reshape(a["count"], n).copy()
+        else:
+            arr = np.zeros((a["count"], n), dt)
+        sp = a.get("sparse")
+        if sp:
+            idx = self._view(sp["indices"]["bufferView"], _NP[sp["indices"]["componentType"]], sp["count"],
+                             sp["indices"].get("byteOffset", 0)).astype(np.int64)
+            arr[idx] = self._view(sp["values"]["bufferView"], dt, sp["count"] * n,
+                                  sp["values"].get("byteOffset", 0)).reshape(-1, n)
+        return arr if n > 1 else arr[:, 0].copy()
 
     def image(self, name: str) -> bytes:
         for im in self.doc.get("images", []):

@@ -242,3 +242,22 @@ def test_cli_export_with_lods(scene, exported):
     assert (out / "head.obj").is_file() and (out / "head_lod1.obj").is_file() and not (out / "head.glb").exists()
     bad = CliRunner().invoke(main, ["export", str(session.root), "--lod", "1,2"])
     assert bad.exit_code != 0 and "fractions" in bad.output
+
+
+def test_sparse_morph_targets_round_trip(scene, tmp_path):
+    from mvrecon.export import glb_bytes
+
+    asset = build_asset(scene.head)
+    path = tmp_path / "h.glb"
+    path.write_bytes(glb_bytes(asset, {}))
+    g = read_glb(path)
+    prims = g.doc["meshes"][0]["primitives"]
+    n_sparse = 0
+    for p, gp in zip(asset.primitives, prims):
+        assert np.array_equal(g.accessor(gp["attributes"]["POSITION"]), p.positions)
+        for k, t in enumerate(gp["targets"]):
+            acc = g.doc["accessors"][t["POSITION"]]
+            n_sparse += "sparse" in acc
+            want = np.where(np.abs(p.targets[k]).max(1, keepdims=True) >= 1e-7, p.targets[k], 0)
+            assert np.array_equal(g.accessor(t["POSITION"]), want)
+    assert n_sparse > 100
