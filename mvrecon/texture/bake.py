@@ -146,7 +146,7 @@ def _bilinear(image: np.ndarray, xy: np.ndarray) -> np.ndarray:
     y = np.clip(xy[:, 1], 0, H - 1)
     x0 = np.minimum(np.floor(x).astype(np.int64), W - 2 if W > 1 else 0)
     y0 = np.minimum(np.floor(y).astype(np.int64), H - 2 if H > 1 else 0)
-    fx, fy = (x - x0)[:, None], (y - y0)[:, None]
+    fx, fy = (x - x0).astype(image.dtype)[:, None], (y - y0).astype(image.dtype)[:, None]
     x1, y1 = np.minimum(x0 + 1, W - 1), np.minimum(y0 + 1, H - 1)
     return ((image[y0, x0] * (1 - fx) + image[y0, x1] * fx) * (1 - fy)
             + (image[y1, x0] * (1 - fx) + image[y1, x1] * fx) * fy)
@@ -193,10 +193,11 @@ def sample_views(head: FittedHead, samples: _Samples, views: list[BakeView], cfg
         if len(cand):
             feather = _silhouette_feather(world[g], occluders, cam, cfg.feather_px)
             fea = _bilinear(feather[..., None], xy[cand])[:, 0]
-            Y = sh_basis(torch.as_tensor(N[cand])).numpy()
-            irr = Y @ np.asarray(view.sh, np.float64)                           # (m, 3)
+            # float32 is plenty for a colour ratio and halves the memory traffic on big atlases
+            Y = sh_basis(torch.as_tensor(N[cand], dtype=torch.float32)).numpy()
+            irr = Y @ np.asarray(view.sh, np.float32)                           # (m, 3)
             lit = irr.min(1) > cfg.min_irradiance
-            rgb = _bilinear(view.image, xy[cand])
+            rgb = _bilinear(np.asarray(view.image, np.float32), xy[cand].astype(np.float32))
             col[cand] = rgb / np.maximum(irr, cfg.min_irradiance)
             density = (cam.K[0, 0] / z[cand]) ** 2
             w[cand] = np.clip(cos[cand], 0, 1) ** cfg.angle_power * fea * density * lit
