@@ -21,8 +21,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
-import numpy as np
-
 from ..errors import MvreconError
 from ..fit.result import load_fit
 from ..io import atomic_dir, read_json, write_bytes, write_json, write_text

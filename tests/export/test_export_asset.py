@@ -4,8 +4,6 @@ morph targets, LODs that keep UVs, OBJ, missing fit and unwritable output."""
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 
 import cv2
 import numpy as np
@@ -81,8 +79,9 @@ def test_validator_flags_a_broken_glb(exported, tmp_path):
     view = doc["bufferViews"][acc["bufferView"]]
     blob = bytearray(g.bin)
     dt = np.uint16 if acc["componentType"] == 5123 else np.uint32
-    np.frombuffer(blob, dt, count=1, offset=view["byteOffset"])  # bounds check
-    blob[view["byteOffset"]:view["byteOffset"] + np.dtype(dt).itemsize] = np.array([60000], dt).tobytes()
+    n_vert = doc["accessors"][doc["meshes"][0]["primitives"][0]["attributes"]["POSITION"]]["count"]
+    # the first index now points past the last vertex
+    blob[view["byteOffset"]:view["byteOffset"] + np.dtype(dt).itemsize] = np.array([n_vert + 7], dt).tobytes()
     js = json.dumps(doc).encode()
     js += b" " * (-len(js) % 4)
     data = struct.pack("<III", GLB_MAGIC, 2, 28 + len(js) + len(blob)) + struct.pack("<II", len(js), CHUNK_JSON) + js \
