@@ -70,9 +70,21 @@ def _data_uri(path: Path, kind: Literal["photo", "map"], cfg: ReportConfig) -> s
     return f"data:image/{want};base64," + base64.b64encode(data).decode("ascii")
 
 
-def _bytes_uri(data: bytes) -> str:
-    mime = "jpeg" if data.startswith(b"\xff\xd8\xff") else "png"
-    return f"data:image/{mime};base64," + base64.b64encode(data).decode("ascii")
+def _bytes_uri(data: bytes, what: str, cfg: ReportConfig) -> str:
+    """Embed an encoded image held in memory (a GLB's texture) as a PNG data URI, downscaled."""
+    import cv2
+
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if img is None:
+        raise InputError(f"{what}: embedded texture is not a decodable image")
+    h, w = img.shape[:2]
+    if max(h, w) > cfg.map_max_side:
+        s = cfg.map_max_side / max(h, w)
+        img = cv2.resize(img, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
+    ok, buf = cv2.imencode(".png", img)
+    if not ok:
+        raise InputError(f"{what}: could not re-encode the texture as png")
+    return "data:image/png;base64," + base64.b64encode(buf.tobytes()).decode("ascii")
 
 
 def _fmt(v: object) -> str:
@@ -139,34 +151,49 @@ def _figure(uri: str, caption: str, img_id: str = "", cls: str = "") -> str:
 
 def _viewer_section(content: ReportContent, cfg: ReportConfig, texture_uri: str | None) -> tuple[str, str]:
     """The 3D view's HTML and the JSON mesh blob ('' when there is no asset)."""
-    glb_texture: bytes | None = None
-    mesh = content.mesh
+    meshes = content.mesh
     source = "fitted mesh"
-    if mesh is None and content.glb is not None:
-        mesh, glb_texture = mesh_from_glb(content.glb)
+    if meshes is None and content.glb is not None:
+        meshes = mesh_from_glb(content.glb)
         source = Path(content.glb).name
-    if mesh is None:
+    if meshes is None:
         return (
             '<div class="viewer empty-viewer"><p>No 3D asset was produced in this run.</p>'
             '<div id="viewer-status" data-status="none">no 3D asset</div></div>',
             "",
         )
-    data: ViewerData = prepare(mesh, cfg.max_triangles)
+    data: ViewerData = prepare(meshes, cfg.max_triangles)
     blob = data.packed()
-    if data.uvs is not None:
-        if glb_texture is not None:
-            blob["textureSrc"] = _bytes_uri(glb_texture)
-        elif data.texture is not None:
-            same = content.texture is not None and Path(content.texture).resolve() == data.texture.resolve()
-            # Reuse the texture already shown on the page instead of embedding it twice.
-            if same and texture_uri is not None:
-                blob["textureImg"] = "texture-img"
-            else:
-                blob["textureSrc"] = _data_uri(data.texture, "map", cfg)
+    # Each distinct texture is embedded once; the page's own texture <img> is reused, not copied.
+    textures: list[dict] = []
+    seen: dict[object, int] = {}
+    shown = None if content.texture is None else Path(content.texture).resolve()
+    parts = []
+    for part in data.parts:
+        tex_index = -1
+        if part.texture is not None:
+            key = part.texture if isinstance(part.texture, bytes) else Path(part.texture).resolve()
+            if key not in seen:
+                if isinstance(part.texture, bytes):
+                    textures.append({"src": _bytes_uri(part.texture, source, cfg)})
+                elif key == shown and texture_uri is not None:
+                    textures.append({"img": "texture-img"})
+                else:
+                    textures.append({"src": _data_uri(Path(part.texture), "map", cfg)})
+                seen[key] = len(textures) - 1
+            tex_index = seen[key]
+        parts.append({"start": part.start, "count": part.count, "texture": tex_index, "color": list(part.color),
+                      "name": part.name})
+    blob["textures"] = textures
+    blob["parts"] = parts
     decimated = (
         f" (decimated from {data.source_triangles:,} for the viewer)" if data.source_triangles != len(data.indices) else ""
     )
-    info = f"{_e(source)}: {len(data.positions):,} vertices, {len(data.indices):,} triangles{decimated}"
+    names = [p.name for p in data.parts if p.name]
+    part_info = f" in {len(data.parts)} parts" if len(data.parts) > 1 else ""
+    info = f"{_e(source)}: {len(data.positions):,} vertices, {len(data.indices):,} triangles{part_info}{_e(decimated)}"
+    if names and len(data.parts) > 1:
+        info += f" ({_e(', '.join(names))})"
     viewer = (
         '<div class="viewer">'
         '<canvas id="viewer-canvas" aria-label="interactive 3D view of the reconstructed head"></canvas>'

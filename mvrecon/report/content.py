@@ -58,8 +58,12 @@ class ViewerMesh:
     """(T, 2) or (N, 2) float texture coordinates in [0, 1]; None for an untextured mesh."""
     uv_triangles: np.ndarray | None = None
     """(F, 3) int indices into ``uvs`` per triangle corner; None when ``uvs`` is per vertex."""
-    texture: Path | None = None
-    """PNG/JPEG albedo image the UVs refer to."""
+    texture: Path | bytes | None = None
+    """PNG/JPEG albedo image the UVs refer to: a file, or its encoded bytes (from a GLB)."""
+    color: tuple[float, float, float] = (0.78, 0.72, 0.68)
+    """sRGB colour in [0, 1] drawn where there is no texture."""
+    name: str = ""
+    """Part name shown in the viewer caption (e.g. ``eyes``)."""
     keep: np.ndarray | None = None
     """(F,) bool triangles kept at full resolution when the mesh is decimated for the viewer
     (e.g. the face region); None: the whole mesh is decimated evenly."""
@@ -85,8 +89,9 @@ class ReportContent:
     """Fit loss curve (PNG)."""
     metrics: Mapping[str, object] = field(default_factory=dict)
     """Metric name -> value; nested dicts become sections of the table."""
-    mesh: ViewerMesh | None = None
-    """Mesh for the 3D view; takes precedence over ``glb``."""
+    mesh: ViewerMesh | Sequence[ViewerMesh] | None = None
+    """Mesh (or parts: head, eyes, mouth, each with its own texture) for the 3D view; takes
+    precedence over ``glb``."""
     glb: Path | None = None
     """Exported binary glTF; shown in the 3D view when ``mesh`` is None."""
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -20,6 +21,22 @@ DEFAULT_MAX_TRIANGLES = 120_000
 
 
 @dataclass(frozen=True)
+class ViewerPart:
+    """A run of triangles drawn with one material."""
+
+    start: int
+    """First triangle of the part in ``ViewerData.indices``."""
+    count: int
+    """Number of triangles."""
+    texture: Path | bytes | None
+    """Texture file or encoded image bytes; None: drawn in ``color``."""
+    color: tuple[float, float, float]
+    """sRGB colour in [0, 1] for untextured parts."""
+    name: str = ""
+    """Part name (may be empty)."""
+
+
+@dataclass(frozen=True)
 class ViewerData:
     """Arrays ready for WebGL (all float32/uint32, one entry per GPU vertex)."""
 
@@ -28,16 +45,18 @@ class ViewerData:
     normals: np.ndarray
     """(V, 3) float32 unit normals."""
     uvs: np.ndarray | None
-    """(V, 2) float32 texture coordinates, v up; None when untextured."""
+    """(V, 2) float32 texture coordinates, v up (zeros in untextured parts); None when no part
+    is textured."""
     indices: np.ndarray
-    """(F, 3) uint32 triangles into the vertex arrays."""
-    texture: Path | None
-    """Texture image the UVs refer to."""
+    """(F, 3) uint32 triangles into the vertex arrays, part after part."""
+    parts: tuple[ViewerPart, ...]
+    """Materials and their triangle ranges, in order."""
     source_triangles: int
     """Triangle count before decimation."""
 
     def packed(self) -> dict:
-        """JSON-ready dict with the arrays as base64 little-endian buffers."""
+        """JSON-ready dict with the arrays as base64 little-endian buffers (parts not included:
+        their textures must be embedded by the caller)."""
 
         def b64(a: np.ndarray, dtype: str) -> str:
             return base64.b64encode(np.ascontiguousarray(a, dtype=dtype).tobytes()).decode("ascii")
@@ -244,38 +263,58 @@ def decimate(
     return new_vertices, new_triangles, np.concatenate([uvs, pair_uv]), np.concatenate([uv_triangles[keep], rest_uvf])
 
 
-def prepare(mesh: ViewerMesh, max_triangles: int = DEFAULT_MAX_TRIANGLES) -> ViewerData:
-    """Viewer arrays for ``mesh``: decimated to ``max_triangles``, seams split, normals computed.
-
-    Triangles marked in ``mesh.keep`` stay at full resolution; the rest is decimated to fill the
-    remaining budget.
-    """
+def _prepare_one(mesh: ViewerMesh, max_triangles: int):
     v, f, uv, uvf = _check(mesh)
-    if mesh.texture is not None and not Path(mesh.texture).is_file():
+    if isinstance(mesh.texture, (str, Path)) and not Path(mesh.texture).is_file():
         raise InputError("viewer texture not found", mesh.texture)
     if len(f) > max_triangles:
         keep = np.zeros(len(f), bool) if mesh.keep is None else np.asarray(mesh.keep, bool)
-        v, f_new, uv, uvf = decimate(v, f, uv, uvf, keep, max_triangles)
-        source_triangles, f = len(f), f_new
-    else:
-        source_triangles = len(f)
+        v, f, uv, uvf = decimate(v, f, uv, uvf, keep, max_triangles)
     pos, puv, idx, _ = split_seams(v, f, uv, uvf)
     # Normals are averaged over vertices at one position: seam copies and the copies on the
     # border between the kept and the decimated part shade as one smooth surface.
-    normals = vertex_normals(pos, idx, _weld_ids(pos))
+    return pos, puv, idx, vertex_normals(pos, idx, _weld_ids(pos))
+
+
+def prepare(meshes: ViewerMesh | Sequence[ViewerMesh], max_triangles: int = DEFAULT_MAX_TRIANGLES) -> ViewerData:
+    """Viewer arrays for one mesh or several parts: decimated to ``max_triangles`` in all (each
+    part in proportion to its size), seams split, normals computed per part.
+
+    Triangles marked in a part's ``keep`` stay at full resolution; the rest is decimated to fill
+    the remaining budget.
+    """
+    parts_in = [meshes] if isinstance(meshes, ViewerMesh) else list(meshes)
+    if not parts_in:
+        raise MvreconError("viewer mesh: no parts given")
+    sizes = np.array([len(m.triangles) for m in parts_in])
+    total = int(sizes.sum())
+    budgets = sizes if total <= max_triangles else np.maximum(np.floor(sizes * max_triangles / total), 1).astype(int)
+    pos_l, uv_l, idx_l, nrm_l, parts = [], [], [], [], []
+    n_vert = n_tri = 0
+    for m, budget in zip(parts_in, budgets):
+        pos, puv, idx, nrm = _prepare_one(m, int(budget))
+        textured = puv is not None and m.texture is not None
+        pos_l.append(pos)
+        nrm_l.append(nrm)
+        uv_l.append(puv if textured else np.zeros((len(pos), 2)))
+        idx_l.append(idx + n_vert)
+        parts.append(ViewerPart(n_tri, len(idx), m.texture if textured else None, tuple(map(float, m.color)), m.name))
+        n_vert += len(pos)
+        n_tri += len(idx)
+    any_tex = any(p.texture is not None for p in parts)
     return ViewerData(
-        positions=pos.astype(np.float32),
-        normals=normals.astype(np.float32),
-        uvs=None if puv is None else puv.astype(np.float32),
-        indices=idx.astype(np.uint32),
-        texture=None if mesh.texture is None else Path(mesh.texture),
-        source_triangles=source_triangles,
+        positions=np.concatenate(pos_l).astype(np.float32),
+        normals=np.concatenate(nrm_l).astype(np.float32),
+        uvs=np.concatenate(uv_l).astype(np.float32) if any_tex else None,
+        indices=np.concatenate(idx_l).astype(np.uint32),
+        parts=tuple(parts),
+        source_triangles=total,
     )
 
 
-def mesh_from_glb(path: str | Path) -> tuple[ViewerMesh, bytes | None]:
-    """Read a binary glTF into a :class:`ViewerMesh` (all primitives merged, scene transforms
-    applied) and the base-colour texture's encoded bytes (None when there is none).
+def mesh_from_glb(path: str | Path) -> list[ViewerMesh]:
+    """Read a binary glTF into one :class:`ViewerMesh` per primitive (scene transforms applied),
+    each with its base-colour texture as encoded PNG bytes, or its base colour when untextured.
 
     trimesh flips glTF's v-down UVs to v up on import, which is what the viewer expects.
     """
@@ -291,31 +330,35 @@ def mesh_from_glb(path: str | Path) -> tuple[ViewerMesh, bytes | None]:
         scene = trimesh.load(path, file_type="glb", force="scene", process=False)
     except Exception as e:  # trimesh raises many unrelated types on bad files
         raise InputError(f"not a readable GLB ({e.__class__.__name__}: {e})", path) from None
-    verts, tris, uvs, texture = [], [], [], None
-    offset = 0
+    parts = []
     for node in scene.graph.nodes_geometry:
         transform, name = scene.graph[node]
         geom = scene.geometry[name]
         if not isinstance(geom, trimesh.Trimesh) or len(geom.faces) == 0:
             continue
-        v = trimesh.transform_points(np.asarray(geom.vertices), transform)
-        verts.append(v)
-        tris.append(np.asarray(geom.faces) + offset)
-        offset += len(v)
+        v = trimesh.transform_points(np.asarray(geom.vertices, float), transform)
         uv = getattr(geom.visual, "uv", None)
-        uvs.append(np.asarray(uv, float) if uv is not None and len(uv) == len(v) else None)
         mat = getattr(geom.visual, "material", None)
         img = getattr(mat, "baseColorTexture", None) or getattr(mat, "image", None)
-        if texture is None and img is not None:
+        factor = getattr(mat, "baseColorFactor", None)
+        color = (0.78, 0.72, 0.68) if factor is None else tuple(float(c) / (255 if np.max(factor) > 1 else 1) for c in factor[:3])
+        texture = None
+        if img is not None and uv is not None and len(uv) == len(v):
             import io
 
             buf = io.BytesIO()
             img.convert("RGB").save(buf, format="PNG")
             texture = buf.getvalue()
-    if not verts:
+        parts.append(
+            ViewerMesh(
+                vertices=v,
+                triangles=np.asarray(geom.faces, np.int64),
+                uvs=np.asarray(uv, float) if texture is not None else None,
+                texture=texture,
+                color=color,  # type: ignore[arg-type]
+                name=str(name),
+            )
+        )
+    if not parts:
         raise InputError("GLB holds no triangle mesh", path)
-    all_uv = None
-    if texture is not None and all(u is not None for u in uvs):
-        all_uv = np.concatenate(uvs)
-    mesh = ViewerMesh(vertices=np.concatenate(verts), triangles=np.concatenate(tris), uvs=all_uv)
-    return mesh, (texture if all_uv is not None else None)
+    return parts

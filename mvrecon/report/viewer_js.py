@@ -158,8 +158,11 @@ VIEWER_JS = r"""
     return { mv: [R[0], R[1], R[2], 0, R[3], R[4], R[5], 0, R[6], R[7], R[8], 0, tx, ty, tz, 1], rot: R };
   }
 
-  var state = { wire: false, textured: !!uv, texReady: false };
-  var tex = null;
+  var parts = mesh.parts || [{ start: 0, count: mesh.triangleCount, texture: -1, color: [0.78, 0.72, 0.68] }];
+  var texInfo = mesh.textures || [];
+  var glTextures = texInfo.map(function () { return null; });
+  var state = { wire: false, textured: !!uv && texInfo.length > 0, texReady: false };
+  var indexBytes = indexType === gl.UNSIGNED_INT ? 4 : 2;
   var BG = [0.955, 0.96, 0.968];
   function resize() {
     var dpr = window.devicePixelRatio || 1;
@@ -177,13 +180,20 @@ VIEWER_JS = r"""
     gl.uniformMatrix4fv(U.uMV, false, new Float32Array(m.mv));
     gl.uniformMatrix4fv(U.uProj, false, new Float32Array(perspective(FOV, canvas.width / canvas.height, near, far)));
     gl.uniformMatrix3fv(U.uNrmMat, false, new Float32Array(m.rot));
-    gl.uniform1f(U.uUseTex, state.textured && state.texReady ? 1 : 0);
-    gl.uniform3f(U.uBase, 0.78, 0.72, 0.68);
     gl.uniform1f(U.uLines, 0);
     // Push the surface back a little so the wireframe drawn on top wins the depth test.
     gl.enable(gl.POLYGON_OFFSET_FILL); gl.polygonOffset(1, 1);
     gl.bindBuffer(gl.ELEMENT_ARRAY_BUFFER, triBuf);
-    gl.drawElements(gl.TRIANGLES, idx.length, indexType, 0);
+    gl.activeTexture(gl.TEXTURE0);
+    gl.uniform1i(U.uTex, 0);
+    parts.forEach(function (part) {
+      var t = part.texture >= 0 ? glTextures[part.texture] : null;
+      var useTex = !!(t && state.textured);
+      if (useTex) gl.bindTexture(gl.TEXTURE_2D, t);
+      gl.uniform1f(U.uUseTex, useTex ? 1 : 0);
+      gl.uniform3f(U.uBase, part.color[0], part.color[1], part.color[2]);
+      gl.drawElements(gl.TRIANGLES, 3 * part.count, indexType, 3 * part.start * indexBytes);
+    });
     gl.disable(gl.POLYGON_OFFSET_FILL);
     if (state.wire) {
       if (!lineBuf) buildEdges();
@@ -216,32 +226,34 @@ VIEWER_JS = r"""
     // stray points or lines would not.
     var fill = nonblank ? nonblank / ((x1 - x0 + 1) * (y1 - y0 + 1)) : 0;
     var attrs = { triangles: mesh.triangleCount, 'source-triangles': mesh.sourceTriangles, vertices: mesh.vertexCount,
-                  nonblank: nonblank, pixels: w * h, fill: fill.toFixed(3), textured: state.textured && state.texReady ? 1 : 0, webgl: gl2 ? 2 : 1 };
+                  nonblank: nonblank, pixels: w * h, fill: fill.toFixed(3), textured: glTextures.filter(function (t) { return t; }).length, parts: parts.length, webgl: gl2 ? 2 : 1 };
     if (nonblank === 0) setStatus('error', 'the first frame drew nothing but background', attrs);
     else setStatus('ok', '', attrs);
   }
 
-  function loadTexture(done) {
-    var src = mesh.textureSrc || (mesh.textureImg && document.getElementById(mesh.textureImg).getAttribute('src'));
-    if (!uv || !src) { done(); return; }
-    var img = new Image();
-    img.onload = function () {
-      tex = gl.createTexture();
-      gl.bindTexture(gl.TEXTURE_2D, tex);
-      gl.pixelStorei(gl.UNPACK_FLIP_Y_WEBGL, true);  // UVs are v-up (OBJ), images are top row first
-      gl.texImage2D(gl.TEXTURE_2D, 0, gl.RGBA, gl.RGBA, gl.UNSIGNED_BYTE, img);
-      var pot = (img.width & (img.width - 1)) === 0 && (img.height & (img.height - 1)) === 0;
-      if (gl2 || pot) { gl.generateMipmap(gl.TEXTURE_2D); gl.texParameteri(gl.TEXTURE_2D, gl.TEXTURE_MIN_FILTER, gl.LINEAR_MIPMAP_LINEAR); }
-      else gl.texParameteri(gl.TEXTURE_2D, gl.TEXTURE_MIN_FILTER, gl.LINEAR);
-      gl.texParameteri(gl.TEXTURE_2D, gl.TEXTURE_MAG_FILTER, gl.LINEAR);
-      gl.texParameteri(gl.TEXTURE_2D, gl.TEXTURE_WRAP_S, gl.CLAMP_TO_EDGE);
-      gl.texParameteri(gl.TEXTURE_2D, gl.TEXTURE_WRAP_T, gl.CLAMP_TO_EDGE);
-      gl.uniform1i(U.uTex, 0);
-      state.texReady = true;
-      done();
-    };
-    img.onerror = function () { setStatus('error', 'the texture image could not be decoded'); };
-    img.src = src;
+  function loadTextures(done) {
+    var pending = uv ? texInfo.length : 0;
+    if (!pending) { done(); return; }
+    texInfo.forEach(function (info, i) {
+      var src = info.src || (info.img && document.getElementById(info.img).getAttribute('src'));
+      var img = new Image();
+      img.onload = function () {
+        var t = gl.createTexture();
+        gl.bindTexture(gl.TEXTURE_2D, t);
+        gl.pixelStorei(gl.UNPACK_FLIP_Y_WEBGL, true);  // UVs are v-up (OBJ), images are top row first
+        gl.texImage2D(gl.TEXTURE_2D, 0, gl.RGBA, gl.RGBA, gl.UNSIGNED_BYTE, img);
+        var pot = (img.width & (img.width - 1)) === 0 && (img.height & (img.height - 1)) === 0;
+        if (gl2 || pot) { gl.generateMipmap(gl.TEXTURE_2D); gl.texParameteri(gl.TEXTURE_2D, gl.TEXTURE_MIN_FILTER, gl.LINEAR_MIPMAP_LINEAR); }
+        else gl.texParameteri(gl.TEXTURE_2D, gl.TEXTURE_MIN_FILTER, gl.LINEAR);
+        gl.texParameteri(gl.TEXTURE_2D, gl.TEXTURE_MAG_FILTER, gl.LINEAR);
+        gl.texParameteri(gl.TEXTURE_2D, gl.TEXTURE_WRAP_S, gl.CLAMP_TO_EDGE);
+        gl.texParameteri(gl.TEXTURE_2D, gl.TEXTURE_WRAP_T, gl.CLAMP_TO_EDGE);
+        glTextures[i] = t;
+        if (--pending === 0) { state.texReady = true; done(); }
+      };
+      img.onerror = function () { setStatus('error', 'texture ' + (i + 1) + ' of the 3D view could not be decoded'); };
+      img.src = src;
+    });
   }
 
   // Interaction.
@@ -283,9 +295,9 @@ VIEWER_JS = r"""
   });
   // report.html#wireframe opens with the wireframe on (handy for links and for headless checks).
   if (/wireframe/.test(location.hash)) { state.wire = true; if (wireBtn) wireBtn.setAttribute('aria-pressed', 'true'); }
-  if (texBtn) { if (!uv) texBtn.disabled = true; else texBtn.setAttribute('aria-pressed', 'true'); }
+  if (texBtn) { if (!state.textured) texBtn.disabled = true; else texBtn.setAttribute('aria-pressed', 'true'); }
   window.addEventListener('resize', redraw);
 
-  loadTexture(firstFrame);
+  loadTextures(firstFrame);
 })();
 """

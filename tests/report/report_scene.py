@@ -84,3 +84,19 @@ def full_content(folder: Path, mesh: ViewerMesh | None) -> ReportContent:
         metrics={"scan error": {"mean (mm)": 1.234, "median (mm)": 0.98}, "views": 3},
         mesh=mesh,
     )
+
+
+def two_part_glb(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """A GLB with a textured sphere (quadrant texture) left of the origin and an untextured
+    yellow sphere right of it; returns the sphere's vertices and triangles."""
+    import trimesh
+    from PIL import Image
+
+    v, f = icosphere(3)
+    left = trimesh.Trimesh(v - [0.12, 0, 0], f, process=False,
+                           visual=trimesh.visual.TextureVisuals(uv=sphere_uv(v), image=Image.fromarray(quadrant_texture(32))))
+    yellow = trimesh.visual.material.PBRMaterial(baseColorFactor=[230, 200, 20, 255])
+    right = trimesh.Trimesh(v + [0.12, 0, 0], f, process=False, visual=trimesh.visual.TextureVisuals(material=yellow))
+    scene = trimesh.Scene({"skin": left, "eyes": right})
+    path.write_bytes(scene.export(file_type="glb"))
+    return v, f

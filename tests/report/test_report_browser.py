@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from report_scene import checker, full_content, quad_mesh, quadrant_texture
+from report_scene import checker, full_content, quad_mesh, quadrant_texture, two_part_glb
 
 from mvrecon.io import read_image, write_image
 from mvrecon.report import ReportContent, ViewerMesh, build_report
@@ -129,7 +129,7 @@ def test_viewer_reports_errors(chromium, tmp_path):
     tex = write_image(tmp_path / "t.png", quadrant_texture(8))
     report = build_report(tmp_path, ReportContent(mesh=quad_mesh(tex)))
     text = report.read_text()
-    broken = re.sub(r'"textureSrc":"data:image/png;base64,[^"]+"', '"textureSrc":"data:image/png;base64,AAAA"', text)
+    broken = re.sub(r'"src":"data:image/png;base64,[^"]+"', '"src":"data:image/png;base64,AAAA"', text)
     assert broken != text
     report.write_text(broken)
     status = _status(chromium, tmp_path, report)
@@ -141,3 +141,22 @@ def test_viewer_reports_missing_webgl(chromium, tmp_path):
     report = build_report(tmp_path, ReportContent(mesh=quad_mesh(tex)))
     status = _status(chromium, tmp_path, report, "--disable-webgl")
     assert status["status"] == "error" and "WebGL is not available" in status["message"], status
+
+
+def test_glb_with_textured_and_plain_parts(chromium, tmp_path):
+    glb = tmp_path / "head.glb"
+    two_part_glb(glb)
+    report = build_report(tmp_path, ReportContent(glb=glb))
+    status = _status(chromium, tmp_path, report)
+    assert status["status"] == "ok" and status["parts"] == "2" and status["textured"] == "1", status
+    img = _screenshot(chromium, tmp_path, report.as_uri()).astype(int)
+    r, g, b = img[..., 0], img[..., 1], img[..., 2]
+    # The plain part's base colour (230, 200, 20) lit, and the texture's pure red and blue.
+    yellow = (r > 120) & (g > 100) & (b < 60)
+    red = (r > 120) & (g < 60) & (b < 60)
+    blue = (b > 120) & (r < 60) & (g < 60)
+    assert yellow.sum() > 500 and red.sum() > 200 and blue.sum() > 200
+    # The textured sphere is the left one, the yellow one the right (a little yellow also shows
+    # where the texture's red and green quadrants blend, hence the share, not all pixels).
+    split = np.nonzero(red | blue)[1].max()
+    assert (np.nonzero(yellow)[1] > split).mean() > 0.9

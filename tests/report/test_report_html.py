@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from report_scene import full_content, icosphere, quad_mesh, quadrant_texture, sphere_uv
+from report_scene import full_content, icosphere, quad_mesh, quadrant_texture, sphere_uv, two_part_glb
 
 from mvrecon.errors import InputError, MvreconError
 from mvrecon.io import read_image, write_image
@@ -58,7 +58,7 @@ def test_report_is_self_contained_and_holds_each_image(tmp_path):
     uris = _data_uris(text)
     # 3 overlays + texture + heatmap + loss curve; the viewer reuses the texture <img>.
     assert [kind for kind, _ in uris] == ["jpeg"] * 3 + ["png"] * 3
-    assert _mesh_blob(text)["textureImg"] == "texture-img"
+    assert _mesh_blob(text)["textures"] == [{"img": "texture-img"}]
     # JPEG photos and PNG maps in range are embedded byte for byte.
     embedded = [data for _, data in uris]
     for p in content.overlays[:2]:
@@ -113,7 +113,7 @@ def test_mesh_data_reproduces_every_corner(tmp_path, rng):
     unit = pos / np.linalg.norm(pos, axis=1, keepdims=True)
     assert np.allclose(np.linalg.norm(nrm, axis=1), 1, atol=1e-5)
     assert (np.einsum("ij,ij->i", nrm, unit) > 0.99).all()
-    assert "textureSrc" in blob and blob["textureSrc"].startswith("data:image/png;base64,")
+    assert blob["textures"][0]["src"].startswith("data:image/png;base64,")
 
 
 def _boundary_edges(pos: np.ndarray, idx: np.ndarray) -> int:
@@ -129,7 +129,8 @@ def test_decimation_keeps_region_and_stays_closed(tmp_path):
     v, f = icosphere(5)  # 20480 triangles
     centroid_z = v[f].mean(1)[:, 2] / 0.1
     keep = centroid_z > 0.8  # a "face" cap at full resolution
-    mesh = ViewerMesh(v, f, sphere_uv(v), None, keep=keep)
+    tex = write_image(tmp_path / "t.png", quadrant_texture(8))
+    mesh = ViewerMesh(v, f, sphere_uv(v), None, texture=tex, keep=keep)
     data = prepare(mesh, max_triangles=4000)
     assert data.source_triangles == len(f)
     assert int(keep.sum()) < len(data.indices) <= 4000 + 50
@@ -148,7 +149,7 @@ def test_decimation_keeps_region_and_stays_closed(tmp_path):
     assert len(prepare(mesh, max_triangles=len(f)).indices) == len(f)
 
 
-def test_decimation_keeps_uv_islands_apart_without_cracks():
+def test_decimation_keeps_uv_islands_apart_without_cracks(tmp_path):
     """Two UV islands (x < 0 and x >= 0 halves) meet at a seam: decimation may not open it, and
     every triangle must keep texture coordinates from its own island."""
     v, f = icosphere(5)
@@ -156,7 +157,8 @@ def test_decimation_keeps_uv_islands_apart_without_cracks():
     uv0 = 0.5 * sphere_uv(v)
     uvs = np.concatenate([uv0, uv0 + [0.5, 0.0]])  # island 1 is island 0 shifted right by 0.5
     uvf = np.where(right[:, None], f + len(v), f)
-    data = prepare(ViewerMesh(v, f, uvs, uvf), max_triangles=3000)
+    tex = write_image(tmp_path / "t.png", quadrant_texture(8))
+    data = prepare(ViewerMesh(v, f, uvs, uvf, texture=tex), max_triangles=3000)
     assert 1500 < len(data.indices) <= 3000
     assert len(data.positions) > len(np.unique(data.positions, axis=0))  # the seam was split...
     assert _boundary_edges(data.positions.astype(float), data.indices.astype(np.int64)) == 0  # ...not opened
@@ -169,25 +171,45 @@ def test_decimation_keeps_uv_islands_apart_without_cracks():
 
 
 def test_glb_asset_round_trip(tmp_path):
-    import trimesh
-    from PIL import Image
-
-    v, f = icosphere(2)
-    uv = sphere_uv(v)
-    tex = Image.fromarray(quadrant_texture(32))
-    asset = trimesh.Trimesh(v, f, visual=trimesh.visual.TextureVisuals(uv=uv, image=tex), process=False)
     glb = tmp_path / "head.glb"
-    glb.write_bytes(asset.export(file_type="glb"))
-    mesh, texture = mesh_from_glb(glb)
-    assert texture is not None and texture.startswith(b"\x89PNG")
-    np.testing.assert_allclose(mesh.vertices, v, atol=1e-6)
-    np.testing.assert_array_equal(mesh.triangles, f)
-    np.testing.assert_allclose(mesh.uvs, uv, atol=1e-6)  # v up again after glTF's v down
+    v, f = two_part_glb(glb)
+    parts = {p.name: p for p in mesh_from_glb(glb)}
+    assert sorted(parts) == ["eyes", "skin"]
+    skin, eyes = parts["skin"], parts["eyes"]
+    assert isinstance(skin.texture, bytes) and skin.texture.startswith(b"\x89PNG")
+    np.testing.assert_allclose(skin.vertices, v - [0.12, 0, 0], atol=1e-6)
+    np.testing.assert_array_equal(skin.triangles, f)
+    np.testing.assert_allclose(skin.uvs, sphere_uv(v), atol=1e-6)  # v up again after glTF's v down
+    assert eyes.texture is None and eyes.uvs is None
+    np.testing.assert_allclose(eyes.color, np.array([230, 200, 20]) / 255, atol=1e-3)
 
     text = build_report(tmp_path, ReportContent(glb=glb)).read_text()
     blob = _mesh_blob(text)
-    assert blob["triangleCount"] == len(f) and blob["textureSrc"].startswith("data:image/png")
-    assert "head.glb" in text
+    assert blob["triangleCount"] == 2 * len(f)
+    assert len(blob["textures"]) == 1 and blob["textures"][0]["src"].startswith("data:image/png")
+    got = sorted((p["name"], p["count"], p["texture"]) for p in blob["parts"])
+    assert got == [("eyes", len(f), -1), ("skin", len(f), 0)]
+    assert "head.glb" in text and "2 parts" in text
+
+
+def test_parts_share_the_budget_and_textures(tmp_path):
+    v, f = icosphere(4)  # 5120 triangles per part
+    tex = write_image(tmp_path / "t.png", quadrant_texture(16))
+    a = ViewerMesh(v, f, sphere_uv(v), None, texture=tex, name="a")
+    b = ViewerMesh(v + 1.0, f, sphere_uv(v), None, texture=tex, name="b")
+    c = ViewerMesh(v - 1.0, f[:1280], None, None, color=(1.0, 0.0, 0.0), name="c")
+    data = prepare([a, b, c], max_triangles=5000)
+    assert [p.name for p in data.parts] == ["a", "b", "c"]
+    counts = [p.count for p in data.parts]
+    assert sum(counts) <= 5000 and counts[0] > 3 * counts[2] and abs(counts[0] - counts[1]) < 0.1 * counts[0]
+    assert [p.start for p in data.parts] == [0, counts[0], counts[0] + counts[1]]
+    # Every part indexes only its own vertices.
+    part_of = np.repeat(np.arange(3), counts)
+    centre = data.positions[data.indices].mean(1).mean(1)
+    assert (np.abs(centre - np.array([0.0, 1.0, -1.0])[part_of]) < 0.2).all()
+    blob = _mesh_blob(build_report(tmp_path, ReportContent(mesh=[a, b, c])).read_text())
+    assert len(blob["textures"]) == 1  # one file, embedded once
+    assert [p["texture"] for p in blob["parts"]] == [0, 0, -1] and blob["parts"][2]["color"] == [1.0, 0.0, 0.0]
 
 
 def test_partial_content_and_escaping(tmp_path):
