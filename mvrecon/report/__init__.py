@@ -3,7 +3,7 @@ inline WebGL view of the asset."""
 
 from .build import REPORT_NAME, ReportConfig, build_report, render_html
 from .content import Overlay, ReportContent, StageRow, ViewerMesh, overlays_in
-from .viewer import ViewerData, mesh_from_glb, prepare
+from .viewer import ViewerData, ViewerPart, decimate, mesh_from_glb, prepare
 
 __all__ = [
     "REPORT_NAME",
@@ -13,7 +13,9 @@ __all__ = [
     "StageRow",
     "ViewerData",
     "ViewerMesh",
+    "ViewerPart",
     "build_report",
+    "decimate",
     "mesh_from_glb",
     "overlays_in",
     "prepare",

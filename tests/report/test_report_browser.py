@@ -6,6 +6,7 @@ on a developer's machine, an error in CI so a missing browser never passes silen
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import shutil
@@ -74,7 +75,7 @@ def test_full_report_renders_the_3d_view(chromium, tmp_path, ict_model):
     mesh = ViewerMesh(m.mean, m.triangles, m.uvs, m.uv_triangles, texture=content.texture)
     session = tmp_path / "session"
     session.mkdir()
-    report = build_report(session, ReportContent(**{**content.__dict__, "mesh": mesh}))
+    report = build_report(session, dataclasses.replace(content, mesh=mesh))
 
     status = _status(chromium, tmp_path, report)
     assert status.get("status") == "ok", status
