@@ -60,10 +60,10 @@ def _status(chromium: str, tmp_path: Path, report: Path, *extra: str) -> dict[st
     return dict(re.findall(r'data-([\w-]+)="([^"]*)"', m.group(0)))
 
 
-def _screenshot(chromium: str, tmp_path: Path, url: str, size: str = "1000,900") -> np.ndarray:
+def _screenshot(chromium: str, tmp_path: Path, url: str, size: str = "1000,900", *extra: str) -> np.ndarray:
     shot = tmp_path / "shot.png"
     shot.unlink(missing_ok=True)
-    _run(chromium, tmp_path, url, f"--screenshot={shot}", f"--window-size={size}")
+    _run(chromium, tmp_path, url, f"--screenshot={shot}", f"--window-size={size}", *extra)
     assert shot.is_file(), "chromium wrote no screenshot"
     return read_image(shot)
 
@@ -93,11 +93,15 @@ def test_full_report_renders_the_3d_view(chromium, tmp_path, ict_model):
     assert orange.sum() > 2000 and blue.sum() > 2000
 
 
-def test_texture_is_the_right_way_up(chromium, tmp_path):
-    """A quad with the top-left red, top-right green, bottom blue texture must look like that."""
+@pytest.mark.parametrize("webgl", [2, 1])
+def test_texture_is_the_right_way_up(chromium, tmp_path, webgl):
+    """A quad with the top-left red, top-right green, bottom blue texture must look like that,
+    with WebGL 2 and with the WebGL 1 fallback."""
     tex = write_image(tmp_path / "quad.png", quadrant_texture())
     report = build_report(tmp_path, ReportContent(subject="orientation", mesh=quad_mesh(tex)))
-    img = _screenshot(chromium, tmp_path, report.as_uri()).astype(int)
+    extra = () if webgl == 2 else ("--disable-webgl2",)
+    assert _status(chromium, tmp_path, report, *extra)["webgl"] == str(webgl)
+    img = _screenshot(chromium, tmp_path, report.as_uri(), "1000,900", *extra).astype(int)
     r, g, b = img[..., 0], img[..., 1], img[..., 2]
     masks = {"red": (r > 120) & (g < 60) & (b < 60), "green": (g > 120) & (r < 60) & (b < 60),
              "blue": (b > 120) & (r < 60) & (g < 60)}
