@@ -260,3 +260,18 @@ def test_sparse_morph_targets_round_trip(scene, tmp_path):
             want = np.where(np.abs(p.targets[k]).max(1, keepdims=True) >= 1e-7, p.targets[k], 0)
             assert np.array_equal(g.accessor(t["POSITION"]), want)
     assert n_sparse > 100
+
+
+def test_cli_texture_writes_the_maps(scene, export_helpers, tmp_path):
+    from mvrecon.cli import main
+    from mvrecon.texture.stage import load_textures
+
+    export_helpers.write_session(tmp_path / "s", scene)
+    r = CliRunner().invoke(main, ["texture", str(tmp_path / "s"), "--size", "48"])
+    assert r.exit_code == 0, r.output
+    assert "views" in r.output and "% of skin texels seen" in r.output
+    t = load_textures(tmp_path / "s" / "texture")
+    assert t.skin.shape == (48, 96, 3) and t.normal.shape == (48, 96, 3) and t.displacement.shape == (48, 96)
+    assert t.eyes.shape[0] == t.eyes.shape[1] >= 16
+    with pytest.raises(StageMissing, match="texture"):
+        load_textures(tmp_path / "nothing")
