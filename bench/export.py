@@ -162,6 +162,20 @@ def main() -> int:
                          f"{iss['numErrors']}/{iss['numWarnings']}/{iss['numInfos']}"))
     except Exception as e:  # noqa: BLE001 - the bench reports, it does not fail
         rows.append(("validator", f"unavailable ({e})"))
+    gt_png = root / "gt" / "albedo.png"
+    if gt_png.is_file():
+        import cv2
+
+        from mvrecon.texture.stage import load_textures
+
+        # the synthetic albedo uses the same layout (model UV tiles side by side, v up)
+        gt = cv2.imread(str(gt_png), cv2.IMREAD_COLOR)[..., ::-1].astype(np.float32) / 255
+        baked = load_textures(tr.out_dir).skin
+        if gt.shape[1] == 2 * gt.shape[0]:
+            gt = cv2.resize(gt, (baked.shape[1], baked.shape[0]), interpolation=cv2.INTER_AREA)
+            seen_m = (tr.textures.skin_weight > 0) & tr.textures.skin_mask
+            mse = float(((baked - gt) ** 2)[seen_m].mean())
+            rows.append(("albedo vs ground truth, seen texels (dB)", f"{10 * np.log10(1 / mse):.1f}"))
     ps = view_psnr(session, glb)
     for k, p in ps.items():
         rows.append((f"PSNR {k} face (dB)", f"{p:.1f}"))

@@ -112,6 +112,7 @@ DEFAULT_IRIS = np.array([0.33, 0.21, 0.12])
 SCLERA = np.array([0.86, 0.83, 0.79])
 GUMS = np.array([0.72, 0.36, 0.38])
 TEETH = np.array([0.90, 0.87, 0.79])
+MOUTH_INTERIOR = np.array([0.30, 0.09, 0.09])
 
 
 @dataclass(frozen=True)
@@ -419,7 +420,15 @@ def bake_texture(head: FittedHead, views: list[BakeView], cfg: TextureConfig = T
     else:
         # nothing seen: the fit's own low-resolution albedo is the best guess of the skin colour
         mean_skin = np.clip(np.asarray(head.albedo, np.float64).reshape(3, -1).mean(1), 0, 1)
-    skin_tex = push_pull_fill(albedo, known.astype(np.float64), mean_skin)
+    fill_from = known.copy()
+    if "mouth_socket" in model.submesh_triangles:
+        # the inside of the mouth is rarely seen; unseen, it is dark red rather than skin
+        a, b = model.submesh_triangles["mouth_socket"]
+        t = np.where(raster.mask, tri_ids[np.clip(raster.tri, 0, None)], -1)
+        inside = (t >= a) & (t < b) & ~known
+        albedo[inside] = MOUTH_INTERIOR
+        fill_from |= inside
+    skin_tex = push_pull_fill(albedo, fill_from.astype(np.float64), mean_skin)
     # detail maps on the neutral asset mesh (what the exported normal map is applied to)
     neutral = head.neutral_model_space() * head.scale
     disp = _displacement(head, raster, tri_ids, model.uvs[model.uv_triangles[tri_ids]])
