@@ -29,7 +29,7 @@ from ..cameras import Camera
 from ..errors import InputError
 from ..fit.result import FittedHead
 from ..render import raycast, sh_basis
-from ..facemodel.model import vertex_normals
+from ..facemodel.model import RENDER_SUBMESHES, vertex_normals
 from .layout import corner_uvs, material, material_triangles
 from .uvraster import UVRaster, push_pull_fill, rasterize_uv
 
@@ -52,6 +52,9 @@ class TextureConfig:
     """Low/high band split of the blend: Gaussian sigma as a fraction of the atlas height."""
     min_irradiance: float = 0.05
     """Texels whose SH irradiance is below this (deep shadow) are not de-lit from that view."""
+    max_albedo: float = 1.0
+    """A view whose de-lit colour exceeds this in any channel (lighting the SH cannot explain)
+    does not contribute to that texel."""
     use_detail: bool = True
     """Place texels on the detailed mesh (with the fit's fused displacement) instead of the base mesh."""
     eye_size_ratio: float = 0.25
@@ -113,6 +116,7 @@ SCLERA = np.array([0.86, 0.83, 0.79])
 GUMS = np.array([0.72, 0.36, 0.38])
 TEETH = np.array([0.90, 0.87, 0.79])
 MOUTH_INTERIOR = np.array([0.30, 0.09, 0.09])
+OPAQUE_INNER = ("mouth_socket", "gums_tongue", "teeth", "eye_socket_left", "eye_socket_right")
 
 
 @dataclass(frozen=True)
@@ -199,7 +203,12 @@ def sample_views(head: FittedHead, samples: _Samples, views: list[BakeView], cfg
             irr = Y @ np.asarray(view.sh, np.float32)                           # (m, 3)
             lit = irr.min(1) > cfg.min_irradiance
             rgb = _bilinear(np.asarray(view.image, np.float32), xy[cand].astype(np.float32))
-            col[cand] = rgb / np.maximum(irr, cfg.min_irradiance)
+            delit = rgb / np.maximum(irr, cfg.min_irradiance)
+            # SH lighting has no self-shadowing: in creases (inner lips, nostrils) it over-predicts
+            # nothing but can under-predict the light, and the division then blows up; an albedo
+            # above max_albedo is not a reflectance, so that view does not vouch for the texel
+            lit &= delit.max(1) <= cfg.max_albedo
+            col[cand] = delit
             density = (cam.K[0, 0] / z[cand]) ** 2
             w[cand] = np.clip(cos[cand], 0, 1) ** cfg.angle_power * fea * density * lit
         colours.append(col)
@@ -410,7 +419,9 @@ def bake_texture(head: FittedHead, views: list[BakeView], cfg: TextureConfig = T
     tri_ids = material_triangles(model, skin)
     uv_c = corner_uvs(model, tri_ids, skin)                                   # (F, 3, 2) atlas
     raster = rasterize_uv(uv_c.reshape(-1, 2), np.arange(3 * len(tri_ids)).reshape(-1, 3), S, 2 * S)
-    occluders = model.render_triangles()
+    # everything opaque hides skin: the mouth interior and teeth too (an open mouth shows teeth
+    # right behind the inner lips); eyelashes and the transparent eye layers do not count
+    occluders = model.render_triangles(tuple(RENDER_SUBMESHES) + OPAQUE_INNER)
     samples = _surface_samples(head, raster, tri_ids, cfg.use_detail)
     cols, ws = sample_views(head, samples, views, cfg, occluders)
     albedo, wsum = _blend_two_band(raster.mask, cols, ws, max(cfg.blend_sigma * S, 0.5))
