@@ -15,10 +15,13 @@ repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venv="${MVRECON_VENV:-$repo/.venv}"
 torch_spec="${MVRECON_TORCH:-torch==2.13.0}"
 
-# Open3D links libusb-1.0 at import; headless OpenCV and Open3D need libGL/libgomp on slim images.
+# System packages: Open3D links libusb-1.0 at import; headless OpenCV and Open3D need libgomp on
+# slim images.
 need=()
 ldconfig -p | grep -q 'libusb-1.0.so.0' || need+=(libusb-1.0-0)
 ldconfig -p | grep -q 'libgomp.so.1' || need+=(libgomp1)
+# The report test opens report.html in headless Chromium (Debian's packages, with its driver).
+command -v chromium >/dev/null 2>&1 || need+=(chromium chromium-driver)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
   $SUDO apt-get update -qq && $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
