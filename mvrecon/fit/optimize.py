@@ -52,7 +52,8 @@ class Fitter:
     """Holds the per-fit tensors; :meth:`run` executes the schedule."""
 
     def __init__(self, geom: HeadGeometry, views: ViewBatch, params: FitParams, group_of_view: np.ndarray,
-                 cfg: FitConfig, progress: bool | None = None):
+                 cfg: FitConfig, progress: bool | None = None, on_stage_end=None):
+        self.on_stage_end = on_stage_end
         self.g = geom
         self.views = views
         self.p = params
@@ -89,11 +90,13 @@ class Fitter:
             px = project(world[:, self.g.landmarks], vb.K, vb.world_to_cam)
             out["landmark"] = landmark_loss(px, vb.lm68, self.lm_weight, vb.face_size)
         if w.get("prdl"):
-            px = project(world[:, self.g.prdl_vertices], vb.K, vb.world_to_cam)
+            px_all = project(world, vb.K, vb.world_to_cam)
+            area = self.g.projected_vertex_area(px_all.detach())[:, self.g.prdl_vertices]
+            px = px_all[:, self.g.prdl_vertices]
             vis = self.visible[:, self.g.prdl_vertices]
             scale = torch.full((vb.n_views,), float(vb.size), dtype=px.dtype)
             out["prdl"] = prdl_loss(px, self.g.prdl_labels, vis, vb.prdl_target, vb.prdl_has, vb.anchors, scale,
-                                    PART_WEIGHTS.to(px.dtype))
+                                    PART_WEIGHTS.to(px.dtype), vert_weight=area)
         if w.get("contour"):
             px = project(world[:, self.g.contour_vertices], vb.K, vb.world_to_cam)
             vis = self.visible[:, self.g.contour_vertices]
@@ -163,6 +166,8 @@ class Fitter:
         state = FitState(params=self.p)
         for st in self.cfg.schedule:
             self.run_stage(st, state)
+            if self.on_stage_end is not None:
+                self.on_stage_end(st, self)
         world = self.world_vertices(use_disp=True)
         self.refresh_visibility(world)
         state.visibility = self.visible

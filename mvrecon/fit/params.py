@@ -153,8 +153,21 @@ class HeadGeometry:
         self.prdl_vertices = torch.as_tensor(cand)
         self.prdl_labels = torch.as_tensor(labels[cand].astype(np.int64))
         self.landmarks = torch.as_tensor(model.landmarks68.astype(np.int64))
+        # vertex <- triangle adjacency (N, F) for per-vertex projected areas
+        F_ = len(self.faces_np)
+        rows = torch.as_tensor(self.faces_np.reshape(-1))
+        cols = torch.arange(F_).repeat_interleave(3)
+        self._vt = torch.sparse_coo_tensor(torch.stack([rows, cols]), torch.full((3 * F_,), 1 / 3, dtype=dtype),
+                                           (model.n_vertices, F_)).coalesce()
         # face-boundary candidates for the contour loss: skin vertices of the face sub-mesh
         self.contour_vertices = torch.as_tensor(np.flatnonzero((model.part_labels == 1) & ~model.forehead & used))
+
+    def projected_vertex_area(self, px: torch.Tensor) -> torch.Tensor:
+        """(V, N) image area (pixels^2) each vertex stands for: a third of its projected triangles."""
+        a, b, c = (px[:, self.faces[:, i]] for i in range(3))
+        e1, e2 = b - a, c - a
+        area = 0.5 * (e1[..., 0] * e2[..., 1] - e1[..., 1] * e2[..., 0]).abs()  # (V, F)
+        return torch.sparse.mm(self._vt, area.T.to(self._vt.dtype)).T
 
     @staticmethod
     def deformable_mask(model) -> np.ndarray:

@@ -64,6 +64,7 @@ def prdl_loss(
     scale: torch.Tensor,
     part_weights: torch.Tensor,
     reduce: bool = True,
+    vert_weight: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """PRDL over all views and parts.
 
@@ -77,6 +78,10 @@ def prdl_loss(
         anchors: (V, A, 2) pixels.
         scale: (V,) face-crop size in pixels.
         part_weights: (P,) weight of each part (index p-1 for code p).
+        vert_weight: (V, N) optional weights of the vertices in the mean statistic: the image
+            area each vertex stands for. Mask pixels sample the image uniformly, mesh vertices do
+            not (a model is denser around eyes and lips), so an unweighted vertex mean is biased
+            even at the true shape; weighting by projected area removes that bias.
     Returns:
         scalar (or (V,) with ``reduce=False``).
     """
@@ -96,7 +101,12 @@ def prdl_loss(
             if sel.numel() == 0:
                 continue
             d = torch.cdist(a[v], x[v].index_select(0, sel))  # (A, n)
-            g = torch.stack([d.min(-1).values, d.max(-1).values, d.mean(-1)], -1)
+            if vert_weight is None:
+                mean = d.mean(-1)
+            else:
+                w = vert_weight[v].index_select(0, sel)
+                mean = d @ (w / w.sum().clamp_min(1e-12))
+            g = torch.stack([d.min(-1).values, d.max(-1).values, mean], -1)
             err = ((g - target_gamma[v, p]) ** 2).sum(-1).mean()
             terms.append((v, part_weights[p] * err))
     per_view = torch.zeros(V, dtype=vert_px.dtype, device=vert_px.device)
