@@ -1,0 +1,88 @@
+"""``mvrecon session run SESSION`` (the whole pipeline, resumable) and ``mvrecon session calibrate
+SESSION`` (per-session refinement of the rig's extrinsics)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from ..pipeline import STAGE_NAMES
+
+PRESETS = ("fast", "default", "best")
+
+
+@click.group("session")
+def session_group() -> None:
+    """Run a session end to end, or refine its rig."""
+
+
+def _echo_err(line: str) -> None:
+    click.echo(line, err=True)
+
+
+@session_group.command("run")
+@click.argument("session", type=click.Path(path_type=Path))
+@click.option("--preset", type=click.Choice(PRESETS), default="default", show_default=True,
+              help="Settings of every stage: fast (a quick look), default, best.")
+@click.option("--from", "start", type=click.Choice(STAGE_NAMES), default=None,
+              help="Run this stage again (and the later ones whose inputs change); earlier ones are used as they are.")
+@click.option("--to", "stop", type=click.Choice(STAGE_NAMES), default=None, help="Stop after this stage.")
+@click.option("--force", is_flag=True, help="Run every selected stage even when its outputs are up to date.")
+@click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON on stdout (progress goes to stderr).")
+@click.option("--verbose", is_flag=True, help="Log details on the console too (they always go to SESSION/logs/).")
+@click.pass_context
+def run_cmd(ctx: click.Context, session: Path, preset: str, start: str | None, stop: str | None, force: bool,
+            as_json: bool, verbose: bool) -> None:
+    """Run SESSION's stages in order (ingest, calibrate, refine, cues, fit, texture, export,
+    evaluate), skipping those whose outputs are up to date; writes SESSION/report.html.
+
+    An interrupted run continues from the last finished stage when started again."""
+    from ..pipeline import format_summary, pipeline_config, run_pipeline
+
+    verbose = verbose or bool(ctx.find_root().meta.get("mvrecon.verbose"))
+    if verbose:
+        ctx.find_root().meta["mvrecon.verbose"] = True
+    echo = _echo_err if as_json else click.echo
+    try:
+        res = run_pipeline(session, pipeline_config(preset), start=start, stop=stop, force=force, verbose=verbose,
+                           echo=echo)
+    except KeyboardInterrupt:
+        click.echo("interrupted: run the same command again to continue after the last finished stage", err=True)
+        sys.exit(130)
+    if as_json:
+        click.echo(json.dumps(res.to_dict(), indent=2))
+        return
+    click.echo("")
+    click.echo(format_summary(res))
+    if res.report is not None:
+        click.echo(f"report: {res.report}")
+    click.echo(f"log: {res.log_file}")
+
+
+@session_group.command("calibrate")
+@click.argument("session", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the refinement as JSON.")
+def calibrate_cmd(session: Path, as_json: bool) -> None:
+    """Refine the rig's extrinsics from SESSION's own photos (a camera knocked since the rig was
+    calibrated) and print how much each camera moved; writes SESSION/refine/, which later
+    'mvrecon session run's use (and keep up to date)."""
+    from ..calibrate.refine import CameraMove, RefineResult, format_moves
+    from ..io import read_json
+    from ..pipeline import pipeline_config, run_pipeline
+
+    cfg = pipeline_config("default", refine_extrinsics=True)
+    res = run_pipeline(session, cfg, stop="refine", echo=_echo_err, report=False)
+    rep = read_json(res.root / "refine" / "refine.json")
+    if as_json:
+        click.echo(json.dumps(rep, indent=2))
+        return
+    moves = tuple(CameraMove(**c) for c in rep["cameras"])
+    rr = RefineResult(None, moves, rep["n_points"], rep["rms_before_px"], rep["rms_after_px"])
+    click.echo(format_moves(rr))
+    click.echo(f"wrote {res.root / 'refine' / 'rig.json'}")
+
+
+COMMANDS = [session_group]

@@ -1,0 +1,864 @@
+"""The end-to-end pipeline behind ``mvrecon session run``: the stages as an ordered list of data.
+
+Each :class:`StageDef` names its stage, says when it applies to a session, which settings and
+files it reads (upstream stages count by the digest of their outputs), how to run it and which
+key numbers go into the summary. A stage is skipped when ``<stage>/provenance.json`` records the
+same settings, library versions and input hashes as now, and its outputs are still the ones it
+recorded. Provenance is written only after a stage finished (atomically), so a run killed
+half-way leaves no provenance for the stage it was in, and the next run redoes that stage and
+skips the ones before it; every stage writes its own files atomically, so the result is the
+same as that of an uninterrupted run.
+
+    ingest     validate the session against its rig, decode every photo once
+    calibrate  ChArUco calibration from the session's board shots (or SfM without a board, when
+               the rig was never calibrated): ``calibrate/rig.json``
+    refine     per-session extrinsics refinement (``mvrecon session calibrate`` turns it on):
+               ``refine/rig.json``
+    cues       landmarks and part labels per view
+    fit        the multi-view fit
+    texture    baked albedo, normal and displacement maps
+    export     the game-ready asset ``export/head.glb``
+    evaluate   against the session's scan, when it has one
+
+Later stages use the newest rig: ``refine/`` over ``calibrate/`` over the session's own rig.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Literal, Mapping, Sequence
+
+from .errors import InputError, MvreconError, StageMissing
+from .io import read_image, read_json, write_json
+
+log = logging.getLogger("mvrecon.pipeline")
+
+PROVENANCE_FILE = "provenance.json"
+PROVENANCE_FORMAT = "mvrecon-provenance/1"
+PresetName = Literal["fast", "default", "best"]
+Status = Literal["done", "skipped", "failed", "not run"]
+
+# --------------------------------------------------------------------------------------------
+# settings
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """Settings of every stage of a run (a named preset, see :func:`pipeline_config`)."""
+
+    preset: PresetName = "default"
+    """Preset these settings came from."""
+    charuco: Any = None
+    """:class:`mvrecon.calibrate.charuco.CharucoConfig` of the calibrate stage."""
+    refine: Any = None
+    """:class:`mvrecon.calibrate.refine.RefineConfig` of the refine stage."""
+    cues: Any = None
+    """:class:`mvrecon.cues.CuesConfig`."""
+    fit: Any = None
+    """:class:`mvrecon.fit.config.FitConfig`."""
+    texture: Any = None
+    """:class:`mvrecon.texture.bake.TextureConfig` (its size is also the export's texture size)."""
+    export: Any = None
+    """:class:`mvrecon.export.stage.ExportConfig`."""
+    evaluate: Any = None
+    """:class:`mvrecon.evaluate.EvalConfig`."""
+    refine_extrinsics: bool = False
+    """Run the refine stage even when the session has not asked for it."""
+
+
+#: Skin atlas height per preset: 'fast' is for looking at the result quickly.
+TEXTURE_SIZE = {"fast": 1024, "default": 2048, "best": 4096}
+
+
+def pipeline_config(preset: PresetName = "default", **overrides: Any) -> PipelineConfig:
+    """The settings of every stage for a named preset; ``overrides`` replace whole stage configs."""
+    from .calibrate.charuco import CharucoConfig
+    from .calibrate.refine import RefineConfig
+    from .cues import PRESETS as CUES_PRESETS
+    from .evaluate import EvalConfig
+    from .export.stage import ExportConfig
+    from .fit.config import preset as fit_preset
+    from .texture.bake import TextureConfig
+
+    if preset not in TEXTURE_SIZE:
+        raise MvreconError(f"unknown preset {preset!r} (choose from {', '.join(TEXTURE_SIZE)})")
+    size = TEXTURE_SIZE[preset]
+    tex = TextureConfig(size=size)
+    cfg = PipelineConfig(
+        preset=preset,
+        charuco=CharucoConfig(),
+        refine=RefineConfig(out_dir="refine"),
+        cues=CUES_PRESETS[preset],
+        fit=fit_preset(preset),
+        texture=tex,
+        export=ExportConfig(texture_size=size, texture=tex),
+        evaluate=EvalConfig(),
+    )
+    return dataclasses.replace(cfg, **overrides)
+
+
+# --------------------------------------------------------------------------------------------
+# hashing and provenance
+
+
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+    except FileNotFoundError:
+        raise InputError("file not found", path) from None
+    except OSError as e:
+        raise InputError(f"cannot read ({e.strerror})", path) from None
+    return h.hexdigest()
+
+
+def _canonical(obj: Any) -> str:
+    def default(o: Any) -> Any:
+        if dataclasses.is_dataclass(o):
+            return dataclasses.asdict(o)
+        if isinstance(o, Path):
+            return str(o)
+        if hasattr(o, "tolist"):
+            return o.tolist()
+        raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+    return json.dumps(obj, sort_keys=True, default=default, separators=(",", ":"))
+
+
+def _jsonable(obj: Any) -> Any:
+    """``obj`` as plain JSON values (dataclasses, tuples, paths, numpy converted), order kept."""
+    return json.loads(json.dumps(obj, default=lambda o: json.loads(_canonical(o))))
+
+
+def sha256_json(obj: Any) -> str:
+    return hashlib.sha256(_canonical(obj).encode()).hexdigest()
+
+
+def _is_tmp(name: str) -> bool:
+    return name.startswith(".") and ".tmp-" in name
+
+
+def output_hashes(stage_dir: Path) -> dict[str, str]:
+    """sha256 of every file under a stage folder (relative POSIX paths), without the provenance
+    file and temporaries."""
+    out = {}
+    if not stage_dir.is_dir():
+        return out
+    for p in sorted(stage_dir.rglob("*")):
+        rel = p.relative_to(stage_dir)
+        if p.is_file() and rel.as_posix() != PROVENANCE_FILE and not any(_is_tmp(part) for part in rel.parts):
+            out[rel.as_posix()] = sha256_file(p)
+    return out
+
+
+def versions() -> dict[str, str]:
+    """The library versions a stage's outputs depend on."""
+    import numpy
+    import torch
+
+    from . import __version__
+
+    return {"mvrecon": __version__, "torch": torch.__version__, "numpy": numpy.__version__}
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """What made a stage's outputs (``<stage>/provenance.json``)."""
+
+    stage: str
+    key: str
+    """sha256 over settings, versions and input hashes: equal keys, equal outputs."""
+    settings: Mapping[str, Any]
+    versions: Mapping[str, str]
+    inputs: Mapping[str, str]
+    """Input name (a file relative to the session, or ``stage:<name>``) -> sha256."""
+    outputs: Mapping[str, str]
+    """Output file (relative to the stage folder) -> sha256."""
+    numbers: Mapping[str, Any]
+    """The stage's key numbers for the summary."""
+    seconds: float
+
+    @property
+    def outputs_digest(self) -> str:
+        return sha256_json(dict(self.outputs))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": PROVENANCE_FORMAT, **dataclasses.asdict(self)}
+
+
+def read_provenance(stage_dir: Path) -> Provenance | None:
+    """The recorded provenance, or None when missing or unreadable (the stage then runs again)."""
+    path = stage_dir / PROVENANCE_FILE
+    if not path.is_file():
+        return None
+    try:
+        d = read_json(path)
+        if d.get("format") != PROVENANCE_FORMAT:
+            return None
+        return Provenance(d["stage"], d["key"], d["settings"], d["versions"], d["inputs"], d["outputs"],
+                          d.get("numbers", {}), float(d.get("seconds", 0.0)))
+    except (InputError, KeyError, TypeError, AttributeError, ValueError):
+        return None
+
+
+# --------------------------------------------------------------------------------------------
+# the stages
+
+
+@dataclass
+class Context:
+    """What the stages of one run share: the session (with the rig currently in force), settings
+    and the digests of the stages' outputs computed so far."""
+
+    session: Any
+    cfg: PipelineConfig
+    force: bool = False
+    digests: dict[str, str] = field(default_factory=dict)
+    _model: Any = None
+
+    @property
+    def root(self) -> Path:
+        return self.session.root
+
+    def model(self):
+        if self._model is None:
+            from .facemodel import load_model
+
+            self._model = load_model(self.session.options.get("model", "ict"))
+        return self._model
+
+    def model_file(self) -> Path | None:
+        from .facemodel.registry import model_path
+
+        name = str(self.session.options.get("model", "ict"))
+        p = Path(name).expanduser()
+        return p if p.is_file() else model_path(name)
+
+    def rel(self, p: Path) -> str:
+        try:
+            return Path(p).resolve().relative_to(self.root).as_posix()
+        except ValueError:
+            return str(p)
+
+
+@dataclass(frozen=True)
+class StageDef:
+    """One pipeline stage as data."""
+
+    name: str
+    applies: Callable[[Context], bool]
+    """Whether the stage has anything to do for this session."""
+    not_applicable: str
+    """Why it does not, in a few words (shown in the summary)."""
+    settings: Callable[[Context], Any]
+    """What the outputs depend on besides the inputs (a JSON-able value or dataclass)."""
+    inputs: Callable[[Context], Sequence[Path]]
+    """Files it reads (hashed), besides the upstream stages' outputs."""
+    upstream: tuple[str, ...]
+    """Earlier stages whose outputs it reads (counted when they apply)."""
+    run: Callable[[Context], Mapping[str, Any]]
+    """Runs the stage (writing its folder) and returns its key numbers."""
+    after: Callable[[Context], None] | None = None
+    """Called after the stage ran or was skipped (e.g. to put a calibrated rig in force)."""
+
+
+def _image_files(ctx: Context) -> list[Path]:
+    return [v.image for v in ctx.session.views()]
+
+
+def _calib_files(ctx: Context) -> list[Path]:
+    d = ctx.session.calib_dir
+    if d is None or not d.is_dir():
+        return []
+    return sorted(p for p in d.rglob("*") if p.is_file() and not p.name.startswith("."))
+
+
+def _has_board_shots(ctx: Context) -> bool:
+    return bool(_calib_files(ctx))
+
+
+def _rig_uncalibrated(ctx: Context) -> bool:
+    meta = ctx.session.rig.meta
+    return "calibration" not in meta and not meta.get("synthetic")
+
+
+# ingest
+
+
+def _run_ingest(ctx: Context) -> dict[str, Any]:
+    s = ctx.session
+    views = []
+    for v in s.views():
+        img = read_image(v.image)  # a full decode: a truncated or corrupt photo stops here, named
+        views.append({"key": v.key, "frame": v.frame, "camera": v.camera, "image": ctx.rel(v.image),
+                      "size": [int(img.shape[1]), int(img.shape[0])],
+                      "sha256": ctx.digests.get(f"file:{v.image}") or sha256_file(v.image)})
+    from .io import atomic_dir
+
+    with atomic_dir(s.stage_dir("ingest")) as tmp:
+        write_json(tmp / "manifest.json", {"format": "mvrecon-ingest/1", "subject": s.subject, "rig": str(s.rig_path),
+                                           "rig_sha256": sha256_file(s.rig_path),
+                                           "session_sha256": sha256_file(s.session_file),
+                                           "cameras": s.rig.names, "frames": [f.name for f in s.frames],
+                                           "views": views, "scan": bool(s.scan), "board_shots": len(_calib_files(ctx))})
+    return _ingest_numbers(ctx)
+
+
+def _ingest_numbers(ctx: Context) -> dict[str, Any]:
+    s = ctx.session
+    return {"views": len(s.views()), "cameras": len(s.rig), "frames": len(s.frames)}
+
+
+# calibrate
+
+
+def _run_calibrate(ctx: Context) -> dict[str, Any]:
+    from .cameras import save_rig
+    from .io import atomic_dir
+
+    s = ctx.session
+    if _has_board_shots(ctx):
+        from .calibrate.charuco import calibrate_charuco
+
+        res = calibrate_charuco(s.rig, s.calib_dir, ctx.cfg.charuco)
+        report = res.report() | {"config": dataclasses.asdict(ctx.cfg.charuco), "shots": ctx.rel(s.calib_dir)}
+        numbers = {"reprojection RMS (px)": round(res.rms_px, 4), "board shots": res.n_shots}
+    else:
+        import tempfile
+
+        from .calibrate.sfm import SfmConfig, calibrate_sfm
+
+        # SfM wants DIR/<camera>.<ext>: link the first frame's photos under their camera names
+        with tempfile.TemporaryDirectory(prefix="mvrecon-sfm-") as d:
+            for cam, p in s.frames[0].images.items():
+                os.symlink(p, Path(d) / f"{cam}{p.suffix.lower()}")
+            res = calibrate_sfm(s.rig, d, SfmConfig())
+        report = {"format": "mvrecon-calibration/1", "method": "sfm", "rms_px": res.rms_px, "n_points": res.n_points,
+                  "scale": res.scale, "scale_source": res.scale_source, "frame": s.frames[0].name}
+        numbers = {"reprojection RMS (px)": round(res.rms_px, 4), "SfM points": res.n_points}
+    with atomic_dir(s.stage_dir("calibrate")) as tmp:
+        write_json(tmp / "calibration.json", report)
+        save_rig(res.rig, tmp / "rig.json")
+    return numbers
+
+
+def _use_rig(stage: str) -> Callable[[Context], None]:
+    def after(ctx: Context) -> None:
+        from .cameras import load_rig
+
+        p = ctx.session.stage_dir(stage) / "rig.json"
+        if not p.is_file():
+            raise StageMissing(f"the {stage} stage has no rig.json: run it (drop --from)", p.parent)
+        ctx.session = dataclasses.replace(ctx.session, rig=load_rig(p))
+
+    return after
+
+
+# refine
+
+
+def _refine_requested(ctx: Context) -> bool:
+    return bool(ctx.cfg.refine_extrinsics or ctx.session.options.get("refine_extrinsics")
+                or (ctx.session.stage_dir("refine") / PROVENANCE_FILE).is_file())
+
+
+def _run_refine(ctx: Context) -> dict[str, Any]:
+    from .calibrate.refine import refine_extrinsics
+
+    res = refine_extrinsics(ctx.session, ctx.cfg.refine, write=True)
+    worst = max(res.moves, key=lambda m: m.shift_mm)
+    return {"largest move (mm)": round(worst.shift_mm, 3), "moved camera": worst.name,
+            "RMS before (px)": round(res.rms_before_px, 3), "RMS after (px)": round(res.rms_after_px, 3)}
+
+
+# cues
+
+
+def _run_cues(ctx: Context) -> dict[str, Any]:
+    from .cues import run as cues_run
+
+    cfg = dataclasses.replace(ctx.cfg.cues, overwrite=ctx.force)
+    res = cues_run(cfg, ctx.session)
+    if res.views and len(res.no_face) == len(res.views):
+        raise MvreconError("no face found in any view", ctx.session.stage_dir("cues"))
+    n_ok = len(res.views) - len(res.no_face)
+    out: dict[str, Any] = {"views with a face": f"{n_ok}/{len(res.views)}"}
+    if res.no_face:
+        out["no face in"] = ", ".join(res.no_face)
+    return out
+
+
+# fit
+
+
+def _run_fit(ctx: Context) -> dict[str, Any]:
+    from .fit.stage import fit_session
+
+    res = fit_session(ctx.session, ctx.cfg.fit, model=ctx.model())
+    return _fit_numbers(res.summary)
+
+
+def _fit_numbers(sm: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {"landmark error (px)": sm.get("landmark_error_px_median")}
+    total = sm.get("final_losses", {}).get("total")
+    if total is not None:
+        out["fit loss"] = float(f"{total:.4g}")
+    out["views"] = len(sm.get("views", ()))
+    return out
+
+
+# texture / export
+
+
+def _run_texture(ctx: Context) -> dict[str, Any]:
+    from .texture.stage import run as texture_run
+
+    r = texture_run(ctx.cfg.texture, ctx.session)
+    t = r.textures
+    seen = float((t.skin_weight > 0)[t.skin_mask].mean()) if t.skin_mask.any() else 0.0
+    return {"skin texels seen (%)": round(100 * seen, 1), "size": f"{t.skin.shape[1]}x{t.skin.shape[0]}"}
+
+
+def _run_export(ctx: Context) -> dict[str, Any]:
+    from .export.stage import export
+
+    r = export(ctx.session, ctx.cfg.export)
+    return {"triangles": r.lod_triangles[0], "GLB (MB)": round(r.glb_bytes / 1e6, 2), "morph targets": len(r.target_names)}
+
+
+# evaluate
+
+
+def _fit_group_mesh(ctx: Context) -> Path:
+    fit = ctx.session.stage_dir("fit")
+    meshes = sorted(fit.glob("detailed_*.obj"))
+    if meshes:
+        return meshes[0]
+    if (fit / "neutral.obj").is_file():
+        return fit / "neutral.obj"
+    raise StageMissing("no fitted mesh (detailed_<group>.obj or neutral.obj): run the fit stage", fit)
+
+
+def _run_evaluate(ctx: Context) -> dict[str, Any]:
+    from .evaluate import evaluate_to_dir
+    from .io import atomic_dir
+
+    s = ctx.session
+    pred = _fit_group_mesh(ctx)
+    cfg = ctx.cfg.evaluate
+    if s.scan.units in ("m", "cm", "mm") and cfg.scan_units == "auto":
+        cfg = dataclasses.replace(cfg, scan_units=s.scan.units)
+    cfg = dataclasses.replace(cfg, pred_units="m")  # the fit writes metres
+    with atomic_dir(s.stage_dir("evaluate")) as tmp:
+        lm = write_json(tmp / "pred_landmarks.json", {"mesh": ctx.rel(pred),
+                                                      "vertex_indices": [int(i) for i in ctx.model().landmarks68]})
+        result, _ = evaluate_to_dir(pred, lm, s.scan.mesh, s.scan.landmarks, tmp, cfg)
+    out: dict[str, Any] = {}
+    if result.realy_all_mm is not None:
+        out["scan error REALY (mm)"] = round(float(result.realy_all_mm), 3)
+    out["scan error NoW median (mm)"] = round(float(result.now.median_mm), 3)
+    if result.missing_regions:
+        out["missing regions"] = ", ".join(result.missing_regions)
+    return out
+
+
+def _scan_files(ctx: Context) -> list[Path]:
+    s = ctx.session.scan
+    return [s.mesh, s.landmarks]
+
+
+def _settings(attr: str) -> Callable[[Context], Any]:
+    return lambda ctx: getattr(ctx.cfg, attr)
+
+
+def _cues_settings(ctx: Context) -> Any:
+    return ctx.cfg.cues.settings() | {"overlay": ctx.cfg.cues.overlay}
+
+
+def _model_files(ctx: Context) -> list[Path]:
+    p = ctx.model_file()
+    return [p] if p is not None else []
+
+
+def _always(ctx: Context) -> bool:
+    return True
+
+
+STAGES: tuple[StageDef, ...] = (
+    StageDef("ingest", _always, "", lambda ctx: {"format": "mvrecon-ingest/1"},
+             lambda ctx: [ctx.session.session_file, ctx.session.rig_path, *_image_files(ctx)], (), _run_ingest),
+    StageDef("calibrate", lambda ctx: _has_board_shots(ctx) or _rig_uncalibrated(ctx),
+             "no board shots, rig already calibrated", _settings("charuco"), _calib_files, ("ingest",),
+             _run_calibrate, after=_use_rig("calibrate")),
+    StageDef("refine", _refine_requested, "not asked for (mvrecon session calibrate)", _settings("refine"),
+             lambda ctx: [], ("ingest", "calibrate"), _run_refine, after=_use_rig("refine")),
+    StageDef("cues", _always, "", _cues_settings, lambda ctx: [], ("ingest",), _run_cues),
+    StageDef("fit", _always, "", _settings("fit"), _model_files, ("ingest", "calibrate", "refine", "cues"), _run_fit),
+    StageDef("texture", _always, "", _settings("texture"), lambda ctx: [], ("ingest", "calibrate", "refine", "fit"),
+             _run_texture),
+    StageDef("export", _always, "", _settings("export"), lambda ctx: [], ("fit", "texture"), _run_export),
+    StageDef("evaluate", lambda ctx: ctx.session.scan is not None and ctx.session.scan.landmarks is not None,
+             "no scan with landmarks", _settings("evaluate"), lambda ctx: [*_scan_files(ctx), *_model_files(ctx)],
+             ("fit",), _run_evaluate),
+)
+STAGE_NAMES = tuple(s.name for s in STAGES)
+
+
+# --------------------------------------------------------------------------------------------
+# running
+
+
+@dataclass
+class StageOutcome:
+    """What happened to one stage in a run."""
+
+    stage: str
+    status: Status
+    seconds: float | None = None
+    numbers: dict[str, Any] = field(default_factory=dict)
+    note: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class RunResult:
+    """The outcome of :func:`run_pipeline`."""
+
+    root: Path
+    preset: str
+    stages: list[StageOutcome]
+    seconds: float
+    log_file: Path | None = None
+    report: Path | None = None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"session": str(self.root), "preset": self.preset, "ok": self.ok, "error": self.error,
+                "seconds": round(self.seconds, 2), "stages": [s.to_dict() for s in self.stages],
+                "report": None if self.report is None else str(self.report),
+                "log": None if self.log_file is None else str(self.log_file)}
+
+
+def _fmt_number(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def format_outcome(o: StageOutcome) -> str:
+    """One progress line: stage, status, time, key numbers."""
+    secs = "" if o.seconds is None else f"{o.seconds:7.1f} s"
+    nums = ", ".join(f"{k} {_fmt_number(v)}" for k, v in o.numbers.items())
+    tail = "; ".join(x for x in (nums, o.note) if x)
+    return f"{o.stage:<10} {o.status:<8} {secs:>9}  {tail}".rstrip()
+
+
+def format_summary(res: RunResult) -> str:
+    """The summary table printed at the end of a run."""
+    lines = [f"{'stage':<10} {'status':<8} {'time':>9}  key numbers", "-" * 72]
+    lines += [format_outcome(o) for o in res.stages]
+    lines.append("-" * 72)
+    lines.append(f"{'total':<10} {'ok' if res.ok else 'failed':<8} {res.seconds:7.1f} s")
+    return "\n".join(lines)
+
+
+def _input_hashes(ctx: Context, st: StageDef) -> dict[str, str]:
+    hashes: dict[str, str] = {}
+    for p in st.inputs(ctx):
+        hashes[ctx.rel(p)] = ctx.digests.get(f"file:{p}") or sha256_file(p)
+        ctx.digests[f"file:{p}"] = hashes[ctx.rel(p)]
+    for up in st.upstream:
+        if up in ctx.digests:
+            hashes[f"stage:{up}"] = ctx.digests[up]
+    if st.name in ("fit", "texture", "refine"):
+        # the rig in force (the session's, or a calibrated / refined one): its content counts
+        hashes["rig"] = sha256_json(ctx.session.rig.to_dict())
+    return hashes
+
+
+def _up_to_date(ctx: Context, st: StageDef, key: str) -> Provenance | None:
+    prov = read_provenance(ctx.session.stage_dir(st.name))
+    if prov is None or prov.key != key:
+        return None
+    if output_hashes(ctx.session.stage_dir(st.name)) != dict(prov.outputs):
+        log.info("%s: outputs changed since they were made; running again", st.name)
+        return None
+    return prov
+
+
+def clean_temporaries(root: Path) -> list[Path]:
+    """Remove the temporary files and folders an interrupted writer left (``.<name>.tmp-*``) in the
+    session folder and the stage folders; call it only while holding the session lock."""
+    removed = []
+    dirs = [root] + [root / n for n in STAGE_NAMES] + [root / n / "overlays" for n in STAGE_NAMES]
+    for d in dirs:
+        if not d.is_dir():
+            continue
+        for p in d.iterdir():
+            if _is_tmp(p.name):
+                shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+                removed.append(p)
+    return removed
+
+
+def _stage_index(name: str | None, default: int) -> int:
+    if name is None:
+        return default
+    if name not in STAGE_NAMES:
+        raise MvreconError(f"unknown stage {name!r} (stages: {', '.join(STAGE_NAMES)})")
+    return STAGE_NAMES.index(name)
+
+
+def _next_log(logs: Path) -> Path:
+    logs.mkdir(parents=True, exist_ok=True)
+    nums = [int(m.group(1)) for p in logs.glob("run-*.log") if (m := re.fullmatch(r"run-(\d+)\.log", p.name))]
+    return logs / f"run-{max(nums, default=0) + 1:03d}.log"
+
+
+@contextlib.contextmanager
+def _log_to(path: Path, verbose: bool):
+    """Send the package's log records (and Python warnings, e.g. torch's) to ``path``; on the
+    console only with ``verbose``."""
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setLevel(logging.DEBUG)
+    pkg = logging.getLogger("mvrecon")
+    warn = logging.getLogger("py.warnings")
+    old = (pkg.level, pkg.propagate, warn.propagate)
+    pkg.addHandler(handler)
+    warn.addHandler(handler)
+    pkg.setLevel(logging.DEBUG)
+    logging.captureWarnings(True)
+    if not verbose:
+        pkg.propagate = False
+        warn.propagate = False
+    try:
+        yield
+    finally:
+        logging.captureWarnings(False)
+        pkg.removeHandler(handler)
+        warn.removeHandler(handler)
+        pkg.setLevel(old[0])
+        pkg.propagate, warn.propagate = old[1], old[2]
+        handler.close()
+
+
+def run_pipeline(
+    root: str | Path,
+    cfg: PipelineConfig | None = None,
+    start: str | None = None,
+    stop: str | None = None,
+    force: bool = False,
+    verbose: bool = False,
+    echo: Callable[[str], None] | None = None,
+    on_stage: Callable[[str, str], None] | None = None,
+    report: bool = True,
+) -> RunResult:
+    """Run the stages of the session at ``root`` in order, from ``start`` to ``stop`` (names of
+    :data:`STAGE_NAMES`), skipping up-to-date ones unless ``force``; the stages before ``start``
+    are used as they are. ``echo`` gets one line per stage; ``on_stage(name, "start"|"end")`` is
+    for benchmarks. Holds the session lock throughout (:class:`~mvrecon.errors.SessionBusy` when
+    another run has it); writes ``SESSION/logs/run-NNN.log`` and, at the end, ``SESSION/report.html``.
+    User-fixable errors are raised (after the report of what exists) as :class:`MvreconError`."""
+    from .session import load_session, session_lock
+
+    cfg = cfg or pipeline_config()
+    echo = echo or (lambda s: None)
+    i0 = _stage_index(start, 0)
+    i1 = _stage_index(stop, len(STAGES) - 1)
+    if i0 > i1:
+        raise MvreconError(f"--from {start} comes after --to {stop}")
+    root = Path(root).resolve()
+    if not (root / "session.json").is_file():
+        raise InputError("not a session folder (no session.json)", root)
+    t_run = time.perf_counter()
+    with session_lock(root):
+        log_file = _next_log(root / "logs")
+        with _log_to(log_file, verbose):
+            log.info("run: %s, preset %s, stages %s..%s%s", root, cfg.preset, STAGE_NAMES[i0], STAGE_NAMES[i1],
+                     ", forced" if force else "")
+            for p in clean_temporaries(root):
+                log.info("removed %s (left by an interrupted run)", p)
+            outcomes: list[StageOutcome] = []
+            ctx: Context | None = None
+            error: BaseException | None = None
+            try:
+                session = load_session(root)
+                ctx = Context(session=session, cfg=cfg, force=force)
+                for i, st in enumerate(STAGES):
+                    o = _do_stage(ctx, st, i, i0, i1, force, echo, on_stage)
+                    outcomes.append(o)
+            except MvreconError as e:
+                error = e
+                log.error("%s", e, exc_info=True)
+                done = {o.stage for o in outcomes}
+                failed = next((s.name for s in STAGES if s.name not in done), None)
+                if failed is not None and ctx is not None:
+                    o = StageOutcome(failed, "failed", note=str(e))
+                    outcomes.append(o)
+                    echo(format_outcome(o))
+                outcomes += [StageOutcome(s.name, "not run") for s in STAGES if s.name not in {x.stage for x in outcomes}]
+            except KeyboardInterrupt:
+                log.error("interrupted; the next run continues after the last finished stage")
+                raise
+            except Exception:
+                log.exception("internal error")
+                raise
+            res = RunResult(root, cfg.preset, outcomes, time.perf_counter() - t_run, log_file,
+                            error=None if error is None else str(error))
+            if report and ctx is not None:
+                try:
+                    res.report = write_session_report(ctx.session, res)
+                except MvreconError as e:  # a report problem must not hide the run's outcome
+                    log.warning("report not written: %s", e)
+                res.seconds = time.perf_counter() - t_run
+            log.info("run finished in %.1f s%s", res.seconds, "" if error is None else f": {error}")
+            if error is not None:
+                raise error
+            return res
+
+
+def _do_stage(ctx: Context, st: StageDef, i: int, i0: int, i1: int, force: bool,
+              echo: Callable[[str], None], on_stage) -> StageOutcome:
+    sdir = ctx.session.stage_dir(st.name)
+    if not st.applies(ctx):
+        o = StageOutcome(st.name, "skipped", note=f"not needed: {st.not_applicable}")
+        echo(format_outcome(o))
+        return o
+    if i > i1:
+        o = StageOutcome(st.name, "not run", note="after --to")
+        echo(format_outcome(o))
+        return o
+    if i < i0:
+        # before --from: used as it is
+        prov = read_provenance(sdir)
+        if not sdir.is_dir():
+            raise StageMissing(f"stage {st.name} has no outputs yet: run without --from first", sdir)
+        ctx.digests[st.name] = prov.outputs_digest if prov else sha256_json(output_hashes(sdir))
+        if st.after:
+            st.after(ctx)
+        o = StageOutcome(st.name, "skipped", numbers=dict(prov.numbers) if prov else {}, note="before --from")
+        echo(format_outcome(o))
+        return o
+    settings = st.settings(ctx)
+    vers = versions()
+    inputs = _input_hashes(ctx, st)
+    key = sha256_json({"stage": st.name, "settings": settings, "versions": vers, "inputs": inputs})
+    prov = None if (force or i == i0 and i0 > 0) else _up_to_date(ctx, st, key)
+    if prov is not None:
+        ctx.digests[st.name] = prov.outputs_digest
+        if st.after:
+            st.after(ctx)
+        o = StageOutcome(st.name, "skipped", 0.0, dict(prov.numbers), note="up to date")
+        log.info("%s: up to date, skipped", st.name)
+        echo(format_outcome(o))
+        return o
+    log.info("%s: running", st.name)
+    if on_stage:
+        on_stage(st.name, "start")
+    (sdir / PROVENANCE_FILE).unlink(missing_ok=True)
+    t0 = time.perf_counter()
+    numbers = dict(st.run(ctx))
+    secs = time.perf_counter() - t0
+    if on_stage:
+        on_stage(st.name, "end")
+    outputs = output_hashes(sdir)
+    prov = Provenance(st.name, key, _jsonable(settings), vers, inputs, outputs, _jsonable(numbers), round(secs, 3))
+    write_json(sdir / PROVENANCE_FILE, prov.to_dict())  # last: its presence means the stage finished
+    ctx.digests[st.name] = prov.outputs_digest
+    if st.after:
+        st.after(ctx)
+    log.info("%s: done in %.1f s: %s", st.name, secs, numbers)
+    o = StageOutcome(st.name, "done", secs, numbers)
+    echo(format_outcome(o))
+    return o
+
+
+# --------------------------------------------------------------------------------------------
+# the session report
+
+
+def report_content(session, res: RunResult | None = None):
+    """A :class:`~mvrecon.report.ReportContent` from whatever the session's stages wrote."""
+    from . import __version__
+    from .report import ReportContent, StageRow, overlays_in
+
+    root = session.root
+    rows = []
+    if res is not None:
+        for o in res.stages:
+            rows.append(StageRow(o.stage, o.status, o.seconds, {k: v for k, v in o.numbers.items() if v is not None},
+                                 o.note))
+    metrics: dict[str, Any] = {}
+    for name in ("calibrate", "refine", "fit", "texture", "export"):
+        prov = read_provenance(root / name)
+        if prov is not None and prov.numbers:
+            metrics[name] = dict(prov.numbers)
+    ev = root / "evaluate" / "metrics.json"
+    if ev.is_file():
+        with contextlib.suppress(InputError):
+            metrics["evaluate"] = _eval_metrics(read_json(ev))
+    fit_summary = root / "fit" / "summary.json"
+    if fit_summary.is_file():
+        with contextlib.suppress(InputError):
+            losses = read_json(fit_summary).get("final_losses", {})
+            if losses:
+                metrics["fit losses (final)"] = losses
+
+    def existing(p: Path) -> Path | None:
+        return p if p.is_file() else None
+
+    return ReportContent(
+        subject=session.subject,
+        provenance={"session": root.name, "rig": f"{session.rig.name} ({len(session.rig)} cameras)",
+                    "views": str(len(session.views())), "mvrecon": __version__,
+                    **({"preset": res.preset} if res is not None else {})},
+        stages=rows,
+        overlays=overlays_in(root / "fit" / "overlays"),
+        texture=existing(root / "texture" / "albedo.png"),
+        heatmap=existing(root / "evaluate" / "heatmap.png"),
+        loss_curve=existing(root / "fit" / "losses.png"),
+        metrics=metrics,
+        glb=existing(root / "export" / "head.glb"),
+    )
+
+
+def _eval_metrics(d: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if not isinstance(d, Mapping):
+        return out
+    for k in ("realy_all_mm",):
+        if d.get(k) is not None:
+            out["REALY all (mm)"] = d[k]
+    regions = d.get("regions")
+    if isinstance(regions, Mapping):
+        out["REALY regions (mm)"] = {n: r.get("mean_mm") for n, r in regions.items() if isinstance(r, Mapping)}
+    now = d.get("now")
+    if isinstance(now, Mapping):
+        out["NoW (mm)"] = {k: v for k, v in now.items() if k.endswith("_mm") and not isinstance(v, (list, dict))}
+    return out
+
+
+def write_session_report(session, res: RunResult | None = None, cfg=None) -> Path:
+    """Build ``SESSION/report.html`` from what exists (see :func:`report_content`)."""
+    from .report import ReportConfig, build_report
+
+    return build_report(session.root, report_content(session, res), cfg or ReportConfig())
