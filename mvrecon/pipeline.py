@@ -673,8 +673,8 @@ def run_pipeline(
     report: bool = True,
 ) -> RunResult:
     """Run the stages of the session at ``root`` in order, from ``start`` to ``stop`` (names of
-    :data:`STAGE_NAMES`), skipping up-to-date ones unless ``force``; the stages before ``start``
-    are used as they are. ``echo`` gets one line per stage; ``on_stage(name, "start"|"end")`` is
+    :data:`STAGE_NAMES`), skipping up-to-date ones unless ``force``. With ``start`` that stage and
+    the later ones run again, the stages before it are used as they are (even when out of date). ``echo`` gets one line per stage; ``on_stage(name, "start"|"end")`` is
     for benchmarks. Holds the session lock throughout (:class:`~mvrecon.errors.SessionBusy` when
     another run has it); writes ``SESSION/logs/run-NNN.log`` and, at the end, ``SESSION/report.html``.
     User-fixable errors are raised (after the report of what exists) as :class:`MvreconError`."""
@@ -704,7 +704,8 @@ def run_pipeline(
                 session = load_session(root)
                 ctx = Context(session=session, cfg=cfg, force=force)
                 for i, st in enumerate(STAGES):
-                    o = _do_stage(ctx, st, i, i0, i1, force, echo, on_stage)
+                    forced = force or (start is not None and i >= i0)
+                    o = _do_stage(ctx, st, i, i0, i1, forced, echo, on_stage)
                     outcomes.append(o)
             except MvreconError as e:
                 error = e
@@ -724,7 +725,8 @@ def run_pipeline(
                 raise
             res = RunResult(root, cfg.preset, outcomes, time.perf_counter() - t_run, log_file,
                             error=None if error is None else str(error))
-            if report and ctx is not None:
+            ingested = any(o.stage == "ingest" and o.status in ("done", "skipped") for o in outcomes)
+            if report and ingested:  # bad input (ingest failed): nothing at all is written
                 try:
                     res.report = write_session_report(ctx.session, res)
                 except MvreconError as e:  # a report problem must not hide the run's outcome
@@ -762,7 +764,7 @@ def _do_stage(ctx: Context, st: StageDef, i: int, i0: int, i1: int, force: bool,
     vers = versions()
     inputs = _input_hashes(ctx, st)
     key = sha256_json({"stage": st.name, "settings": settings, "versions": vers, "inputs": inputs})
-    prov = None if (force or i == i0 and i0 > 0) else _up_to_date(ctx, st, key)
+    prov = None if force else _up_to_date(ctx, st, key)
     if prov is not None:
         ctx.digests[st.name] = prov.outputs_digest
         if st.after:

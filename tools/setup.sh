@@ -21,7 +21,7 @@ need=()
 ldconfig -p | grep -q 'libusb-1.0.so.0' || need+=(libusb-1.0-0)
 ldconfig -p | grep -q 'libgomp.so.1' || need+=(libgomp1)
 # The report test opens report.html in headless Chromium (Debian's packages, with its driver).
-command -v chromium >/dev/null 2>&1 || need+=(chromium chromium-driver)
+{ command -v chromium && command -v chromedriver; } >/dev/null 2>&1 || need+=(chromium chromium-driver)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
   $SUDO apt-get update -qq && $SUDO apt-get install -y -qq "${need[@]}" >/dev/null

@@ -28,7 +28,7 @@ def _echo_err(line: str) -> None:
 @click.option("--preset", type=click.Choice(PRESETS), default="default", show_default=True,
               help="Settings of every stage: fast (a quick look), default, best.")
 @click.option("--from", "start", type=click.Choice(STAGE_NAMES), default=None,
-              help="Run this stage again (and the later ones whose inputs change); earlier ones are used as they are.")
+              help="Run this stage and the later ones again; earlier ones are used as they are.")
 @click.option("--to", "stop", type=click.Choice(STAGE_NAMES), default=None, help="Stop after this stage.")
 @click.option("--force", is_flag=True, help="Run every selected stage even when its outputs are up to date.")
 @click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON on stdout (progress goes to stderr).")
