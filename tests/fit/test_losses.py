@@ -145,3 +145,18 @@ def test_tv_losses():
     half = flat.clone()
     half[..., 8:, :] = torch.randn(1, 3, 8, 16)
     assert tv_loss(half, m).item() == 0
+
+
+def test_part_stats_values_and_hand_written_gradient():
+    from mvrecon.fit.losses.prdl import part_stats
+
+    g = torch.Generator().manual_seed(0)
+    a = torch.rand(30, 2, dtype=torch.float64, generator=g)
+    x = torch.rand(17, 2, dtype=torch.float64, generator=g, requires_grad=True)
+    w = torch.rand(17, dtype=torch.float64, generator=g)
+    d = torch.cdist(a, x)
+    ref = torch.stack([d.min(-1).values, d.max(-1).values, d @ (w / w.sum())], -1)
+    assert torch.allclose(part_stats(a, x, w), ref, atol=1e-12)
+    assert torch.allclose(part_stats(a, x), gamma_stats(x[None], a[None])[0], atol=1e-12)
+    assert torch.autograd.gradcheck(lambda x: part_stats(a, x, w), (x,))
+    assert torch.autograd.gradcheck(lambda x: part_stats(a, x), (x,))

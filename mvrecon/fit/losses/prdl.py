@@ -54,6 +54,47 @@ def gamma_stats(points: torch.Tensor, anchors: torch.Tensor, valid: torch.Tensor
     return torch.stack([dmin, dmax, dmean], -1)
 
 
+class _PartStats(torch.autograd.Function):
+    """``(min, max, weighted mean)`` distance of each anchor to a point set, with a hand-written
+    backward: autograd through ``cdist`` and its reductions keeps and walks several (A, n)
+    graphs per part and view, while the gradient needs only the arg-min/arg-max points and two
+    products with ``1 / d`` (for anchor a and point j, d|a - x_j| / dx_j = (x_j - a) / |a - x_j|)."""
+
+    @staticmethod
+    def forward(ctx, anchors: torch.Tensor, points: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        d = torch.cdist(anchors, points)  # (A, n)
+        dmin, imin = d.min(-1)
+        dmax, imax = d.max(-1)
+        mean = d @ weights
+        ctx.save_for_backward(anchors, points, weights, d, imin, imax)
+        return torch.stack([dmin, dmax, mean], -1)
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor):
+        a, x, w, d, imin, imax = ctx.saved_tensors
+        eps = torch.finfo(d.dtype).eps
+        grad = torch.zeros_like(x)
+        for col, idx in ((0, imin), (1, imax)):
+            diff = x.index_select(0, idx) - a
+            dd = diff.norm(dim=-1, keepdim=True).clamp_min(eps)
+            grad.index_add_(0, idx, g[:, col : col + 1] * diff / dd)
+        r = g[:, 2:3] / d.clamp_min(eps)  # (A, n)
+        s = r.sum(0)  # (n,)
+        t = r.T @ a  # (n, 2)
+        grad += w[:, None] * (x * s[:, None] - t)
+        return None, grad, None
+
+
+def part_stats(anchors: torch.Tensor, points: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """(A, 3) min, max and mean (weighted by ``weights`` (n,), normalised here) distance from each
+    anchor (A, 2) to ``points`` (n, 2); differentiable in ``points``."""
+    if weights is None:
+        weights = torch.full((points.shape[0],), 1.0 / points.shape[0], dtype=points.dtype, device=points.device)
+    else:
+        weights = weights.detach() / weights.detach().sum().clamp_min(1e-12)
+    return _PartStats.apply(anchors.detach(), points, weights)
+
+
 def prdl_loss(
     vert_px: torch.Tensor,
     vert_part: torch.Tensor,
@@ -100,13 +141,8 @@ def prdl_loss(
             sel = (in_part & vert_visible[v]).nonzero().squeeze(1)
             if sel.numel() == 0:
                 continue
-            d = torch.cdist(a[v], x[v].index_select(0, sel))  # (A, n)
-            if vert_weight is None:
-                mean = d.mean(-1)
-            else:
-                w = vert_weight[v].index_select(0, sel)
-                mean = d @ (w / w.sum().clamp_min(1e-12))
-            g = torch.stack([d.min(-1).values, d.max(-1).values, mean], -1)
+            w = None if vert_weight is None else vert_weight[v].index_select(0, sel)
+            g = part_stats(a[v], x[v].index_select(0, sel), w)
             err = ((g - target_gamma[v, p]) ** 2).sum(-1).mean()
             terms.append((v, part_weights[p] * err))
     per_view = torch.zeros(V, dtype=vert_px.dtype, device=vert_px.device)
