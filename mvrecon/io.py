@@ -133,11 +133,8 @@ def read_image(path: str | Path, max_pixels: int = MAX_IMAGE_PIXELS, gray: bool 
     w, h = image_size(path)
     if w * h > max_pixels:
         raise InputError(f"image is {w}x{h}, above the limit of {max_pixels} pixels; refused", path)
-    data = np.fromfile(str(path), dtype=np.uint8)
-    img = cv2.imdecode(data, cv2.IMREAD_GRAYSCALE if gray else cv2.IMREAD_COLOR)
-    if img is None or img.shape[0] != h or img.shape[1] != w:
-        raise InputError("image is truncated or corrupt", path)
-    # OpenCV decodes truncated JPEG/PNG data with a warning and grey fill; PIL's verify catches it.
+    # OpenCV decodes truncated JPEG/PNG data with a warning and grey fill (and libpng prints to
+    # stderr); PIL's full load catches it first, so a corrupt photo is one clean error.
     from PIL import Image
 
     try:
@@ -145,6 +142,10 @@ def read_image(path: str | Path, max_pixels: int = MAX_IMAGE_PIXELS, gray: bool 
             im.load()
     except (OSError, SyntaxError) as e:
         raise InputError(f"image is truncated or corrupt ({e})", path) from None
+    data = np.fromfile(str(path), dtype=np.uint8)
+    img = cv2.imdecode(data, cv2.IMREAD_GRAYSCALE if gray else cv2.IMREAD_COLOR)
+    if img is None or img.shape[0] != h or img.shape[1] != w:
+        raise InputError("image is truncated or corrupt", path)
     if img.dtype != np.uint8:
         img = (img / 257).astype(np.uint8)
     return img if gray else img[..., ::-1].copy()

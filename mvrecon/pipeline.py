@@ -734,6 +734,7 @@ def run_pipeline(
                 res.seconds = time.perf_counter() - t_run
             log.info("run finished in %.1f s%s", res.seconds, "" if error is None else f": {error}")
             if error is not None:
+                error.run_result = res  # type: ignore[attr-defined]  # for --json on failure
                 raise error
             return res
 
@@ -746,7 +747,9 @@ def _do_stage(ctx: Context, st: StageDef, i: int, i0: int, i1: int, force: bool,
         echo(format_outcome(o))
         return o
     if i > i1:
-        o = StageOutcome(st.name, "not run", note="after --to")
+        prov = read_provenance(sdir)
+        o = StageOutcome(st.name, "not run", numbers=dict(prov.numbers) if prov else {},
+                         note="after --to" + (" (numbers of an earlier run)" if prov else ""))
         echo(format_outcome(o))
         return o
     if i < i0:
@@ -809,6 +812,11 @@ def report_content(session, res: RunResult | None = None):
         for o in res.stages:
             rows.append(StageRow(o.stage, o.status, o.seconds, {k: v for k, v in o.numbers.items() if v is not None},
                                  o.note))
+    else:  # a report outside a run: what the recorded provenance says
+        for name in STAGE_NAMES:
+            prov = read_provenance(root / name)
+            if prov is not None:
+                rows.append(StageRow(name, "done", prov.seconds, dict(prov.numbers), "recorded in provenance.json"))
     metrics: dict[str, Any] = {}
     for name in ("calibrate", "refine", "fit", "texture", "export"):
         prov = read_provenance(root / name)
@@ -844,18 +852,27 @@ def report_content(session, res: RunResult | None = None):
 
 
 def _eval_metrics(d: Mapping[str, Any]) -> dict[str, Any]:
+    """The figures of ``evaluate/metrics.json`` a person reads first."""
     out: dict[str, Any] = {}
     if not isinstance(d, Mapping):
         return out
-    for k in ("realy_all_mm",):
-        if d.get(k) is not None:
-            out["REALY all (mm)"] = d[k]
-    regions = d.get("regions")
-    if isinstance(regions, Mapping):
-        out["REALY regions (mm)"] = {n: r.get("mean_mm") for n, r in regions.items() if isinstance(r, Mapping)}
-    now = d.get("now")
-    if isinstance(now, Mapping):
-        out["NoW (mm)"] = {k: v for k, v in now.items() if k.endswith("_mm") and not isinstance(v, (list, dict))}
+    realy = d.get("realy") if isinstance(d.get("realy"), Mapping) else {}
+    if realy.get("all_mm") is not None:
+        out["REALY all (mm)"] = realy["all_mm"]
+    regions = {k[:-3]: v for k, v in realy.items() if k.endswith("_mm") and k != "all_mm"}
+    if regions:
+        out["REALY regions (mm)"] = regions
+    now = d.get("now") if isinstance(d.get("now"), Mapping) else {}
+    if now:
+        out["NoW (mm)"] = {k[:-3]: v for k, v in now.items() if k.endswith("_mm")}
+    chamfer = d.get("chamfer") if isinstance(d.get("chamfer"), Mapping) else {}
+    if chamfer.get("symmetric_mm") is not None:
+        out["Chamfer, symmetric (mm)"] = chamfer["symmetric_mm"]
+    for k, v in d.items():
+        if k.startswith("fscore_") and isinstance(v, Mapping) and "f" in v:
+            out[f"F-score @ {k[len('fscore_'):]}"] = v["f"]
+    if d.get("normal_consistency") is not None:
+        out["normal consistency"] = d["normal_consistency"]
     return out
 
 

@@ -29,3 +29,11 @@ def ict_model():
         if os.environ.get("CI"):
             raise
         pytest.skip(f"ICT face model not imported ({e})")
+
+
+@pytest.fixture(scope="module")
+def chromium() -> str:
+    """Path of a headless-capable Chromium (see tests/browser.py): skipped when missing, an error in CI."""
+    from browser import find_chromium
+
+    return find_chromium()

@@ -4,11 +4,13 @@ SESSION`` (per-session refinement of the rig's extrinsics)."""
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from pathlib import Path
 
 import click
 
+from ..errors import MvreconError
 from ..pipeline import STAGE_NAMES
 
 PRESETS = ("fast", "default", "best")
@@ -17,6 +19,10 @@ PRESETS = ("fast", "default", "best")
 @click.group("session")
 def session_group() -> None:
     """Run a session end to end, or refine its rig."""
+
+
+def _terminate(signum, frame) -> None:
+    raise KeyboardInterrupt
 
 
 def _echo_err(line: str) -> None:
@@ -46,12 +52,20 @@ def run_cmd(ctx: click.Context, session: Path, preset: str, start: str | None, s
     if verbose:
         ctx.find_root().meta["mvrecon.verbose"] = True
     echo = _echo_err if as_json else click.echo
+    # a plain kill (SIGTERM) unwinds like Ctrl-C, so the atomic writers remove their temporaries
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         res = run_pipeline(session, pipeline_config(preset), start=start, stop=stop, force=force, verbose=verbose,
                            echo=echo)
     except KeyboardInterrupt:
         click.echo("interrupted: run the same command again to continue after the last finished stage", err=True)
         sys.exit(130)
+    except MvreconError as e:
+        if as_json and getattr(e, "run_result", None) is not None:
+            click.echo(json.dumps(e.run_result.to_dict(), indent=2))
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     if as_json:
         click.echo(json.dumps(res.to_dict(), indent=2))
         return

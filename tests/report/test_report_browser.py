@@ -1,71 +1,22 @@
 """report.html in headless Chromium: the WebGL view renders, textured the right way up, no errors.
 
-Needs the Debian package ``chromium`` (CI installs it); skipped with the reason when it is missing
-on a developer's machine, an error in CI so a missing browser never passes silently.
+The browser helpers and the ``chromium`` fixture are shared with tests/pipeline (tests/browser.py).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
 import re
-import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
+from browser import screenshot as _screenshot
+from browser import viewer_status as _status
 from report_scene import checker, full_content, quad_mesh, quadrant_texture, two_part_glb
 
-from mvrecon.io import read_image, write_image
+from mvrecon.io import write_image
 from mvrecon.report import ReportContent, ViewerMesh, build_report
-
-# SwiftShader through ANGLE is what gives headless Chromium WebGL without a GPU.
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--use-angle=swiftshader",
-    "--enable-unsafe-swiftshader",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--hide-scrollbars",
-    "--virtual-time-budget=10000",
-]
-
-
-@pytest.fixture(scope="module")
-def chromium() -> str:
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        exe = shutil.which(name)
-        if exe:
-            return exe
-    if os.environ.get("CI"):
-        pytest.fail("chromium is not installed (apt-get install chromium)")
-    pytest.skip("chromium is not installed (apt-get install chromium); the WebGL view was not checked")
-
-
-def _run(chromium: str, tmp_path: Path, url: str, *extra: str) -> subprocess.CompletedProcess:
-    profile = tmp_path / "chromium-profile"
-    cmd = [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *extra, url]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-
-
-def _status(chromium: str, tmp_path: Path, report: Path, *extra: str) -> dict[str, str]:
-    proc = _run(chromium, tmp_path, report.as_uri(), "--dump-dom", *extra)
-    m = re.search(r"<div[^>]*id=\"viewer-status\"[^>]*>", proc.stdout)
-    assert m, f"no status element in the DOM; chromium said: {proc.stderr[-2000:]}"
-    return dict(re.findall(r'data-([\w-]+)="([^"]*)"', m.group(0)))
-
-
-def _screenshot(chromium: str, tmp_path: Path, url: str, size: str = "1000,900", *extra: str) -> np.ndarray:
-    shot = tmp_path / "shot.png"
-    shot.unlink(missing_ok=True)
-    _run(chromium, tmp_path, url, f"--screenshot={shot}", f"--window-size={size}", *extra)
-    assert shot.is_file(), "chromium wrote no screenshot"
-    return read_image(shot)
 
 
 def test_full_report_renders_the_3d_view(chromium, tmp_path, ict_model):

@@ -1,0 +1,185 @@
+"""``mvrecon session run`` end to end on a tiny synthetic session (2 cameras, 320x240, fast preset).
+
+The session is rendered once per module; every test works on its own copy. The CLI runs as a
+subprocess, as a user runs it (the resume test has to kill it anyway). Few and small tests: each
+fit of this session costs about a minute of CPU.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from browser import viewer_status
+
+from mvrecon.session import session_lock
+
+pytestmark = pytest.mark.slow
+
+MVRECON = [str(Path(sys.executable).with_name("mvrecon"))]
+APPLICABLE = ["ingest", "calibrate", "cues", "fit", "texture", "export", "evaluate"]
+
+
+def mvrecon(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
+    return subprocess.run([*MVRECON, *map(str, args)], capture_output=True, text=True, timeout=timeout)
+
+
+def _json(proc: subprocess.CompletedProcess) -> dict:
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout)
+
+
+def _status(out: dict) -> dict[str, str]:
+    return {s["stage"]: s["status"] for s in out["stages"]}
+
+
+@pytest.fixture(scope="module")
+def pristine(tmp_path_factory, ict_model) -> Path:
+    root = tmp_path_factory.mktemp("synth") / "session"
+    proc = mvrecon("synth", "session", root, "--cameras", 2, "--seed", 7, "--size", "320x240", "--calib-shots", 6)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return root
+
+
+def _copy(pristine: Path, dest: Path) -> Path:
+    shutil.copytree(pristine, dest)
+    return dest
+
+
+@pytest.fixture(scope="module")
+def finished(pristine, tmp_path_factory) -> tuple[Path, dict]:
+    """One uninterrupted run: the reference the other tests compare with."""
+    root = _copy(pristine, tmp_path_factory.mktemp("run") / "session")
+    return root, _json(mvrecon("session", "run", root, "--preset", "fast", "--json"))
+
+
+def test_run_makes_asset_metrics_report_then_skips_everything(finished):
+    root, out = finished
+    st = _status(out)
+    assert st == {**{s: "done" for s in APPLICABLE}, "refine": "skipped"}, st
+    for f in ("export/head.glb", "evaluate/metrics.json", "evaluate/heatmap.png", "texture/albedo.png",
+              "fit/losses.png", "report.html"):
+        assert (root / f).is_file(), f
+    nums = {s["stage"]: s["numbers"] for s in out["stages"]}
+    # numbers that could fail: the ground-truth rig and head are known
+    assert nums["calibrate"]["reprojection RMS (px)"] < 0.5
+    assert nums["fit"]["landmark error (px)"] < 3.0
+    assert nums["evaluate"]["scan error NoW median (mm)"] < 3.0
+    prov = json.loads((root / "fit" / "provenance.json").read_text())
+    assert set(prov["versions"]) == {"mvrecon", "torch", "numpy"}
+    assert {"stage:cues", "stage:calibrate", "rig"} <= set(prov["inputs"]) and prov["settings"]["preset"] == "fast"
+    assert len(list((root / "logs").glob("run-*.log"))) == 1
+
+    again = _json(mvrecon("session", "run", root, "--preset", "fast", "--json"))
+    assert set(_status(again).values()) == {"skipped"}, _status(again)
+    assert len(list((root / "logs").glob("run-*.log"))) == 2
+    # changed settings rerun the stages they reach, and only those
+    redo = _json(mvrecon("session", "run", root, "--preset", "fast", "--from", "export", "--to", "export", "--json"))
+    assert _status(redo)["export"] == "done" and _status(redo)["fit"] == "skipped"
+
+
+def test_report_3d_view_renders(finished, chromium, tmp_path):
+    root, _ = finished
+    status = viewer_status(chromium, tmp_path, root / "report.html")
+    assert status.get("status") == "ok", status
+    # the exported head: every part drawn, the skin (and eyes, mouth) with the baked textures
+    assert int(status["triangles"]) > 10000 and int(status["parts"]) >= 3 and int(status["textured"]) >= 1, status
+    # the head fills a good part of the canvas, as a solid surface
+    assert int(status["nonblank"]) > 0.05 * int(status["pixels"]) and float(status["fill"]) > 0.45, status
+    html = (root / "report.html").read_text()
+    assert "landmark error (px)" in html and "REALY all (mm)" in html and "reprojection RMS (px)" in html
+
+
+def _wait_for(path: Path, text: str, proc: subprocess.Popen, timeout: float = 600) -> None:
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        if path.is_file() and text in path.read_text(errors="replace"):
+            return
+        if proc.poll() is not None:
+            pytest.fail(f"the run ended (code {proc.returncode}) before {text!r} appeared in {path}")
+        time.sleep(0.2)
+    pytest.fail(f"{text!r} did not appear in {path} within {timeout} s")
+
+
+def test_killed_in_the_fit_resumes_to_the_same_asset(pristine, finished, tmp_path):
+    root = _copy(pristine, tmp_path / "session")
+    proc = subprocess.Popen([*MVRECON, "session", "run", str(root), "--preset", "fast"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        # the fit logs a line after each schedule stage: after the first one we are mid-fit
+        _wait_for(root / "logs" / "run-001.log", "fit rigid:", proc)
+        busy = mvrecon("session", "run", root, "--preset", "fast")
+        assert busy.returncode == 3 and "busy" in busy.stderr, busy.stderr
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert not (root / "fit" / "provenance.json").exists() and not (root / "export").exists()
+
+    out = _json(mvrecon("session", "run", root, "--preset", "fast", "--json"))
+    st = _status(out)
+    assert [st[s] for s in ("ingest", "calibrate", "cues")] == ["skipped"] * 3, st
+    assert [st[s] for s in ("fit", "texture", "export", "evaluate")] == ["done"] * 4, st
+    assert not [p for p in root.rglob(".*.tmp-*")], "temporaries of the killed run were left behind"
+    ref_root, _ = finished
+    # the same bytes as the uninterrupted run: the fit is seeded and runs with the same threads
+    assert (root / "export" / "head.glb").read_bytes() == (ref_root / "export" / "head.glb").read_bytes()
+
+
+def _corrupt_image(root: Path) -> str:
+    p = root / "images" / "f000" / "cam1.png"
+    p.write_bytes(p.read_bytes()[: p.stat().st_size // 2])
+    return "cam1.png: image is truncated or corrupt"
+
+
+def _missing_image(root: Path) -> str:
+    (root / "images" / "f000" / "cam1.png").unlink()
+    return "image of camera 'cam1' in frame 'f000' not found"
+
+
+def _camera_not_in_rig(root: Path) -> str:
+    rig = json.loads((root / "rig" / "rig.json").read_text())
+    rig["cameras"] = [c for c in rig["cameras"] if c["name"] != "cam1"]
+    (root / "rig" / "rig.json").write_text(json.dumps(rig))
+    return "image for camera 'cam1', which rig"
+
+
+def _unknown_rig(root: Path) -> str:
+    s = json.loads((root / "session.json").read_text())
+    s["rig"] = "../no-such-rig"
+    (root / "session.json").write_text(json.dumps(s))
+    return "rig '../no-such-rig' not found"
+
+
+@pytest.mark.parametrize("damage", [_corrupt_image, _missing_image, _camera_not_in_rig, _unknown_rig],
+                         ids=["corrupt-image", "missing-image", "camera-not-in-rig", "unknown-rig"])
+def test_bad_input_is_one_line_and_writes_nothing(pristine, tmp_path, damage):
+    root = tmp_path / "session"
+    shutil.copytree(pristine, root, ignore=shutil.ignore_patterns("scan", "gt", "calib"))
+    expected = damage(root)
+    before = sorted(p.name for p in root.iterdir())
+    proc = mvrecon("session", "run", root, "--preset", "fast")
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], proc.stderr
+    after = sorted(p.name for p in root.iterdir() if p.name not in ("logs", ".mvrecon.lock"))
+    assert after == before  # no stage folder, no report
+
+
+def test_second_run_on_a_busy_session_says_so(pristine, tmp_path):
+    root = tmp_path / "session"
+    shutil.copytree(pristine, root, ignore=shutil.ignore_patterns("scan", "gt", "calib"))
+    with session_lock(root):
+        proc = mvrecon("session", "run", root, "--preset", "fast")
+    assert proc.returncode == 3
+    assert proc.stderr.strip().splitlines() == [f"error: {root.resolve()}: session is busy: another mvrecon run "
+                                                f"holds its lock (pid {os.getpid()})"]
