@@ -10,8 +10,8 @@ skips the ones before it; every stage writes its own files atomically, so the re
 same as that of an uninterrupted run.
 
     ingest     validate the session against its rig, decode every photo once
-    calibrate  ChArUco calibration from the session's board shots (or SfM without a board, when
-               the rig was never calibrated): ``calibrate/rig.json``
+    calibrate  ChArUco calibration from the session's board shots (or SfM from the first frame
+               when there are none and the rig has no extrinsics): ``calibrate/rig.json``
     refine     per-session extrinsics refinement (``mvrecon session calibrate`` turns it on):
                ``refine/rig.json``
     cues       landmarks and part labels per view
@@ -290,8 +290,13 @@ def _has_board_shots(ctx: Context) -> bool:
 
 
 def _rig_uncalibrated(ctx: Context) -> bool:
-    meta = ctx.session.rig.meta
-    return "calibration" not in meta and not meta.get("synthetic")
+    """A rig without extrinsics: ``world_to_cam`` left out of rig.json (identity), so every camera
+    sits at the same place, which no real rig does."""
+    import numpy as np
+
+    rig = ctx.session.rig
+    centres = np.stack([c.center for c in rig.cameras])
+    return len(rig) > 1 and bool(np.all(np.abs(centres - centres[0]) < 1e-9))
 
 
 # ingest
@@ -500,7 +505,7 @@ STAGES: tuple[StageDef, ...] = (
     StageDef("ingest", _always, "", lambda ctx: {"format": "mvrecon-ingest/1"},
              lambda ctx: [ctx.session.session_file, ctx.session.rig_path, *_image_files(ctx)], (), _run_ingest),
     StageDef("calibrate", lambda ctx: _has_board_shots(ctx) or _rig_uncalibrated(ctx),
-             "no board shots, rig already calibrated", _settings("charuco"), _calib_files, ("ingest",),
+             "no board shots, the rig has extrinsics", _settings("charuco"), _calib_files, ("ingest",),
              _run_calibrate, after=_use_rig("calibrate")),
     StageDef("refine", _refine_requested, "not asked for (mvrecon session calibrate)", _settings("refine"),
              lambda ctx: [], ("ingest", "calibrate"), _run_refine, after=_use_rig("refine")),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -183,3 +184,41 @@ def test_second_run_on_a_busy_session_says_so(pristine, tmp_path):
     assert proc.returncode == 3
     assert proc.stderr.strip().splitlines() == [f"error: {root.resolve()}: session is busy: another mvrecon run "
                                                 f"holds its lock (pid {os.getpid()})"]
+
+
+def test_session_calibrate_prints_how_far_each_camera_moved(tmp_path):
+    """A textured scene (a face alone has too little texture for SIFT) through a rig whose cam2
+    was knocked by 5 mm: 'session calibrate' finds it and later runs use refine/rig.json."""
+    import numpy as np
+
+    from mvrecon.calibrate.synthetic import arc_rig, render_scene, textured_scene
+    from mvrecon.cameras import load_rig, rodrigues, save_rig
+    from mvrecon.io import write_image
+    from mvrecon.session import write_session_file
+
+    rng = np.random.default_rng(5)
+    truth = arc_rig(4, 640, 480, rng=rng, span_deg=50)
+    planes = textured_scene(rng)
+    imgs = {}
+    for c in truth.cameras:
+        write_image(tmp_path / "images" / f"{c.name}.png", render_scene(c, planes, rng))
+        imgs[c.name] = f"images/{c.name}.png"
+    cam = truth["cam2"]
+    axis = np.array([0.3, 1.0, 0.2]) / np.linalg.norm([0.3, 1.0, 0.2])
+    M = np.eye(4)
+    M[:3, :3] = rodrigues(np.radians(0.3) * axis) @ cam.R
+    M[:3, 3] = -M[:3, :3] @ (cam.center + np.array([0.005, 0.0, 0.0]))
+    save_rig(truth.with_cameras([cam.replace(world_to_cam=M) if c.name == "cam2" else c for c in truth.cameras]),
+             tmp_path / "rig" / "rig.json")
+    write_session_file(tmp_path, "rig", [{"name": "f0", "images": imgs}])
+
+    proc = mvrecon("session", "calibrate", tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    rows = [ln.split() for ln in proc.stdout.splitlines() if re.match(r"cam\d+ ", ln)]
+    moved = {r[0]: float(r[1]) for r in rows}
+    assert set(moved) == {"cam0", "cam1", "cam2", "cam3"}
+    assert moved["cam2"] == pytest.approx(5.0, abs=1.0) and max(moved[c] for c in ("cam0", "cam1", "cam3")) < 0.5
+    refined = load_rig(tmp_path / "refine" / "rig.json")
+    assert np.linalg.norm(refined["cam2"].center - cam.center) < 1e-3
+    out = _json(mvrecon("session", "run", tmp_path, "--to", "refine", "--json"))
+    assert _status(out)["refine"] == "skipped"  # up to date, and from now on part of every run
