@@ -16,10 +16,11 @@ import numpy as np
 import torch
 
 from ..errors import FitDiverged
-from ..render import render_mesh, vertex_visibility
+from ..render import interpolate, rasterize, render_mesh, vertex_visibility
 from .config import DEFAULT_LR, FitConfig, Stage
 from .data import ViewBatch
-from .losses import coeff_prior, contour_loss, landmark_loss, photometric_loss, prdl_loss, tv_loss, tv_std_loss
+from .losses import (coeff_prior, contour_loss, landmark_loss, mask_iou_loss, photometric_loss, prdl_loss, tv_loss,
+                     tv_std_loss)
 from .losses.contour import row_spans
 from .params import FitParams, HeadGeometry
 
@@ -101,6 +102,11 @@ class Fitter:
             px = project(world[:, self.g.contour_vertices], vb.K, vb.world_to_cam)
             vis = self.visible[:, self.g.contour_vertices]
             out["contour"] = contour_loss(px, vis, self.spans, vb.face_size)
+        if w.get("mask_iou"):
+            S = vb.size
+            fr = rasterize(world, self.g.faces, vb.K, vb.world_to_cam, S, S)
+            prob = interpolate(fr, self.g.faces, self.g.part_onehot)
+            out["mask_iou"] = mask_iou_loss(prob, vb.labels, self.g.part_codes) / vb.n_views
         if w.get("photo"):
             S = vb.size
             r = render_mesh(world, self.g.faces, vb.K, vb.world_to_cam, S, S, uv_faces=self.g.faces,

@@ -150,6 +150,9 @@ class HeadGeometry:
         if len(skin) > 2500:
             keep = np.random.default_rng(0).choice(skin, 2500, replace=False)
             cand = np.sort(np.concatenate([cand[labels[cand] != 1], keep]))
+        # one-hot part labels (N, P) for the mask-IoU baseline; forehead and unused vertices 0
+        self.part_codes = torch.arange(1, int(model.part_labels.max()) + 1)
+        self.part_onehot = (torch.as_tensor(labels.astype(np.int64))[:, None] == self.part_codes).to(dtype)
         self.prdl_vertices = torch.as_tensor(cand)
         self.prdl_labels = torch.as_tensor(labels[cand].astype(np.int64))
         self.landmarks = torch.as_tensor(model.landmarks68.astype(np.int64))

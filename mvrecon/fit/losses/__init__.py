@@ -3,6 +3,7 @@
 
 from .contour import contour_loss
 from .landmark import landmark_loss
+from .maskiou import mask_iou_loss
 from .photometric import photometric_loss
 from .prdl import anchor_grid, gamma_stats, prdl_loss, sample_mask_points
 from .priors import coeff_prior, tv_loss, tv_std_loss
@@ -13,6 +14,7 @@ __all__ = [
     "coeff_prior",
     "gamma_stats",
     "landmark_loss",
+    "mask_iou_loss",
     "photometric_loss",
     "prdl_loss",
     "sample_mask_points",
