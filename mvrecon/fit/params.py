@@ -161,7 +161,7 @@ class HeadGeometry:
         rows = torch.as_tensor(self.faces_np.reshape(-1))
         cols = torch.arange(F_).repeat_interleave(3)
         self._vt = torch.sparse_coo_tensor(torch.stack([rows, cols]), torch.full((3 * F_,), 1 / 3, dtype=dtype),
-                                           (model.n_vertices, F_)).coalesce()
+                                           (model.n_vertices, F_), check_invariants=False).coalesce()
         # face-boundary candidates for the contour loss: skin vertices of the face sub-mesh
         self.contour_vertices = torch.as_tensor(np.flatnonzero((model.part_labels == 1) & ~model.forehead & used))
 

@@ -1,5 +1,6 @@
 import numpy as np
 import torch
+import pytest
 
 from mvrecon.fit.losses import (anchor_grid, contour_loss, gamma_stats, landmark_loss, photometric_loss, prdl_loss,
                                 sample_mask_points, tv_loss, tv_std_loss)
@@ -160,3 +161,25 @@ def test_part_stats_values_and_hand_written_gradient():
     assert torch.allclose(part_stats(a, x), gamma_stats(x[None], a[None])[0], atol=1e-12)
     assert torch.autograd.gradcheck(lambda x: part_stats(a, x, w), (x,))
     assert torch.autograd.gradcheck(lambda x: part_stats(a, x), (x,))
+
+
+def test_mask_iou_zero_at_match_and_flat_when_disjoint():
+    from mvrecon.fit.losses import mask_iou_loss
+
+    codes = torch.tensor([1, 2])
+    target = torch.zeros(1, 20, 20, dtype=torch.uint8)
+    target[0, 5:10, 5:10] = 1
+    target[0, 12:16, 12:16] = 2
+    prob = (target[..., None] == codes).double()
+    assert float(mask_iou_loss(prob, target, codes)) == pytest.approx(0.0, abs=1e-12)
+    # half of part 1 covered: IoU 0.5 on that part, 0 loss on the other
+    half = prob.clone()
+    half[0, 5:10, 5:8, 0] = 0
+    half[0, 5:10, 7, 0] = 0
+    assert float(mask_iou_loss(half, target, codes)) == pytest.approx(0.5 * (1 - 10 / 25), abs=1e-9)
+    # a part rendered entirely off its mask scores 1, however far away it is (no distance signal)
+    for x0 in (0, 14):
+        off = torch.zeros_like(prob)
+        off[0, x0 : x0 + 4, 0:4, 0] = 1.0
+        off[..., 1] = prob[..., 1]
+        assert float(mask_iou_loss(off, target, codes)) == pytest.approx(0.5)
