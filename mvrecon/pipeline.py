@@ -652,13 +652,22 @@ def _log_to(path: Path, verbose: bool):
     warn.addHandler(handler)
     pkg.setLevel(logging.DEBUG)
     logging.captureWarnings(True)
+    console = None
     if not verbose:
         pkg.propagate = False
         warn.propagate = False
+        # the stages' warnings (a view without a face ...) still reach the console; the run's own
+        # error record does not (the CLI prints it as one line)
+        console = logging.StreamHandler()
+        console.setLevel(logging.WARNING)
+        console.addFilter(lambda r: not getattr(r, "file_only", False))
+        pkg.addHandler(console)
     try:
         yield
     finally:
         logging.captureWarnings(False)
+        if console is not None:
+            pkg.removeHandler(console)
         pkg.removeHandler(handler)
         warn.removeHandler(handler)
         pkg.setLevel(old[0])
@@ -679,8 +688,8 @@ def run_pipeline(
 ) -> RunResult:
     """Run the stages of the session at ``root`` in order, from ``start`` to ``stop`` (names of
     :data:`STAGE_NAMES`), skipping up-to-date ones unless ``force``. With ``start`` that stage and
-    the later ones run again, the stages before it are used as they are (even when out of date). ``echo`` gets one line per stage; ``on_stage(name, "start"|"end")`` is
-    for benchmarks. Holds the session lock throughout (:class:`~mvrecon.errors.SessionBusy` when
+    the later ones run again, the stages before it are used as they are (even when out of date).
+    ``echo`` gets one line per stage; ``on_stage(name, "start"|"end")`` is for benchmarks. Holds the session lock throughout (:class:`~mvrecon.errors.SessionBusy` when
     another run has it); writes ``SESSION/logs/run-NNN.log`` and, at the end, ``SESSION/report.html``.
     User-fixable errors are raised (after the report of what exists) as :class:`MvreconError`."""
     from .session import load_session, session_lock
@@ -714,7 +723,7 @@ def run_pipeline(
                     outcomes.append(o)
             except MvreconError as e:
                 error = e
-                log.error("%s", e, exc_info=True)
+                log.error("%s", e, exc_info=True, extra={"file_only": True})
                 done = {o.stage for o in outcomes}
                 failed = next((s.name for s in STAGES if s.name not in done), None)
                 if failed is not None and ctx is not None:
@@ -723,10 +732,10 @@ def run_pipeline(
                     echo(format_outcome(o))
                 outcomes += [StageOutcome(s.name, "not run") for s in STAGES if s.name not in {x.stage for x in outcomes}]
             except KeyboardInterrupt:
-                log.error("interrupted; the next run continues after the last finished stage")
+                log.error("interrupted; the next run continues after the last finished stage", extra={"file_only": True})
                 raise
             except Exception:
-                log.exception("internal error")
+                log.exception("internal error", extra={"file_only": True})
                 raise
             res = RunResult(root, cfg.preset, outcomes, time.perf_counter() - t_run, log_file,
                             error=None if error is None else str(error))
