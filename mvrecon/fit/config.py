@@ -48,6 +48,11 @@ def _schedule(scale: float) -> tuple[Stage, ...]:
     # multi-view stereo); landmarks and PRDL come from detected cues whose bias is a few pixels,
     # so they only hold the fit in place there (photo 0.02 / landmark 0.5: 1.58 mm; photo 1 /
     # landmark 0.05: 0.66 mm mean face error).
+    # PRDL only joins with the photometric term: with the cues' landmark-derived part masks it
+    # holds no information beyond the landmarks, and the masks' part outlines differ from the
+    # model's part labels, so in the shape stage it steers the identity into a worse basin
+    # (PRDL 0.3 there: 0.66 mm, 0.05: 0.63 mm, 0: 0.56 mm). With masks from an independent face
+    # parser, add "prdl": 0.3 to the shape stage (bench/fit.py: true part masks).
     n = lambda k: max(1, int(round(k * scale)))  # noqa: E731
     return (
         Stage("rigid", n(40), ("rot", "trans"), {"landmark": 1.0}),
@@ -55,7 +60,7 @@ def _schedule(scale: float) -> tuple[Stage, ...]:
             "shape",
             n(80),
             ("rot", "trans", "alpha", "beta"),
-            {"landmark": 1.0, "prdl": 0.3, **_PRIORS},
+            {"landmark": 1.0, **_PRIORS},
         ),
         Stage(
             "photo",
@@ -99,6 +104,9 @@ class FitConfig:
     """The coarse-to-fine stages."""
     seed: int = 0
     """Seed for anything random."""
+    landmark_view_outlier: float = 3.0
+    """After each landmark stage, views whose median landmark error exceeds this many times the
+    median over views (plus 0.02 face widths) leave the landmark term; 0 keeps every view."""
     divergence_factor: float = 1e3
     """Stop with an error when the total loss exceeds its stage start by this factor."""
 

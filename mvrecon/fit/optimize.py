@@ -47,6 +47,8 @@ class FitState:
     history: list[dict[str, float]] = field(default_factory=list)
     stage_times: dict[str, float] = field(default_factory=dict)
     visibility: torch.Tensor | None = None
+    landmark_outliers: list[str] = field(default_factory=list)
+    """Views whose landmarks were left out as outliers."""
 
 
 class Fitter:
@@ -168,10 +170,36 @@ class Fitter:
         for prm in self.p.parameters():
             prm.requires_grad_(False)
 
+    def reject_landmark_outliers(self) -> list[int]:
+        """Drop the landmarks of views that disagree with the others (a wrong detection, a view
+        whose 2D landmarks are shifted): after a stage, a view whose median landmark error (in
+        face-size units) exceeds ``landmark_view_outlier`` times the median over views, plus a
+        small floor, loses its landmark weight for the rest of the fit. The robust per-landmark
+        kernel bounds each landmark's pull, but 68 consistently shifted landmarks still drag a
+        shared pose; the view's masks and photo still count."""
+        with torch.no_grad():
+            world = self.world_vertices(use_disp=False)
+            px = project(world[:, self.g.landmarks], self.views.K, self.views.world_to_cam)
+            err = (px - self.views.lm68).norm(dim=-1) / self.views.face_size[:, None]
+            active = self.lm_weight.sum(1) > 0
+            if int(active.sum()) < 3:
+                return []
+            e = torch.stack([err[v][self.lm_weight[v] > 0].median() if active[v] else err.new_zeros(())
+                             for v in range(len(err))])
+            ref = e[active].median()
+            bad = active & (e > self.cfg.landmark_view_outlier * ref + 0.02)
+            for v in bad.nonzero().flatten().tolist():
+                log.warning("fit: the landmarks of view %s disagree with the other views (median error %.2f vs "
+                            "%.2f face widths); left out of the landmark term", self.views.keys[v], float(e[v]), float(ref))
+                self.lm_weight[v] = 0
+            return bad.nonzero().flatten().tolist()
+
     def run(self) -> FitState:
         state = FitState(params=self.p)
         for st in self.cfg.schedule:
             self.run_stage(st, state)
+            if st.weights.get("landmark") and self.cfg.landmark_view_outlier > 0:
+                state.landmark_outliers += [self.views.keys[v] for v in self.reject_landmark_outliers()]
             if self.on_stage_end is not None:
                 self.on_stage_end(st, self)
         world = self.world_vertices(use_disp=True)

@@ -71,6 +71,27 @@ def make_layout(views_frames: list[str], mode: str, synchronized: bool) -> tuple
     return Layout(group_of_view=gov, n_groups=len(names), mode=mode), names
 
 
+def outlier_views(P: np.ndarray, lm: np.ndarray, conf: np.ndarray, points: np.ndarray, face_size: np.ndarray,
+                  factor: float = 3.0, floor: float = 0.05) -> list[int]:
+    """Indices of views (at most all but two) whose median landmark reprojection error, in face
+    widths, exceeds ``factor`` times the median over views plus ``floor``."""
+    from .init import reproject
+
+    ok = np.isfinite(points).all(1)
+    if ok.sum() < 6 or len(P) < 3:
+        return []
+    err = np.full(len(P), np.nan)
+    for v in range(len(P)):
+        use = ok & (conf[v] > 0)
+        if use.sum() < 6:
+            continue
+        px = np.stack([reproject(P[v : v + 1], X)[0][0] for X in points[use]])
+        err[v] = np.median(np.linalg.norm(px - lm[v, use], axis=1)) / face_size[v]
+    ref = np.nanmedian(err)
+    bad = [int(v) for v in np.flatnonzero(err > factor * ref + floor)]
+    return bad if len(P) - len(bad) >= 2 else []
+
+
 def initialise(model: FaceModel, batch: ViewBatch, layout: Layout) -> InitResult:
     """Triangulate the landmarks of all views (per frame when there are several) and fit the model."""
     P = (batch.K @ batch.world_to_cam[:, :3, :]).double().numpy()
@@ -80,6 +101,19 @@ def initialise(model: FaceModel, batch: ViewBatch, layout: Layout) -> InitResult
     first = frames[0]
     sel = frames == first
     tri = triangulate_landmarks(P[sel], lm[sel], conf[sel], threshold_px=0.06 * batch.size)
+    # A view whose landmarks are shifted as a whole (a wrong detection) can pass the per-landmark
+    # RANSAC (a shift along the epipolar lines only changes depth), so views are also judged as a
+    # whole: one whose median reprojection error is far above the others' is dropped, its
+    # landmarks leave the fit (its masks and photo stay), and the points are triangulated again.
+    idx = np.flatnonzero(sel)
+    dropped = outlier_views(P[sel], lm[sel], conf[sel], tri.points, batch.face_size.double().numpy()[sel])
+    if dropped:
+        for k in dropped:
+            batch.lm_conf[idx[k]] = 0
+            log.warning("fit: the landmarks of view %s disagree with the other views; left out of the "
+                        "triangulation and the landmark term", batch.keys[idx[k]])
+        conf = batch.lm_conf.double().numpy()
+        tri = triangulate_landmarks(P[sel], lm[sel], conf[sel], threshold_px=0.06 * batch.size)
     valid = np.isfinite(tri.points).all(1)
     if valid.sum() < 6:
         raise InputError(f"only {int(valid.sum())} landmarks could be triangulated from frame {first!r}: "
@@ -216,6 +250,7 @@ def summarise(res: FitResult) -> dict[str, Any]:
         "seconds": round(res.seconds, 2),
         "stage_seconds": {k: round(v, 2) for k, v in res.state.stage_times.items()},
         "init_landmark_rms_mm": round(res.init.rms_m * 1000, 3),
+        "landmark_outlier_views": res.state.landmark_outliers,
         "landmark_error_px_median": round(float(np.median(err_full[:, 17:])), 3),
         "final_losses": {k: v for k, v in last.items() if k != "stage"},
     }
