@@ -1,6 +1,6 @@
 """``mvrecon bench``: benchmarks over many subjects.
 
-    mvrecon bench run DIR [--out OUT]
+    mvrecon bench run DIR [--out OUT] [--preset fast|default|best]
 """
 
 from __future__ import annotations
@@ -23,13 +23,16 @@ def bench() -> None:
               help="Output folder (default DIR/_results): results.csv, results.md, one folder per subject.")  # fmt: skip
 @click.option("--pred-units", type=click.Choice(UNITS), default="auto", show_default=True, help="Units of every prediction.")
 @click.option("--scan-units", type=click.Choice(UNITS), default="auto", show_default=True, help="Units of every scan.")
-def run(root: Path, out: Path | None, pred_units: str, scan_units: str) -> None:
+@click.option("--preset", type=click.Choice(["fast", "default", "best"]), default="default", show_default=True,
+              help="Pipeline preset for subjects that are sessions (fitted first).")
+def run(root: Path, out: Path | None, pred_units: str, scan_units: str, preset: str) -> None:
     """Score every subject folder of DIR (pred.obj|ply|glb, pred_landmarks.txt|npy|json,
-    scan.obj|ply, scan_landmarks.txt|npy|json) and print one table of REALY-style errors."""
+    scan.obj|ply, scan_landmarks.txt|npy|json; or an mvrecon session with a scan, run through
+    its evaluate stage first) and print one table of REALY-style errors."""
     from ..evaluate import EvalConfig
     from ..evaluate.bench import format_table, run_bench
 
-    result = run_bench(root, out, EvalConfig(pred_units=pred_units, scan_units=scan_units))
+    result = run_bench(root, out, EvalConfig(pred_units=pred_units, scan_units=scan_units), preset)
     click.echo(format_table(result.rows, result.mean), nl=False)
     click.echo(f"wrote {result.csv_path} and {result.table_path}")
 

@@ -10,6 +10,10 @@ Layout of a benchmark directory (one folder per subject; names are free)::
         scan_landmarks.txt | .npy | .json       the scan's 68 landmarks
       subject02/ ...
 
+A subject folder may instead be an mvrecon session (it holds ``session.json`` with a ``scan``):
+it is run through the pipeline up to its evaluate stage first (stages already up to date are
+skipped), and its ``evaluate/metrics.json`` gives the row.
+
 A folder missing one of the four files is listed as skipped with the reason; a subject whose
 files are bad (non-manifold scan, units off by 1000x, ...) is listed with its error; neither stops
 the run. Outputs go to ``OUT`` (default ``DIR/_results``): per subject ``OUT/<subject>/`` with
@@ -30,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError, MvreconError
-from ..io import write_text
+from ..io import read_json, write_bytes, write_text
 from .evaluate import EvalConfig
 from .meshes import LANDMARK_SUFFIXES
 from .regions import REGION_NAMES
@@ -72,6 +76,9 @@ def find_subjects(root: str | Path) -> list[Subject]:
         raise InputError("benchmark directory not found", root)
     subjects = []
     for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))):
+        if (folder / "session.json").is_file():
+            subjects.append(Subject(folder.name, folder, {"session": folder / "session.json"}))
+            continue
         want = {
             "pred": _find(folder, "pred", PRED_MESH_SUFFIXES),
             "pred_landmarks": _find(folder, "pred_landmarks", LANDMARK_SUFFIXES),
@@ -100,8 +107,10 @@ def _row(name: str, status: str, note: str = "", seconds: float = float("nan")) 
     return row
 
 
-def run_bench(root: str | Path, out_dir: str | Path | None = None, cfg: EvalConfig = EvalConfig()) -> BenchResult:
-    """Evaluate every subject of ``root``; write per-subject outputs, ``results.csv`` and ``results.md``."""
+def run_bench(root: str | Path, out_dir: str | Path | None = None, cfg: EvalConfig = EvalConfig(),
+              preset: str = "default") -> BenchResult:
+    """Evaluate every subject of ``root`` (session subjects are fitted first with the pipeline
+    ``preset``); write per-subject outputs, ``results.csv`` and ``results.md``."""
     root = Path(root)
     out = Path(out_dir) if out_dir is not None else root / "_results"
     subjects = find_subjects(root)
@@ -115,32 +124,61 @@ def run_bench(root: str | Path, out_dir: str | Path | None = None, cfg: EvalConf
             continue
         t = time.perf_counter()
         try:
-            res, _ = evaluate_to_dir(
-                s.files["pred"], s.files["pred_landmarks"], s.files["scan"], s.files["scan_landmarks"], out / s.name, cfg
-            )
+            if "session" in s.files:
+                metrics = _evaluate_session(s.folder, out / s.name, preset)
+                if metrics is None:
+                    rows.append(_row(s.name, "skipped", "session has no scan", time.perf_counter() - t))
+                    continue
+            else:
+                res, _ = evaluate_to_dir(s.files["pred"], s.files["pred_landmarks"], s.files["scan"],
+                                         s.files["scan_landmarks"], out / s.name, cfg)
+                metrics = res.to_dict()
         except MvreconError as e:
             rows.append(_row(s.name, "error", str(e), time.perf_counter() - t))
             log.warning("%s: %s", s.name, e)
             continue
-        row = _row(s.name, "ok" if not res.missing_regions else "partial", seconds=time.perf_counter() - t)
-        for r in REGION_NAMES:
-            v = res.regions[r].mean_mm
-            row[f"{r}_mm"] = float("nan") if v is None else v
-        row["all_mm"] = float("nan") if res.realy_all_mm is None else res.realy_all_mm
-        row.update(
-            now_median_mm=res.now.median_mm, now_mean_mm=res.now.mean_mm, now_std_mm=res.now.std_mm,
-            chamfer_mm=res.surface.chamfer_mm, normal_consistency=res.surface.normal_consistency,
-        )  # fmt: skip
-        row["fscore_1mm"] = res.surface.fscore.get(1.0, (float("nan"),))[0]
-        row["fscore_2.5mm"] = res.surface.fscore.get(2.5, (float("nan"),))[0]
-        if res.missing_regions:
-            row["note"] = "; ".join(f"{r}: {res.regions[r].note}" for r in res.missing_regions)
-        rows.append(row)
+        rows.append(_metrics_row(s.name, metrics, time.perf_counter() - t))
 
     mean = _mean_row(rows)
     csv_path = write_text(out / "results.csv", _csv(rows + [mean]))
     table_path = write_text(out / "results.md", format_table(rows, mean))
     return BenchResult(rows, mean, csv_path, table_path)
+
+
+def _evaluate_session(folder: Path, out: Path, preset: str) -> dict | None:
+    """Run a session through its evaluate stage; its metrics (copied to ``out``), None without a scan."""
+    from ..pipeline import pipeline_config, run_pipeline
+
+    run_pipeline(folder, pipeline_config(preset), stop="evaluate", report=False)
+    ev = folder / "evaluate"
+    if not (ev / "metrics.json").is_file():
+        return None
+    for f in ("metrics.json", "metrics.md", "heatmap.png"):
+        if (ev / f).is_file():
+            write_bytes(out / f, (ev / f).read_bytes())
+    return read_json(ev / "metrics.json")
+
+
+def _metrics_row(name: str, m: dict, seconds: float) -> dict:
+    """A table row from the content of a ``metrics.json``."""
+
+    def num(v) -> float:
+        return float("nan") if v is None else float(v)
+
+    realy = m["realy"]
+    missing = realy.get("missing_regions") or []
+    row = _row(name, "ok" if not missing else "partial", seconds=seconds)
+    for r in REGION_NAMES:
+        row[f"{r}_mm"] = num(realy.get(f"{r}_mm"))
+    row["all_mm"] = num(realy.get("all_mm"))
+    row.update(now_median_mm=num(m["now"]["median_mm"]), now_mean_mm=num(m["now"]["mean_mm"]),
+               now_std_mm=num(m["now"]["std_mm"]), chamfer_mm=num(m["chamfer"]["symmetric_mm"]),
+               normal_consistency=num(m["normal_consistency"]))
+    row["fscore_1mm"] = num(m.get("fscore_1mm", {}).get("f"))
+    row["fscore_2.5mm"] = num(m.get("fscore_2.5mm", {}).get("f"))
+    if missing:
+        row["note"] = "; ".join(f"{r}: {realy['regions'][r]['note']}" for r in missing)
+    return row
 
 
 def _mean_row(rows: list[dict]) -> dict:
