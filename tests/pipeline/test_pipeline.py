@@ -114,8 +114,10 @@ def test_killed_in_the_fit_resumes_to_the_same_asset(pristine, finished, tmp_pat
     proc = subprocess.Popen([*MVRECON, "session", "run", str(root), "--preset", "fast"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        # the fit logs a line after each schedule stage: after the first one we are mid-fit
-        _wait_for(root / "logs" / "run-001.log", "fit rigid:", proc)
+        _wait_for(root / "logs" / "run-001.log", "fit: running", proc)
+        time.sleep(3.0)  # into the optimisation (the fit of this session takes 10 s or more)
+        os.kill(proc.pid, signal.SIGSTOP)  # frozen mid-fit, still holding the session lock
+        assert (root / "cues" / "provenance.json").is_file() and not (root / "fit" / "provenance.json").exists()
         busy = mvrecon("session", "run", root, "--preset", "fast")
         assert busy.returncode == 3 and "busy" in busy.stderr, busy.stderr
         os.kill(proc.pid, signal.SIGKILL)
