@@ -86,6 +86,31 @@ def test_run_makes_asset_metrics_report_then_skips_everything(finished):
     assert _status(redo)["export"] == "done" and _status(redo)["fit"] == "skipped"
 
 
+def test_bench_run_scores_a_session_subject(finished, tmp_path):
+    """``mvrecon bench run`` takes a session as a subject: its stages are up to date (nothing is
+    fitted again) and its evaluate metrics make the row, beside a plain prediction/scan subject."""
+    root, out = finished
+    bench = tmp_path / "bench"
+    sess = _copy(root, bench / "s01")
+    plain = bench / "s02"
+    plain.mkdir()
+    shutil.copy(sorted((root / "fit").glob("detailed_*.obj"))[0], plain / "pred.obj")
+    shutil.copy(root / "evaluate" / "pred_landmarks.json", plain / "pred_landmarks.json")
+    shutil.copy(root / "scan" / "scan.ply", plain / "scan.ply")
+    shutil.copy(root / "scan" / "landmarks.txt", plain / "scan_landmarks.txt")
+    fitted_at = (sess / "fit" / "params.npz").stat().st_mtime_ns
+    proc = mvrecon("bench", "run", bench, "--preset", "fast")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = {r.split(",")[0]: r.split(",") for r in (bench / "_results" / "results.csv").read_text().splitlines()}
+    head = rows["subject"]
+    realy = {name: float(rows[name][head.index("all_mm")]) for name in ("s01", "s02")}
+    expected = json.loads((root / "evaluate" / "metrics.json").read_text())["realy"]["all_mm"]
+    assert realy["s01"] == pytest.approx(expected, abs=1e-4)
+    assert realy["s02"] == pytest.approx(expected, rel=0.02)
+    assert (bench / "_results" / "s01" / "heatmap.png").is_file()
+    assert (sess / "fit" / "params.npz").stat().st_mtime_ns == fitted_at  # not fitted again
+
+
 def test_report_3d_view_renders(finished, chromium, tmp_path):
     root, _ = finished
     status = viewer_status(chromium, tmp_path, root / "report.html")
