@@ -4,6 +4,7 @@ so an interrupted run never leaves a half-written file behind under the real nam
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io as _io
 import json
 import os
@@ -61,6 +62,23 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
             old = _tmp_name(path)
             os.replace(path, old)
             shutil.rmtree(old, ignore_errors=True)
+
+
+def sha256_file(path: str | Path, what: str = "file") -> str:
+    """Hex sha256 of a file's content, read in 1 MiB chunks; a missing or unreadable file is an
+    :class:`~mvrecon.errors.InputError` naming it (``what`` words the message: "file", "image")."""
+    from .errors import InputError
+
+    h = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+    except FileNotFoundError:
+        raise InputError(f"{what} not found", path) from None
+    except OSError as e:
+        raise InputError(f"cannot read {what} ({e.strerror})", path) from None
+    return h.hexdigest()
 
 
 def write_bytes(path: str | Path, data: bytes) -> Path:

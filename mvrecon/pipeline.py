@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any, Callable, Literal, Mapping, Sequence
 
 from .errors import InputError, MvreconError, StageMissing
-from .io import read_image, read_json, write_json
+from .io import read_image, read_json, sha256_file, write_json
 
 log = logging.getLogger("mvrecon.pipeline")
 
@@ -109,19 +109,6 @@ def pipeline_config(preset: PresetName = "default", **overrides: Any) -> Pipelin
 
 # --------------------------------------------------------------------------------------------
 # hashing and provenance
-
-
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    try:
-        with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-    except FileNotFoundError:
-        raise InputError("file not found", path) from None
-    except OSError as e:
-        raise InputError(f"cannot read ({e.strerror})", path) from None
-    return h.hexdigest()
 
 
 def _canonical(obj: Any) -> str:

@@ -16,7 +16,6 @@ the resolved config and ``cues/summary.json`` the per-view status of the last ru
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
 import sys
@@ -27,7 +26,7 @@ from typing import Any, Literal
 import numpy as np
 
 from ..errors import InputError
-from ..io import MAX_IMAGE_PIXELS, atomic_dir, read_image, read_json, write_image, write_json
+from ..io import MAX_IMAGE_PIXELS, atomic_dir, read_image, read_json, sha256_file, write_image, write_json
 from ..parts import overlay as part_overlay
 from .facemesh import DetectConfig, FaceCues, detect, downscale
 from .parsing import FaceParser, get_parser
@@ -115,19 +114,6 @@ class CuesResult:
         return text
 
 
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    try:
-        with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-    except FileNotFoundError:
-        raise InputError("image not found", path) from None
-    except OSError as e:
-        raise InputError(f"cannot read image ({e.strerror})", path) from None
-    return h.hexdigest()
-
-
 def _cached(view_dir: Path, sha: str, cfg: CuesConfig) -> dict[str, Any] | None:
     """The cached record when it matches the image hash and settings and its files exist."""
     path = view_dir / LANDMARKS_FILE
@@ -197,7 +183,7 @@ def process_image(
     parser = parser or _parser(cfg.parser)
     if parser.name != cfg.parser:  # the record (and the cache key) names the parser actually used
         cfg = dataclasses.replace(cfg, parser=parser.name)
-    sha = file_sha256(image_path)
+    sha = sha256_file(image_path, "image")
     rec = _cached(out_dir, sha, cfg)
     if rec is not None:
         return ViewResult(key, image_path, rec["status"], True, out_dir, rec.get("score"))
