@@ -31,6 +31,17 @@ def reproject(P: np.ndarray, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return h[:, :2] / h[:, 2:3], h[:, 2]
 
 
+def outlier_views(err: np.ndarray, factor: float, floor: float) -> list[int]:
+    """Views whose error ``err`` (V,) (NaN: not judged) exceeds ``factor`` times the median over
+    the judged views plus ``floor``; none unless at least 3 are judged and 2 would remain."""
+    judged = np.isfinite(err)
+    if judged.sum() < 3:
+        return []
+    ref = float(np.median(err[judged]))
+    bad = [int(v) for v in np.flatnonzero(judged & (np.nan_to_num(err, nan=-np.inf) > factor * ref + floor))]
+    return bad if judged.sum() - len(bad) >= 2 else []
+
+
 @dataclass
 class Triangulation:
     points: np.ndarray

@@ -22,6 +22,7 @@ from .data import ViewBatch
 from .losses import (coeff_prior, contour_loss, landmark_loss, mask_iou_loss, photometric_loss, prdl_loss, tv_loss,
                      tv_std_loss)
 from .losses.contour import row_spans
+from .init import outlier_views
 from .params import FitParams, HeadGeometry
 
 log = logging.getLogger(__name__)
@@ -182,17 +183,15 @@ class Fitter:
             px = project(world[:, self.g.landmarks], self.views.K, self.views.world_to_cam)
             err = (px - self.views.lm68).norm(dim=-1) / self.views.face_size[:, None]
             active = self.lm_weight.sum(1) > 0
-            if int(active.sum()) < 3:
-                return []
-            e = torch.stack([err[v][self.lm_weight[v] > 0].median() if active[v] else err.new_zeros(())
-                             for v in range(len(err))])
-            ref = e[active].median()
-            bad = active & (e > self.cfg.landmark_view_outlier * ref + 0.02)
-            for v in bad.nonzero().flatten().tolist():
+            e = np.array([float(err[v][self.lm_weight[v] > 0].median()) if active[v] else np.nan
+                          for v in range(len(err))])
+            bad = outlier_views(e, self.cfg.landmark_view_outlier, floor=0.02)
+            for v in bad:
                 log.warning("fit: the landmarks of view %s disagree with the other views (median error %.2f vs "
-                            "%.2f face widths); left out of the landmark term", self.views.keys[v], float(e[v]), float(ref))
+                            "%.2f face widths); left out of the landmark term", self.views.keys[v], e[v],
+                            float(np.nanmedian(e)))
                 self.lm_weight[v] = 0
-            return bad.nonzero().flatten().tolist()
+            return bad
 
     def run(self) -> FitState:
         state = FitState(params=self.p)

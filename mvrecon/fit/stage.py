@@ -30,7 +30,7 @@ from ..facemodel import FaceModel, load_model
 from ..io import atomic_dir, read_image, write_json, write_npz
 from .config import FitConfig, preset
 from .data import ViewBatch, ViewCues, prepare_views
-from .init import InitResult, fit_landmarks_3d, triangulate_landmarks
+from .init import InitResult, fit_landmarks_3d, outlier_views, triangulate_landmarks
 from .optimize import FitState, Fitter, project
 from .params import FitParams, HeadGeometry, Layout, sample_uv_map
 
@@ -71,15 +71,12 @@ def make_layout(views_frames: list[str], mode: str, synchronized: bool) -> tuple
     return Layout(group_of_view=gov, n_groups=len(names), mode=mode), names
 
 
-def outlier_views(P: np.ndarray, lm: np.ndarray, conf: np.ndarray, points: np.ndarray, face_size: np.ndarray,
-                  factor: float = 3.0, floor: float = 0.05) -> list[int]:
-    """Indices of views (at most all but two) whose median landmark reprojection error, in face
-    widths, exceeds ``factor`` times the median over views plus ``floor``."""
+def landmark_view_errors(P: np.ndarray, lm: np.ndarray, conf: np.ndarray, points: np.ndarray,
+                         face_size: np.ndarray) -> np.ndarray:
+    """(V,) median landmark reprojection error of each view in face widths (NaN: too few points)."""
     from .init import reproject
 
     ok = np.isfinite(points).all(1)
-    if ok.sum() < 6 or len(P) < 3:
-        return []
     err = np.full(len(P), np.nan)
     for v in range(len(P)):
         use = ok & (conf[v] > 0)
@@ -87,9 +84,7 @@ def outlier_views(P: np.ndarray, lm: np.ndarray, conf: np.ndarray, points: np.nd
             continue
         px = np.stack([reproject(P[v : v + 1], X)[0][0] for X in points[use]])
         err[v] = np.median(np.linalg.norm(px - lm[v, use], axis=1)) / face_size[v]
-    ref = np.nanmedian(err)
-    bad = [int(v) for v in np.flatnonzero(err > factor * ref + floor)]
-    return bad if len(P) - len(bad) >= 2 else []
+    return err
 
 
 def initialise(model: FaceModel, batch: ViewBatch, layout: Layout) -> InitResult:
@@ -106,7 +101,8 @@ def initialise(model: FaceModel, batch: ViewBatch, layout: Layout) -> InitResult
     # whole: one whose median reprojection error is far above the others' is dropped, its
     # landmarks leave the fit (its masks and photo stay), and the points are triangulated again.
     idx = np.flatnonzero(sel)
-    dropped = outlier_views(P[sel], lm[sel], conf[sel], tri.points, batch.face_size.double().numpy()[sel])
+    err = landmark_view_errors(P[sel], lm[sel], conf[sel], tri.points, batch.face_size.double().numpy()[sel])
+    dropped = outlier_views(err, factor=3.0, floor=0.05)
     if dropped:
         for k in dropped:
             batch.lm_conf[idx[k]] = 0

@@ -183,3 +183,14 @@ def test_mask_iou_zero_at_match_and_flat_when_disjoint():
         off[0, x0 : x0 + 4, 0:4, 0] = 1.0
         off[..., 1] = prob[..., 1]
         assert float(mask_iou_loss(off, target, codes)) == pytest.approx(0.5)
+
+
+def test_outlier_views_by_error():
+    from mvrecon.fit.init import outlier_views
+
+    nan = float("nan")
+    assert outlier_views(np.array([0.02, 0.03, 0.25, 0.025]), 3.0, 0.05) == [2]
+    assert outlier_views(np.array([0.02, 0.03, 0.05, 0.025]), 3.0, 0.05) == []
+    # too few judged views to tell who is wrong, or too few would remain
+    assert outlier_views(np.array([0.02, nan, 0.25, nan]), 3.0, 0.05) == []
+    assert outlier_views(np.array([0.02, 0.3, 0.25, 0.4]), 0.5, 0.0) == []
