@@ -184,3 +184,31 @@ def test_calibrate_leaves_input_alone(shots, detections):
         np.testing.assert_array_equal(b, c.world_to_cam)
     with pytest.raises(InputError):
         calibrate_charuco(rig, root / "nope")
+
+
+def test_corners_that_never_reach_a_border_are_warned(shots, detections):
+    """Camera 0 only ever sees the board in the right half of its image: its report says the left
+    border was never reached (the distortion there is extrapolated); the text report shows it."""
+    from dataclasses import replace
+
+    from mvrecon.calibrate.charuco import format_report
+
+    root, _, _ = shots
+    rig = load_rig(root / "rig")
+    cam0 = rig.cameras[0]
+    cut = {}
+    for key, det in detections.items():  # {(shot, camera): Detection}
+        if key[1] == cam0.name:
+            keep = det.corners[:, 0] > 0.45 * cam0.width
+            det = replace(det, ids=det.ids[keep], corners=det.corners[keep])
+        cut[key] = det
+    base = calibrate_from_detections(rig, BOARD, detections, CharucoConfig())
+    res = calibrate_from_detections(rig, BOARD, cut, CharucoConfig())
+    assert not any("left border" in w for w in base.cameras[0].warnings)
+    r0 = res.cameras[0]
+    assert r0.name == cam0.name and r0.border_gap["left"] > 0.4
+    assert any("left border" in w for w in r0.warnings), r0.warnings
+    # the other cameras saw the same corners: the same gaps and warnings as before
+    for a, b in zip(base.cameras[1:], res.cameras[1:]):
+        assert a.border_gap == b.border_gap and a.warnings == b.warnings
+    assert f"warning: camera {cam0.name}: corners never came within 10% of the left border" in format_report(res)
