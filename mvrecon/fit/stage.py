@@ -246,7 +246,9 @@ def summarise(res: FitResult) -> dict[str, Any]:
         "seconds": round(res.seconds, 2),
         "stage_seconds": {k: round(v, 2) for k, v in res.state.stage_times.items()},
         "init_landmark_rms_mm": round(res.init.rms_m * 1000, 3),
-        "landmark_outlier_views": res.state.landmark_outliers,
+        # left out at the initialisation (no landmark confidence left) or after a stage
+        "landmark_outlier_views": sorted({k for k, c in zip(res.batch.keys, res.batch.lm_conf) if float(c.sum()) == 0}
+                                         | set(res.state.landmark_outliers)),
         "landmark_error_px_median": round(float(np.median(err_full[:, 17:])), 3),
         "final_losses": {k: v for k, v in last.items() if k != "stage"},
     }

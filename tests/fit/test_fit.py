@@ -116,3 +116,21 @@ def test_nan_loss_stops_with_the_stage_named(ict_model):
     cfg = dataclasses.replace(preset("fast"), schedule=(Stage("boom", 3, ("rot",), {"landmark": float("nan")}),))
     with pytest.raises(FitDiverged, match="fit stage 'boom'"):
         Fitter(HeadGeometry(ict_model, 8, 16), batch, params, layout.group_of_view, cfg, progress=False).run()
+
+
+def test_shifted_view_does_not_spoil_the_initialisation(ict_model):
+    """One view's landmarks shifted by 30 px as a whole: the view is named and dropped from the
+    landmarks, and the start stays as good as the clean one. (Here the per-landmark RANSAC alone
+    would also keep the start; on the synthetic 1024 px session of bench/fit.py it does not:
+    7.9 mm model-fit RMS without the view check, 3.5 mm with it, 2.9 mm clean.)"""
+    cams = scenario.rig(4)
+    world, _ = scenario.head(ict_model)
+    views = scenario.photos(ict_model, world, cams)
+    layout = Layout(np.zeros(4, int), 1, "per_frame")
+    clean = initialise(ict_model, prepare_views(views, cams, size=192, anchor_n=8, mask_points=200), layout)
+    shifted = list(views)
+    shifted[1] = dataclasses.replace(views[1], lm68=views[1].lm68 + np.array([30.0, 0.0]))
+    batch = prepare_views(shifted, cams, size=192, anchor_n=8, mask_points=200)
+    init = initialise(ict_model, batch, layout)
+    assert float(batch.lm_conf[1].sum()) == 0 and float(batch.lm_conf[[0, 2, 3]].min()) > 0
+    assert init.rms_m < 1.3 * clean.rms_m + 2e-4
