@@ -12,52 +12,22 @@ the fused displacement) to the true detailed surface, in mm (:mod:`mvrecon.fit.a
 
 Tables: accuracy and cost for 2/4/8 views; the ablation at 4 views (each row adds one piece);
 per-view vs per-frame expression; PRDL vs a plain soft mask-IoU loss; robustness to one view's
-landmarks shifted by 30 px. Wall times are on this shared 2-core machine: rough figures. Peak
-memory is the process's resident set sampled during the fit, above what it held before.
+landmarks shifted by 30 px. Wall times are on this shared 2-core machine: rough figures. Memory
+is the process's peak resident set so far (model, session and every fit before included; the
+views run in ascending order, so each row's peak is normally its own fit's).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
+import resource
 import sys
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-
-
-def rss_mb() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * 4096 / 2**20
-
-
-class PeakRSS:
-    """Samples the resident set every 20 ms while active."""
-
-    def __enter__(self):
-        self.base = rss_mb()
-        self.peak = self.base
-        self._stop = threading.Event()
-        self._t = threading.Thread(target=self._run, daemon=True)
-        self._t.start()
-        return self
-
-    def _run(self):
-        while not self._stop.wait(0.02):
-            self.peak = max(self.peak, rss_mb())
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._t.join()
-        self.peak = max(self.peak, rss_mb())
-
-    @property
-    def extra_mb(self) -> float:
-        return self.peak - self.base
 
 
 def make_session(work: Path, cams: int, size: tuple[int, int], seed: int) -> Path:
@@ -88,9 +58,8 @@ def fit_and_measure(root: Path, cfg, model, mutate=None, mode: str | None = None
     if mode is not None:
         cfg = dataclasses.replace(cfg, mode=mode)
     t0 = time.perf_counter()
-    with PeakRSS() as mem:
-        state, geom, batch, layout, names, init = fit_views(model, cues, cams, cfg, s.rig.synchronized, False)
-        _, detailed, _, _ = finish(model, state, geom, batch, layout, names)
+    state, geom, batch, layout, names, init = fit_views(model, cues, cams, cfg, s.rig.synchronized, False)
+    _, detailed, _, _ = finish(model, state, geom, batch, layout, names)
     secs = time.perf_counter() - t0
     frames = [str(f) for f in gt["frames"]]
     errs = []
@@ -101,7 +70,8 @@ def fit_and_measure(root: Path, cfg, model, mutate=None, mode: str | None = None
     return {
         "views": batch.n_views, "groups": layout.n_groups, "mean": float(np.mean([e.mean_mm for e in errs])),
         "p95": float(np.mean([e.p95_mm for e in errs])), "median": float(np.mean([e.median_mm for e in errs])),
-        "init_rms": init.rms_m * 1000, "seconds": secs, "mem": mem.extra_mb, "skipped": skipped,
+        "init_rms": init.rms_m * 1000, "seconds": secs, "skipped": skipped,
+        "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
 
 
@@ -166,11 +136,6 @@ def shift_view(k: int, dx: float):
 
 
 def main() -> None:
-    if "MALLOC_MMAP_THRESHOLD_" not in os.environ:
-        # glibc raises its mmap threshold after large frees, so a second fit would reuse the heap
-        # the first one grew and show no memory of its own: pin the threshold (large blocks are
-        # mapped and returned), then each fit's peak above its start is its own
-        os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072"})
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--views", type=int, nargs="+", default=[2, 4, 8])
     ap.add_argument("--size", default="1024x768")
@@ -206,12 +171,12 @@ def main() -> None:
         # rows are printed as they finish (the 8-view fit is long): fixed-width columns
         print("\nAccuracy and cost vs number of views (goal at 4 views: mean <= 0.5 mm; fit < 60 s)")
         print(f"{'views':>5}  {'mean mm':>7}  {'median mm':>9}  {'p95 mm':>6}  {'init landmark RMS mm':>20}  "
-              f"{'fit s':>6}  {'s/view':>6}  {'peak MB above start':>19}", flush=True)
+              f"{'fit s':>6}  {'s/view':>6}  {'process peak RSS MB':>19}", flush=True)
         for n in a.views:
             r = fit_and_measure(root(n), cfg, model)
             results[n] = r
             print(f"{n:>5}  {r['mean']:>7.3f}  {r['median']:>9.3f}  {r['p95']:>6.3f}  {r['init_rms']:>20.2f}  "
-                  f"{r['seconds']:>6.1f}  {r['seconds'] / r['views']:>6.1f}  {r['mem']:>19.0f}", flush=True)
+                  f"{r['seconds']:>6.1f}  {r['seconds'] / r['views']:>6.1f}  {r['peak_rss']:>19.0f}", flush=True)
     n4 = 4 if 4 in a.views else a.views[0]
     if "ablation" in parts:
         rows = []
