@@ -56,8 +56,7 @@ class Fitter:
     """Holds the per-fit tensors; :meth:`run` executes the schedule."""
 
     def __init__(self, geom: HeadGeometry, views: ViewBatch, params: FitParams, group_of_view: np.ndarray,
-                 cfg: FitConfig, progress: bool | None = None, on_stage_end=None):
-        self.on_stage_end = on_stage_end
+                 cfg: FitConfig, progress: bool | None = None):
         self.g = geom
         self.views = views
         self.p = params
@@ -199,8 +198,6 @@ class Fitter:
             self.run_stage(st, state)
             if st.weights.get("landmark") and self.cfg.landmark_view_outlier > 0:
                 state.landmark_outliers += [self.views.keys[v] for v in self.reject_landmark_outliers()]
-            if self.on_stage_end is not None:
-                self.on_stage_end(st, self)
         world = self.world_vertices(use_disp=True)
         self.refresh_visibility(world)
         state.visibility = self.visible

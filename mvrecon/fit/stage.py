@@ -121,7 +121,7 @@ def initialise(model: FaceModel, batch: ViewBatch, layout: Layout) -> InitResult
 
 
 def fit_views(model: FaceModel, cues: list[ViewCues], cams: list[Camera], cfg: FitConfig, synchronized: bool = True,
-              progress: bool | None = None, on_stage_end=None) -> tuple[FitState, HeadGeometry, ViewBatch, Layout, list[str], InitResult]:
+              progress: bool | None = None) -> tuple[FitState, HeadGeometry, ViewBatch, Layout, list[str], InitResult]:
     """The fit itself on in-memory views (the Python API below the session stage)."""
     torch.manual_seed(cfg.seed)
     batch = prepare_views(cues, cams, size=cfg.crop_size, anchor_n=cfg.anchor_grid, mask_points=cfg.mask_points)
@@ -134,7 +134,7 @@ def fit_views(model: FaceModel, cues: list[ViewCues], cams: list[Camera], cfg: F
         img = batch.image[batch.labels == 1]
         if len(img):
             params.albedo[:] = img.mean(0)[None, :, None, None]
-    state = Fitter(geom, batch, params, layout.group_of_view, cfg, progress=progress, on_stage_end=on_stage_end).run()
+    state = Fitter(geom, batch, params, layout.group_of_view, cfg, progress=progress).run()
     return state, geom, batch, layout, group_names, init
 
 

@@ -75,9 +75,8 @@ class _PartStats(torch.autograd.Function):
         eps = torch.finfo(d.dtype).eps
         grad = torch.zeros_like(x)
         for col, idx in ((0, imin), (1, imax)):
-            diff = x.index_select(0, idx) - a
-            dd = diff.norm(dim=-1, keepdim=True).clamp_min(eps)
-            grad.index_add_(0, idx, g[:, col : col + 1] * diff / dd)
+            dd = d.gather(1, idx[:, None]).clamp_min(eps)  # the forward's distances, (A, 1)
+            grad.index_add_(0, idx, g[:, col : col + 1] * (x.index_select(0, idx) - a) / dd)
         r = g[:, 2:3] / d.clamp_min(eps)  # (A, n)
         s = r.sum(0)  # (n,)
         t = r.T @ a  # (n, 2)
