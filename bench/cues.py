@@ -128,7 +128,7 @@ def _folder_items(root: Path):
     for p in images:
         stem = p.with_suffix("")
         lab_path = stem.with_name(stem.name + ".labels.png")
-        yield p.stem, p, (lab_path if lab_path.is_file() else None), _read_lm(stem), None
+        yield p.stem, p, (lab_path if lab_path.is_file() else None), _read_lm(stem), None, None
 
 
 def _session_items(root: Path):
@@ -143,18 +143,20 @@ def _session_items(root: Path):
         rec = gt.get(v.key)
         lm = np.asarray(rec["points"], np.float64) if rec else None
         vis = np.asarray(rec["visible"], bool) if rec else None
-        yield v.key, v.image, (lab if lab.is_file() else None), lm, vis
+        yield v.key, v.image, (lab if lab.is_file() else None), lm, vis, session.rig[v.camera]
 
 
-def evaluate(items, title: str, overlays: Path | None) -> dict:
+def evaluate(items, title: str, overlays: Path | None, parser_name: str = "auto") -> dict:
     """Detect and label every item, compare with the truth, print the tables; returns the numbers."""
     cfg = CuesConfig()
-    parser = get_parser(cfg.parser)
+    parser = get_parser(parser_name)
+    title = f"{title} (parser {parser.name})"
     parts = PART_NAMES[1:]
     per_view, oracle, names, lm_err, nme, missed, times, frontal = [], [], [], [], [], [], [], []
     vis_pairs = []  # (confidence, truly visible) per landmark
     n = 0
-    for name, path, lab_path, lm, vis in items:
+    label_times = []
+    for name, path, lab_path, lm, vis, camera in items:
         n += 1
         img = read_image(path)
         t0 = time.perf_counter()
@@ -163,7 +165,9 @@ def evaluate(items, title: str, overlays: Path | None) -> dict:
         if cues is None:
             missed.append(name)
             continue
-        pred = parser.parse(img, cues)
+        t1 = time.perf_counter()
+        pred = parser.parse(img, cues, camera=camera)
+        label_times.append(time.perf_counter() - t1)
         if overlays is not None:
             write_image(overlays / f"{name}.overlay.png", draw_overlay(img, pred, cues))
         if lab_path is not None:
@@ -229,11 +233,23 @@ def evaluate(items, title: str, overlays: Path | None) -> dict:
                          f"{100 * (~pred & ~truth).sum() / max(1, (~truth).sum()):.1f}"])
         print(f"\nlandmark confidence vs true visibility ({len(cv)} landmarks, {100 * truth.mean():.0f} % visible)")
         print(_table(["called visible if conf", "agreement %", "visible found %", "hidden found %"], rows))
-    print(f"\ndetect time per view: median {1000 * np.median(times):.1f} ms")
+    print(f"\ndetect time per view: median {1000 * np.median(times):.1f} ms; part labels "
+          f"({parser.name}): median {1000 * np.median(label_times):.1f} ms")
+    out["parser"] = parser.name
     return out
 
 
-def synth(out: Path, seeds: list[int], cameras: int, overlays: Path | None) -> None:
+def compare(results: list[dict]) -> None:
+    """One table: mean IoU per part for each parser evaluated on the same views."""
+    if len(results) < 2 or not all("iou" in r for r in results):
+        return
+    parts = PART_NAMES[1:]
+    rows = [[p, f"{GOALS[p]:.1f}"] + [f"{r['iou'][p]:.3f}" for r in results] for p in parts]
+    print("mean IoU per part, parsers side by side")
+    print(_table(["part", "goal"] + [r["parser"] for r in results], rows))
+
+
+def synth(out: Path, seeds: list[int], cameras: int, overlays: Path | None, parsers: list[str]) -> None:
     from mvrecon.synth.config import SynthConfig
     from mvrecon.synth.generate import make_session
 
@@ -243,8 +259,13 @@ def synth(out: Path, seeds: list[int], cameras: int, overlays: Path | None) -> N
             t0 = time.perf_counter()
             make_session(root, SynthConfig(seed=seed, cameras=cameras, board=False), overwrite=True)
             print(f"rendered {root} in {time.perf_counter() - t0:.0f} s")
-        evaluate(_session_items(root), f"synthetic session {root}", overlays)
+    roots = [out / f"seed{seed}" for seed in seeds]
+    results = []
+    for name in parsers:
+        results.append(evaluate((it for r in roots for it in _session_items(r)),
+                                f"synthetic sessions {', '.join(str(r) for r in roots)}", overlays, name))
         print()
+    compare(results)
 
 
 def overlay(photo: Path, out: Path) -> None:
@@ -286,6 +307,9 @@ def main() -> None:
     sy.add_argument("--seeds", type=int, nargs="+", default=[1])
     sy.add_argument("--cameras", type=int, default=6)
     sy.add_argument("--overlays", type=Path, default=None)
+    for q in (f, se, sy):
+        q.add_argument("--parsers", nargs="+", default=["auto"],
+                       help="face parsers to evaluate (mvrecon.cues.parser_names()); several: a comparison table")
     o = sub.add_parser("overlay")
     o.add_argument("photo", type=Path)
     o.add_argument("out", type=Path)
@@ -293,12 +317,12 @@ def main() -> None:
     if a.cmd == "speed":
         speed(a.repeats)
     elif a.cmd == "folder":
-        evaluate(_folder_items(a.dir), str(a.dir), a.overlays)
+        compare([evaluate(_folder_items(a.dir), str(a.dir), a.overlays, p) for p in a.parsers])
     elif a.cmd == "session":
-        items = (it for d in a.dirs for it in _session_items(d))
-        evaluate(items, f"sessions {', '.join(map(str, a.dirs))}", a.overlays)
+        compare([evaluate((it for d in a.dirs for it in _session_items(d)), f"sessions {', '.join(map(str, a.dirs))}",
+                          a.overlays, p) for p in a.parsers])
     elif a.cmd == "synth":
-        synth(a.out, a.seeds, a.cameras, a.overlays)
+        synth(a.out, a.seeds, a.cameras, a.overlays, a.parsers)
     else:
         overlay(a.photo, a.out)
 

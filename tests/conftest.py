@@ -31,6 +31,20 @@ def ict_model():
         pytest.skip(f"ICT face model not imported ({e})")
 
 
+@pytest.fixture(scope="session")
+def ict_embedding(ict_model):
+    """The MediaPipe landmark embedding of the ICT model (``tools/setup.sh`` makes it with
+    ``mvrecon model embed``): skipped when missing on a developer's machine, an error in CI."""
+    from mvrecon.cues.embedding import find_embedding
+
+    emb = find_embedding(ict_model)
+    if emb is None:
+        if os.environ.get("CI"):
+            raise RuntimeError("the ICT landmark embedding is missing: tools/setup.sh should have made it")
+        pytest.skip("ICT landmark embedding not made (mvrecon model embed ict)")
+    return emb
+
+
 @pytest.fixture(scope="module")
 def chromium() -> str:
     """Path of a headless-capable Chromium (see tests/browser.py): skipped when missing, an error in CI."""

@@ -46,4 +46,8 @@ else
   echo "note: ICT-FaceKit not found at $ict; run 'mvrecon model fetch ict' (internet) or" \
        "'mvrecon model import ict PATH' later" >&2
 fi
+# Where MediaPipe's points lie on the model (rendered from synthetic heads, ~25 s, once).
+if "$venv/bin/mvrecon" model info ict >/dev/null 2>&1 && [ ! -e "$("$py" -c 'from mvrecon.cues.embedding import embedding_path; print(embedding_path("ict"))')" ]; then
+  "$venv/bin/mvrecon" model embed ict
+fi
 echo "mvrecon is set up in $venv (activate: source $venv/bin/activate)"

@@ -30,7 +30,7 @@ class _SessionByDefault(click.Group):
 def _options(f):
     f = click.option("--preset", type=click.Choice(PRESET_NAMES), default="default", show_default=True,
                      help="fast: coarser crop and fewer tiles; best: finer crop, more tiles for tiny faces.")(f)
-    f = click.option("--parser", "parser", default=None, help="Face parser for the part labels (default: landmarks).")(f)
+    f = click.option("--parser", "parser", default=None, help="Face parser for the part labels (default: auto = model when the face model has a landmark embedding, else surface).")(f)
     f = click.option("--no-overlay", is_flag=True, help="Do not write overlay.png.")(f)
     f = click.option("--overwrite", is_flag=True, help="Redo views even when their cached outputs match.")(f)
     return f

@@ -21,6 +21,7 @@ cut above the brows as the landmark parser does (see ``mvrecon/parts.py``); regi
 
 from __future__ import annotations
 
+import logging
 from typing import Callable, Protocol, runtime_checkable
 
 import numpy as np
@@ -28,6 +29,8 @@ import numpy as np
 from ..parts import PART_CODES, _frame, part_label_image, part_polygons
 from .facemesh import FaceCues
 from .visibility import mesh_triangles
+
+log = logging.getLogger(__name__)
 
 
 @runtime_checkable
@@ -37,9 +40,11 @@ class FaceParser(Protocol):
     #: Short name, recorded in the outputs (a cached view is redone when it changes).
     name: str
 
-    def parse(self, image: np.ndarray, cues: FaceCues) -> np.ndarray:
+    def parse(self, image: np.ndarray, cues: FaceCues, camera=None) -> np.ndarray:
         """uint8 labels ``(H, W)`` with :data:`mvrecon.parts.PART_CODES`, for an RGB uint8 image
-        ``(H, W, 3)`` and the face found in it. Must not modify ``image``."""
+        ``(H, W, 3)`` and the face found in it. ``camera``: the view's calibrated
+        :class:`mvrecon.cameras.Camera` when known (parsers may ignore it). Must not modify
+        ``image``."""
         ...
 
 
@@ -48,7 +53,7 @@ class PolygonParser:
 
     name = "polygons"
 
-    def parse(self, image: np.ndarray, cues: FaceCues) -> np.ndarray:
+    def parse(self, image: np.ndarray, cues: FaceCues, camera=None) -> np.ndarray:
         h, w = _check_size(image, cues)
         return part_label_image(cues.points68, h, w)
 
@@ -68,7 +73,7 @@ class LandmarkParser:
 
     name = "landmarks"
 
-    def parse(self, image: np.ndarray, cues: FaceCues) -> np.ndarray:
+    def parse(self, image: np.ndarray, cues: FaceCues, camera=None) -> np.ndarray:
         h, w = _check_size(image, cues)
         labels = part_label_image(cues.points68, h, w)
         extra = mesh_silhouette(cues.points478, h, w) & _below_brows(cues.points68, h, w)
@@ -141,8 +146,70 @@ def _below_brows(lm68: np.ndarray, h: int, w: int) -> np.ndarray:
     return _fill(poly, h, w)
 
 
+class ModelParser:
+    """The face model's own part labels, seen through a fit of the model to the view's 478
+    MediaPipe points (:mod:`mvrecon.cues.modelfit`, through the model's landmark embedding
+    :mod:`mvrecon.cues.embedding`), with the brows, eye openings and lips then cut along the
+    image's colour edges (:mod:`mvrecon.cues.refine`). The default when the model has an
+    embedding: its outlines follow the definition PRDL's 3D side uses, with the occlusion of a
+    turned head, and the colour cut adds what the landmarks do not know.
+
+    ``camera``: the view's calibrated camera (perspective and distortion); without one, a
+    distortion-free camera with the focal length :data:`mvrecon.cues.modelfit.DEFAULT_FOCAL`.
+    """
+
+    name = "model"
+
+    def __init__(self, model, embedding, refine: bool = True):
+        self.model = model
+        self.embedding = embedding.check(model)
+        self.refine = refine
+        self.last_fit = None
+        """The :class:`mvrecon.cues.modelfit.ViewFit` of the last :meth:`parse` call."""
+
+    @classmethod
+    def from_registry(cls, model_name: str = "ict", refine: bool = True) -> "ModelParser":
+        from ..errors import InputError
+        from ..facemodel.registry import load_model
+        from .embedding import find_embedding
+
+        model = load_model(model_name)
+        emb = find_embedding(model)
+        if emb is None:
+            raise InputError(f"face model '{model_name}' has no MediaPipe landmark embedding; "
+                             f"make it with: mvrecon model embed {model_name}")
+        return cls(model, emb, refine)
+
+    def parse(self, image: np.ndarray, cues: FaceCues, camera=None) -> np.ndarray:
+        from .modelfit import default_camera, fit_view, render_labels
+        from .refine import refine_labels
+
+        h, w = _check_size(image, cues)
+        cam = camera if camera is not None else default_camera(w, h)
+        if (cam.width, cam.height) != (w, h):
+            raise ValueError(f"camera is {cam.width}x{cam.height} but the image is {w}x{h}")
+        fit = fit_view(self.model, self.embedding, cues.points478, cues.conf478, cam)
+        self.last_fit = fit
+        labels = render_labels(self.model, fit, cam)
+        return refine_labels(image, labels) if self.refine else labels
+
+
+def auto_parser() -> FaceParser:
+    """``model`` when the default face model and its embedding are installed, else ``surface``."""
+    from ..errors import InputError
+
+    try:
+        return ModelParser.from_registry()
+    except (InputError, OSError) as e:
+        log.warning("face parser 'model' unavailable (%s); using 'surface'", e)
+        return SurfaceParser()
+
+
 _PARSERS: dict[str, Callable[[], FaceParser]] = {
+    "auto": auto_parser,
     "landmarks": LandmarkParser,
+    "model": ModelParser.from_registry,
+    "model-norefine": lambda: ModelParser.from_registry(refine=False),
     "polygons": PolygonParser,
     "surface": lambda: SurfaceParser(),
 }
@@ -247,7 +314,7 @@ class SurfaceParser:
     def __init__(self, max_grid: int = 320):
         self.max_grid = max_grid
 
-    def parse(self, image: np.ndarray, cues: FaceCues) -> np.ndarray:
+    def parse(self, image: np.ndarray, cues: FaceCues, camera=None) -> np.ndarray:
         import cv2
         import open3d as o3d
 

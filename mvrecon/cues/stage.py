@@ -45,9 +45,10 @@ class CuesConfig:
 
     detect: DetectConfig = field(default_factory=DetectConfig)
     """Face detection and mesh settings."""
-    parser: str = "surface"
-    """Registered face parser for the part labels: surface (default), landmarks, polygons, or one
-    added with mvrecon.cues.register_parser (see mvrecon.cues.parsing)."""
+    parser: str = "auto"
+    """Registered face parser for the part labels: auto (model when the face model has a landmark
+    embedding, else surface), model, surface, landmarks, polygons, or one added with
+    mvrecon.cues.register_parser (see mvrecon.cues.parsing)."""
     overlay: bool = True
     """Write overlay.png (labels and landmarks over the image) per view."""
     overlay_max_side: int = 1600
@@ -114,7 +115,15 @@ class CuesResult:
         return text
 
 
-def _cached(view_dir: Path, sha: str, cfg: CuesConfig) -> dict[str, Any] | None:
+def _settings(cfg: CuesConfig, camera) -> dict[str, Any]:
+    """The settings recorded with a view: the config's, and the camera when the parser got one."""
+    out = cfg.settings()
+    if camera is not None:
+        out["camera"] = camera.to_dict()
+    return out
+
+
+def _cached(view_dir: Path, sha: str, cfg: CuesConfig, camera=None) -> dict[str, Any] | None:
     """The cached record when it matches the image hash and settings and its files exist."""
     path = view_dir / LANDMARKS_FILE
     if cfg.overwrite or not path.is_file():
@@ -125,7 +134,7 @@ def _cached(view_dir: Path, sha: str, cfg: CuesConfig) -> dict[str, Any] | None:
         return None  # unreadable cache: just redo the view
     if not isinstance(rec, dict) or rec.get("image_sha256") != sha:
         return None
-    if json.loads(json.dumps(cfg.settings())) != rec.get("settings"):
+    if json.loads(json.dumps(_settings(cfg, camera))) != rec.get("settings"):
         return None
     if rec.get("status") == "ok":
         needed = [LABELS_FILE] + ([OVERLAY_FILE] if cfg.overlay else [])
@@ -173,8 +182,12 @@ def process_image(
     cfg: CuesConfig = CuesConfig(),
     key: str | None = None,
     parser: FaceParser | None = None,
+    camera=None,
 ) -> ViewResult:
     """Cues of one image file into ``out_dir`` (replaced as a whole; skipped when cached).
+
+    ``camera``: the view's calibrated camera, handed to the parser (the ``model`` parser fits
+    the face model in it); part of the cache key.
 
     Raises :class:`InputError` for a missing, unreadable, truncated or too large image.
     """
@@ -184,7 +197,7 @@ def process_image(
     if parser.name != cfg.parser:  # the record (and the cache key) names the parser actually used
         cfg = dataclasses.replace(cfg, parser=parser.name)
     sha = sha256_file(image_path, "image")
-    rec = _cached(out_dir, sha, cfg)
+    rec = _cached(out_dir, sha, cfg, camera)
     if rec is not None:
         return ViewResult(key, image_path, rec["status"], True, out_dir, rec.get("score"))
 
@@ -194,14 +207,14 @@ def process_image(
         "format": FORMAT,
         "image": str(image_path),
         "image_sha256": sha,
-        "settings": cfg.settings(),
+        "settings": _settings(cfg, camera),
         "status": "ok" if cues is not None else "no_face",
         "image_size": [int(image.shape[1]), int(image.shape[0])],
         "coordinates": "pixels of the stored (distorted) image, pixel centres at integer coordinates",
     }
     with atomic_dir(out_dir) as tmp:
         if cues is not None:
-            labels = parser.parse(image, cues)
+            labels = _parse(parser, image, cues, camera)
             record.update(cues.to_dict())
             write_image(tmp / LABELS_FILE, labels)
             if cfg.overlay:
@@ -210,6 +223,19 @@ def process_image(
     if cues is None:
         log.warning("%s: no face found", image_path)
     return ViewResult(key, image_path, record["status"], False, out_dir, None if cues is None else cues.score)
+
+
+def _parse(parser: FaceParser, image: np.ndarray, cues: FaceCues, camera) -> np.ndarray:
+    """``parser.parse``, with the camera for parsers that take one (older plug-ins do not)."""
+    import inspect
+
+    try:
+        params = inspect.signature(parser.parse).parameters
+    except (TypeError, ValueError):
+        params = {}
+    if "camera" in params or any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return parser.parse(image, cues, camera=camera)
+    return parser.parse(image, cues)
 
 
 def _read_image(path: Path, max_pixels: int) -> np.ndarray:
@@ -241,11 +267,12 @@ def run(cfg: CuesConfig, session) -> CuesResult:
 
     out = session.stage_dir("cues")
     parser = _parser(cfg.parser)
+    cfg = dataclasses.replace(cfg, parser=parser.name)  # "auto" is recorded as what it chose
     write_json(out / "config.json", {**cfg.settings(), "overlay": cfg.overlay, "max_image_pixels": cfg.max_image_pixels})
     views = session.views()
     results = []
     for v in track(views, description="cues", disable=not sys.stderr.isatty() or len(views) < 2, transient=True):
-        results.append(process_image(v.image, out / v.key, cfg, key=v.key, parser=parser))
+        results.append(process_image(v.image, out / v.key, cfg, key=v.key, parser=parser, camera=session.rig[v.camera]))
     res = CuesResult(out, tuple(results))
     write_json(
         out / "summary.json",

@@ -188,7 +188,7 @@ def test_run_over_a_session_names_the_view_without_face(tmp_path, astronaut):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["no_face"] == ["f000_cam2"]
     config = json.loads((out / "config.json").read_text())
-    assert config["parser"] == "surface" and config["detect"]["mesh_size"] == 384
+    assert config["parser"] == get_parser("auto").name and config["detect"]["mesh_size"] == 384
     # mirrored view: its landmarks mirror the first view's (x -> 511 - x), right/left swapped
     c0, c1 = load_view_cues(out / "f000_cam0"), load_view_cues(out / "f000_cam1")
     assert abs((511 - c1.points68[45, 0]) - c0.points68[36, 0]) < 4
