@@ -1,7 +1,7 @@
 """Accuracy, ablations and speed of the multi-view fit on synthetic sessions with known geometry.
 
     python bench/fit.py [--views 2 4 8] [--size 1024x768] [--seed 7] [--preset default]
-                        [--threads 2] [--work DIR] [--only accuracy,ablation,modes,losses,robust]
+                        [--threads 2] [--work DIR] [--only accuracy,ablation,modes,losses,dense,robust]
 
 Each synthetic session (``mvrecon.synth``: a random ICT identity and expression, mid-frequency
 bumps and fine wrinkles the linear model cannot express, procedural albedo, SH light, noisy
@@ -130,7 +130,9 @@ def true_part_masks(root: Path):
 def shift_view(k: int, dx: float):
     def f(cues):
         cues = list(cues)
-        cues[k] = dataclasses.replace(cues[k], lm68=cues[k].lm68 + np.array([dx, 0.0]))
+        c = cues[k]
+        cues[k] = dataclasses.replace(c, lm68=c.lm68 + np.array([dx, 0.0]),
+                                      lm478=None if c.lm478 is None else c.lm478 + np.array([dx, 0.0]))
         return cues
     return f
 
@@ -143,7 +145,7 @@ def main() -> None:
     ap.add_argument("--preset", default="default")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--work", type=Path, default=Path("/tmp/mvrecon-bench-fit"))
-    ap.add_argument("--only", default="accuracy,ablation,modes,losses,robust")
+    ap.add_argument("--only", default="accuracy,ablation,modes,losses,dense,robust")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     import logging
@@ -205,6 +207,14 @@ def main() -> None:
               ["part loss", "mean mm", "p95 mm", "fit s"],
               [["PRDL", f"{base['mean']:.3f}", f"{base['p95']:.3f}", f"{base['seconds']:.1f}"],
                ["mask IoU", f"{r['mean']:.3f}", f"{r['p95']:.3f}", f"{r['seconds']:.1f}"]])
+    if "dense" in parts:
+        base = results.get(n4) or fit_and_measure(root(n4), cfg, model)
+        r = fit_and_measure(root(n4), dataclasses.replace(cfg, dense_landmarks=not cfg.dense_landmarks), model)
+        rows = [[("478 MediaPipe points (embedding)" if c.dense_landmarks else "68 iBUG points"),
+                 f"{x['mean']:.3f}", f"{x['median']:.3f}", f"{x['p95']:.3f}", f"{x['seconds']:.1f}"]
+                for c, x in ((cfg, base), (dataclasses.replace(cfg, dense_landmarks=not cfg.dense_landmarks), r))]
+        table(f"Landmark term on the 68 iBUG points vs MediaPipe's 478 through the model's embedding, {n4} views",
+              ["landmarks", "mean mm", "median mm", "p95 mm", "fit s"], rows)
     if "robust" in parts:
         base = results.get(n4) or fit_and_measure(root(n4), cfg, model)
         r = fit_and_measure(root(n4), cfg, model, mutate=shift_view(1, 30.0))

@@ -104,6 +104,9 @@ class FitConfig:
     """The coarse-to-fine stages."""
     seed: int = 0
     """Seed for anything random."""
+    dense_landmarks: bool = True
+    """The landmark term on MediaPipe's 478 points through the model's landmark embedding (when
+    the model has one and the cues have the points), else on the 68 iBUG points."""
     landmark_view_outlier: float = 3.0
     """After each landmark stage, views whose median landmark error exceeds this many times the
     median over views (plus 0.02 face widths) leave the landmark term; 0 keeps every view."""

@@ -29,6 +29,9 @@ class ViewCues:
         lm68: (68, 2) iBUG-68 landmarks, pixels.
         lm_conf: (68,) confidence in [0, 1].
         labels: (H, W) uint8 part labels (codes of :mod:`mvrecon.parts`).
+        lm478: (478, 2) MediaPipe points, pixels, or None; with the model's landmark embedding
+            the landmark term uses them instead of the 68 (see :mod:`mvrecon.cues.embedding`).
+        conf478: (478,) their confidence, or None.
     """
 
     key: str
@@ -38,6 +41,8 @@ class ViewCues:
     lm68: np.ndarray
     lm_conf: np.ndarray
     labels: np.ndarray
+    lm478: np.ndarray | None = None
+    conf478: np.ndarray | None = None
 
 
 @dataclass
@@ -71,6 +76,10 @@ class ViewBatch:
     prdl_has: torch.Tensor
     """(V, P) bool."""
     size: int
+    lm_dense: torch.Tensor | None = None
+    """(V, 478, 2) MediaPipe points, crop pixels (None unless every view has them)."""
+    lm_dense_conf: torch.Tensor | None = None
+    """(V, 478)."""
 
     @property
     def n_views(self) -> int:
@@ -86,9 +95,11 @@ def undistort_cues(cues: ViewCues, cam: Camera) -> tuple[ViewCues, Camera]:
     cam0, mx, my = cam.undistorted()
     img = cv2.remap(cues.image, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     lab = cv2.remap(cues.labels, mx, my, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-    xn = cam.undistort_points(cues.lm68)
-    lm = xn @ cam0.K[:2, :2].T + cam0.K[:2, 2]
-    return ViewCues(cues.key, cues.frame, cues.camera, img, lm, cues.lm_conf, lab), cam0
+    def fix(px):
+        return cam.undistort_points(px) @ cam0.K[:2, :2].T + cam0.K[:2, 2]
+
+    dense = None if cues.lm478 is None else fix(cues.lm478[:, :2])
+    return ViewCues(cues.key, cues.frame, cues.camera, img, fix(cues.lm68), cues.lm_conf, lab, dense, cues.conf478), cam0
 
 
 def crop_box(lm68: np.ndarray, width: int, height: int, margin: float = 1.9) -> tuple[float, float, float]:
@@ -124,6 +135,7 @@ def prepare_views(cues: list[ViewCues], cams: list[Camera], world_to_cam: list[n
                   dtype: torch.dtype = torch.float32) -> ViewBatch:
     """Undistort, crop and stack the views, and precompute the loss targets."""
     keys, frames, full_cams, affines, Ks, w2c, imgs, labs, lms, confs = [], [], [], [], [], [], [], [], [], []
+    dense, dense_conf = [], []
     for cv, cam in zip(cues, cams):
         u, cam0 = undistort_cues(cv, cam)
         x0, y0, side = crop_box(u.lm68, cam0.width, cam0.height)
@@ -138,7 +150,11 @@ def prepare_views(cues: list[ViewCues], cams: list[Camera], world_to_cam: list[n
         labs.append(_warp(u.labels, A, size, nearest=True))
         lms.append(u.lm68 @ A[:2, :2].T + A[:2, 2])
         confs.append(u.lm_conf)
+        if u.lm478 is not None:
+            dense.append(u.lm478[:, :2] @ A[:2, :2].T + A[:2, 2])
+            dense_conf.append(u.conf478 if u.conf478 is not None else np.ones(len(u.lm478)))
     lm = np.stack(lms)
+    has_dense = len(dense) == len(keys)
     iod = np.linalg.norm(lm[:, 36:42].mean(1) - lm[:, 42:48].mean(1), axis=1)
     V = len(keys)
     box = torch.tensor([[0.0, 0.0, size - 1.0, size - 1.0]] * V, dtype=dtype)
@@ -172,4 +188,6 @@ def prepare_views(cues: list[ViewCues], cams: list[Camera], world_to_cam: list[n
         prdl_target=target,
         prdl_has=has,
         size=size,
+        lm_dense=torch.as_tensor(np.stack(dense), dtype=dtype) if has_dense else None,
+        lm_dense_conf=torch.as_tensor(np.stack(dense_conf), dtype=dtype) if has_dense else None,
     )

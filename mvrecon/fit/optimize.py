@@ -67,6 +67,13 @@ class Fitter:
         lw = torch.ones(68)
         lw[:17] = JAW_WEIGHT
         self.lm_weight = views.lm_conf * lw[None]
+        # the 478 MediaPipe points through the model's embedding replace the 68 in the landmark
+        # term when both are there (views left out of the 68 are left out of these too)
+        self.dense = (geom.dense_idx is not None and views.lm_dense is not None and cfg.dense_landmarks
+                      and bool(views.lm_dense_conf.sum() > 0))
+        if self.dense:
+            on = (views.lm_conf.sum(1) > 0).to(views.lm_dense_conf.dtype)
+            self.dense_weight = views.lm_dense_conf.clamp(0.1, 1.0) * geom.dense_reliability[None] * on[:, None]
         face = views.labels > 0
         self.face_mask = face
         self.spans = row_spans(face)
@@ -89,7 +96,10 @@ class Fitter:
         if self.visible is None or step % self.cfg.visibility_every == 0:
             self.refresh_visibility(world)
         out: dict[str, torch.Tensor] = {}
-        if w.get("landmark"):
+        if w.get("landmark") and self.dense:
+            px = project(self.g.dense_points(world), vb.K, vb.world_to_cam)
+            out["landmark"] = landmark_loss(px, vb.lm_dense, self.dense_weight, vb.face_size)
+        elif w.get("landmark"):
             px = project(world[:, self.g.landmarks], vb.K, vb.world_to_cam)
             out["landmark"] = landmark_loss(px, vb.lm68, self.lm_weight, vb.face_size)
         if w.get("prdl"):
@@ -190,6 +200,8 @@ class Fitter:
                             "%.2f face widths); left out of the landmark term", self.views.keys[v], e[v],
                             float(np.nanmedian(e)))
                 self.lm_weight[v] = 0
+                if self.dense:
+                    self.dense_weight[v] = 0
             return bad
 
     def run(self) -> FitState:

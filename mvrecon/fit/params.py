@@ -129,9 +129,19 @@ class FitParams(torch.nn.Module):
 class HeadGeometry:
     """Precomputed model-side data and the differentiable vertex evaluation."""
 
-    def __init__(self, model, deform_res: int = 64, disp_res: int = 256, dtype: torch.dtype = torch.float32):
+    def __init__(self, model, deform_res: int = 64, disp_res: int = 256, dtype: torch.dtype = torch.float32,
+                 embedding=None):
         self.model = model
         self.dtype = dtype
+        # MediaPipe's 478 points on the model surface (mvrecon.cues.embedding), or None
+        self.dense_idx: torch.Tensor | None = None
+        self.dense_w: torch.Tensor | None = None
+        self.dense_reliability: torch.Tensor | None = None
+        if embedding is not None:
+            idx, w = embedding.check(model).vertex_weights(model.triangles)
+            self.dense_idx = torch.as_tensor(idx)
+            self.dense_w = torch.as_tensor(w, dtype=dtype)
+            self.dense_reliability = torch.as_tensor(embedding.weights(), dtype=dtype)
         self.faces_np = model.render_triangles().astype(np.int64)
         self.faces = torch.as_tensor(self.faces_np)
         used = model.render_vertex_mask()
@@ -164,6 +174,10 @@ class HeadGeometry:
                                            (model.n_vertices, F_), check_invariants=False).coalesce()
         # face-boundary candidates for the contour loss: skin vertices of the face sub-mesh
         self.contour_vertices = torch.as_tensor(np.flatnonzero((model.part_labels == 1) & ~model.forehead & used))
+
+    def dense_points(self, verts: torch.Tensor) -> torch.Tensor:
+        """(B, 478, 3) embedded MediaPipe points of vertices (B, N, 3)."""
+        return (verts[:, self.dense_idx] * self.dense_w[None, :, :, None]).sum(-2)
 
     def projected_vertex_area(self, px: torch.Tensor) -> torch.Tensor:
         """(V, N) image area (pixels^2) each vertex stands for: a third of its projected triangles."""

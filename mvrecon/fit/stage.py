@@ -127,7 +127,14 @@ def fit_views(model: FaceModel, cues: list[ViewCues], cams: list[Camera], cfg: F
     batch = prepare_views(cues, cams, size=cfg.crop_size, anchor_n=cfg.anchor_grid, mask_points=cfg.mask_points)
     layout, group_names = make_layout(batch.frames, cfg.mode, synchronized)
     init = initialise(model, batch, layout)
-    geom = HeadGeometry(model, cfg.deform_res, cfg.disp_res)
+    emb = None
+    if cfg.dense_landmarks and batch.lm_dense is not None:
+        from ..cues.embedding import find_embedding
+
+        emb = find_embedding(model)
+        if emb is None:
+            log.info("fit: model '%s' has no landmark embedding; landmarks on the 68 iBUG points", model.name)
+    geom = HeadGeometry(model, cfg.deform_res, cfg.disp_res, embedding=emb)
     params = FitParams(model, batch.n_views, layout, cfg.deform_res, cfg.disp_res, cfg.albedo_res)
     params.set_init(init)
     with torch.no_grad():
@@ -200,7 +207,8 @@ def load_fit_views(session) -> tuple[list[ViewCues], list[Camera], dict[str, str
             log.warning("fit: view %s has no face; left out", v.key)
             continue
         img = read_image(v.image)
-        out.append(ViewCues(v.key, v.frame, v.camera, img, fc.points68, fc.conf68, load_view_labels(vd)))
+        out.append(ViewCues(v.key, v.frame, v.camera, img, fc.points68, fc.conf68, load_view_labels(vd),
+                            fc.points478[:, :2], fc.conf478))
         cams.append(session.rig[v.camera])
     if len(out) < 2:
         raise InputError(f"only {len(out)} view(s) with a face; a multi-view fit needs at least 2", session.root)

@@ -63,9 +63,16 @@ def photos(model, world: np.ndarray, cams: list[Camera]) -> list[ViewCues]:
     r = render_mesh(wv, geom.faces, K, w2c, H, W, vertex_colors=torch.tensor(col, dtype=torch.float32), sh=sh,
                     background=0.35)
     labels = render_part_labels(wv, geom, K, w2c, H) if H == W else None
+    # MediaPipe's 478 points where the model's landmark embedding puts them (when it is made)
+    from mvrecon.cues.embedding import find_embedding
+
+    emb = find_embedding(model)
+    dense = None if emb is None else emb.points(world, model.triangles)
     out = []
     for i, c in enumerate(cams):
         uv, _ = c.project(world[model.landmarks68])
         img = (r.image[i].clamp(0, 1).numpy() * 255).round().astype(np.uint8)
-        out.append(ViewCues(f"f0_{c.name}", "f0", c.name, img, uv, np.ones(68), labels[i]))
+        uv478 = None if dense is None else c.project(dense)[0]
+        out.append(ViewCues(f"f0_{c.name}", "f0", c.name, img, uv, np.ones(68), labels[i], uv478,
+                            None if dense is None else np.ones(len(dense))))
     return out

@@ -27,8 +27,12 @@ import scenario
 
 
 def _record(cues) -> dict:
-    fc = FaceCues(image_size=(cues.image.shape[1], cues.image.shape[0]), points478=np.zeros((478, 3)),
-                  conf478=np.ones(478), points68=cues.lm68, conf68=cues.lm_conf,
+    # without the landmark embedding the 478 points are zeros with no confidence (the fit then
+    # uses the 68, as for a model without an embedding)
+    p478 = np.zeros((478, 3)) if cues.lm478 is None else np.c_[cues.lm478, np.zeros(478)]
+    c478 = np.zeros(478) if cues.conf478 is None else cues.conf478
+    fc = FaceCues(image_size=(cues.image.shape[1], cues.image.shape[0]), points478=p478,
+                  conf478=c478, points68=cues.lm68, conf68=cues.lm_conf,
                   box=np.r_[cues.lm68.min(0), cues.lm68.max(0)], score=1.0, method="detector")
     return {"format": FORMAT, "status": "ok", **fc.to_dict()}
 
@@ -129,7 +133,8 @@ def test_shifted_view_does_not_spoil_the_initialisation(ict_model):
     layout = Layout(np.zeros(4, int), 1, "per_frame")
     clean = initialise(ict_model, prepare_views(views, cams, size=192, anchor_n=8, mask_points=200), layout)
     shifted = list(views)
-    shifted[1] = dataclasses.replace(views[1], lm68=views[1].lm68 + np.array([30.0, 0.0]))
+    shifted[1] = dataclasses.replace(views[1], lm68=views[1].lm68 + np.array([30.0, 0.0]),
+                                     lm478=None if views[1].lm478 is None else views[1].lm478 + np.array([30.0, 0.0]))
     batch = prepare_views(shifted, cams, size=192, anchor_n=8, mask_points=200)
     init = initialise(ict_model, batch, layout)
     assert float(batch.lm_conf[1].sum()) == 0 and float(batch.lm_conf[[0, 2, 3]].min()) > 0
