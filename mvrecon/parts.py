@@ -186,3 +186,12 @@ def overlay(image: np.ndarray, labels: np.ndarray, alpha: float = 0.45) -> np.nd
             contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
             cv2.drawContours(out, contours, -1, tuple(float(c) for c in PART_COLORS[code]), 1)
     return np.clip(out, 0, 255).astype(np.uint8)
+
+
+def triangle_labels(model) -> np.ndarray:
+    """(F,) uint8: each triangle's part code of a face model, the majority of its vertices' labels
+    (the first vertex's when all three differ). The synthetic renderer labels its truth this way,
+    and the ``model`` face parser its masks."""
+    lab = model.part_labels[model.triangles]
+    a, b, c = lab[:, 0], lab[:, 1], lab[:, 2]
+    return np.where((a == b) | (a == c), a, np.where(b == c, b, a)).astype(np.uint8)

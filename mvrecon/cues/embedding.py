@@ -223,8 +223,6 @@ def embed_observations(model, observations, min_views: int = 3, min_conf: float 
     prim = ans["primitive_ids"].numpy().astype(np.int64)
     uv = ans["primitive_uvs"].numpy().astype(np.float64)
     bary = np.stack([1 - uv[:, 0] - uv[:, 1], uv[:, 0], uv[:, 1]], 1)
-    from .. import facemodel as _fm  # noqa: F401  (keeps the import graph explicit)
-
     return LandmarkEmbedding(model=model.name, topology=topology_hash(T), triangle=tri_ids[prim],
                              bary=np.clip(bary, 0, 1) / np.clip(bary, 0, 1).sum(1, keepdims=True),
                              spread_mm=spread, n_obs=n_obs)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..cameras import Camera
+from ..parts import triangle_labels
 from .embedding import EMBED_SUBMESHES, LandmarkEmbedding
 
 #: Focal length (in units of the longer image side) assumed for a photo without a camera:
@@ -42,14 +43,6 @@ class ViewFit:
     exp_coeffs: np.ndarray
     rms_px: float
     """Weighted RMS reprojection error of the embedded points, pixels."""
-
-
-def triangle_labels(model) -> np.ndarray:
-    """(F,) uint8: each model triangle's part code, the majority of its vertices' labels (the
-    first vertex's when all three differ). The synthetic renderer labels its truth the same way."""
-    lab = model.part_labels[model.triangles]
-    a, b, c = lab[:, 0], lab[:, 1], lab[:, 2]
-    return np.where((a == b) | (a == c), a, np.where(b == c, b, a)).astype(np.uint8)
 
 
 def _basis(model, emb: LandmarkEmbedding) -> tuple[np.ndarray, np.ndarray]:

@@ -1,14 +1,17 @@
 """Face-part segmentation behind one interface, so a learned parser can replace the default.
 
-All three built-in parsers use the shared iBUG-68 polygons of :mod:`mvrecon.parts`, which also
-label the face model's vertices (in the model's frontal view), so PRDL's targets (these masks)
-and sources (the model's labelled vertices) follow one definition. The eyes and lips are the
-68-point polygons, not MediaPipe's denser contours, for that reason.
+PRDL compares these masks with the face model's per-vertex part labels (the shared iBUG-68
+polygons of :mod:`mvrecon.parts`, drawn in the model's frontal view), so the parsers aim at that
+definition.
 
-- ``surface`` (:class:`SurfaceParser`, the default): the polygons drawn in the face's own frontal
-  view and carried to the image through MediaPipe's 3D mesh, with occlusion: exactly how a
-  rendered view of the labelled model looks. On ``mvrecon.synth`` sessions (22 views, frontal to
-  ~60 degrees) it beat ``landmarks`` on skin (0.854 vs 0.837 IoU) and nose (0.765 vs 0.694).
+- ``model`` (:class:`ModelParser`, the default through ``auto`` when the face model has a
+  landmark embedding, ``mvrecon model embed``): the model fitted to the view's 478 MediaPipe
+  points, its own part labels rendered in the view's camera, then the brows, eye openings and
+  lips cut along the image's colour edges (:mod:`mvrecon.cues.refine`). On ``mvrecon.synth``
+  sessions (``bench/cues.py synth --seeds 1 2 3 --parsers model surface``, 18 views, frontal to
+  ~60 degrees) it beats ``surface`` on every part (e.g. brows 0.64 vs 0.55, eyes 0.66 vs 0.58).
+- ``surface`` (:class:`SurfaceParser`, ``auto``'s fallback): the polygons drawn in the face's own
+  frontal view and carried to the image through MediaPipe's 3D mesh, with occlusion.
 - ``landmarks`` (:class:`LandmarkParser`): the polygons of the projected landmarks in the image,
   skin extended to the silhouette where a turned head hides the jaw line. 10x faster.
 - ``polygons`` (:class:`PolygonParser`): :func:`mvrecon.parts.part_label_image`, nothing else.

@@ -58,7 +58,7 @@ def _schedule(scale: float) -> tuple[Stage, ...]:
         Stage("rigid", n(40), ("rot", "trans"), {"landmark": 1.0}),
         Stage(
             "shape",
-            n(80),
+            n(240),
             ("rot", "trans", "alpha", "beta"),
             {"landmark": 1.0, **_PRIORS},
         ),

@@ -18,6 +18,36 @@ from ..parts import PART_CODES, PRDL_PARTS
 from .losses.prdl import anchor_grid, gamma_stats, sample_mask_points
 
 
+#: iBUG-68 landmarks of each PRDL part (skin: none): a part's mask is trusted in a view as much
+#: as the cues trust these landmarks there (see :func:`part_trust`).
+PART_LANDMARKS: dict[str, tuple[int, ...]] = {
+    "right_eye": tuple(range(36, 42)),
+    "left_eye": tuple(range(42, 48)),
+    "right_brow": tuple(range(17, 22)),
+    "left_brow": tuple(range(22, 27)),
+    "nose": tuple(range(27, 36)),
+    "upper_lip": tuple(range(48, 55)) + tuple(range(60, 65)),
+    "lower_lip": tuple(range(54, 60)) + (48, 60, 64, 65, 66, 67),
+}
+
+
+def part_trust(lm_conf: np.ndarray, low: float = 0.1, high: float = 0.3) -> np.ndarray:
+    """(P,) weight in [0, 1] of each PRDL part's mask in one view: the mean confidence of the
+    part's landmarks, ramped from 0 at ``low`` to 1 at ``high`` (skin: 1).
+
+    On a head turned ~60 degrees the far eye and brow are nearly hidden: MediaPipe's confidence
+    there drops to ~0.05, and a parser's masks of them are guesses (IoU ~0 on synthetic
+    sessions). PRDL's min/max statistics would pull the model's visible eye vertices onto such a
+    guess; this weight leaves them out (bench/fit.py)."""
+    c = np.asarray(lm_conf, np.float64)
+    out = np.ones(len(PRDL_PARTS))
+    for i, name in enumerate(PRDL_PARTS):
+        idx = PART_LANDMARKS.get(name)
+        if idx:
+            out[i] = np.clip((c[list(idx)].mean() - low) / (high - low), 0.0, 1.0)
+    return out
+
+
 @dataclass(frozen=True)
 class ViewCues:
     """What the cues stage found in one view, in the coordinates of the original (distorted) photo.
@@ -74,7 +104,7 @@ class ViewBatch:
     prdl_target: torch.Tensor
     """(V, P, A, 3) Gamma(C_p, A) in crop-size units."""
     prdl_has: torch.Tensor
-    """(V, P) bool."""
+    """(V, P) float: 0 where the part's mask is empty, else :func:`part_trust`."""
     size: int
     lm_dense: torch.Tensor | None = None
     """(V, 478, 2) MediaPipe points, crop pixels (None unless every view has them)."""
@@ -157,11 +187,12 @@ def prepare_views(cues: list[ViewCues], cams: list[Camera], world_to_cam: list[n
     has_dense = len(dense) == len(keys)
     iod = np.linalg.norm(lm[:, 36:42].mean(1) - lm[:, 42:48].mean(1), axis=1)
     V = len(keys)
+    trust = [part_trust(c) for c in confs]
     box = torch.tensor([[0.0, 0.0, size - 1.0, size - 1.0]] * V, dtype=dtype)
     anchors = anchor_grid(box, n=anchor_n, margin=0.0)
     P = len(PRDL_PARTS)
     target = torch.zeros(V, P, anchor_n * anchor_n, 3, dtype=dtype)
-    has = torch.zeros(V, P, dtype=torch.bool)
+    has = torch.zeros(V, P, dtype=dtype)
     for v in range(V):
         for p, name in enumerate(PRDL_PARTS):
             pts = sample_mask_points(labs[v], PART_CODES[name], max_points=mask_points)
@@ -169,7 +200,7 @@ def prepare_views(cues: list[ViewCues], cams: list[Camera], world_to_cam: list[n
                 continue
             pts_t = torch.as_tensor(pts, dtype=dtype)[None] / size
             target[v, p] = gamma_stats(pts_t, anchors[v : v + 1] / size)[0]
-            has[v, p] = True
+            has[v, p] = float(trust[v][p])
     if world_to_cam is not None:
         w2c = list(world_to_cam)
     return ViewBatch(

@@ -16,6 +16,7 @@ import numpy as np
 
 from ..cameras import Camera
 from ..facemodel import FaceModel
+from ..parts import triangle_labels
 from . import meshops as mo
 
 
@@ -46,14 +47,6 @@ class Scene:
         scene.add_triangles(o3d.core.Tensor(self.verts.astype(np.float32)),
                             o3d.core.Tensor(self.faces.astype(np.uint32)))
         return scene
-
-
-def triangle_labels(model: FaceModel) -> np.ndarray:
-    """(F,) uint8: each model triangle's part code, the majority of its vertices' labels (the
-    first vertex's when all three differ)."""
-    lab = model.part_labels[model.triangles]
-    a, b, c = lab[:, 0], lab[:, 1], lab[:, 2]
-    return np.where((a == b) | (a == c), a, np.where(b == c, b, a)).astype(np.uint8)
 
 
 def build_scene(model: FaceModel, skin: mo.UVMesh, verts_model: np.ndarray, extra_tri_ids: np.ndarray,

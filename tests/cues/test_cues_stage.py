@@ -84,6 +84,32 @@ def test_cache_skips_unchanged_and_redoes_changed(photo, tmp_path, astronaut):
     assert not process_image(photo, out, CuesConfig(detect=DetectConfig(mesh_size=256))).cached
 
 
+def test_the_camera_reaches_the_parser_and_the_cache_key(photo, tmp_path):
+    """A session view's camera is handed to the parser (the model parser fits in it) and recorded:
+    a recalibrated camera redoes the view, the same camera does not."""
+    seen = []
+
+    class Recorder:
+        name = "recorder"
+
+        def parse(self, image, cues, camera=None):
+            seen.append(camera)
+            return np.zeros(image.shape[:2], np.uint8)
+
+    K = np.array([[700.0, 0, 255.5], [0, 700.0, 255.5], [0, 0, 1]])
+    cam = Camera(name="c0", width=512, height=512, K=K, dist=np.zeros(0), world_to_cam=np.eye(4))
+    out = tmp_path / "out"
+    cfg = CuesConfig(parser="recorder")
+    assert not process_image(photo, out, cfg, parser=Recorder(), camera=cam).cached
+    assert seen == [cam]
+    rec = json.loads((out / "landmarks.json").read_text())
+    assert rec["settings"]["camera"]["K"][0][0] == 700.0
+    assert process_image(photo, out, cfg, parser=Recorder(), camera=cam).cached
+    moved = cam.replace(K=K * np.array([[1.01], [1.01], [1]]))
+    assert not process_image(photo, out, cfg, parser=Recorder(), camera=moved).cached
+    assert len(seen) == 2 and seen[1] is moved
+
+
 def test_no_face_is_reported_not_raised(tmp_path):
     img = write_image(tmp_path / "wall.png", np.full((300, 400, 3), 90, np.uint8))
     res = process_image(img, tmp_path / "wall")

@@ -114,7 +114,8 @@ def prdl_loss(
         vert_visible: (V, N) bool visibility.
         target_gamma: (V, P, A, 3) ``Gamma(C_p, A)`` of the target masks, in ``scale`` units
             (precomputed once: the masks do not change).
-        target_has: (V, P) bool, whether the mask of part p is non-empty in view v.
+        target_has: (V, P) bool, whether the mask of part p is non-empty in view v, or float
+            weights (0: left out), e.g. how much the cues trust the part in that view.
         anchors: (V, A, 2) pixels.
         scale: (V,) face-crop size in pixels.
         part_weights: (P,) weight of each part (index p-1 for code p).
@@ -134,7 +135,8 @@ def prdl_loss(
             continue
         in_part = vert_part == p + 1
         for v in range(V):
-            if not target_has[v, p]:
+            wvp = float(target_has[v, p])
+            if wvp == 0:
                 continue
             # only the visible vertices of this part: a plain cdist, no masking of padded sets
             sel = (in_part & vert_visible[v]).nonzero().squeeze(1)
@@ -143,7 +145,7 @@ def prdl_loss(
             w = None if vert_weight is None else vert_weight[v].index_select(0, sel)
             g = part_stats(a[v], x[v].index_select(0, sel), w)
             err = ((g - target_gamma[v, p]) ** 2).sum(-1).mean()
-            terms.append((v, part_weights[p] * err))
+            terms.append((v, part_weights[p] * wvp * err))
     per_view = torch.zeros(V, dtype=vert_px.dtype, device=vert_px.device)
     for v, t in terms:
         per_view = per_view.index_add(0, torch.tensor([v]), t[None])
