@@ -1,7 +1,7 @@
 """Accuracy, ablations and speed of the multi-view fit on synthetic sessions with known geometry.
 
     python bench/fit.py [--views 2 4 8] [--size 1024x768] [--seed 7] [--preset default]
-                        [--threads 2] [--work DIR] [--only accuracy,ablation,modes,losses,dense,robust]
+                        [--threads 2] [--work DIR] [--only accuracy,ablation,modes,losses,dense,seeds,robust]
 
 Each synthetic session (``mvrecon.synth``: a random ICT identity and expression, mid-frequency
 bumps and fine wrinkles the linear model cannot express, procedural albedo, SH light, noisy
@@ -142,10 +142,12 @@ def main() -> None:
     ap.add_argument("--views", type=int, nargs="+", default=[2, 4, 8])
     ap.add_argument("--size", default="1024x768")
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[7, 8, 9],
+                    help="subjects of the 'seeds' table (the 4-view fit on other random heads and rigs)")
     ap.add_argument("--preset", default="default")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--work", type=Path, default=Path("/tmp/mvrecon-bench-fit"))
-    ap.add_argument("--only", default="accuracy,ablation,modes,losses,dense,robust")
+    ap.add_argument("--only", default="accuracy,ablation,modes,losses,dense,seeds,robust")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     import logging
@@ -215,6 +217,16 @@ def main() -> None:
                 for c, x in ((cfg, base), (dataclasses.replace(cfg, dense_landmarks=not cfg.dense_landmarks), r))]
         table(f"Landmark term on the 68 iBUG points vs MediaPipe's 478 through the model's embedding, {n4} views",
               ["landmarks", "mean mm", "median mm", "p95 mm", "fit s"], rows)
+    if "seeds" in parts:
+        rows, means = [], []
+        for sd in a.seeds:
+            r = results.get(n4) if sd == a.seed and n4 in results else fit_and_measure(
+                make_session(a.work, n4, size, sd), cfg, model)
+            means.append(r["mean"])
+            rows.append([str(sd), f"{r['mean']:.3f}", f"{r['median']:.3f}", f"{r['p95']:.3f}", f"{r['seconds']:.1f}"])
+        rows.append(["mean", f"{np.mean(means):.3f}", "", "", ""])
+        table(f"{n4} views on other subjects (seed: identity, expression, pose, rig, light)",
+              ["seed", "mean mm", "median mm", "p95 mm", "fit s"], rows)
     if "robust" in parts:
         base = results.get(n4) or fit_and_measure(root(n4), cfg, model)
         r = fit_and_measure(root(n4), cfg, model, mutate=shift_view(1, 30.0))

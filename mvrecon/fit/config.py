@@ -48,11 +48,13 @@ def _schedule(scale: float) -> tuple[Stage, ...]:
     # multi-view stereo); landmarks and PRDL come from detected cues whose bias is a few pixels,
     # so they only hold the fit in place there (photo 0.02 / landmark 0.5: 1.58 mm; photo 1 /
     # landmark 0.05: 0.66 mm mean face error).
-    # PRDL only joins with the photometric term: with the cues' landmark-derived part masks it
-    # holds no information beyond the landmarks, and the masks' part outlines differ from the
-    # model's part labels, so in the shape stage it steers the identity into a worse basin
-    # (PRDL 0.3 there: 0.66 mm, 0.05: 0.63 mm, 0: 0.56 mm). With masks from an independent face
-    # parser, add "prdl": 0.3 to the shape stage (bench/fit.py: true part masks).
+    # PRDL only joins with the photometric term: the cues' part masks come from a per-view fit of
+    # the model to the same landmarks (plus colour edges for brows and upper lip), so they add
+    # little beyond the landmarks, and in the shape stage even PRDL 0.3 steered the identity into
+    # a worse basin (0.83 vs 0.53 mm at 4 views). With masks from an independent face parser,
+    # try "prdl": 0.3 in the shape stage (bench/fit.py: the true part masks lower the error).
+    # The shape stage is long because the 478 embedded landmarks keep improving it (80 steps:
+    # 0.532 mm, 240: 0.480 mm at 4 views; it costs ~4 s, no rendering).
     n = lambda k: max(1, int(round(k * scale)))  # noqa: E731
     return (
         Stage("rigid", n(40), ("rot", "trans"), {"landmark": 1.0}),
