@@ -116,8 +116,11 @@ def test_fit_view_recovers_a_known_head(ict_model, ict_embedding, known_view):
     for part in ("skin", "nose", "right_eye", "left_eye", "upper_lip", "lower_lip"):
         c = PART_CODES[part]
         assert (want == c).sum() > 100, part
-        assert iou(got, want, c) > 0.85, (part, iou(got, want, c))
-    assert np.mean([iou(mean_only, want, PART_CODES[p]) for p in ("upper_lip", "lower_lip")]) < 0.8
+        assert iou(got, want, c) > 0.8, (part, iou(got, want, c))
+    lips = [PART_CODES["upper_lip"], PART_CODES["lower_lip"]]
+    fitted, mean_shape = (np.mean([iou(x, want, c) for c in lips]) for x in (got, mean_only))
+    print(f"lips IoU: fitted {fitted:.3f}, mean shape in the fitted pose {mean_shape:.3f}")
+    assert mean_shape < fitted - 0.1
 
 
 def test_model_parser_on_the_astronaut(ict_model, ict_embedding, astronaut, astronaut_cues):
@@ -202,3 +205,19 @@ def test_refine_keeps_the_landmarks_without_contrast():
     out = refine_labels(img, labels, report=report)
     c = PART_CODES["right_brow"]
     assert report["right_brow"].startswith("kept landmarks") or ((out == c) == (labels == c)).mean() > 0.99, report
+
+
+def test_undistorted_ray_grid_matches_undistorting_every_pixel():
+    from mvrecon.cues.modelfit import _undistort_grid
+
+    K = np.array([[2600.0, 0, 511.5], [0, 2600.0, 383.5], [0, 0, 1]])
+    cam = Camera(name="c", width=1024, height=768, K=K, dist=np.array([-0.12, 0.2, 4e-4, -4e-4, 0]),
+                 world_to_cam=np.eye(4))
+    gx, gy = np.arange(0, 1024, 2.0) + 0.5, np.arange(-20, 790, 2.0)  # past the top and bottom edges too
+    xx, yy = np.meshgrid(gx, gy)
+    want = cam.undistort_points(np.stack([xx.ravel(), yy.ravel()], 1))
+    got = _undistort_grid(cam, gx, gy)
+    assert got.shape == want.shape
+    assert np.abs(got - want).max() * 2600 < 0.01  # pixels
+    # the distortion is large enough here to matter if the grid were not undistorted
+    assert np.abs(xx.ravel() - (want[:, 0] * 2600 + 511.5)).max() > 3
