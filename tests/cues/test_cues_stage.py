@@ -53,7 +53,10 @@ def test_process_image_writes_outputs(photo, tmp_path, astronaut, astronaut_cues
     np.testing.assert_allclose(cues.points68, astronaut_cues.points68, atol=0.01)
     labels = load_view_labels(out)
     assert labels.shape == (512, 512) and labels.dtype == np.uint8
-    np.testing.assert_array_equal(labels, get_parser(CuesConfig().parser).parse(astronaut, cues))
+    # the stored landmarks are rounded to 1/1000 px: the model parser's fit on them may move a
+    # pixel or two of an outline, nothing more
+    again = get_parser(CuesConfig().parser).parse(astronaut, cues)
+    assert (labels != again).mean() < 1e-4
     ov = read_image(out / "overlay.png")
     assert ov.shape == (512, 512, 3)
     # the overlay differs from the photo on the face and only near it
