@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from ..errors import FitDiverged
-from ..render import interpolate, rasterize, render_mesh, vertex_visibility
+from ..render import interpolate, rasterize, rasterize_pixels, render_mesh, vertex_visibility
 from .config import DEFAULT_LR, FitConfig, Stage
 from .data import ViewBatch
 from .losses import (coeff_prior, contour_loss, landmark_loss, mask_iou_loss, photometric_loss, prdl_loss, tv_loss,
@@ -77,6 +77,21 @@ class Fitter:
         face = views.labels > 0
         self.face_mask = face
         self.spans = row_spans(face)
+        # the photometric term counts face pixels only, so rays are cast for those alone (about
+        # half the crop); views with fewer face pixels are padded with a pixel far outside the
+        # image, which no ray from it can hit
+        V = views.n_views
+        counts = face.flatten(1).sum(1)
+        P = max(int(counts.max()), 1)
+        self.face_pixels = torch.full((V, P, 2), -1e5, dtype=views.image.dtype)
+        self.face_valid = torch.zeros(V, P, dtype=torch.bool)
+        self.face_target = torch.zeros(V, P, 3, dtype=views.image.dtype)
+        for v in range(V):
+            ys, xs = torch.nonzero(face[v], as_tuple=True)
+            n = len(ys)
+            self.face_pixels[v, :n] = torch.stack([xs, ys], 1).to(views.image.dtype)
+            self.face_valid[v, :n] = True
+            self.face_target[v, :n] = views.image[v, ys, xs]
         self.visible: torch.Tensor | None = None
 
     # ------------------------------------------------------------------ pieces
@@ -120,11 +135,10 @@ class Fitter:
             prob = interpolate(fr, self.g.faces, self.g.part_onehot)
             out["mask_iou"] = mask_iou_loss(prob, vb.labels, self.g.part_codes) / vb.n_views
         if w.get("photo"):
-            S = vb.size
-            r = render_mesh(world, self.g.faces, vb.K, vb.world_to_cam, S, S, uv_faces=self.g.faces,
-                            uvs=self.g.uv, texture=self.p.albedo[0].clamp(0, 1), sh=self.p.sh)
-            m = r.mask & self.face_mask
-            out["photo"] = photometric_loss(r.image, vb.image, m) / vb.n_views
+            frags = rasterize_pixels(world, self.g.faces, vb.K, vb.world_to_cam, self.face_pixels)
+            r = render_mesh(world, self.g.faces, vb.K, vb.world_to_cam, 0, 0, uv_faces=self.g.faces,
+                            uvs=self.g.uv, texture=self.p.albedo[0].clamp(0, 1), sh=self.p.sh, frags=frags)
+            out["photo"] = photometric_loss(r.image, self.face_target, r.mask & self.face_valid) / vb.n_views
         if w.get("id_prior"):
             out["id_prior"] = coeff_prior(self.p.alpha[None])
         if w.get("exp_prior"):

@@ -34,7 +34,7 @@ def render_mesh(verts: torch.Tensor, faces: torch.Tensor, K: torch.Tensor, world
                 H: int, W: int, *, vertex_colors: torch.Tensor | None = None, uv_faces: torch.Tensor | None = None,
                 uvs: torch.Tensor | None = None, texture: torch.Tensor | None = None, sh: torch.Tensor | None = None,
                 background: float | torch.Tensor = 0.0, backend: Backend = "auto",
-                window_origin=None) -> RenderResult:
+                window_origin=None, frags: Fragments | None = None) -> RenderResult:
     """Render V views of a mesh.
 
     verts (N, 3) or (V, N, 3) world metres, faces (F, 3), K (V, 3, 3), world_to_cam (V, 4, 4).
@@ -42,8 +42,12 @@ def render_mesh(verts: torch.Tensor, faces: torch.Tensor, K: torch.Tensor, world
     sampled at ``uvs`` (T, 2) through ``uv_faces`` (F, 3) (defaults to ``faces``), or white.
     ``sh`` (9, 3) or (V, 9, 3) shades it (see :func:`shade_sh`); without it the colour is unlit.
     ``background`` is a scalar, (3,) colour or (V, H, W, 3) image.
+    ``frags``: fragments already rasterised (e.g. :func:`mvrecon.render.raster.rasterize_pixels`
+    for a chosen set of pixels, shape (V, P)); then ``H``, ``W`` are not used and the outputs have
+    the fragments' shape.
     """
-    frags = rasterize(verts, faces, K, world_to_cam, H, W, backend=backend, window_origin=window_origin)
+    if frags is None:
+        frags = rasterize(verts, faces, K, world_to_cam, H, W, backend=backend, window_origin=window_origin)
     faces = faces.to(device=verts.device, dtype=torch.long)
     idx, view, _, _ = frags.hits()
     normals = vertex_normals(verts, faces)

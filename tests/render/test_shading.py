@@ -228,3 +228,32 @@ def test_render_mesh_per_view_lighting_matches_single_views(rng):
     for v in range(2):
         one = render_mesh(_t(verts), torch.as_tensor(faces), K[v:v + 1], Ms[v:v + 1], H, W, vertex_colors=colours, sh=sh[v])
         assert torch.allclose(both.image[v], one.image[0], atol=1e-12)
+
+
+def test_render_mesh_on_chosen_pixels_matches_the_full_image(rng):
+    """Fragments of a pixel subset (rasterize_pixels) give the same colours and gradients as the
+    full render at those pixels; a pixel far outside the image is simply not covered."""
+    from mvrecon.render import rasterize_pixels
+
+    verts, faces = icosphere(2, radius=0.1)
+    H, W = 24, 24
+    Ms = torch.stack([_t(look_at_w2c([0.3 * s, 0.0, 0.5])) for s in (-1, 1)])
+    K = _front_camera(H, W)[0].expand(2, 3, 3)
+    sh = torch.from_numpy(rng.normal(scale=0.3, size=(2, 9, 3)))
+    colours = torch.from_numpy(rng.uniform(size=(len(verts), 3)))
+    v_full = _t(verts).requires_grad_(True)
+    full = render_mesh(v_full, torch.as_tensor(faces), K, Ms, H, W, vertex_colors=colours, sh=sh)
+    ys, xs = torch.meshgrid(torch.arange(4, 20), torch.arange(2, 22), indexing="ij")
+    pix = torch.stack([xs.reshape(-1), ys.reshape(-1)], 1).to(torch.float64)
+    pix = torch.cat([pix, torch.tensor([[-1e5, -1e5]], dtype=torch.float64)])[None].expand(2, -1, -1)
+    v_sub = _t(verts).requires_grad_(True)
+    frags = rasterize_pixels(v_sub, torch.as_tensor(faces), K, Ms, pix)
+    sub = render_mesh(v_sub, torch.as_tensor(faces), K, Ms, 0, 0, vertex_colors=colours, sh=sh, frags=frags)
+    assert sub.image.shape == (2, pix.shape[1], 3)
+    want = full.image[:, ys.reshape(-1), xs.reshape(-1)]
+    assert torch.allclose(sub.image[:, :-1], want, atol=1e-10)
+    assert torch.equal(sub.mask[:, :-1], full.mask[:, ys.reshape(-1), xs.reshape(-1)])
+    assert not sub.mask[:, -1].any() and sub.mask.sum() > 100
+    want.sum().backward()
+    sub.image[:, :-1].sum().backward()
+    assert torch.allclose(v_sub.grad, v_full.grad, atol=1e-9) and v_full.grad.abs().sum() > 0
