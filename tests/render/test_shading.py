@@ -217,13 +217,19 @@ def test_render_mesh_vertex_colours_texture_lighting_background(rng):
     assert tex.grad.abs().sum() > 0 and torch.isfinite(vv.grad).all()
 
 
-def test_render_mesh_per_view_lighting_matches_single_views(rng):
+def _two_view_sphere(rng, H=24, W=24):
+    """A coloured sphere seen by two cameras with their own SH lighting."""
     verts, faces = icosphere(2, radius=0.1)
-    H, W = 24, 24
     Ms = torch.stack([_t(look_at_w2c([0.3 * s, 0.0, 0.5])) for s in (-1, 1)])
     K = _front_camera(H, W)[0].expand(2, 3, 3)
     sh = torch.from_numpy(rng.normal(scale=0.3, size=(2, 9, 3)))
     colours = torch.from_numpy(rng.uniform(size=(len(verts), 3)))
+    return verts, faces, Ms, K, sh, colours
+
+
+def test_render_mesh_per_view_lighting_matches_single_views(rng):
+    H, W = 24, 24
+    verts, faces, Ms, K, sh, colours = _two_view_sphere(rng, H, W)
     both = render_mesh(_t(verts), torch.as_tensor(faces), K, Ms, H, W, vertex_colors=colours, sh=sh)
     for v in range(2):
         one = render_mesh(_t(verts), torch.as_tensor(faces), K[v:v + 1], Ms[v:v + 1], H, W, vertex_colors=colours, sh=sh[v])
@@ -235,12 +241,8 @@ def test_render_mesh_on_chosen_pixels_matches_the_full_image(rng):
     full render at those pixels; a pixel far outside the image is simply not covered."""
     from mvrecon.render import rasterize_pixels
 
-    verts, faces = icosphere(2, radius=0.1)
     H, W = 24, 24
-    Ms = torch.stack([_t(look_at_w2c([0.3 * s, 0.0, 0.5])) for s in (-1, 1)])
-    K = _front_camera(H, W)[0].expand(2, 3, 3)
-    sh = torch.from_numpy(rng.normal(scale=0.3, size=(2, 9, 3)))
-    colours = torch.from_numpy(rng.uniform(size=(len(verts), 3)))
+    verts, faces, Ms, K, sh, colours = _two_view_sphere(rng, H, W)
     v_full = _t(verts).requires_grad_(True)
     full = render_mesh(v_full, torch.as_tensor(faces), K, Ms, H, W, vertex_colors=colours, sh=sh)
     ys, xs = torch.meshgrid(torch.arange(4, 20), torch.arange(2, 22), indexing="ij")
