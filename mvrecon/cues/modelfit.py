@@ -101,8 +101,7 @@ def fit_view(model, emb: LandmarkEmbedding, points478: np.ndarray, conf478: np.n
     e, X, Xc = residuals(R, t, c)
     cur = cost(e, c)
     lam = 1e-3
-    n_iter = 0
-    for n_iter in range(1, iters + 1):
+    for _ in range(iters):
         # Gauss-Newton on the IRLS form of the Cauchy loss, Levenberg-Marquardt damping
         irls = w / (1.0 + (e * e).sum(1) / scale_px**2) / scale_px**2
         z = Xc[:, 2]

@@ -27,7 +27,7 @@ import torch
 from ..cameras import Camera
 from ..errors import InputError, StageMissing
 from ..facemodel import FaceModel, load_model
-from ..io import atomic_dir, read_image, write_json, write_npz
+from ..io import read_image
 from .config import FitConfig, preset
 from .data import ViewBatch, ViewCues, prepare_views
 from .init import InitResult, fit_landmarks_3d, outlier_views, triangulate_landmarks

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mvrecon.cameras import Camera, look_at
+from mvrecon.cameras import Camera
 from mvrecon.errors import InputError
 
 

@@ -4,11 +4,9 @@ API around it, and its failure modes."""
 from __future__ import annotations
 
 import dataclasses
-import logging
 
 import numpy as np
 import pytest
-import torch
 
 from mvrecon.cameras import Rig, save_rig
 from mvrecon.cues.facemesh import FaceCues
