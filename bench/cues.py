@@ -128,7 +128,7 @@ def _folder_items(root: Path):
     for p in images:
         stem = p.with_suffix("")
         lab_path = stem.with_name(stem.name + ".labels.png")
-        yield p.stem, p, (lab_path if lab_path.is_file() else None), _read_lm(stem), None, None
+        yield p.stem, p, (lab_path if lab_path.is_file() else None), _read_lm(stem), None, None, None
 
 
 def _session_items(root: Path):
@@ -143,20 +143,49 @@ def _session_items(root: Path):
         rec = gt.get(v.key)
         lm = np.asarray(rec["points"], np.float64) if rec else None
         vis = np.asarray(rec["visible"], bool) if rec else None
-        yield v.key, v.image, (lab if lab.is_file() else None), lm, vis, session.rig[v.camera]
+        yield v.key, v.image, (lab if lab.is_file() else None), lm, vis, session.rig[v.camera], (str(root), v.frame)
+
+
+def _label_all(parser, detected: list, per_view: bool) -> tuple[list, list]:
+    """Labels of every detected item ``(img, cues, camera, frame)`` and the time per view (s):
+    a synchronized frame's views together (``parser.parse_frame``) unless ``per_view``."""
+    groups: dict = {}
+    for i, (_, _, camera, frame) in enumerate(detected):
+        joint = not per_view and frame is not None and camera is not None and hasattr(parser, "parse_frame")
+        groups.setdefault(frame if joint else ("view", i), []).append(i)
+    labels, times = [None] * len(detected), [0.0] * len(detected)
+    for key, idx in groups.items():
+        t0 = time.perf_counter()
+        if len(idx) >= 2 and key[0] != "view":
+            out = parser.parse_frame([detected[i][0] for i in idx], [detected[i][1] for i in idx],
+                                     [detected[i][2] for i in idx])
+        else:
+            out = [parser.parse(detected[i][0], detected[i][1], camera=detected[i][2]) for i in idx]
+        dt = (time.perf_counter() - t0) / len(idx)
+        for i, lab in zip(idx, out):
+            labels[i], times[i] = lab, dt
+    return labels, times
 
 
 def evaluate(items, title: str, overlays: Path | None, parser_name: str = "auto") -> dict:
-    """Detect and label every item, compare with the truth, print the tables; returns the numbers."""
+    """Detect and label every item, compare with the truth, print the tables; returns the numbers.
+    ``parser_name``: a registered parser; ``NAME:view`` labels a session's views one by one
+    instead of a frame's views together (parsers with ``parse_frame``)."""
     cfg = CuesConfig()
-    parser = get_parser(parser_name)
-    title = f"{title} (parser {parser.name})"
+    name_only, _, mode = parser_name.partition(":")
+    parser = get_parser(name_only)
+    one_by_one = mode == "view"
+    frames = hasattr(parser, "parse_frame") and not one_by_one
+    label = parser.name + (" per view" if one_by_one else " frame fits" if frames else "")
+    title = f"{title} (parser {label})"
     parts = PART_NAMES[1:]
     per_view, oracle, names, lm_err, nme, missed, times, frontal = [], [], [], [], [], [], [], []
     vis_pairs = []  # (confidence, truly visible) per landmark
     n = 0
-    label_times = []
-    for name, path, lab_path, lm, vis, camera in items:
+    items = list(items)
+    detected, kept = [], []
+    for it in items:
+        name, path, lab_path, lm, vis, camera = it[:6]
         n += 1
         img = read_image(path)
         t0 = time.perf_counter()
@@ -165,9 +194,11 @@ def evaluate(items, title: str, overlays: Path | None, parser_name: str = "auto"
         if cues is None:
             missed.append(name)
             continue
-        t1 = time.perf_counter()
-        pred = parser.parse(img, cues, camera=camera)
-        label_times.append(time.perf_counter() - t1)
+        detected.append((img, cues, camera, it[6] if len(it) > 6 else None))
+        kept.append(it)
+    all_labels, label_times = _label_all(parser, detected, one_by_one)
+    for it, (img, cues, camera, _), pred in zip(kept, detected, all_labels):
+        name, path, lab_path, lm, vis, camera = it[:6]
         if overlays is not None:
             write_image(overlays / f"{name}.overlay.png", draw_overlay(img, pred, cues))
         if lab_path is not None:
@@ -235,7 +266,7 @@ def evaluate(items, title: str, overlays: Path | None, parser_name: str = "auto"
         print(_table(["called visible if conf", "agreement %", "visible found %", "hidden found %"], rows))
     print(f"\ndetect time per view: median {1000 * np.median(times):.1f} ms; part labels "
           f"({parser.name}): median {1000 * np.median(label_times):.1f} ms")
-    out["parser"] = parser.name
+    out["parser"] = label
     return out
 
 
@@ -309,7 +340,8 @@ def main() -> None:
     sy.add_argument("--overlays", type=Path, default=None)
     for q in (f, se, sy):
         q.add_argument("--parsers", nargs="+", default=["auto"],
-                       help="face parsers to evaluate (mvrecon.cues.parser_names()); several: a comparison table")
+                       help="face parsers to evaluate (mvrecon.cues.parser_names()); several: a comparison "
+                            "table. NAME:view labels a session's views one by one, not a frame's together")
     o = sub.add_parser("overlay")
     o.add_argument("photo", type=Path)
     o.add_argument("out", type=Path)

@@ -8,8 +8,10 @@ module fits the model to all 478 points of a view through a landmark embedding
 in pixels (perspective, with the view's calibrated camera when known), and renders the fitted
 head's part labels by ray casting (Open3D), with the occlusion a turned head has.
 
-    fit = fit_view(model, embedding, cues, camera)     # ViewFit: pose, coefficients, residual
-    labels = render_labels(model, fit, camera)         # (H, W) uint8 part codes
+    fit = fit_view(model, embedding, points, conf, camera)   # ViewFit: pose, coefficients, residual
+    labels = render_labels(model, fit, camera)               # (H, W) uint8 part codes
+    frame = fit_views(model, embedding, [(points, conf, camera), ...])  # a synchronized frame
+    labels = render_labels(model, in_camera(frame, camera), camera)     # one identity, one pose
 """
 
 from __future__ import annotations
@@ -57,82 +59,158 @@ def _basis(model, emb: LandmarkEmbedding) -> tuple[np.ndarray, np.ndarray]:
     return model._cache[key]
 
 
-def fit_view(model, emb: LandmarkEmbedding, points478: np.ndarray, conf478: np.ndarray,
-             camera: Camera, id_reg: float = 1.0, exp_reg: float = 0.3, iters: int = 15) -> ViewFit:
-    """Fit pose, identity and expression of ``model`` to MediaPipe points (478, >=2) in ``camera``'s
-    (distorted) pixels. Point weights: the embedding's reliability times MediaPipe's confidence
-    (at least 0.1: hidden points are guesses, but MediaPipe's guesses are coherent). The loss is
-    a Cauchy-robust squared pixel error (scale 3 px, about MediaPipe's error on a 1024 px view:
-    ``sum_i w_i log(1 + e_i^2 / 3^2)``) plus ``id_reg |alpha|^2 + exp_reg |beta|^2`` (identity
-    coefficients are N(0, 1)): a MAP fit. ARKit weights are kept in [0, 1] by a penalty."""
-    import cv2
-
-    mean_e, basis_e = _basis(model, emb)
+def _observation(emb: LandmarkEmbedding, points478: np.ndarray, conf478: np.ndarray, camera: Camera):
+    """One view's points as the solver uses them: normalized undistorted coordinates, weights
+    (the embedding's reliability times MediaPipe's confidence, at least 0.1) and focal (px)."""
     xn = camera.undistort_points(np.asarray(points478, np.float64)[:, :2])
     w = emb.weights() * np.clip(np.asarray(conf478, np.float64), 0.1, 1.0)
     f = float(np.sqrt(abs(np.linalg.det(camera.K[:2, :2]))))
+    return xn, w, f
 
+
+def fit_view(model, emb: LandmarkEmbedding, points478: np.ndarray, conf478: np.ndarray,
+             camera: Camera, id_reg: float = 1.0, exp_reg: float = 0.3, iters: int = 15) -> ViewFit:
+    """Fit pose, identity and expression of ``model`` to MediaPipe points (478, >=2) in ``camera``'s
+    (distorted) pixels; the pose is in the camera's frame (its extrinsics are not used). Point
+    weights: the embedding's reliability times MediaPipe's confidence (at least 0.1: hidden points
+    are guesses, but MediaPipe's guesses are coherent). The loss is a Cauchy-robust squared pixel
+    error (scale 3 px, about MediaPipe's error on a 1024 px view: ``sum_i w_i log(1 + e_i^2 / 3^2)``)
+    plus ``id_reg |alpha|^2 + exp_reg |beta|^2`` (identity coefficients are N(0, 1)): a MAP fit.
+    ARKit weights are kept in [0, 1]."""
+    import cv2
+
+    mean_e, _ = _basis(model, emb)
+    xn, w, f = _observation(emb, points478, conf478, camera)
     # pose of the mean shape: PnP on the confident points (normalized coordinates, K = I)
     use = w > 0.3 * w.max()
     ok, rvec, tvec = cv2.solvePnP(mean_e[use], xn[use], np.eye(3), None, flags=cv2.SOLVEPNP_SQPNP)
     if not ok:
         raise RuntimeError("PnP failed")
     ok, rvec, tvec = cv2.solvePnP(mean_e[use], xn[use], np.eye(3), None, rvec, tvec, True, cv2.SOLVEPNP_ITERATIVE)
+    R, t = cv2.Rodrigues(rvec)[0], tvec.ravel().astype(np.float64)
+    obs = [(xn, w, f, np.eye(3), np.zeros(3))]
+    return _solve(model, emb, obs, R, t, np.zeros(model.n_id + model.n_exp), id_reg, exp_reg, iters)
 
+
+def fit_views(model, emb: LandmarkEmbedding, views: list[tuple[np.ndarray, np.ndarray, Camera]],
+              id_reg: float = 1.0, exp_reg: float = 0.3, iters: int = 25,
+              init: list[ViewFit] | None = None) -> ViewFit:
+    """One head seen by several calibrated cameras at once (a synchronized frame): the loss of
+    :func:`fit_view` summed over ``views`` (``(points478, conf478, camera)`` each, the cameras with
+    their extrinsics), with one identity, one expression and one pose, model to world
+    (``X_world = R @ X_model + t``). Every view's MediaPipe errors are its own, so the shared fit
+    averages them out, and a turned view is held by the others where its own points are guesses.
+
+    ``init``: the views' own :func:`fit_view` results (made when not given). Each of their poses,
+    taken to the world, is tried as the start and the one of least total loss wins (a view with a
+    wrong face cannot choose the start); the coefficients start at their median."""
+    if not views:
+        raise ValueError("fit_views needs at least one view")
+    if init is None:
+        init = [fit_view(model, emb, p, c, cam, id_reg, exp_reg) for p, c, cam in views]
+    obs = []
+    for p, c, cam in views:
+        xn, w, f = _observation(emb, p, c, cam)
+        obs.append((xn, w, f, cam.R, cam.t))
+    coeffs = np.median(np.stack([np.r_[v.id_coeffs, v.exp_coeffs] for v in init]), 0)
+    starts = []
+    for v, (_, _, cam) in zip(init, views):
+        Rw = cam.R.T @ v.R  # X_cam = Rv (R X + t) + tv = (Rv R) X + (Rv t + tv)
+        starts.append((Rw, cam.R.T @ (v.t - cam.t)))
+    costs = [_solve(model, emb, obs, R, t, coeffs, id_reg, exp_reg, 0).rms_px for R, t in starts]
+    R, t = starts[int(np.argmin(costs))]
+    return _solve(model, emb, obs, R, t, coeffs, id_reg, exp_reg, iters)
+
+
+def in_camera(fit: ViewFit, camera: Camera) -> ViewFit:
+    """A world-frame fit (:func:`fit_views`) in ``camera``'s frame, as :func:`render_labels` takes it."""
+    return ViewFit(R=camera.R @ fit.R, t=camera.R @ fit.t + camera.t, id_coeffs=fit.id_coeffs,
+                   exp_coeffs=fit.exp_coeffs, rms_px=fit.rms_px)
+
+
+def view_rms(model, emb: LandmarkEmbedding, fit: ViewFit, points478: np.ndarray, conf478: np.ndarray,
+             camera: Camera) -> float:
+    """Weighted RMS (pixels) of one view's points against a world-frame fit (:func:`fit_views`)."""
+    xn, w, f = _observation(emb, points478, conf478, camera)
+    return _solve(model, emb, [(xn, w, f, camera.R, camera.t)], fit.R, fit.t,
+                  np.r_[fit.id_coeffs, fit.exp_coeffs], 0.0, 0.0, 0).rms_px
+
+
+def _solve(model, emb: LandmarkEmbedding, obs, R: np.ndarray, t: np.ndarray, c: np.ndarray,
+           id_reg: float, exp_reg: float, iters: int) -> ViewFit:
+    """Levenberg-Marquardt (Gauss-Newton on the IRLS form of the Cauchy loss) from ``(R, t, c)``
+    over the observations ``(xn, w, f, Rv, tv)``: each view's normalized points, weights, focal and
+    world-to-camera rotation and translation. Returns the fit with its weighted RMS (pixels)."""
+    import cv2
+
+    mean_e, basis_e = _basis(model, emb)
     K_all = model.n_id + model.n_exp
     n_id = model.n_id
-    B = basis_e.transpose(1, 2, 0)  # (478, 3, K)
-    R = cv2.Rodrigues(rvec)[0]
-    t = tvec.ravel().astype(np.float64)
-    c = np.zeros(K_all)
+    n_pts = len(mean_e)
+    Bflat = basis_e.transpose(2, 0, 1).reshape(3, -1)  # (3, K * 478): one BLAS product per rotation
+    Bmat = basis_e.reshape(K_all, -1).T  # (478 * 3, K): the shape as one matrix product
     blend = model.exp_kind == "blendshape"
     reg = np.concatenate([np.full(n_id, id_reg), np.full(model.n_exp, exp_reg)])
     scale_px = 3.0  # Cauchy scale, pixels
+    c = np.asarray(c, np.float64).copy()
+    if blend:
+        c[n_id:] = np.clip(c[n_id:], 0.0, 1.0)
 
     def residuals(R, t, c):
-        X = mean_e + B @ c
-        Xc = X @ R.T + t
-        z = Xc[:, 2:3]
-        return (Xc[:, :2] / z - xn) * f, X, Xc
+        X = mean_e + (Bmat @ c).reshape(n_pts, 3)
+        Xw = X @ R.T + t
+        out = []
+        for xn, _, f, Rv, tv in obs:
+            Xc = Xw @ Rv.T + tv
+            out.append(((Xc[:, :2] / Xc[:, 2:3] - xn) * f, Xc))
+        return out, X
 
-    def cost(e, c):
-        return float((w * np.log1p((e * e).sum(1) / scale_px**2)).sum() + (reg * c * c).sum())
+    def cost(res, c):
+        if any((Xc[:, 2] <= 0).any() for _, Xc in res):
+            return np.inf
+        data = sum(float((o[1] * np.log1p((e * e).sum(1) / scale_px**2)).sum()) for (e, _), o in zip(res, obs))
+        return data + float((reg * c * c).sum())
 
-    e, X, Xc = residuals(R, t, c)
-    cur = cost(e, c)
+    res, X = residuals(R, t, c)
+    cur = cost(res, c)
     lam = 1e-3
+    J = np.empty((n_pts, 2, 6 + K_all))
     for _ in range(iters):
-        # Gauss-Newton on the IRLS form of the Cauchy loss, Levenberg-Marquardt damping
-        irls = w / (1.0 + (e * e).sum(1) / scale_px**2) / scale_px**2
-        z = Xc[:, 2]
-        dproj = np.zeros((len(z), 2, 3))
-        dproj[:, 0, 0] = f / z
-        dproj[:, 1, 1] = f / z
-        dproj[:, :, 2] = -f * Xc[:, :2] / (z * z)[:, None]
+        H = np.zeros((6 + K_all, 6 + K_all))
+        g = np.zeros(6 + K_all)
         RX = X @ R.T
-        skew = np.zeros((len(z), 3, 3))  # d(Xc)/d(omega) = -[R X]_x
-        skew[:, 0, 1], skew[:, 0, 2] = RX[:, 2], -RX[:, 1]
-        skew[:, 1, 0], skew[:, 1, 2] = -RX[:, 2], RX[:, 0]
-        skew[:, 2, 0], skew[:, 2, 1] = RX[:, 1], -RX[:, 0]
-        J = np.concatenate([dproj @ skew, dproj, dproj @ (R[None] @ B)], 2)  # (478, 2, 6 + K)
-        Jf = J.reshape(-1, 6 + K_all)
-        W = np.repeat(irls, 2)
-        H = Jf.T @ (Jf * W[:, None])
-        g = Jf.T @ (W * e.reshape(-1))
+        RB = (R @ Bflat).reshape(3, K_all, n_pts)  # rotated basis, (3, K, 478)
+        for (e, Xc), (xn, w, f, Rv, tv) in zip(res, obs):
+            irls = w / (1.0 + (e * e).sum(1) / scale_px**2) / scale_px**2
+            z = Xc[:, 2]
+            # M = d(u, v)/d(X_world): the projection's derivative [[f/z, 0, -f x/z^2],
+            # [0, f/z, -f y/z^2]] times the camera's rotation
+            fz = f / z
+            dz = -f * Xc[:, :2] / (z * z)[:, None]
+            for a in range(2):
+                M = fz[:, None] * Rv[a] + dz[:, a : a + 1] * Rv[2]  # (478, 3)
+                J[:, a, :3] = np.cross(RX, M)  # rotation: d(X_world)/d(omega) = -[R X]_x
+                J[:, a, 3:6] = M
+                J[:, a, 6:] = (M[:, 0] * RB[0] + M[:, 1] * RB[1] + M[:, 2] * RB[2]).T
+            Jf = J.reshape(-1, 6 + K_all)
+            W = np.repeat(irls, 2)
+            H += Jf.T @ (Jf * W[:, None])
+            g += Jf.T @ (W * e.reshape(-1))
         H[6:, 6:] += np.diag(reg)
         g[6:] += reg * c
+        Hd = np.diag(H) + 1e-9
         accepted = False
         for _ in range(8):
-            step = np.linalg.solve(H + lam * np.diag(np.diag(H) + 1e-9), -g)
+            step = _solve_spd(H + lam * np.diag(Hd), -g)
             R_new = cv2.Rodrigues(step[:3])[0] @ R
             t_new = t + step[3:6]
             c_new = c + step[6:]
             if blend:
                 c_new[n_id:] = np.clip(c_new[n_id:], 0.0, 1.0)
-            e_new, X_new, Xc_new = residuals(R_new, t_new, c_new)
-            new = cost(e_new, c_new) if (Xc_new[:, 2] > 0).all() else np.inf
+            res_new, X_new = residuals(R_new, t_new, c_new)
+            new = cost(res_new, c_new)
             if new < cur:
-                R, t, c, e, X, Xc = R_new, t_new, c_new, e_new, X_new, Xc_new
+                R, t, c, res, X = R_new, t_new, c_new, res_new, X_new
                 accepted = cur - new > 1e-6 * max(cur, 1.0)
                 cur = new
                 lam = max(lam / 3, 1e-7)
@@ -140,9 +218,19 @@ def fit_view(model, emb: LandmarkEmbedding, points478: np.ndarray, conf478: np.n
             lam *= 10
         if not accepted:
             break
-    e2 = (e * e).sum(1)
-    rms = float(np.sqrt((w * e2).sum() / w.sum()))
-    return ViewFit(R=R, t=t, id_coeffs=c[:n_id].copy(), exp_coeffs=c[n_id:].copy(), rms_px=rms)
+    num = sum(float((o[1] * (e * e).sum(1)).sum()) for (e, _), o in zip(res, obs))
+    den = sum(float(o[1].sum()) for o in obs)
+    return ViewFit(R=R, t=t, id_coeffs=c[:n_id].copy(), exp_coeffs=c[n_id:].copy(), rms_px=float(np.sqrt(num / den)))
+
+
+def _solve_spd(A: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``A^-1 b`` for a symmetric positive definite ``A`` (Cholesky; LU when it is not)."""
+    from scipy.linalg import LinAlgError, cho_factor, cho_solve
+
+    try:
+        return cho_solve(cho_factor(A, check_finite=False), b, check_finite=False)
+    except LinAlgError:
+        return np.linalg.solve(A, b)
 
 
 def _interp_matrix(n: int, samples: np.ndarray) -> np.ndarray:

@@ -49,6 +49,10 @@ class CuesConfig:
     """Registered face parser for the part labels: auto (model when the face model has a landmark
     embedding, else surface), model, surface, landmarks, polygons, or one added with
     mvrecon.cues.register_parser (see mvrecon.cues.parsing)."""
+    frames: bool = True
+    """In a session, label each synchronized frame's views together when the parser can
+    (``parse_frame``: the model parser fits one head to all the frame's views and renders it in
+    each). Off: every view on its own."""
     overlay: bool = True
     """Write overlay.png (labels and landmarks over the image) per view."""
     overlay_max_side: int = 1600
@@ -65,6 +69,7 @@ class CuesConfig:
             "format": FORMAT,
             "detect": dataclasses.asdict(self.detect),
             "parser": self.parser,
+            "frames": self.frames,
             "overlay_max_side": self.overlay_max_side,
         }
 
@@ -123,8 +128,9 @@ def _settings(cfg: CuesConfig, camera) -> dict[str, Any]:
     return out
 
 
-def _cached(view_dir: Path, sha: str, cfg: CuesConfig, camera=None) -> dict[str, Any] | None:
-    """The cached record when it matches the image hash and settings and its files exist."""
+def _cached(view_dir: Path, sha: str, cfg: CuesConfig, camera=None, labels: bool = True) -> dict[str, Any] | None:
+    """The cached record when it matches the image hash and settings and its files exist
+    (``labels`` False: the label and overlay files are not needed)."""
     path = view_dir / LANDMARKS_FILE
     if cfg.overwrite or not path.is_file():
         return None
@@ -136,7 +142,7 @@ def _cached(view_dir: Path, sha: str, cfg: CuesConfig, camera=None) -> dict[str,
         return None
     if json.loads(json.dumps(_settings(cfg, camera))) != rec.get("settings"):
         return None
-    if rec.get("status") == "ok":
+    if rec.get("status") == "ok" and labels:
         needed = [LABELS_FILE] + ([OVERLAY_FILE] if cfg.overlay else [])
         if not all((view_dir / n).is_file() for n in needed):
             return None
@@ -183,11 +189,13 @@ def process_image(
     key: str | None = None,
     parser: FaceParser | None = None,
     camera=None,
+    labels: bool = True,
 ) -> ViewResult:
     """Cues of one image file into ``out_dir`` (replaced as a whole; skipped when cached).
 
     ``camera``: the view's calibrated camera, handed to the parser (the ``model`` parser fits
-    the face model in it); part of the cache key.
+    the face model in it); part of the cache key. ``labels`` False: landmarks only (the stage
+    labels a synchronized frame's views together afterwards, :func:`label_frame`).
 
     Raises :class:`InputError` for a missing, unreadable, truncated or too large image.
     """
@@ -197,7 +205,7 @@ def process_image(
     if parser.name != cfg.parser:  # the record (and the cache key) names the parser actually used
         cfg = dataclasses.replace(cfg, parser=parser.name)
     sha = sha256_file(image_path, "image")
-    rec = _cached(out_dir, sha, cfg, camera)
+    rec = _cached(out_dir, sha, cfg, camera, labels)
     if rec is not None:
         return ViewResult(key, image_path, rec["status"], True, out_dir, rec.get("score"))
 
@@ -214,11 +222,12 @@ def process_image(
     }
     with atomic_dir(out_dir) as tmp:
         if cues is not None:
-            labels = _parse(parser, image, cues, camera)
             record.update(cues.to_dict())
-            write_image(tmp / LABELS_FILE, labels)
-            if cfg.overlay:
-                write_image(tmp / OVERLAY_FILE, draw_overlay(image, labels, cues, cfg.overlay_max_side))
+            if labels:
+                lab = _parse(parser, image, cues, camera)
+                write_image(tmp / LABELS_FILE, lab)
+                if cfg.overlay:
+                    write_image(tmp / OVERLAY_FILE, draw_overlay(image, lab, cues, cfg.overlay_max_side))
         write_json(tmp / LANDMARKS_FILE, record)
     if cues is None:
         log.warning("%s: no face found", image_path)
@@ -270,9 +279,20 @@ def run(cfg: CuesConfig, session) -> CuesResult:
     cfg = dataclasses.replace(cfg, parser=parser.name)  # "auto" is recorded as what it chose
     write_json(out / "config.json", {**cfg.settings(), "overlay": cfg.overlay, "max_image_pixels": cfg.max_image_pixels})
     views = session.views()
+    by_frame = cfg.frames and callable(getattr(parser, "parse_frame", None))
     results = []
     for v in track(views, description="cues", disable=not sys.stderr.isatty() or len(views) < 2, transient=True):
-        results.append(process_image(v.image, out / v.key, cfg, key=v.key, parser=parser, camera=session.rig[v.camera]))
+        results.append(process_image(v.image, out / v.key, cfg, key=v.key, parser=parser,
+                                     camera=session.rig[v.camera], labels=not by_frame))
+    if by_frame:
+        frames: dict[str, list[int]] = {}
+        for i, v in enumerate(views):
+            frames.setdefault(v.frame, []).append(i)
+        for idx in frames.values():
+            ok = [i for i in idx if results[i].status == "ok"]
+            if ok and label_frame([results[i] for i in ok], [session.rig[views[i].camera] for i in ok], cfg, parser):
+                for i in ok:
+                    results[i] = dataclasses.replace(results[i], cached=False)
     res = CuesResult(out, tuple(results))
     write_json(
         out / "summary.json",
@@ -286,6 +306,52 @@ def run(cfg: CuesConfig, session) -> CuesResult:
         },
     )
     return res
+
+
+def _frame_key(records: list[dict[str, Any]], cameras: list) -> str:
+    """What a frame's labels depend on: each view's image, camera and settings."""
+    import hashlib
+
+    items = [[r["image_sha256"], r["settings"], cam.to_dict()] for r, cam in zip(records, cameras)]
+    return hashlib.sha256(json.dumps(items, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def label_frame(views: list[ViewResult], cameras: list, cfg: CuesConfig, parser: FaceParser) -> bool:
+    """Part labels of one synchronized frame's views with a face (their landmarks already in
+    their folders), fitted together by ``parser.parse_frame`` (one view: ``parser.parse``).
+    Each folder is rewritten as a whole with ``labels.png``, ``overlay.png`` and its record, which
+    notes the frame fit (``frame_fit``: the key of the frame's images, cameras and settings, the
+    views fitted together, whether this one joined). Skipped, returning False, when every view's
+    record holds the current key and its files exist (and ``cfg.overwrite`` is off)."""
+    records = [read_json(v.out_dir / LANDMARKS_FILE) for v in views]
+    key = _frame_key(records, cameras)
+    needed = [LABELS_FILE] + ([OVERLAY_FILE] if cfg.overlay else [])
+    if not cfg.overwrite and all(
+        isinstance(r.get("frame_fit"), dict) and r["frame_fit"].get("key") == key
+        and all((v.out_dir / n).is_file() for n in needed)
+        for r, v in zip(records, views)
+    ):
+        return False
+    images = [_read_image(v.image, cfg.max_image_pixels) for v in views]
+    cues = [load_view_cues(v.out_dir) for v in views]
+    if len(views) >= 2:
+        labels = parser.parse_frame(images, cues, cameras)
+        joined = list(getattr(parser, "last_frame_views", [True] * len(views)))
+    else:
+        labels = [_parse(parser, images[0], cues[0], cameras[0])]
+        joined = [False]
+    for v, rec, image, cu, lab, j in zip(views, records, images, cues, labels, joined):
+        rec["frame_fit"] = {"key": key, "views": [u.key for u in views], "joined": bool(j)}
+        with atomic_dir(v.out_dir) as tmp:
+            write_image(tmp / LABELS_FILE, lab)
+            if cfg.overlay:
+                write_image(tmp / OVERLAY_FILE, draw_overlay(image, lab, cu, cfg.overlay_max_side))
+            write_json(tmp / LANDMARKS_FILE, rec)
+    left = [v.key for v, j in zip(views, joined) if not j]
+    if len(views) >= 2 and left:
+        log.warning("cues: %s left out of the frame fit (points disagree with the other views); labelled alone",
+                    ", ".join(left))
+    return True
 
 
 def load_view_cues(view_dir: str | Path) -> FaceCues | None:

@@ -278,3 +278,31 @@ def test_cli_session_without_any_face_fails(tmp_path):
     r = CliRunner().invoke(main, ["cues", str(root)])
     assert r.exit_code == 2
     assert "no face in: f0_a, f0_b" in r.output and "no face found in any view" in r.output
+
+
+def test_a_frame_is_labelled_together_and_redone_as_a_whole(tmp_path, astronaut):
+    """The model parser labels a frame's views with a face together; each record names the
+    frame fit. A changed image redoes its frame's views (the shared fit changed), and only them."""
+    root = _session(tmp_path, astronaut)
+    session = Session.load(root)
+    run(CuesConfig(), session)
+    out = root / "cues"
+    recs = {k: json.loads((out / k / "landmarks.json").read_text()) for k in ("f000_cam0", "f000_cam1", "f000_cam2")}
+    if get_parser("auto").name != "model":
+        pytest.skip("no landmark embedding: the default parser labels views one by one")
+    for k in ("f000_cam0", "f000_cam1"):
+        assert recs[k]["frame_fit"]["views"] == ["f000_cam0", "f000_cam1"], recs[k]
+    assert recs["f000_cam0"]["frame_fit"]["key"] == recs["f000_cam1"]["frame_fit"]["key"]
+    assert "frame_fit" not in recs["f000_cam2"]  # no face
+    assert run(CuesConfig(), session).n_cached == 3
+    # cam1 changes: cam0's image did not, but its frame's fit did
+    brighter = np.clip(np.ascontiguousarray(astronaut[:, ::-1]).astype(int) + 12, 0, 255).astype(np.uint8)
+    write_image(root / "images/cam1.png", brighter)
+    res = run(CuesConfig(), session)
+    assert [v.cached for v in res.views] == [False, False, True]
+    new_key = json.loads((out / "f000_cam0" / "landmarks.json").read_text())["frame_fit"]["key"]
+    assert new_key != recs["f000_cam0"]["frame_fit"]["key"]
+    # one by one: another setting, so every view is redone, and no frame fit is recorded
+    res = run(CuesConfig(frames=False), session)
+    assert res.n_cached == 0
+    assert "frame_fit" not in json.loads((out / "f000_cam0" / "landmarks.json").read_text())

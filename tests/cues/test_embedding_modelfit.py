@@ -221,3 +221,89 @@ def test_undistorted_ray_grid_matches_undistorting_every_pixel():
     assert np.abs(got - want).max() * 2600 < 0.01  # pixels
     # the distortion is large enough here to matter if the grid were not undistorted
     assert np.abs(xx.ravel() - (want[:, 0] * 2600 + 511.5)).max() > 3
+
+
+@pytest.fixture(scope="module")
+def known_frame(ict_model, ict_embedding):
+    """A known ICT head seen by four rig cameras (-40 to 40 degrees, 1 m, 1024x768): the true
+    world-frame fit, the cameras, and each view's embedded points projected exactly."""
+    from mvrecon.cameras import look_at
+    from mvrecon.cues.modelfit import ViewFit
+
+    m, emb = ict_model, ict_embedding
+    rng = np.random.default_rng(11)
+    idc = rng.normal(0, 1.0, m.n_id)
+    exc = np.zeros(m.n_exp)
+    exc[rng.choice(m.n_exp, 5, replace=False)] = rng.uniform(0.2, 0.6, 5)
+    truth = ViewFit(R=np.eye(3), t=-m.mean.mean(0), id_coeffs=idc, exp_coeffs=exc, rms_px=0.0)
+    K = np.array([[2600.0, 0, 511.5], [0, 2600.0, 383.5], [0, 0, 1]])
+    cams = []
+    for i, deg in enumerate((-40, -15, 15, 40)):
+        a = np.radians(deg)
+        cams.append(Camera(name=f"cam{i}", width=1024, height=768, K=K, dist=np.array([-0.05, 0.05, 0, 0, 0]),
+                           world_to_cam=look_at((np.sin(a), 0.02, np.cos(a)), (0, 0.02, 0))))
+    Xw = emb.points(m.vertices(idc, exc), m.triangles) @ truth.R.T + truth.t
+    pts = [cam.project(Xw)[0] for cam in cams]
+    return truth, cams, pts
+
+
+def test_frame_fit_averages_the_views_noise(ict_model, ict_embedding, known_frame):
+    """Each view's points carry their own 3 px noise: one head fitted to all four views lands
+    nearer the true points in every view than the views' own fits do (on average)."""
+    from mvrecon.cues.modelfit import fit_view, fit_views, in_camera
+
+    m, emb = ict_model, ict_embedding
+    truth, cams, pts = known_frame
+    rng = np.random.default_rng(3)
+    noisy = [p + rng.normal(0, 3.0, p.shape) for p in pts]
+    conf = np.ones(len(pts[0]))
+    X_of = lambda f: emb.points(m.vertices(f.id_coeffs, f.exp_coeffs), m.triangles) @ f.R.T + f.t  # noqa: E731
+    own_err, frame_err = [], []
+    frame = fit_views(m, emb, [(p, conf, c) for p, c in zip(noisy, cams)])
+    for p_true, p, cam in zip(pts, noisy, cams):
+        local = cam.replace(world_to_cam=np.eye(4))
+        own = fit_view(m, emb, p, conf, cam)
+        own_err.append(np.linalg.norm(local.project(X_of(own))[0] - p_true, axis=1).mean())
+        frame_err.append(np.linalg.norm(local.project(X_of(in_camera(frame, cam)))[0] - p_true, axis=1).mean())
+    print(f"mean point error (px): own fits {np.mean(own_err):.2f}, frame fit {np.mean(frame_err):.2f}")
+    assert np.mean(frame_err) < 0.75 * np.mean(own_err)
+    assert np.linalg.norm(frame.t - truth.t) < 0.01  # metres: the pose is the world's
+
+
+def test_parse_frame_leaves_out_a_wrong_view(ict_model, ict_embedding, known_frame):
+    """One view's points belong to another head and place (a wrong face, or a camera knocked
+    after calibration): it is left out of the shared fit and labelled where its own points are;
+    the others' labels stay those of the true head (the robust loss also keeps the wrong view
+    from pulling them)."""
+    from mvrecon.cues.facemesh import FaceCues
+    from mvrecon.cues.modelfit import in_camera, render_labels
+    from mvrecon.cues.parsing import ModelParser
+    from mvrecon.parts import PART_CODES
+
+    m, emb = ict_model, ict_embedding
+    truth, cams, pts = known_frame
+    pts = [p.copy() for p in pts]
+    pts[2] = pts[2] * 0.8 + np.array([160.0, 90.0])  # smaller, elsewhere: not this head
+    conf = np.ones(len(pts[0]))
+    cues = [FaceCues(image_size=(1024, 768), points478=np.c_[p, np.zeros(len(p))], conf478=conf,
+                     points68=np.zeros((68, 2)), conf68=np.ones(68), box=np.array([0, 0, 1, 1.0]),
+                     score=1.0, method="detector") for p in pts]
+    images = [np.zeros((768, 1024, 3), np.uint8) for _ in cams]
+    parser = ModelParser(m, emb, refine=False)
+    labels = parser.parse_frame(images, cues, cams)
+    assert parser.last_frame_views == [True, True, False, True]
+
+    def iou(a, b, c):
+        return ((a == c) & (b == c)).sum() / max(((a == c) | (b == c)).sum(), 1)
+
+    for i in (0, 1, 3):
+        want = render_labels(m, in_camera(truth, cams[i]), cams[i])
+        for part in ("skin", "nose", "lower_lip"):
+            assert iou(labels[i], want, PART_CODES[part]) > 0.8, (i, part)
+    ys, xs = np.nonzero(labels[2] == PART_CODES["nose"])
+    lo, hi = pts[2].min(0), pts[2].max(0)
+    assert len(xs) and lo[0] < xs.mean() < hi[0] and lo[1] < ys.mean() < hi[1]  # on its own face
+    frame_there = render_labels(m, in_camera(truth, cams[2]), cams[2])
+    assert iou(labels[2], frame_there, PART_CODES["nose"]) < 0.2  # not the frame's head
+    with pytest.raises(ValueError, match="one image, one FaceCues and one camera"):
+        parser.parse_frame(images[:2], cues, cams)
