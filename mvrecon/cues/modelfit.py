@@ -127,9 +127,16 @@ def fit_views(model, emb: LandmarkEmbedding, views: list[tuple[np.ndarray, np.nd
         # from one of those, the frame's RMS begins at 30-80 px; from this, at 4-6 px)
         mean_e, basis_e = _basis(model, emb)
         X_tri, w_tri = triangulate(obs)
-        R, t = _rigid(mean_e + np.einsum("kpd,k->pd", basis_e, coeffs), X_tri, w_tri)
+        src = mean_e + np.einsum("kpd,k->pd", basis_e, coeffs)
+        R, t = _rigid(src, X_tri, w_tri) if (w_tri > 0).sum() >= 20 else (None, None)
     else:
-        R, t = views[0][2].R.T @ init[0].R, views[0][2].R.T @ (init[0].t - views[0][2].t)
+        R = t = None
+    own = [(cam.R.T @ v.R, cam.R.T @ (v.t - cam.t)) for v, (_, _, cam) in zip(init, views)]  # to the world
+    if R is None or not (np.isfinite(R).all() and np.isfinite(t).all()):
+        # no usable triangulation (one view, or cameras without a baseline): the view pose
+        # that fits the frame best
+        costs = [_solve(model, emb, obs, Ro, to, coeffs, id_reg, exp_reg, 0).rms_px for Ro, to in own]
+        R, t = own[int(np.nanargmin(costs))]
     return _solve(model, emb, obs, R, t, coeffs, id_reg, exp_reg, iters)
 
 
@@ -143,18 +150,23 @@ def triangulate(obs) -> tuple[np.ndarray, np.ndarray]:
         rows.append(sw * (xn[:, :1] * P[2] - P[0]))
         rows.append(sw * (xn[:, 1:2] * P[2] - P[1]))
     A = np.stack(rows, 1)  # (P, 2V, 4)
-    X = np.linalg.svd(A)[2][:, -1]  # (P, 4)
-    X = X[:, :3] / X[:, 3:4]
+    X4 = np.linalg.svd(A)[2][:, -1]  # (P, 4)
+    finite = np.abs(X4[:, 3]) > 1e-9
+    X = np.zeros((len(X4), 3))
+    X[finite] = X4[finite, :3] / X4[finite, 3:4]
     wsum = np.zeros(len(X))
     for xn, w, _, Rv, tv in obs:
         wsum += w * ((X @ Rv.T + tv)[:, 2] > 0)
+    wsum[~finite] = 0.0  # at infinity: no baseline (cameras in one place)
     return X, wsum
 
 
 def _rigid(src: np.ndarray, dst: np.ndarray, w: np.ndarray, iters: int = 5, scale: float = 0.005):
     """Rotation and translation taking ``src`` onto ``dst`` (P, 3): weighted Kabsch, made robust by
     re-weighting (Cauchy, ``scale`` metres) so points triangulated wrongly do not decide it."""
-    wk = w.copy()
+    wk = np.asarray(w, np.float64).copy()
+    if wk.sum() <= 0:
+        return None, None
     for _ in range(iters):
         cs, cd = (wk[:, None] * src).sum(0) / wk.sum(), (wk[:, None] * dst).sum(0) / wk.sum()
         U, _, Vt = np.linalg.svd(((dst - cd) * wk[:, None]).T @ (src - cs))
