@@ -59,12 +59,15 @@ def cues() -> None:
 @cues.command("session")
 @click.argument("session_dir", metavar="SESSION", type=click.Path(path_type=Path))
 @_options
-def session_cmd(session_dir: Path, preset: str, parser: str | None, no_overlay: bool, overwrite: bool) -> None:
+@click.option("--per-view", is_flag=True,
+              help="Label every view on its own (default: a frame's views together, when the parser can).")
+def session_cmd(session_dir: Path, preset: str, parser: str | None, no_overlay: bool, overwrite: bool,
+                per_view: bool) -> None:
     """Cues of every view of SESSION (views whose image did not change are skipped)."""
     from ..cues import run
     from ..session import Session
 
-    cfg = _config(preset, parser, no_overlay, overwrite)
+    cfg = dataclasses.replace(_config(preset, parser, no_overlay, overwrite), frames=not per_view)
     session = Session.load(session_dir)
     with session.lock():
         result = run(cfg, session)

@@ -7,9 +7,11 @@ definition.
 - ``model`` (:class:`ModelParser`, the default through ``auto`` when the face model has a
   landmark embedding, ``mvrecon model embed``): the model fitted to the view's 478 MediaPipe
   points, its own part labels rendered in the view's camera, then the brows, eye openings and
-  lips cut along the image's colour edges (:mod:`mvrecon.cues.refine`). On ``mvrecon.synth``
-  sessions (``bench/cues.py synth --seeds 1 2 3 --parsers model surface``, 18 views, frontal to
-  ~60 degrees) it beats ``surface`` on every part (e.g. brows 0.64 vs 0.55, eyes 0.66 vs 0.58).
+  lips cut along the image's colour edges (:mod:`mvrecon.cues.refine`). In a session, the views
+  of a synchronized frame are fitted together (:meth:`ModelParser.parse_frame`: one head for all
+  of them, rendered in each camera). On ``mvrecon.synth`` sessions (``bench/cues.py synth --seeds
+  1 2 3 --parsers model model:view surface``, 18 views, frontal to ~60 degrees) it beats
+  ``surface`` on every part, and the frame fits beat the views' own fits on all but the brows.
 - ``surface`` (:class:`SurfaceParser`, ``auto``'s fallback): the polygons drawn in the face's own
   frontal view and carried to the image through MediaPipe's 3D mesh, with occlusion.
 - ``landmarks`` (:class:`LandmarkParser`): the polygons of the projected landmarks in the image,

@@ -44,10 +44,11 @@ class RefineConfig:
     in units of their pooled standard deviation (CIELAB), for a cut to be tried."""
     parts: tuple[str, ...] = ("right_brow", "left_brow", "upper_lip")
     """Parts whose outline the cut replaces. Measured on synthetic sessions (bench/cues.py, 18
-    views; the model parser's mean IoU without -> with the cut): brows 0.58 -> 0.64, upper lip
-    0.69 -> 0.75, but the eyes 0.66 -> 0.66 (no gain, one eye up, the other down) and the lower
-    lip 0.77 -> 0.69 (the synthetic albedo's lip colour bleeds past the lower lip's label),
-    so those keep the model's outline by default."""
+    views; the model parser's mean IoU without -> with the cut, band 0.07): brows 0.58 -> 0.64,
+    upper lip 0.69 -> 0.75, but the eyes 0.66 -> 0.66 (no gain, one eye up, the other down) and
+    the lower lip 0.77 -> 0.69 (the synthetic albedo's lip colour bleeds past the lower lip's
+    label), so those keep the model's outline by default. With band 0.13 and frame fits the same
+    holds (eyes 0.76 / 0.68 -> 0.76 / 0.65, lower lip 0.82 -> 0.77)."""
     max_band_px: float = 8.0
     """Windows whose band is wider are cut at a scale that makes it this wide (time)."""
 

@@ -9,7 +9,10 @@ Per view, ``<session>/cues/<frame>_<camera>/`` holds::
     overlay.png      the labels blended over the image, for people to look at
 
 A view's folder is replaced as a whole (never half-written), and a re-run skips a view whose
-``landmarks.json`` records the same image content hash and settings. ``cues/config.json`` holds
+``landmarks.json`` records the same image content hash and settings. With a parser that can
+(``parse_frame``: the model parser) the views of one synchronized frame are labelled together
+after their landmarks are found (:func:`label_frame`); their records then name the frame fit
+and the key of its images, cameras and settings, so a changed view redoes its frame's labels. ``cues/config.json`` holds
 the resolved config and ``cues/summary.json`` the per-view status of the last run.
 """
 

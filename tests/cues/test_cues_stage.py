@@ -236,6 +236,9 @@ def test_cli_session_and_image_forms(tmp_path, astronaut):
     assert "2/3 views with a face" in r.output and "no face in: f000_cam2" in r.output
     r = runner.invoke(main, ["cues", "session", str(root), "--preset", "default"])
     assert r.exit_code == 0 and "3 unchanged" in r.output
+    r = runner.invoke(main, ["cues", str(root), "--per-view"])  # another setting: redone
+    assert r.exit_code == 0 and "0 unchanged" in r.output, r.output
+    assert json.loads((root / "cues" / "config.json").read_text())["frames"] is False
 
     photo = root / "images" / "cam0.png"
     r = runner.invoke(main, ["cues", "image", str(photo), "--out", str(tmp_path / "one")])
