@@ -96,6 +96,7 @@ def ablations(cfg):
         ("+ photometric", cfg.without(*deform_off, *disp_off, params=("deform", "disp"))),
         ("+ deformation map", cfg.without(*disp_off, params=("disp",))),
         ("+ displacement (full)", cfg),
+        ("  (full without PRDL: leave-one-out)", cfg.without("prdl")),
     ]
 
 
