@@ -131,10 +131,10 @@ def fit_views(model, emb: LandmarkEmbedding, views: list[tuple[np.ndarray, np.nd
         R, t = _rigid(src, X_tri, w_tri) if (w_tri > 0).sum() >= 20 else (None, None)
     else:
         R = t = None
-    own = [(cam.R.T @ v.R, cam.R.T @ (v.t - cam.t)) for v, (_, _, cam) in zip(init, views)]  # to the world
     if R is None or not (np.isfinite(R).all() and np.isfinite(t).all()):
         # no usable triangulation (one view, or cameras without a baseline): the view pose
         # that fits the frame best
+        own = [(cam.R.T @ v.R, cam.R.T @ (v.t - cam.t)) for v, (_, _, cam) in zip(init, views)]  # to the world
         costs = [_solve(model, emb, obs, Ro, to, coeffs, id_reg, exp_reg, 0).rms_px for Ro, to in own]
         R, t = own[int(np.nanargmin(costs))]
     return _solve(model, emb, obs, R, t, coeffs, id_reg, exp_reg, iters)
