@@ -98,6 +98,11 @@ def _check_size(image: np.ndarray, cues: FaceCues) -> tuple[int, int]:
     return h, w
 
 
+def _check_camera(camera, w: int, h: int) -> None:
+    if (camera.width, camera.height) != (w, h):
+        raise ValueError(f"camera {camera.name} is {camera.width}x{camera.height} but the image is {w}x{h}")
+
+
 def _fill(poly: np.ndarray, h: int, w: int) -> np.ndarray:
     import cv2
 
@@ -200,8 +205,7 @@ class ModelParser:
 
         h, w = _check_size(image, cues)
         cam = camera if camera is not None else default_camera(w, h)
-        if (cam.width, cam.height) != (w, h):
-            raise ValueError(f"camera is {cam.width}x{cam.height} but the image is {w}x{h}")
+        _check_camera(cam, w, h)
         fit = fit_view(self.model, self.embedding, cues.points478, cues.conf478, cam)
         self.last_fit = fit
         labels = render_labels(self.model, fit, cam)
@@ -217,8 +221,8 @@ class ModelParser:
         cameras the nose gains ~0.05 IoU and the far eye ~0.1 over :meth:`parse`).
 
         A view whose points disagree with the others' fit (:attr:`max_frame_miss`: a wrong face,
-        a camera moved since calibration) is left out of the shared fit and labelled on its own. ``last_frame_views``
-        records, per view, whether it joined the shared fit."""
+        a camera moved since calibration) is left out of the shared fit and labelled on its own.
+        ``last_frame_views`` records, per view, whether it joined the shared fit."""
         from .modelfit import fit_view, fit_views, in_camera, render_labels, view_rms
         from .refine import refine_labels
 
@@ -226,8 +230,7 @@ class ModelParser:
             raise ValueError("parse_frame needs one image, one FaceCues and one camera per view")
         for im, cu, cam in zip(images, cues, cameras):
             h, w = _check_size(im, cu)
-            if (cam.width, cam.height) != (w, h):
-                raise ValueError(f"camera {cam.name} is {cam.width}x{cam.height} but the image is {w}x{h}")
+            _check_camera(cam, w, h)
         views = [(cu.points478, cu.conf478, cam) for cu, cam in zip(cues, cameras)]
         own = [fit_view(self.model, self.embedding, p, c, cam) for p, c, cam in views]
         joined = np.ones(len(views), bool)

@@ -12,8 +12,9 @@ A view's folder is replaced as a whole (never half-written), and a re-run skips 
 ``landmarks.json`` records the same image content hash and settings. With a parser that can
 (``parse_frame``: the model parser) the views of one synchronized frame are labelled together
 after their landmarks are found (:func:`label_frame`); their records then name the frame fit
-and the key of its images, cameras and settings, so a changed view redoes its frame's labels. ``cues/config.json`` holds
-the resolved config and ``cues/summary.json`` the per-view status of the last run.
+and the key of its images, cameras and settings, so a changed view redoes its frame's labels.
+``cues/config.json`` holds the resolved config and ``cues/summary.json`` the per-view status of
+the last run.
 """
 
 from __future__ import annotations
@@ -131,6 +132,12 @@ def _settings(cfg: CuesConfig, camera) -> dict[str, Any]:
     return out
 
 
+def _has_label_files(view_dir: Path, cfg: CuesConfig) -> bool:
+    """``labels.png`` (and ``overlay.png`` when the config writes it) are in ``view_dir``."""
+    needed = [LABELS_FILE] + ([OVERLAY_FILE] if cfg.overlay else [])
+    return all((view_dir / n).is_file() for n in needed)
+
+
 def _cached(view_dir: Path, sha: str, cfg: CuesConfig, camera=None, labels: bool = True) -> dict[str, Any] | None:
     """The cached record when it matches the image hash and settings and its files exist
     (``labels`` False: the label and overlay files are not needed)."""
@@ -145,10 +152,8 @@ def _cached(view_dir: Path, sha: str, cfg: CuesConfig, camera=None, labels: bool
         return None
     if json.loads(json.dumps(_settings(cfg, camera))) != rec.get("settings"):
         return None
-    if rec.get("status") == "ok" and labels:
-        needed = [LABELS_FILE] + ([OVERLAY_FILE] if cfg.overlay else [])
-        if not all((view_dir / n).is_file() for n in needed):
-            return None
+    if rec.get("status") == "ok" and labels and not _has_label_files(view_dir, cfg):
+        return None
     return rec
 
 
@@ -328,10 +333,9 @@ def label_frame(views: list[ViewResult], cameras: list, cfg: CuesConfig, parser:
     record holds the current key and its files exist (and ``cfg.overwrite`` is off)."""
     records = [read_json(v.out_dir / LANDMARKS_FILE) for v in views]
     key = _frame_key(records, cameras)
-    needed = [LABELS_FILE] + ([OVERLAY_FILE] if cfg.overlay else [])
     if not cfg.overwrite and all(
         isinstance(r.get("frame_fit"), dict) and r["frame_fit"].get("key") == key
-        and all((v.out_dir / n).is_file() for n in needed)
+        and _has_label_files(v.out_dir, cfg)
         for r, v in zip(records, views)
     ):
         return False
