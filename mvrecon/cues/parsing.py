@@ -100,7 +100,7 @@ def _check_size(image: np.ndarray, cues: FaceCues) -> tuple[int, int]:
 
 def _check_camera(camera, w: int, h: int) -> None:
     if (camera.width, camera.height) != (w, h):
-        raise ValueError(f"camera {camera.name} is {camera.width}x{camera.height} but the image is {w}x{h}")
+        raise ValueError(f"camera is {camera.width}x{camera.height} but the image is {w}x{h} (camera {camera.name})")
 
 
 def _fill(poly: np.ndarray, h: int, w: int) -> np.ndarray:
