@@ -9,7 +9,8 @@ Per view, ``<session>/cues/<frame>_<camera>/`` holds::
     overlay.png      the labels blended over the image, for people to look at
 
 A view's folder is replaced as a whole (never half-written), and a re-run skips a view whose
-``landmarks.json`` records the same image content hash and settings. With a parser that can
+``landmarks.json`` records the same image content hash and settings (the settings include a hash
+of the cue code, so an upgraded mvrecon redoes the views its changes affect). With a parser that can
 (``parse_frame``: the model parser) the views of one synchronized frame are labelled together
 after their landmarks are found (:func:`label_frame`); their records then name the frame fit
 and the key of its images, cameras and settings, so a changed view redoes its frame's labels.
@@ -20,6 +21,8 @@ the last run.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import hashlib
 import json
 import logging
 import sys
@@ -75,7 +78,25 @@ class CuesConfig:
             "parser": self.parser,
             "frames": self.frames,
             "overlay_max_side": self.overlay_max_side,
+            "code": code_revision(),
         }
+
+
+@functools.lru_cache(maxsize=1)
+def code_revision() -> str:
+    """A short hash of the code the cues depend on (this package and the part definitions): part
+    of every view's settings, so cached cues of an older mvrecon are redone, not trusted."""
+    from .. import __version__
+
+    root = Path(__file__).resolve().parent
+    files = sorted(root.glob("*.py")) + [root.parent / "parts.py"]
+    h = hashlib.sha256(__version__.encode())
+    for f in files:
+        try:
+            h.update(f.name.encode() + b"\0" + f.read_bytes())
+        except OSError:  # sources not on disk (a frozen install): the version alone
+            pass
+    return h.hexdigest()[:12]
 
 
 PRESETS: dict[str, CuesConfig] = {
@@ -318,8 +339,6 @@ def run(cfg: CuesConfig, session) -> CuesResult:
 
 def _frame_key(records: list[dict[str, Any]], cameras: list) -> str:
     """What a frame's labels depend on: each view's image, camera and settings."""
-    import hashlib
-
     items = [[r["image_sha256"], r["settings"], cam.to_dict()] for r, cam in zip(records, cameras)]
     return hashlib.sha256(json.dumps(items, sort_keys=True, default=str).encode()).hexdigest()
 

@@ -87,6 +87,20 @@ def test_cache_skips_unchanged_and_redoes_changed(photo, tmp_path, astronaut):
     assert not process_image(photo, out, CuesConfig(detect=DetectConfig(mesh_size=256))).cached
 
 
+def test_cache_redoes_views_of_other_cue_code(photo, tmp_path, monkeypatch):
+    from mvrecon.cues import stage
+
+    out = tmp_path / "out"
+    assert not process_image(photo, out).cached
+    assert process_image(photo, out).cached
+    rec = json.loads((out / "landmarks.json").read_text())
+    assert rec["settings"]["code"] == stage.code_revision() and len(rec["settings"]["code"]) == 12
+    # an upgraded mvrecon (other cue code): the cached view is not trusted
+    monkeypatch.setattr(stage, "code_revision", lambda: "0123456789ab")
+    assert not process_image(photo, out).cached
+    assert process_image(photo, out).cached
+
+
 def test_the_camera_reaches_the_parser_and_the_cache_key(photo, tmp_path):
     """A session view's camera is handed to the parser (the model parser fits in it) and recorded:
     a recalibrated camera redoes the view, the same camera does not."""
