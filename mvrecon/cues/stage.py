@@ -10,7 +10,7 @@ Per view, ``<session>/cues/<frame>_<camera>/`` holds::
 
 A view's folder is replaced as a whole (never half-written), and a re-run skips a view whose
 ``landmarks.json`` records the same image content hash and settings (the settings include a hash
-of the cue code, so an upgraded mvrecon redoes the views its changes affect). With a parser that can
+of the cue code, so an upgraded mvrecon redoes the views). With a parser that can
 (``parse_frame``: the model parser) the views of one synchronized frame are labelled together
 after their landmarks are found (:func:`label_frame`); their records then name the frame fit
 and the key of its images, cameras and settings, so a changed view redoes its frame's labels.
