@@ -1,7 +1,7 @@
 """Accuracy, ablations and speed of the multi-view fit on synthetic sessions with known geometry.
 
     python bench/fit.py [--views 2 4 8] [--size 1024x768] [--seed 7] [--preset default]
-                        [--threads 2] [--work DIR] [--only accuracy,ablation,modes,losses,dense,seeds,robust]
+                        [--threads 2] [--work DIR] [--only accuracy,ablation,modes,losses,dense,seeds,presets,robust]
 
 Each synthetic session (``mvrecon.synth``: a random ICT identity and expression, mid-frequency
 bumps and fine wrinkles the linear model cannot express, procedural albedo, SH light, noisy
@@ -11,9 +11,10 @@ the distance from each fitted face vertex (every PRDL part, forehead included; d
 the fused displacement) to the true detailed surface, in mm (:mod:`mvrecon.fit.accuracy`).
 
 Tables: accuracy and cost for 2/4/8 views; the ablation at 4 views on every subject of ``--seeds``
-(each row adds one piece; with the error of the head the cue masks are drawn from);
-per-view vs per-frame expression; PRDL vs a plain soft mask-IoU loss; robustness to one view's
-landmarks shifted by 30 px. Wall times are on this shared 2-core machine: rough figures. Memory
+(each row adds one piece; with the error of the head the cue masks are drawn from); per-view vs
+per-frame expression; PRDL vs a plain soft mask-IoU loss; 68 vs 478 landmarks; other subjects;
+the presets fast / default / best; robustness to one view's landmarks shifted by 30 px. Wall
+times are on this shared 2-core machine: rough figures. Memory
 is the process's peak resident set so far (model, session and every fit before included; the
 views run in ascending order, so each row's peak is normally its own fit's).
 """
@@ -174,7 +175,7 @@ def main() -> None:
     ap.add_argument("--preset", default="default")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--work", type=Path, default=Path("/tmp/mvrecon-bench-fit"))
-    ap.add_argument("--only", default="accuracy,ablation,modes,losses,dense,seeds,robust")
+    ap.add_argument("--only", default="accuracy,ablation,modes,losses,dense,seeds,presets,robust")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     import logging
@@ -275,6 +276,12 @@ def main() -> None:
         rows.append(["mean", f"{np.mean(means):.3f}", "", "", ""])
         table(f"{n4} views on other subjects (seed: identity, expression, pose, rig, light)",
               ["seed", "mean mm", "median mm", "p95 mm", "fit s"], rows)
+    if "presets" in parts:
+        rows = []
+        for name in ("fast", "default", "best"):
+            r = results.get(n4) if name == a.preset and n4 in results else fit_and_measure(root(n4), preset(name), model)
+            rows.append([name, f"{r['mean']:.3f}", f"{r['median']:.3f}", f"{r['p95']:.3f}", f"{r['seconds']:.1f}"])
+        table(f"Presets, {n4} views", ["preset", "mean mm", "median mm", "p95 mm", "fit s"], rows)
     if "robust" in parts:
         base = results.get(n4) or fit_and_measure(root(n4), cfg, model)
         r = fit_and_measure(root(n4), cfg, model, mutate=shift_view(1, 30.0))
