@@ -36,12 +36,16 @@ def face_vertices(model) -> np.ndarray:
     return m & (model.part_labels > 0)
 
 
-def surface_error(fitted: np.ndarray, truth: np.ndarray, model, mask: np.ndarray | None = None) -> SurfaceError:
+def surface_error(fitted: np.ndarray, truth: np.ndarray, model, mask: np.ndarray | None = None,
+                  subset: np.ndarray | None = None) -> SurfaceError:
     """Distances from ``fitted`` (N, 3) face vertices to the surface of ``truth`` (N, 3), metres in,
-    mm out; both in the model topology and the same (world) frame."""
+    mm out; both in the model topology and the same (world) frame. ``mask`` (N,) bool: the region
+    (default :func:`face_vertices`); ``subset`` (N,) bool: report only these of its vertices (e.g.
+    those a camera sees), still measured to the whole region's surface."""
     mask = face_vertices(model) if mask is None else mask
     tri = model.triangles
     keep = mask[tri].any(1)
     q = MeshQuery(np.asarray(truth, np.float64), tri[keep])
-    d = q.closest(np.asarray(fitted, np.float64)[mask]).distances * 1e3
+    pick = mask if subset is None else mask & subset
+    d = q.closest(np.asarray(fitted, np.float64)[pick]).distances * 1e3
     return SurfaceError(float(d.mean()), float(np.median(d)), float(np.percentile(d, 95)), int(len(d)))

@@ -137,3 +137,20 @@ def test_shifted_view_does_not_spoil_the_initialisation(ict_model):
     init = initialise(ict_model, batch, layout)
     assert float(batch.lm_conf[1].sum()) == 0 and float(batch.lm_conf[[0, 2, 3]].min()) > 0
     assert init.rms_m < 1.3 * clean.rms_m + 2e-4
+
+
+def test_surface_error_reports_a_subset_measured_to_the_whole_surface(ict_model):
+    from mvrecon.fit.accuracy import face_vertices
+
+    truth = ict_model.vertices()
+    face = face_vertices(ict_model)
+    moved = np.zeros(len(truth), bool)
+    moved[np.flatnonzero(face)[::3]] = True
+    fitted = truth.copy()
+    fitted[moved] += np.array([0.0, 0.0, 0.002])  # 2 mm forward, off the surface
+    whole = surface_error(fitted, truth, ict_model)
+    on = surface_error(fitted, truth, ict_model, subset=~moved)
+    off = surface_error(fitted, truth, ict_model, subset=moved)
+    assert on.mean_mm < 1e-6 and on.n_points == (face & ~moved).sum()
+    assert off.mean_mm > 0.5 and off.n_points == moved.sum()
+    assert abs(whole.mean_mm - (on.mean_mm * on.n_points + off.mean_mm * off.n_points) / whole.n_points) < 1e-9
