@@ -229,6 +229,15 @@ def main() -> None:
                   f"{r['seconds']:>6.1f}  {r['seconds'] / r['views']:>6.1f}  {r['peak_rss']:>19.0f}", flush=True)
     n4 = 4 if 4 in a.views else a.views[0]
     runs: dict = {}
+    subjects: dict = {}
+
+    def subject(sd: int) -> Path:
+        """The 4-view session of subject ``sd``, made (and its cues run) once."""
+        if sd == a.seed:
+            return root(n4)
+        if sd not in subjects:
+            subjects[sd] = make_session(a.work, n4, size, sd)
+        return subjects[sd]
 
     def run(sd: int, name: str, c, mutate=None) -> dict:
         """One 4-view fit, remembered (the full fit of the bench's seed is the accuracy table's).
@@ -236,9 +245,14 @@ def main() -> None:
         if name == "full" and sd == a.seed and n4 in results:
             return results[n4]
         if (sd, name) not in runs:
-            rt = root(n4) if sd == a.seed else make_session(a.work, n4, size, sd)
+            rt = subject(sd)
             runs[sd, name] = fit_and_measure(rt, c, model, mutate=None if mutate is None else mutate(rt))
         return runs[sd, name]
+
+    def seed_row(name: str, rs: list[dict]) -> list:
+        """A table row: the mean error per subject, then the means over subjects."""
+        return [name, *(f"{r['mean']:.3f}" for r in rs), f"{np.mean([r['mean'] for r in rs]):.3f}",
+                f"{np.mean([r['p95'] for r in rs]):.3f}", f"{np.mean([r['seconds'] for r in rs]):.1f}"]
 
     if "ablation" in parts:
         # every row on every subject: one subject's differences of a few hundredths of a mm are
@@ -246,20 +260,15 @@ def main() -> None:
         rows = []
         for name, c in ablations(cfg):
             key = "full" if name.startswith("+ displacement") else name
-            rs = [run(sd, key, c) for sd in a.seeds]
-            rows.append([name, *(f"{r['mean']:.3f}" for r in rs), f"{np.mean([r['mean'] for r in rs]):.3f}",
-                         f"{np.mean([r['p95'] for r in rs]):.3f}", f"{np.mean([r['seconds'] for r in rs]):.1f}"])
+            rows.append(seed_row(name, [run(sd, key, c) for sd in a.seeds]))
             print(f"  ablation {name} done", file=sys.stderr)
             if name == "+ PRDL":
                 # the same row with masks that are evidence of their own (the cue masks are drawn
                 # from the same landmarks): what PRDL adds with a real face parser
-                rs = [run(sd, "true masks", c, mutate=true_part_masks) for sd in a.seeds]
-                rows.append(["  (+ PRDL on true part masks, no skin)", *(f"{r['mean']:.3f}" for r in rs),
-                             f"{np.mean([r['mean'] for r in rs]):.3f}", f"{np.mean([r['p95'] for r in rs]):.3f}",
-                             f"{np.mean([r['seconds'] for r in rs]):.1f}"])
+                rows.append(seed_row("  (+ PRDL on true part masks, no skin)",
+                                     [run(sd, "true masks", c, mutate=true_part_masks) for sd in a.seeds]))
         # where the cue part masks come from: the cues stage's frame fit to the same landmarks
-        es = [cue_head_error(root(n4) if sd == a.seed else make_session(a.work, n4, size, sd), model)
-              for sd in a.seeds]
+        es = [cue_head_error(subject(sd), model) for sd in a.seeds]
         rows.append(["  (reference: the cues' frame-fit head, which draws the part masks)", *(f"{e:.3f}" for e in es),
                      f"{np.mean(es):.3f}", "", ""])
         table(f"Ablation at {n4} views, mean mm per subject (seed) and over subjects (each row adds one piece)",
@@ -274,9 +283,7 @@ def main() -> None:
     if "losses" in parts:
         rows = []
         for name, c in (("PRDL", cfg), ("mask IoU", with_mask_iou(cfg))):
-            rs = [run(sd, "full" if name == "PRDL" else "mask iou", c) for sd in a.seeds]
-            rows.append([name, *(f"{r['mean']:.3f}" for r in rs), f"{np.mean([r['mean'] for r in rs]):.3f}",
-                         f"{np.mean([r['p95'] for r in rs]):.3f}", f"{np.mean([r['seconds'] for r in rs]):.1f}"])
+            rows.append(seed_row(name, [run(sd, "full" if name == "PRDL" else "mask iou", c) for sd in a.seeds]))
         table(f"PRDL vs a plain soft mask-IoU loss in the same schedule, {n4} views, mean mm per subject",
               ["part loss", *(f"seed {sd}" for sd in a.seeds), "mean", "p95 (mean)", "fit s"], rows)
     if "dense" in parts:
@@ -299,7 +306,7 @@ def main() -> None:
     if "presets" in parts:
         rows = []
         for name in ("fast", "default", "best"):
-            r = results.get(n4) if name == a.preset and n4 in results else fit_and_measure(root(n4), preset(name), model)
+            r = run(a.seed, "full" if name == a.preset else f"preset {name}", preset(name))
             rows.append([name, f"{r['mean']:.3f}", f"{r['median']:.3f}", f"{r['p95']:.3f}", f"{r['seconds']:.1f}"])
         table(f"Presets, {n4} views", ["preset", "mean mm", "median mm", "p95 mm", "fit s"], rows)
     if "robust" in parts:
