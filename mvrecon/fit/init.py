@@ -8,8 +8,9 @@ triangulated by RANSAC over view pairs with a pixel threshold, then refined on i
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import combinations
+from typing import Literal
 
 import numpy as np
 
@@ -120,6 +121,8 @@ class InitResult:
     rms_m: float
     """RMS distance (metres) of the fitted landmark vertices to the triangulated points."""
     n_points: int
+    landmarks_moved: dict[str, list[float]] = field(default_factory=dict)
+    """View -> the (x, y) pixels by which its landmarks were displaced as a whole and moved back."""
 
 
 #: Landmarks used for the similarity: stable inner-face points (brows, nose, eyes, mouth), not the
@@ -168,3 +171,122 @@ def fit_landmarks_3d(model, points: np.ndarray, valid: np.ndarray, id_reg: float
     full_alpha = np.zeros(model.n_id)
     full_alpha[:n_id] = alpha
     return InitResult(s, R, t, full_alpha, beta, rms, int(use.sum()))
+
+
+def leave_one_out_errors(P: np.ndarray, lm: np.ndarray, conf: np.ndarray, face_size: np.ndarray,
+                         threshold_px: float, min_points: int = 6) -> tuple[np.ndarray, list[np.ndarray | None]]:
+    """Judge each view against the others alone: its landmarks are compared with the points the
+    other views triangulate, so a view displaced as a whole cannot pull the points it is judged
+    by (whatever the direction of the displacement).
+
+    Returns ``err`` (V,): each view's median reprojection error in face widths (NaN: fewer than
+    ``min_points`` points or fewer than two other views), and the reprojections (L, 2) of the
+    other views' points into each view (NaN rows where a point is missing), or None.
+    """
+    V = len(P)
+    err = np.full(V, np.nan)
+    reproj: list[np.ndarray | None] = [None] * V
+    for v in range(V):
+        others = [u for u in range(V) if u != v and conf[u].max() > 0]
+        if len(others) < 2 or conf[v].max() <= 0:
+            continue
+        tri = triangulate_landmarks(P[others], lm[others], conf[others], threshold_px=threshold_px)
+        ok = np.isfinite(tri.points).all(1)
+        px = np.full((lm.shape[1], 2), np.nan)
+        for j in np.flatnonzero(ok):
+            x, z = reproject(P[v : v + 1], tri.points[j])
+            if z[0] > 0:
+                px[j] = x[0]
+        use = np.isfinite(px).all(1) & (conf[v] > 0)
+        if use.sum() < min_points:
+            continue
+        reproj[v] = px
+        err[v] = float(np.median(np.linalg.norm(px[use] - lm[v, use], axis=1))) / face_size[v]
+    return err, reproj
+
+
+def consistency_scores(P: np.ndarray, lm: np.ndarray, conf: np.ndarray, face_size: np.ndarray,
+                       min_conf: float = 0.3) -> np.ndarray:
+    """(V + 1,) how well views agree on the landmarks: the median reprojection error (face
+    widths) of the points triangulated (plain DLT) from all views [0], or from all views but
+    view ``v`` [v + 1]. A view displaced as a whole raises every score but the one leaving it out."""
+    V, L, _ = lm.shape
+    out = np.full(V + 1, np.nan)
+    for h in range(-1, V):
+        keep = [u for u in range(V) if u != h and conf[u].max() > 0]
+        if len(keep) < 2:
+            continue
+        errs = []
+        for j in range(17, L):
+            use = [u for u in keep if conf[u, j] >= min_conf]
+            if len(use) < 2:
+                continue
+            X = triangulate_dlt(P[use], lm[use, j])
+            px, z = reproject(P[use], X)
+            if (z <= 0).any():
+                continue
+            errs.append(np.linalg.norm(px - lm[use, j], axis=1) / face_size[use])
+        if errs:
+            out[h + 1] = float(np.median(np.concatenate(errs)))
+    return out
+
+
+@dataclass
+class ViewVerdict:
+    """What the initialisation decided about one view's landmarks."""
+
+    view: int
+    action: Literal["shift", "drop"]
+    shift_px: np.ndarray
+    """(2,) the translation applied to its landmarks (``shift``), pixels of the landmarks given."""
+    score_before: float
+    score_after: float
+    """Consistency of all views (face widths) before and after the verdict."""
+
+
+def judge_views(P: np.ndarray, lm: np.ndarray, conf: np.ndarray, face_size: np.ndarray, factor: float = 1.5,
+                floor: float = 0.02, threshold_px: float = 15.0, max_views: int | None = None) -> list[ViewVerdict]:
+    """Find views whose landmarks disagree with the others', one at a time (never leaving fewer
+    than three views to judge by).
+
+    The views are inconsistent when the consistency score of all of them exceeds ``factor``
+    times the best score with one view left out, plus ``floor`` (face widths); that view is the
+    suspect (:func:`consistency_scores`). A detection displaced as a whole (a detector's wrong
+    crop; the case of a 30 px shift) keeps its shape: its landmarks are moved by the median
+    offset to the points the other views triangulate, and kept when that makes the views
+    consistent. Otherwise the view's landmarks are dropped.
+    """
+    lm = lm.copy()
+    conf = conf.copy()
+    out: list[ViewVerdict] = []
+    for _ in range(len(P) if max_views is None else max_views):
+        active = [v for v in range(len(P)) if conf[v].max() > 0]
+        if len(active) < 4:
+            break
+        s = consistency_scores(P, lm, conf, face_size)
+        without = s[1:].copy()
+        without[[v for v in range(len(P)) if v not in active]] = np.nan
+        if not np.isfinite(s[0]) or not np.isfinite(without).any():
+            break
+        v = int(np.nanargmin(without))
+        best = float(without[v])
+        if s[0] <= factor * best + floor:
+            break
+        _, reproj = leave_one_out_errors(P, lm, conf, face_size, threshold_px=threshold_px)
+        verdict = ViewVerdict(v, "drop", np.zeros(2), float(s[0]), best)
+        if reproj[v] is not None:
+            use = np.isfinite(reproj[v]).all(1) & (conf[v] > 0)
+            use[:17] = False
+            if use.sum() >= 6:
+                d = np.median(reproj[v][use] - lm[v, use], axis=0)
+                moved = lm.copy()
+                moved[v] += d
+                after = float(consistency_scores(P, moved, conf, face_size)[0])
+                if after <= factor * best + floor:
+                    verdict = ViewVerdict(v, "shift", d, float(s[0]), after)
+        if verdict.action == "shift":
+            lm[v] += verdict.shift_px
+        else:
+            conf[v] = 0
+        out.append(verdict)
+    return out

@@ -30,7 +30,7 @@ from ..facemodel import FaceModel, load_model
 from ..io import read_image
 from .config import FitConfig, preset
 from .data import ViewBatch, ViewCues, prepare_views
-from .init import InitResult, fit_landmarks_3d, outlier_views, triangulate_landmarks
+from .init import InitResult, fit_landmarks_3d, judge_views, triangulate_landmarks
 from .optimize import FitState, Fitter, project
 from .params import FitParams, HeadGeometry, Layout, sample_uv_map
 
@@ -71,22 +71,6 @@ def make_layout(views_frames: list[str], mode: str, synchronized: bool) -> tuple
     return Layout(group_of_view=gov, n_groups=len(names), mode=mode), names
 
 
-def landmark_view_errors(P: np.ndarray, lm: np.ndarray, conf: np.ndarray, points: np.ndarray,
-                         face_size: np.ndarray) -> np.ndarray:
-    """(V,) median landmark reprojection error of each view in face widths (NaN: too few points)."""
-    from .init import reproject
-
-    ok = np.isfinite(points).all(1)
-    err = np.full(len(P), np.nan)
-    for v in range(len(P)):
-        use = ok & (conf[v] > 0)
-        if use.sum() < 6:
-            continue
-        px = np.stack([reproject(P[v : v + 1], X)[0][0] for X in points[use]])
-        err[v] = np.median(np.linalg.norm(px - lm[v, use], axis=1)) / face_size[v]
-    return err
-
-
 def initialise(model: FaceModel, batch: ViewBatch, layout: Layout) -> InitResult:
     """Triangulate the landmarks of all views (per frame when there are several) and fit the model."""
     P = (batch.K @ batch.world_to_cam[:, :3, :]).double().numpy()
@@ -95,26 +79,40 @@ def initialise(model: FaceModel, batch: ViewBatch, layout: Layout) -> InitResult
     frames = np.array(batch.frames)
     first = frames[0]
     sel = frames == first
-    tri = triangulate_landmarks(P[sel], lm[sel], conf[sel], threshold_px=0.06 * batch.size)
-    # A view whose landmarks are shifted as a whole (a wrong detection) can pass the per-landmark
-    # RANSAC (a shift along the epipolar lines only changes depth), so views are also judged as a
-    # whole: one whose median reprojection error is far above the others' is dropped, its
-    # landmarks leave the fit (its masks and photo stay), and the points are triangulated again.
+    # A view whose landmarks are wrong as a whole (a mis-detection, a detector's crop shifted by
+    # 30 px) can pass a per-landmark RANSAC (a shift along the epipolar lines only changes depth,
+    # and a pixel threshold loose enough for side views admits it), so views are judged as a
+    # whole first: one displaced as a whole is moved back onto the others' points, one that
+    # disagrees otherwise leaves the landmarks (its masks and photo stay).
     idx = np.flatnonzero(sel)
-    err = landmark_view_errors(P[sel], lm[sel], conf[sel], tri.points, batch.face_size.double().numpy()[sel])
-    dropped = outlier_views(err, factor=3.0, floor=0.05)
-    if dropped:
-        for k in dropped:
-            batch.lm_conf[idx[k]] = 0
-            log.warning("fit: the landmarks of view %s disagree with the other views; left out of the "
-                        "triangulation and the landmark term", batch.keys[idx[k]])
-        conf = batch.lm_conf.double().numpy()
-        tri = triangulate_landmarks(P[sel], lm[sel], conf[sel], threshold_px=0.06 * batch.size)
+    moved = {}
+    for vd in judge_views(P[sel], lm[sel], conf[sel], batch.face_size.double().numpy()[sel],
+                          threshold_px=0.06 * batch.size):
+        k = idx[vd.view]
+        if vd.action == "shift":
+            d = torch.as_tensor(vd.shift_px, dtype=batch.lm68.dtype)
+            batch.lm68[k] += d
+            if batch.lm_dense is not None:
+                batch.lm_dense[k] += d
+            scale = batch.cameras_full[k].K[0, 0] / float(batch.K[k, 0, 0])
+            moved[batch.keys[k]] = [round(float(-x * scale), 2) for x in vd.shift_px]
+            log.warning("fit: the landmarks of view %s are displaced as a whole from the other views' by "
+                        "(%.1f, %.1f) px; moved back (view consistency %.3f -> %.3f face widths)", batch.keys[k],
+                        -vd.shift_px[0] * scale, -vd.shift_px[1] * scale, vd.score_before, vd.score_after)
+        else:
+            batch.lm_conf[k] = 0
+            log.warning("fit: the landmarks of view %s disagree with the other views (consistency %.3f, "
+                        "%.3f without it); left out of the triangulation and the landmark term", batch.keys[k],
+                        vd.score_before, vd.score_after)
+    lm = batch.lm68.double().numpy()
+    conf = batch.lm_conf.double().numpy()
+    tri = triangulate_landmarks(P[sel], lm[sel], conf[sel], threshold_px=0.06 * batch.size)
     valid = np.isfinite(tri.points).all(1)
     if valid.sum() < 6:
         raise InputError(f"only {int(valid.sum())} landmarks could be triangulated from frame {first!r}: "
                          "the views do not agree on the face (check the cues and the rig calibration)")
     init = fit_landmarks_3d(model, np.nan_to_num(tri.points), valid)
+    init.landmarks_moved = moved
     log.info("init: %d landmarks triangulated (median reprojection %.2f px), model fit RMS %.2f mm, scale %.3f",
              int(valid.sum()), float(np.nanmedian(tri.error_px)), init.rms_m * 1000, init.scale)
     return init
@@ -255,6 +253,7 @@ def summarise(res: FitResult) -> dict[str, Any]:
         "stage_seconds": {k: round(v, 2) for k, v in res.state.stage_times.items()},
         "init_landmark_rms_mm": round(res.init.rms_m * 1000, 3),
         # left out at the initialisation (no landmark confidence left) or after a stage
+        "landmark_views_moved_px": res.init.landmarks_moved,
         "landmark_outlier_views": sorted({k for k, c in zip(res.batch.keys, res.batch.lm_conf) if float(c.sum()) == 0}
                                          | set(res.state.landmark_outliers)),
         "landmark_error_px_median": round(float(np.median(err_full[:, 17:])), 3),

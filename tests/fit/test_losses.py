@@ -194,3 +194,40 @@ def test_outlier_views_by_error():
     # too few judged views to tell who is wrong, or too few would remain
     assert outlier_views(np.array([0.02, nan, 0.25, nan]), 3.0, 0.05) == []
     assert outlier_views(np.array([0.02, 0.3, 0.25, 0.4]), 0.5, 0.0) == []
+
+
+def _views_of_points(n_views: int, rng, noise_px: float = 0.3):
+    """Projection matrices of a rig around the origin (yaws -45..45 degrees, 0.5 m away, f 500 px)
+    and the noisy pixels (V, 68, 2) of 68 points in a head-sized box."""
+    X = rng.uniform(-0.07, 0.07, (68, 3))
+    K = np.array([[500.0, 0, 128], [0, 500.0, 128], [0, 0, 1]])
+    P = []
+    for yaw in np.radians(np.linspace(-45, 45, n_views)):
+        R = np.array([[np.cos(yaw), 0, -np.sin(yaw)], [0, 1, 0], [np.sin(yaw), 0, np.cos(yaw)]])
+        P.append(K @ np.c_[R, [0, 0, 0.5]])
+    P = np.stack(P)
+    h = np.einsum("vij,nj->vni", P, np.c_[X, np.ones(68)])
+    px = h[..., :2] / h[..., 2:] + rng.normal(0, noise_px, (n_views, 68, 2))
+    return P, px, np.ones((n_views, 68)), np.full(n_views, 50.0)
+
+
+def test_judge_views_moves_back_a_displaced_view_and_drops_a_scrambled_one(rng):
+    from mvrecon.fit.init import consistency_scores, judge_views
+
+    P, px, conf, fs = _views_of_points(4, rng)
+    assert judge_views(P, px, conf, fs) == []
+    shifted = px.copy()
+    shifted[1] += [12.0, -5.0]
+    s = consistency_scores(P, shifted, conf, fs)
+    assert np.nanargmin(s[1:]) == 1 and s[0] > 3 * s[2]  # leaving view 1 out makes the rest agree
+    (vd,) = judge_views(P, shifted, conf, fs)
+    assert vd.view == 1 and vd.action == "shift"
+    assert np.allclose(vd.shift_px, [-12.0, 5.0], atol=0.5) and vd.score_after < 0.3 * vd.score_before
+    scrambled = px.copy()
+    scrambled[2] += rng.normal(0, 8.0, (68, 2))  # not a displacement: no shift explains it
+    (vd,) = judge_views(P, scrambled, conf, fs)
+    assert vd.view == 2 and vd.action == "drop"
+    # three views: leaving one out leaves two, which always agree; nobody can be judged
+    P3, px3, conf3, fs3 = _views_of_points(3, rng)
+    px3[1] += [12.0, -5.0]
+    assert judge_views(P3, px3, conf3, fs3) == []
