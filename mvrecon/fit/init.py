@@ -2,8 +2,10 @@
 identity/expression fitted to the model's landmark vertices.
 
 A calibrated rig makes this metric: each landmark seen in two or more views is a 3D point. A view
-whose landmarks are wrong (a mis-detection, a 30 px shift) must not spoil it, so each point is
-triangulated by RANSAC over view pairs with a pixel threshold, then refined on its inliers.
+whose landmarks are wrong (a mis-detection, a 30 px shift) must not spoil it. Views are judged as
+a whole first (:func:`judge_views`: does leaving one out make the rest agree?): one displaced as a
+whole is moved back onto the others' points, one wrong otherwise is left out. Then each point is
+triangulated by RANSAC over view pairs with a pixel threshold, and refined on its inliers.
 """
 
 from __future__ import annotations
