@@ -175,36 +175,21 @@ def fit_landmarks_3d(model, points: np.ndarray, valid: np.ndarray, id_reg: float
     return InitResult(s, R, t, full_alpha, beta, rms, int(use.sum()))
 
 
-def leave_one_out_errors(P: np.ndarray, lm: np.ndarray, conf: np.ndarray, face_size: np.ndarray,
-                         threshold_px: float, min_points: int = 6) -> tuple[np.ndarray, list[np.ndarray | None]]:
-    """Judge each view against the others alone: its landmarks are compared with the points the
-    other views triangulate, so a view displaced as a whole cannot pull the points it is judged
-    by (whatever the direction of the displacement).
-
-    Returns ``err`` (V,): each view's median reprojection error in face widths (NaN: fewer than
-    ``min_points`` points or fewer than two other views), and the reprojections (L, 2) of the
-    other views' points into each view (NaN rows where a point is missing), or None.
-    """
-    V = len(P)
-    err = np.full(V, np.nan)
-    reproj: list[np.ndarray | None] = [None] * V
-    for v in range(V):
-        others = [u for u in range(V) if u != v and conf[u].max() > 0]
-        if len(others) < 2 or conf[v].max() <= 0:
-            continue
-        tri = triangulate_landmarks(P[others], lm[others], conf[others], threshold_px=threshold_px)
-        ok = np.isfinite(tri.points).all(1)
-        px = np.full((lm.shape[1], 2), np.nan)
-        for j in np.flatnonzero(ok):
-            x, z = reproject(P[v : v + 1], tri.points[j])
-            if z[0] > 0:
-                px[j] = x[0]
-        use = np.isfinite(px).all(1) & (conf[v] > 0)
-        if use.sum() < min_points:
-            continue
-        reproj[v] = px
-        err[v] = float(np.median(np.linalg.norm(px[use] - lm[v, use], axis=1))) / face_size[v]
-    return err, reproj
+def reprojection_from_others(P: np.ndarray, lm: np.ndarray, conf: np.ndarray, v: int,
+                             threshold_px: float) -> np.ndarray | None:
+    """(L, 2) the points the views other than ``v`` triangulate, reprojected into view ``v`` (NaN
+    rows where a point is missing or behind it), so that view ``v`` cannot pull the points it
+    is compared with; None with fewer than two other views."""
+    others = [u for u in range(len(P)) if u != v and conf[u].max() > 0]
+    if len(others) < 2:
+        return None
+    tri = triangulate_landmarks(P[others], lm[others], conf[others], threshold_px=threshold_px)
+    px = np.full((lm.shape[1], 2), np.nan)
+    for j in np.flatnonzero(np.isfinite(tri.points).all(1)):
+        x, z = reproject(P[v : v + 1], tri.points[j])
+        if z[0] > 0:
+            px[j] = x[0]
+    return px
 
 
 def consistency_scores(P: np.ndarray, lm: np.ndarray, conf: np.ndarray, face_size: np.ndarray,
@@ -247,7 +232,7 @@ class ViewVerdict:
 
 
 def judge_views(P: np.ndarray, lm: np.ndarray, conf: np.ndarray, face_size: np.ndarray, factor: float = 1.5,
-                floor: float = 0.02, threshold_px: float = 15.0, max_views: int | None = None) -> list[ViewVerdict]:
+                floor: float = 0.02, threshold_px: float = 15.0) -> list[ViewVerdict]:
     """Find views whose landmarks disagree with the others', one at a time (never leaving fewer
     than three views to judge by).
 
@@ -261,7 +246,7 @@ def judge_views(P: np.ndarray, lm: np.ndarray, conf: np.ndarray, face_size: np.n
     lm = lm.copy()
     conf = conf.copy()
     out: list[ViewVerdict] = []
-    for _ in range(len(P) if max_views is None else max_views):
+    for _ in range(len(P)):
         active = [v for v in range(len(P)) if conf[v].max() > 0]
         if len(active) < 4:
             break
@@ -274,13 +259,13 @@ def judge_views(P: np.ndarray, lm: np.ndarray, conf: np.ndarray, face_size: np.n
         best = float(without[v])
         if s[0] <= factor * best + floor:
             break
-        _, reproj = leave_one_out_errors(P, lm, conf, face_size, threshold_px=threshold_px)
+        reproj = reprojection_from_others(P, lm, conf, v, threshold_px)
         verdict = ViewVerdict(v, "drop", np.zeros(2), float(s[0]), best)
-        if reproj[v] is not None:
-            use = np.isfinite(reproj[v]).all(1) & (conf[v] > 0)
+        if reproj is not None:
+            use = np.isfinite(reproj).all(1) & (conf[v] > 0)
             use[:17] = False
             if use.sum() >= 6:
-                d = np.median(reproj[v][use] - lm[v, use], axis=0)
+                d = np.median(reproj[use] - lm[v, use], axis=0)
                 moved = lm.copy()
                 moved[v] += d
                 after = float(consistency_scores(P, moved, conf, face_size)[0])

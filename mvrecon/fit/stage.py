@@ -95,10 +95,10 @@ def initialise(model: FaceModel, batch: ViewBatch, layout: Layout) -> InitResult
             if batch.lm_dense is not None:
                 batch.lm_dense[k] += d
             scale = batch.cameras_full[k].K[0, 0] / float(batch.K[k, 0, 0])
-            moved[batch.keys[k]] = [round(float(-x * scale), 2) for x in vd.shift_px]
+            moved[batch.keys[k]] = dx, dy = [round(float(-x * scale), 2) for x in vd.shift_px]
             log.warning("fit: the landmarks of view %s are displaced as a whole from the other views' by "
                         "(%.1f, %.1f) px; moved back (view consistency %.3f -> %.3f face widths)", batch.keys[k],
-                        -vd.shift_px[0] * scale, -vd.shift_px[1] * scale, vd.score_before, vd.score_after)
+                        dx, dy, vd.score_before, vd.score_after)
         else:
             batch.lm_conf[k] = 0
             log.warning("fit: the landmarks of view %s disagree with the other views (consistency %.3f, "
