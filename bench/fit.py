@@ -47,7 +47,7 @@ def make_session(work: Path, cams: int, size: tuple[int, int], seed: int) -> Pat
     return root
 
 
-def fit_and_measure(root: Path, cfg, model, mutate=None, mode: str | None = None) -> dict:
+def fit_and_measure(root: Path, cfg, model, mutate=None) -> dict:
     from mvrecon.fit.accuracy import surface_error
     from mvrecon.fit.stage import finish, fit_views, load_fit_views
     from mvrecon.session import load_session
@@ -57,8 +57,6 @@ def fit_and_measure(root: Path, cfg, model, mutate=None, mode: str | None = None
     cues, cams, skipped = load_fit_views(s)
     if mutate is not None:
         cues = mutate(cues)
-    if mode is not None:
-        cfg = dataclasses.replace(cfg, mode=mode)
     t0 = time.perf_counter()
     state, geom, batch, layout, names, init = fit_views(model, cues, cams, cfg, s.rig.synchronized, False)
     _, detailed, _, _ = finish(model, state, geom, batch, layout, names)
@@ -172,25 +170,28 @@ def true_part_masks(root: Path):
     return f
 
 
-def shift_view(k: int, dx: float):
+def move_view(k: int, offsets):
+    """A change of the loaded cues: view ``k``'s landmarks plus ``offsets(points)`` (an array like
+    ``points``), for its 68 and its 478 points alike."""
     def f(cues):
         cues = list(cues)
         c = cues[k]
-        cues[k] = dataclasses.replace(c, lm68=c.lm68 + np.array([dx, 0.0]),
-                                      lm478=None if c.lm478 is None else c.lm478 + np.array([dx, 0.0]))
+        cues[k] = dataclasses.replace(c, lm68=c.lm68 + offsets(c.lm68),
+                                      lm478=None if c.lm478 is None else c.lm478 + offsets(c.lm478))
         return cues
     return f
+
+
+def shift_view(k: int, dx: float):
+    """View ``k``'s landmarks moved by ``dx`` px along x, as a whole."""
+    return move_view(k, lambda pts: np.array([dx, 0.0]))
 
 
 def scatter_view(k: int, sigma: float, seed: int = 0):
     """View ``k``'s landmarks each moved at random (N(0, sigma) px): wrong, but not as a whole."""
     def f(cues):
         rng = np.random.default_rng(seed)
-        cues = list(cues)
-        c = cues[k]
-        cues[k] = dataclasses.replace(c, lm68=c.lm68 + rng.normal(0, sigma, c.lm68.shape),
-                                      lm478=None if c.lm478 is None else c.lm478 + rng.normal(0, sigma, c.lm478.shape))
-        return cues
+        return move_view(k, lambda pts: rng.normal(0, sigma, pts.shape))(cues)
     return f
 
 
@@ -288,7 +289,7 @@ def main() -> None:
     if "modes" in parts:
         rows = []
         for mode in ("per_frame", "per_view"):
-            r = results.get(n4) if mode == "per_frame" and n4 in results else fit_and_measure(root(n4), cfg, model, mode=mode)
+            r = run(a.seed, "full" if mode == "per_frame" else mode, dataclasses.replace(cfg, mode=mode))
             rows.append([mode, r["groups"], f"{r['mean']:.3f}", f"{r['p95']:.3f}", f"{r['seconds']:.1f}"])
         table(f"Expression per frame (synchronized rig) vs per view (MV-HRN), {n4} views, 1 frame",
               ["mode", "expression groups", "mean mm", "p95 mm", "fit s"], rows)
@@ -299,11 +300,10 @@ def main() -> None:
         table(f"PRDL vs a plain soft mask-IoU loss in the same schedule, {n4} views, mean mm per subject",
               ["part loss", *(f"seed {sd}" for sd in a.seeds), "mean", "p95 (mean)", "fit s"], rows)
     if "dense" in parts:
-        base = results.get(n4) or fit_and_measure(root(n4), cfg, model)
-        r = fit_and_measure(root(n4), dataclasses.replace(cfg, dense_landmarks=not cfg.dense_landmarks), model)
+        other = dataclasses.replace(cfg, dense_landmarks=not cfg.dense_landmarks)
         rows = [[("478 MediaPipe points (embedding)" if c.dense_landmarks else "68 iBUG points"),
                  f"{x['mean']:.3f}", f"{x['median']:.3f}", f"{x['p95']:.3f}", f"{x['seconds']:.1f}"]
-                for c, x in ((cfg, base), (dataclasses.replace(cfg, dense_landmarks=not cfg.dense_landmarks), r))]
+                for c, x in ((cfg, run(a.seed, "full", cfg)), (other, run(a.seed, "other landmarks", other)))]
         table(f"Landmark term on the 68 iBUG points vs MediaPipe's 478 through the model's embedding, {n4} views",
               ["landmarks", "mean mm", "median mm", "p95 mm", "fit s"], rows)
     if "seeds" in parts:
