@@ -49,7 +49,7 @@ def make_session(work: Path, cams: int, size: tuple[int, int], seed: int) -> Pat
 
 def fit_and_measure(root: Path, cfg, model, mutate=None) -> dict:
     from mvrecon.fit.accuracy import surface_error
-    from mvrecon.fit.stage import finish, fit_views, load_fit_views
+    from mvrecon.fit.stage import camera_response, finish, fit_views, load_fit_views
     from mvrecon.session import load_session
 
     s = load_session(root)
@@ -58,7 +58,8 @@ def fit_and_measure(root: Path, cfg, model, mutate=None) -> dict:
     if mutate is not None:
         cues = mutate(cues)
     t0 = time.perf_counter()
-    state, geom, batch, layout, names, init = fit_views(model, cues, cams, cfg, s.rig.synchronized, False)
+    state, geom, batch, layout, names, init = fit_views(model, cues, cams, cfg, s.rig.synchronized, False,
+                                                        response=camera_response(s))
     _, detailed, _, _ = finish(model, state, geom, batch, layout, names)
     secs = time.perf_counter() - t0
     frames = [str(f) for f in gt["frames"]]
@@ -77,6 +78,8 @@ def fit_and_measure(root: Path, cfg, model, mutate=None) -> dict:
         "p95": float(np.mean([e.p95_mm for e in errs])), "median": float(np.mean([e.median_mm for e in errs])),
         "init_rms": init.rms_m * 1000, "seconds": secs, "skipped": skipped, "moved": init.landmarks_moved,
         "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "reverted": {c["stage"]: c.get("why", "") for c in state.checks if not c["kept"]},
+        "fold": geom.fold_ratio(state.params),
     }
 
 

@@ -61,7 +61,7 @@ def mean_face_error(root: Path, model, cfg) -> dict:
     views triangulate (as the fit's initialisation does), against the true surface."""
     from mvrecon.fit.accuracy import surface_error
     from mvrecon.fit.data import prepare_views
-    from mvrecon.fit.init import fit_landmarks_3d, triangulate_landmarks
+    from mvrecon.fit.init import INNER, triangulate_landmarks, umeyama
     from mvrecon.fit.stage import load_fit_views
     from mvrecon.session import load_session
 
@@ -72,9 +72,11 @@ def mean_face_error(root: Path, model, cfg) -> dict:
     sel = frames == frames[0]
     tri = triangulate_landmarks(P[sel], batch.lm68.double().numpy()[sel], batch.lm_conf.double().numpy()[sel],
                                 threshold_px=0.06 * batch.size)
-    valid = np.isfinite(tri.points).all(1)
-    init = fit_landmarks_3d(model, np.nan_to_num(tri.points), valid, n_id=0, exp_reg=1e12)
-    world = init.scale * model.mean.astype(np.float64) @ init.R.T + init.t
+    use = np.isfinite(tri.points).all(1)
+    use[: INNER[0]] = False                                   # the fit's own rule: not the jaw line
+    mean = model.mean.astype(np.float64)
+    s, R, t = umeyama(mean[model.landmarks68][use], tri.points[use], with_scale=False)
+    world = s * mean @ R.T + t
     gt = np.load(root / "gt" / "gt.npz")
     e = surface_error(world, gt["verts_detail"][0], model)
     return {"mean": e.mean_mm, "median": e.median_mm, "p95": e.p95_mm}
@@ -90,6 +92,8 @@ def main() -> None:
     ap.add_argument("--rungs", default=",".join(("clean",) + FACTORS + ("full",)))
     ap.add_argument("--presets", default="", help="comma list of presets fitted on the full rung (e.g. fast,default,best)")
     ap.add_argument("--preset", default="default")
+    ap.add_argument("--legacy", action="store_true",
+                    help="fit with the settings from before the fit was made to hold on real heads (mvrecon.fit.config.legacy)")
     ap.add_argument("--size", default="1024x768")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--work", type=Path, default=Path("/tmp/mvrecon-bench-realism"))
@@ -99,11 +103,12 @@ def main() -> None:
 
     logging.basicConfig(level=logging.ERROR)
     from mvrecon.facemodel import load_model
-    from mvrecon.fit.config import preset
+    from mvrecon.fit.config import legacy, preset
 
     size = tuple(int(x) for x in a.size.lower().split("x"))
     model = load_model("ict")
-    cfg = preset(a.preset)
+    get = legacy if a.legacy else preset
+    cfg = get(a.preset)
     lm_only = dict(ablations(cfg))["landmarks only"]
     subjects: list = list(a.seeds)
     if a.scan != "none":
@@ -113,7 +118,7 @@ def main() -> None:
             print(f"note: no scan at {a.scan}; the scanned subject is left out", file=sys.stderr)
     rungs = [r for r in a.rungs.split(",") if r]
     a.work.mkdir(parents=True, exist_ok=True)
-    print(f"realism ladder: preset {a.preset}, {size[0]}x{size[1]} px, subjects "
+    print(f"realism ladder: preset {a.preset}{' (legacy settings)' if a.legacy else ''}, {size[0]}x{size[1]} px, subjects "
           f"{', '.join('scan' if isinstance(s, Path) else f'seed {s}' for s in subjects)}, torch threads {a.threads}; "
           "errors: face vertices -> true surface in the rig's frame (no alignment), mm")
     if any(isinstance(s, Path) for s in subjects):
@@ -148,7 +153,7 @@ def main() -> None:
                 if rung == "full" and a.presets:
                     row = [name, n]
                     for p in a.presets.split(","):
-                        r = f if p == a.preset else fit_and_measure(root, preset(p), model)
+                        r = f if p == a.preset else fit_and_measure(root, get(p), model)
                         row.append(f"{r['mean']:.3f} ({r['seconds']:.0f} s)")
                     presets_rows.append(row)
     if presets_rows:

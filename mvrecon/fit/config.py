@@ -6,9 +6,9 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-Param = Literal["alpha", "log_scale", "deform", "beta", "rot", "trans", "sh", "disp", "albedo"]
+Param = Literal["alpha", "log_scale", "deform", "beta", "rot", "trans", "sh", "disp", "albedo", "bias"]
 Loss = Literal["landmark", "prdl", "photo", "contour", "id_prior", "exp_prior", "deform_tv", "deform_tvstd",
-               "deform_mag", "disp_tv", "disp_mag", "disp_consistency", "mask_iou"]
+               "deform_mag", "deform_bend", "disp_tv", "disp_mag", "disp_consistency", "mask_iou"]
 
 
 @dataclass(frozen=True)
@@ -37,12 +37,33 @@ DEFAULT_LR: dict[str, float] = {
     "sh": 0.02,
     "disp": 5e-5,
     "albedo": 0.03,
+    "bias": 0.002,
 }
 
 _PRIORS = {"id_prior": 1e-6, "exp_prior": 1e-6}
 
 
 def _schedule(scale: float) -> tuple[Stage, ...]:
+    """The schedule: landmarks place and shape the head, then the photometric term refines identity
+    and expression, and only then does the deformation map join (along the normal, smooth by a
+    bending energy), so that it explains what the linear model cannot instead of competing with
+    identity and expression for what it can."""
+    n = lambda k: max(1, int(round(k * scale)))  # noqa: E731
+    photo = {"landmark": 0.05, "prdl": 0.02, "photo": 1.0, "contour": 0.5, **_PRIORS}
+    return (
+        Stage("rigid", n(40), ("rot", "trans"), {"landmark": 1.0}),
+        Stage("shape", n(240), ("rot", "trans", "alpha", "beta"), {"landmark": 1.0, **_PRIORS}),
+        Stage("photo", n(110), ("rot", "trans", "alpha", "beta", "sh", "albedo", "bias"), photo),
+        Stage("deform", n(60), ("rot", "trans", "beta", "sh", "albedo", "bias", "deform"),
+              {**photo, "deform_bend": 3.0, "deform_mag": 1e-3}),
+        Stage("detail", n(30), ("sh", "albedo", "bias", "disp"),
+              {"photo": 1.0, "disp_tv": 0.5, "disp_mag": 0.05, "disp_consistency": 0.5}),
+    )
+
+
+def _schedule_legacy(scale: float) -> tuple[Stage, ...]:
+    """The schedule before the fit was made to hold on real heads (a free 3D deformation map in the
+    photometric stage); kept to measure against (:func:`legacy`)."""
     # Weights measured on synthetic 4-view sessions (bench/fit.py): once the shape is in the basin,
     # the multi-view photometric term is the strongest geometric cue (a calibrated rig makes it
     # multi-view stereo); landmarks and PRDL come from detected cues whose bias is a few pixels,
@@ -120,6 +141,16 @@ class FitConfig:
     median over views (plus 0.02 face widths) leave the landmark term; 0 keeps every view."""
     divergence_factor: float = 1e3
     """Stop with an error when the total loss exceeds its stage start by this factor."""
+    deform_kind: Literal["normal", "free"] = "normal"
+    """Deformation map along the normal of the neutral surface (bounded per region) or a free 3D offset."""
+    photo_truncate: float = 0.15
+    """Truncated L1 photometric norm: a pixel's colour distance counts up to this much (0: plain)."""
+    skin_evidence: bool = True
+    """Pixels whose colour says they are not skin (hair, beard, brows, highlights, backdrop) leave the photometric term."""
+    heldout_fraction: float = 0.125
+    """Share of the face pixels held out of the photometric term to judge the stages after the landmark ones."""
+    stage_check: bool = True
+    """Revert a stage that makes the held-out evidence worse (or folds the surface), and say so in the summary."""
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -133,6 +164,15 @@ class FitConfig:
             if ps and w:
                 sched.append(dataclasses.replace(st, weights=w, params=ps))
         return dataclasses.replace(self, schedule=tuple(sched))
+
+
+def legacy(name: str = "default") -> FitConfig:
+    """Preset ``name`` as it was before the fit was made to hold on real heads: a free 3D deformation
+    in the photometric stage, a plain robust photometric term over every face pixel, no stage
+    check (kept to measure against)."""
+    scale = {"fast": 0.5, "default": 1.0, "best": 2.0}[name]
+    return dataclasses.replace(PRESETS[name], schedule=_schedule_legacy(scale), deform_kind="free", photo_truncate=0.0,
+                               skin_evidence=False, heldout_fraction=0.0, stage_check=False)
 
 
 PRESETS: dict[str, FitConfig] = {

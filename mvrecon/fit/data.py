@@ -110,6 +110,10 @@ class ViewBatch:
     """(V, 478, 2) MediaPipe points, crop pixels (None unless every view has them)."""
     lm_dense_conf: torch.Tensor | None = None
     """(V, 478)."""
+    skin_weight: torch.Tensor | None = None
+    """(V, S, S) how much each pixel looks like the subject's skin (:mod:`.evidence`), or None."""
+    linear: bool = False
+    """``image`` was decoded from sRGB to linear light."""
 
     @property
     def n_views(self) -> int:
@@ -162,8 +166,11 @@ def _warp(img: np.ndarray, A: np.ndarray, size: int, nearest: bool) -> np.ndarra
 
 def prepare_views(cues: list[ViewCues], cams: list[Camera], world_to_cam: list[np.ndarray] | None = None,
                   size: int = 256, anchor_n: int = 24, mask_points: int = 3000,
-                  dtype: torch.dtype = torch.float32) -> ViewBatch:
-    """Undistort, crop and stack the views, and precompute the loss targets."""
+                  dtype: torch.dtype = torch.float32, response: str = "linear") -> ViewBatch:
+    """Undistort, crop and stack the views, and precompute the loss targets.
+
+    ``response``: how the photos encode light, ``"srgb"`` (cameras' JPEGs: decoded to linear light,
+    where shading is a product) or ``"linear"``."""
     keys, frames, full_cams, affines, Ks, w2c, imgs, labs, lms, confs = [], [], [], [], [], [], [], [], [], []
     dense, dense_conf = [], []
     for cv, cam in zip(cues, cams):
@@ -203,6 +210,12 @@ def prepare_views(cues: list[ViewCues], cams: list[Camera], world_to_cam: list[n
             has[v, p] = float(trust[v][p])
     if world_to_cam is not None:
         w2c = list(world_to_cam)
+    image = np.stack(imgs).astype(np.float64) / 255.0
+    if response == "srgb":
+        image = np.where(image <= 0.04045, image / 12.92, ((image + 0.055) / 1.055) ** 2.4)
+    from .evidence import skin_weights
+
+    skin = np.stack([skin_weights(image[v], labs[v]) for v in range(V)])
     return ViewBatch(
         keys=keys,
         frames=frames,
@@ -210,7 +223,7 @@ def prepare_views(cues: list[ViewCues], cams: list[Camera], world_to_cam: list[n
         crop_affine=np.stack(affines),
         K=torch.as_tensor(np.stack(Ks), dtype=dtype),
         world_to_cam=torch.as_tensor(np.stack(w2c), dtype=dtype),
-        image=torch.as_tensor(np.stack(imgs), dtype=dtype) / 255.0,
+        image=torch.as_tensor(image, dtype=dtype),
         labels=torch.as_tensor(np.stack(labs)),
         lm68=torch.as_tensor(lm, dtype=dtype),
         lm_conf=torch.as_tensor(np.stack(confs), dtype=dtype),
@@ -221,4 +234,6 @@ def prepare_views(cues: list[ViewCues], cams: list[Camera], world_to_cam: list[n
         size=size,
         lm_dense=torch.as_tensor(np.stack(dense), dtype=dtype) if has_dense else None,
         lm_dense_conf=torch.as_tensor(np.stack(dense_conf), dtype=dtype) if has_dense else None,
+        skin_weight=torch.as_tensor(skin, dtype=dtype),
+        linear=response == "srgb",
     )

@@ -50,6 +50,8 @@ class FitState:
     visibility: torch.Tensor | None = None
     landmark_outliers: list[str] = field(default_factory=list)
     """Views whose landmarks were left out as outliers."""
+    checks: list[dict] = field(default_factory=list)
+    """Per judged stage: the held-out evidence before and after, kept or reverted and why."""
 
 
 class Fitter:
@@ -80,19 +82,36 @@ class Fitter:
         # the photometric term counts face pixels only, so rays are cast for those alone (about
         # half the crop); views with fewer face pixels are padded with a pixel far outside the
         # image, which no ray from it can hit
+        # A fixed share of them is held out of the term: the stages after the landmark ones are
+        # judged on those (evidence they did not fit).
         V = views.n_views
-        counts = face.flatten(1).sum(1)
-        P = max(int(counts.max()), 1)
-        self.face_pixels = torch.full((V, P, 2), -1e5, dtype=views.image.dtype)
-        self.face_valid = torch.zeros(V, P, dtype=torch.bool)
-        self.face_target = torch.zeros(V, P, 3, dtype=views.image.dtype)
-        for v in range(V):
-            ys, xs = torch.nonzero(face[v], as_tuple=True)
-            n = len(ys)
-            self.face_pixels[v, :n] = torch.stack([xs, ys], 1).to(views.image.dtype)
-            self.face_valid[v, :n] = True
-            self.face_target[v, :n] = views.image[v, ys, xs]
+        gen = torch.Generator().manual_seed(cfg.seed + 1)
+        held = (torch.rand(face.shape, generator=gen) < cfg.heldout_fraction) & face
+        self.face_pixels, self.face_valid, self.face_target, self.face_weight = self._pixels(face & ~held)
+        self.held_pixels, self.held_valid, self.held_target, self.held_weight = self._pixels(held)
         self.visible: torch.Tensor | None = None
+        self.checks: list[dict] = []
+
+    def _pixels(self, sel: torch.Tensor):
+        """Padded (V, P) pixel lists of a (V, S, S) selection: coordinates, validity, colours and
+        skin weights (1 without skin evidence)."""
+        views = self.views
+        V = views.n_views
+        counts = sel.flatten(1).sum(1)
+        P = max(int(counts.max()), 1)
+        pix = torch.full((V, P, 2), -1e5, dtype=views.image.dtype)
+        valid = torch.zeros(V, P, dtype=torch.bool)
+        target = torch.zeros(V, P, 3, dtype=views.image.dtype)
+        weight = torch.zeros(V, P, dtype=views.image.dtype)
+        skin = views.skin_weight if (views.skin_weight is not None and self.cfg.skin_evidence) else None
+        for v in range(V):
+            ys, xs = torch.nonzero(sel[v], as_tuple=True)
+            n = len(ys)
+            pix[v, :n] = torch.stack([xs, ys], 1).to(views.image.dtype)
+            valid[v, :n] = True
+            target[v, :n] = views.image[v, ys, xs]
+            weight[v, :n] = 1.0 if skin is None else skin[v, ys, xs]
+        return pix, valid, target, weight
 
     # ------------------------------------------------------------------ pieces
     def world_vertices(self, use_disp: bool) -> torch.Tensor:
@@ -135,20 +154,25 @@ class Fitter:
             prob = interpolate(fr, self.g.faces, self.g.part_onehot)
             out["mask_iou"] = mask_iou_loss(prob, vb.labels, self.g.part_codes) / vb.n_views
         if w.get("photo"):
-            frags = rasterize_pixels(world, self.g.faces, vb.K, vb.world_to_cam, self.face_pixels)
-            r = render_mesh(world, self.g.faces, vb.K, vb.world_to_cam, 0, 0, uv_faces=self.g.faces,
-                            uvs=self.g.uv, texture=self.p.albedo[0].clamp(0, 1), sh=self.p.sh, frags=frags)
-            out["photo"] = photometric_loss(r.image, self.face_target, r.mask & self.face_valid) / vb.n_views
+            out["photo"] = self.photo_term(world, self.face_pixels, self.face_valid, self.face_target,
+                                           self.face_weight)
         if w.get("id_prior"):
             out["id_prior"] = coeff_prior(self.p.alpha[None])
         if w.get("exp_prior"):
             out["exp_prior"] = coeff_prior(self.p.beta)
-        if w.get("deform_tv") or w.get("deform_tvstd") or w.get("deform_mag"):
+        if w.get("deform_tv") or w.get("deform_tvstd"):
             D = self.p.deform * 1000.0  # millimetres
             m = self.g.deform_mask
             out["deform_tv"] = tv_loss(D, m)
             out["deform_tvstd"] = tv_std_loss(D, m)
-            out["deform_mag"] = (D[..., m] ** 2).mean()
+        if w.get("deform_mag"):
+            if self.p.deform.shape[1] == 3:
+                out["deform_mag"] = ((self.p.deform * 1000.0)[..., self.g.deform_mask] ** 2).mean()
+            else:
+                d = self.g.deform_values(self.p)[self.g._lap_rows] * 1000.0
+                out["deform_mag"] = (d ** 2).mean()
+        if w.get("deform_bend"):
+            out["deform_bend"] = self.g.bending(self.p)
         if w.get("disp_tv") or w.get("disp_mag") or w.get("disp_consistency"):
             d = self.p.disp * 1000.0
             m = self.g.disp_mask
@@ -156,6 +180,46 @@ class Fitter:
             out["disp_mag"] = d[..., m].abs().mean()
             out["disp_consistency"] = ((d - d.mean(0, keepdim=True))[..., m] ** 2).mean()
         return out
+
+    def photo_term(self, world: torch.Tensor, pixels, valid, target, weight) -> torch.Tensor:
+        """The photometric term over the given pixels: rendered colour plus the view's bias against
+        the photo, truncated L1 (``cfg.photo_truncate``), weighted by skin evidence."""
+        vb = self.views
+        frags = rasterize_pixels(world, self.g.faces, vb.K, vb.world_to_cam, pixels)
+        r = render_mesh(world, self.g.faces, vb.K, vb.world_to_cam, 0, 0, uv_faces=self.g.faces,
+                        uvs=self.g.uv, texture=self.p.albedo[0].clamp(0, 1), sh=self.p.sh, frags=frags)
+        img = r.image + self.p.bias[:, None, :]
+        m = (r.mask & valid).to(img.dtype) * weight
+        return photometric_loss(img, target, m, truncate=self.cfg.photo_truncate) / vb.n_views
+
+    def evidence(self) -> dict[str, float]:
+        """What the stages after the landmark ones are judged on: the photometric term on the held
+        out pixels, and the median landmark error (face widths) over the views that count."""
+        with torch.no_grad():
+            world = self.world_vertices(use_disp=True)
+            out = {}
+            if bool(self.held_valid.any()):
+                out["heldout_photo"] = float(self.photo_term(world, self.held_pixels, self.held_valid,
+                                                             self.held_target, self.held_weight))
+            px = project(world[:, self.g.landmarks], self.views.K, self.views.world_to_cam)
+            err = (px - self.views.lm68).norm(dim=-1) / self.views.face_size[:, None]
+            use = self.lm_weight > 0
+            out["landmark"] = float(err[use].median()) if bool(use.any()) else 0.0
+        return out
+
+    def judge(self, st: Stage, before: dict[str, float], after: dict[str, float]) -> str:
+        """Why stage ``st`` should be reverted ('' to keep it)."""
+        why = []
+        hb, ha = before.get("heldout_photo"), after.get("heldout_photo")
+        if hb is not None and ha is not None and ha > hb * 1.002:
+            why.append(f"held-out photometric error {hb:.5f} -> {ha:.5f}")
+        if after["landmark"] > before["landmark"] * 1.5 + 0.01:
+            why.append(f"landmark error {before['landmark']:.4f} -> {after['landmark']:.4f} face widths")
+        if "deform" in st.params:
+            fold = self.g.fold_ratio(self.p)
+            if fold <= 0:
+                why.append(f"the deformation folds the surface (area ratio {fold:.3f})")
+        return "; ".join(why)
 
     # ------------------------------------------------------------------ loop
     def run_stage(self, st: Stage, state: FitState) -> None:
@@ -221,7 +285,22 @@ class Fitter:
     def run(self) -> FitState:
         state = FitState(params=self.p)
         for st in self.cfg.schedule:
+            # stages driven by the landmarks alone are not judged (the held-out pixels are no
+            # evidence for them); every later one is kept only if it helps
+            judged = self.cfg.stage_check and bool(set(st.weights) - {"landmark", "id_prior", "exp_prior"})
+            if judged:
+                snap = self.p.snapshot()
+                before = self.evidence()
             self.run_stage(st, state)
+            if judged:
+                after = self.evidence()
+                why = self.judge(st, before, after)
+                rec = {"stage": st.name, "before": before, "after": after, "kept": not why}
+                if why:
+                    self.p.restore(snap)
+                    rec["why"] = why
+                    log.warning("fit: stage '%s' reverted: %s", st.name, why)
+                state.checks.append(rec)
             if st.weights.get("landmark") and self.cfg.landmark_view_outlier > 0:
                 state.landmark_outliers += [self.views.keys[v] for v in self.reject_landmark_outliers()]
         world = self.world_vertices(use_disp=True)

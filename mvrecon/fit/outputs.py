@@ -101,6 +101,7 @@ def write_fit(res, session, cfg: FitConfig, model, fused_disp: np.ndarray, cues)
             groups=np.array(list(res.meshes)),
             mode=np.array(res.layout.mode),
             fused_disp_vertex=fused_disp.astype(np.float32),
+            deform_offsets=geom.deform_offsets(p).detach().numpy().astype(np.float32),
             init_scale=res.init.scale,
             init_R=res.init.R,
             init_t=res.init.t,

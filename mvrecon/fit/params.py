@@ -1,9 +1,15 @@
 """The fit's unknowns and the geometry they make.
 
-Shared by all views: identity ``alpha`` (K_id), the canonical UV deformation map ``D`` (3 x R x R,
-metres in model space), a global scale, the UV albedo. Per expression group (a view in MV-HRN
-mode, a frame for a synchronized rig): expression ``beta`` and the head's rigid pose. Per view:
-SH lighting (9 x 3) and a UV displacement map ``d`` (1 x Rd x Rd, metres along the normal).
+Shared by all views: identity ``alpha`` (K_id), the canonical UV deformation map ``D``, a global
+scale, the UV albedo. Per expression group (a view in MV-HRN mode, a frame for a synchronized rig):
+expression ``beta`` and the head's rigid pose. Per view: SH lighting (9 x 3), a colour bias (3,)
+and a UV displacement map ``d`` (1 x Rd x Rd, metres along the normal).
+
+The deformation map is either ``normal`` (1 x R x R: an offset along the normal of the neutral
+identity surface, bounded per region by ``b_i tanh(D / b_i)``) or ``free`` (3 x R x R, metres in
+model space, MV-HRN's). A free 3D offset per texel can slide skin along the surface (on real photos
+it tore the upper lip onto the chin); along the normal it cannot, and the bounds keep the lips, the
+eyelids and the nose from swelling into what the photos do not explain.
 
 World vertices of group g: ``X = s R_g (mean + B_id alpha + B_exp beta_g + D(uv) + d(uv) n) + t_g``.
 """
@@ -91,13 +97,13 @@ class FitParams(torch.nn.Module):
     """All unknowns as parameters; which are optimised is decided by the schedule."""
 
     def __init__(self, model, n_views: int, layout: Layout, deform_res: int = 64, disp_res: int = 256,
-                 albedo_res: int = 256, dtype: torch.dtype = torch.float32):
+                 albedo_res: int = 256, dtype: torch.dtype = torch.float32, deform_channels: int = 3):
         super().__init__()
         G = layout.n_groups
         P = torch.nn.Parameter
         self.alpha = P(torch.zeros(model.n_id, dtype=dtype))
         self.log_scale = P(torch.zeros((), dtype=dtype))
-        self.deform = P(torch.zeros(1, 3, deform_res, deform_res, dtype=dtype))
+        self.deform = P(torch.zeros(1, deform_channels, deform_res, deform_res, dtype=dtype))
         self.beta = P(torch.zeros(G, model.n_exp, dtype=dtype))
         self.rot = P(torch.zeros(G, 3, dtype=dtype))
         self.trans = P(torch.zeros(G, 3, dtype=dtype))
@@ -106,10 +112,20 @@ class FitParams(torch.nn.Module):
         self.sh = P(sh)
         self.disp = P(torch.zeros(n_views, 1, disp_res, disp_res, dtype=dtype))
         self.albedo = P(torch.full((1, 3, albedo_res, albedo_res), 0.5, dtype=dtype))
+        self.bias = P(torch.zeros(n_views, 3, dtype=dtype))
         self.blendshape = model.exp_kind == "blendshape"
 
     def groups(self) -> list[str]:
-        return ["alpha", "log_scale", "deform", "beta", "rot", "trans", "sh", "disp", "albedo"]
+        return ["alpha", "log_scale", "deform", "beta", "rot", "trans", "sh", "disp", "albedo", "bias"]
+
+    def snapshot(self) -> dict[str, torch.Tensor]:
+        """Copies of every parameter (to revert a stage)."""
+        return {k: v.detach().clone() for k, v in self.named_parameters()}
+
+    def restore(self, snap: dict[str, torch.Tensor]) -> None:
+        with torch.no_grad():
+            for k, v in self.named_parameters():
+                v.copy_(snap[k])
 
     def set_init(self, init, group_ids: np.ndarray | None = None) -> None:
         with torch.no_grad():
@@ -126,13 +142,52 @@ class FitParams(torch.nn.Module):
                 self.beta.clamp_(0.0, 1.0)
 
 
+#: Largest deformation along the normal per region (metres): the lips, the eyelids and the nose
+#: are where a free map swelled or slid on real photos; elsewhere the linear model's misses
+#: (cheek and jaw shape, contours) are a few mm.
+DEFORM_BOUNDS = {"upper_lip": 1.5e-3, "lower_lip": 1.5e-3, "right_eye": 1.0e-3, "left_eye": 1.0e-3,
+                 "nose": 3.0e-3, "right_brow": 3.0e-3, "left_brow": 3.0e-3}
+DEFORM_BOUND_DEFAULT = 5.0e-3
+
+
+def deform_bounds(model) -> np.ndarray:
+    """(N,) the largest deformation along the normal of each vertex (metres), by part label."""
+    from ..parts import PART_CODES
+
+    b = np.full(model.n_vertices, DEFORM_BOUND_DEFAULT)
+    for name, bound in DEFORM_BOUNDS.items():
+        b[model.part_labels == PART_CODES[name]] = bound
+    return b
+
+
+def _bending_operator(model, mask: np.ndarray, dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """The uniform Laplacian (sparse (N, N)) over the edges between ``mask`` vertices, and the
+    squared mean edge length per vertex (N,), mm^2 (the mean face's)."""
+    tri = model.triangles[mask[model.triangles].all(1)].astype(np.int64)
+    e = np.concatenate([tri[:, [0, 1]], tri[:, [1, 2]], tri[:, [2, 0]]])
+    e = np.unique(np.sort(e, 1), axis=0)
+    n = model.n_vertices
+    deg = np.bincount(e.ravel(), minlength=n).astype(np.float64)
+    length = np.linalg.norm(model.mean[e[:, 0]] - model.mean[e[:, 1]], axis=1) * 1000.0
+    h = np.bincount(e.ravel(), weights=np.repeat(length, 2), minlength=n) / np.maximum(deg, 1)
+    rows = np.concatenate([e[:, 0], e[:, 1], np.arange(n)])
+    cols = np.concatenate([e[:, 1], e[:, 0], np.arange(n)])
+    w = np.concatenate([-1.0 / np.maximum(deg[e[:, 0]], 1), -1.0 / np.maximum(deg[e[:, 1]], 1),
+                        (deg > 0).astype(np.float64)])
+    L = torch.sparse_coo_tensor(torch.as_tensor(np.stack([rows, cols])), torch.as_tensor(w, dtype=dtype), (n, n),
+                                check_invariants=False).coalesce()
+    h2 = torch.as_tensor(np.where(deg > 0, h * h, 1.0), dtype=dtype)
+    return L, h2
+
+
 class HeadGeometry:
     """Precomputed model-side data and the differentiable vertex evaluation."""
 
     def __init__(self, model, deform_res: int = 64, disp_res: int = 256, dtype: torch.dtype = torch.float32,
-                 embedding=None):
+                 embedding=None, deform_kind: str = "free"):
         self.model = model
         self.dtype = dtype
+        self.deform_kind = deform_kind
         # MediaPipe's 478 points on the model surface (mvrecon.cues.embedding), or None
         self.dense_idx: torch.Tensor | None = None
         self.dense_w: torch.Tensor | None = None
@@ -174,6 +229,62 @@ class HeadGeometry:
                                            (model.n_vertices, F_), check_invariants=False).coalesce()
         # face-boundary candidates for the contour loss: skin vertices of the face sub-mesh
         self.contour_vertices = torch.as_tensor(np.flatnonzero((model.part_labels == 1) & ~model.forehead & used))
+        self.deform_bound = torch.as_tensor(deform_bounds(model), dtype=dtype)
+        self._lap, self._lap_h2 = _bending_operator(model, deformable, dtype)
+        self._lap_rows = torch.as_tensor(np.flatnonzero(deformable))
+        self._normals_key: torch.Tensor | None = None
+        self._normals: torch.Tensor | None = None
+
+    def neutral_normals(self, p: FitParams) -> torch.Tensor:
+        """(N, 3) unit normals of the neutral identity surface (no gradient; cached per identity)."""
+        a = p.alpha.detach()
+        if self._normals_key is None or not torch.equal(self._normals_key, a):
+            with torch.no_grad():
+                zero = torch.zeros(1, self.model.n_exp, dtype=self.dtype)
+                v = self.model.vertices_torch(a[None], zero)[0]
+                self._normals = vertex_normals(v, self.faces)
+            self._normals_key = a.clone()
+        return self._normals
+
+    def deform_values(self, p: FitParams) -> torch.Tensor:
+        """(N, C) the deformation per vertex: metres along the normal (bounded; C = 1) or a 3D offset
+        (C = 3); 0 where the map does not apply."""
+        raw = sample_uv_map(p.deform, self.uv)[0]
+        if raw.shape[1] == 3:
+            return raw * self.deformable
+        b = self.deform_bound[:, None]
+        return b * torch.tanh(raw / b) * self.deformable
+
+    def deform_offsets(self, p: FitParams) -> torch.Tensor:
+        """(N, 3) model-space offsets the deformation map adds to every expression."""
+        d = self.deform_values(p)
+        if d.shape[1] == 3:
+            return d
+        return d * self.neutral_normals(p)
+
+    def bending(self, p: FitParams) -> torch.Tensor:
+        """Mean squared discrete curvature (1/m) of the deformation over the deformable surface:
+        ``|L d|^2 / h^2`` per vertex with the uniform mesh Laplacian ``L`` and the local edge length
+        ``h``, a smoothness energy of the surface, not of the map's texels (so it does not change
+        with the map's resolution)."""
+        d = self.deform_values(p) * 1000.0                      # mm
+        Ld = torch.sparse.mm(self._lap, d)
+        return ((Ld ** 2).sum(1) / self._lap_h2)[self._lap_rows].mean()
+
+    def fold_ratio(self, p: FitParams) -> float:
+        """Smallest signed area ratio of the deformable triangles, deformed against undeformed
+        (neutral identity): 1 unchanged, <= 0 a triangle flipped or collapsed (a fold)."""
+        with torch.no_grad():
+            zero = torch.zeros(1, self.model.n_exp, dtype=self.dtype)
+            v0 = self.model.vertices_torch(p.alpha[None], zero)[0]
+            v1 = v0 + self.deform_offsets(p)
+            f = self.faces[self.deformable[self.faces, 0].bool().all(1)]
+            c0 = torch.cross(v0[f[:, 1]] - v0[f[:, 0]], v0[f[:, 2]] - v0[f[:, 0]], dim=-1)
+            c1 = torch.cross(v1[f[:, 1]] - v1[f[:, 0]], v1[f[:, 2]] - v1[f[:, 0]], dim=-1)
+            a0 = c0.norm(dim=-1)
+            ok = a0 > 1e-12
+            ratio = (c1[ok] * c0[ok]).sum(-1) / (a0[ok] ** 2)
+            return float(ratio.min()) if len(ratio) else 1.0
 
     def dense_points(self, verts: torch.Tensor) -> torch.Tensor:
         """(B, 478, 3) embedded MediaPipe points of vertices (B, N, 3)."""
@@ -203,8 +314,7 @@ class HeadGeometry:
         alpha = p.alpha[None].expand(len(group_idx), -1)
         v = self.model.vertices_torch(alpha, p.beta[group_idx])
         if use_deform:
-            off = sample_uv_map(p.deform, self.uv)[0]  # (N, 3)
-            v = v + off[None] * self.deformable
+            v = v + self.deform_offsets(p)[None]
         if use_disp and view_idx is not None:
             n = vertex_normals(v, self.faces)
             d = sample_uv_map(p.disp[view_idx], self.uv)  # (B, N, 1)

@@ -81,11 +81,14 @@ def load_fit(fit_dir: str | Path, model: FaceModel | None = None) -> FittedHead:
     model = model or load_model(str(z["model"]))
     from .params import HeadGeometry
 
-    uv = torch.as_tensor(vertex_uvs(model))
-    deform = torch.as_tensor(z["deform"])
-    geom_mask = HeadGeometry.deformable_mask(model)
-    with torch.no_grad():
-        off = sample_uv_map(deform, uv)[0].numpy() * geom_mask[:, None]
+    if "deform_offsets" in z:
+        off = z["deform_offsets"].astype(np.float64)
+    else:                                   # a fit written before the offsets were stored: a 3D map
+        uv = torch.as_tensor(vertex_uvs(model))
+        deform = torch.as_tensor(z["deform"])
+        geom_mask = HeadGeometry.deformable_mask(model)
+        with torch.no_grad():
+            off = sample_uv_map(deform, uv)[0].numpy() * geom_mask[:, None]
     R = axis_angle_to_matrix(torch.as_tensor(z["rot"], dtype=torch.float64)).numpy()
     return FittedHead(
         model=model,

@@ -119,10 +119,13 @@ def initialise(model: FaceModel, batch: ViewBatch, layout: Layout) -> InitResult
 
 
 def fit_views(model: FaceModel, cues: list[ViewCues], cams: list[Camera], cfg: FitConfig, synchronized: bool = True,
-              progress: bool | None = None) -> tuple[FitState, HeadGeometry, ViewBatch, Layout, list[str], InitResult]:
-    """The fit itself on in-memory views (the Python API below the session stage)."""
+              progress: bool | None = None, response: str = "srgb"
+              ) -> tuple[FitState, HeadGeometry, ViewBatch, Layout, list[str], InitResult]:
+    """The fit itself on in-memory views (the Python API below the session stage). ``response``:
+    the photos' encoding (:func:`camera_response`)."""
     torch.manual_seed(cfg.seed)
-    batch = prepare_views(cues, cams, size=cfg.crop_size, anchor_n=cfg.anchor_grid, mask_points=cfg.mask_points)
+    batch = prepare_views(cues, cams, size=cfg.crop_size, anchor_n=cfg.anchor_grid, mask_points=cfg.mask_points,
+                          response=response)
     layout, group_names = make_layout(batch.frames, cfg.mode, synchronized)
     init = initialise(model, batch, layout)
     emb = None
@@ -132,8 +135,9 @@ def fit_views(model: FaceModel, cues: list[ViewCues], cams: list[Camera], cfg: F
         emb = find_embedding(model)
         if emb is None:
             log.info("fit: model '%s' has no landmark embedding; landmarks on the 68 iBUG points", model.name)
-    geom = HeadGeometry(model, cfg.deform_res, cfg.disp_res, embedding=emb)
-    params = FitParams(model, batch.n_views, layout, cfg.deform_res, cfg.disp_res, cfg.albedo_res)
+    geom = HeadGeometry(model, cfg.deform_res, cfg.disp_res, embedding=emb, deform_kind=cfg.deform_kind)
+    params = FitParams(model, batch.n_views, layout, cfg.deform_res, cfg.disp_res, cfg.albedo_res,
+                       deform_channels=1 if cfg.deform_kind == "normal" else 3)
     params.set_init(init)
     with torch.no_grad():
         img = batch.image[batch.labels == 1]
@@ -177,7 +181,7 @@ def finish(model: FaceModel, state: FitState, geom: HeadGeometry, batch: ViewBat
         meshes = geom.to_world(p, base, groups).numpy()
         det = geom.to_world(p, detailed, groups).numpy()
         zero = torch.zeros_like(p.beta[:1])
-        neutral_model = model.vertices_torch(p.alpha[None], zero) + sample_uv_map(p.deform, geom.uv) * geom.deformable
+        neutral_model = model.vertices_torch(p.alpha[None], zero) + geom.deform_offsets(p)[None]
         neutral = geom.to_world(p, neutral_model, groups[:1]).numpy()[0]
     names = list(group_names)
     return ({names[g]: meshes[g] for g in range(layout.n_groups)}, {names[g]: det[g] for g in range(layout.n_groups)},
@@ -213,6 +217,15 @@ def load_fit_views(session) -> tuple[list[ViewCues], list[Camera], dict[str, str
     return out, cams, skipped
 
 
+def camera_response(session) -> str:
+    """How the session's photos encode light: ``options.camera_response`` in session.json
+    (``"srgb"``, what cameras write, by default; ``"linear"`` for renders that skip the encoding)."""
+    r = str(session.options.get("camera_response", "srgb"))
+    if r not in ("srgb", "linear"):
+        raise InputError(f"options.camera_response must be 'srgb' or 'linear', got {r!r}", session.root / "session.json")
+    return r
+
+
 def fit_session(session, config: FitConfig | None = None, progress: bool | None = None,
                 write: bool = True, model: FaceModel | None = None) -> FitResult:
     """Fit the session's views and (by default) write ``fit/``."""
@@ -220,7 +233,8 @@ def fit_session(session, config: FitConfig | None = None, progress: bool | None 
     t0 = time.perf_counter()
     model = model or load_model(session.options.get("model", "ict"))
     cues, cams, skipped = load_fit_views(session)
-    state, geom, batch, layout, names, init = fit_views(model, cues, cams, cfg, session.rig.synchronized, progress)
+    state, geom, batch, layout, names, init = fit_views(model, cues, cams, cfg, session.rig.synchronized, progress,
+                                                        response=camera_response(session))
     meshes, detailed, neutral, fused = finish(model, state, geom, batch, layout, names)
     res = FitResult(session.stage_dir("fit") if write else None, batch.keys, skipped, layout, init, state, geom,
                     batch, meshes, detailed, neutral, time.perf_counter() - t0)
@@ -257,6 +271,13 @@ def summarise(res: FitResult) -> dict[str, Any]:
         "landmark_outlier_views": sorted({k for k, c in zip(res.batch.keys, res.batch.lm_conf) if float(c.sum()) == 0}
                                          | set(res.state.landmark_outliers)),
         "landmark_error_px_median": round(float(np.median(err_full[:, 17:])), 3),
+        # every stage after the landmark ones is judged on held-out pixels and landmarks
+        "stage_checks": res.state.checks,
+        "reverted_stages": {c["stage"]: c["why"] for c in res.state.checks if not c["kept"]},
+        "deformation_worst_fold": round(res.geometry.fold_ratio(p), 4),
+        "skin_pixels_kept": {k: round(float(w[m].mean()), 3) for k, w, m in
+                             zip(res.batch.keys, res.batch.skin_weight, res.batch.labels > 0)}
+        if res.batch.skin_weight is not None else {},
         "final_losses": {k: v for k, v in last.items() if k != "stage"},
     }
 

@@ -280,7 +280,9 @@ def make_session(out: str | Path, config: SynthConfig = SynthConfig(), model: Fa
             rig="rig",
             frames=[{"name": f, "images": {c.name: f"images/{f}/{c.name}{ext}" for c in rig.cameras}} for f in frames],
             subject=cfg.subject,
-            options={"synthetic": {"seed": int(cfg.seed), "ground_truth": "gt",
+            # the clean renders skip the sRGB encoding (a gamma of 1.0-1.12); the camera factor's JPEGs are sRGB
+            options={"camera_response": "srgb" if responses is not None else "linear",
+                     "synthetic": {"seed": int(cfg.seed), "ground_truth": "gt",
                                    **({"realism": list(real.factors)} if real.factors else {}),
                                    **({"attribution": attribution} if attribution else {})}},
             scan={"mesh": "scan/scan.ply", "landmarks": "scan/landmarks.txt", "units": "m"},
