@@ -150,14 +150,37 @@ DEFORM_BOUNDS = {"upper_lip": 1.5e-3, "lower_lip": 1.5e-3, "right_eye": 1.0e-3, 
 DEFORM_BOUND_DEFAULT = 5.0e-3
 
 
-def deform_bounds(model) -> np.ndarray:
-    """(N,) the largest deformation along the normal of each vertex (metres), by part label."""
+def deform_bounds(model, rim_mm: tuple[float, float] = (1.0, 5.0)) -> np.ndarray:
+    """(N,) the largest deformation along the normal of each vertex (metres): by part label, and
+    tapering to 0 towards the open borders of the face and head meshes (the lips' and eyelids'
+    inner rims, where the mesh wraps round within a fraction of a millimetre and any offset would
+    turn its tiny triangles inside out; the neck's cut)."""
+    from scipy.spatial import cKDTree
+
     from ..parts import PART_CODES
 
     b = np.full(model.n_vertices, DEFORM_BOUND_DEFAULT)
     for name, bound in DEFORM_BOUNDS.items():
         b[model.part_labels == PART_CODES[name]] = bound
-    return b
+    rims = []
+    for name in ("face", "head_neck"):
+        if name in model.submesh_triangles:
+            tri = model.triangles[np.arange(*model.submesh_triangles[name])].astype(np.int64)
+            e = np.sort(np.concatenate([tri[:, [0, 1]], tri[:, [1, 2]], tri[:, [2, 0]]]), 1)
+            uniq, cnt = np.unique(e, axis=0, return_counts=True)
+            rims.append(np.unique(uniq[cnt == 1]))
+    if rims:
+        rim = np.concatenate(rims)
+        # the seam between the face and head meshes is a border of each but not of the surface
+        pos = model.mean[rim].astype(np.float64)
+        key = np.round(pos / 1e-6).astype(np.int64)
+        _, inv, cnt = np.unique(key, axis=0, return_inverse=True, return_counts=True)
+        rim = rim[cnt[inv.reshape(-1)] == 1]
+        if len(rim):
+            d, _ = cKDTree(model.mean[rim]).query(model.mean)
+            t = np.clip((d * 1000 - rim_mm[0]) / (rim_mm[1] - rim_mm[0]), 0, 1)
+            b = b * (t * t * (3 - 2 * t))
+    return np.maximum(b, 1e-6)
 
 
 def _bending_operator(model, mask: np.ndarray, dtype) -> tuple[torch.Tensor, torch.Tensor]:
@@ -229,20 +252,42 @@ class HeadGeometry:
                                            (model.n_vertices, F_), check_invariants=False).coalesce()
         # face-boundary candidates for the contour loss: skin vertices of the face sub-mesh
         self.contour_vertices = torch.as_tensor(np.flatnonzero((model.part_labels == 1) & ~model.forehead & used))
-        self.deform_bound = torch.as_tensor(deform_bounds(model), dtype=dtype)
         self._lap, self._lap_h2 = _bending_operator(model, deformable, dtype)
         self._lap_rows = torch.as_tensor(np.flatnonzero(deformable))
         self._normals_key: torch.Tensor | None = None
         self._normals: torch.Tensor | None = None
+        bound = deform_bounds(model)
+        # offsets along the normals fold the surface where they exceed its radius of curvature
+        # (the normals' focal distance): 0.3 of it, estimated on the mean face, caps the bound
+        probe = FitParams(model, 1, Layout(np.zeros(1, np.int64), 1, "per_frame"), 2, 2, 2, dtype=dtype)
+        n = self.neutral_normals(probe).double().numpy()
+        tri = model.triangles[deformable[model.triangles].all(1)].astype(np.int64)
+        e = np.unique(np.sort(np.concatenate([tri[:, [0, 1]], tri[:, [1, 2]], tri[:, [2, 0]]]), 1), axis=0)
+        length = np.linalg.norm(model.mean[e[:, 0]] - model.mean[e[:, 1]], axis=1)
+        angle = np.arccos(np.clip((n[e[:, 0]] * n[e[:, 1]]).sum(1), -1, 1))
+        radius = length / np.maximum(angle, 1e-4)
+        r = np.full(model.n_vertices, np.inf)
+        np.minimum.at(r, e[:, 0], radius)
+        np.minimum.at(r, e[:, 1], radius)
+        self.deform_bound = torch.as_tensor(np.maximum(np.minimum(bound, 0.3 * r), 1e-6), dtype=dtype)
+        self._normals_key = None
 
-    def neutral_normals(self, p: FitParams) -> torch.Tensor:
-        """(N, 3) unit normals of the neutral identity surface (no gradient; cached per identity)."""
+    def neutral_normals(self, p: FitParams, smooth_iters: int = 10) -> torch.Tensor:
+        """(N, 3) unit directions of the deformation: the neutral identity surface's normals,
+        smoothed over the mesh (no gradient; cached per identity).
+
+        Where the face mesh wraps round a sharp rim (the lips' and eyelids' inner edges) the
+        vertex normals of neighbours point apart, and equal offsets along them would turn small
+        triangles inside out; smoothed, neighbours move alike."""
         a = p.alpha.detach()
         if self._normals_key is None or not torch.equal(self._normals_key, a):
             with torch.no_grad():
                 zero = torch.zeros(1, self.model.n_exp, dtype=self.dtype)
                 v = self.model.vertices_torch(a[None], zero)[0]
-                self._normals = vertex_normals(v, self.faces)
+                n = vertex_normals(v, self.faces)
+                for _ in range(smooth_iters):
+                    n = torch.nn.functional.normalize(n - 0.5 * torch.sparse.mm(self._lap, n), dim=-1, eps=1e-20)
+                self._normals = n
             self._normals_key = a.clone()
         return self._normals
 

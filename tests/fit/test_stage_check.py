@@ -1,0 +1,87 @@
+"""Stages after the landmark ones are kept only when they help on held-out evidence; the
+deformation along the normal cannot fold where the free one can."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from mvrecon.fit.accuracy import surface_error
+from mvrecon.fit.config import Stage, legacy, preset
+from mvrecon.fit.params import FitParams, HeadGeometry, Layout
+from mvrecon.fit.stage import fit_session
+
+from test_fit import write_scene_session
+
+#: pushes the landmarks away (a negative weight): a stage that can only make the head worse
+SABOTAGE = Stage("sabotage", 15, ("rot", "trans"), {"landmark": -1.0, "photo": 1e-9}, lr={"trans": 0.002})
+
+
+@pytest.fixture(scope="module")
+def scene(ict_model, tmp_path_factory):
+    root = tmp_path_factory.mktemp("stage_check")
+    session, world, _, _ = write_scene_session(root, ict_model, 3)
+    return session, world
+
+
+def test_a_stage_that_worsens_held_out_evidence_is_reverted_and_named(scene, ict_model):
+    session, world = scene
+    base = preset("fast")
+    cfg = dataclasses.replace(base, schedule=base.schedule + (SABOTAGE,))
+    res = fit_session(session, cfg, progress=False, model=ict_model, write=False)
+    assert "sabotage" in res.summary["reverted_stages"]
+    assert "landmark error" in res.summary["reverted_stages"]["sabotage"]
+    kept = surface_error(res.detailed["f0"], world, ict_model).mean_mm
+    # the same schedule without the check ends where the sabotage left it: the check could fail
+    res_off = fit_session(session, dataclasses.replace(cfg, stage_check=False), progress=False, model=ict_model,
+                          write=False)
+    assert res_off.summary["reverted_stages"] == {}
+    off = surface_error(res_off.detailed["f0"], world, ict_model).mean_mm
+    assert off > 2 * kept
+    assert res.summary["deformation_worst_fold"] > 0
+
+
+def test_fold_ratio_sees_a_folded_deformation(ict_model):
+    """The worst signed area ratio is 1 without deformation, stays near 1 for a smooth bounded map
+    along the normal, and turns negative when the map alternates at its bounds texel to texel
+    (the ears' and nostrils' tight curvature turns inside out): what stops a deformation stage."""
+    layout = Layout(np.zeros(1, np.int64), 1, "per_frame")
+    g = HeadGeometry(ict_model, 64, 64, deform_kind="normal")
+    p = FitParams(ict_model, 1, layout, 64, 64, 64, deform_channels=1)
+    assert g.fold_ratio(p) == pytest.approx(1.0, abs=1e-4)
+    u = (torch.arange(64) + 0.5) / 64
+    yy, xx = torch.meshgrid(1 - u, u, indexing="ij")
+    with torch.no_grad():
+        p.deform.copy_(1e-3 * torch.sin(xx * 12)[None, None] * torch.cos(yy * 9)[None, None])
+    assert g.fold_ratio(p) > 0.2
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        p.deform.copy_((torch.randint(0, 2, (1, 1, 64, 64), generator=gen) * 2 - 1).float() * 0.05)
+    assert g.deform_values(p).abs().max() <= 5.0e-3 + 1e-9           # the bounds hold
+    assert g.fold_ratio(p) < 0
+
+
+def test_bending_does_not_depend_on_the_map_resolution(ict_model):
+    """The same smooth bump (along the normal) drawn into a 32 and a 128 map: the bending energy
+    (on the mesh) agrees; the texel TV of the old map does not."""
+    from mvrecon.fit.losses import tv_loss
+
+    layout = Layout(np.zeros(1, np.int64), 1, "per_frame")
+    vals = []
+    tvs = []
+    for res in (32, 128):
+        g = HeadGeometry(ict_model, res, 64, deform_kind="normal")
+        p = FitParams(ict_model, 1, layout, res, 64, 64, deform_channels=1)
+        u = (torch.arange(res) + 0.5) / res
+        yy, xx = torch.meshgrid(1 - u, u, indexing="ij")
+        bump = 1e-3 * torch.exp(-((xx - 0.3) ** 2 + (yy - 0.5) ** 2) / (2 * 0.08 ** 2))
+        with torch.no_grad():
+            p.deform.copy_(bump[None, None])
+        vals.append(float(g.bending(p)))
+        tvs.append(float(tv_loss(p.deform * 1000.0)))
+    assert vals[0] > 0
+    assert abs(vals[0] - vals[1]) / vals[1] < 0.1
+    assert tvs[0] / tvs[1] > 5
