@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from ..errors import MvreconError
+from ..io import check_name
 
 KINDS = ("ict", "bfm", "bfm-front", "faceverse", "flame")
 
@@ -56,7 +57,7 @@ def import_cmd(kind: str, path: Path, name: str | None, force: bool, landmarks: 
     """Convert upstream model files at PATH into mvrecon's .npz (in $MVRECON_MODELS or the cache)."""
     from ..facemodel.registry import models_dir
 
-    name = name or kind
+    name = check_name(name or kind, "model name")
     target = models_dir() / f"{name}.npz"
     if target.exists() and not force:
         raise MvreconError(f"model '{name}' already exists (use --force to replace it)", target)
@@ -152,7 +153,7 @@ def fetch_cmd(kind: str, url: str | None, name: str, force: bool) -> None:
     from ..facemodel.registry import models_dir
 
     url = url or UPSTREAM_URL
-    target = models_dir() / f"{name}.npz"
+    target = models_dir() / f"{check_name(name, 'model name')}.npz"
     if target.exists() and not force:
         raise MvreconError(f"model '{name}' already exists (use --force to replace it)", target)
     with tempfile.TemporaryDirectory(prefix="mvrecon-fetch-") as tmp:
