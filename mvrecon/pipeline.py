@@ -273,11 +273,37 @@ def _image_files(ctx: Context) -> list[Path]:
     return [v.image for v in ctx.session.views()]
 
 
+#: A calibration folder (``DIR/<shot>/<camera>.<ext>``) with more files than this is refused: a
+#: session whose ``calib`` names ``/`` must not walk the whole disk.
+MAX_CALIB_FILES = 10_000
+
+
 def _calib_files(ctx: Context) -> list[Path]:
+    """The board shots' files: two levels deep, links to folders not followed, hidden names left out."""
     d = ctx.session.calib_dir
     if d is None or not d.is_dir():
         return []
-    return sorted(p for p in d.rglob("*") if p.is_file() and not p.name.startswith("."))
+    out: list[Path] = []
+    level = [d]
+    for depth in range(2):
+        subdirs = []
+        for folder in level:
+            try:
+                entries = sorted(os.scandir(folder), key=lambda e: e.name)
+            except OSError as e:
+                raise InputError(f"cannot list the calibration folder ({e.strerror})", folder) from None
+            for e in entries:
+                if e.name.startswith("."):
+                    continue
+                if e.is_dir(follow_symlinks=False):
+                    subdirs.append(Path(e.path))
+                elif e.is_file():
+                    out.append(Path(e.path))
+                if len(out) + len(subdirs) > MAX_CALIB_FILES:
+                    raise InputError(f"the calibration folder holds more than {MAX_CALIB_FILES} entries; refused "
+                                     "(expected CALIB/<shot>/<camera>.<ext>)", d)
+        level = subdirs
+    return sorted(out)
 
 
 def _has_board_shots(ctx: Context) -> bool:
@@ -805,12 +831,20 @@ def run_pipeline(
             res = RunResult(root, cfg.preset, outcomes, time.perf_counter() - t_run, log_file,
                             error=None if error is None else str(error))
             ingested = any(o.stage == "ingest" and o.status in ("done", "skipped") for o in outcomes)
-            if report and ingested:  # bad input (ingest failed): nothing at all is written
+            old_report = root / "report.html"
+            # bad input on a first run: nothing at all is written; on a re-run the earlier report
+            # would show results of inputs that are gone: rewritten (all stale) when the session
+            # loads, else moved aside
+            if report and ctx is not None and (ingested or old_report.is_file()):
                 try:
                     res.report = write_session_report(ctx.session, res)
                 except MvreconError as e:  # a report problem must not hide the run's outcome
                     log.warning("report not written: %s", e)
                 res.seconds = time.perf_counter() - t_run
+            elif report and error is not None and old_report.is_file() and not old_report.is_symlink():
+                with contextlib.suppress(OSError):
+                    os.replace(old_report, root / "report.stale.html")
+                    log.info("moved the previous report aside (report.stale.html): the session no longer loads")
             log.info("run finished in %.1f s%s", res.seconds, "" if error is None else f": {error}")
             if error is not None:
                 error.run_result = res  # type: ignore[attr-defined]  # for --json on failure
