@@ -20,6 +20,22 @@ def model() -> None:
 
 
 def _import(kind: str, path: Path, name: str, landmarks: Path | None):
+    from ..errors import InputError
+
+    from ..io import MAX_MODEL_BYTES, regular_file
+
+    for p in (path, landmarks):
+        if p is not None and not Path(p).is_dir():  # a device or FIFO would be read forever
+            regular_file(p, "model file", MAX_MODEL_BYTES)
+    try:
+        return _import_kind(kind, path, name, landmarks)
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError, MemoryError,
+            RecursionError) as e:
+        # the importers check what they expect; anything else a malformed file trips is still one line
+        raise InputError(f"not a readable {kind} model file ({e.__class__.__name__}: {str(e)[:200]})", path) from None
+
+
+def _import_kind(kind: str, path: Path, name: str, landmarks: Path | None):
     from ..facemodel import ict, importers
 
     if kind == "ict":

@@ -377,3 +377,22 @@ def test_exif_rotated_jpeg_reads_with_one_rule(tmp_path):
         ref = np.asarray(ImageOps.exif_transpose(Image.open(p)).convert("RGB"))
         assert ref.shape == img.shape
         assert np.abs(ref.astype(int) - img).mean() < 3.0, orientation
+
+
+@pytest.mark.parametrize("kind, content, fragment", [
+    ("flame", pickle.dumps({"v_template": "abc", "f": [1, 2]}), "not a readable flame model file"),
+    ("flame", pickle.dumps([1, 2, 3]), "expected a pickled dict"),
+    ("flame", b"cos\nsystem\n(S'touch /tmp/x'\ntR.", "refused to load 'os.system'"),
+    ("bfm", b"MATLAB 5.0 MAT-file garbage" + b"\0" * 200, "m.bin"),
+    ("faceverse", pickle.dumps({"a": 1}), "not a .npy file"),
+    ("flame", None, "not a regular file"),
+])
+def test_malformed_model_files(tmp_path, monkeypatch, kind, content, fragment):
+    monkeypatch.setenv("MVRECON_MODELS", str(tmp_path / "models"))
+    p = tmp_path / "m.bin"
+    if content is None:
+        os.mkfifo(p)
+    else:
+        p.write_bytes(content)
+    assert_refused(cli("model", "import", kind, p), fragment)
+    assert not (tmp_path / "models").exists()
