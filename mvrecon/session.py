@@ -178,6 +178,14 @@ def load_session(root: str | Path, check_images: bool = True) -> Session:
                     )
             images[cam_name] = path
         frames.append(Frame(name=name, images=images))
+    keys: dict[str, tuple[str, str]] = {}
+    for fr in frames:  # a view's key names its folders: two views must not share one
+        for cam_name in fr.images:
+            key = View(fr.name, cam_name, Path()).key
+            if key in keys:
+                raise InputError(f"frame {fr.name!r} camera {cam_name!r} and frame {keys[key][0]!r} camera "
+                                 f"{keys[key][1]!r} give the same view name {key!r}; rename a frame", sf)
+            keys[key] = (fr.name, cam_name)
 
     scan = None
     if data.get("scan"):

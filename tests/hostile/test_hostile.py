@@ -396,3 +396,14 @@ def test_malformed_model_files(tmp_path, monkeypatch, kind, content, fragment):
         p.write_bytes(content)
     assert_refused(cli("model", "import", kind, p), fragment)
     assert not (tmp_path / "models").exists()
+
+
+def test_view_names_must_not_collide(case):
+    """Frame 'f0' with camera 'a_b' and frame 'f0_a' with camera 'b' would share the folder f0_a_b."""
+    def rename(d):
+        d["cameras"][0]["name"] = "a_b"
+
+    case.edit_rig(rename)
+    case.edit_session(lambda d: d.update(frames=[{"name": "f0", "images": {"a_b": "images/a.png"}},
+                                                 {"name": "f0_a", "images": {"b": "images/b.png"}}]))
+    refused_run(case, "same view name 'f0_a_b'")
