@@ -247,23 +247,12 @@ def _bounded_int(digits: str) -> int:
     return int(digits)
 
 
-def _finite_float(text: str) -> float:
-    v = float(text)
-    if v in (float("inf"), float("-inf")):
-        raise ValueError(f"the number {text[:20]}... is out of range")
-    return v
-
-
-def _no_constant(name: str) -> float:
-    raise ValueError(f"{name} is not a JSON number")
-
-
 def read_json(path: str | Path) -> Any:
     """Read a JSON file; a missing, malformed or oversized file is an :class:`InputError` naming it.
 
     Bounded: at most :data:`MAX_JSON_BYTES`, :data:`MAX_JSON_DEPTH` levels of nesting, integers of
-    at most :data:`MAX_JSON_INT_DIGITS` digits; ``NaN``/``Infinity`` (not JSON) and numbers that
-    overflow a float are refused.
+    at most :data:`MAX_JSON_INT_DIGITS` digits. ``NaN`` and ``Infinity`` are read (Python writes
+    them, into our own outputs too): whoever uses a number checks it is finite where it must be.
     """
     path = Path(path)
     data = read_file_bytes(path, "file", MAX_JSON_BYTES)
@@ -275,7 +264,7 @@ def read_json(path: str | Path) -> Any:
     if depth > MAX_JSON_DEPTH:
         raise InputError(f"JSON nested {depth} levels deep (at most {MAX_JSON_DEPTH} are read)", path)
     try:
-        return json.loads(text, parse_int=_bounded_int, parse_float=_finite_float, parse_constant=_no_constant)
+        return json.loads(text, parse_int=_bounded_int)
     except json.JSONDecodeError as e:
         raise InputError(f"malformed JSON at line {e.lineno} column {e.colno}: {e.msg}", path) from None
     except (ValueError, RecursionError) as e:

@@ -167,8 +167,8 @@ def _cached(view_dir: Path, sha: str, cfg: CuesConfig, camera=None, labels: bool
     if cfg.overwrite or not path.is_file():
         return None
     try:
-        rec = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        rec = read_json(path)
+    except InputError:
         return None  # unreadable cache: just redo the view
     if not isinstance(rec, dict) or rec.get("image_sha256") != sha:
         return None

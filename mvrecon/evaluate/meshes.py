@@ -204,7 +204,9 @@ def read_landmarks(path: str | Path, vertices: np.ndarray | None = None) -> np.n
         if suffix == ".npy":
             arr = np.load(path, allow_pickle=False)
         elif suffix == ".json":
-            data = json.loads(path.read_text(encoding="utf-8"))
+            from ..io import read_json
+
+            data = read_json(path)  # bounded: size, nesting, integer length
             if isinstance(data, dict):
                 if "vertex_indices" in data:
                     data = np.asarray(data["vertex_indices"], dtype=np.int64)
