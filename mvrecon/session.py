@@ -119,6 +119,9 @@ class Session:
 def _rel(root: Path, value: Any, what: str, sf: Path) -> Path:
     if not isinstance(value, str) or not value:
         raise InputError(f"{what} must be a non-empty path string", sf)
+    # what the OS refuses with an exception of its own (ENAMETOOLONG, an embedded NUL)
+    if "\x00" in value or len(value) > 4096 or any(len(part.encode()) > 255 for part in value.split("/")):
+        raise InputError(f"{what} {value[:40]!r}... is not a usable path (too long, or a NUL character)", sf)
     p = Path(value)
     return p if p.is_absolute() else (root / p)
 

@@ -407,3 +407,16 @@ def test_view_names_must_not_collide(case):
     case.edit_session(lambda d: d.update(frames=[{"name": "f0", "images": {"a_b": "images/a.png"}},
                                                  {"name": "f0_a", "images": {"b": "images/b.png"}}]))
     refused_run(case, "same view name 'f0_a_b'")
+
+
+@pytest.mark.parametrize("where", ["rig", "image", "scan"])
+@pytest.mark.parametrize("value", ["a" * 300, "a/" * 3000, "images/a\x00.png"])
+def test_paths_the_os_refuses(case, where, value):
+    """ENAMETOOLONG or an embedded NUL would be an exception from the OS itself."""
+    if where == "rig":
+        case.edit_session(lambda d: d.update(rig=value))
+    elif where == "image":
+        case.edit_session(lambda d: d["frames"][0]["images"].update(a=value))
+    else:
+        case.edit_session(lambda d: d.update(scan={"mesh": value}))
+    refused_run(case, "session.json", "not a usable path")
