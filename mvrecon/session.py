@@ -201,9 +201,9 @@ def load_session(root: str | Path, check_images: bool = True) -> Session:
             landmarks=_rel(root, lm, "'scan.landmarks'", sf) if lm else None,
             units=s.get("units"),
         )
-        if check_images:  # regular files before anything reads (or hashes) them
-            for what, p in (("scan mesh", scan.mesh), ("scan landmarks", scan.landmarks)):
-                if p is not None:
+        if check_images:  # regular files before anything reads (or hashes) them; a missing one is
+            for what, p in (("scan mesh", scan.mesh), ("scan landmarks", scan.landmarks)):  # evaluate's to say
+                if p is not None and os.path.lexists(p):
                     regular_file(p, what)
     calib_dir = _rel(root, data["calib"], "'calib'", sf) if data.get("calib") else None
     options = data.get("options", {})
