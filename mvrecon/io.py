@@ -134,9 +134,12 @@ def read_file_bytes(path: str | Path, what: str = "file", max_bytes: int | None 
     """The content of a regular file (see :func:`open_regular`)."""
     try:
         with open_regular(path, what, max_bytes) as f:
-            return f.read()
+            data = f.read() if max_bytes is None else f.read(max_bytes + 1)
     except OSError as e:
         raise InputError(f"cannot read {what} ({e.strerror})", path) from None
+    if max_bytes is not None and len(data) > max_bytes:  # it grew since it was checked
+        raise InputError(f"{what} is above the limit of {max_bytes} bytes; refused", path)
+    return data
 
 
 def _write_error(e: OSError, path: Path) -> MvreconError:

@@ -285,7 +285,7 @@ def _calib_files(ctx: Context) -> list[Path]:
         return []
     out: list[Path] = []
     level = [d]
-    for depth in range(2):
+    for _ in range(2):
         subdirs = []
         for folder in level:
             try:
