@@ -206,7 +206,10 @@ def read_landmarks(path: str | Path, vertices: np.ndarray | None = None) -> np.n
         elif suffix == ".json":
             from ..io import read_json
 
-            data = read_json(path)  # bounded: size, nesting, integer length
+            try:
+                data = read_json(path)  # bounded: size, nesting, integer length
+            except InputError as e:
+                raise InputError(f"cannot parse landmarks ({str(e).removeprefix(f'{path}: ')})", path) from None
             if isinstance(data, dict):
                 if "vertex_indices" in data:
                     data = np.asarray(data["vertex_indices"], dtype=np.int64)
