@@ -340,15 +340,16 @@ def _check_pixels(path: Path, w: int, h: int, max_pixels: int | None) -> None:
                          "to raise it)", path)
 
 
-def image_size(path: str | Path) -> tuple[int, int]:
+def image_size(path: str | Path, oriented: bool = True) -> tuple[int, int]:
     """(width, height) from the image header, without decoding pixels, as :func:`read_image` returns
-    the pixels: an EXIF orientation that turns the photo a quarter swaps the two. Above the pixel
-    limit (:func:`max_image_pixels`) it is an :class:`InputError` already."""
+    the pixels: an EXIF orientation that turns the photo a quarter swaps the two (unless not
+    ``oriented``: the stored size). Above the pixel limit (:func:`max_image_pixels`) it is an
+    :class:`InputError` already."""
     path = Path(path)
     with _unbounded_pil():
         w, h, orientation = _header(path)
     _check_pixels(path, w, h, None)
-    return (h, w) if orientation in _TRANSPOSED else (w, h)
+    return (h, w) if oriented and orientation in _TRANSPOSED else (w, h)
 
 
 def _orient(img: np.ndarray, orientation: int) -> np.ndarray:

@@ -176,8 +176,11 @@ def load_session(root: str | Path, check_images: bool = True) -> Session:
                 w, h = image_size(path)  # a regular file (not a folder, device or FIFO), a known format
                 cam = rig[cam_name]
                 if (w, h) != (cam.width, cam.height):
+                    turned = (h, w) == (cam.width, cam.height) and image_size(path, oriented=False) != (w, h)
                     raise InputError(
-                        f"image is {w}x{h} but camera {cam_name!r} of the rig is {cam.width}x{cam.height}", path
+                        f"image is {w}x{h} but camera {cam_name!r} of the rig is {cam.width}x{cam.height}"
+                        + (" (its EXIF orientation turns it a quarter, and mvrecon applies EXIF orientation: "
+                           "save the photo without it)" if turned else ""), path
                     )
             images[cam_name] = path
         frames.append(Frame(name=name, images=images))

@@ -420,3 +420,27 @@ def test_paths_the_os_refuses(case, where, value):
     else:
         case.edit_session(lambda d: d.update(scan={"mesh": value}))
     refused_run(case, "session.json", "not a usable path")
+
+
+def test_exif_turned_photo_says_why_it_does_not_fit_its_camera(case):
+    from PIL import Image
+
+    p = case.root / "images" / "a.jpg"
+    im = Image.fromarray(np.full((H, W, 3), 90, np.uint8))
+    exif = im.getexif()
+    exif[0x0112] = 6  # stored 64x48, shown (and read) 48x64
+    im.save(p, exif=exif)
+    case.edit_session(lambda d: d["frames"][0]["images"].update(a="images/a.jpg"))
+    refused_run(case, "a.jpg", f"image is {H}x{W}", "EXIF orientation")
+
+
+def test_calibration_folder_walk_is_bounded(case, monkeypatch):
+    import mvrecon.pipeline
+
+    monkeypatch.setattr(mvrecon.pipeline, "MAX_CALIB_FILES", 5)
+    for i in range(8):
+        (case.root / "calib" / f"shot{i}").mkdir(parents=True)
+    case.edit_session(lambda d: d.update(calib="calib"))
+    before = snapshot(case.tmp, skip=case.root)
+    assert_refused(run_ingest(case), "calib", "more than 5 entries")
+    assert_untouched(case, before)
