@@ -73,11 +73,24 @@ def write_ply(path: str | Path, verts: np.ndarray, faces: np.ndarray | None = No
     return write_bytes(path, b"".join(parts))
 
 
+def _off_counts(head: bytes, path: str | Path) -> dict[str, int]:
+    lines = [ln.split(b"#")[0].strip() for ln in head.splitlines()]
+    lines = [ln for ln in lines if ln]
+    first = lines[0][3:].split() if lines else []  # "OFF" alone, or "OFF V F E" on one line
+    counts = first if first else (lines[1].split() if len(lines) > 1 else [])
+    try:
+        return {"vertex": int(counts[0]), "face": int(counts[1])}
+    except (IndexError, ValueError):
+        raise InputError("malformed OFF header (expected the vertex and face counts)", path) from None
+
+
 def ply_header_counts(path: str | Path) -> dict[str, int] | None:
-    """The element counts a PLY header declares (``{"vertex": N, "face": M}``), or None when the
-    file is not a PLY. A malformed header is an :class:`InputError`."""
+    """The element counts a PLY (or OFF) header declares (``{"vertex": N, "face": M}``), or None
+    when the file is neither. A malformed header is an :class:`InputError`."""
     with open_regular(path, "mesh file") as f:
         head = f.read(1 << 16)
+    if head.startswith(b"OFF"):
+        return _off_counts(head, path)
     if not head.startswith(b"ply"):
         return None
     end = head.find(b"end_header")
@@ -118,7 +131,7 @@ def read_mesh(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
 
         m = o3d.io.read_triangle_mesh(str(path))
         v, f = np.asarray(m.vertices, np.float64), np.asarray(m.triangles, np.int64)
-        if path.suffix.lower() == ".ply":
+        if path.suffix.lower() in (".ply", ".off"):
             check_read_whole(path, len(v), len(f))
         if len(v):
             return v, f

@@ -148,7 +148,7 @@ def read_mesh(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
             mesh = o3d.io.read_triangle_mesh(str(path), enable_post_processing=False, print_progress=False)
         v = np.asarray(mesh.vertices, dtype=np.float64).copy()
         f = np.asarray(mesh.triangles, dtype=np.int64).copy()
-        if suffix == ".ply":
+        if suffix in (".ply", ".off"):
             check_read_whole(path, len(v), len(f))
     validate_mesh(v, f, path)
     return v, f

@@ -444,3 +444,17 @@ def test_calibration_folder_walk_is_bounded(case, monkeypatch):
     before = snapshot(case.tmp, skip=case.root)
     assert_refused(run_ingest(case), "calib", "more than 5 entries")
     assert_untouched(case, before)
+
+
+def test_truncated_off_is_not_evaluated(tmp_path):
+    from mvrecon.evaluate.meshes import read_mesh
+
+    rng = np.random.default_rng(0)
+    v, f = rng.random((50, 3)), rng.integers(0, 50, (80, 3))
+    text = "OFF\n50 80 0\n" + "".join(f"{a} {b} {c}\n" for a, b, c in v) + "".join(f"3 {a} {b} {c}\n" for a, b, c in f)
+    p = tmp_path / "scan.off"
+    p.write_text(text)
+    assert [len(x) for x in read_mesh(p)] == [50, 80]
+    p.write_text(text[: len(text) - 200])
+    with pytest.raises(InputError, match="declares 50 vertices and 80 faces"):
+        read_mesh(p)
