@@ -26,7 +26,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from .errors import InputError
-from .io import read_json, write_json
+from .io import check_name, read_json, write_json
 
 _GL_FLIP = np.diag([1.0, -1.0, -1.0, 1.0])
 _P3D_FLIP = np.diag([-1.0, -1.0, 1.0])
@@ -150,6 +150,8 @@ class Camera:
         d = np.array(self.dist, dtype=np.float64).reshape(-1)
         if d.size not in (0, 4, 5, 8, 12, 14):
             raise ValueError(f"camera {self.name!r} dist has {d.size} coefficients, expected 0, 4, 5 or 8")
+        if not np.all(np.isfinite(d)):
+            raise ValueError(f"camera {self.name!r} dist has non-finite values")
         object.__setattr__(self, "dist", d)
         M = _as_array(self.world_to_cam, (4, 4), f"camera {self.name!r} world_to_cam")
         R = M[:3, :3]
@@ -430,9 +432,12 @@ def load_rig(path: str | Path) -> Rig:
     p = rig_json_path(path)
     data = read_json(p)
     try:
-        return Rig.from_dict(data)
-    except (TypeError, ValueError, KeyError) as e:
+        rig = Rig.from_dict(data)
+    except (TypeError, ValueError, KeyError, OverflowError) as e:
         raise InputError(f"malformed rig: {e}", p) from None
+    for cam in rig.cameras:  # camera names become file names (views' cue folders, overlays)
+        check_name(cam.name, "camera name", p)
+    return rig
 
 
 def save_rig(rig: Rig, path: str | Path) -> Path:

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
-from .io import write_bytes
+from .io import open_regular, write_bytes
 
 
 def obj_text(verts: np.ndarray, faces: np.ndarray, uvs: np.ndarray | None = None, uv_faces: np.ndarray | None = None,
@@ -73,8 +73,56 @@ def write_ply(path: str | Path, verts: np.ndarray, faces: np.ndarray | None = No
     return write_bytes(path, b"".join(parts))
 
 
+def _off_counts(head: bytes, path: str | Path) -> dict[str, int]:
+    lines = [ln.split(b"#")[0].strip() for ln in head.splitlines()]
+    lines = [ln for ln in lines if ln]
+    first = lines[0][3:].split() if lines else []  # "OFF" alone, or "OFF V F E" on one line
+    counts = first if first else (lines[1].split() if len(lines) > 1 else [])
+    try:
+        return {"vertex": int(counts[0]), "face": int(counts[1])}
+    except (IndexError, ValueError):
+        raise InputError("malformed OFF header (expected the vertex and face counts)", path) from None
+
+
+def ply_header_counts(path: str | Path) -> dict[str, int] | None:
+    """The element counts a PLY (or OFF) header declares (``{"vertex": N, "face": M}``), or None
+    when the file is neither. A malformed header is an :class:`InputError`."""
+    with open_regular(path, "mesh file") as f:
+        head = f.read(1 << 16)
+    if head.startswith(b"OFF"):
+        return _off_counts(head, path)
+    if not head.startswith(b"ply"):
+        return None
+    end = head.find(b"end_header")
+    if end < 0:
+        raise InputError("malformed PLY: no 'end_header' in its first 64 KiB", path)
+    counts = {}
+    for line in head[:end].decode("ascii", "replace").splitlines():
+        parts = line.split()
+        if len(parts) == 3 and parts[0] == "element":
+            try:
+                counts[parts[1]] = int(parts[2])
+            except ValueError:
+                raise InputError(f"malformed PLY header line {line[:60]!r}", path) from None
+    return counts
+
+
+def check_read_whole(path: str | Path, n_vertices: int, n_faces: int) -> None:
+    """An :class:`InputError` when a PLY's header promises more (or fewer) vertices or faces than
+    were read: a reader that stops at a cut-off file returns the part it read, silently."""
+    counts = ply_header_counts(path)
+    if counts is None:
+        return
+    want_v, want_f = counts.get("vertex", 0), counts.get("face", 0)
+    # more triangles than faces is a polygon fanned into triangles, not a short read
+    if n_vertices != want_v or n_faces < want_f:
+        raise InputError(f"mesh file is cut short or malformed: its header declares {want_v} vertices and {want_f} "
+                         f"faces, {n_vertices} and {n_faces} were read", path)
+
+
 def read_mesh(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """Vertices (N, 3) float64 and triangles (F, 3) of an OBJ/PLY/GLB/STL (via Open3D, then trimesh)."""
+    """Vertices (N, 3) float64 and triangles (F, 3) of an OBJ/PLY/GLB/STL (via Open3D, then trimesh);
+    a PLY must be read whole (:func:`check_read_whole`)."""
     path = Path(path)
     if not path.is_file():
         raise InputError("mesh not found", path)
@@ -83,6 +131,8 @@ def read_mesh(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
 
         m = o3d.io.read_triangle_mesh(str(path))
         v, f = np.asarray(m.vertices, np.float64), np.asarray(m.triangles, np.int64)
+        if path.suffix.lower() in (".ply", ".off"):
+            check_read_whole(path, len(v), len(f))
         if len(v):
             return v, f
     try:

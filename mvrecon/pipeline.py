@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any, Callable, Literal, Mapping, Sequence
 
 from .errors import InputError, MvreconError, StageMissing
-from .io import read_image, read_json, sha256_file, write_json
+from .io import read_image, read_json, refuse_symlink, sha256_file, write_json, writes_confined_to
 
 log = logging.getLogger("mvrecon.pipeline")
 
@@ -140,12 +140,16 @@ def _is_tmp(name: str) -> bool:
 def output_hashes(stage_dir: Path) -> dict[str, str]:
     """sha256 of every file under a stage folder (relative POSIX paths), without the provenance
     file and temporaries."""
-    out = {}
-    if not stage_dir.is_dir():
+    out: dict[str, str] = {}
+    if stage_dir.is_symlink() or not stage_dir.is_dir():
         return out
     for p in sorted(stage_dir.rglob("*")):
         rel = p.relative_to(stage_dir)
-        if p.is_file() and rel.as_posix() != PROVENANCE_FILE and not any(_is_tmp(part) for part in rel.parts):
+        if any(_is_tmp(part) for part in rel.parts):
+            continue
+        # the stages write no links: one found here was planted, and is neither followed nor trusted
+        refuse_symlink(p, "a file in a stage folder")
+        if p.is_file() and rel.as_posix() != PROVENANCE_FILE:
             out[rel.as_posix()] = sha256_file(p)
     return out
 
@@ -188,7 +192,7 @@ class Provenance:
 def read_provenance(stage_dir: Path) -> Provenance | None:
     """The recorded provenance, or None when missing or unreadable (the stage then runs again)."""
     path = stage_dir / PROVENANCE_FILE
-    if not path.is_file():
+    if stage_dir.is_symlink() or path.is_symlink() or not path.is_file():
         return None
     try:
         d = read_json(path)
@@ -231,7 +235,8 @@ class Context:
 
         name = str(self.session.options.get("model", "ict"))
         p = Path(name).expanduser()
-        return p if p.is_file() else model_path(name)
+        # a path (read, and hashed as a regular file) or a plain name looked up in the models folders
+        return p if name.endswith(".npz") or os.sep in name or p.is_file() else model_path(name)
 
     def rel(self, p: Path) -> str:
         try:
@@ -259,17 +264,46 @@ class StageDef:
     """Runs the stage (writing its folder) and returns its key numbers."""
     after: Callable[[Context], None] | None = None
     """Called after the stage ran or was skipped (e.g. to put a calibrated rig in force)."""
+    keeps_cache: bool = False
+    """A failed run leaves the folder in place (without provenance, so nothing in it counts as a
+    result): it holds a per-item cache the next run checks item by item (the cues of each view)."""
 
 
 def _image_files(ctx: Context) -> list[Path]:
     return [v.image for v in ctx.session.views()]
 
 
+#: A calibration folder (``DIR/<shot>/<camera>.<ext>``) with more files than this is refused: a
+#: session whose ``calib`` names ``/`` must not walk the whole disk.
+MAX_CALIB_FILES = 10_000
+
+
 def _calib_files(ctx: Context) -> list[Path]:
+    """The board shots' files: two levels deep, links to folders not followed, hidden names left out."""
     d = ctx.session.calib_dir
     if d is None or not d.is_dir():
         return []
-    return sorted(p for p in d.rglob("*") if p.is_file() and not p.name.startswith("."))
+    out: list[Path] = []
+    level = [d]
+    for _ in range(2):
+        subdirs = []
+        for folder in level:
+            try:
+                entries = sorted(os.scandir(folder), key=lambda e: e.name)
+            except OSError as e:
+                raise InputError(f"cannot list the calibration folder ({e.strerror})", folder) from None
+            for e in entries:
+                if e.name.startswith("."):
+                    continue
+                if e.is_dir(follow_symlinks=False):
+                    subdirs.append(Path(e.path))
+                elif e.is_file():
+                    out.append(Path(e.path))
+                if len(out) + len(subdirs) > MAX_CALIB_FILES:
+                    raise InputError(f"the calibration folder holds more than {MAX_CALIB_FILES} entries; refused "
+                                     "(expected CALIB/<shot>/<camera>.<ext>)", d)
+        level = subdirs
+    return sorted(out)
 
 
 def _has_board_shots(ctx: Context) -> bool:
@@ -496,7 +530,7 @@ STAGES: tuple[StageDef, ...] = (
              _run_calibrate, after=_use_rig("calibrate")),
     StageDef("refine", _refine_requested, "not asked for (mvrecon session calibrate)", _settings("refine"),
              lambda ctx: [], ("ingest", "calibrate"), _run_refine, after=_use_rig("refine")),
-    StageDef("cues", _always, "", _cues_settings, lambda ctx: [], ("ingest",), _run_cues),
+    StageDef("cues", _always, "", _cues_settings, lambda ctx: [], ("ingest",), _run_cues, keeps_cache=True),
     StageDef("fit", _always, "", _settings("fit"), _model_files, ("ingest", "calibrate", "refine", "cues"), _run_fit),
     StageDef("texture", _always, "", _settings("texture"), lambda ctx: [], ("ingest", "calibrate", "refine", "fit"),
              _run_texture),
@@ -596,17 +630,70 @@ def _up_to_date(ctx: Context, st: StageDef, key: str) -> Provenance | None:
     return prov
 
 
+def dependents(name: str) -> list[str]:
+    """``name`` and every stage whose inputs include its outputs, directly or not, in run order."""
+    out = [name]
+    for st in STAGES:
+        if st.name not in out and any(u in out for u in st.upstream):
+            out.append(st.name)
+    return out
+
+
+STALE_SUFFIX = ".stale"
+
+
+def move_aside(root: Path, names: Sequence[str]) -> list[Path]:
+    """Move the folders of stages whose outputs are no longer true (a stage that failed, and the
+    stages made from it) to ``<stage>.stale/`` (replacing an older one), so no stale head, texture
+    or score is left where a current one would be. Links are never followed or moved."""
+    moved = []
+    for name in names:
+        sdir = root / name
+        if sdir.is_symlink() or not sdir.is_dir():
+            continue
+        dest = root / f"{name}{STALE_SUFFIX}"
+        if dest.is_symlink() or dest.is_file():
+            dest.unlink()
+        elif dest.is_dir():
+            shutil.rmtree(dest)
+        os.replace(sdir, dest)
+        moved.append(dest)
+    return moved
+
+
+def current_stages(root: Path, res: "RunResult | None" = None) -> dict[str, Provenance]:
+    """The stages whose outputs are current, with their provenance: recorded as finished, outputs
+    unchanged since, made from the current outputs of every upstream stage they read, and (given
+    ``res``, the run just made) not failed in it. Everything else a stage folder holds is stale."""
+    failed = {o.stage for o in res.stages if o.status == "failed"} if res is not None else set()
+    out: dict[str, Provenance] = {}
+    for name in STAGE_NAMES:
+        sdir = root / name
+        prov = read_provenance(sdir)
+        if prov is None or name in failed:
+            continue
+        try:
+            if output_hashes(sdir) != dict(prov.outputs):
+                continue
+        except MvreconError:  # a link or special file planted among the outputs
+            continue
+        ups = {k[len("stage:"):]: v for k, v in prov.inputs.items() if k.startswith("stage:")}
+        if all(u in out and out[u].outputs_digest == d for u, d in ups.items()):
+            out[name] = prov
+    return out
+
+
 def clean_temporaries(root: Path) -> list[Path]:
     """Remove the temporary files and folders an interrupted writer left (``.<name>.tmp-*``) in the
     session folder and the stage folders; call it only while holding the session lock."""
     removed = []
     dirs = [root] + [root / n for n in STAGE_NAMES] + [root / n / "overlays" for n in STAGE_NAMES]
     for d in dirs:
-        if not d.is_dir():
+        if d.is_symlink() or not d.is_dir():  # never reach through a link
             continue
         for p in d.iterdir():
             if _is_tmp(p.name):
-                shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+                shutil.rmtree(p, ignore_errors=True) if p.is_dir() and not p.is_symlink() else p.unlink(missing_ok=True)
                 removed.append(p)
     return removed
 
@@ -620,9 +707,17 @@ def _stage_index(name: str | None, default: int) -> int:
 
 
 def _next_log(logs: Path) -> Path:
-    logs.mkdir(parents=True, exist_ok=True)
+    try:
+        logs.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise MvreconError(f"cannot create the logs folder ({e.strerror})", logs) from None
     nums = [int(m.group(1)) for p in logs.glob("run-*.log") if (m := re.fullmatch(r"run-(\d+)\.log", p.name))]
-    return logs / f"run-{max(nums, default=0) + 1:03d}.log"
+    path = logs / f"run-{max(nums, default=0) + 1:03d}.log"
+    try:  # made here, new, never through a link; the log handler then appends to it
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644))
+    except OSError as e:
+        raise MvreconError(f"cannot create the run log ({e.strerror})", path) from None
+    return path
 
 
 @contextlib.contextmanager
@@ -691,8 +786,8 @@ def run_pipeline(
     if not (root / "session.json").is_file():
         raise InputError("not a session folder (no session.json)", root)
     t_run = time.perf_counter()
-    with session_lock(root):
-        log_file = _next_log(root / "logs")
+    with session_lock(root), writes_confined_to(root):
+        log_file = _next_log(refuse_symlink(root / "logs", "logs folder"))
         with _log_to(log_file, verbose):
             log.info("run: %s, preset %s, stages %s..%s%s", root, cfg.preset, STAGE_NAMES[i0], STAGE_NAMES[i1],
                      ", forced" if force else "")
@@ -717,6 +812,15 @@ def run_pipeline(
                     o = StageOutcome(failed, "failed", note=str(e))
                     outcomes.append(o)
                     echo(format_outcome(o))
+                    # what the failed stage made before, and what was made from it, is no longer
+                    # true: moved aside, never shown as the result of this run
+                    st_failed = next(s for s in STAGES if s.name == failed)
+                    stale = [n for n in dependents(failed) if not (n == failed and st_failed.keeps_cache)]
+                    try:
+                        for p in move_aside(root, stale):
+                            log.info("moved %s aside: made from outputs that are no longer current", p)
+                    except OSError as e2:
+                        log.warning("could not move stale outputs aside (%s)", e2)
                 outcomes += [StageOutcome(s.name, "not run") for s in STAGES if s.name not in {x.stage for x in outcomes}]
             except KeyboardInterrupt:
                 log.error("interrupted; the next run continues after the last finished stage", extra={"file_only": True})
@@ -727,12 +831,20 @@ def run_pipeline(
             res = RunResult(root, cfg.preset, outcomes, time.perf_counter() - t_run, log_file,
                             error=None if error is None else str(error))
             ingested = any(o.stage == "ingest" and o.status in ("done", "skipped") for o in outcomes)
-            if report and ingested:  # bad input (ingest failed): nothing at all is written
+            old_report = root / "report.html"
+            # bad input on a first run: nothing at all is written; on a re-run the earlier report
+            # would show results of inputs that are gone: rewritten (all stale) when the session
+            # loads, else moved aside
+            if report and ctx is not None and (ingested or old_report.is_file()):
                 try:
                     res.report = write_session_report(ctx.session, res)
                 except MvreconError as e:  # a report problem must not hide the run's outcome
                     log.warning("report not written: %s", e)
                 res.seconds = time.perf_counter() - t_run
+            elif report and error is not None and old_report.is_file() and not old_report.is_symlink():
+                with contextlib.suppress(OSError):
+                    os.replace(old_report, root / "report.stale.html")
+                    log.info("moved the previous report aside (report.stale.html): the session no longer loads")
             log.info("run finished in %.1f s%s", res.seconds, "" if error is None else f": {error}")
             if error is not None:
                 error.run_result = res  # type: ignore[attr-defined]  # for --json on failure
@@ -782,13 +894,14 @@ def _do_stage(ctx: Context, st: StageDef, i: int, i0: int, i1: int, force: bool,
         on_stage(st.name, "start")
     (sdir / PROVENANCE_FILE).unlink(missing_ok=True)
     t0 = time.perf_counter()
-    numbers = dict(st.run(ctx))
-    secs = time.perf_counter() - t0
-    if on_stage:
-        on_stage(st.name, "end")
-    outputs = output_hashes(sdir)
-    prov = Provenance(st.name, key, _jsonable(settings), vers, inputs, outputs, _jsonable(numbers), round(secs, 3))
-    write_json(sdir / PROVENANCE_FILE, prov.to_dict())  # last: its presence means the stage finished
+    with writes_confined_to(sdir):  # a stage writes in its own folder, nowhere else
+        numbers = dict(st.run(ctx))
+        secs = time.perf_counter() - t0
+        if on_stage:
+            on_stage(st.name, "end")
+        outputs = output_hashes(sdir)
+        prov = Provenance(st.name, key, _jsonable(settings), vers, inputs, outputs, _jsonable(numbers), round(secs, 3))
+        write_json(sdir / PROVENANCE_FILE, prov.to_dict())  # last: its presence means the stage finished
     ctx.digests[st.name] = prov.outputs_digest
     if st.after:
         st.after(ctx)
@@ -803,39 +916,52 @@ def _do_stage(ctx: Context, st: StageDef, i: int, i0: int, i1: int, force: bool,
 
 
 def report_content(session, res: RunResult | None = None):
-    """A :class:`~mvrecon.report.ReportContent` from whatever the session's stages wrote."""
+    """A :class:`~mvrecon.report.ReportContent` from what the session's stages wrote, showing only
+    current outputs (:func:`current_stages`); a stage whose folder holds anything else is "stale"."""
     from . import __version__
     from .report import ReportContent, StageRow, overlays_in
 
     root = session.root
+    current = current_stages(root, res)
+
+    def stale(name: str) -> bool:
+        return name not in current and (root / name).is_dir()
+
     rows = []
     if res is not None:
         for o in res.stages:
-            rows.append(StageRow(o.stage, o.status, o.seconds, {k: v for k, v in o.numbers.items() if v is not None},
-                                 o.note))
+            status, note = o.status, o.note
+            if status in ("done", "skipped", "not run") and stale(o.stage):
+                status, note = "stale", "outputs made from inputs that are no longer current; not shown"
+            rows.append(StageRow(o.stage, status, o.seconds, {k: v for k, v in o.numbers.items() if v is not None},
+                                 note))
     else:  # a report outside a run: what the recorded provenance says
         for name in STAGE_NAMES:
-            prov = read_provenance(root / name)
-            if prov is not None:
+            if name in current:
+                prov = current[name]
                 rows.append(StageRow(name, "done", prov.seconds, dict(prov.numbers), "recorded in provenance.json"))
+            elif stale(name):
+                rows.append(StageRow(name, "stale", None, {}, "outputs not current (run the session again); not shown"))
     metrics: dict[str, Any] = {}
     for name in ("calibrate", "refine", "fit", "texture", "export"):
-        prov = read_provenance(root / name)
+        prov = current.get(name)
         if prov is not None and prov.numbers:
             metrics[name] = dict(prov.numbers)
     ev = root / "evaluate" / "metrics.json"
-    if ev.is_file():
+    if "evaluate" in current and ev.is_file():
         with contextlib.suppress(InputError):
             metrics["evaluate"] = _eval_metrics(read_json(ev))
     fit_summary = root / "fit" / "summary.json"
-    if fit_summary.is_file():
+    if "fit" in current and fit_summary.is_file():
         with contextlib.suppress(InputError):
-            losses = read_json(fit_summary).get("final_losses", {})
+            summary = read_json(fit_summary)
+            losses = summary.get("final_losses", {}) if isinstance(summary, dict) else {}
             if losses:
                 metrics["fit losses (final)"] = losses
 
-    def existing(p: Path) -> Path | None:
-        return p if p.is_file() else None
+    def existing(stage: str, name: str) -> Path | None:
+        p = root / stage / name
+        return p if stage in current and p.is_file() else None
 
     return ReportContent(
         subject=session.subject,
@@ -843,12 +969,12 @@ def report_content(session, res: RunResult | None = None):
                     "views": str(len(session.views())), "mvrecon": __version__,
                     **({"preset": res.preset} if res is not None else {})},
         stages=rows,
-        overlays=overlays_in(root / "fit" / "overlays"),
-        texture=existing(root / "texture" / "albedo.png"),
-        heatmap=existing(root / "evaluate" / "heatmap.png"),
-        loss_curve=existing(root / "fit" / "losses.png"),
+        overlays=overlays_in(root / "fit" / "overlays") if "fit" in current else [],
+        texture=existing("texture", "albedo.png"),
+        heatmap=existing("evaluate", "heatmap.png"),
+        loss_curve=existing("fit", "losses.png"),
         metrics=metrics,
-        glb=existing(root / "export" / "head.glb"),
+        glb=existing("export", "head.glb"),
     )
 
 

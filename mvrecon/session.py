@@ -25,13 +25,14 @@ import contextlib
 import errno
 import fcntl
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
 from .cameras import Camera, Rig, load_rig, rig_json_path
-from .errors import InputError, SessionBusy
-from .io import image_size, read_json, write_json
+from .errors import InputError, MvreconError, SessionBusy
+from .io import check_name, image_size, read_json, refuse_symlink, regular_file, write_json
 
 SESSION_FILE = "session.json"
 LOCK_FILE = ".mvrecon.lock"
@@ -96,8 +97,9 @@ class Session:
         return self.rig[name]
 
     def stage_dir(self, stage: str) -> Path:
-        """The folder of a stage's outputs (not created)."""
-        return self.root / stage
+        """The folder of a stage's outputs (not created); a symbolic link there is refused (a
+        :class:`~mvrecon.errors.MvreconError`): stages never write through a link."""
+        return refuse_symlink(self.root / check_name(stage, "stage name"), "stage folder")
 
     @property
     def logs_dir(self) -> Path:
@@ -117,6 +119,9 @@ class Session:
 def _rel(root: Path, value: Any, what: str, sf: Path) -> Path:
     if not isinstance(value, str) or not value:
         raise InputError(f"{what} must be a non-empty path string", sf)
+    # what the OS refuses with an exception of its own (ENAMETOOLONG, an embedded NUL)
+    if "\x00" in value or len(value) > 4096 or any(len(part.encode()) > 255 for part in value.split("/")):
+        raise InputError(f"{what} {value[:40]!r}... is not a usable path (too long, or a NUL character)", sf)
     p = Path(value)
     return p if p.is_absolute() else (root / p)
 
@@ -150,7 +155,9 @@ def load_session(root: str | Path, check_images: bool = True) -> Session:
     for i, fr in enumerate(frames_raw):
         if not isinstance(fr, dict) or not isinstance(fr.get("images"), dict) or not fr["images"]:
             raise InputError(f"frames[{i}] needs a non-empty 'images' object (camera -> file)", sf)
-        name = str(fr.get("name", f"{i:03d}"))
+        name = fr.get("name", f"{i:03d}")
+        name = check_name(str(name) if isinstance(name, int) and not isinstance(name, bool) else name,
+                          f"frames[{i}] name", sf)
         if name in seen:
             raise InputError(f"frame name {name!r} appears twice", sf)
         seen.add(name)
@@ -158,22 +165,33 @@ def load_session(root: str | Path, check_images: bool = True) -> Session:
         for cam_name, rel in fr["images"].items():
             if cam_name not in rig.names:
                 raise InputError(
-                    f"frame {name!r} has an image for camera {cam_name!r}, which rig {rig_path} does not have "
+                    f"frame {name!r} has an image for camera {cam_name[:40]!r}, which rig {rig_path} does not have "
                     f"(cameras: {', '.join(rig.names)})",
                     sf,
                 )
             path = _rel(root, rel, f"frame {name!r} camera {cam_name!r} image", sf)
             if check_images:
-                if not path.is_file():
+                if not os.path.lexists(path):
                     raise InputError(f"image of camera {cam_name!r} in frame {name!r} not found", path)
-                w, h = image_size(path)
+                w, h = image_size(path)  # a regular file (not a folder, device or FIFO), a known format
                 cam = rig[cam_name]
                 if (w, h) != (cam.width, cam.height):
+                    turned = (h, w) == (cam.width, cam.height) and image_size(path, oriented=False) != (w, h)
                     raise InputError(
-                        f"image is {w}x{h} but camera {cam_name!r} of the rig is {cam.width}x{cam.height}", path
+                        f"image is {w}x{h} but camera {cam_name!r} of the rig is {cam.width}x{cam.height}"
+                        + (" (its EXIF orientation turns it a quarter, and mvrecon applies EXIF orientation: "
+                           "save the photo without it)" if turned else ""), path
                     )
             images[cam_name] = path
         frames.append(Frame(name=name, images=images))
+    keys: dict[str, tuple[str, str]] = {}
+    for fr in frames:  # a view's key names its folders: two views must not share one
+        for cam_name in fr.images:
+            key = View(fr.name, cam_name, Path()).key
+            if key in keys:
+                raise InputError(f"frame {fr.name!r} camera {cam_name!r} and frame {keys[key][0]!r} camera "
+                                 f"{keys[key][1]!r} give the same view name {key!r}; rename a frame", sf)
+            keys[key] = (fr.name, cam_name)
 
     scan = None
     if data.get("scan"):
@@ -186,13 +204,19 @@ def load_session(root: str | Path, check_images: bool = True) -> Session:
             landmarks=_rel(root, lm, "'scan.landmarks'", sf) if lm else None,
             units=s.get("units"),
         )
+        if check_images:  # regular files before anything reads (or hashes) them; a missing one is
+            for what, p in (("scan mesh", scan.mesh), ("scan landmarks", scan.landmarks)):  # evaluate's to say
+                if p is not None and os.path.lexists(p):
+                    regular_file(p, what)
     calib_dir = _rel(root, data["calib"], "'calib'", sf) if data.get("calib") else None
     options = data.get("options", {})
     if not isinstance(options, dict):
         raise InputError("'options' must be an object", sf)
+    # the folder's own name is taken as it is; a subject given in the file is a name like the others
+    subject = check_name(data["subject"], "subject", sf) if "subject" in data else root.name
     return Session(
         root=root,
-        subject=str(data.get("subject", root.name)),
+        subject=subject,
         rig=rig,
         rig_path=rig_path,
         frames=tuple(frames),
@@ -227,13 +251,35 @@ def write_session_file(
     return write_json(root / SESSION_FILE, data)
 
 
+def _lock_error(e: OSError, path: Path) -> MvreconError:
+    if e.errno == errno.ELOOP:
+        return InputError("the lock file is a symbolic link; refused (remove it)", path)
+    if e.errno == errno.EISDIR:
+        return InputError("the lock file is a folder; remove it", path)
+    if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        why = "the session is on a read-only file system" if e.errno == errno.EROFS else "permission denied"
+        return MvreconError(f"cannot lock the session ({why}); 'mvrecon session report SESSION --out FILE' reports "
+                            "an up-to-date session without writing to it", path.parent)
+    if e.errno == errno.ENOENT:
+        return InputError("session folder not found", path.parent)
+    return MvreconError(f"cannot lock the session ({e.strerror})", path)
+
+
 @contextlib.contextmanager
 def session_lock(root: str | Path) -> Iterator[None]:
     """An exclusive advisory lock (``flock``) on ``root/.mvrecon.lock``; released on exit, and by
     the OS when the process dies, so a killed run never leaves a stale lock."""
     root = Path(root)
     path = root / LOCK_FILE
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        # never through a link: a planted .mvrecon.lock -> elsewhere would be truncated and written
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o644)
+    except OSError as e:
+        raise _lock_error(e, path) from None
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode) or st.st_nlink > 1:  # a hard link would be another file's content
+        os.close(fd)
+        raise InputError("the lock file is not a plain file of its own; remove it", path)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -243,9 +289,13 @@ def session_lock(root: str | Path) -> Iterator[None]:
                 with contextlib.suppress(OSError):
                     holder = os.pread(fd, 64, 0).decode(errors="replace").strip()
                 raise SessionBusy(f"session is busy: another mvrecon run holds its lock{f' (pid {holder})' if holder else ''}", root) from None
-            raise
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
+            raise _lock_error(e, path) from None
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, str(os.getpid()).encode(), 0)
+        except OSError as e:  # a full disk: the PID is only a courtesy to the next holder
+            if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise _lock_error(e, path) from None
         yield
     finally:
         os.close(fd)

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from ..errors import MvreconError
+from ..io import check_name
 
 KINDS = ("ict", "bfm", "bfm-front", "faceverse", "flame")
 
@@ -19,6 +20,22 @@ def model() -> None:
 
 
 def _import(kind: str, path: Path, name: str, landmarks: Path | None):
+    from ..errors import InputError
+
+    from ..io import MAX_MODEL_BYTES, regular_file
+
+    for p in (path, landmarks):
+        if p is not None and not Path(p).is_dir():  # a device or FIFO would be read forever
+            regular_file(p, "model file", MAX_MODEL_BYTES)
+    try:
+        return _import_kind(kind, path, name, landmarks)
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError, MemoryError,
+            RecursionError) as e:
+        # the importers check what they expect; anything else a malformed file trips is still one line
+        raise InputError(f"not a readable {kind} model file ({e.__class__.__name__}: {str(e)[:200]})", path) from None
+
+
+def _import_kind(kind: str, path: Path, name: str, landmarks: Path | None):
     from ..facemodel import ict, importers
 
     if kind == "ict":
@@ -56,7 +73,7 @@ def import_cmd(kind: str, path: Path, name: str | None, force: bool, landmarks: 
     """Convert upstream model files at PATH into mvrecon's .npz (in $MVRECON_MODELS or the cache)."""
     from ..facemodel.registry import models_dir
 
-    name = name or kind
+    name = check_name(name or kind, "model name")
     target = models_dir() / f"{name}.npz"
     if target.exists() and not force:
         raise MvreconError(f"model '{name}' already exists (use --force to replace it)", target)
@@ -152,7 +169,7 @@ def fetch_cmd(kind: str, url: str | None, name: str, force: bool) -> None:
     from ..facemodel.registry import models_dir
 
     url = url or UPSTREAM_URL
-    target = models_dir() / f"{name}.npz"
+    target = models_dir() / f"{check_name(name, 'model name')}.npz"
     if target.exists() and not force:
         raise MvreconError(f"model '{name}' already exists (use --force to replace it)", target)
     with tempfile.TemporaryDirectory(prefix="mvrecon-fetch-") as tmp:

@@ -99,4 +99,23 @@ def calibrate_cmd(session: Path, as_json: bool) -> None:
     click.echo(f"wrote {res.root / 'refine' / 'rig.json'}")
 
 
+@session_group.command("report")
+@click.argument("session", type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Where to write the report (default SESSION/report.html); a session on a read-only mount "
+                   "is reported elsewhere.")
+def report_cmd(session: Path, out: Path | None) -> None:
+    """Write the report of SESSION from what its stages recorded, without running anything and
+    without writing into SESSION (unless --out points there): outputs whose provenance is not
+    current are marked stale and not shown."""
+    from ..io import write_text
+    from ..pipeline import report_content
+    from ..report import REPORT_NAME, render_html
+    from ..session import load_session
+
+    s = load_session(session)
+    path = write_text(out or s.root / REPORT_NAME, render_html(report_content(s)))
+    click.echo(f"report: {path}")
+
+
 COMMANDS = [session_group]

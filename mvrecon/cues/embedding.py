@@ -116,8 +116,9 @@ class LandmarkEmbedding:
 def embedding_path(model_name: str) -> Path:
     """Where ``mvrecon model embed`` writes the embedding of a registered model."""
     from ..facemodel.registry import models_dir
+    from ..io import check_name
 
-    return models_dir() / f"{model_name}.mediapipe.npz"
+    return models_dir() / f"{check_name(model_name, 'model name')}.mediapipe.npz"
 
 
 def find_embedding(model) -> LandmarkEmbedding | None:

@@ -33,7 +33,7 @@ from typing import Any, Literal
 import numpy as np
 
 from ..errors import InputError
-from ..io import MAX_IMAGE_PIXELS, atomic_dir, read_image, read_json, sha256_file, write_image, write_json
+from ..io import atomic_dir, read_image, read_json, sha256_file, write_image, write_json
 from ..parts import overlay as part_overlay
 from .facemesh import DetectConfig, FaceCues, detect, downscale
 from .parsing import FaceParser, get_parser
@@ -67,8 +67,9 @@ class CuesConfig:
     views cost seconds to blend and encode."""
     overwrite: bool = False
     """Redo views whose cached outputs match the image and settings."""
-    max_image_pixels: int = MAX_IMAGE_PIXELS
-    """Images above this many pixels are refused from their header, before decoding."""
+    max_image_pixels: int | None = None
+    """Images above this many pixels are refused from their header, before decoding (None:
+    ``$MVRECON_MAX_IMAGE_PIXELS``, else :data:`mvrecon.io.MAX_IMAGE_PIXELS`)."""
 
     def settings(self) -> dict[str, Any]:
         """What the outputs depend on (not ``overwrite``): recorded per view, compared on re-runs."""
@@ -166,8 +167,8 @@ def _cached(view_dir: Path, sha: str, cfg: CuesConfig, camera=None, labels: bool
     if cfg.overwrite or not path.is_file():
         return None
     try:
-        rec = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        rec = read_json(path)
+    except InputError:
         return None  # unreadable cache: just redo the view
     if not isinstance(rec, dict) or rec.get("image_sha256") != sha:
         return None
@@ -238,7 +239,7 @@ def process_image(
     if rec is not None:
         return ViewResult(key, image_path, rec["status"], True, out_dir, rec.get("score"))
 
-    image = _read_image(image_path, cfg.max_image_pixels)
+    image = read_image(image_path, max_pixels=cfg.max_image_pixels)
     cues = detect(image, cfg.detect)
     record: dict[str, Any] = {
         "format": FORMAT,
@@ -274,17 +275,6 @@ def _parse(parser: FaceParser, image: np.ndarray, cues: FaceCues, camera) -> np.
     if "camera" in params or any(p.kind is p.VAR_KEYWORD for p in params.values()):
         return parser.parse(image, cues, camera=camera)
     return parser.parse(image, cues)
-
-
-def _read_image(path: Path, max_pixels: int) -> np.ndarray:
-    from PIL import Image
-
-    try:
-        return read_image(path, max_pixels=max_pixels)
-    except Image.DecompressionBombError:
-        # PIL refuses (from the header) images above twice its own limit before mvrecon.io's
-        # size check sees them; same meaning, so the same one-line error.
-        raise InputError(f"image is far too large (above {2 * Image.MAX_IMAGE_PIXELS} pixels); refused", path) from None
 
 
 def _parser(name: str) -> FaceParser:
@@ -358,7 +348,7 @@ def label_frame(views: list[ViewResult], cameras: list, cfg: CuesConfig, parser:
         for r, v in zip(records, views)
     ):
         return False
-    images = [_read_image(v.image, cfg.max_image_pixels) for v in views]
+    images = [read_image(v.image, max_pixels=cfg.max_image_pixels) for v in views]
     cues = [load_view_cues(v.out_dir) for v in views]
     if len(views) >= 2:
         labels = parser.parse_frame(images, cues, cameras)

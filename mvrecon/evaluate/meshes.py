@@ -124,9 +124,13 @@ def read_mesh(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     Open3D, GLB/glTF through trimesh (Open3D drops their unreferenced vertices). Polygons are fanned
     into triangles.
     """
+    from ..io import regular_file
+    from ..meshio import check_read_whole
+
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise InputError("mesh file not found", path)
+    regular_file(path, "mesh file")
     suffix = path.suffix.lower()
     if suffix not in MESH_SUFFIXES:
         raise InputError(f"unsupported mesh format '{path.suffix}' (use {', '.join(MESH_SUFFIXES)})", path)
@@ -144,6 +148,8 @@ def read_mesh(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
             mesh = o3d.io.read_triangle_mesh(str(path), enable_post_processing=False, print_progress=False)
         v = np.asarray(mesh.vertices, dtype=np.float64).copy()
         f = np.asarray(mesh.triangles, dtype=np.int64).copy()
+        if suffix in (".ply", ".off"):
+            check_read_whole(path, len(v), len(f))
     validate_mesh(v, f, path)
     return v, f
 
@@ -187,15 +193,23 @@ def read_landmarks(path: str | Path, vertices: np.ndarray | None = None) -> np.n
     ``.json``: a list of 68 ``[x, y, z]`` or 68 integers, or an object with ``"landmarks"``
     (points) or ``"vertex_indices"``. Vertex indices need ``vertices`` ``(N, 3)``.
     """
+    from ..io import regular_file
+
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise InputError("landmark file not found", path)
+    regular_file(path, "landmark file")
     suffix = path.suffix.lower()
     try:
         if suffix == ".npy":
             arr = np.load(path, allow_pickle=False)
         elif suffix == ".json":
-            data = json.loads(path.read_text(encoding="utf-8"))
+            from ..io import read_json
+
+            try:
+                data = read_json(path)  # bounded: size, nesting, integer length
+            except InputError as e:
+                raise InputError(f"cannot parse landmarks ({str(e).removeprefix(f'{path}: ')})", path) from None
             if isinstance(data, dict):
                 if "vertex_indices" in data:
                     data = np.asarray(data["vertex_indices"], dtype=np.int64)

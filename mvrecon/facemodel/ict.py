@@ -146,7 +146,7 @@ def import_ict(path: str | Path, name: str = "ict", progress: Callable[[str], No
         elif fname == CONFIG:
             try:
                 config = json.loads(read().decode("utf-8"))
-            except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            except (UnicodeDecodeError, ValueError, RecursionError) as e:
                 raise InputError(f"{fname} is not valid JSON ({e})", where) from None
         elif fname.endswith(".obj"):
             try:

@@ -16,6 +16,7 @@ arrays, dicts are flattened to ``region__<name>``, ``submesh__<name>``, ``subtri
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -335,17 +336,27 @@ def load_model_file(path: str | Path) -> FaceModel:
     """Read a model ``.npz``; a missing, unreadable, old or malformed file is one InputError."""
     import zipfile
 
+    from ..io import MAX_MODEL_BYTES, check_name, regular_file
+
     path = Path(path)
-    if not path.is_file():
+    if not os.path.lexists(path):
         raise InputError("face model file not found", path)
+    regular_file(path, "face model file", MAX_MODEL_BYTES)
     try:
+        with zipfile.ZipFile(path) as zf:  # a zip bomb is refused from its directory, unpacked never
+            unpacked = sum(i.file_size for i in zf.infolist())
+        if unpacked > MAX_MODEL_BYTES:
+            raise InputError(f"face model unpacks to {unpacked} bytes, above the limit of {MAX_MODEL_BYTES}; refused", path)
         with np.load(path, allow_pickle=False) as z:
             data = {k: z[k] for k in z.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError, MemoryError, NotImplementedError) as e:
         raise InputError(f"not a readable face model .npz ({e.__class__.__name__}: {e})", path) from None
     if "format_version" not in data:
         raise InputError("not a mvrecon face model (no 'format_version' array)", path)
-    version = int(data["format_version"])
+    try:
+        version = int(data["format_version"])
+    except (TypeError, ValueError):
+        raise InputError("not a mvrecon face model (a malformed 'format_version')", path) from None
     if version != FORMAT_VERSION:
         raise InputError(f"face model format version {version}, this mvrecon reads {FORMAT_VERSION}; re-import it", path)
     missing = [k for k in _ARRAYS + _STRINGS + ("exp_names",) if k not in data]
@@ -357,7 +368,7 @@ def load_model_file(path: str | Path) -> FaceModel:
 
     try:
         return FaceModel(
-            name=str(data["name"]),
+            name=check_name(str(data["name"]), "model name", path),  # embeddings are found by it
             mean=data["mean"],
             id_basis=data["id_basis"],
             id_std=data["id_std"],
@@ -377,5 +388,5 @@ def load_model_file(path: str | Path) -> FaceModel:
             exp_kind=str(data["exp_kind"]),
             extras=group("extra__"),
         )
-    except (ValueError, IndexError, TypeError) as e:
-        raise InputError(str(e), path) from None
+    except (ValueError, IndexError, TypeError, KeyError, AttributeError) as e:
+        raise InputError(f"malformed face model ({e.__class__.__name__}: {e})"[:300], path) from None

@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 
 from ..errors import MvreconError
+from ..io import check_name
 from .model import FaceModel, load_model_file
 
 ENV = "MVRECON_MODELS"
@@ -31,7 +32,8 @@ def models_dir() -> Path:
 
 
 def model_path(name: str) -> Path | None:
-    """Where the model ``name`` is found, or None."""
+    """Where the model ``name`` is found, or None (a name that is not a plain name is an error)."""
+    check_name(name, "model name")
     for d in search_dirs():
         p = d / f"{name}.npz"
         if p.is_file():

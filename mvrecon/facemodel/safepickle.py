@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
+from ..io import MAX_MODEL_BYTES, open_regular, read_file_bytes
 
 
 class _Recorded:
@@ -93,7 +94,7 @@ class SafeUnpickler(pickle.Unpickler):
         raise pickle.UnpicklingError("refused persistent id")
 
 
-def _sparse_from(stub: SparseStub) -> Any:
+def _sparse_from(stub: SparseStub, plain: Any) -> Any:
     import scipy.sparse as sp
 
     st = stub.state if isinstance(stub.state, dict) else {}
@@ -104,32 +105,77 @@ def _sparse_from(stub: SparseStub) -> Any:
     return sp.coo_matrix((plain(st["data"]), (plain(st["row"]), plain(st["col"]))), shape=shape)
 
 
+#: Deepest nesting of containers a model pickle may have (FLAME's is 3).
+MAX_DEPTH = 100
+#: Most objects a pickle may expand to, shared references counted at every use: a few hundred
+#: bytes of references to references would otherwise expand to exabytes.
+MAX_OBJECTS = 1_000_000
+
+
+class _Plain:
+    """:func:`plain` over one object graph: each object converted once (memoised by identity),
+    with the depth and the expanded size bounded."""
+
+    def __init__(self) -> None:
+        self.memo: dict[int, tuple[Any, int, Any]] = {}  # id -> (result, expanded size, source kept alive)
+
+    def __call__(self, obj: Any, depth: int = 0) -> tuple[Any, int]:
+        if depth > MAX_DEPTH:
+            raise pickle.UnpicklingError(f"containers nested more than {MAX_DEPTH} deep")
+        hit = self.memo.get(id(obj))
+        if hit is not None:
+            return hit[0], hit[1]
+        out, size = self._convert(obj, depth)
+        if size > MAX_OBJECTS:
+            raise pickle.UnpicklingError(f"shared references expand to more than {MAX_OBJECTS} objects")
+        self.memo[id(obj)] = (out, size, obj)
+        return out, size
+
+    def _all(self, items: Any, depth: int) -> tuple[list[Any], int]:
+        out, total = [], 1
+        for v in items:
+            r, n = self(v, depth + 1)
+            out.append(r)
+            total += n
+            if total > MAX_OBJECTS:
+                raise pickle.UnpicklingError(f"shared references expand to more than {MAX_OBJECTS} objects")
+        return out, total
+
+    def _convert(self, obj: Any, depth: int) -> tuple[Any, int]:
+        if isinstance(obj, ChStub):
+            st = obj.state if isinstance(obj.state, dict) else {}
+            if "x" not in st:
+                raise pickle.UnpicklingError("a chumpy object without stored data (a derived expression)")
+            x, n = self(st["x"], depth + 1)
+            return np.asarray(x), n + 1
+        if isinstance(obj, SparseStub):
+            return _sparse_from(obj, lambda v: self(v, depth + 1)[0]), 1
+        if isinstance(obj, dict):
+            keys, nk = self._all(obj.keys(), depth)
+            vals, nv = self._all(obj.values(), depth)
+            return dict(zip(keys, vals)), nk + nv
+        if isinstance(obj, (list, tuple)):
+            items, n = self._all(obj, depth)
+            return (items if isinstance(obj, list) else tuple(items)), n
+        if isinstance(obj, np.ndarray) and obj.dtype == object:
+            if obj.ndim == 0:
+                v, n = self(obj.item(), depth + 1)
+                return v, n + 1
+            flat, n = self._all(obj.reshape(-1), depth)
+            try:
+                return np.array(flat).reshape(obj.shape), n
+            except ValueError:
+                out = np.empty(len(flat), dtype=object)
+                out[:] = flat
+                return out.reshape(obj.shape), n
+        return obj, 1
+
+
 def plain(obj: Any) -> Any:
-    """Replace stand-ins by numpy arrays / scipy sparse matrices, recursively."""
-    if isinstance(obj, ChStub):
-        st = obj.state if isinstance(obj.state, dict) else {}
-        if "x" not in st:
-            raise pickle.UnpicklingError("a chumpy object without stored data (a derived expression)")
-        return np.asarray(plain(st["x"]))
-    if isinstance(obj, SparseStub):
-        return _sparse_from(obj)
-    if isinstance(obj, dict):
-        return {plain(k): plain(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [plain(v) for v in obj]
-    if isinstance(obj, tuple):
-        return tuple(plain(v) for v in obj)
-    if isinstance(obj, np.ndarray) and obj.dtype == object:
-        if obj.ndim == 0:
-            return plain(obj.item())
-        flat = [plain(v) for v in obj.reshape(-1)]
-        try:
-            return np.array(flat).reshape(obj.shape)
-        except ValueError:
-            out = np.empty(len(flat), dtype=object)
-            out[:] = flat
-            return out.reshape(obj.shape)
-    return obj
+    """Replace stand-ins by numpy arrays / scipy sparse matrices, recursively. Objects shared in
+    the pickle are converted once; more than :data:`MAX_DEPTH` levels or an expansion to more than
+    :data:`MAX_OBJECTS` objects is an ``UnpicklingError``."""
+    return _Plain()(obj)[0]
 
 
 def safe_loads(data: bytes) -> Any:
@@ -140,28 +186,21 @@ def safe_loads(data: bytes) -> Any:
 def load_pickle(path: str | Path) -> Any:
     """Safely unpickle a file; anything refused or malformed is one :class:`InputError`."""
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise InputError("file not found", path) from None
-    except OSError as e:
-        raise InputError(f"cannot read ({e.strerror})", path) from None
+    data = read_file_bytes(path, "file", MAX_MODEL_BYTES)
     try:
         return safe_loads(data)
     except pickle.UnpicklingError as e:
         raise InputError(f"unsafe or unsupported pickle content: {e}", path) from None
-    except (EOFError, ValueError, TypeError, KeyError, IndexError, AttributeError) as e:
-        raise InputError(f"not a readable pickle ({e.__class__.__name__}: {e})", path) from None
+    except (EOFError, ValueError, TypeError, KeyError, IndexError, AttributeError, MemoryError, RecursionError,
+            OverflowError) as e:
+        raise InputError(f"not a readable pickle ({e.__class__.__name__}: {str(e)[:200]})", path) from None
 
 
 def load_npy(path: str | Path) -> Any:
     """Read a ``.npy``: plain arrays with numpy; object arrays (a pickled dict, as FaceVerse and
     FLAME landmark files use) through :class:`SafeUnpickler`. A 0-d object array is unwrapped."""
     path = Path(path)
-    try:
-        f = path.open("rb")
-    except FileNotFoundError:
-        raise InputError("file not found", path) from None
+    f = open_regular(path, "file", MAX_MODEL_BYTES)
     with f:
         try:
             version = np.lib.format.read_magic(f)
@@ -175,12 +214,13 @@ def load_npy(path: str | Path) -> Any:
             f.seek(0)
             try:
                 return np.load(f, allow_pickle=False)
-            except ValueError as e:
+            except (ValueError, MemoryError, OverflowError) as e:
                 raise InputError(f"truncated or malformed .npy ({e})", path) from None
         payload = f.read()
     try:
         return safe_loads(payload)
     except pickle.UnpicklingError as e:
         raise InputError(f"unsafe or unsupported pickle content: {e}", path) from None
-    except (EOFError, ValueError, TypeError, KeyError, IndexError, AttributeError) as e:
+    except (EOFError, ValueError, TypeError, KeyError, IndexError, AttributeError, MemoryError, RecursionError,
+            OverflowError) as e:
         raise InputError(f"not a readable .npy object array ({e.__class__.__name__}: {e})", path) from None

@@ -309,6 +309,7 @@ td.stage { font-weight: 600; }
 .badge { display: inline-block; padding: 1px 8px; border-radius: 10px; font-size: 12px; font-weight: 600; }
 .badge.done { background: #e3f4e8; color: #1e7b3c; } .badge.skipped { background: #eef1f5; color: #5d6778; }
 .badge.failed { background: #fde7e9; color: #a4262c; } .badge.not-run { background: #fff4ce; color: #7a5d00; }
+.badge.stale { background: #fde7e9; color: #7a3d00; }
 table.metrics { max-width: 720px; }
 table.metrics tr.group th { background: #f0f3f7; font-size: 13px; }
 table.metrics tr.d1 td:first-child { padding-left: 24px; } table.metrics tr.d2 td:first-child { padding-left: 40px; }

@@ -12,7 +12,7 @@ from typing import Literal, Mapping, Sequence
 
 import numpy as np
 
-StageStatus = Literal["done", "skipped", "failed", "not run"]
+StageStatus = Literal["done", "skipped", "failed", "not run", "stale"]
 
 
 @dataclass(frozen=True)
