@@ -5,15 +5,17 @@
    casting its pixel ray. The model's side of each point is found the same way on the model's
    mean shape, seen through the same frontal camera (:func:`model_landmarks`).
 2. A similarity (Umeyama, :func:`mvrecon.evaluate.geometry.umeyama`, re-weighted against
-   outliers) from those landmarks, alternated with a regularised least-squares fit of the
-   identity coefficients to the landmarks and to closest points of the mesh (point-to-plane).
+   outliers) from those landmarks; its scale is kept. Then Gauss-Newton on the identity
+   coefficients and the rigid pose together, point-to-plane against closest points of the mesh,
+   the landmarks only lightly (:func:`fit_identity`).
 3. Non-rigid: the skin's vertices solve a sparse linear system per step: closest-point data
-   (rejected by distance, normal and the mesh's open border; weighted down near the eye and
-   mouth openings), a bending term on the displacement from the identity fit (uniform
-   Laplacian), landmarks; stiffness decreasing stage by stage.
+   (rejected by distance, normal and the mesh's open border; down-weighted in cavities), a
+   bending term on the displacement from the identity fit (uniform Laplacian), stiffness
+   decreasing stage by stage. The eye and mouth openings and the ears are :class:`Zones` that
+   move rigidly with the skin around them instead of following the mesh (:func:`nonrigid`).
 4. The interior parts (eyeballs, teeth, mouth and eye sockets, eyelashes) follow the skin: each
-   eyeball (with its lacrimal, blend and occlusion shells) rigidly with the skin around it, the rest
-   by the skin's displacement interpolated from the nearest skin vertices.
+   eyeball (with its lacrimal, blend and occlusion shells) by its eye zone's rigid motion, the
+   rest by the skin's displacement interpolated from the nearest skin vertices.
 
 All positions are float64; the model side is in model space (metres, +Y up, +Z out of the face).
 """
@@ -36,9 +38,9 @@ log = logging.getLogger(__name__)
 
 MM = 1e-3
 
-# MediaPipe points that sit somewhere else on a head with closed eyes or a closed mouth (a scan
-# taken so, like most head scans) than on the model's open eyes and parted lips: the lid contours
-# but the eye corners, the inner lip contour and the irises (face_mesh_connections of MediaPipe).
+# MediaPipe points that sit elsewhere on a head with closed eyes or a closed mouth (most head
+# scans are taken so) than on the model's open eyes and parted lips: the lid contours without
+# the eye corners, the inner lip contour and the irises (MediaPipe's face_mesh_connections).
 MP_LIDS = (7, 144, 145, 153, 154, 155, 157, 158, 159, 160, 161, 163, 173, 246,
            249, 373, 374, 380, 381, 382, 384, 385, 386, 387, 388, 390, 398, 466)
 MP_INNER_LIPS = (13, 14, 78, 80, 81, 82, 87, 88, 95, 178, 191, 308, 310, 311, 312, 317, 318, 324, 402, 415)
@@ -68,13 +70,6 @@ class LandmarkRows:
     def points(self, verts: np.ndarray) -> np.ndarray:
         """(L, 3) landmark positions on ``verts`` (N, 3)."""
         return np.einsum("lk,lkd->ld", self.w, np.asarray(verts, np.float64)[self.vids])
-
-    def matrix(self, n: int):
-        """Sparse (L, n) matrix taking vertex positions (n, 3) to the landmarks (L, 3)."""
-        import scipy.sparse as sp
-
-        L = len(self.ids)
-        return sp.csr_matrix((self.w.ravel(), (np.repeat(np.arange(L), 3), self.vids.ravel())), shape=(L, n))
 
 
 # ------------------------------------------------------------------------------ render and lift
@@ -218,9 +213,9 @@ def model_landmarks(model: FaceModel, size: int) -> LandmarkRows:
     :func:`front_camera`), lifted onto the model's skin.
 
     Not the model's landmark embedding: that one holds where MediaPipe puts its points on
-    textured renders, and on these grey renders it puts them a median 2.8 mm elsewhere (the
-    model's own mean shape, registered to itself through the embedding, came out 2.7 % small).
-    Seen the same way on both sides, such offsets cancel. Points on the lids, the inner lips and
+    textured renders, and on these grey renders it puts them millimetres elsewhere (the
+    model's own mean shape, registered to itself through the embedding, came out a few per cent
+    small). Seen the same way on both sides, such offsets cancel. Points on the lids, the inner lips and
     the irises are left out (:data:`MP_LIDS`...): a scan's closed eyes and mouth put them elsewhere."""
     key = ("headmesh-landmarks", int(size))
     if key in model._cache:
@@ -354,8 +349,8 @@ def fit_identity(model: FaceModel, rows: LandmarkRows, scan_lm: np.ndarray, lm_w
     with ``s = prior_mm``: point-to-plane, so the model can slide along the surface (a pose fitted
     to point pairs alone stays where the landmarks put it); the dense term counts as ``n_eff``
     independent points (neighbouring vertices are not independent observations), the landmarks
-    as ``n_landmarks``: MediaPipe places its points on the two shapes a little differently (a
-    median 1.4 mm on a random model identity), the surface is exact.
+    as ``n_landmarks``: MediaPipe places its points on two different heads a little differently
+    (about a millimetre), the surface is exact.
 
     The scale is not fitted: the model's identity modes change the head's size too, so the
     size would be split between the two by the prior alone. It stays the one that maps the
@@ -376,11 +371,11 @@ def fit_identity(model: FaceModel, rows: LandmarkRows, scan_lm: np.ndarray, lm_w
         nX = mo.vertex_normals(X, skin_faces)
         m = match(query, scan_normals, S.apply(X), nX @ S.rotation.T, data_w, max_dist * S.scale, min_cos)
         p, n = Sinv.apply(m.points), m.normals @ S.rotation                  # model space
-        # dense point-to-plane rows: d/d[c, rotation, translation, log-scale] of n . (G X(c) - p)
+        # dense point-to-plane rows: d/d[c, rotation, translation] of n . (G X(c) - p)
         Jd = np.concatenate([np.einsum("kmd,md->mk", Bv, n), np.cross(X, n), n], 1)
         rd = np.einsum("md,md->m", X - p, n)
         dw = m.weights * n_eff / max(m.weights.sum(), 1e-9) / s2
-        # landmark rows (L, 3, K + 7)
+        # landmark rows (L, 3, K + 6)
         P = rows.points(verts)
         Jl = np.concatenate([Bl.transpose(1, 2, 0), -_skew(P), np.broadcast_to(np.eye(3), P.shape + (3,))], 2)
         rl = P - Sinv.apply(scan_lm)
@@ -420,30 +415,31 @@ def solve_spd(A, rhs: np.ndarray) -> np.ndarray:
 
 def nonrigid(x0: np.ndarray, faces: np.ndarray, query: MeshQuery, scan_normals: np.ndarray, zones: "Zones",
              data_w: np.ndarray, stiffness: tuple[float, ...], steps: int, max_dist: float,
-             min_cos: float) -> tuple[np.ndarray, dict[str, Similarity]]:
+             min_cos: float, zone_weight: float = 30.0) -> tuple[np.ndarray, dict[str, Similarity]]:
     """Skin vertices (M, 3) pulled onto the mesh (all in model space), and the rigid motion of
     each of the ``zones``.
 
     Each step minimises
     ``sum_i w_i |x_i - p_i|^2 + sum_i z_i |x_i - T_k(x0_i)|^2 + alpha |L (x - x0)|^2``:
     p_i the closest points of the current x, w_i their weights (``data_w`` (M,), at most
-    :attr:`Zones.weight`, times the rejections), z_i = 1 - w_i inside a zone, T_k the rigid motion (Kabsch) of that zone's
-    outer band from x0 to the current x, L the uniform Laplacian. So the
-    lids by an eye the mesh shows closed move as a whole with the skin around them (the eyeball
-    goes with the same motion) instead of being squeezed onto the mesh, and so do the ears.
-    alpha runs through ``stiffness``, ``steps`` steps each.
+    :attr:`Zones.weight`, times the rejections), z_i = ``zone_weight`` (1 - w_i) inside a
+    zone, T_k the rigid
+    motion (Kabsch) of that zone's outer band from x0 to the current x, L the uniform Laplacian.
+    So the lids by an eye the mesh shows closed move as a whole with the skin around them (the
+    eyeball goes with the same motion) instead of being squeezed onto the mesh, and so do the
+    lips' inner rims and the ears. alpha runs through ``stiffness``, ``steps`` steps each. At the
+    end the zones' cores are set onto their motions.
 
-    No landmark term: MediaPipe places its points on two heads a little differently (a median
-    1.4 mm on a random model identity), and held to them the skin slid along the surface
-    (synthetic heads: p95 correspondence error 2.8 mm with them, 1.4 mm without); the identity
-    fit has already placed the skin."""
+    No landmark term: MediaPipe places its points on two heads a little differently, and held
+    to them the skin slid along the surface (on synthetic heads the p95 correspondence error
+    doubled); the identity fit has already placed the skin."""
     import scipy.sparse as sp
 
     M = len(x0)
     L = uniform_laplacian(faces, M)
     LtL = (L.T @ L).tocsc()
     bend0 = LtL @ x0
-    z = np.where(zones.zone >= 0, 1.0 - zones.weight, 0.0)
+    z = np.where(zones.zone >= 0, zone_weight * (1.0 - zones.weight), 0.0)
     x = x0.copy()
     for alpha in stiffness:
         for _ in range(steps):
@@ -455,7 +451,15 @@ def nonrigid(x0: np.ndarray, faces: np.ndarray, query: MeshQuery, scan_normals: 
             A = sp.diags(m.weights + z) + alpha * LtL
             rhs = m.weights[:, None] * m.points + z[:, None] * held + alpha * bend0
             x = solve_spd(A, rhs)
-    return x, zones.motions(x0, x)
+    # the zones' cores follow their motion exactly (bending pulls them a hair off it, and the
+    # lid margins touch the eyeballs by design: a hundredth of a mm pushes one through), blended
+    # into the solution below weight 0.3, where the outer bands that define the motions begin
+    motions = zones.motions(x0, x)
+    s = np.where(zones.zone >= 0, np.clip(1 - zones.weight / 0.3, 0, 1) ** 2, 0.0)
+    for i, T in enumerate(motions.values()):
+        sel = zones.zone == i
+        x[sel] = (1 - s[sel, None]) * x[sel] + s[sel, None] * T.apply(x0[sel])
+    return x, motions
 
 
 @dataclass(frozen=True)

@@ -191,8 +191,9 @@ class RegisteredHead:
     min_area_ratio: float
     """Smallest signed area ratio of a skin triangle against the model mean (> 0: no fold; see
     :func:`min_area_ratio`)."""
-    n_interior_outside: int
-    """Eyeball, teeth and gum vertices outside the skin (:func:`interior_outside`; 0 is right)."""
+    n_new_crossings: int
+    """Eyeball, teeth and gum edges through the skin that the identity fit did not have
+    (:func:`skin_crossings`; 0 is right: the registration pushed nothing through)."""
     pupils_visible: np.ndarray
     """(2,) bool, right and left: the eyes are open (:func:`pupils_visible`)."""
     landmark_ids: np.ndarray
@@ -218,7 +219,7 @@ class RegisteredHead:
             path, format=np.array(FORMAT), version=np.array(VERSION), verts=self.verts, id_coeffs=self.id_coeffs,
             scale=np.array(S.scale), rotation=S.rotation, translation=S.translation,
             residual_mm=self.residual_mm, fitted_residual_mm=self.fitted_residual_mm,
-            min_area_ratio=np.array(self.min_area_ratio), n_interior_outside=np.array(self.n_interior_outside),
+            min_area_ratio=np.array(self.min_area_ratio), n_new_crossings=np.array(self.n_new_crossings),
             pupils_visible=self.pupils_visible,
             landmark_ids=self.landmark_ids, landmarks=self.landmarks, model=np.array(self.model),
             topology=np.array(self.topology), mesh_sha256=np.array(self.mesh_sha256),
@@ -235,7 +236,7 @@ class RegisteredHead:
                            to_model=Similarity(float(z["scale"]), z["rotation"], z["translation"]),
                            residual_mm=z["residual_mm"], fitted_residual_mm=z["fitted_residual_mm"],
                            min_area_ratio=float(z["min_area_ratio"]),
-                           n_interior_outside=int(z["n_interior_outside"]), pupils_visible=z["pupils_visible"],
+                           n_new_crossings=int(z["n_new_crossings"]), pupils_visible=z["pupils_visible"],
                            landmark_ids=z["landmark_ids"], landmarks=z["landmarks"], model=str(z["model"]),
                            topology=str(z["topology"]), mesh_sha256=str(z["mesh_sha256"]),
                            attribution=str(z["attribution"]), license=str(z["license"]), seconds=float(z["seconds"]))
@@ -274,39 +275,24 @@ def min_area_ratio(model: FaceModel, verts: np.ndarray, min_rel_area: float = 0.
 INTERIOR_SUBMESHES = ("eyeball_left", "eyeball_right", "teeth", "gums_tongue")
 
 
-def inside_fraction(points: np.ndarray, verts: np.ndarray, faces: np.ndarray, n_rays: int = 16) -> np.ndarray:
-    """(P,) share of ``n_rays`` rays from each point (directions spread over the sphere) that
-    cross the mesh an odd number of times: 1 deep inside a closed surface, 0 outside; an open
-    surface (the skin's eye, mouth and neck openings) gives values between."""
-    import open3d as o3d
-
-    k = np.arange(n_rays) + 0.5
-    polar, azim = np.arccos(1 - 2 * k / n_rays), np.pi * (1 + 5 ** 0.5) * k
-    dirs = np.stack([np.cos(azim) * np.sin(polar), np.sin(azim) * np.sin(polar), np.cos(polar)], 1)
-    origin = np.asarray(verts, np.float64).mean(0)
-    scene = o3d.t.geometry.RaycastingScene()
-    scene.add_triangles(o3d.core.Tensor((np.asarray(verts) - origin).astype(np.float32)),
-                        o3d.core.Tensor(np.asarray(faces).astype(np.uint32)))
-    rays = np.concatenate([np.repeat(np.asarray(points) - origin, n_rays, 0), np.tile(dirs, (len(points), 1))], 1)
-    hits = scene.count_intersections(o3d.core.Tensor(rays.astype(np.float32))).numpy().reshape(len(points), n_rays)
-    return (hits % 2 == 1).mean(1)
-
-
-def interior_outside(model: FaceModel, verts: np.ndarray) -> int:
-    """How many vertices of :data:`INTERIOR_SUBMESHES` came out through the skin: inside it on
-    the model mean (:func:`inside_fraction` at least 1/2), clearly outside on ``verts`` (below
-    0.3; a tooth through a lip scores about 0.1). (The cornea
-    behind an open eye, the teeth behind parted lips are partly 'outside' on the mean already.)"""
+def skin_crossings(model: FaceModel, verts: np.ndarray) -> np.ndarray:
+    """(E,) bool over the edges of :data:`INTERIOR_SUBMESHES` (in a fixed order): the edge
+    passes through the skin. The model itself has some (its lid margins dip into the eyeballs;
+    large identity coefficients push teeth through the lips), so what a registration is judged
+    by is the crossings it adds to the identity fit it started from."""
     topo = SkinTopology.of(model)
-    ids = [np.arange(*model.submeshes[s]) for s in INTERIOR_SUBMESHES if s in model.submeshes]
-    if not ids:
-        return 0
-    ids = np.concatenate(ids)
-    mean = model.mean.astype(np.float64)
     v = np.asarray(verts, np.float64)
-    before = inside_fraction(mean[ids], mean[topo.vids], topo.faces)
-    after = inside_fraction(v[ids], v[topo.vids], topo.faces)
-    return int(((before >= 0.5) & (after < 0.3)).sum())
+    caster = hf.Caster(v[topo.vids], topo.faces)
+    tris = [model.triangles[np.arange(*model.submesh_triangles[s])] for s in INTERIOR_SUBMESHES
+            if s in model.submesh_triangles]
+    if not tris:
+        return np.zeros(0, bool)
+    edges, _ = mo._edges(np.concatenate(tris).astype(np.int64))
+    a, d = v[edges[:, 0]], v[edges[:, 1]] - v[edges[:, 0]]
+    length = np.linalg.norm(d, axis=1)
+    _, hit, _ = caster.cast(a, d / np.maximum(length, 1e-20)[:, None])
+    dist = np.linalg.norm(hit - a, axis=1)
+    return np.isfinite(dist) & (dist < length)
 
 
 def pupils_visible(model: FaceModel, verts: np.ndarray) -> np.ndarray:
@@ -387,7 +373,8 @@ def register_model(model: FaceModel, scan: HeadScan, cfg: RegisterConfig = Regis
     lm_found = np.where((lm_w > 0)[:, None], to_model.apply(scan_lm), np.nan)
     return RegisteredHead(
         verts=verts, id_coeffs=c, to_model=to_model, residual_mm=_stats_mm(d), fitted_residual_mm=_stats_mm(d[held]),
-        min_area_ratio=min_area_ratio(model, verts), n_interior_outside=interior_outside(model, verts),
+        min_area_ratio=min_area_ratio(model, verts),
+        n_new_crossings=int((skin_crossings(model, verts) & ~skin_crossings(model, base)).sum()),
         pupils_visible=pupils_visible(model, verts), landmark_ids=rows.ids, landmarks=lm_found,
         model=model.name, topology=topology_hash(model.triangles), mesh_sha256=scan.sha256,
         attribution=scan.attribution, license=scan.license, seconds=time.perf_counter() - t0)
