@@ -155,9 +155,12 @@ class RegisterConfig:
     """Matches farther than this are rejected (the model reaches where the mesh does not)."""
     min_normal_cos: float = 0.5
     """Matches whose normals differ more than this (cosine) are rejected."""
+    eye_contact_mm: float = 1.0
+    """Skin this close to an eyeball on the model mean (the lids lying on it) belongs to the eye
+    zone with the opening's rim: it moves with the eyeball, so the lids never cut into it."""
     eye_gap_mm: float = 2.0
-    """No data term within this distance of the eye openings: a scan's closed lids are not the
-    model's open ones."""
+    """No data term within this distance of the eye zone's core: a scan's closed lids are not
+    the model's open ones."""
     eye_taper_mm: float = 12.0
     """Over this distance beyond the gap the data weight rises to 1 (the lid up to its crease)."""
     mouth_gap_mm: float = 1.0
@@ -318,14 +321,25 @@ def _stats_mm(d: np.ndarray) -> np.ndarray:
 
 
 def skin_zones(model: FaceModel, vids: np.ndarray, faces: np.ndarray, cfg: RegisterConfig) -> hf.Zones:
-    """The skin's zones where the mesh is not followed (see :class:`.headfit.Zones`): the rims of
-    the eye openings ('right', 'left': the eyeballs move with them) and the mouth, and the ears."""
+    """The skin's zones where the mesh is not followed (see :class:`.headfit.Zones`): the eye
+    openings ('right', 'left': their rims and the lids lying on the eyeballs; the eyeballs move
+    with them), the mouth opening's rim, and the ears."""
+    from scipy.spatial import cKDTree
+
     v = model.mean[vids].astype(np.float64)
     lm = model.mean[np.asarray(model.landmarks68)].astype(np.float64)
     loops = hf.border_loops(faces, len(v))
+
+    def eye(corners: list[int], eyeball: str) -> np.ndarray:
+        rim = hf.opening_rim(v, loops, lm[corners])
+        if eyeball not in model.submeshes:
+            return rim
+        d, _ = cKDTree(model.mean[slice(*model.submeshes[eyeball])]).query(v)
+        return np.union1d(rim, np.flatnonzero(d < cfg.eye_contact_mm * MM))
+
     seeds = {
-        "right": (hf.opening_rim(v, loops, lm[[36, 39]]), cfg.eye_gap_mm * MM, cfg.eye_taper_mm * MM),
-        "left": (hf.opening_rim(v, loops, lm[[42, 45]]), cfg.eye_gap_mm * MM, cfg.eye_taper_mm * MM),
+        "right": (eye([36, 39], "eyeball_right"), cfg.eye_gap_mm * MM, cfg.eye_taper_mm * MM),
+        "left": (eye([42, 45], "eyeball_left"), cfg.eye_gap_mm * MM, cfg.eye_taper_mm * MM),
         "mouth": (hf.opening_rim(v, loops, lm[[48, 54]]), cfg.mouth_gap_mm * MM, cfg.mouth_taper_mm * MM),
         "ear_right": (hf.ear_vertices(v, faces, lm[0], -1.0), cfg.ear_gap_mm * MM, cfg.ear_taper_mm * MM),
         "ear_left": (hf.ear_vertices(v, faces, lm[16], 1.0), cfg.ear_gap_mm * MM, cfg.ear_taper_mm * MM),
