@@ -236,6 +236,9 @@ def model_landmarks(model: FaceModel, size: int) -> LandmarkRows:
     return rows
 
 
+#: Fewest landmarks found on the mesh a similarity is fitted to.
+MIN_LANDMARKS = 30
+
 #: Where to look for a face on a mesh of unknown orientation: (direction from the head to the
 #: camera, up), the glTF convention first (+Y up, face towards +Z), then Z-up (Blender: face
 #: towards -Y), then the rest.
@@ -283,6 +286,9 @@ def find_landmarks(caster: Caster, rows: LandmarkRows, model: FaceModel, size: i
         raise MvreconError("no face found on the head mesh from the front, back, sides, top or bottom "
                            "(MediaPipe on a shaded render); is it a head?")
     pts, w = scan_points(lifted, rows)
+    if (w > 0).sum() < MIN_LANDMARKS:
+        raise MvreconError(f"MediaPipe's face on the head mesh has only {(w > 0).sum()} points on its surface "
+                           f"(need {MIN_LANDMARKS}); is the face's surface part of the mesh?")
     S = robust_similarity(model_points, pts, w, 0.003 * diag)
     cam_m = front_camera(model, size)
     for _ in range(refinements):
@@ -293,8 +299,10 @@ def find_landmarks(caster: Caster, rows: LandmarkRows, model: FaceModel, size: i
         if again is None:
             log.warning("headmesh: no face on the frontal re-render; keeping the previous landmarks")
             break
+        pts, w = scan_points(again, rows)
+        if (w > 0).sum() < MIN_LANDMARKS:
+            break
         lifted = again
-        pts, w = scan_points(lifted, rows)
         S = robust_similarity(model_points, pts, w, 0.003 * S.scale)
     return lifted, S
 

@@ -18,8 +18,9 @@ Licences: a licence file next to the mesh (``*licen[cs]e*``) is carried as ``lic
 summarised as a one-line ``attribution`` (Creative Commons notices are recognised), which every
 session made from it must repeat.
 
-:func:`registered_head` caches the result (tens of seconds to make) as ``.npz`` under the models
-folder, keyed by the mesh file's sha256, the model's topology, the settings and :data:`VERSION`.
+:func:`registered_head` caches the result (several seconds to make) as ``.npz`` under the models
+folder, keyed by the mesh file's sha256, the model (topology and shape), the settings and
+:data:`VERSION`.
 """
 
 from __future__ import annotations
@@ -400,12 +401,16 @@ def register_model(model: FaceModel, scan: HeadScan, cfg: RegisterConfig = Regis
 def cache_path(model: FaceModel, sha256: str, cfg: RegisterConfig = RegisterConfig(),
                cache_dir: str | Path | None = None) -> Path:
     """Where the registration of the mesh with file hash ``sha256`` is cached: ``heads/`` under the
-    models folder (as the landmark embedding), named by model, mesh, topology, settings, version."""
+    models folder (as the landmark embedding), named by model, mesh, topology, the model's shape
+    (mean and identity modes: a re-imported model with the same triangles is another model),
+    settings and version."""
     from ..cues.embedding import topology_hash
     from ..facemodel.registry import models_dir
 
+    shape = hashlib.sha256(np.ascontiguousarray(model.mean, np.float32).tobytes()
+                           + np.ascontiguousarray(model.id_basis, np.float32).tobytes()).hexdigest()[:8]
     folder = Path(cache_dir) if cache_dir is not None else models_dir() / "heads"
-    return folder / f"{model.name}.{sha256[:16]}.{topology_hash(model.triangles)}.{cfg.key()}.v{VERSION}.npz"
+    return folder / f"{model.name}.{sha256[:16]}.{topology_hash(model.triangles)}.{shape}.{cfg.key()}.v{VERSION}.npz"
 
 
 def registered_head(model: FaceModel, mesh_path: str | Path, cfg: RegisterConfig = RegisterConfig(),

@@ -59,6 +59,18 @@ def test_license_summary_and_lookup(tmp_path):
     assert hm.find_license(tmp_path / "head.obj") == (LPS_ATTRIBUTION, cc)
 
 
+def test_no_face_is_one_clear_error(tmp_path, ict_model):
+    import trimesh
+
+    from mvrecon.errors import MvreconError
+    from mvrecon.meshio import write_ply
+
+    ball = trimesh.creation.icosphere(subdivisions=3, radius=10.0)
+    write_ply(tmp_path / "ball.ply", ball.vertices, ball.faces)
+    with pytest.raises(MvreconError, match="no face found on the head mesh"):
+        hm.register_model(ict_model, hm.read_head_mesh(tmp_path / "ball.ply"), hm.RegisterConfig(render_size=256))
+
+
 # ------------------------------------------------------------------------------ a known head
 
 
