@@ -302,6 +302,8 @@ class HeadGeometry:
 
     def deform_offsets(self, p: FitParams) -> torch.Tensor:
         """(N, 3) model-space offsets the deformation map adds to every expression."""
+        if not p.deform.requires_grad and not bool(p.deform.detach().any()):
+            return torch.zeros(self.model.n_vertices, 3, dtype=self.dtype)      # before the deform stage
         d = self.deform_values(p)
         if d.shape[1] == 3:
             return d
@@ -317,8 +319,9 @@ class HeadGeometry:
         return ((Ld ** 2).sum(1) / self._lap_h2)[self._lap_rows].mean()
 
     def fold_ratio(self, p: FitParams) -> float:
-        """Smallest signed area ratio of the deformable triangles, deformed against undeformed
-        (neutral identity): 1 unchanged, <= 0 a triangle flipped or collapsed (a fold)."""
+        """Smallest signed area ratio of the deformable triangles (all but slivers under 5 % of the
+        median area), deformed against undeformed (neutral identity): 1 unchanged, <= 0 a triangle
+        flipped or collapsed (a fold)."""
         with torch.no_grad():
             zero = torch.zeros(1, self.model.n_exp, dtype=self.dtype)
             v0 = self.model.vertices_torch(p.alpha[None], zero)[0]
@@ -327,7 +330,9 @@ class HeadGeometry:
             c0 = torch.cross(v0[f[:, 1]] - v0[f[:, 0]], v0[f[:, 2]] - v0[f[:, 0]], dim=-1)
             c1 = torch.cross(v1[f[:, 1]] - v1[f[:, 0]], v1[f[:, 2]] - v1[f[:, 0]], dim=-1)
             a0 = c0.norm(dim=-1)
-            ok = a0 > 1e-12
+            # slivers (ICT's mouth corners: a few hundredths of a mm^2) flip under the model's own
+            # identities; a fold that shows is one of a triangle of some size
+            ok = a0 > 0.05 * a0.median()
             ratio = (c1[ok] * c0[ok]).sum(-1) / (a0[ok] ** 2)
             return float(ratio.min()) if len(ratio) else 1.0
 
