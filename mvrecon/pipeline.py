@@ -444,7 +444,12 @@ def _fit_group_mesh(ctx: Context) -> Path:
 
 
 def _run_evaluate(ctx: Context) -> dict[str, Any]:
+    import numpy as np
+
     from .evaluate import evaluate_to_dir
+    from .evaluate.keypoints import model_landmarks
+    from .evaluate.meshes import read_mesh
+    from .evaluate.report import PROTOCOL_TITLES
     from .io import atomic_dir
 
     s = ctx.session
@@ -452,23 +457,50 @@ def _run_evaluate(ctx: Context) -> dict[str, Any]:
     cfg = ctx.cfg.evaluate
     if s.scan.units in ("m", "cm", "mm") and cfg.scan_units == "auto":
         cfg = dataclasses.replace(cfg, scan_units=s.scan.units)
-    cfg = dataclasses.replace(cfg, pred_units="m")  # the fit writes metres
+    # the fit writes metres, in the frame of the rig in force
+    cfg = dataclasses.replace(cfg, pred_units="m", scan_in_rig_frame=s.scan.frame == "rig")
+    # the prediction's landmarks in the scan's convention: the model's vertices for a synthetic
+    # scan, else where people (and MediaPipe) put the iBUG points on the model
+    lm_points, used = model_landmarks(ctx.model(), read_mesh(pred)[0], s.scan.landmark_convention)
     with atomic_dir(s.stage_dir("evaluate")) as tmp:
-        lm = write_json(tmp / "pred_landmarks.json", {"mesh": ctx.rel(pred),
-                                                      "vertex_indices": [int(i) for i in ctx.model().landmarks68]})
+        lm = write_json(tmp / "pred_landmarks.json", {"mesh": ctx.rel(pred), "keypoints": used,
+                                                      "landmarks": np.round(lm_points, 7).tolist()})
         result, _ = evaluate_to_dir(pred, lm, s.scan.mesh, s.scan.landmarks, tmp, cfg)
     out: dict[str, Any] = {}
-    if result.realy_all_mm is not None:
-        out["scan error REALY (mm)"] = round(float(result.realy_all_mm), 3)
+    if result.all_mm is not None:
+        out[f"scan error {PROTOCOL_TITLES[result.headline]} (mm)"] = round(float(result.all_mm), 3)
+    strict = result.protocols["realy_strict"].all_mm
+    if result.headline != "realy_strict" and strict is not None:
+        out["scan error REALY strict (mm)"] = round(float(strict), 3)
     out["scan error NoW median (mm)"] = round(float(result.now.median_mm), 3)
+    out["landmark gap median (mm)"] = round(result.landmarks.median_mm, 2)
+    if used != s.scan.landmark_convention:
+        out["prediction landmarks"] = f"{used} (no {s.scan.landmark_convention} set: run mvrecon model embed)"
     if result.missing_regions:
         out["missing regions"] = ", ".join(result.missing_regions)
+    if result.landmarks.warning:
+        out["warning"] = result.landmarks.warning
     return out
 
 
 def _scan_files(ctx: Context) -> list[Path]:
     s = ctx.session.scan
     return [s.mesh, s.landmarks]
+
+
+def _embedding_files(ctx: Context) -> list[Path]:
+    """The model's MediaPipe embedding, which places the prediction's ``ibug`` landmarks."""
+    from .facemodel.registry import search_dirs
+
+    if ctx.session.scan is None or ctx.session.scan.landmark_convention != "ibug":
+        return []
+    name = Path(str(ctx.session.options.get("model", "ict"))).stem
+    return [p for d in search_dirs() if (p := Path(d) / f"{name}.mediapipe.npz").is_file()][:1]
+
+
+def _evaluate_settings(ctx: Context) -> Any:
+    s = ctx.session.scan
+    return {"evaluate": ctx.cfg.evaluate, "scan_frame": s.frame, "landmark_convention": s.landmark_convention}
 
 
 def _settings(attr: str) -> Callable[[Context], Any]:
@@ -502,7 +534,8 @@ STAGES: tuple[StageDef, ...] = (
              _run_texture),
     StageDef("export", _always, "", _settings("export"), lambda ctx: [], ("fit", "texture"), _run_export),
     StageDef("evaluate", lambda ctx: ctx.session.scan is not None and ctx.session.scan.landmarks is not None,
-             "no scan with landmarks", _settings("evaluate"), lambda ctx: [*_scan_files(ctx), *_model_files(ctx)],
+             "no scan with landmarks", _evaluate_settings,
+             lambda ctx: [*_scan_files(ctx), *_model_files(ctx), *_embedding_files(ctx)],
              ("fit",), _run_evaluate),
 )
 STAGE_NAMES = tuple(s.name for s in STAGES)
@@ -854,15 +887,32 @@ def report_content(session, res: RunResult | None = None):
 
 def _eval_metrics(d: Mapping[str, Any]) -> dict[str, Any]:
     """The figures of ``evaluate/metrics.json`` a person reads first."""
+    from .evaluate.report import PROTOCOL_TITLES
+
     out: dict[str, Any] = {}
     if not isinstance(d, Mapping):
         return out
-    realy = d.get("realy") if isinstance(d.get("realy"), Mapping) else {}
-    if realy.get("all_mm") is not None:
-        out["REALY all (mm)"] = realy["all_mm"]
-    regions = {k[:-3]: v for k, v in realy.items() if k.endswith("_mm") and k != "all_mm"}
-    if regions:
-        out["REALY regions (mm)"] = regions
+
+    def regions(p: Mapping[str, Any]) -> dict[str, Any]:
+        return {k[:-3]: v for k, v in p.items() if k.endswith("_mm") and k != "all_mm"}
+
+    # metrics.json before the robust protocol had one "realy" protocol
+    head = d.get("headline") if isinstance(d.get("headline"), Mapping) else d.get("realy")
+    name = PROTOCOL_TITLES.get(head.get("protocol", ""), "REALY") if isinstance(head, Mapping) else ""
+    if isinstance(head, Mapping):
+        if head.get("all_mm") is not None:
+            out[f"{name} all (mm), headline"] = head["all_mm"]
+        if regions(head):
+            out[f"{name} regions (mm)"] = regions(head)
+    for key, title in PROTOCOL_TITLES.items():
+        p = d.get(key)
+        if isinstance(p, Mapping) and isinstance(head, Mapping) and key != head.get("protocol"):
+            out[f"{title} (mm)"] = {**regions(p), "all": p.get("all_mm")}
+    lm = d.get("landmarks") if isinstance(d.get("landmarks"), Mapping) else {}
+    if isinstance(lm.get("gap_median_mm"), Mapping):
+        out["landmark gap after the 7-point alignment, median (mm)"] = dict(lm["gap_median_mm"])
+    if lm.get("warning"):
+        out["warning"] = lm["warning"]
     now = d.get("now") if isinstance(d.get("now"), Mapping) else {}
     if now:
         out["NoW (mm)"] = {k[:-3]: v for k, v in now.items() if k.endswith("_mm")}

@@ -62,6 +62,9 @@ class NicpConfig:
     """A stage stops after more than this many steps."""
     max_nodes: int = 400
     """Regions with more vertices get one affine map per node of a clustered graph of about this size."""
+    keypoint_step: bool = True
+    """Start with REALY's keypoint-only step; off, the keypoints only join the data stages (a few
+    keypoints, such as the eye corners, which lie on one line, cannot pin an affine map)."""
     regularization: float = 1e-6
     """Weight pulling each affine map towards the identity (mvrecon's; keeps islands solvable)."""
 
@@ -135,8 +138,9 @@ def optimal_step_nicp(
     kp_tgt = np.asarray(keypoint_targets, dtype=np.float64).reshape(-1, 3)
     has_kp = len(kp_ids) > 0
 
+    kp_step = has_kp and cfg.keypoint_step
     if has_kp:
-        stages = [(cfg.alpha_keypoints, 2.0 * cfg.epsilon)]
+        stages = [(cfg.alpha_keypoints, 2.0 * cfg.epsilon)] if kp_step else []
         stages += [(cfg.alpha * np.exp(-0.5 * k), cfg.epsilon * 0.5**k) for k in range(3)]
     else:
         stages = [(cfg.alpha * np.exp(-0.5 * k), cfg.epsilon * 0.5**k) for k in range(3)]
@@ -150,7 +154,7 @@ def optimal_step_nicp(
     cur = np.asarray(vertices, dtype=np.float64).copy()
     count = 0
     for stage, (alpha, eps) in enumerate(stages):
-        keypoint_only = has_kp and stage == 0
+        keypoint_only = kp_step and stage == 0
         step = 0
         while True:
             if np.linalg.norm(x - x_prev) * norm_scale <= eps or step > cfg.max_steps:
