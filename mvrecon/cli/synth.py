@@ -29,20 +29,35 @@ def synth() -> None:
 @click.option("--expression-scale", default=1.0, show_default=True, help="Multiplier of the expression weights.")
 @click.option("--no-distortion", is_flag=True, help="Cameras without lens distortion.")
 @click.option("--model", default="ict", show_default=True, help="Face model name or .npz path.")
+@click.option("--realism", default="clean", show_default=True,
+              help="clean, full, full-FACTOR (all but one) or a comma list of factors: head, skin, hair, camera, "
+                   "calib, backdrop, annotator (see mvrecon.synth.realism).")
+@click.option("--head-mesh", type=click.Path(dir_okay=False), default=None,
+              help="A head mesh (.glb/.ply/.obj) to register the model to and render instead of a random head.")
+@click.option("--deform-mm", default=5.0, show_default=True, help="Peak of the head factor's random deformation (mm).")
+@click.option("--calib-error", default="1.0,0.1", show_default=True,
+              help="The calib factor's error of the shipped rig per camera: MM,DEG.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing session folder.")
 def session(out: str, cameras: int, seed: int, size: str, frames: int, no_board: bool, calib_shots: int,
-            expression_scale: float, no_distortion: bool, model: str, overwrite: bool) -> None:
+            expression_scale: float, no_distortion: bool, model: str, realism: str, head_mesh: str | None,
+            deform_mm: float, calib_error: str, overwrite: bool) -> None:
     """Render a synthetic session with ground truth into OUT."""
     from ..synth import SynthConfig, make_session
+    from ..synth.realism import Realism
 
     w, h = _size(size)
+    try:
+        mm, deg = (float(x) for x in calib_error.split(","))
+    except ValueError:
+        raise click.BadParameter(f"expected MM,DEG (e.g. 1.0,0.1), got {calib_error!r}") from None
+    real = Realism.parse(realism).replace(deform_mm=deform_mm, calib_mm=mm, calib_deg=deg)
     cfg = SynthConfig(seed=seed, cameras=cameras, width=w, height=h, frames=frames, board=not no_board,
                       calib_shots=calib_shots, expression_scale=expression_scale, distortion=not no_distortion,
-                      model=model)
+                      model=model, realism=real, head_mesh=head_mesh)
     res = make_session(out, cfg, overwrite=overwrite)
     total = sum(res.timings.values())
     click.echo(f"{res.root}: {res.n_views} images ({len(res.rig)} cameras x {len(res.frames)} frames), "
-               f"{res.n_calib_images} board shots, scan {res.scan_vertices} vertices, {total:.1f} s")
+               f"{res.n_calib_images} board shots, scan {res.scan_vertices} vertices, realism {real.name}, {total:.1f} s")
 
 
 COMMANDS = [synth]

@@ -9,6 +9,7 @@ from typing import Any
 
 from ..cameras import Rig
 from ..errors import MvreconError
+from .realism import Realism
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,10 @@ class SynthConfig:
     """Face model name or ``.npz`` path (needs eyeball and skin sub-meshes to look like a head)."""
     subject: str = "synthetic"
     """Subject name written to session.json."""
+    realism: Realism = field(default_factory=Realism)
+    """Realism factors (:mod:`mvrecon.synth.realism`); ``Realism()`` is a clean render of the model."""
+    head_mesh: str | None = None
+    """A head mesh (.glb/.ply/.obj) the model is registered to and that replaces the random identity."""
 
     def __post_init__(self) -> None:
         checks = [

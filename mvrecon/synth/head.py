@@ -250,9 +250,14 @@ class HeadGeometry:
 
 
 def build_geometry(model: FaceModel, topo: SkinTopology, maps: DetailMaps, id_coeffs: np.ndarray,
-                   exp_coeffs: np.ndarray, levels: int) -> HeadGeometry:
-    """Apply identity, expression, mid bumps, ``levels`` Loop subdivisions and fine detail."""
+                   exp_coeffs: np.ndarray, levels: int, offset: np.ndarray | None = None) -> HeadGeometry:
+    """Apply identity, expression, mid bumps, ``levels`` Loop subdivisions and fine detail.
+
+    ``offset`` (N, 3), metres, model space: added to the linear model's vertices before the detail
+    (a registered scan head's difference from the mean, or a deformation outside the model's span)."""
     base = model.vertices(id_coeffs, exp_coeffs).astype(np.float64)
+    if offset is not None:
+        base = base + offset
     skin_v = base[topo.vids]
     n_skin = mo.vertex_normals(skin_v, topo.faces)
     vuv = topo.vertex_uvs()

@@ -10,6 +10,7 @@ colour gain, a slight gamma and Gaussian sensor noise.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,6 +40,16 @@ class Scene:
     normals: np.ndarray
     texture: np.ndarray
     u_tiles: int
+    material_tex: np.ndarray | None = None
+    """(Ht, Wt) uint8 material codes over the texture atlas (:mod:`.dress`), or None."""
+    face_material: np.ndarray | None = None
+    """(F,) uint8 material of the untextured faces (eyes, mouth), or None."""
+    specular: np.ndarray | None = None
+    """(M, 2) per-vertex Blinn-Phong strength and exponent (the ``skin`` factor), or None."""
+    key_visibility: np.ndarray | None = None
+    """(M,) fraction of the key light's area each vertex sees (soft shadows), or None."""
+    linear_albedo: bool = False
+    """Decode the albedo from sRGB to linear before shading (the ``camera`` factor's sRGB response)."""
 
     def raycaster(self):
         import open3d as o3d
@@ -74,6 +85,60 @@ def build_scene(model: FaceModel, skin: mo.UVMesh, verts_model: np.ndarray, extr
     labels = np.concatenate([tri_labels[skin.parent], tri_labels[extra_tri_ids]])
     return Scene(verts=verts, faces=faces, textured=textured, uvs=skin.uvs, uv_faces=uv_faces, colors=colors,
                  labels=labels, normals=normals, texture=texture, u_tiles=u_tiles)
+
+
+def append_mesh(scene: Scene, verts: np.ndarray, faces: np.ndarray, uvs: np.ndarray, uv_faces: np.ndarray,
+                material_tex_codes: bool = True) -> Scene:
+    """``scene`` plus a textured mesh (world ``verts`` (V, 3), ``faces`` (F, 3), atlas ``uvs`` (T, 2),
+    ``uv_faces`` (F, 3)): part label 0 (not a face part), material from the atlas's material map."""
+    n_v, n_t = len(scene.verts), len(scene.uvs)
+    v = np.concatenate([scene.verts, verts], 0)
+    f = np.concatenate([scene.faces, np.asarray(faces, np.int64) + n_v], 0)
+    normals = np.concatenate([scene.normals, mo.vertex_normals(np.asarray(verts, np.float64), np.asarray(faces, np.int64))], 0)
+    colors = np.concatenate([scene.colors, np.zeros((len(verts), 3), scene.colors.dtype)], 0)
+    fm = None if scene.face_material is None else np.concatenate([scene.face_material, np.zeros(len(faces), np.uint8)])
+    spec = None if scene.specular is None else np.concatenate([scene.specular, np.tile([[0.01, 8.0]], (len(verts), 1))], 0)
+    return dataclasses.replace(
+        scene, verts=v, faces=f, normals=normals, colors=colors, face_material=fm, specular=spec,
+        uvs=np.concatenate([scene.uvs, uvs], 0), uv_faces=np.concatenate([scene.uv_faces, np.asarray(uv_faces, np.int64) + n_t], 0),
+        textured=np.concatenate([scene.textured, np.ones(len(faces), bool)]),
+        labels=np.concatenate([scene.labels, np.zeros(len(faces), scene.labels.dtype)]))
+
+
+@dataclass(frozen=True)
+class KeyLight:
+    """A disc light far away: unit ``direction`` (3,) towards it (world), ``rgb`` (3,) irradiance on
+    a surface facing it, ``radius_deg`` its angular radius (the softness of its shadows)."""
+
+    direction: np.ndarray
+    rgb: np.ndarray
+    radius_deg: float = 4.0
+
+
+def key_visibility(scene: Scene, key: KeyLight, samples: int = 12, offset_m: float = 4e-4) -> np.ndarray:
+    """(M,) fraction of the key light's disc each scene vertex sees (soft cast shadows), from
+    ``samples`` shadow rays on a fixed spiral over the disc (deterministic)."""
+    import open3d as o3d
+
+    d = np.asarray(key.direction, np.float64)
+    d /= np.linalg.norm(d)
+    a = np.cross(d, [0.0, 1.0, 0.0] if abs(d[1]) < 0.9 else [1.0, 0.0, 0.0])
+    a /= np.linalg.norm(a)
+    b = np.cross(d, a)
+    k = np.arange(samples) + 0.5
+    r = np.tan(np.radians(key.radius_deg)) * np.sqrt(k / samples)
+    phi = k * np.pi * (3 - np.sqrt(5))
+    dirs = d[None] + r[:, None] * (np.cos(phi)[:, None] * a + np.sin(phi)[:, None] * b)
+    dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
+    origin = scene.verts + offset_m * scene.normals
+    caster = scene.raycaster()
+    seen = np.zeros(len(origin))
+    for dd in dirs:
+        rays = np.concatenate([origin, np.broadcast_to(dd, origin.shape)], 1).astype(np.float32)
+        hit = caster.test_occlusions(o3d.core.Tensor(rays)).numpy()
+        seen += ~hit
+    facing = scene.normals @ d > -0.2
+    return np.where(facing, seen / samples, 0.0)
 
 
 def world_rays(camera: Camera, ss: int, sample: int | None = None, pixels: np.ndarray | None = None) -> np.ndarray:
@@ -132,6 +197,8 @@ class ViewRender:
     image: np.ndarray
     labels: np.ndarray
     mask: np.ndarray
+    material: np.ndarray | None = None
+    """(H, W) uint8 material codes (:mod:`.dress`) when the scene has a material map."""
 
 
 def _monomials(n: np.ndarray) -> np.ndarray:
@@ -165,6 +232,40 @@ def shade(scene: Scene, prim: np.ndarray, bary: np.ndarray, sh_poly: np.ndarray)
     n = np.einsum("pk,pkc->pc", bary, scene.normals[f])
     n /= np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
     irr = _monomials(n) @ sh_poly                                          # (P, 3)
+    return _albedo(scene, prim, bary) * np.clip(irr, 0, None)
+
+
+def shade_key(scene: Scene, prim: np.ndarray, bary: np.ndarray, sh_poly: np.ndarray, key: KeyLight,
+              view_dirs: np.ndarray) -> np.ndarray:
+    """Linear colour (P, 3) of ray hits under the SH ambient (``sh_poly``) and the key light with
+    its soft shadows (``scene.key_visibility``) and a Blinn-Phong specular lobe
+    (``scene.specular``); ``view_dirs`` (P, 3) the rays' directions."""
+    f = scene.faces[prim]
+    n = np.einsum("pk,pkc->pc", bary, scene.normals[f])
+    n /= np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
+    albedo = _albedo(scene, prim, bary)
+    if scene.linear_albedo:
+        from .realism import srgb_decode
+
+        albedo = srgb_decode(albedo)
+    vis = np.einsum("pk,pk->p", bary, scene.key_visibility[f]) if scene.key_visibility is not None else 1.0
+    ndl = np.clip(n @ key.direction, 0, None) * vis
+    irr = np.clip(_monomials(n) @ sh_poly, 0, None) + ndl[:, None] * key.rgb[None]
+    out = albedo * irr
+    if scene.specular is not None:
+        ks, ex = np.einsum("pk,pkc->pc", bary, scene.specular[f]).T
+        v = -view_dirs / np.linalg.norm(view_dirs, axis=1, keepdims=True)
+        hv = v + key.direction[None]
+        hv /= np.maximum(np.linalg.norm(hv, axis=1, keepdims=True), 1e-12)
+        ndh = np.clip(np.einsum("pc,pc->p", n, hv), 0, None)
+        fres = 0.04 + 0.96 * (1 - np.clip(np.einsum("pc,pc->p", v, hv), 0, 1)) ** 5
+        spec = ks * (ex + 8) / (8 * np.pi) * ndh ** ex * ndl * fres / 0.04
+        out = out + spec[:, None] * key.rgb[None]
+    return out
+
+
+def _albedo(scene: Scene, prim: np.ndarray, bary: np.ndarray) -> np.ndarray:
+    f = scene.faces[prim]
     albedo = np.empty((len(prim), 3))
     tex = scene.textured[prim]
     if tex.any():
@@ -173,36 +274,69 @@ def shade(scene: Scene, prim: np.ndarray, bary: np.ndarray, sh_poly: np.ndarray)
         albedo[tex] = mo.sample_map(scene.texture, uv, u_range=(0.0, float(scene.u_tiles)))
     if (~tex).any():
         albedo[~tex] = np.einsum("pk,pkc->pc", bary[~tex], scene.colors[f[~tex]].astype(np.float64))
-    return albedo * np.clip(irr, 0, None)
+    return albedo
 
 
 def render_view(scene: Scene, raycaster, camera: Camera, sh: np.ndarray, rng: np.random.Generator,
                 ss: int = 2, gain: np.ndarray | None = None, gamma: float = 1.0,
-                noise_sigma: float = 1.5 / 255, background: np.ndarray | None = None) -> ViewRender:
+                noise_sigma: float = 1.5 / 255, background: np.ndarray | None = None,
+                key: KeyLight | None = None, response=None) -> ViewRender:
     """Render one camera: supersampled colour over ``background`` (H, W, 3) in [0, 1] (default: a
     :func:`backdrop` drawn from ``rng``), sensor response and noise; part labels and the mask from
-    the ray through each pixel centre."""
+    the ray through each pixel centre.
+
+    ``key``: a key light with soft shadows and specular (:func:`shade_key`) beside the SH
+    ambient ``sh``; ``response``: a :class:`mvrecon.synth.realism.CameraResponse` applied to the
+    linear image instead of ``gain``, ``gamma`` and ``noise_sigma`` (the background is then
+    decoded from sRGB first).
+    """
     h, w = camera.height, camera.width
     bg = (backdrop(camera, rng) if background is None else np.asarray(background, np.float64)).reshape(-1, 3)
-    gain = np.ones(3) if gain is None else np.asarray(gain, np.float64)
+    if response is not None:
+        from .realism import srgb_decode
+
+        bg = srgb_decode(bg)
+    gain = np.ones(3) if gain is None or response is not None else np.asarray(gain, np.float64)
     sh_poly = irradiance_polynomial(sh)
     idx = _covered_pixels(scene, camera)                 # only rays that can hit the head are cast
     acc = bg.astype(np.float64) * (ss * ss)
     acc[idx] = 0.0
     for s in range(ss * ss):                # one sub-pixel offset at a time bounds the memory
-        prim, bary = _cast(raycaster, world_rays(camera, ss, s, idx))
+        rays = world_rays(camera, ss, s, idx)
+        prim, bary = _cast(raycaster, rays)
         col = bg[idx].astype(np.float64)
         hit = prim >= 0
-        col[hit] = shade(scene, prim[hit], bary[hit], sh_poly) * gain
+        if key is None:
+            col[hit] = shade(scene, prim[hit], bary[hit], sh_poly) * gain
+        else:
+            col[hit] = shade_key(scene, prim[hit], bary[hit], sh_poly, key, rays[hit, 3:].astype(np.float64)) * gain
         acc[idx] += col
-    img = np.clip(acc / (ss * ss), 0, 1) ** (1.0 / gamma)
-    img = img + rng.normal(0.0, noise_sigma, img.shape)
-    image = np.clip(np.round(img * 255), 0, 255).astype(np.uint8).reshape(h, w, 3)
+    if response is None:
+        img = np.clip(acc / (ss * ss), 0, 1) ** (1.0 / gamma)
+        img = img + rng.normal(0.0, noise_sigma, img.shape)
+        image = np.clip(np.round(img * 255), 0, 255).astype(np.uint8).reshape(h, w, 3)
+    else:
+        image = response.apply((acc / (ss * ss)).reshape(h, w, 3), camera, rng)
 
     prim = np.full(h * w, -1, np.int64)
-    prim[idx], _ = _cast(raycaster, world_rays(camera, 1, 0, idx))
+    bary = np.zeros((h * w, 3))
+    prim[idx], bary[idx] = _cast(raycaster, world_rays(camera, 1, 0, idx))
     labels = np.where(prim >= 0, scene.labels[np.maximum(prim, 0)], 0).astype(np.uint8).reshape(h, w)
-    return ViewRender(image=image, labels=labels, mask=(prim >= 0).reshape(h, w))
+    material = None
+    if scene.material_tex is not None:
+        material = np.zeros(h * w, np.uint8)
+        hit = np.flatnonzero(prim >= 0)
+        p = prim[hit]
+        tex = scene.textured[p]
+        uv = np.einsum("pk,pkc->pc", bary[hit[tex]], scene.uvs[scene.uv_faces[p[tex]]])
+        Ht, Wt = scene.material_tex.shape
+        j = np.clip((uv[:, 0] / scene.u_tiles * Wt).astype(np.int64), 0, Wt - 1)
+        i = np.clip(((1 - uv[:, 1]) * Ht).astype(np.int64), 0, Ht - 1)
+        material[hit[tex]] = scene.material_tex[i, j]
+        if scene.face_material is not None:
+            material[hit[~tex]] = scene.face_material[p[~tex]]
+        material = material.reshape(h, w)
+    return ViewRender(image=image, labels=labels, mask=(prim >= 0).reshape(h, w), material=material)
 
 
 def _covered_pixels(scene: Scene, camera: Camera, margin: int = 3) -> np.ndarray:
