@@ -459,9 +459,7 @@ def _run_evaluate(ctx: Context) -> dict[str, Any]:
         cfg = dataclasses.replace(cfg, scan_units=s.scan.units)
     # the fit writes metres, in the frame of the rig in force
     cfg = dataclasses.replace(cfg, pred_units="m", scan_in_rig_frame=s.scan.frame == "rig")
-    # the prediction's landmarks in the scan's convention: the model's vertices for a synthetic
-    # scan, else where people (and MediaPipe) put the iBUG points on the model
-    lm_points, used = model_landmarks(ctx.model(), read_mesh(pred)[0], s.scan.landmark_convention)
+    lm_points, used = model_landmarks(ctx.model(), read_mesh(pred)[0], cfg.pred_keypoints)
     with atomic_dir(s.stage_dir("evaluate")) as tmp:
         lm = write_json(tmp / "pred_landmarks.json", {"mesh": ctx.rel(pred), "keypoints": used,
                                                       "landmarks": np.round(lm_points, 7).tolist()})
@@ -474,8 +472,8 @@ def _run_evaluate(ctx: Context) -> dict[str, Any]:
         out["scan error REALY strict (mm)"] = round(float(strict), 3)
     out["scan error NoW median (mm)"] = round(float(result.now.median_mm), 3)
     out["landmark gap median (mm)"] = round(result.landmarks.median_mm, 2)
-    if used != s.scan.landmark_convention:
-        out["prediction landmarks"] = f"{used} (no {s.scan.landmark_convention} set: run mvrecon model embed)"
+    if used != cfg.pred_keypoints:
+        out["prediction landmarks"] = f"{used} (no {cfg.pred_keypoints} set: run mvrecon model embed)"
     if result.missing_regions:
         out["missing regions"] = ", ".join(result.missing_regions)
     if result.landmarks.warning:
@@ -492,15 +490,14 @@ def _embedding_files(ctx: Context) -> list[Path]:
     """The model's MediaPipe embedding, which places the prediction's ``ibug`` landmarks."""
     from .facemodel.registry import search_dirs
 
-    if ctx.session.scan is None or ctx.session.scan.landmark_convention != "ibug":
+    if ctx.session.scan is None or ctx.cfg.evaluate.pred_keypoints != "ibug":
         return []
     name = Path(str(ctx.session.options.get("model", "ict"))).stem
     return [p for d in search_dirs() if (p := Path(d) / f"{name}.mediapipe.npz").is_file()][:1]
 
 
 def _evaluate_settings(ctx: Context) -> Any:
-    s = ctx.session.scan
-    return {"evaluate": ctx.cfg.evaluate, "scan_frame": s.frame, "landmark_convention": s.landmark_convention}
+    return {"evaluate": ctx.cfg.evaluate, "scan_frame": ctx.session.scan.frame}
 
 
 def _settings(attr: str) -> Callable[[Context], Any]:

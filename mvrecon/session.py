@@ -20,10 +20,7 @@ file itself. Every path in session.json is relative to the session folder.
 
 ``scan`` may also say ``"frame": "rig"``: the scan was taken in the rig's calibrated volume and is
 in the rig's frame, so the evaluation measures it without any alignment (pose and scale errors
-count); the default ``"own"`` is a scanner's frame, aligned by landmarks and ICP. And
-``"landmark_convention"``: ``"ibug"`` (default) for landmarks placed as people place iBUG-68
-points, ``"model"`` for the face model's own landmark vertices (the synthetic sessions' truth);
-the prediction's landmarks are then taken in the same convention.
+count); the default ``"own"`` is a scanner's frame, aligned by landmarks and ICP.
 """
 
 from __future__ import annotations
@@ -69,21 +66,17 @@ class View:
 #: ``scan.frame`` values: ``own`` the scanner's frame (aligned by the evaluation), ``rig`` the rig's
 #: calibrated frame (the scan was taken in the same volume as the photos).
 SCAN_FRAMES = ("own", "rig")
-#: ``scan.landmark_convention`` values: ``ibug`` placed as people (and MediaPipe) place iBUG-68
-#: points, ``model`` the face model's own landmark vertices (synthetic sessions).
-LANDMARK_CONVENTIONS = ("ibug", "model")
 
 
 @dataclass(frozen=True)
 class ScanRef:
     """The session's scan: ``mesh``, its 68 ``landmarks`` file, ``units`` (m, cm, mm or None for
-    auto), ``frame`` (:data:`SCAN_FRAMES`) and ``landmark_convention`` (:data:`LANDMARK_CONVENTIONS`)."""
+    auto) and ``frame`` (:data:`SCAN_FRAMES`)."""
 
     mesh: Path
     landmarks: Path | None
     units: str | None
     frame: str = "own"
-    landmark_convention: str = "ibug"
 
 
 @dataclass(frozen=True)
@@ -204,16 +197,11 @@ def load_session(root: str | Path, check_images: bool = True) -> Session:
         frame = s.get("frame", "own")
         if frame not in SCAN_FRAMES:
             raise InputError(f"'scan.frame' must be one of {', '.join(SCAN_FRAMES)}, got {frame!r}", sf)
-        convention = s.get("landmark_convention", "ibug")
-        if convention not in LANDMARK_CONVENTIONS:
-            raise InputError(f"'scan.landmark_convention' must be one of {', '.join(LANDMARK_CONVENTIONS)}, "
-                             f"got {convention!r}", sf)
         scan = ScanRef(
             mesh=_rel(root, s["mesh"], "'scan.mesh'", sf),
             landmarks=_rel(root, lm, "'scan.landmarks'", sf) if lm else None,
             units=s.get("units"),
             frame=frame,
-            landmark_convention=convention,
         )
     calib_dir = _rel(root, data["calib"], "'calib'", sf) if data.get("calib") else None
     options = data.get("options", {})

@@ -18,6 +18,7 @@ import numpy as np
 
 from ..errors import InputError
 from .geometry import MeshQuery, Similarity
+from .keypoints import KeypointSetName
 from .landmarks import LandmarkAgreement, landmark_agreement
 from .meshes import FaceMesh, Units, check_same_scale, load_face_mesh
 from .metrics import NowResult, SurfaceMetrics, crop_mask, now_distance, surface_metrics
@@ -49,6 +50,9 @@ class EvalConfig:
     """REALY region steps (both protocols) and the strict protocol's settings."""
     robust: RobustConfig = field(default_factory=RobustConfig)
     """Settings of the convention-robust protocol."""
+    pred_keypoints: KeypointSetName = "model"
+    """The session evaluate stage's landmarks of the fitted mesh: the model's landmark vertices, or
+    its ``ibug`` set (:mod:`.keypoints`); :func:`evaluate` takes the landmarks it is given."""
     landmark_gap_warn_mm: float = 2.5
     """Warn that the landmark conventions differ when a group's median gap exceeds this."""
     crop_radius_mm: float = 100.0
