@@ -471,7 +471,8 @@ def _run_evaluate(ctx: Context) -> dict[str, Any]:
     if result.headline != "realy_strict" and strict is not None:
         out["scan error REALY strict (mm)"] = round(float(strict), 3)
     out["scan error NoW median (mm)"] = round(float(result.now.median_mm), 3)
-    out["landmark gap median (mm)"] = round(result.landmarks.median_mm, 2)
+    part, (gap, _) = max(result.landmarks.groups.items(), key=lambda kv: kv[1][0])
+    out["landmark gap, worst part (mm)"] = f"{part} {gap:.1f}"
     if used != cfg.pred_keypoints:
         out["prediction landmarks"] = f"{used} (no {cfg.pred_keypoints} set: run mvrecon model embed)"
     if result.missing_regions:

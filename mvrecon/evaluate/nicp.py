@@ -31,6 +31,9 @@ Deviations (all for speed on a CPU without CHOLMOD):
   has ``4 * max_nodes`` unknowns whatever the scan's resolution. The convergence test scales the
   maps' change by ``sqrt(n_vertices / n_nodes)`` so that it measures what REALY's per-vertex
   test measures;
+- a region with more than :attr:`NicpConfig.max_data_points` vertices (a 100k-vertex scan's
+  forehead) fits the graph's maps to a fixed random subset of that many vertices; every vertex
+  follows the maps (a graph of ``max_nodes`` nodes is pinned as well by 10k vertices as by 30k);
 - the keypoint-free schedule stops after ``max_steps + 1`` steps per stage like the keypoint one
   (REALY has no cap there).
 """
@@ -62,6 +65,9 @@ class NicpConfig:
     """A stage stops after more than this many steps."""
     max_nodes: int = 400
     """Regions with more vertices get one affine map per node of a clustered graph of about this size."""
+    max_data_points: int | None = 10000
+    """With a deformation graph, fit the data and keypoint terms on a fixed random subset of at
+    most this many vertices (all follow the fitted maps); None: all vertices."""
     keypoint_step: bool = True
     """Start with REALY's keypoint-only step; off, the keypoints only join the data stages (a few
     keypoints, such as the eye corners, which lie on one line, cannot pin an affine map)."""
@@ -105,6 +111,13 @@ def _data_matrix(cur: np.ndarray, skin):
     return sp.csr_matrix((data, (rows, cols)), shape=(n, 4 * skin.shape[1]))
 
 
+def _blend(cur: np.ndarray, nodes: np.ndarray, weights: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """``_data_matrix(cur, skin) @ x`` without building the matrix: each vertex ``(n, 3)`` moved by
+    the affine maps ``x`` ``(4m, 3)`` of its nodes ``nodes`` ``(n, k)`` blended by ``weights`` ``(n, k)``."""
+    maps = np.einsum("nk,nkde->nde", weights, x.reshape(-1, 4, 3)[nodes])
+    return np.einsum("nd,nde->ne", cur, maps[:, :3]) + maps[:, 3]
+
+
 def optimal_step_nicp(
     vertices: np.ndarray,
     edges: np.ndarray,
@@ -113,6 +126,8 @@ def optimal_step_nicp(
     keypoint_targets: np.ndarray,
     cfg: NicpConfig,
     skin=None,
+    all_vertices: np.ndarray | None = None,
+    all_skin: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> np.ndarray:
     """Deformed ``vertices`` ``(n, 3)`` after the REALY schedule, all in solver units.
 
@@ -120,6 +135,9 @@ def optimal_step_nicp(
     (``skin`` None, REALY's formulation) or one per node of a deformation graph, each vertex then
     moved by the blend ``skin`` ``(n, m)`` of its nodes' maps. ``keypoint_ids`` ``(k,)`` vertex
     indices pulled to ``keypoint_targets`` ``(k, 3)``; ``k = 0`` runs the keypoint-free schedule.
+    With a graph, ``vertices`` may be a subset of the mesh's that drives the fit while
+    ``all_vertices`` ``(N, 3)`` follow the maps, blended by ``all_skin`` = (node ids ``(N, k)``,
+    weights ``(N, k)``); they are returned.
     """
     import scipy.sparse as sp
     import scipy.sparse.linalg as spla
@@ -148,7 +166,8 @@ def optimal_step_nicp(
     eye_maps = np.tile(np.eye(4)[:, :3], (m, 1))
     # REALY's convergence test sums the change over one map per vertex; with fewer maps (a
     # deformation graph) the same per-vertex change gives a norm sqrt(m / n) smaller
-    norm_scale = np.sqrt(n / m)
+    norm_scale = np.sqrt((n if all_vertices is None else len(all_vertices)) / m)
+    cur_all = None if all_vertices is None else np.asarray(all_vertices, dtype=np.float64).copy()
     x = np.ones((4 * m, 3))
     x_prev = np.zeros((4 * m, 3))
     cur = np.asarray(vertices, dtype=np.float64).copy()
@@ -181,11 +200,13 @@ def optimal_step_nicp(
             rhs = np.asarray(rhs) + cfg.regularization * eye_maps
             x = spla.splu(sp.csc_matrix(lhs), permc_spec="MMD_AT_PLUS_A").solve(rhs)
             cur = dmat @ x
+            if cur_all is not None:
+                cur_all = _blend(cur_all, *all_skin, x)
             step += 1
             count += 1
             if keypoint_only:
                 break
-    return cur
+    return cur if cur_all is None else cur_all
 
 
 def _cluster_graph(vertices: np.ndarray, triangles: np.ndarray, max_nodes: int) -> tuple[np.ndarray, np.ndarray]:
@@ -254,5 +275,14 @@ def nicp(
     w = np.clip(1.0 - dist[:, :k] / np.maximum(dist[:, k:], 1e-12), 0.0, None) ** 2
     w = w / np.maximum(w.sum(1, keepdims=True), 1e-12)
     skin = sp.csr_matrix((w.ravel(), (np.repeat(np.arange(len(vs)), k), idx[:, :k].ravel())), shape=(len(vs), len(nodes)))
-    deformed = optimal_step_nicp(vs, node_edges, tgt, kp_ids, kp_tgt, cfg, skin=skin)
+    if cfg.max_data_points is not None and len(vs) > cfg.max_data_points:
+        # the graph's 4 * max_nodes unknowns are pinned by a few thousand vertices as well as by
+        # all of them; every vertex still follows the maps
+        sub = np.random.default_rng(0).choice(len(vs), cfg.max_data_points, replace=False)
+        sub = np.union1d(sub, kp_ids)
+        pos = np.searchsorted(sub, kp_ids)
+        deformed = optimal_step_nicp(vs[sub], node_edges, tgt, pos, kp_tgt, cfg, skin=skin[sub], all_vertices=vs,
+                                     all_skin=(idx[:, :k], w))
+    else:
+        deformed = optimal_step_nicp(vs, node_edges, tgt, kp_ids, kp_tgt, cfg, skin=skin)
     return deformed * u + centre

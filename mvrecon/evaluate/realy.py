@@ -112,14 +112,23 @@ def regional_rigid_icp(
     scan_keypoints: np.ndarray,
     cfg: RealyConfig,
     keypoint_total: float | None = None,
+    max_points: int | None = None,
+    max_iterations: int | None = None,
+    seed: int = 0,
 ) -> tuple[Similarity, int]:
     """Rigid motion of the scan region ``(n, 3)`` onto the prediction (REALY rICP, inverted).
 
     ``pred_keypoints``/``scan_keypoints`` ``(k, 3)`` are the region's keypoints. They weigh REALY's
     ``int(n / k)`` vertices each (``keypoint_total`` None: the keypoints together weigh as much as
     the whole region), or ``keypoint_total / k`` each (together as much as ``keypoint_total``
-    vertices). Returns the motion and the number of iterations run.
+    vertices). ``max_points``: fit a fixed random subset of at most that many region vertices (a
+    rigid motion has 6 unknowns); ``max_iterations`` replaces ``cfg.rigid_max_iterations``.
+    Returns the motion and the number of iterations run.
     """
+    if max_points is not None and len(region_vertices) > max_points:
+        keep = np.random.default_rng(seed).choice(len(region_vertices), max_points, replace=False)
+        region_vertices = region_vertices[keep]
+    cap = cfg.rigid_max_iterations if max_iterations is None else max_iterations
     n = len(region_vertices)
     if keypoint_total is None:
         rate = n / len(scan_keypoints)
@@ -142,7 +151,7 @@ def regional_rigid_icp(
         step = umeyama(src, dst, weights=weights, with_scale=False)
         moved = step.apply(src)
         err = float((weights * ((moved - dst) ** 2).sum(1)).sum() / weights.sum())
-        if abs(err - err_prev) < tol or it >= cfg.rigid_max_iterations:
+        if abs(err - err_prev) < tol or it >= cap:
             break
         it += 1
         err_prev = err
@@ -162,6 +171,8 @@ def evaluate_region(
     nicp_keypoints: dict[str, tuple[int, ...]] = NICP_KEYPOINTS,
     anchor_offset: bool = False,
     nicp_cfg: NicpConfig | None = None,
+    rigid_points: int | None = None,
+    rigid_iterations: int | None = None,
 ) -> RegionResult:
     """Steps 3-5 for one region. Prediction and scan landmarks ``(68, 3)`` in the aligned frame.
 
@@ -171,7 +182,7 @@ def evaluate_region(
     (REALY, whose keypoints lie exactly on its regions), or with ``anchor_offset`` to that
     landmark plus the vertex's offset from the scan landmark: the anchor then asks for the
     landmark's displacement only, not for the snap's millimetre as well. ``nicp_cfg`` replaces
-    ``cfg.nicp``.
+    ``cfg.nicp``; ``rigid_points`` and ``rigid_iterations`` go to :func:`regional_rigid_icp`.
     """
     from scipy.spatial import cKDTree
 
@@ -182,7 +193,7 @@ def evaluate_region(
         return RegionResult(name, "empty", None, n, 0.0, region.vertex_ids, empty, note=f"scan region has {n} vertices")
     rk = list(RIGID_KEYPOINTS[name])
     motion, iters = regional_rigid_icp(query, region.vertices, name, pred_landmarks[rk], scan_landmarks[rk], cfg,
-                                       keypoint_total)
+                                       keypoint_total, rigid_points, rigid_iterations)
     verts = motion.apply(region.vertices)
     scan_lm = motion.apply(scan_landmarks)
 

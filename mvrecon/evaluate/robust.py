@@ -17,7 +17,9 @@ landmarks, decide where things are:
 2. Regions cut from the scan by its own landmarks (:mod:`.regions`, as in REALY).
 3. Regional rigid ICP from the step-1 pose; the region's keypoints together weigh as much as
    ``keypoint_vertices`` vertices (REALY: as much as the whole region), so they only break the
-   ties of a region that could slide along itself.
+   ties of a region that could slide along itself. It fits at most ``rigid_points`` of the
+   region's vertices, for at most ``rigid_max_iterations`` iterations (and the non-rigid step's
+   deformation graph at most ``nicp_data_points``: a 100k-vertex scan costs what a 25k one does).
 4. Non-rigid ICP anchored only on the 7 stable keypoints that lie on the region (the eye corners
    on the forehead, the mouth corners on the mouth, the subnasale on the nose; none on the cheek).
    An anchor asks for its landmark's displacement (the snap of a landmark to its nearest region
@@ -59,7 +61,7 @@ class RobustConfig:
 
     face_icp_iterations: int = 50
     """Iterations cap of the rigid ICP of the scan's face onto the prediction (step 1)."""
-    face_icp_points: int = 20000
+    face_icp_points: int = 5000
     """The face ICP fits a fixed random subset of at most this many scan vertices."""
     face_icp_tolerance_mm: float = 1e-4
     """Stop the face ICP when its mean distance changes by less than this."""
@@ -69,6 +71,16 @@ class RobustConfig:
     """... unless they are within this distance."""
     keypoint_vertices: float = 3.0
     """The region's keypoints together weigh as much as this many vertices in the regional rigid ICP."""
+    rigid_points: int = 2000
+    """The regional rigid ICP fits a fixed random subset of at most this many region vertices."""
+    rigid_max_iterations: int = 10
+    """Iterations cap of the regional rigid ICP (light keypoints let a smooth region creep along
+    itself for many small steps; 10 take it within hundredths of a millimetre, bench/eval.py)."""
+    nicp_data_points: int | None = 2000
+    """The non-rigid ICP fits its deformation graph to at most this many of a region's vertices."""
+    nicp_max_nodes: int = 150
+    """Nodes of the non-rigid ICP's deformation graph for large regions (REALY steps: 400); with
+    150, a smooth +-2 mm field reads 1 % higher than with 400 and costs half (bench/eval.py)."""
     nicp_keypoint_step: bool = False
     """Start the non-rigid ICP with REALY's keypoint-only step (the stable anchors of a region,
     such as the 4 eye corners on one line, cannot pin an affine map: off by default)."""
@@ -122,12 +134,14 @@ def robust_protocol(
     motion, _ = face_icp(query, face, cfg, seed) if len(face) else (IDENTITY, 0)
     # the scan moves onto the prediction (its scene is built once); per-vertex errors are the same
     scan_lm = motion.apply(scan_landmarks)
-    nicp_cfg = dataclasses.replace(realy_cfg.nicp, keypoint_step=cfg.nicp_keypoint_step)
+    nicp_cfg = dataclasses.replace(realy_cfg.nicp, keypoint_step=cfg.nicp_keypoint_step,
+                                   max_data_points=cfg.nicp_data_points, max_nodes=cfg.nicp_max_nodes)
     results = {}
     for name in REGION_NAMES:
         r = evaluate_region(query, _moved(regions[name], motion), pred_landmarks, scan_lm, realy_cfg,
                             keypoint_total=cfg.keypoint_vertices, nicp_keypoints=ROBUST_NICP_KEYPOINTS,
-                            anchor_offset=True, nicp_cfg=nicp_cfg)
+                            anchor_offset=True, nicp_cfg=nicp_cfg, rigid_points=cfg.rigid_points,
+                            rigid_iterations=cfg.rigid_max_iterations)
         # the transform reported is the region's motion from the scan's own frame
         results[name] = dataclasses.replace(r, transform=None if r.transform is None else motion.then(r.transform))
     return ProtocolResult("robust", results, align.then(motion.inverse()))
