@@ -16,8 +16,10 @@ mild expression; the procedural face when the model is not imported), the scan t
 meshed again (midpoint-subdivided skin, 0.1 mm noise along the normals, as a scanner delivers it)
 with its landmarks moved the way another annotator's convention moves them: brows 4-6 mm up along
 the surface, jaw points slid 3-5 mm along the jaw line, the nose tip 1 mm; one draw per head.
-Also: the ICT model's landmark vertices against its ``ibug`` keypoint set (where MediaPipe's
-mapped iBUG points fall on it), and both as the scan's convention.
+Also: the same heads with the scan landmarks of :func:`mvrecon.synth.realism.annotator_landmarks`
+(the synthetic sessions' annotator convention), and the ICT model's landmark vertices against its
+``ibug`` keypoint set (where MediaPipe's mapped iBUG points fall on it), both as the scan's
+convention.
 """
 
 from __future__ import annotations
@@ -191,7 +193,7 @@ def conventions(draws: int) -> None:
           "0.1 mm noise; scan landmarks shifted (brows 4-6 mm up, jaw 3-5 mm along, nose tip 1 mm).\n")
     print("| draw | scan verts | gap brows / jaw mm | robust all | strict all | robust forehead | strict forehead | robust s | total s |")
     print("|---:|---:|---|---:|---:|---:|---:|---:|---:|")
-    robust, strict, same_r, same_s, ib_cases = [], [], [], [], []
+    robust, strict, same_r, same_s, ib_cases, annot = [], [], [], [], [], []
     for k in range(draws):
         if model is not None:
             pv, pf, sv, sf, lm, ib = _ict_head(model, rng)
@@ -213,6 +215,13 @@ def conventions(draws: int) -> None:
                     r = evaluate(make_face_mesh(pv, pf, p_lm), make_face_mesh(sv, sf, s_lm))
                     ib_cases.append((label, (r.protocols["robust"].all_mm, r.protocols["realy_strict"].all_mm,
                                              r.landmarks.warning != "")))
+        if model is not None:
+            # the annotator convention of the synthetic sessions' realism factor, on the same head
+            from mvrecon.synth.realism import annotator_landmarks
+
+            ann = annotator_landmarks(sv, sf, lm, np.eye(4), rng=np.random.default_rng(k))
+            ra = evaluate(pred, make_face_mesh(sv, sf, ann))
+            annot.append((ra.protocols["robust"].all_mm, ra.protocols["realy_strict"].all_mm))
         shifted = shift_conventions(MeshQuery(sv, sf), lm, rng)
         t = time.perf_counter()
         r = evaluate(pred, make_face_mesh(sv, sf, shifted))
@@ -226,6 +235,11 @@ def conventions(draws: int) -> None:
     print(f"\nSame convention (draw 0): robust {same_r[0]:.3f} mm, strict {same_s[0]:.3f} mm (the floor: 0.1 mm scan noise).")
     print(f"Shifted: robust mean {np.mean(robust):.3f}, worst {np.max(robust):.3f} mm; strict mean {np.mean(strict):.3f}, "
           f"worst {np.max(strict):.3f} mm over {draws} draws.")
+    if annot:
+        a = np.array(annot)
+        print(f"Annotator convention of mvrecon.synth.realism (brows on the upper edge, jaw on the frontal silhouette, "
+              f"same heads): robust mean {a[:, 0].mean():.3f}, worst {a[:, 0].max():.3f} mm; strict mean {a[:, 1].mean():.3f}, "
+              f"worst {a[:, 1].max():.3f} mm.")
     if ib_cases:
         (label, gaps), *cases = ib_cases
         print(f"\n{label}: " + ", ".join(f"{g} {v:.1f}" for g, v in gaps.items()))

@@ -443,28 +443,69 @@ def _fit_group_mesh(ctx: Context) -> Path:
     raise StageMissing("no fitted mesh (detailed_<group>.obj or neutral.obj): run the fit stage", fit)
 
 
+def _rig_frame_motion(ctx: Context):
+    """The rigid motion taking the world of the rig in force (the fit's frame) to the world of the
+    session's own rig (the frame of a scan taken in the rig's volume), and the camera misfit (mm).
+
+    Identity when no stage replaced the rig. A calibrate stage defines its own world frame (where
+    the optical axes converge), so the fitted head is moved back by the rigid fit of the cameras'
+    centres and axes (each camera: its centre and points 0.1 m along its z and y axes)."""
+    import numpy as np
+
+    from .cameras import load_rig
+    from .evaluate.geometry import IDENTITY, umeyama
+
+    shipped = load_rig(ctx.session.rig_path)
+    centres = np.stack([c.center for c in shipped.cameras])
+    if len(shipped) > 1 and np.all(np.abs(centres - centres[0]) < 1e-9):
+        raise InputError("the scan is in the rig's frame (session.json scan \"frame\": \"rig\") but the rig has "
+                         "no extrinsics to define that frame", ctx.session.rig_path)
+    used = ctx.session.rig
+    if all(np.allclose(used[c.name].world_to_cam, c.world_to_cam, atol=1e-9) for c in shipped.cameras):
+        return IDENTITY, 0.0
+
+    def marks(rig):
+        pts = []
+        for c in shipped.cameras:
+            cam_to_world = np.linalg.inv(rig[c.name].world_to_cam)
+            pts.append((cam_to_world @ np.array([[0, 0, 0, 1], [0, 0, 0.1, 1], [0, 0.1, 0, 1.0]]).T).T[:, :3])
+        return np.concatenate(pts)
+
+    src, dst = marks(used), marks(shipped)
+    motion = umeyama(src, dst, with_scale=False)
+    return motion, float(np.sqrt(((motion.apply(src) - dst) ** 2).sum(1).mean()) * 1e3)
+
+
 def _run_evaluate(ctx: Context) -> dict[str, Any]:
     import numpy as np
 
-    from .evaluate import evaluate_to_dir
+    from .evaluate import evaluate, load_face_mesh, write_outputs
     from .evaluate.keypoints import model_landmarks
     from .evaluate.meshes import read_mesh
     from .evaluate.report import PROTOCOL_TITLES
     from .io import atomic_dir
 
     s = ctx.session
-    pred = _fit_group_mesh(ctx)
+    pred_path = _fit_group_mesh(ctx)
     cfg = ctx.cfg.evaluate
     if s.scan.units in ("m", "cm", "mm") and cfg.scan_units == "auto":
         cfg = dataclasses.replace(cfg, scan_units=s.scan.units)
     # the fit writes metres, in the frame of the rig in force
     cfg = dataclasses.replace(cfg, pred_units="m", scan_in_rig_frame=s.scan.frame == "rig")
-    lm_points, used = model_landmarks(ctx.model(), read_mesh(pred)[0], cfg.pred_keypoints)
-    with atomic_dir(s.stage_dir("evaluate")) as tmp:
-        lm = write_json(tmp / "pred_landmarks.json", {"mesh": ctx.rel(pred), "keypoints": used,
-                                                      "landmarks": np.round(lm_points, 7).tolist()})
-        result, _ = evaluate_to_dir(pred, lm, s.scan.mesh, s.scan.landmarks, tmp, cfg)
     out: dict[str, Any] = {}
+    lm_points, used = model_landmarks(ctx.model(), read_mesh(pred_path)[0], cfg.pred_keypoints)
+    with atomic_dir(s.stage_dir("evaluate")) as tmp:
+        lm = write_json(tmp / "pred_landmarks.json", {"mesh": ctx.rel(pred_path), "keypoints": used,
+                                                      "landmarks": np.round(lm_points, 7).tolist()})
+        pred = load_face_mesh(pred_path, lm, "m")
+        if cfg.scan_in_rig_frame:
+            motion, misfit = _rig_frame_motion(ctx)
+            if misfit or not np.allclose(motion.matrix(), np.eye(4)):
+                pred = dataclasses.replace(pred, vertices=motion.apply(pred.vertices), landmarks=motion.apply(pred.landmarks))
+                out["recalibrated rig to the session rig (camera misfit, mm)"] = round(misfit, 3)
+        scan = load_face_mesh(s.scan.mesh, s.scan.landmarks, cfg.scan_units)
+        result = evaluate(pred, scan, cfg)
+        write_outputs(result, tmp)
     if result.all_mm is not None:
         out[f"scan error {PROTOCOL_TITLES[result.headline]} (mm)"] = round(float(result.all_mm), 3)
     strict = result.protocols["realy_strict"].all_mm

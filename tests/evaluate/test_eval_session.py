@@ -4,6 +4,7 @@ output is stood in for by the true head (posed in the world frame, as the fit wr
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -32,11 +33,18 @@ def rig_session(tmp_path_factory, ict_model):
     return root
 
 
-def _evaluate_with(root, ict_model, shift_m: np.ndarray) -> dict:
-    """Run the evaluate stage with the true head moved by ``shift_m`` as the fitted mesh."""
-    truth = np.load(root / "gt" / "gt.npz")["verts_detail"][0].astype(np.float64)
-    write_obj(root / "fit" / "detailed_f000.obj", truth + shift_m, ict_model.triangles)
+def _evaluate_with(root, ict_model, shift_m: np.ndarray, recalibrated: np.ndarray | None = None) -> dict:
+    """Run the evaluate stage with the true head moved by ``shift_m`` as the fitted mesh;
+    ``recalibrated`` (4, 4): a calibrate stage's rig in force whose world is that motion of the
+    session rig's world (the fit is then in that world)."""
+    truth = np.load(root / "gt" / "gt.npz")["verts_detail"][0].astype(np.float64) + shift_m
     session = load_session(root)
+    if recalibrated is not None:
+        truth = truth @ recalibrated[:3, :3].T + recalibrated[:3, 3]
+        inv = np.linalg.inv(recalibrated)
+        cams = [dataclasses.replace(c, world_to_cam=c.world_to_cam @ inv) for c in session.rig.cameras]
+        session = dataclasses.replace(session, rig=dataclasses.replace(session.rig, cameras=tuple(cams)))
+    write_obj(root / "fit" / "detailed_f000.obj", truth, ict_model.triangles)
     ctx = Context(session, pipeline_config("fast"))
     numbers = next(s for s in STAGES if s.name == "evaluate").run(ctx)
     return {"numbers": dict(numbers), "metrics": json.loads((root / "evaluate" / "metrics.json").read_text())}
@@ -60,6 +68,15 @@ def test_rig_frame_scan_headline_is_unaligned_and_shown_in_the_report(rig_sessio
     moved = _evaluate_with(root, ict_model, np.array([0.0015, 0.0, 0.0]))["metrics"]
     assert moved["headline"]["all_mm"] > 0.6
     assert moved["robust"]["all_mm"] == pytest.approx(m["robust"]["all_mm"], abs=0.03)
+
+    # a calibrate stage that put its own world frame in force: the fit is moved back by the cameras
+    turn = np.eye(4)
+    turn[:3, :3] = np.array([[np.cos(0.2), 0, np.sin(0.2)], [0, 1, 0], [-np.sin(0.2), 0, np.cos(0.2)]])
+    turn[:3, 3] = [0.01, -0.02, 0.03]
+    recal = _evaluate_with(root, ict_model, np.zeros(3), recalibrated=turn)
+    assert recal["metrics"]["headline"]["all_mm"] == pytest.approx(m["unaligned"]["all_mm"], abs=0.005)
+    assert recal["numbers"]["recalibrated rig to the session rig (camera misfit, mm)"] < 1e-3
+    _evaluate_with(root, ict_model, np.zeros(3))
 
     html = write_session_report(load_session(root)).read_text()
     assert "unaligned (rig frame) all (mm), headline" in html
