@@ -1,4 +1,13 @@
-"""The REALY region protocol (Chai et al., ECCV 2022; code czh-98/REALY), step by step.
+"""The REALY region protocol (Chai et al., ECCV 2022; code czh-98/REALY), step by step: the
+``realy_strict`` protocol of the evaluation (the headline is :mod:`.robust`'s).
+
+Sensitivity. Steps 3 and 4 lean on the 68 landmarks (heavy keypoint weights, keypoint anchors),
+so the figure depends on the scan's landmark convention as much as on the surface: the true
+surface against a scan whose brows sit 4-6 mm higher, jaw points 3-5 mm along the jaw and nose
+tip 1 mm off scores 0.66-1.14 mm (mean 0.88) instead of 0.16 mm, almost all of it on the forehead
+(2.3-3.6 mm), dragged along the surface by its brow anchors (``bench/eval.py --conventions``).
+REALY avoids that by having each method supply keypoints matched to its template; a scan from
+another scanner or annotator does not.
 
 1. Global alignment (REALY ``gICP``): a similarity fit of the prediction's 7 keypoints
    (:data:`mvrecon.parts.REALY_KEYPOINTS`) onto the scan's.
