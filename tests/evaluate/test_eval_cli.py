@@ -92,3 +92,18 @@ def test_bench_run_table_and_csv(subject_dir, tmp_path, face_arrays):
     assert float(rows[0]["all_mm"]) < 0.1 and rows[3]["status"] == "1 scored of 3"
     assert float(rows[3]["nose_mm"]) == float(rows[0]["nose_mm"])
     assert (tmp_path / "res" / "subject01" / "heatmap.png").is_file()
+
+
+def test_eval_landmarks_in_another_order_stop_with_one_line(subject_dir, tmp_path):
+    lm = np.loadtxt(subject_dir / "scan_landmarks.txt")
+    # grouped by part: jaw, eyes, brows, nose, mouth
+    np.savetxt(subject_dir / "scan_landmarks.txt", np.concatenate([lm[0:17], lm[36:48], lm[17:27], lm[27:36], lm[48:68]]))
+    res = CliRunner().invoke(main, [
+        "eval", "--pred", str(subject_dir / "pred.obj"), "--pred-landmarks", str(subject_dir / "pred_landmarks.txt"),
+        "--scan", str(subject_dir / "scan.ply"), "--scan-landmarks", str(subject_dir / "scan_landmarks.txt"),
+        "--out", str(tmp_path / "out"),
+    ])  # fmt: skip
+    assert res.exit_code == 2
+    lines = res.output.strip().splitlines()
+    assert len(lines) == 1 and "scan_landmarks.txt: landmarks are not in iBUG-68 order" in lines[0]
+    assert not (tmp_path / "out").exists()
