@@ -28,6 +28,12 @@ landmarks, decide where things are:
    keypoint-only step then swings the forehead by centimetres.
 5. Error as REALY: mean distance from each scan-region vertex to its correspondence, in mm.
 
+The price: the rigid steps follow the surface, so a region that is wrong as a whole is partly
+forgiven. A smooth +-2 mm field along the normals (tests/evaluate/conftest.py ``wave_field``)
+reads within 2 % of the true gap at a 35 mm wavelength (REALY's steps: 1 %), 3-5 % low on nose
+and mouth at 50 mm (REALY's: 1-2 %). The true surface under another landmark convention reads
+0.08 mm against REALY's 0.66-1.14 mm (``bench/eval.py --conventions``).
+
 The unaligned protocol (a scan in the rig's frame, :attr:`EvalConfig.scan_in_rig_frame`): the
 prediction and the scan share one calibrated frame, so nothing is aligned; each region's error is
 the mean distance from its scan vertices to the prediction's surface, and measures pose and scale
