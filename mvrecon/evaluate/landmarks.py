@@ -13,7 +13,8 @@ Agreement. After the 7-keypoint alignment, the distance between each prediction 
 scan's, summarised per part (:data:`LANDMARK_GROUPS`). For a prediction close to the scan, a part
 whose landmarks sit millimetres apart means the two follow different conventions (where brows and
 jaw points go is a convention, not a feature), and the strict REALY protocol, which anchors on
-those landmarks, then measures the convention more than the surface.
+those landmarks, then measures the convention more than the surface. A prediction off in that
+part gives a gap too (a fast 4-view fit's jaw: 5 mm), hence the warning's wording.
 """
 
 from __future__ import annotations
@@ -115,6 +116,7 @@ def landmark_agreement(pred_landmarks: np.ndarray, scan_landmarks: np.ndarray, w
     off = [f"{g} {m:.1f} mm" for g, (m, _) in groups.items() if m > warn_mm]
     warning = ""
     if off:
-        warning = (f"landmark conventions differ: {', '.join(off)} apart (median, after the 7-point alignment; "
-                   f"> {warn_mm:g} mm); the strict REALY figures measure that more than the surface")
+        warning = (f"landmark conventions differ (or the prediction is off there): {', '.join(off)} apart (median, "
+                   f"after the 7-point alignment; > {warn_mm:g} mm); the strict REALY figures measure that more than "
+                   "the surface")
     return LandmarkAgreement(gap, groups, warn_mm, warning)
