@@ -477,32 +477,103 @@ def _fit_group_mesh(ctx: Context) -> Path:
     raise StageMissing("no fitted mesh (detailed_<group>.obj or neutral.obj): run the fit stage", fit)
 
 
+def _rig_frame_motion(ctx: Context):
+    """The rigid motion taking the world of the rig in force (the fit's frame) to the world of the
+    session's own rig (the frame of a scan taken in the rig's volume), and the camera misfit (mm).
+
+    Identity when no stage replaced the rig. A calibrate stage defines its own world frame (where
+    the optical axes converge), so the fitted head is moved back by the rigid fit of the cameras'
+    centres and axes (each camera: its centre and points 0.1 m along its z and y axes)."""
+    import numpy as np
+
+    from .cameras import load_rig
+    from .evaluate.geometry import IDENTITY, umeyama
+
+    shipped = load_rig(ctx.session.rig_path)
+    centres = np.stack([c.center for c in shipped.cameras])
+    if len(shipped) > 1 and np.all(np.abs(centres - centres[0]) < 1e-9):
+        raise InputError("the scan is in the rig's frame (session.json scan \"frame\": \"rig\") but the rig has "
+                         "no extrinsics to define that frame", ctx.session.rig_path)
+    used = ctx.session.rig
+    if all(np.allclose(used[c.name].world_to_cam, c.world_to_cam, atol=1e-9) for c in shipped.cameras):
+        return IDENTITY, 0.0
+
+    def marks(rig):
+        pts = []
+        for c in shipped.cameras:
+            cam_to_world = np.linalg.inv(rig[c.name].world_to_cam)
+            pts.append((cam_to_world @ np.array([[0, 0, 0, 1], [0, 0, 0.1, 1], [0, 0.1, 0, 1.0]]).T).T[:, :3])
+        return np.concatenate(pts)
+
+    src, dst = marks(used), marks(shipped)
+    motion = umeyama(src, dst, with_scale=False)
+    return motion, float(np.sqrt(((motion.apply(src) - dst) ** 2).sum(1).mean()) * 1e3)
+
+
 def _run_evaluate(ctx: Context) -> dict[str, Any]:
-    from .evaluate import evaluate_to_dir
+    import numpy as np
+
+    from .evaluate import evaluate, load_face_mesh, write_outputs
+    from .evaluate.keypoints import model_landmarks
+    from .evaluate.meshes import read_mesh
+    from .evaluate.report import PROTOCOL_TITLES
     from .io import atomic_dir
 
     s = ctx.session
-    pred = _fit_group_mesh(ctx)
+    pred_path = _fit_group_mesh(ctx)
     cfg = ctx.cfg.evaluate
     if s.scan.units in ("m", "cm", "mm") and cfg.scan_units == "auto":
         cfg = dataclasses.replace(cfg, scan_units=s.scan.units)
-    cfg = dataclasses.replace(cfg, pred_units="m")  # the fit writes metres
-    with atomic_dir(s.stage_dir("evaluate")) as tmp:
-        lm = write_json(tmp / "pred_landmarks.json", {"mesh": ctx.rel(pred),
-                                                      "vertex_indices": [int(i) for i in ctx.model().landmarks68]})
-        result, _ = evaluate_to_dir(pred, lm, s.scan.mesh, s.scan.landmarks, tmp, cfg)
+    # the fit writes metres, in the frame of the rig in force
+    cfg = dataclasses.replace(cfg, pred_units="m", scan_in_rig_frame=s.scan.frame == "rig")
     out: dict[str, Any] = {}
-    if result.realy_all_mm is not None:
-        out["scan error REALY (mm)"] = round(float(result.realy_all_mm), 3)
+    lm_points, used = model_landmarks(ctx.model(), read_mesh(pred_path)[0], cfg.pred_keypoints)
+    with atomic_dir(s.stage_dir("evaluate")) as tmp:
+        lm = write_json(tmp / "pred_landmarks.json", {"mesh": ctx.rel(pred_path), "keypoints": used,
+                                                      "landmarks": np.round(lm_points, 7).tolist()})
+        pred = load_face_mesh(pred_path, lm, "m")
+        if cfg.scan_in_rig_frame:
+            motion, misfit = _rig_frame_motion(ctx)
+            if misfit or not np.allclose(motion.matrix(), np.eye(4)):
+                pred = dataclasses.replace(pred, vertices=motion.apply(pred.vertices), landmarks=motion.apply(pred.landmarks))
+                out["recalibrated rig to the session rig (camera misfit, mm)"] = round(misfit, 3)
+        scan = load_face_mesh(s.scan.mesh, s.scan.landmarks, cfg.scan_units)
+        result = evaluate(pred, scan, cfg)
+        write_outputs(result, tmp)
+    if result.all_mm is not None:
+        out[f"scan error {PROTOCOL_TITLES[result.headline]} (mm)"] = round(float(result.all_mm), 3)
+    strict = result.protocols["realy_strict"].all_mm
+    if result.headline != "realy_strict" and strict is not None:
+        out["scan error REALY strict (mm)"] = round(float(strict), 3)
     out["scan error NoW median (mm)"] = round(float(result.now.median_mm), 3)
+    part, (gap, _) = max(result.landmarks.groups.items(), key=lambda kv: kv[1][0])
+    out["landmark gap, worst part (mm)"] = f"{part} {gap:.1f}"
+    if used != cfg.pred_keypoints:
+        out["prediction landmarks"] = f"{used} (no {cfg.pred_keypoints} set: run mvrecon model embed)"
     if result.missing_regions:
         out["missing regions"] = ", ".join(result.missing_regions)
+    if result.landmarks.warning:
+        out["warning"] = result.landmarks.warning
     return out
 
 
 def _scan_files(ctx: Context) -> list[Path]:
     s = ctx.session.scan
     return [s.mesh, s.landmarks]
+
+
+def _embedding_files(ctx: Context) -> list[Path]:
+    """The model's MediaPipe embedding, which places the prediction's ``ibug`` landmarks."""
+    from .facemodel.registry import search_dirs
+
+    if ctx.session.scan is None or ctx.cfg.evaluate.pred_keypoints != "ibug":
+        return []
+    name = Path(str(ctx.session.options.get("model", "ict"))).stem
+    return [p for d in search_dirs() if (p := Path(d) / f"{name}.mediapipe.npz").is_file()][:1]
+
+
+def _evaluate_settings(ctx: Context) -> Any:
+    return {"evaluate": ctx.cfg.evaluate, "scan_frame": ctx.session.scan.frame}
 
 
 def _settings(attr: str) -> Callable[[Context], Any]:
@@ -536,7 +607,8 @@ STAGES: tuple[StageDef, ...] = (
              _run_texture),
     StageDef("export", _always, "", _settings("export"), lambda ctx: [], ("fit", "texture"), _run_export),
     StageDef("evaluate", lambda ctx: ctx.session.scan is not None and ctx.session.scan.landmarks is not None,
-             "no scan with landmarks", _settings("evaluate"), lambda ctx: [*_scan_files(ctx), *_model_files(ctx)],
+             "no scan with landmarks", _evaluate_settings,
+             lambda ctx: [*_scan_files(ctx), *_model_files(ctx), *_embedding_files(ctx)],
              ("fit",), _run_evaluate),
 )
 STAGE_NAMES = tuple(s.name for s in STAGES)
@@ -980,15 +1052,32 @@ def report_content(session, res: RunResult | None = None):
 
 def _eval_metrics(d: Mapping[str, Any]) -> dict[str, Any]:
     """The figures of ``evaluate/metrics.json`` a person reads first."""
+    from .evaluate.report import PROTOCOL_TITLES
+
     out: dict[str, Any] = {}
     if not isinstance(d, Mapping):
         return out
-    realy = d.get("realy") if isinstance(d.get("realy"), Mapping) else {}
-    if realy.get("all_mm") is not None:
-        out["REALY all (mm)"] = realy["all_mm"]
-    regions = {k[:-3]: v for k, v in realy.items() if k.endswith("_mm") and k != "all_mm"}
-    if regions:
-        out["REALY regions (mm)"] = regions
+
+    def regions(p: Mapping[str, Any]) -> dict[str, Any]:
+        return {k[:-3]: v for k, v in p.items() if k.endswith("_mm") and k != "all_mm"}
+
+    # metrics.json before the robust protocol had one "realy" protocol
+    head = d.get("headline") if isinstance(d.get("headline"), Mapping) else d.get("realy")
+    name = PROTOCOL_TITLES.get(head.get("protocol", ""), "REALY") if isinstance(head, Mapping) else ""
+    if isinstance(head, Mapping):
+        if head.get("all_mm") is not None:
+            out[f"{name} all (mm), headline"] = head["all_mm"]
+        if regions(head):
+            out[f"{name} regions (mm)"] = regions(head)
+    for key, title in PROTOCOL_TITLES.items():
+        p = d.get(key)
+        if isinstance(p, Mapping) and isinstance(head, Mapping) and key != head.get("protocol"):
+            out[f"{title} (mm)"] = {**regions(p), "all": p.get("all_mm")}
+    lm = d.get("landmarks") if isinstance(d.get("landmarks"), Mapping) else {}
+    if isinstance(lm.get("gap_median_mm"), Mapping):
+        out["landmark gap after the 7-point alignment, median (mm)"] = dict(lm["gap_median_mm"])
+    if lm.get("warning"):
+        out["warning"] = lm["warning"]
     now = d.get("now") if isinstance(d.get("now"), Mapping) else {}
     if now:
         out["NoW (mm)"] = {k[:-3]: v for k, v in now.items() if k.endswith("_mm")}

@@ -17,6 +17,10 @@ A session folder::
 
 ``rig`` is a path (relative to the session folder) to a rig folder holding ``rig.json`` or to the
 file itself. Every path in session.json is relative to the session folder.
+
+``scan`` may also say ``"frame": "rig"``: the scan was taken in the rig's calibrated volume and is
+in the rig's frame, so the evaluation measures it without any alignment (pose and scale errors
+count); the default ``"own"`` is a scanner's frame, aligned by landmarks and ICP.
 """
 
 from __future__ import annotations
@@ -60,11 +64,20 @@ class View:
         return f"{self.frame}_{self.camera}"
 
 
+#: ``scan.frame`` values: ``own`` the scanner's frame (aligned by the evaluation), ``rig`` the rig's
+#: calibrated frame (the scan was taken in the same volume as the photos).
+SCAN_FRAMES = ("own", "rig")
+
+
 @dataclass(frozen=True)
 class ScanRef:
+    """The session's scan: ``mesh``, its 68 ``landmarks`` file, ``units`` (m, cm, mm or None for
+    auto) and ``frame`` (:data:`SCAN_FRAMES`)."""
+
     mesh: Path
     landmarks: Path | None
     units: str | None
+    frame: str = "own"
 
 
 @dataclass(frozen=True)
@@ -199,10 +212,14 @@ def load_session(root: str | Path, check_images: bool = True) -> Session:
         if not isinstance(s, dict) or "mesh" not in s:
             raise InputError("'scan' must be an object with a 'mesh' path", sf)
         lm = s.get("landmarks")
+        frame = s.get("frame", "own")
+        if frame not in SCAN_FRAMES:
+            raise InputError(f"'scan.frame' must be one of {', '.join(SCAN_FRAMES)}, got {frame!r}", sf)
         scan = ScanRef(
             mesh=_rel(root, s["mesh"], "'scan.mesh'", sf),
             landmarks=_rel(root, lm, "'scan.landmarks'", sf) if lm else None,
             units=s.get("units"),
+            frame=frame,
         )
         if check_images:  # regular files before anything reads (or hashes) them; a missing one is
             for what, p in (("scan mesh", scan.mesh), ("scan landmarks", scan.landmarks)):  # evaluate's to say

@@ -1,4 +1,4 @@
-"""``mvrecon eval``: score a predicted face mesh against a scan (REALY regions, NoW, Chamfer).
+"""``mvrecon eval``: score a predicted face mesh against a scan (region protocols, NoW, Chamfer).
 
     mvrecon eval --pred MESH --pred-landmarks FILE --scan SCAN --scan-landmarks FILE --out DIR
 """
@@ -24,12 +24,20 @@ UNITS = ("auto", "m", "cm", "mm")
               help="Units of the prediction; auto tells them from the face's width.")  # fmt: skip
 @click.option("--scan-units", type=click.Choice(UNITS), default="auto", show_default=True, help="Units of the scan.")
 @click.option("--heatmap-max-mm", type=float, default=None, help="Top of the heatmap's colour scale (default: 98th percentile).")
-def eval_cmd(pred, pred_landmarks, scan, scan_landmarks, out, pred_units, scan_units, heatmap_max_mm) -> None:
-    """REALY-style region errors (nose, mouth, forehead, cheek, all), NoW scan-to-mesh distance,
-    Chamfer, F-score and normal consistency of a prediction against a scan."""
+@click.option("--scan-in-rig-frame", is_flag=True,
+              help="The scan and the prediction share one frame (scanned in the rig's volume): also measure unaligned.")
+@click.option("--headline", type=click.Choice(("auto", "robust", "realy_strict", "unaligned")), default="auto",
+              show_default=True, help="Protocol of the headline figures (auto: unaligned for a rig-frame scan, else robust).")
+def eval_cmd(pred, pred_landmarks, scan, scan_landmarks, out, pred_units, scan_units, heatmap_max_mm,
+             scan_in_rig_frame, headline) -> None:
+    """Region errors (nose, mouth, forehead, cheek, all) by the convention-robust protocol and by
+    REALY's, NoW scan-to-mesh distance, Chamfer, F-score and normal consistency of a prediction
+    against a scan, and how far the two sets of landmarks agree."""
     from ..evaluate import EvalConfig, evaluate_to_dir
+    from ..evaluate.report import PROTOCOL_TITLES
 
-    cfg = EvalConfig(pred_units=pred_units, scan_units=scan_units)
+    cfg = EvalConfig(pred_units=pred_units, scan_units=scan_units, scan_in_rig_frame=scan_in_rig_frame,
+                     headline=headline)
     result, paths = evaluate_to_dir(pred, pred_landmarks, scan, scan_landmarks, out, cfg, heatmap_max_mm)
 
     def mm(v):
@@ -37,10 +45,14 @@ def eval_cmd(pred, pred_landmarks, scan, scan_landmarks, out, pred_units, scan_u
 
     regions = " ".join(f"{n}={mm(r.mean_mm)}" for n, r in result.regions.items())
     missing = f" (missing: {', '.join(result.missing_regions)})" if result.missing_regions else ""
+    others = ", ".join(f"{PROTOCOL_TITLES[k]} {mm(p.all_mm)}" for k, p in result.protocols.items() if k != result.headline)
     click.echo(
-        f"REALY mm: {regions} all={mm(result.realy_all_mm)}{missing}; NoW median {result.now.median_mm:.3f} mm; "
-        f"units pred={result.pred.units} scan={result.scan.units}; wrote {paths['metrics'].parent}"
+        f"{PROTOCOL_TITLES[result.headline]} mm: {regions} all={mm(result.all_mm)}{missing} ({others}); "
+        f"NoW median {result.now.median_mm:.3f} mm; units pred={result.pred.units} scan={result.scan.units}; "
+        f"wrote {paths['metrics'].parent}"
     )
+    if result.landmarks.warning:
+        click.echo(f"warning: {result.landmarks.warning}")
 
 
 COMMANDS = [eval_cmd]

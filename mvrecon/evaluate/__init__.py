@@ -1,4 +1,6 @@
-"""Evaluation of a reconstructed face against a scan: REALY regions, NoW, Chamfer, F-score.
+"""Evaluation of a reconstructed face against a scan: region errors by the convention-robust
+protocol (the headline) and by REALY's (``realy_strict``), unaligned for a scan in the rig's frame,
+the landmark agreement, NoW, Chamfer, F-score.
 
 Public API::
 
@@ -6,6 +8,7 @@ Public API::
     pred = load_face_mesh("pred.obj", "pred_landmarks.txt")        # units told from the face width
     scan = load_face_mesh("scan.ply", "scan_landmarks.txt", units="mm")
     result = evaluate(pred, scan, EvalConfig())                      # -> EvalResult
+    result.all_mm, result.protocols["realy_strict"].all_mm, result.landmarks.warning
     write_outputs(result, "out/")                                    # metrics.json, heatmap.png, metrics.md
     evaluate_to_dir(pred_mesh, pred_lm, scan_mesh, scan_lm, "out/")  # the three steps at once
 
@@ -14,17 +17,23 @@ Public API::
 
 from .evaluate import EvalConfig, EvalResult, evaluate, evaluate_files
 from .meshes import FaceMesh, load_face_mesh, make_face_mesh, read_landmarks, read_mesh
-from .realy import RealyConfig, RegionResult
+from .landmarks import LandmarkAgreement, check_ibug_order
+from .realy import ProtocolResult, RealyConfig, RegionResult
 from .regions import REGION_NAMES, cut_regions, region_labels
 from .report import evaluate_to_dir, write_outputs
+from .robust import RobustConfig
 
 __all__ = [
     "EvalConfig",
     "EvalResult",
     "FaceMesh",
+    "LandmarkAgreement",
+    "ProtocolResult",
     "REGION_NAMES",
     "RealyConfig",
     "RegionResult",
+    "RobustConfig",
+    "check_ibug_order",
     "cut_regions",
     "evaluate",
     "evaluate_files",

@@ -18,8 +18,9 @@ A folder missing one of the four files is listed as skipped with the reason; a s
 files are bad (non-manifold scan, units off by 1000x, ...) is listed with its error; neither stops
 the run. Outputs go to ``OUT`` (default ``DIR/_results``): per subject ``OUT/<subject>/`` with
 ``metrics.json``, ``metrics.md`` and ``heatmap.png``, and ``OUT/results.csv`` and
-``OUT/results.md`` with one row per subject and a final row of means over the scored subjects
-(REALY style: each region averaged over subjects, "all" the mean of the four region averages).
+``OUT/results.md`` with one row per subject (the headline protocol's regions, and the strict
+REALY "all" beside them) and a final row of means over the scored subjects (REALY style: each
+region averaged over subjects, "all" the mean of the four region averages).
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ log = logging.getLogger("mvrecon.evaluate")
 PRED_MESH_SUFFIXES = (".obj", ".ply", ".glb")
 SCAN_MESH_SUFFIXES = (".obj", ".ply")
 COLUMNS = (
-    "subject", "status", *[f"{r}_mm" for r in REGION_NAMES], "all_mm", "now_median_mm", "now_mean_mm",
+    "subject", "status", "protocol", *[f"{r}_mm" for r in REGION_NAMES], "all_mm", "strict_all_mm", "now_median_mm", "now_mean_mm",
     "now_std_mm", "chamfer_mm", "fscore_1mm", "fscore_2.5mm", "normal_consistency", "seconds", "note",
 )  # fmt: skip
 
@@ -103,7 +104,7 @@ class BenchResult:
 
 def _row(name: str, status: str, note: str = "", seconds: float = float("nan")) -> dict:
     row = {c: float("nan") for c in COLUMNS}
-    row.update(subject=name, status=status, note=note, seconds=seconds)
+    row.update(subject=name, status=status, protocol="", note=note, seconds=seconds)
     return row
 
 
@@ -165,31 +166,39 @@ def _metrics_row(name: str, m: dict, seconds: float) -> dict:
     def num(v) -> float:
         return float("nan") if v is None else float(v)
 
-    realy = m["realy"]
-    missing = realy.get("missing_regions") or []
+    # the headline protocol's figures (metrics.json before the robust protocol: "realy")
+    head = m.get("headline") or m["realy"]
+    detail = m.get(head.get("protocol", "realy"), head)
+    missing = head.get("missing_regions") or []
     row = _row(name, "ok" if not missing else "partial", seconds=seconds)
     for r in REGION_NAMES:
-        row[f"{r}_mm"] = num(realy.get(f"{r}_mm"))
-    row["all_mm"] = num(realy.get("all_mm"))
+        row[f"{r}_mm"] = num(head.get(f"{r}_mm"))
+    row["all_mm"] = num(head.get("all_mm"))
+    row["protocol"] = head.get("protocol", "realy_strict")
+    row["strict_all_mm"] = num((m.get("realy_strict") or m.get("realy") or {}).get("all_mm"))
     row.update(now_median_mm=num(m["now"]["median_mm"]), now_mean_mm=num(m["now"]["mean_mm"]),
                now_std_mm=num(m["now"]["std_mm"]), chamfer_mm=num(m["chamfer"]["symmetric_mm"]),
                normal_consistency=num(m["normal_consistency"]))
     row["fscore_1mm"] = num(m.get("fscore_1mm", {}).get("f"))
     row["fscore_2.5mm"] = num(m.get("fscore_2.5mm", {}).get("f"))
     if missing:
-        row["note"] = "; ".join(f"{r}: {realy['regions'][r]['note']}" for r in missing)
+        row["note"] = "; ".join(f"{r}: {detail['regions'][r]['note']}" for r in missing)
+    warning = (m.get("landmarks") or {}).get("warning")
+    if warning:
+        row["note"] = "; ".join(x for x in (row["note"], warning) if x)
     return row
 
 
 def _mean_row(rows: list[dict]) -> dict:
     scored = [r for r in rows if r["status"] in ("ok", "partial")]
     mean = _row("mean", f"{len(scored)} scored of {len(rows)}")
-    for c in COLUMNS[2:-1]:
+    for c in COLUMNS[3:-1]:
         vals = np.array([r[c] for r in scored], dtype=np.float64)
         vals = vals[np.isfinite(vals)]
         mean[c] = float(vals.mean()) if len(vals) else float("nan")
     regions = [mean[f"{r}_mm"] for r in REGION_NAMES]
     mean["all_mm"] = float(np.mean(regions)) if all(np.isfinite(regions)) else float("nan")
+    mean["protocol"] = "/".join(sorted({r["protocol"] for r in scored}))
     return mean
 
 
@@ -208,12 +217,14 @@ def format_table(rows: list[dict], mean: dict) -> str:
     def f(v: float, d: int = 3) -> str:
         return f"{v:.{d}f}" if isinstance(v, float) and np.isfinite(v) else "-"
 
-    head = "| subject | status | nose | mouth | forehead | cheek | all | NoW median | Chamfer | F@2.5mm | s | note |"
-    lines = [head, "|" + "---|" * 12]
+    head = ("| subject | status | protocol | nose | mouth | forehead | cheek | all | REALY strict all | NoW median | "
+            "Chamfer | F@2.5mm | s | note |")
+    lines = [head, "|" + "---|" * 14]
     for r in rows + [mean]:
         lines.append(
-            f"| {r['subject']} | {r['status']} | {f(r['nose_mm'])} | {f(r['mouth_mm'])} | {f(r['forehead_mm'])} | "
-            f"{f(r['cheek_mm'])} | {f(r['all_mm'])} | {f(r['now_median_mm'])} | {f(r['chamfer_mm'])} | "
-            f"{f(r['fscore_2.5mm'])} | {f(r['seconds'], 1)} | {r['note']} |"
+            f"| {r['subject']} | {r['status']} | {r['protocol']} | {f(r['nose_mm'])} | {f(r['mouth_mm'])} | "
+            f"{f(r['forehead_mm'])} | {f(r['cheek_mm'])} | {f(r['all_mm'])} | {f(r['strict_all_mm'])} | "
+            f"{f(r['now_median_mm'])} | {f(r['chamfer_mm'])} | {f(r['fscore_2.5mm'])} | {f(r['seconds'], 1)} | {r['note']} |"
         )
-    return "REALY-style errors in mm (mean distance, scan to prediction)\n\n" + "\n".join(lines) + "\n"
+    return ("Region errors in mm (mean distance, scan to prediction) by each subject's headline protocol\n\n"
+            + "\n".join(lines) + "\n")

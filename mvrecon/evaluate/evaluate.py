@@ -12,16 +12,24 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
+from ..errors import InputError
 from .geometry import MeshQuery, Similarity
+from .keypoints import KeypointSetName
+from .landmarks import LandmarkAgreement, landmark_agreement
 from .meshes import FaceMesh, Units, check_same_scale, load_face_mesh
 from .metrics import NowResult, SurfaceMetrics, crop_mask, now_distance, surface_metrics
-from .realy import RealyConfig, RegionResult, evaluate_region, global_alignment, realy_all
+from .realy import ProtocolResult, RealyConfig, RegionResult, evaluate_region, global_alignment
 from .regions import REGION_NAMES, cut_regions
+from .robust import RobustConfig, robust_protocol, unaligned_protocol
 
 log = logging.getLogger("mvrecon.evaluate")
+
+
+Headline = Literal["auto", "robust", "realy_strict", "unaligned"]
 
 
 @dataclass(frozen=True)
@@ -32,8 +40,21 @@ class EvalConfig:
     """Units of the prediction file: m, cm, mm, or auto (told from the face's width)."""
     scan_units: Units = "auto"
     """Units of the scan file: m, cm, mm, or auto."""
+    headline: Headline = "auto"
+    """Protocol of the headline figures: robust, realy_strict, unaligned; auto: unaligned for a
+    scan in the rig's frame, else robust."""
+    scan_in_rig_frame: bool = False
+    """The scan is in the prediction's frame (scanned in the rig's calibrated volume): also measure
+    it unaligned, so pose and scale errors count."""
     realy: RealyConfig = field(default_factory=RealyConfig)
-    """REALY region protocol settings."""
+    """REALY region steps (both protocols) and the strict protocol's settings."""
+    robust: RobustConfig = field(default_factory=RobustConfig)
+    """Settings of the convention-robust protocol."""
+    pred_keypoints: KeypointSetName = "model"
+    """The session evaluate stage's landmarks of the fitted mesh: the model's landmark vertices, or
+    its ``ibug`` set (:mod:`.keypoints`); :func:`evaluate` takes the landmarks it is given."""
+    landmark_gap_warn_mm: float = 2.5
+    """Warn that the landmark conventions differ when a group's median gap exceeds this."""
     crop_radius_mm: float = 100.0
     """Sphere around the scan's nose tip (landmark 30) for NoW, Chamfer, F-score and normals."""
     now_icp_iterations: int = 30
@@ -45,35 +66,70 @@ class EvalConfig:
     seed: int = 0
     """Seed of the surface sampling (results are deterministic)."""
 
+    def headline_protocol(self) -> str:
+        """The protocol the headline figures come from."""
+        if self.headline == "auto":
+            return "unaligned" if self.scan_in_rig_frame else "robust"
+        if self.headline == "unaligned" and not self.scan_in_rig_frame:
+            raise InputError("the unaligned headline needs a scan in the rig's frame (session.json scan \"frame\": \"rig\")")
+        return self.headline
+
+
+#: What each protocol computes, for metrics.json and the reports.
+PROTOCOL_NOTES: dict[str, str] = {
+    "robust": "7-keypoint similarity + trimmed rigid ICP of the scan's face; per region a rigid ICP where the "
+    "keypoints weigh a few vertices, and a non-rigid ICP anchored only on the 7 stable keypoints; mean "
+    "scan-vertex to prediction distance (mm); all = mean of 4 regions",
+    "realy_strict": "REALY as published: 7-keypoint similarity, per-region rigid ICP with the 68 landmarks "
+    "weighing as much as the region, non-rigid ICP anchored on the landmarks; mean scan-vertex to prediction "
+    "distance (mm). Sensitive to the landmark convention: scan landmarks placed 4-6 mm higher on the brows "
+    "add about 1 mm to 'all' for a perfect prediction (bench/eval.py --conventions)",
+    "unaligned": "no alignment (the scan is in the rig's frame): mean distance from each scan-region vertex to "
+    "the prediction's surface (mm), pose and scale errors included; all = mean of 4 regions",
+}
+
 
 @dataclass(frozen=True)
 class EvalResult:
     """Everything one evaluation measured; distances in millimetres.
 
-    ``regions`` the REALY result of each region; ``realy_all_mm`` the mean of the four (None when a
-    region is missing); ``alignment`` the similarity taking the prediction onto the scan (7
-    keypoints); ``now`` the NoW-style distances; ``surface`` Chamfer, F-score and normal
-    consistency; ``scan`` the scan (metres) for the heatmap; ``timings_s`` seconds per step.
+    ``protocols`` the region results of each protocol run (``robust``, ``realy_strict``, and
+    ``unaligned`` for a scan in the rig's frame); ``headline`` the name of the one reported first;
+    ``alignment`` the 7-keypoint similarity taking the prediction onto the scan; ``landmarks`` the
+    landmark agreement after it; ``now`` the NoW-style distances; ``surface`` Chamfer, F-score and
+    normal consistency; ``scan`` the scan (metres) for the heatmap; ``timings_s`` seconds per step.
     """
 
     pred: FaceMesh
     scan: FaceMesh
     alignment: Similarity
-    regions: dict[str, RegionResult]
-    realy_all_mm: float | None
+    protocols: dict[str, ProtocolResult]
+    headline: str
+    landmarks: LandmarkAgreement
     now: NowResult
     surface: SurfaceMetrics
     config: EvalConfig
     timings_s: dict[str, float]
 
     @property
-    def missing_regions(self) -> list[str]:
-        return [r for r in REGION_NAMES if self.regions[r].status != "ok"]
+    def regions(self) -> dict[str, RegionResult]:
+        """The headline protocol's regions."""
+        return self.protocols[self.headline].regions
 
-    def vertex_errors_mm(self) -> np.ndarray:
-        """Per scan vertex REALY error ``(N,)`` mm; NaN outside the four regions."""
+    @property
+    def all_mm(self) -> float | None:
+        """The headline protocol's "all" (mean of the four regions; None when one is missing)."""
+        return self.protocols[self.headline].all_mm
+
+    @property
+    def missing_regions(self) -> list[str]:
+        return self.protocols[self.headline].missing_regions
+
+    def vertex_errors_mm(self, protocol: str | None = None) -> np.ndarray:
+        """Per scan vertex error ``(N,)`` mm of a protocol (the headline's by default); NaN
+        outside the four regions."""
         err = np.full(len(self.scan.vertices), np.nan)
-        for r in self.regions.values():
+        for r in self.protocols[protocol or self.headline].regions.values():
             if r.status == "ok":
                 err[r.vertex_ids] = r.errors_mm
         return err
@@ -91,33 +147,42 @@ class EvalResult:
                 "n_triangles": int(len(m.triangles)),
             }
 
-        regions = {}
-        for name in REGION_NAMES:
-            r = self.regions[name]
-            regions[name] = {
-                "status": r.status,
-                "mean_mm": r.mean_mm,
-                "n_scan_vertices": r.n_vertices,
-                "coverage": round(r.coverage, 4),
-                "rigid_icp_iterations": r.rigid_iterations,
-                "note": r.note,
+        def protocol(p: ProtocolResult) -> dict:
+            regions = {}
+            for name in REGION_NAMES:
+                r = p.regions[name]
+                regions[name] = {
+                    "status": r.status,
+                    "mean_mm": r.mean_mm,
+                    "n_scan_vertices": r.n_vertices,
+                    "coverage": round(r.coverage, 4),
+                    "rigid_icp_iterations": r.rigid_iterations,
+                    "note": r.note,
+                }
+            return {
+                **{f"{n}_mm": p.regions[n].mean_mm for n in REGION_NAMES},
+                "all_mm": p.all_mm,
+                "missing_regions": p.missing_regions,
+                "regions": regions,
+                "protocol": PROTOCOL_NOTES[p.name],
             }
-        realy = {f"{n}_mm": self.regions[n].mean_mm for n in REGION_NAMES}
-        realy["all_mm"] = self.realy_all_mm
+
+        head = self.protocols[self.headline]
         fs = {
             f"fscore_{t:g}mm": {"f": f, "precision": p, "recall": rc}
             for t, (f, p, rc) in self.surface.fscore.items()
         }
         return {
             "prediction": src(self.pred),
-            "scan": src(self.scan),
-            "realy": {
-                **realy,
-                "missing_regions": self.missing_regions,
-                "regions": regions,
-                "protocol": "REALY: 7-keypoint similarity, per-region rigid ICP + optimal-step NICP of the "
-                "scan region, mean scan-vertex to prediction distance (mm); all = mean of 4 regions",
+            "scan": {**src(self.scan), "frame": "rig" if self.config.scan_in_rig_frame else "own"},
+            "headline": {
+                "protocol": self.headline,
+                **{f"{n}_mm": head.regions[n].mean_mm for n in REGION_NAMES},
+                "all_mm": head.all_mm,
+                "missing_regions": head.missing_regions,
             },
+            **{name: protocol(p) for name, p in self.protocols.items()},
+            "landmarks": self.landmarks.to_dict(),
             "now": {
                 "median_mm": self.now.median_mm,
                 "mean_mm": self.now.mean_mm,
@@ -137,6 +202,7 @@ class EvalResult:
             "alignment": {
                 "scale": self.alignment.scale,
                 "pred_to_scan_matrix": self.alignment.matrix(),
+                "robust_pred_to_scan_matrix": self.protocols["robust"].alignment.matrix(),
             },
             "timings_s": {k: round(v, 4) for k, v in self.timings_s.items()},
             "config": dataclasses.asdict(self.config),
@@ -151,24 +217,40 @@ def evaluate(pred: FaceMesh, scan: FaceMesh, cfg: EvalConfig = EvalConfig()) -> 
     """Score a predicted face mesh against a scan (both :class:`FaceMesh`, metres).
 
     The inputs are not modified; the prediction is moved onto the scan by the 7-keypoint
-    similarity, then each metric runs as its module docstring says.
+    similarity, then each protocol and metric runs as its module docstring says: the robust and
+    the strict REALY region protocols always, the unaligned one for a scan in the rig's frame.
     """
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
+    headline = cfg.headline_protocol()
     check_same_scale(pred, scan)
     align = global_alignment(pred.landmarks, scan.landmarks)
     pa = _transformed(pred, align)
     query = MeshQuery(pa.vertices, pa.triangles)
     regions = cut_regions(scan.vertices, scan.triangles, scan.landmarks)
+    landmarks = landmark_agreement(pa.landmarks, scan.landmarks, cfg.landmark_gap_warn_mm)
+    if landmarks.warning:
+        log.warning("%s: %s", scan.name, landmarks.warning)
     timings["align_and_cut"] = time.perf_counter() - t0
 
-    results: dict[str, RegionResult] = {}
+    protocols: dict[str, ProtocolResult] = {}
+    t = time.perf_counter()
+    protocols["robust"] = robust_protocol(query, align, pa.landmarks, regions, scan.landmarks, cfg.realy, cfg.robust,
+                                          cfg.seed)
+    timings["robust"] = time.perf_counter() - t
+    strict: dict[str, RegionResult] = {}
     for name in REGION_NAMES:
         t = time.perf_counter()
-        results[name] = evaluate_region(query, regions[name], pa.landmarks, scan.landmarks, cfg.realy)
+        strict[name] = evaluate_region(query, regions[name], pa.landmarks, scan.landmarks, cfg.realy)
         timings[f"realy_{name}"] = time.perf_counter() - t
-        if results[name].status != "ok":
-            log.warning("%s: REALY region %s %s (%s)", scan.name, name, results[name].status, results[name].note)
+    protocols["realy_strict"] = ProtocolResult("realy_strict", strict, align)
+    if cfg.scan_in_rig_frame:
+        t = time.perf_counter()
+        protocols["unaligned"] = unaligned_protocol(MeshQuery(pred.vertices, pred.triangles), regions, cfg.realy)
+        timings["unaligned"] = time.perf_counter() - t
+    for name, r in protocols[headline].regions.items():
+        if r.status != "ok":
+            log.warning("%s: %s region %s %s (%s)", scan.name, headline, name, r.status, r.note)
 
     t = time.perf_counter()
     radius = cfg.crop_radius_mm * 1e-3
@@ -187,7 +269,7 @@ def evaluate(pred: FaceMesh, scan: FaceMesh, cfg: EvalConfig = EvalConfig()) -> 
     )  # fmt: skip
     timings["surface"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - t0
-    return EvalResult(pred, scan, align, results, realy_all(results), now, surface, cfg, timings)
+    return EvalResult(pred, scan, align, protocols, headline, landmarks, now, surface, cfg, timings)
 
 
 def evaluate_files(

@@ -2,7 +2,8 @@
 
 Every problem a user can fix is an :class:`~mvrecon.errors.InputError` naming the file: an empty
 mesh, NaN or infinite vertices, edges shared by more than two triangles (non-manifold), landmark
-files of the wrong shape or with indices out of range, and units that cannot be told or do not
+files of the wrong shape, with indices out of range or not in iBUG-68 order
+(:func:`~mvrecon.evaluate.landmarks.check_ibug_order`), and units that cannot be told or do not
 match between the prediction and the scan.
 
 Units: a mesh is in metres, centimetres or millimetres. ``"auto"`` tells them from the face's
@@ -22,6 +23,7 @@ from typing import Literal
 import numpy as np
 
 from ..errors import InputError
+from .landmarks import check_ibug_order
 
 Units = Literal["auto", "m", "cm", "mm"]
 #: Metres per unit.
@@ -274,6 +276,7 @@ def make_face_mesh(
     f = np.asarray(triangles, dtype=np.int64)
     validate_mesh(v, f, source)
     lm = resolve_landmarks(landmarks, v, landmarks_source or source)
+    check_ibug_order(lm, landmarks_source or source)
     width = face_width(lm)
     if width <= 0:
         raise InputError("landmarks 36 and 45 (outer eye corners) coincide; cannot tell the face's size", landmarks_source or source)

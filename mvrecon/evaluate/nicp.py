@@ -31,6 +31,9 @@ Deviations (all for speed on a CPU without CHOLMOD):
   has ``4 * max_nodes`` unknowns whatever the scan's resolution. The convergence test scales the
   maps' change by ``sqrt(n_vertices / n_nodes)`` so that it measures what REALY's per-vertex
   test measures;
+- a region with more than :attr:`NicpConfig.max_data_points` vertices (a 100k-vertex scan's
+  forehead) fits the graph's maps to a fixed random subset of that many vertices; every vertex
+  follows the maps (a graph of ``max_nodes`` nodes is pinned as well by 10k vertices as by 30k);
 - the keypoint-free schedule stops after ``max_steps + 1`` steps per stage like the keypoint one
   (REALY has no cap there).
 """
@@ -62,6 +65,12 @@ class NicpConfig:
     """A stage stops after more than this many steps."""
     max_nodes: int = 400
     """Regions with more vertices get one affine map per node of a clustered graph of about this size."""
+    max_data_points: int | None = 10000
+    """With a deformation graph, fit the data and keypoint terms on a fixed random subset of at
+    most this many vertices (all follow the fitted maps); None: all vertices."""
+    keypoint_step: bool = True
+    """Start with REALY's keypoint-only step; off, the keypoints only join the data stages (a few
+    keypoints, such as the eye corners, which lie on one line, cannot pin an affine map)."""
     regularization: float = 1e-6
     """Weight pulling each affine map towards the identity (mvrecon's; keeps islands solvable)."""
 
@@ -102,6 +111,13 @@ def _data_matrix(cur: np.ndarray, skin):
     return sp.csr_matrix((data, (rows, cols)), shape=(n, 4 * skin.shape[1]))
 
 
+def _blend(cur: np.ndarray, nodes: np.ndarray, weights: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """``_data_matrix(cur, skin) @ x`` without building the matrix: each vertex ``(n, 3)`` moved by
+    the affine maps ``x`` ``(4m, 3)`` of its nodes ``nodes`` ``(n, k)`` blended by ``weights`` ``(n, k)``."""
+    maps = np.einsum("nk,nkde->nde", weights, x.reshape(-1, 4, 3)[nodes])
+    return np.einsum("nd,nde->ne", cur, maps[:, :3]) + maps[:, 3]
+
+
 def optimal_step_nicp(
     vertices: np.ndarray,
     edges: np.ndarray,
@@ -110,6 +126,8 @@ def optimal_step_nicp(
     keypoint_targets: np.ndarray,
     cfg: NicpConfig,
     skin=None,
+    all_vertices: np.ndarray | None = None,
+    all_skin: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> np.ndarray:
     """Deformed ``vertices`` ``(n, 3)`` after the REALY schedule, all in solver units.
 
@@ -117,6 +135,9 @@ def optimal_step_nicp(
     (``skin`` None, REALY's formulation) or one per node of a deformation graph, each vertex then
     moved by the blend ``skin`` ``(n, m)`` of its nodes' maps. ``keypoint_ids`` ``(k,)`` vertex
     indices pulled to ``keypoint_targets`` ``(k, 3)``; ``k = 0`` runs the keypoint-free schedule.
+    With a graph, ``vertices`` may be a subset of the mesh's that drives the fit while
+    ``all_vertices`` ``(N, 3)`` follow the maps, blended by ``all_skin`` = (node ids ``(N, k)``,
+    weights ``(N, k)``); they are returned.
     """
     import scipy.sparse as sp
     import scipy.sparse.linalg as spla
@@ -135,8 +156,9 @@ def optimal_step_nicp(
     kp_tgt = np.asarray(keypoint_targets, dtype=np.float64).reshape(-1, 3)
     has_kp = len(kp_ids) > 0
 
+    kp_step = has_kp and cfg.keypoint_step
     if has_kp:
-        stages = [(cfg.alpha_keypoints, 2.0 * cfg.epsilon)]
+        stages = [(cfg.alpha_keypoints, 2.0 * cfg.epsilon)] if kp_step else []
         stages += [(cfg.alpha * np.exp(-0.5 * k), cfg.epsilon * 0.5**k) for k in range(3)]
     else:
         stages = [(cfg.alpha * np.exp(-0.5 * k), cfg.epsilon * 0.5**k) for k in range(3)]
@@ -144,13 +166,14 @@ def optimal_step_nicp(
     eye_maps = np.tile(np.eye(4)[:, :3], (m, 1))
     # REALY's convergence test sums the change over one map per vertex; with fewer maps (a
     # deformation graph) the same per-vertex change gives a norm sqrt(m / n) smaller
-    norm_scale = np.sqrt(n / m)
+    norm_scale = np.sqrt((n if all_vertices is None else len(all_vertices)) / m)
+    cur_all = None if all_vertices is None else np.asarray(all_vertices, dtype=np.float64).copy()
     x = np.ones((4 * m, 3))
     x_prev = np.zeros((4 * m, 3))
     cur = np.asarray(vertices, dtype=np.float64).copy()
     count = 0
     for stage, (alpha, eps) in enumerate(stages):
-        keypoint_only = has_kp and stage == 0
+        keypoint_only = kp_step and stage == 0
         step = 0
         while True:
             if np.linalg.norm(x - x_prev) * norm_scale <= eps or step > cfg.max_steps:
@@ -177,11 +200,13 @@ def optimal_step_nicp(
             rhs = np.asarray(rhs) + cfg.regularization * eye_maps
             x = spla.splu(sp.csc_matrix(lhs), permc_spec="MMD_AT_PLUS_A").solve(rhs)
             cur = dmat @ x
+            if cur_all is not None:
+                cur_all = _blend(cur_all, *all_skin, x)
             step += 1
             count += 1
             if keypoint_only:
                 break
-    return cur
+    return cur if cur_all is None else cur_all
 
 
 def _cluster_graph(vertices: np.ndarray, triangles: np.ndarray, max_nodes: int) -> tuple[np.ndarray, np.ndarray]:
@@ -193,7 +218,12 @@ def _cluster_graph(vertices: np.ndarray, triangles: np.ndarray, max_nodes: int) 
     area = 0.5 * np.linalg.norm(np.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]]), axis=1).sum()
     h = np.sqrt(max(area, 1e-12) / max_nodes)
     for _ in range(6):
-        _, assign = np.unique(np.floor(v / h).astype(np.int64), axis=0, return_inverse=True)
+        cell = np.floor(v / h).astype(np.int64)
+        cell -= cell.min(0)
+        span = cell.max(0) + 1
+        # one integer per voxel: np.unique on a 1-D key is many times faster than on rows
+        key = (cell[:, 0] * span[1] + cell[:, 1]) * span[2] + cell[:, 2]
+        _, assign = np.unique(key, return_inverse=True)
         assign = assign.reshape(-1)
         m = int(assign.max()) + 1
         if m <= 1.15 * max_nodes:
@@ -250,5 +280,14 @@ def nicp(
     w = np.clip(1.0 - dist[:, :k] / np.maximum(dist[:, k:], 1e-12), 0.0, None) ** 2
     w = w / np.maximum(w.sum(1, keepdims=True), 1e-12)
     skin = sp.csr_matrix((w.ravel(), (np.repeat(np.arange(len(vs)), k), idx[:, :k].ravel())), shape=(len(vs), len(nodes)))
-    deformed = optimal_step_nicp(vs, node_edges, tgt, kp_ids, kp_tgt, cfg, skin=skin)
+    if cfg.max_data_points is not None and len(vs) > cfg.max_data_points:
+        # the graph's 4 * max_nodes unknowns are pinned by a few thousand vertices as well as by
+        # all of them; every vertex still follows the maps
+        sub = np.random.default_rng(0).choice(len(vs), cfg.max_data_points, replace=False)
+        sub = np.union1d(sub, kp_ids)
+        pos = np.searchsorted(sub, kp_ids)
+        deformed = optimal_step_nicp(vs[sub], node_edges, tgt, pos, kp_tgt, cfg, skin=skin[sub], all_vertices=vs,
+                                     all_skin=(idx[:, :k], w))
+    else:
+        deformed = optimal_step_nicp(vs, node_edges, tgt, kp_ids, kp_tgt, cfg, skin=skin)
     return deformed * u + centre

@@ -1,6 +1,6 @@
-"""Writers for an :class:`~mvrecon.evaluate.EvalResult`: ``metrics.json``, ``metrics.md`` (a short
-Markdown table) and ``heatmap.png`` (the per-vertex REALY error painted on the scan, seen from the
-front, with a colour bar). Each file is written atomically."""
+"""Writers for an :class:`~mvrecon.evaluate.EvalResult`: ``metrics.json``, ``metrics.md`` (short
+Markdown tables) and ``heatmap.png`` (the per-vertex error of the headline protocol painted on the
+scan, seen from the front, with a colour bar). Each file is written atomically."""
 
 from __future__ import annotations
 
@@ -20,23 +20,40 @@ def _fmt(v: float | None, digits: int = 3) -> str:
     return f"{v:.{digits}f}"
 
 
+#: How each protocol is called in the reports.
+PROTOCOL_TITLES = {"robust": "robust", "realy_strict": "REALY strict", "unaligned": "unaligned (rig frame)"}
+
+
 def markdown_table(result: EvalResult) -> str:
-    """A short Markdown report: REALY regions, NoW, Chamfer, F-scores, normal consistency."""
+    """A short Markdown report: the headline protocol's regions, every protocol side by side, the
+    landmark agreement, NoW, Chamfer, F-scores, normal consistency."""
+    head = PROTOCOL_TITLES[result.headline]
     lines = [
         f"# Evaluation: {Path(result.pred.name).name} vs {Path(result.scan.name).name}",
         "",
         f"Units: prediction {result.pred.units}{' (detected)' if result.pred.units_detected else ''}, "
         f"scan {result.scan.units}{' (detected)' if result.scan.units_detected else ''}; "
-        f"alignment scale {result.alignment.scale:.4f}.",
+        f"alignment scale {result.alignment.scale:.4f}; headline protocol: {head}.",
         "",
-        "| REALY region | mean error (mm) | scan vertices | coverage | status |",
+        f"| region ({head}) | mean error (mm) | scan vertices | coverage | status |",
         "|---|---:|---:|---:|---|",
     ]
     for name in REGION_NAMES:
         r = result.regions[name]
         status = r.status if not r.note else f"{r.status}: {r.note}"
         lines.append(f"| {name} | {_fmt(r.mean_mm)} | {r.n_vertices} | {100 * r.coverage:.0f}% | {status} |")
-    lines.append(f"| **all** | **{_fmt(result.realy_all_mm)}** | | | |")
+    lines.append(f"| **all** | **{_fmt(result.all_mm)}** | | | |")
+    lines += ["", "| protocol (mm) | " + " | ".join(REGION_NAMES) + " | all |", "|---|" + "---:|" * (len(REGION_NAMES) + 1)]
+    for name, p in result.protocols.items():
+        cells = " | ".join(_fmt(p.regions[n].mean_mm) for n in REGION_NAMES)
+        lines.append(f"| {PROTOCOL_TITLES[name]}{' (headline)' if name == result.headline else ''} | {cells} | {_fmt(p.all_mm)} |")
+    lm = result.landmarks
+    lines += ["", "| landmark gap after the 7-point alignment (mm) | " + " | ".join(lm.groups) + " |",
+              "|---|" + "---:|" * len(lm.groups)]
+    lines.append("| median | " + " | ".join(_fmt(m, 2) for m, _ in lm.groups.values()) + " |")
+    lines.append("| max | " + " | ".join(_fmt(x, 2) for _, x in lm.groups.values()) + " |")
+    if lm.warning:
+        lines += ["", f"**Warning:** {lm.warning}."]
     lines += ["", "| metric | value |", "|---|---:|"]
     lines.append(f"| NoW median / mean / std (mm) | {_fmt(result.now.median_mm)} / {_fmt(result.now.mean_mm)} / {_fmt(result.now.std_mm)} |")
     s = result.surface
@@ -45,13 +62,13 @@ def markdown_table(result: EvalResult) -> str:
         lines.append(f"| F-score @ {tau:g} mm (precision, recall) | {_fmt(f)} ({_fmt(p)}, {_fmt(rc)}) |")
     lines.append(f"| normal consistency | {_fmt(s.normal_consistency, 4)} |")
     if result.missing_regions:
-        lines += ["", f"**Regions without a number:** {', '.join(result.missing_regions)}; REALY 'all' is undefined."]
+        lines += ["", f"**Regions without a number:** {', '.join(result.missing_regions)}; 'all' is undefined."]
     return "\n".join(lines) + "\n"
 
 
 def heatmap_png(result: EvalResult, max_mm: float | None = None, dpi: int = 110) -> bytes:
     """PNG bytes: the scan seen from the front (its landmarks' face frame), faces of the four
-    regions coloured by REALY error (mm, colour bar), the rest grey, missing regions hatched."""
+    regions coloured by the headline protocol's error (mm, colour bar), the rest grey, missing regions hatched."""
     # an explicit Agg canvas: no pyplot global state, no display needed
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.colors import ListedColormap
@@ -83,7 +100,7 @@ def heatmap_png(result: EvalResult, max_mm: float | None = None, dpi: int = 110)
         tri2 = Triangulation(p[:, 0], p[:, 1], f[shown])
         pc = ax.tripcolor(tri2, facecolors=face_err[shown], cmap="inferno_r", vmin=0.0, vmax=vmax, edgecolors="none")
         cb = fig.colorbar(pc, ax=ax, shrink=0.8)
-        cb.set_label("REALY error (mm)")
+        cb.set_label(f"{PROTOCOL_TITLES[result.headline]} error (mm)")
     for name in result.missing_regions:
         ids = result.regions[name].vertex_ids
         if len(ids):
@@ -93,7 +110,7 @@ def heatmap_png(result: EvalResult, max_mm: float | None = None, dpi: int = 110)
     ax.set_aspect("equal")
     ax.set_axis_off()
     parts = [f"{n} {_fmt(result.regions[n].mean_mm, 2)}" for n in REGION_NAMES]
-    title = "REALY (mm): " + ", ".join(parts) + f"\nall {_fmt(result.realy_all_mm, 3)}"
+    title = f"{PROTOCOL_TITLES[result.headline]} (mm): " + ", ".join(parts) + f"\nall {_fmt(result.all_mm, 3)}"
     if result.missing_regions:
         title += f"   missing: {', '.join(result.missing_regions)} (blue)"
     ax.set_title(title, fontsize=8)

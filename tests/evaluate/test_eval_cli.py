@@ -22,13 +22,21 @@ def test_eval_writes_metrics_heatmap_and_table(subject_dir, tmp_path):
     assert res.exit_code == 0, res.output
     assert "units pred=m scan=mm" in res.output
     m = json.loads((out / "metrics.json").read_text())
+    assert m["headline"]["protocol"] == "robust" and m["scan"]["frame"] == "own"
     for key in ("nose_mm", "mouth_mm", "forehead_mm", "cheek_mm", "all_mm"):
-        assert 0 <= m["realy"][key] < 0.1, key
+        assert 0 <= m["headline"][key] < 0.1, key
+        assert m["headline"][key] == m["robust"][key]
+        assert 0 <= m["realy_strict"][key] < 0.1, key
+    assert "unaligned" not in m
+    assert set(m["landmarks"]["gap_median_mm"]) == {"jaw", "brows", "nose", "eyes", "lips"}
+    assert max(m["landmarks"]["gap_median_mm"].values()) < 0.01 and m["landmarks"]["warning"] == ""
     assert m["now"]["median_mm"] < 0.05
     assert m["chamfer"]["symmetric_mm"] < 0.1
     assert m["fscore_1mm"]["f"] > 0.99 and "fscore_2.5mm" in m
     assert m["scan"]["units"] == "mm" and m["scan"]["units_detected"] is True
-    assert "| **all** |" in (out / "metrics.md").read_text()
+    md = (out / "metrics.md").read_text()
+    assert "| **all** |" in md and "| REALY strict |" in md and "| robust (headline) |" in md
+    assert "landmark gap after the 7-point alignment" in md and "Warning" not in md
     from mvrecon.io import read_image
 
     img = read_image(out / "heatmap.png")
@@ -84,3 +92,18 @@ def test_bench_run_table_and_csv(subject_dir, tmp_path, face_arrays):
     assert float(rows[0]["all_mm"]) < 0.1 and rows[3]["status"] == "1 scored of 3"
     assert float(rows[3]["nose_mm"]) == float(rows[0]["nose_mm"])
     assert (tmp_path / "res" / "subject01" / "heatmap.png").is_file()
+
+
+def test_eval_landmarks_in_another_order_stop_with_one_line(subject_dir, tmp_path):
+    lm = np.loadtxt(subject_dir / "scan_landmarks.txt")
+    # grouped by part: jaw, eyes, brows, nose, mouth
+    np.savetxt(subject_dir / "scan_landmarks.txt", np.concatenate([lm[0:17], lm[36:48], lm[17:27], lm[27:36], lm[48:68]]))
+    res = CliRunner().invoke(main, [
+        "eval", "--pred", str(subject_dir / "pred.obj"), "--pred-landmarks", str(subject_dir / "pred_landmarks.txt"),
+        "--scan", str(subject_dir / "scan.ply"), "--scan-landmarks", str(subject_dir / "scan_landmarks.txt"),
+        "--out", str(tmp_path / "out"),
+    ])  # fmt: skip
+    assert res.exit_code == 2
+    lines = res.output.strip().splitlines()
+    assert len(lines) == 1 and "scan_landmarks.txt: landmarks are not in iBUG-68 order" in lines[0]
+    assert not (tmp_path / "out").exists()

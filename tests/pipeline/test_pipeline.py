@@ -104,7 +104,7 @@ def test_bench_run_scores_a_session_subject(finished, tmp_path):
     rows = {r.split(",")[0]: r.split(",") for r in (bench / "_results" / "results.csv").read_text().splitlines()}
     head = rows["subject"]
     realy = {name: float(rows[name][head.index("all_mm")]) for name in ("s01", "s02")}
-    expected = json.loads((root / "evaluate" / "metrics.json").read_text())["realy"]["all_mm"]
+    expected = json.loads((root / "evaluate" / "metrics.json").read_text())["headline"]["all_mm"]
     assert realy["s01"] == pytest.approx(expected, abs=1e-4)
     assert realy["s02"] == pytest.approx(expected, rel=0.02)
     assert (bench / "_results" / "s01" / "heatmap.png").is_file()
