@@ -285,7 +285,7 @@ def make_session(out: str | Path, config: SynthConfig = SynthConfig(), model: Fa
                      "synthetic": {"seed": int(cfg.seed), "ground_truth": "gt",
                                    **({"realism": list(real.factors)} if real.factors else {}),
                                    **({"attribution": attribution} if attribution else {})}},
-            scan={"mesh": "scan/scan.ply", "landmarks": "scan/landmarks.txt", "units": "m"},
+            scan={"mesh": "scan/scan.ply", "landmarks": "scan/landmarks.txt", "units": "m", "frame": "rig"},
             calib="calib" if board is not None else None,
         )
         lap("write")
