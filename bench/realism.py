@@ -126,7 +126,8 @@ def main() -> None:
               "geometry registered with the face model" if Path(a.scan) == LPS else f"scanned head: {a.scan}")
     full4: dict[str, list[float]] = {"fit": [], "lm": [], "mean": []}
     head = f"{'subject':<8} {'views':>5} {'rung':<10} {'fit mean':>8} {'median':>7} {'p95':>6}  " \
-           f"{'lm-only mean':>12} {'median':>7} {'p95':>6}  {'mean face':>9} {'median':>7} {'p95':>6}  {'fit s':>6}  verdict"
+           f"{'lm-only mean':>12} {'median':>7} {'p95':>6}  {'mean face':>9} {'median':>7} {'p95':>6}  {'fit s':>6}  " \
+           f"{'fold':>6}  verdict (reverted stages)"
     print("\n" + head + "\n" + "-" * len(head), flush=True)
     presets_rows = []
     for n in a.views:
@@ -144,7 +145,8 @@ def main() -> None:
                     verdict.append("fit >= mean face")
                 print(f"{name:<8} {n:>5} {rung:<10} {f['mean']:>8.3f} {f['median']:>7.3f} {f['p95']:>6.3f}  "
                       f"{lo['mean']:>12.3f} {lo['median']:>7.3f} {lo['p95']:>6.3f}  {mf['mean']:>9.3f} "
-                      f"{mf['median']:>7.3f} {mf['p95']:>6.3f}  {f['seconds']:>6.1f}  {'; '.join(verdict) or 'ok'}",
+                      f"{mf['median']:>7.3f} {mf['p95']:>6.3f}  {f['seconds']:>6.1f}  {f['fold']:>6.2f}  "
+                      f"{'; '.join(verdict) or 'ok'}{' (' + ', '.join(f['reverted']) + ')' if f['reverted'] else ''}",
                       flush=True)
                 if rung == "full" and n == 4:
                     full4["fit"].append(f["mean"])

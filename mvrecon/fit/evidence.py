@@ -8,9 +8,11 @@ evidence comes from colour statistics of the subject's own skin, seeded by the c
 - the seed: pixels labelled skin by the cues (eroded away from the part borders);
 - a robust colour model of the seed (median and MAD) in chromaticity (r, g of r + g + b), which
   shading changes little, and in log brightness, which it changes a lot (so that test is loose);
-- a pixel's weight falls smoothly with its chromaticity distance beyond 2.5 robust sigmas; pixels
-  much darker than skin ever gets (hair, stubble, brows) or much brighter and paler (highlights)
-  get weight 0.
+- on skin-labelled pixels and the face's border, a pixel's weight falls smoothly with its
+  chromaticity distance beyond 2.5 robust sigmas, and pixels much darker than skin ever gets (hair,
+  stubble) get weight 0; the parts (brows, eyes, nose, lips) keep weight 1 (the albedo map paints
+  them);
+- pixels much brighter and paler than skin (highlights) get weight 0 everywhere.
 
 A beard that covers most of the seed moves the median: the model is only as good as its seed, so
 the weights are reported (``fit/summary.json``: the share of face pixels kept per view).
@@ -48,10 +50,16 @@ def skin_weights(image: np.ndarray, labels: np.ndarray, min_seed: int = 200) -> 
     dc = np.sqrt((((chrom - c_med) / c_mad) ** 2).sum(-1))
     w = np.exp(-0.5 * np.clip(dc - 2.5, 0, None) ** 2)
     dark = lum < l_med - max(4 * l_mad, 0.9)                  # hair, stubble: far darker than any shaded skin
+    w[dark] = 0.0
+    # the parts (brows, eyes, nose, lips) are not skin-coloured but the albedo map paints them, and
+    # their edges are the photometric term's sharpest multi-view cue: colour judges only the skin
+    # and the face's border; a highlight (brighter and paler than skin) leaves wherever it is
+    parts = (labels > PART_CODES["skin"])
+    w[parts] = 1.0
     sat = 1 - img.min(-1) / (img.max(-1) + 1e-6)
     s_med = np.median(sat[seed])
-    bright = (lum > l_med + max(3 * l_mad, 0.35)) & (sat < 0.7 * s_med)   # a highlight: brighter and paler
-    w[dark | bright] = 0.0
+    bright = (lum > l_med + max(3 * l_mad, 0.35)) & (sat < 0.7 * s_med)
+    w[bright] = 0.0
     out[face] = w[face]
     return out
 
