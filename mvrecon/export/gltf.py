@@ -81,8 +81,8 @@ class _Builder:
         return len(self.accessors) - 1
 
 
-#: morph-target deltas below this (metres) are stored as exact zeros (0.1 micrometre)
-SPARSE_ZERO = 1e-7
+#: morph-target deltas below this (metres) are stored as exact zeros (10 micrometres: invisible)
+SPARSE_ZERO = 1e-5
 
 
 def _material_json(prim, tex_index: dict[str, int], normal_tex: int | None) -> dict:
@@ -101,7 +101,7 @@ def _material_json(prim, tex_index: dict[str, int], normal_tex: int | None) -> d
 
 
 #: normal-target deltas below this (unit-vector components) are stored as exact zeros
-SPARSE_ZERO_NORMAL = 1e-4
+SPARSE_ZERO_NORMAL = 2e-3
 #: seconds between the captured frames in the expression animation
 CLIP_FRAME_S = 1.0 / 30
 

@@ -65,8 +65,20 @@ def decode_displacement(png: np.ndarray, meta: dict) -> np.ndarray:
     return (np.asarray(png, np.float64) / 65535 - meta.get("midlevel", 0.5)) * 2 * float(meta["scale_m"])
 
 
+def photo_response(session) -> str:
+    """How the session's photos encode light (``options.camera_response``: 'srgb' or 'linear')."""
+    from ..fit.stage import camera_response
+
+    return camera_response(session)
+
+
 def bake_views(session, head: FittedHead) -> list[BakeView]:
-    """The session's photos of the fitted views, undistorted, with their fitted group and SH."""
+    """The session's photos of the fitted views, undistorted, in linear light (decoded from sRGB
+    when the session's camera response says so, as the fit reads them), with their fitted group
+    and SH."""
+    from .bake import srgb_decode
+
+    linearise = photo_response(session) == "srgb"
     by_key = {v.key: v for v in session.views()}
     out = []
     for i, key in enumerate(head.views):
@@ -76,7 +88,10 @@ def bake_views(session, head: FittedHead) -> list[BakeView]:
         v = by_key[key]
         img = read_image(v.image)
         und, cam0 = session.rig[v.camera].undistort_image(img)
-        out.append(BakeView(key, und.astype(np.float32) / 255.0, cam0, int(head.group_of_view[i]),
+        img01 = und.astype(np.float32) / 255.0
+        if linearise:
+            img01 = srgb_decode(img01).astype(np.float32)
+        out.append(BakeView(key, img01, cam0, int(head.group_of_view[i]),
                             np.asarray(head.sh[i], np.float64)))
     return out
 
@@ -107,7 +122,7 @@ def run(cfg: TextureConfig, session, overwrite: bool = True) -> TextureStageResu
     head = load_fit(session.stage_dir("fit"))
     t0 = time.perf_counter()
     views = bake_views(session, head)
-    tex = bake_texture(head, views, cfg)
+    tex = bake_texture(head, views, cfg, response=photo_response(session))
     secs = time.perf_counter() - t0
     summary = {
         "views": len(views),

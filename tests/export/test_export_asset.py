@@ -255,7 +255,9 @@ def test_cli_export_with_lods(scene, exported):
 
 def test_sparse_morph_targets_round_trip(scene, tmp_path):
     from mvrecon.export import glb_bytes
+    from mvrecon.export.gltf import SPARSE_ZERO
 
+    assert SPARSE_ZERO <= 1e-5                 # 10 micrometres: below what anyone can see
     asset = build_asset(scene.head)
     path = tmp_path / "h.glb"
     path.write_bytes(glb_bytes(asset, {}))
@@ -267,7 +269,7 @@ def test_sparse_morph_targets_round_trip(scene, tmp_path):
         for k, t in enumerate(gp["targets"]):
             acc = g.doc["accessors"][t["POSITION"]]
             n_sparse += "sparse" in acc
-            want = np.where(np.abs(p.targets[k]).max(1, keepdims=True) >= 1e-7, p.targets[k], 0)
+            want = np.where(np.abs(p.targets[k]).max(1, keepdims=True) >= SPARSE_ZERO, p.targets[k], 0)
             assert np.array_equal(g.accessor(t["POSITION"]), want)
     assert n_sparse > 100
 
