@@ -95,6 +95,9 @@ def _material_json(prim, tex_index: dict[str, int], normal_tex: int | None) -> d
         out["normalTexture"] = {"index": normal_tex}
     if m.blend:
         out["alphaMode"] = "BLEND"
+    if m.name == "eyelashes" and "baseColorTexture" in pbr:
+        out["alphaMode"] = "MASK"          # strands: alpha-tested, no sorting trouble
+        out["alphaCutoff"] = 0.4
     if m.name in ("eyelashes", "eye_wet"):
         out["doubleSided"] = True        # open, thin shells seen from both sides
     return out

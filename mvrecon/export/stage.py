@@ -41,7 +41,8 @@ Format = Literal["glb", "obj"]
 MorphNames = Literal["arkit", "ict"]
 Expression = Literal["clip", "default"]
 Units = Literal["m", "cm"]
-IMAGE_FILES = {"skin": "albedo.png", "eyes": "eyes.png", "mouth": "mouth.png", "normal": "normal.png"}
+IMAGE_FILES = {"skin": "albedo.png", "eyes": "eyes.png", "mouth": "mouth.png", "eyelashes": "eyelashes.png",
+               "normal": "normal.png"}
 
 
 @dataclass(frozen=True)

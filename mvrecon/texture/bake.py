@@ -120,6 +120,8 @@ class TextureResult:
     """(3,) iris albedo (sampled from the photos, or a default brown when no view sees an iris)."""
     view_coverage: dict[str, float] = field(default_factory=dict)
     """Fraction of skin texels each view contributed to."""
+    lashes: np.ndarray | None = None
+    """(E, E, 4) RGBA eyelash strands (alpha-tested)."""
 
 
 DEFAULT_IRIS = np.array([0.33, 0.21, 0.12])
@@ -351,6 +353,31 @@ def _eyes_texture(head: FittedHead, views: list[BakeView], cfg: TextureConfig, s
     return np.clip(tex, 0, 1), iris_colour
 
 
+LASH_COLOUR = np.array([0.045, 0.035, 0.03])
+
+
+def lash_texture(size: int, seed: int = 0) -> np.ndarray:
+    """(size, size, 4) RGBA eyelash texture: dark strands with alpha, for ICT's lash cards (u runs
+    along the lid, v along the lashes): ~160 strands of varying width and length, tapering to their
+    tips, alpha 0 between them, so the lashes are alpha-tested strands rather than a ribbon."""
+    rng = np.random.default_rng(seed)
+    u = (np.arange(size) + 0.5) / size
+    v = (np.arange(size) + 0.5) / size
+    n = 160
+    centres = (np.arange(n) + rng.uniform(0.2, 0.8, n)) / n
+    width = rng.uniform(0.15, 0.3, n) / n
+    length = rng.uniform(0.6, 1.0, n)
+    alpha = np.zeros((size, size))
+    for c, w, l in zip(centres, width, length):
+        # each strand spans the card from one side, thinning towards its tip (both card ends
+        # carry lashes: upper and lower lids lie mirrored in v)
+        across = np.exp(-0.5 * ((u - c) / (0.5 * w)) ** 2)[None, :]
+        along = np.clip(1 - np.abs(2 * v - 1) / l, 0, 1)[:, None] ** 0.35 if l < 1 else np.ones((size, 1))
+        alpha = np.maximum(alpha, across * np.clip(1 - (1 - along) * 1.2, 0, 1))
+    rgb = np.broadcast_to(LASH_COLOUR, (size, size, 3))
+    return np.concatenate([rgb, alpha[..., None]], -1).astype(np.float32)
+
+
 def _mouth_texture(size: int) -> np.ndarray:
     """Gums and tongue (left half: model UV tile 2) pink, teeth (right half: tile 3) off-white,
     both slightly darker towards the bottom of their tile (the back of the mouth in ICT's layout)."""
@@ -547,4 +574,4 @@ def bake_texture(head: FittedHead, views: list[BakeView], cfg: TextureConfig = T
     return TextureResult(skin=skin_tex.astype(np.float32), skin_weight=wsum.astype(np.float32),
                          skin_mask=raster.mask, eyes=eyes.astype(np.float32), mouth=_mouth_texture(E).astype(np.float32),
                          normal=normal, displacement=disp, mean_skin=mean_skin, iris_color=iris,
-                         view_coverage=coverage)
+                         view_coverage=coverage, lashes=lash_texture(E))

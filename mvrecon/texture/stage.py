@@ -6,6 +6,7 @@ Outputs::
     albedo.png          skin albedo atlas (S x 2S, 8-bit RGB; model UV tiles 0-1 side by side)
     eyes.png            procedural eyeball texture (E x E)
     mouth.png           procedural gums/tongue + teeth (E x 2E; model UV tiles 2-3)
+    eyelashes.png       RGBA eyelash strands (alpha-tested; model UV tile 6)
     normal.png          tangent-space normal map of the skin atlas (8-bit, glTF/OpenGL +Y)
     displacement.png    16-bit displacement of the skin atlas; displacement.json gives its scale
     weight.png          8-bit view-weight coverage (0 = never seen, filled)
@@ -29,7 +30,7 @@ from .bake import BakeView, TextureConfig, TextureResult, bake_texture
 
 log = logging.getLogger(__name__)
 
-FILES = ("albedo.png", "eyes.png", "mouth.png", "normal.png", "displacement.png", "displacement.json")
+FILES = ("albedo.png", "eyes.png", "mouth.png", "eyelashes.png", "normal.png", "displacement.png", "displacement.json")
 
 
 @dataclass(frozen=True)
@@ -101,6 +102,8 @@ def write_textures(out_dir: Path, tex: TextureResult, cfg: TextureConfig, summar
         write_image(tmp / "albedo.png", to_u8(tex.skin))
         write_image(tmp / "eyes.png", to_u8(tex.eyes))
         write_image(tmp / "mouth.png", to_u8(tex.mouth))
+        if tex.lashes is not None:
+            write_image(tmp / "eyelashes.png", to_u8(tex.lashes))
         write_image(tmp / "normal.png", to_u8(tex.normal))
         png, meta = encode_displacement(tex.displacement)
         write_image(tmp / "displacement.png", png)
