@@ -105,11 +105,14 @@ def _material_json(prim, tex_index: dict[str, int], normal_tex: int | None) -> d
 
 #: normal-target deltas below this (unit-vector components) are stored as exact zeros
 SPARSE_ZERO_NORMAL = 2e-3
+#: the same thresholds for ``--compress`` (50 micrometres; 0.01)
+COMPACT_ZERO, COMPACT_ZERO_NORMAL = 5e-5, 1e-2
 #: seconds between the captured frames in the expression animation
 CLIP_FRAME_S = 1.0 / 30
 
 
-def _primitive_json(b: _Builder, p, material: int, use_targets: bool) -> dict:
+def _primitive_json(b: _Builder, p, material: int, use_targets: bool, zero: float = None, zero_n: float = None,
+                    normal_targets: bool = True) -> dict:
     attrs = {
         "POSITION": b.accessor(p.positions, FLOAT, "VEC3", ARRAY_BUFFER, minmax=True),
         "NORMAL": b.accessor(p.normals, FLOAT, "VEC3", ARRAY_BUFFER),
@@ -126,9 +129,9 @@ def _primitive_json(b: _Builder, p, material: int, use_targets: bool) -> dict:
     if use_targets:
         prim["targets"] = []
         for k, t in enumerate(p.targets):
-            tgt = {"POSITION": b.sparse_vec3(t, SPARSE_ZERO)}
-            if p.normal_targets is not None:
-                tgt["NORMAL"] = b.sparse_vec3(p.normal_targets[k], SPARSE_ZERO_NORMAL)
+            tgt = {"POSITION": b.sparse_vec3(t, SPARSE_ZERO if zero is None else zero)}
+            if p.normal_targets is not None and normal_targets:
+                tgt["NORMAL"] = b.sparse_vec3(p.normal_targets[k], SPARSE_ZERO_NORMAL if zero_n is None else zero_n)
             prim["targets"].append(tgt)
     return prim
 
@@ -153,7 +156,7 @@ def _skin_json(b: _Builder, skel, first_node: int) -> tuple[list[dict], dict]:
 
 
 def glb_bytes(asset: HeadAsset | list[HeadAsset], images: dict[str, bytes], name: str = "head",
-              morph_targets: bool = True, image_uris: dict[str, str] | None = None) -> bytes:
+              morph_targets: bool = True, image_uris: dict[str, str] | None = None, compact: bool = False) -> bytes:
     """Encode an asset (or its LODs, LOD 0 first) as GLB. ``images``: PNG bytes per material
     name ("skin", "eyes", "mouth", "eyelashes", "eye_wet") plus "normal" for the skin's
     tangent-space normal map; materials without an image get their constant colour.
@@ -161,7 +164,9 @@ def glb_bytes(asset: HeadAsset | list[HeadAsset], images: dict[str, bytes], name
 
     Every LOD is a mesh of its own in one file, sharing materials, textures and the skeleton:
     scene 0 shows LOD 0, scene k LOD k (``scenes[k].extras.lod``). The captured expression is the
-    animation "captured" (the meshes' default weights are the rest pose unless asked otherwise)."""
+    animation "captured" (the meshes' default weights are the rest pose unless asked otherwise).
+    ``compact`` (for ``--compress``): morph deltas under 50 micrometres and normal deltas under
+    0.01 stored as zeros, normal deltas in LOD 0 only."""
     lods = asset if isinstance(asset, list) else [asset]
     base = lods[0]
     b = _Builder()
@@ -186,7 +191,9 @@ def glb_bytes(asset: HeadAsset | list[HeadAsset], images: dict[str, bytes], name
             if p.material.name not in mat_of:
                 mat_of[p.material.name] = len(materials)
                 materials.append(_material_json(p, tex_index, tex_index.get("normal")))
-        prims = [_primitive_json(b, p, mat_of[p.material.name], use_targets) for p in a.primitives]
+        prims = [_primitive_json(b, p, mat_of[p.material.name], use_targets,
+                                 zero=COMPACT_ZERO if compact else None, zero_n=COMPACT_ZERO_NORMAL if compact else None,
+                                 normal_targets=not compact or li == 0) for p in a.primitives]
         mesh = {"name": name if li == 0 else f"{name}_lod{li}", "primitives": prims}
         if use_targets:
             mesh["weights"] = [float(w) for w in a.default_weights]
@@ -280,7 +287,11 @@ class Glb:
 def read_glb(path: str | Path) -> Glb:
     """Parse a GLB file (header, JSON chunk, optional BIN chunk)."""
     path = Path(path)
-    data = path.read_bytes()
+    return parse_glb(path.read_bytes(), path)
+
+
+def parse_glb(data: bytes, path: str | Path = "<bytes>") -> Glb:
+    """Parse GLB bytes (``path`` only names them in errors)."""
     if len(data) < 20:
         raise InputError("not a GLB file (too short)", path)
     magic, version, length = struct.unpack_from("<III", data, 0)

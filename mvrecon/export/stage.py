@@ -31,7 +31,8 @@ from ..io import atomic_dir, read_json, write_bytes, write_json, write_text
 from ..texture import stage as texture_stage
 from ..texture.bake import TextureConfig
 from .asset import HeadAsset, build_asset, scale_asset
-from .gltf import glb_bytes
+from .compress import compress_glb
+from .gltf import glb_bytes, parse_glb
 from .lod import decimate_asset
 from .objfile import mtl_text, obj_text
 
@@ -64,6 +65,9 @@ class ExportConfig:
     the meshes' default weights)."""
     skeleton: bool = True
     """Add the joints (root, neck, head, jaw, eyes) and skin weights."""
+    compress: bool = False
+    """Write the .glb files with EXT_meshopt_compression (quantised, meshopt-coded geometry,
+    JPEG albedo); loaders need the meshopt decoder."""
     units: Units = "m"
     """Length unit of the files: 'm' (glTF's own) or 'cm' (Unreal's)."""
     out_dir: str | None = None
@@ -151,10 +155,14 @@ def export(session, cfg: ExportConfig = ExportConfig()) -> ExportResult:
             stem = "head" if i == 0 else f"head_lod{i}"
             if "glb" in cfg.formats:
                 if i == 0:
-                    data = glb_bytes(lods, images, name=stem, morph_targets=cfg.morph_targets)
-                    glb_size = len(data)
+                    data = glb_bytes(lods, images, name=stem, morph_targets=cfg.morph_targets, compact=cfg.compress)
                 else:
-                    data = glb_bytes(a, images, name=stem, morph_targets=cfg.morph_targets, image_uris=uris)
+                    data = glb_bytes(a, images, name=stem, morph_targets=cfg.morph_targets, image_uris=uris,
+                                     compact=cfg.compress)
+                if cfg.compress:
+                    data = compress_glb(parse_glb(data))
+                if i == 0:
+                    glb_size = len(data)
                 write_bytes(tmp / f"{stem}.glb", data)
                 files.append(f"{stem}.glb")
             if "obj" in cfg.formats:

@@ -28,6 +28,8 @@ def page(scene, export_helpers, tmp_path_factory):
         pytest.skip(f"three.js unavailable: {e}")
     path = root / "viewer.html"
     path.write_text(html)
+    comp = export(session, ExportConfig(texture_size=export_helpers.ATLAS, compress=True, out_dir=str(root / "c")))
+    (root / "viewer_compressed.html").write_text(viewer_page((comp.out_dir / "head.glb").read_bytes()))
     return path
 
 
@@ -36,10 +38,11 @@ def _shot(chromium, tmp_path, page, query, size="600,600"):
     return img[:, : int(size.split(",")[0]) - 290]       # the canvas, without the sliders column
 
 
-def test_viewer_loads_every_lod_and_morph(chromium, tmp_path, page):
+@pytest.mark.parametrize("which", ["viewer.html", "viewer_compressed.html"])
+def test_viewer_loads_every_lod_and_morph(chromium, tmp_path, page, which):
     import re
 
-    proc = run_chromium(chromium, tmp_path, page.as_uri(), "--dump-dom")
+    proc = run_chromium(chromium, tmp_path, page.with_name(which).as_uri(), "--dump-dom")
     m = re.search(r"<div[^>]*id=\"game-status\"[^>]*>", proc.stdout)
     assert m, proc.stderr[-1500:]
     st = dict(re.findall(r'data-([\w-]+)="([^"]*)"', m.group(0)))
