@@ -64,6 +64,7 @@ def test_glb_passes_khronos_validator(exported):
         errors = [m for m in issues["messages"] if m["severity"] == 0]
         print(f, {k: issues[k] for k in ("numErrors", "numWarnings", "numInfos")})
         assert issues["numErrors"] == 0, (f, errors[:5])
+        assert issues["numWarnings"] == 0, (f, [m for m in issues["messages"] if m["severity"] == 1][:5])
 
 
 def test_validator_flags_a_broken_glb(exported, tmp_path):
