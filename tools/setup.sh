@@ -50,4 +50,8 @@ fi
 if "$venv/bin/mvrecon" model info ict >/dev/null 2>&1 && [ ! -e "$("$py" -c 'from mvrecon.cues.embedding import embedding_path; print(embedding_path("ict"))')" ]; then
   "$venv/bin/mvrecon" model embed ict
 fi
+# three.js for the report's glTF viewer (npm package, installed once under the user cache).
+if command -v npm >/dev/null 2>&1; then
+  "$py" -c 'from mvrecon.report.threejs import three_dir; three_dir()' || echo "note: three.js not installed (npm failed)" >&2
+fi
 echo "mvrecon is set up in $venv (activate: source $venv/bin/activate)"

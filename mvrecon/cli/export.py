@@ -44,15 +44,26 @@ def texture_cmd(session: Path, size: int) -> None:
 @click.option("--texture-size", type=click.IntRange(16, 16384), default=2048, show_default=True,
               help="Skin atlas height in texels (re-bakes when the texture stage used another size).")
 @click.option("--no-morphs", is_flag=True, help="Leave out the expression morph targets.")
+@click.option("--morph-names", type=click.Choice(["arkit", "ict"]), default="arkit", show_default=True,
+              help="Morph targets as Apple ARKit's 52 blendshapes or the model's own.")
+@click.option("--expression", type=click.Choice(["clip", "default"]), default="clip", show_default=True,
+              help="Captured expression as an animation only (neutral rest pose) or also as default weights.")
+@click.option("--no-skeleton", is_flag=True, help="Leave out the joints and skin weights.")
+@click.option("--compress", is_flag=True, help="EXT_meshopt_compression (quantised geometry, JPEG albedo).")
+@click.option("--units", type=click.Choice(["m", "cm"]), default="m", show_default=True,
+              help="Length unit of the files (cm for Unreal).")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
               help="Output folder (default SESSION/export).")
 def export_cmd(session: Path, formats: tuple[str, ...], lods: tuple[float, ...], texture_size: int,
-               no_morphs: bool, out_dir: Path | None) -> None:
+               no_morphs: bool, morph_names: str, expression: str, no_skeleton: bool, compress: bool, units: str,
+               out_dir: Path | None) -> None:
     """Export SESSION's fitted head as a textured asset with blendshapes; writes SESSION/export/."""
     from ..export.stage import ExportConfig, export
     from ..session import load_session
 
     cfg = ExportConfig(formats=tuple(formats), lods=lods, texture_size=texture_size, morph_targets=not no_morphs,
+                       morph_names=morph_names, expression=expression, skeleton=not no_skeleton, units=units,
+                       compress=compress,
                        out_dir=None if out_dir is None else str(out_dir))
     s = load_session(session)
     with s.lock():

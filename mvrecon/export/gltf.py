@@ -20,10 +20,10 @@ from .asset import HeadAsset
 GLB_MAGIC = 0x46546C67
 CHUNK_JSON = 0x4E4F534A
 CHUNK_BIN = 0x004E4942
-FLOAT, UINT32, UINT16 = 5126, 5125, 5123
+FLOAT, UINT32, UINT16, UINT8 = 5126, 5125, 5123, 5121
 ARRAY_BUFFER, ELEMENT_ARRAY_BUFFER = 34962, 34963
 _NP = {FLOAT: np.float32, UINT32: np.uint32, UINT16: np.uint16, 5121: np.uint8}
-_NCOMP = {"SCALAR": 1, "VEC2": 2, "VEC3": 3, "VEC4": 4}
+_NCOMP = {"SCALAR": 1, "VEC2": 2, "VEC3": 3, "VEC4": 4, "MAT4": 16}
 
 
 @dataclass
@@ -81,8 +81,8 @@ class _Builder:
         return len(self.accessors) - 1
 
 
-#: morph-target deltas below this (metres) are stored as exact zeros (0.1 micrometre)
-SPARSE_ZERO = 1e-7
+#: morph-target deltas below this (metres) are stored as exact zeros (10 micrometres: invisible)
+SPARSE_ZERO = 1e-5
 
 
 def _material_json(prim, tex_index: dict[str, int], normal_tex: int | None) -> dict:
@@ -95,53 +95,145 @@ def _material_json(prim, tex_index: dict[str, int], normal_tex: int | None) -> d
         out["normalTexture"] = {"index": normal_tex}
     if m.blend:
         out["alphaMode"] = "BLEND"
+    if m.name == "eyelashes" and "baseColorTexture" in pbr:
+        out["alphaMode"] = "MASK"          # strands: alpha-tested, no sorting trouble
+        out["alphaCutoff"] = 0.4
     if m.name in ("eyelashes", "eye_wet"):
         out["doubleSided"] = True        # open, thin shells seen from both sides
     return out
 
 
-def glb_bytes(asset: HeadAsset, images: dict[str, bytes], name: str = "head", morph_targets: bool = True) -> bytes:
-    """Encode an asset as GLB. ``images``: PNG bytes per material name ("skin", "eyes", "mouth")
-    plus "normal" for the skin's tangent-space normal map; materials without an image get their
-    constant colour."""
+#: normal-target deltas below this (unit-vector components) are stored as exact zeros
+SPARSE_ZERO_NORMAL = 2e-3
+#: the same thresholds for ``--compress`` (50 micrometres; 0.01)
+COMPACT_ZERO, COMPACT_ZERO_NORMAL = 5e-5, 1e-2
+#: seconds between the captured frames in the expression animation
+CLIP_FRAME_S = 1.0 / 30
+
+
+def _primitive_json(b: _Builder, p, material: int, use_targets: bool, zero: float = None, zero_n: float = None,
+                    normal_targets: bool = True) -> dict:
+    attrs = {
+        "POSITION": b.accessor(p.positions, FLOAT, "VEC3", ARRAY_BUFFER, minmax=True),
+        "NORMAL": b.accessor(p.normals, FLOAT, "VEC3", ARRAY_BUFFER),
+        "TEXCOORD_0": b.accessor(np.stack([p.uvs[:, 0], 1.0 - p.uvs[:, 1]], -1), FLOAT, "VEC2", ARRAY_BUFFER),
+    }
+    if p.tangents is not None:
+        attrs["TANGENT"] = b.accessor(p.tangents, FLOAT, "VEC4", ARRAY_BUFFER)
+    if p.joints is not None:
+        attrs["JOINTS_0"] = b.accessor(p.joints, UINT8, "VEC4", ARRAY_BUFFER)
+        attrs["WEIGHTS_0"] = b.accessor(p.weights, FLOAT, "VEC4", ARRAY_BUFFER)
+    ctype = UINT16 if len(p.positions) < 65535 else UINT32
+    prim = {"attributes": attrs, "indices": b.accessor(p.indices.reshape(-1), ctype, "SCALAR", ELEMENT_ARRAY_BUFFER),
+            "material": material, "mode": 4}
+    if use_targets:
+        prim["targets"] = []
+        for k, t in enumerate(p.targets):
+            tgt = {"POSITION": b.sparse_vec3(t, SPARSE_ZERO if zero is None else zero)}
+            if p.normal_targets is not None and normal_targets:
+                tgt["NORMAL"] = b.sparse_vec3(p.normal_targets[k], SPARSE_ZERO_NORMAL if zero_n is None else zero_n)
+            prim["targets"].append(tgt)
+    return prim
+
+
+def _skin_json(b: _Builder, skel, first_node: int) -> tuple[list[dict], dict]:
+    """Joint nodes (rest translations relative to their parents) and the skin over them."""
+    local = skel.local_translations()
+    nodes = []
+    for j, name in enumerate(skel.names):
+        kids = [first_node + c for c, p in enumerate(skel.parents) if p == j]
+        node = {"name": name, "translation": [float(x) for x in local[j]]}
+        if kids:
+            node["children"] = kids
+        nodes.append(node)
+    ibm = np.tile(np.eye(4, dtype=np.float32), (len(skel.names), 1, 1))
+    ibm[:, :3, 3] = -skel.positions
+    # glTF matrices are column-major
+    acc = b.accessor(np.ascontiguousarray(ibm.transpose(0, 2, 1)).reshape(len(skel.names), 16), FLOAT, "MAT4", None)
+    skin = {"name": "head_rig", "inverseBindMatrices": acc, "skeleton": first_node,
+            "joints": [first_node + j for j in range(len(skel.names))]}
+    return nodes, skin
+
+
+def glb_bytes(asset: HeadAsset | list[HeadAsset], images: dict[str, bytes], name: str = "head",
+              morph_targets: bool = True, image_uris: dict[str, str] | None = None, compact: bool = False) -> bytes:
+    """Encode an asset (or its LODs, LOD 0 first) as GLB. ``images``: PNG bytes per material
+    name ("skin", "eyes", "mouth", "eyelashes", "eye_wet") plus "normal" for the skin's
+    tangent-space normal map; materials without an image get their constant colour.
+    ``image_uris`` instead references image files beside the .glb (shared between files).
+
+    Every LOD is a mesh of its own in one file, sharing materials, textures and the skeleton:
+    scene 0 shows LOD 0, scene k LOD k (``scenes[k].extras.lod``). The captured expression is the
+    animation "captured" (the meshes' default weights are the rest pose unless asked otherwise).
+    ``compact`` (for ``--compress``): morph deltas under 50 micrometres and normal deltas under
+    0.01 stored as zeros, normal deltas in LOD 0 only."""
+    lods = asset if isinstance(asset, list) else [asset]
+    base = lods[0]
     b = _Builder()
-    tex_names = [k for k in ("skin", "eyes", "mouth", "normal") if k in images]
-    gl_images = [{"bufferView": b.view(images[k]), "mimeType": "image/png", "name": k} for k in tex_names]
+    src = image_uris if image_uris is not None else images
+    tex_names = [k for k in ("skin", "eyes", "mouth", "normal", "eyelashes", "eye_wet") if k in src]
+    if image_uris is not None:
+        gl_images = [{"uri": image_uris[k], "mimeType": "image/png", "name": k} for k in tex_names]
+    else:
+        gl_images = [{"bufferView": b.view(images[k]), "mimeType": "image/png", "name": k} for k in tex_names]
     tex_index = {k: i for i, k in enumerate(tex_names)}
     textures = [{"sampler": 0, "source": i, "name": k} for i, k in enumerate(tex_names)]
-    use_targets = morph_targets and bool(asset.target_names) and all(p.targets is not None for p in asset.primitives)
-    prims, materials = [], []
-    for p in asset.primitives:
-        attrs = {
-            "POSITION": b.accessor(p.positions, FLOAT, "VEC3", ARRAY_BUFFER, minmax=True),
-            "NORMAL": b.accessor(p.normals, FLOAT, "VEC3", ARRAY_BUFFER),
-            "TEXCOORD_0": b.accessor(np.stack([p.uvs[:, 0], 1.0 - p.uvs[:, 1]], -1), FLOAT, "VEC2", ARRAY_BUFFER),
-        }
-        if p.tangents is not None:
-            attrs["TANGENT"] = b.accessor(p.tangents, FLOAT, "VEC4", ARRAY_BUFFER)
-        ctype = UINT16 if len(p.positions) < 65535 else UINT32
-        prim = {"attributes": attrs, "indices": b.accessor(p.indices.reshape(-1), ctype, "SCALAR", ELEMENT_ARRAY_BUFFER),
-                "material": len(materials), "mode": 4}
-        if use_targets:
-            prim["targets"] = [{"POSITION": b.sparse_vec3(t, SPARSE_ZERO)} for t in p.targets]
-        prims.append(prim)
+    materials, mat_of = [], {}
+    for p in base.primitives:
+        mat_of[p.material.name] = len(materials)
         materials.append(_material_json(p, tex_index, tex_index.get("normal")))
-    mesh = {"name": name, "primitives": prims}
-    if use_targets:
-        mesh["weights"] = [float(w) for w in asset.default_weights]
-        mesh["extras"] = {"targetNames": list(asset.target_names)}
+    meshes, nodes = [], []
+    skel = base.skeleton
+    n_lod = len(lods)
+    for li, a in enumerate(lods):
+        use_targets = morph_targets and bool(a.target_names) and all(p.targets is not None for p in a.primitives)
+        for p in a.primitives:
+            if p.material.name not in mat_of:
+                mat_of[p.material.name] = len(materials)
+                materials.append(_material_json(p, tex_index, tex_index.get("normal")))
+        prims = [_primitive_json(b, p, mat_of[p.material.name], use_targets,
+                                 zero=COMPACT_ZERO if compact else None, zero_n=COMPACT_ZERO_NORMAL if compact else None,
+                                 normal_targets=not compact or li == 0) for p in a.primitives]
+        mesh = {"name": name if li == 0 else f"{name}_lod{li}", "primitives": prims}
+        if use_targets:
+            mesh["weights"] = [float(w) for w in a.default_weights]
+            mesh["extras"] = {"targetNames": list(a.target_names)}
+        meshes.append(mesh)
+        node = {"name": mesh["name"], "mesh": li}
+        if skel is not None and all(p.joints is not None for p in a.primitives):
+            node["skin"] = 0
+        nodes.append(node)
     doc = {
         "asset": {"version": "2.0", "generator": "mvrecon export"},
         "scene": 0,
-        "scenes": [{"name": name, "nodes": [0]}],
-        "nodes": [{"name": name, "mesh": 0}],
-        "meshes": [mesh],
+        "meshes": meshes,
         "materials": materials,
-        "accessors": b.accessors,
-        "bufferViews": b.views,
-        "buffers": [{"byteLength": len(b.blob)}],
-        "extras": {k: v for k, v in asset.meta.items()},
+        "extras": {k: v for k, v in base.meta.items()},
     }
+    roots = []
+    if skel is not None:
+        jnodes, skin = _skin_json(b, skel, len(nodes))
+        nodes += jnodes
+        doc["skins"] = [skin]
+        roots = [skin["skeleton"]]
+    doc["nodes"] = nodes
+    doc["scenes"] = [{"name": name if li == 0 else f"{name}_lod{li}", "nodes": [li] + roots, "extras": {"lod": li}}
+                     for li in range(n_lod)]
+    clip = base.clip_weights
+    if morph_targets and clip is not None and len(base.target_names) and "targets" in meshes[0]["primitives"][0]:
+        G, K = clip.shape
+        times = b.accessor(np.arange(G, dtype=np.float32) * CLIP_FRAME_S, FLOAT, "SCALAR", None, minmax=True)
+        vals = b.accessor(np.asarray(clip, np.float32).reshape(-1), FLOAT, "SCALAR", None)
+        doc["animations"] = [{
+            "name": "captured",
+            "samplers": [{"input": times, "output": vals, "interpolation": "STEP" if G == 1 else "LINEAR"}],
+            "channels": [{"sampler": 0, "target": {"node": li, "path": "weights"}}
+                         for li in range(n_lod) if "targets" in meshes[li]["primitives"][0]],
+            "extras": {"frames": list(base.clip_keys)},
+        }]
+    doc["accessors"] = b.accessors
+    doc["bufferViews"] = b.views
+    doc["buffers"] = [{"byteLength": len(b.blob)}]
     if gl_images:
         # linear filtering with mipmaps; clamp so atlas borders never wrap around
         doc["samplers"] = [{"magFilter": 9729, "minFilter": 9987, "wrapS": 33071, "wrapT": 33071}]
@@ -195,7 +287,11 @@ class Glb:
 def read_glb(path: str | Path) -> Glb:
     """Parse a GLB file (header, JSON chunk, optional BIN chunk)."""
     path = Path(path)
-    data = path.read_bytes()
+    return parse_glb(path.read_bytes(), path)
+
+
+def parse_glb(data: bytes, path: str | Path = "<bytes>") -> Glb:
+    """Parse GLB bytes (``path`` only names them in errors)."""
     if len(data) < 20:
         raise InputError("not a GLB file (too short)", path)
     magic, version, length = struct.unpack_from("<III", data, 0)

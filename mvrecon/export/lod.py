@@ -1,142 +1,107 @@
-"""Level-of-detail meshes that keep their UVs: vertex clustering with seam vertices locked.
+"""Levels of detail with meshoptimizer's simplifier (edge collapses with a quadric error).
 
-Open3D's ``simplify_quadric_decimation`` moves vertices to new optimal positions and returns no
-map back to the input, so UVs (and morph deltas) cannot follow it. Here every output vertex is
-an input vertex, so it keeps its UV, normal and model-vertex id exactly:
-
-- vertices are grouped by a 3D grid cell, their UV chart (connected component of the split mesh:
-  vertices of different charts never merge, so UVs never jump across the atlas) and their
-  dominant normal axis (the two sides of a thin sheet such as an eyelid stay apart);
-- vertices on a UV seam (a model vertex with two UVs, in two charts) cluster only with seam
-  vertices of the same chart pair, and both sides pick the copy of the same model vertex, so the
-  two sides of a seam collapse identically and no crack opens; seam vertices with more copies
-  (junctions) or with both copies in one chart are locked;
-- interior clusters are represented by their member nearest the centroid; triangles collapsing
-  to an edge or a point, and duplicates, are dropped;
-- the cell size is found by bisection so that the triangle count matches the requested fraction.
+meshoptimizer only ever removes vertices (its output is an index buffer into the input vertex
+buffer), so every LOD vertex is an input vertex: it keeps its UV, normal, model-vertex id, skin
+weights and every morph-target delta exactly, and LODs morph and skin like LOD 0. The primitive
+is the seam-split mesh (one vertex per (model vertex, UV)): meshoptimizer finds vertices that
+share a position and treats them as a UV seam, which it keeps closed, collapsing only along it.
+The open borders of a primitive (where one material meets another: lips into the mouth, lids
+into the eye sockets, the bottom of the neck) are locked, so materials never part. The collapse
+is refused when it would flip a triangle; the vertex normals enter the error (so creases are
+kept), and where a fold against the smooth normals remains (thin lip and lid margins) those
+vertices are locked and the primitive simplified again.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import numpy as np
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
 
-from .asset import HeadAsset, Primitive, vertex_tangents
+from .asset import HeadAsset, Primitive
 
 
-def _charts(n: int, tri: np.ndarray) -> np.ndarray:
-    e = np.concatenate([tri[:, [0, 1]], tri[:, [1, 2]], tri[:, [2, 0]]])
-    g = coo_matrix((np.ones(len(e)), (e[:, 0], e[:, 1])), shape=(n, n))
-    return connected_components(g, directed=False)[1]
+def face_flip_share(prim: Primitive) -> float:
+    """Share of triangles whose geometric normal points against their corners' (carried over,
+    smooth) vertex normals: folded or inverted triangles."""
+    if len(prim.indices) == 0:
+        return 0.0
+    return float(_flipped(prim).mean())
 
 
-def _seam_classes(prim: Primitive, chart: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per vertex: ``pair`` (n,) id of the chart pair of a two-sided UV seam (-1: not such a
-    seam vertex) and ``locked`` (n,) bool for seam vertices shared by more than two copies or
-    by two copies in one chart (a chart that wraps around), which never move."""
-    src = prim.source_vertex
-    n = len(src)
-    order = np.argsort(src, kind="stable")
-    s_sorted = src[order]
-    start = np.r_[True, s_sorted[1:] != s_sorted[:-1]]
-    group = np.cumsum(start) - 1
-    size = np.bincount(group)[group]
-    copies = np.empty(n, np.int64)
-    copies[order] = size
-    pair = np.full(n, -1, np.int64)
-    locked = copies > 2
-    two = np.flatnonzero(start & (size == 2))            # first copy of each two-copy model vertex
-    a, b = order[two], order[two + 1]
-    ca, cb = chart[a], chart[b]
-    same = ca == cb
-    locked[a[same]] = locked[b[same]] = True
-    lo, hi = np.minimum(ca, cb), np.maximum(ca, cb)
-    pid = lo * (int(chart.max()) + 1) + hi
-    pair[a[~same]] = pid[~same]
-    pair[b[~same]] = pid[~same]
-    return pair, locked
+def _simplify(idx: np.ndarray, pos: np.ndarray, normals: np.ndarray, lock: np.ndarray, target: int,
+              options: int) -> np.ndarray:
+    """meshopt_simplifyWithAttributes (normals as attributes, ``lock`` (n,) uint8 vertices kept)
+    through the binding's library handle: the binding's own wrapper passes the float arguments
+    without ctypes types and fails, so the C signature is declared here."""
+    import ctypes as C
+
+    from meshoptimizer._loader import lib
+
+    fn = lib.meshopt_simplifyWithAttributes
+    fn.restype = C.c_size_t
+    fp, up = C.POINTER(C.c_float), C.POINTER(C.c_uint)
+    fn.argtypes = [up, up, C.c_size_t, fp, C.c_size_t, C.c_size_t, fp, C.c_size_t, fp, C.c_size_t,
+                   C.POINTER(C.c_ubyte), C.c_size_t, C.c_float, C.c_uint, fp]
+    dest = np.zeros(len(idx), np.uint32)
+    attr = np.ascontiguousarray(normals, np.float32)
+    weights = np.full(3, NORMAL_WEIGHT, np.float32)
+    lock = np.ascontiguousarray(lock, np.uint8)
+    err = C.c_float(0.0)
+    # target_error is relative to the mesh extent: 1.0 lets the triangle count decide
+    n = fn(dest.ctypes.data_as(up), idx.ctypes.data_as(up), len(idx), pos.ctypes.data_as(fp), len(pos), 12,
+           attr.ctypes.data_as(fp), 12, weights.ctypes.data_as(fp), 3, lock.ctypes.data_as(C.POINTER(C.c_ubyte)),
+           target, 1.0, options, C.byref(err))
+    return dest[:n].reshape(-1, 3).astype(np.int64)
 
 
-def _cluster(prim: Primitive, cell: float, chart: np.ndarray, pair: np.ndarray, locked: np.ndarray,
-             axis: np.ndarray) -> np.ndarray:
-    """(n,) representative vertex of every vertex at grid size ``cell``.
-
-    Interior vertices cluster by (cell, chart, normal axis) and are represented by the member
-    nearest the centroid. Two-sided seam vertices cluster by (cell, chart pair, own chart): both
-    sides of the seam see the same set of model vertices in a cell, and each side takes its copy
-    of the smallest model vertex id, so the two sides collapse identically and no crack opens.
-    """
-    p = prim.positions.astype(np.float64)
-    n = len(p)
-    q = np.floor((p - p.min(0)) / cell).astype(np.int64)
-    seam = pair >= 0
-    kind = np.where(locked, 2, np.where(seam, 1, 0))
-    key = np.stack([q[:, 0], q[:, 1], q[:, 2], chart, np.where(seam, pair, axis), kind], 1)
-    key[locked, :5] = -1 - np.flatnonzero(locked)[:, None]      # a unique key per locked vertex
-    _, cl = np.unique(key, axis=0, return_inverse=True)
-    cl = cl.reshape(-1)
-    k = cl.max() + 1
-    cnt = np.bincount(cl, minlength=k)
-    cen = np.stack([np.bincount(cl, p[:, d], minlength=k) for d in range(3)], 1) / cnt[:, None]
-    score = np.where(seam, prim.source_vertex.astype(np.float64), ((p - cen[cl]) ** 2).sum(1))
-    # each cluster's best member: sort by (cluster, score) and take each cluster's first
-    order = np.lexsort((score, cl))
-    first = np.ones(n, bool)
-    first[1:] = cl[order][1:] != cl[order][:-1]
-    rep_of_cluster = np.empty(k, np.int64)
-    rep_of_cluster[cl[order][first]] = order[first]
-    return rep_of_cluster[cl]
+#: weight of the vertex normals in the simplifier's error (against positions relative to the mesh size)
+NORMAL_WEIGHT = 0.05
+#: a LOD whose share of folded triangles is above this is simplified again with their vertices locked
+MAX_FLIP_SHARE = 0.002
 
 
-def _remap(prim: Primitive, rep: np.ndarray) -> np.ndarray:
-    t = rep[prim.indices.astype(np.int64)]
-    ok = (t[:, 0] != t[:, 1]) & (t[:, 1] != t[:, 2]) & (t[:, 2] != t[:, 0])
-    t = t[ok]
-    # drop duplicates (same corner set), keeping the first orientation
-    _, keep = np.unique(np.sort(t, 1), axis=0, return_index=True)
-    return t[np.sort(keep)]
+def decimate_primitive(prim: Primitive, fraction: float, lock_border: bool = True, retries: int = 4) -> Primitive:
+    """A primitive with about ``fraction`` of the triangles (fewer when the locked borders and the
+    no-flip rule stop the simplifier earlier), keeping morph targets and skin. Where the result
+    still folds triangles against the surface's normals (thin creases: lip and lid margins), the
+    vertices of the folded triangles and their neighbours are locked and it simplifies again."""
+    import meshoptimizer as mo
 
-
-def decimate_primitive(prim: Primitive, fraction: float, iters: int = 24) -> Primitive:
-    """A primitive with about ``fraction`` of the triangles (morph targets dropped)."""
     if fraction >= 1.0 or len(prim.indices) < 8:
-        return replace(prim, targets=None)
-    n = len(prim.positions)
-    tri = prim.indices.astype(np.int64)
-    chart = _charts(n, tri)
-    pair, locked = _seam_classes(prim, chart)
-    axis = np.argmax(np.abs(prim.normals), 1) * 2 + (np.take_along_axis(prim.normals, np.argmax(np.abs(prim.normals), 1)[:, None], 1)[:, 0] > 0)
-    target = max(1, int(round(fraction * len(tri))))
-    ext = float(np.linalg.norm(prim.positions.max(0) - prim.positions.min(0)))
-    lo, hi = 1e-6, max(ext, 1e-5)
-    best = None
-    for _ in range(iters):
-        mid = np.sqrt(lo * hi)
-        t = _remap(prim, _cluster(prim, mid, chart, pair, locked, axis))
-        if best is None or abs(len(t) - target) < abs(len(best) - target):
-            best = t
-        if len(t) > target:
-            lo = mid
-        else:
-            hi = mid
-        if abs(len(t) - target) <= 0.02 * target:
-            break
-    used = np.unique(best.reshape(-1))
-    new_index = np.full(n, -1, np.int64)
-    new_index[used] = np.arange(len(used))
-    ind = new_index[best].astype(np.uint32)
-    pos, nrm, uvs = prim.positions[used], prim.normals[used], prim.uvs[used]
-    return Primitive(material=prim.material, positions=pos, normals=nrm, uvs=uvs, indices=ind,
-                     source_vertex=prim.source_vertex[used], targets=None,
-                     tangents=None if prim.tangents is None else vertex_tangents(pos, nrm, uvs, ind))
+        return prim
+    idx = np.ascontiguousarray(prim.indices.reshape(-1), np.uint32)
+    pos = np.ascontiguousarray(prim.positions, np.float32)
+    target = max(3, int(round(fraction * len(prim.indices))) * 3)
+    lock = np.zeros(len(pos), np.uint8)
+    options = mo.SIMPLIFY_LOCK_BORDER if lock_border else 0
+    tri0 = prim.indices.astype(np.int64)
+    for attempt in range(retries + 1):
+        tri = _simplify(idx, pos, prim.normals, lock, target, options)
+        used = np.unique(tri.reshape(-1))
+        new_index = np.full(len(pos), -1, np.int64)
+        new_index[used] = np.arange(len(used))
+        out = prim.subset(used, new_index[tri])
+        bad = _flipped(out)
+        if bad.mean() <= MAX_FLIP_SHARE or attempt == retries:
+            return out
+        # lock the folded triangles' corners and their one-ring in the full mesh
+        corners = used[out.indices[bad].astype(np.int64)].reshape(-1)
+        ring = np.isin(tri0, corners).any(1)
+        lock[tri0[ring].reshape(-1)] = 1
+    return out
+
+
+def _flipped(prim: Primitive) -> np.ndarray:
+    t = prim.indices.astype(np.int64)
+    p = prim.positions.astype(np.float64)
+    fn = np.cross(p[t[:, 1]] - p[t[:, 0]], p[t[:, 2]] - p[t[:, 0]])
+    return (fn * prim.normals.astype(np.float64)[t].sum(1)).sum(1) < 0
 
 
 def decimate_asset(asset: HeadAsset, fraction: float) -> HeadAsset:
-    """An LOD of the asset: each primitive decimated to ``fraction`` of its triangles, no morphs."""
+    """An LOD of the asset: each primitive simplified to ``fraction`` of its triangles, with the
+    same morph targets, skeleton and animation."""
+    from dataclasses import replace
+
     prims = [decimate_primitive(p, fraction) for p in asset.primitives]
     prims = [p for p in prims if len(p.indices)]
-    return HeadAsset(primitives=prims, target_names=[], default_weights=np.zeros(0),
-                     meta={**asset.meta, "lod_fraction": float(fraction)})
+    return replace(asset, primitives=prims, meta={**asset.meta, "lod_fraction": float(fraction)})

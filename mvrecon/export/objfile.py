@@ -7,7 +7,7 @@ import numpy as np
 from .asset import HeadAsset
 
 #: texture file of each textured material (written beside the OBJ by the export stage)
-TEXTURE_FILES = {"skin": "albedo.png", "eyes": "eyes.png", "mouth": "mouth.png"}
+TEXTURE_FILES = {"skin": "albedo.png", "eyes": "eyes.png", "mouth": "mouth.png", "eyelashes": "eyelashes.png"}
 NORMAL_FILE = "normal.png"
 DISPLACEMENT_FILE = "displacement.png"
 
@@ -45,6 +45,8 @@ def mtl_text(asset: HeadAsset) -> str:
                    f"Ns {max(1.0, (1 - m.roughness) * 200):.1f}\nd {a:.3f}\nillum 2\n")
         if m.textured and m.name in TEXTURE_FILES:
             out.append(f"map_Kd {TEXTURE_FILES[m.name]}\n")
+            if m.name == "eyelashes":
+                out.append(f"map_d -imfchan m {TEXTURE_FILES[m.name]}\n")
         if m.name == "skin":
             out.append(f"norm {NORMAL_FILE}\nmap_Bump {NORMAL_FILE}\ndisp {DISPLACEMENT_FILE}\n")
     return "".join(out)

@@ -2,8 +2,12 @@
 
 Outputs (one atomic folder replacement; nothing is half-written on error)::
 
-    head.glb            LOD 0: full ICT topology, PBR materials, 53 ARKit morph targets
-    head_lod1.glb ...   further LODs (decimated, UVs kept, no morph targets)
+    head.glb            every LOD in one file sharing its textures (scene 0 = LOD 0: the full ICT
+                        topology), PBR materials, ARKit's 52 morph targets (position and normal
+                        deltas) in every LOD, a skeleton (root, neck, head, jaw, eyes) with skin
+                        weights, the neutral rest pose, the captured expression as animation "captured"
+    head_lod1.glb ...   one LOD each (meshoptimizer, morph targets and skin kept), referencing the
+                        shared image files beside them
     head.obj/.mtl ...   the same as OBJ (format obj), one file per LOD, sharing the textures
     albedo.png eyes.png mouth.png normal.png displacement.png displacement.json
     asset.json          vertex/triangle counts per LOD, morph-target names, default weights, units
@@ -26,15 +30,20 @@ from ..fit.result import load_fit
 from ..io import atomic_dir, read_json, write_bytes, write_json, write_text
 from ..texture import stage as texture_stage
 from ..texture.bake import TextureConfig
-from .asset import HeadAsset, build_asset
-from .gltf import glb_bytes
+from .asset import HeadAsset, build_asset, scale_asset
+from .compress import compress_glb
+from .gltf import glb_bytes, parse_glb
 from .lod import decimate_asset
 from .objfile import mtl_text, obj_text
 
 log = logging.getLogger(__name__)
 
 Format = Literal["glb", "obj"]
-IMAGE_FILES = {"skin": "albedo.png", "eyes": "eyes.png", "mouth": "mouth.png", "normal": "normal.png"}
+MorphNames = Literal["arkit", "ict"]
+Expression = Literal["clip", "default"]
+Units = Literal["m", "cm"]
+IMAGE_FILES = {"skin": "albedo.png", "eyes": "eyes.png", "mouth": "mouth.png", "eyelashes": "eyelashes.png",
+               "normal": "normal.png"}
 
 
 @dataclass(frozen=True)
@@ -48,7 +57,19 @@ class ExportConfig:
     texture_size: int = 2048
     """Skin atlas height in texels (re-bakes the textures when the texture stage used another size)."""
     morph_targets: bool = True
-    """Carry the model's expression shapes as morph targets (LOD 0 only)."""
+    """Carry the model's expression shapes as morph targets (in every LOD)."""
+    morph_names: MorphNames = "arkit"
+    """Morph-target set: 'arkit' (Apple's 52 names and shapes) or 'ict' (the model's own 53)."""
+    expression: Expression = "clip"
+    """The captured expression: 'clip' (an animation; the mesh loads neutral) or 'default' (also
+    the meshes' default weights)."""
+    skeleton: bool = True
+    """Add the joints (root, neck, head, jaw, eyes) and skin weights."""
+    compress: bool = False
+    """Write the .glb files with EXT_meshopt_compression (quantised, meshopt-coded geometry,
+    JPEG albedo); loaders need the meshopt decoder."""
+    units: Units = "m"
+    """Length unit of the files: 'm' (glTF's own) or 'cm' (Unreal's)."""
     out_dir: str | None = None
     """Output folder (default ``SESSION/export``)."""
     texture: TextureConfig = field(default_factory=TextureConfig)
@@ -60,6 +81,12 @@ class ExportConfig:
             raise MvreconError(f"export formats must be 'glb' and/or 'obj', got {', '.join(map(str, self.formats)) or 'none'}")
         if not self.lods or any(not (0 < f <= 1) for f in self.lods):
             raise MvreconError(f"LOD fractions must lie in (0, 1], got {', '.join(map(str, self.lods))}")
+        if self.morph_names not in ("arkit", "ict"):
+            raise MvreconError(f"morph names must be 'arkit' or 'ict', got {self.morph_names!r}")
+        if self.expression not in ("clip", "default"):
+            raise MvreconError(f"expression must be 'clip' or 'default', got {self.expression!r}")
+        if self.units not in ("m", "cm"):
+            raise MvreconError(f"units must be 'm' or 'cm', got {self.units!r}")
         if self.texture_size < 16:
             raise MvreconError(f"texture size {self.texture_size} is too small (at least 16)")
 
@@ -108,8 +135,12 @@ def export(session, cfg: ExportConfig = ExportConfig()) -> ExportResult:
     head = load_fit(session.stage_dir("fit"))          # StageMissing names the fit stage
     out = Path(cfg.out_dir) if cfg.out_dir else session.stage_dir("export")
     images = _texture_images(session, cfg)
-    full = build_asset(head, morph_targets=cfg.morph_targets)
+    full = build_asset(head, morph_targets=cfg.morph_targets, morph_names=cfg.morph_names,
+                       expression=cfg.expression, skeleton=cfg.skeleton)
     lods = _lod_assets(full, cfg.lods)
+    if cfg.units == "cm":
+        lods = [scale_asset(a, 100.0) for a in lods]
+        full = lods[0]
     tdir = session.stage_dir("texture")
     files: list[str] = []
     glb_size = 0
@@ -119,28 +150,45 @@ def export(session, cfg: ExportConfig = ExportConfig()) -> ExportResult:
         for f in ("displacement.png", "displacement.json"):
             write_bytes(tmp / f, (tdir / f).read_bytes())
         files += list(IMAGE_FILES.values()) + ["displacement.png", "displacement.json"]
+        uris = {k: IMAGE_FILES[k] for k in images}
         for i, a in enumerate(lods):
             stem = "head" if i == 0 else f"head_lod{i}"
             if "glb" in cfg.formats:
-                data = glb_bytes(a, images, name=stem, morph_targets=cfg.morph_targets and i == 0)
+                if i == 0:
+                    data = glb_bytes(lods, images, name=stem, morph_targets=cfg.morph_targets, compact=cfg.compress)
+                else:
+                    data = glb_bytes(a, images, name=stem, morph_targets=cfg.morph_targets, image_uris=uris,
+                                     compact=cfg.compress)
+                if cfg.compress:
+                    data = compress_glb(parse_glb(data))
+                if i == 0:
+                    glb_size = len(data)
                 write_bytes(tmp / f"{stem}.glb", data)
-                glb_size = glb_size or len(data)
                 files.append(f"{stem}.glb")
             if "obj" in cfg.formats:
                 write_text(tmp / f"{stem}.obj", obj_text(a, f"{stem}.mtl"))
                 write_text(tmp / f"{stem}.mtl", mtl_text(a))
                 files += [f"{stem}.obj", f"{stem}.mtl"]
         summary = {
-            "units": "m", "up": "+Y", "forward": "+Z (out of the face)", "model": head.model.name,
+            "units": cfg.units, "up": "+Y", "forward": "+Z (out of the face)", "model": head.model.name,
             "scale": float(head.scale),
             "lods": [{"fraction": f, "vertices": a.n_vertices, "triangles": a.n_triangles,
                       "per_material": {p.material.name: int(len(p.indices)) for p in a.primitives}}
                      for f, a in zip(cfg.lods, lods)],
             "morph_targets": full.target_names,
+            "morph_names": cfg.morph_names,
+            "morph_sources": full.meta.get("morph_sources", {}),
             "default_weights": {n: float(w) for n, w in zip(full.target_names, full.default_weights)},
-            "default_weights_from": head.groups[int(head.group_of_view[0])] if len(head.groups) else None,
+            "captured_expression": {"animation": "captured", "frames": full.clip_keys,
+                                    "weights": {} if full.clip_weights is None else
+                                    {n: [float(x) for x in full.clip_weights[:, k]]
+                                     for k, n in enumerate(full.target_names)}},
+            "skeleton": None if full.skeleton is None else
+            {"joints": list(full.skeleton.names), "parents": list(full.skeleton.parents),
+             "positions": full.skeleton.positions.tolist()},
             "morph_target_note": "ICT blendshape deltas applied to this identity as is (a linear model has no "
-                                 "identity-specific expressions), times the fitted scale",
+                                 "identity-specific expressions), times the fitted scale; mapped to ARKit's "
+                                 "names and shapes as morph_sources says",
         }
         write_json(tmp / "asset.json", summary)
         write_json(tmp / "config.json", cfg.to_dict())

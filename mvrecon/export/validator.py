@@ -16,9 +16,15 @@ from ..errors import MvreconError
 
 _RUNNER = r"""
 const fs = require('fs');
+const path = require('path');
 const validator = require(process.argv[2]);
 const data = new Uint8Array(fs.readFileSync(process.argv[3]));
-validator.validateBytes(data, {maxIssues: 200}).then(
+// images referenced by uri are read from beside the file (shared textures of the LOD files)
+const external = (uri) => new Promise((resolve, reject) => {
+  fs.readFile(path.resolve(path.dirname(process.argv[3]), decodeURIComponent(uri)),
+              (err, d) => err ? reject(err.toString()) : resolve(new Uint8Array(d)));
+});
+validator.validateBytes(data, {maxIssues: 200, externalResourceFunction: external}).then(
   (r) => { process.stdout.write(JSON.stringify(r)); },
   (e) => { process.stderr.write(String(e)); process.exit(3); });
 """

@@ -209,6 +209,24 @@ def _viewer_section(content: ReportContent, cfg: ReportConfig, texture_uri: str 
     return viewer, json.dumps(blob, separators=(",", ":")).replace("</", "<\\/")
 
 
+def _game_section(content: ReportContent) -> tuple[str, str]:
+    """The exported .glb in three.js (materials as authored, morph sliders, LOD switch), or
+    nothing when there is no .glb or three.js is not installed (the page says which)."""
+    from .threejs import CSS, ThreeUnavailable, viewer_fragment
+
+    if content.glb is None or not Path(content.glb).is_file():
+        return "", ""
+    try:
+        html, scripts = viewer_fragment(Path(content.glb).read_bytes())
+    except ThreeUnavailable as e:
+        return (f'<section id="game"><h2>Game asset</h2><p class="sub">The three.js viewer is not available '
+                f"here ({_e(e)}).</p></section>", "")
+    head = (f'<section id="game"><h2>Game asset ({_e(Path(content.glb).name)} in three.js)</h2>'
+            '<p class="sub">As a game engine shows it: its materials (transparent eye film), every morph '
+            f"target as a slider, the levels of detail.</p><style>{CSS}</style>")
+    return head + html + "</section>", scripts
+
+
 def render_html(content: ReportContent, cfg: ReportConfig = ReportConfig()) -> str:
     """The whole report page as one string (no file access beyond reading the inputs)."""
     from .. import __version__ as mvrecon_version  # type: ignore[attr-defined]
@@ -254,6 +272,10 @@ def render_html(content: ReportContent, cfg: ReportConfig = ReportConfig()) -> s
     scripts = ""
     if mesh_json:
         scripts = f'<script type="application/json" id="mesh-data">{mesh_json}</script>\n<script>{VIEWER_JS}</script>'
+    game_html, game_scripts = _game_section(content)
+    if game_html:
+        sections.insert(1, game_html)
+        scripts += "\n" + game_scripts
     return _PAGE.format(
         title=_e(title),
         prov=prov_html,

@@ -63,6 +63,15 @@ class TextureConfig:
     """Angular radius of the iris seen from the eyeball centre (degrees; 6 mm iris on a 12 mm eyeball)."""
     pupil_deg: float = 11.0
     """Angular radius of the pupil (degrees)."""
+    person_mask: bool = True
+    """Weight every photo by a person mask (MediaPipe selfie segmentation refined by colour) so
+    the backdrop never reaches the atlas (:mod:`.person`)."""
+    seam_feather: float = 0.05
+    """Texels whose summed view weight is below this share of the median seen texel's fade from
+    the blended colour to its smooth (low band) version: no hard edge where coverage ends."""
+    region_blend: float = 1.0 / 32
+    """Unseen texels this far (fraction of the atlas height) from any seen texel take their
+    region's robust seen-skin colour; nearer ones fade from the smooth continuation to it."""
 
     def to_dict(self) -> dict:
         from dataclasses import asdict
@@ -83,6 +92,8 @@ class BakeView:
     """Index of the fitted expression group the view belongs to."""
     sh: np.ndarray
     """(9, 3) the view's fitted SH lighting."""
+    person: np.ndarray | None = None
+    """(H, W) float person probability (None: not known, every pixel may be the head)."""
 
 
 @dataclass(frozen=True)
@@ -109,6 +120,8 @@ class TextureResult:
     """(3,) iris albedo (sampled from the photos, or a default brown when no view sees an iris)."""
     view_coverage: dict[str, float] = field(default_factory=dict)
     """Fraction of skin texels each view contributed to."""
+    lashes: np.ndarray | None = None
+    """(E, E, 4) RGBA eyelash strands (alpha-tested)."""
 
 
 DEFAULT_IRIS = np.array([0.33, 0.21, 0.12])
@@ -211,6 +224,10 @@ def sample_views(head: FittedHead, samples: _Samples, views: list[BakeView], cfg
             col[cand] = delit
             density = (cam.K[0, 0] / z[cand]) ** 2
             w[cand] = np.clip(cos[cand], 0, 1) ** cfg.angle_power * fea * density * lit
+            if view.person is not None:
+                # the backdrop or a mixed boundary pixel does not vouch for skin
+                pm = _bilinear(np.asarray(view.person, np.float32)[..., None], xy[cand].astype(np.float32))[:, 0]
+                w[cand] *= np.clip((pm - 0.5) / 0.4, 0, 1)
         colours.append(col)
         weights.append(w)
     return colours, weights
@@ -265,7 +282,7 @@ def _blend_two_band(mask: np.ndarray, colours: list[np.ndarray], weights: list[n
 
 
 def _eyes_texture(head: FittedHead, views: list[BakeView], cfg: TextureConfig, size: int,
-                  occluders: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                  occluders: np.ndarray, encode: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Procedural eyeball texture and the iris colour seen in the photos."""
     model = head.model
     mat = material("eyes")
@@ -314,7 +331,8 @@ def _eyes_texture(head: FittedHead, views: list[BakeView], cfg: TextureConfig, s
     cols, ws = sample_views(head, _Samples(pts, nrm), views, cfg, occluders)
     c = np.concatenate([c[w > 0] for c, w in zip(cols, ws)]) if cols else np.zeros((0, 3))
     if len(c) >= 8:
-        iris_colour = np.clip(np.median(c, axis=0), 0.02, 0.9)
+        iris_colour = np.median(c, axis=0)
+        iris_colour = np.clip(srgb_encode(iris_colour) if encode else iris_colour, 0.02, 0.9)
     ang = angles_all[0]
     m = raster.mask
     # radial iris pattern: darker limbal ring, lighter collarette, fibres from a fixed pattern
@@ -333,6 +351,31 @@ def _eyes_texture(head: FittedHead, views: list[BakeView], cfg: TextureConfig, s
     vals[m] = colour
     tex = push_pull_fill(vals, m.astype(np.float64), SCLERA)
     return np.clip(tex, 0, 1), iris_colour
+
+
+LASH_COLOUR = np.array([0.045, 0.035, 0.03])
+
+
+def lash_texture(size: int, seed: int = 0) -> np.ndarray:
+    """(size, size, 4) RGBA eyelash texture: dark strands with alpha, for ICT's lash cards (u runs
+    along the lid, v along the lashes): ~160 strands of varying width and length, tapering to their
+    tips, alpha 0 between them, so the lashes are alpha-tested strands rather than a ribbon."""
+    rng = np.random.default_rng(seed)
+    u = (np.arange(size) + 0.5) / size
+    v = (np.arange(size) + 0.5) / size
+    n = 160
+    centres = (np.arange(n) + rng.uniform(0.2, 0.8, n)) / n
+    width = rng.uniform(0.15, 0.3, n) / n
+    length = rng.uniform(0.6, 1.0, n)
+    alpha = np.zeros((size, size))
+    for c, w, l in zip(centres, width, length):
+        # each strand spans the card from one side, thinning towards its tip (both card ends
+        # carry lashes: upper and lower lids lie mirrored in v)
+        across = np.exp(-0.5 * ((u - c) / (0.5 * w)) ** 2)[None, :]
+        along = np.clip(1 - np.abs(2 * v - 1) / l, 0, 1)[:, None] ** 0.35 if l < 1 else np.ones((size, 1))
+        alpha = np.maximum(alpha, across * np.clip(1 - (1 - along) * 1.2, 0, 1))
+    rgb = np.broadcast_to(LASH_COLOUR, (size, size, 3))
+    return np.concatenate([rgb, alpha[..., None]], -1).astype(np.float32)
 
 
 def _mouth_texture(size: int) -> np.ndarray:
@@ -400,9 +443,67 @@ def _displacement(head: FittedHead, raster: UVRaster, tri_ids: np.ndarray, model
     return push_pull_fill(out[..., None], m.astype(np.float64), np.zeros(1))[..., 0].astype(np.float32)
 
 
-def bake_texture(head: FittedHead, views: list[BakeView], cfg: TextureConfig = TextureConfig()) -> TextureResult:
+def _with_person_masks(head: FittedHead, views: list[BakeView], response: str) -> list[BakeView]:
+    """The views with their person masks (:func:`.person.person_mask`), checked against the fitted
+    head's silhouette in each view."""
+    from dataclasses import replace
+
+    from .person import person_mask
+
+    model = head.model
+    faces = model.render_triangles()
+    out = []
+    for v in views:
+        if v.person is not None:
+            out.append(v)
+            continue
+        cam = v.camera
+        ids = raycast.grid_ids(head.world(v.group), faces, cam.K[None], cam.world_to_cam[None], cam.height,
+                               cam.width, np.zeros((1, 2)))[0]
+        display = srgb_encode(v.image) if response == "srgb" else v.image
+        out.append(replace(v, person=person_mask(display, ids >= 0)))
+    return out
+
+
+def srgb_encode(x: np.ndarray) -> np.ndarray:
+    """Linear [0, 1] -> sRGB-encoded [0, 1] (IEC 61966-2-1)."""
+    x = np.clip(np.asarray(x), 0.0, 1.0)
+    return np.where(x <= 0.0031308, 12.92 * x, 1.055 * np.power(x, 1 / 2.4) - 0.055)
+
+
+def srgb_decode(x: np.ndarray) -> np.ndarray:
+    """sRGB-encoded [0, 1] -> linear [0, 1]."""
+    x = np.clip(np.asarray(x), 0.0, 1.0)
+    return np.where(x <= 0.04045, x / 12.92, np.power((x + 0.055) / 1.055, 2.4))
+
+
+def _region_fill(albedo: np.ndarray, known: np.ndarray, raster_mask: np.ndarray, region: np.ndarray,
+                 fallback: np.ndarray, reach_px: float) -> np.ndarray:
+    """Fill unseen texels: the smooth continuation of the seen ones (push-pull), fading with the
+    distance from the seen area into the robust (median) seen colour of the texel's region
+    (``region`` (H, W) int, -1 outside the skin)."""
+    filled = push_pull_fill(albedo, known.astype(np.float64), fallback)
+    unseen = raster_mask & ~known
+    if not unseen.any() or not known.any():
+        return filled
+    dist = cv2.distanceTransform((~known).astype(np.uint8), cv2.DIST_L2, 5)
+    t = np.clip(dist / max(reach_px, 1.0), 0, 1)[..., None]
+    target = np.broadcast_to(np.asarray(fallback, np.float64), albedo.shape).copy()
+    for r in np.unique(region[unseen]):
+        seen_r = known & (region == r)
+        if seen_r.sum() >= 16:
+            target[region == r] = np.median(albedo[seen_r], axis=0)
+    out = filled.copy()
+    out[unseen] = ((1 - t) * filled + t * target)[unseen]
+    return out
+
+
+def bake_texture(head: FittedHead, views: list[BakeView], cfg: TextureConfig = TextureConfig(),
+                 response: str = "linear") -> TextureResult:
     """Bake the skin albedo atlas from ``views``, the procedural eye and mouth textures and the
-    detail maps of a fitted head (see the module docstring)."""
+    detail maps of a fitted head (see the module docstring). ``response`` 'srgb': the views'
+    images are linear light decoded from sRGB photos (de-lighting is a division in linear light)
+    and the colour textures are written sRGB-encoded, as glTF's base colour expects."""
     model = head.model
     if model.uvs.shape[0] == 0:
         raise InputError(f"face model '{model.name}' has no UV layout to bake a texture into")
@@ -422,10 +523,21 @@ def bake_texture(head: FittedHead, views: list[BakeView], cfg: TextureConfig = T
     # everything opaque hides skin: the mouth interior and teeth too (an open mouth shows teeth
     # right behind the inner lips); eyelashes and the transparent eye layers do not count
     occluders = model.render_triangles(tuple(RENDER_SUBMESHES) + OPAQUE_INNER)
+    if cfg.person_mask:
+        views = _with_person_masks(head, views, response)
     samples = _surface_samples(head, raster, tri_ids, cfg.use_detail)
     cols, ws = sample_views(head, samples, views, cfg, occluders)
-    albedo, wsum = _blend_two_band(raster.mask, cols, ws, max(cfg.blend_sigma * S, 0.5))
+    sigma = max(cfg.blend_sigma * S, 0.5)
+    albedo, wsum = _blend_two_band(raster.mask, cols, ws, sigma)
     known = wsum > 0
+    if known.any() and cfg.seam_feather > 0:
+        # where coverage thins out (silhouettes, the last view's edge) fade the detail band out,
+        # so the seen area meets the fill without a hard edge
+        ref = float(np.median(wsum[known])) * cfg.seam_feather
+        k = known.astype(np.float32)
+        low = _smooth(albedo * k[..., None], 4 * sigma) / np.maximum(_smooth(k, 4 * sigma), 1e-6)[..., None]
+        a = np.clip(wsum / max(ref, 1e-30), 0, 1)[..., None]
+        albedo = np.where(known[..., None], a * albedo + (1 - a) * low, albedo)
     if known.any():
         mean_skin = (albedo[known] * wsum[known][:, None]).sum(0) / wsum[known].sum()
     else:
@@ -437,19 +549,29 @@ def bake_texture(head: FittedHead, views: list[BakeView], cfg: TextureConfig = T
         a, b = model.submesh_triangles["mouth_socket"]
         t = np.where(raster.mask, tri_ids[np.clip(raster.tri, 0, None)], -1)
         inside = (t >= a) & (t < b) & ~known
-        albedo[inside] = MOUTH_INTERIOR
+        albedo[inside] = srgb_decode(MOUTH_INTERIOR) if response == "srgb" else MOUTH_INTERIOR
         fill_from |= inside
-    skin_tex = push_pull_fill(albedo, fill_from.astype(np.float64), mean_skin)
+    # regions: the skin material's sub-meshes (face, scalp and neck, sockets) each have their own colour
+    region = np.full(raster.mask.shape, -1, np.int64)
+    tri_of = np.where(raster.mask, tri_ids[np.clip(raster.tri, 0, None)], -1)
+    for ri, sub in enumerate(skin.submeshes):
+        if sub in model.submesh_triangles:
+            a, b = model.submesh_triangles[sub]
+            region[(tri_of >= a) & (tri_of < b)] = ri
+    skin_tex = _region_fill(albedo, fill_from, raster.mask, region, mean_skin, cfg.region_blend * S)
     # detail maps on the neutral asset mesh (what the exported normal map is applied to)
     neutral = head.neutral_model_space() * head.scale
     disp = _displacement(head, raster, tri_ids, model.uvs[model.uv_triangles[tri_ids]])
     normal = normal_map_from_displacement(disp, raster, neutral, model.triangles[tri_ids], uv_c)
     E = max(16, int(round(S * cfg.eye_size_ratio)))
-    eyes, iris = _eyes_texture(head, views, cfg, E, occluders)
+    eyes, iris = _eyes_texture(head, views, cfg, E, occluders, encode=response == "srgb")
+    if response == "srgb":
+        skin_tex = srgb_encode(skin_tex)
+        mean_skin = srgb_encode(mean_skin)
     n_mask = max(int(raster.mask.sum()), 1)
     coverage = {v.key: float((w > 0).sum() / n_mask) for v, w in zip(views, ws)}
     log.info("texture: %d views, %.0f%% of skin texels seen", len(views), 100 * known[raster.mask].mean())
     return TextureResult(skin=skin_tex.astype(np.float32), skin_weight=wsum.astype(np.float32),
                          skin_mask=raster.mask, eyes=eyes.astype(np.float32), mouth=_mouth_texture(E).astype(np.float32),
                          normal=normal, displacement=disp, mean_skin=mean_skin, iris_color=iris,
-                         view_coverage=coverage)
+                         view_coverage=coverage, lashes=lash_texture(E))

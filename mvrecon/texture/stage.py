@@ -6,6 +6,7 @@ Outputs::
     albedo.png          skin albedo atlas (S x 2S, 8-bit RGB; model UV tiles 0-1 side by side)
     eyes.png            procedural eyeball texture (E x E)
     mouth.png           procedural gums/tongue + teeth (E x 2E; model UV tiles 2-3)
+    eyelashes.png       RGBA eyelash strands (alpha-tested; model UV tile 6)
     normal.png          tangent-space normal map of the skin atlas (8-bit, glTF/OpenGL +Y)
     displacement.png    16-bit displacement of the skin atlas; displacement.json gives its scale
     weight.png          8-bit view-weight coverage (0 = never seen, filled)
@@ -29,7 +30,7 @@ from .bake import BakeView, TextureConfig, TextureResult, bake_texture
 
 log = logging.getLogger(__name__)
 
-FILES = ("albedo.png", "eyes.png", "mouth.png", "normal.png", "displacement.png", "displacement.json")
+FILES = ("albedo.png", "eyes.png", "mouth.png", "eyelashes.png", "normal.png", "displacement.png", "displacement.json")
 
 
 @dataclass(frozen=True)
@@ -65,8 +66,20 @@ def decode_displacement(png: np.ndarray, meta: dict) -> np.ndarray:
     return (np.asarray(png, np.float64) / 65535 - meta.get("midlevel", 0.5)) * 2 * float(meta["scale_m"])
 
 
+def photo_response(session) -> str:
+    """How the session's photos encode light (``options.camera_response``: 'srgb' or 'linear')."""
+    from ..fit.stage import camera_response
+
+    return camera_response(session)
+
+
 def bake_views(session, head: FittedHead) -> list[BakeView]:
-    """The session's photos of the fitted views, undistorted, with their fitted group and SH."""
+    """The session's photos of the fitted views, undistorted, in linear light (decoded from sRGB
+    when the session's camera response says so, as the fit reads them), with their fitted group
+    and SH."""
+    from .bake import srgb_decode
+
+    linearise = photo_response(session) == "srgb"
     by_key = {v.key: v for v in session.views()}
     out = []
     for i, key in enumerate(head.views):
@@ -76,7 +89,10 @@ def bake_views(session, head: FittedHead) -> list[BakeView]:
         v = by_key[key]
         img = read_image(v.image)
         und, cam0 = session.rig[v.camera].undistort_image(img)
-        out.append(BakeView(key, und.astype(np.float32) / 255.0, cam0, int(head.group_of_view[i]),
+        img01 = und.astype(np.float32) / 255.0
+        if linearise:
+            img01 = srgb_decode(img01).astype(np.float32)
+        out.append(BakeView(key, img01, cam0, int(head.group_of_view[i]),
                             np.asarray(head.sh[i], np.float64)))
     return out
 
@@ -86,6 +102,8 @@ def write_textures(out_dir: Path, tex: TextureResult, cfg: TextureConfig, summar
         write_image(tmp / "albedo.png", to_u8(tex.skin))
         write_image(tmp / "eyes.png", to_u8(tex.eyes))
         write_image(tmp / "mouth.png", to_u8(tex.mouth))
+        if tex.lashes is not None:
+            write_image(tmp / "eyelashes.png", to_u8(tex.lashes))
         write_image(tmp / "normal.png", to_u8(tex.normal))
         png, meta = encode_displacement(tex.displacement)
         write_image(tmp / "displacement.png", png)
@@ -107,7 +125,7 @@ def run(cfg: TextureConfig, session, overwrite: bool = True) -> TextureStageResu
     head = load_fit(session.stage_dir("fit"))
     t0 = time.perf_counter()
     views = bake_views(session, head)
-    tex = bake_texture(head, views, cfg)
+    tex = bake_texture(head, views, cfg, response=photo_response(session))
     secs = time.perf_counter() - t0
     summary = {
         "views": len(views),

@@ -135,7 +135,9 @@ def write_session(root, scene: Scene, with_fit: bool = True):
         rel = f"images/f000/{c.name}.png"
         write_image(root / rel, np.clip(np.round(p * 255), 0, 255).astype(np.uint8))
         images[c.name] = rel
-    write_session_file(root, "rig", [{"name": "f000", "images": images}], subject="synthetic")
+    # the photos are rendered in linear light and stored without an sRGB encoding
+    write_session_file(root, "rig", [{"name": "f000", "images": images}], subject="synthetic",
+                       options={"camera_response": "linear"})
     if with_fit:
         h = scene.head
         write_npz(root / "fit" / "params.npz",

@@ -64,6 +64,7 @@ def test_glb_passes_khronos_validator(exported):
         errors = [m for m in issues["messages"] if m["severity"] == 0]
         print(f, {k: issues[k] for k in ("numErrors", "numWarnings", "numInfos")})
         assert issues["numErrors"] == 0, (f, errors[:5])
+        assert issues["numWarnings"] == 0, (f, [m for m in issues["messages"] if m["severity"] == 1][:5])
 
 
 def test_validator_flags_a_broken_glb(exported, tmp_path):
@@ -98,19 +99,28 @@ def test_validator_flags_a_broken_glb(exported, tmp_path):
 def test_glb_loads_in_trimesh_with_counts_and_target_names(scene, exported):
     import trimesh
 
+    from mvrecon.export.arkit import ARKIT_NAMES
+
     _, res = exported
-    sc = trimesh.load(res.out_dir / "head.glb")
-    n = sum(len(g.vertices) for g in sc.geometry.values())
-    asset = build_asset(scene.head)
-    assert n == asset.n_vertices
-    # every ICT UV coordinate is one asset vertex: the whole topology with its seams is there
-    assert n == scene.head.model.uvs.shape[0]
-    assert sum(len(g.faces) for g in sc.geometry.values()) == len(scene.head.model.triangles)
-    names = next(iter(sc.geometry.values())).metadata.get("targetNames")
-    assert list(names) == list(scene.head.model.exp_names) and len(names) == 53
+    trimesh.load(res.out_dir / "head.glb")               # loads at all
     g = read_glb(res.out_dir / "head.glb")
-    w = g.doc["meshes"][0]["weights"]
-    assert w[names.index("jawOpen")] == pytest.approx(0.15) and sum(w) == pytest.approx(0.15)
+    mesh = g.doc["meshes"][0]
+    n = sum(g.doc["accessors"][p["attributes"]["POSITION"]]["count"] for p in mesh["primitives"])
+    # every ICT UV coordinate is one LOD 0 vertex: the whole topology with its seams is there
+    assert n == scene.head.model.uvs.shape[0]
+    assert sum(g.doc["accessors"][p["indices"]]["count"] for p in mesh["primitives"]) == 3 * len(scene.head.model.triangles)
+    names = mesh["extras"]["targetNames"]
+    assert tuple(names) == ARKIT_NAMES
+    # neutral by default: the captured expression (jawOpen 0.15) is the animation, not the rest pose
+    assert mesh["weights"] == [0.0] * 52
+    anim = g.doc["animations"][0]
+    assert anim["name"] == "captured"
+    out = g.accessor(anim["samplers"][0]["output"]).reshape(-1, 52)
+    assert out[0, names.index("jawOpen")] == pytest.approx(0.15) and out[0].sum() == pytest.approx(0.15)
+    # every LOD is in the file, with the same morph targets, animated by the same clip
+    assert len(g.doc["meshes"]) == 3 and len(g.doc["scenes"]) == 3
+    assert {c["target"]["node"] for c in anim["channels"]} == {0, 1, 2}
+    assert all(m["extras"]["targetNames"] == names for m in g.doc["meshes"])
     mats = {m["name"] for m in g.doc["materials"]}
     assert {"skin", "eyes", "mouth", "eyelashes", "eye_wet"} <= mats
 
@@ -118,8 +128,9 @@ def test_glb_loads_in_trimesh_with_counts_and_target_names(scene, exported):
 def test_rerendered_asset_matches_the_photos(scene, exported, export_helpers):
     _, res = exported
     g, prim, pos, uv, idx, tex = _skin_from_glb(res.out_dir / "head.glb")
-    # what an engine shows: the morph targets at the file's default weights (frame 0's expression)
-    for w, t in zip(g.doc["meshes"][0]["weights"], prim["targets"]):
+    # what an engine shows playing the captured clip: its first keyframe as morph weights
+    anim = g.doc["animations"][0]
+    for w, t in zip(g.accessor(anim["samplers"][0]["output"]), prim["targets"]):
         if w:
             pos = pos + w * g.accessor(t["POSITION"])
     img, _ = _render(scene.head, scene.cameras, pos, uv, idx, tex, scene.head.sh)
@@ -245,7 +256,9 @@ def test_cli_export_with_lods(scene, exported):
 
 def test_sparse_morph_targets_round_trip(scene, tmp_path):
     from mvrecon.export import glb_bytes
+    from mvrecon.export.gltf import SPARSE_ZERO
 
+    assert SPARSE_ZERO <= 1e-5                 # 10 micrometres: below what anyone can see
     asset = build_asset(scene.head)
     path = tmp_path / "h.glb"
     path.write_bytes(glb_bytes(asset, {}))
@@ -257,7 +270,7 @@ def test_sparse_morph_targets_round_trip(scene, tmp_path):
         for k, t in enumerate(gp["targets"]):
             acc = g.doc["accessors"][t["POSITION"]]
             n_sparse += "sparse" in acc
-            want = np.where(np.abs(p.targets[k]).max(1, keepdims=True) >= 1e-7, p.targets[k], 0)
+            want = np.where(np.abs(p.targets[k]).max(1, keepdims=True) >= SPARSE_ZERO, p.targets[k], 0)
             assert np.array_equal(g.accessor(t["POSITION"]), want)
     assert n_sparse > 100
 

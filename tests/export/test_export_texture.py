@@ -159,3 +159,58 @@ def test_bake_uses_each_views_expression_group(scene, export_helpers):
     p_right, p_wrong = _atlas_psnr(right.skin, gt, seen), _atlas_psnr(wrong.skin, gt, seen)
     print(f"per-view groups: right {p_right:.1f} dB, all on group 0 {p_wrong:.1f} dB")
     assert p_right > 30 and p_right > p_wrong + 2
+
+
+def test_person_mask_colour_refinement_pulls_the_edge_onto_the_person(rng):
+    """A skin-coloured disc on a blue backdrop with a sloppy (too large) segmentation: the colour
+    refinement puts the backdrop ring below 0.5 and keeps the disc above it."""
+    from mvrecon.texture.person import refine_by_colour
+
+    H = W = 160
+    yy, xx = np.mgrid[:H, :W]
+    r = np.hypot(yy - 80, xx - 80)
+    img = np.where((r < 40)[..., None], [0.78, 0.55, 0.45], [0.15, 0.3, 0.75]) + rng.normal(0, 0.02, (H, W, 3))
+    sloppy = (r < 48).astype(np.float32)                  # 8 px of backdrop called person
+    out = refine_by_colour(np.clip(img, 0, 1), sloppy, band_px=12)
+    ring = (r > 42) & (r < 47)
+    disc = r < 38
+    assert out[ring].mean() < 0.5 and (out[disc] > 0.5).all()
+    assert sloppy[ring].mean() == 1.0                    # the input said person there
+
+
+def test_unseen_skin_takes_its_regions_seen_colour():
+    """A backdrop-blue rim on the seen area does not spread far: texels well away from anything
+    seen take the region's median seen colour (skin), not the rim's."""
+    from mvrecon.texture.bake import _region_fill
+
+    H, W = 64, 128
+    alb = np.zeros((H, W, 3))
+    known = np.zeros((H, W), bool)
+    known[:, :40] = True
+    alb[:, :40] = [0.7, 0.5, 0.4]
+    alb[:, 36:40] = [0.2, 0.3, 0.8]                      # the rim sampled the backdrop
+    region = np.zeros((H, W), np.int64)
+    out = _region_fill(alb, known, np.ones((H, W), bool), region, np.array([0.5, 0.5, 0.5]), reach_px=16)
+    assert np.array_equal(out[known], alb[known])
+    far = out[:, 70:]
+    assert np.allclose(far, [0.7, 0.5, 0.4], atol=1e-6)
+    assert (out[:, 40:][..., 2] > out[:, 40:][..., 0]).mean() < 0.1
+
+
+def test_delighting_happens_in_linear_light(scene):
+    """sRGB photos: decoded to linear before the division by the (linear) irradiance, the atlas
+    comes out as the sRGB encoding of the true albedo; dividing the encoded values does worse."""
+    from mvrecon.texture.bake import srgb_decode, srgb_encode
+
+    S = scene.gt_skin.shape[0] // 2
+    gt_enc = srgb_encode(scene.gt_skin[::2, ::2])
+    cfg = TextureConfig(size=S, person_mask=False)
+    # photos an sRGB camera would write of an albedo whose sRGB encoding is gt_enc
+    photos = [srgb_encode(v.image) for v in scene.views]
+    right = bake_texture(scene.head, [replace(v, image=srgb_decode(p).astype(np.float32)) for v, p in zip(scene.views, photos)],
+                         cfg, response="srgb")
+    wrong = bake_texture(scene.head, [replace(v, image=p.astype(np.float32)) for v, p in zip(scene.views, photos)], cfg)
+    seen = right.skin_weight > 0
+    p_right, p_wrong = _atlas_psnr(right.skin, gt_enc, seen), _atlas_psnr(wrong.skin, gt_enc, seen)
+    print(f"linear-light de-lighting {p_right:.1f} dB, on encoded values {p_wrong:.1f} dB")
+    assert p_right > 28 and p_right > p_wrong + 5
