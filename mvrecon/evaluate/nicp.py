@@ -84,9 +84,9 @@ class NicpConfig:
     """Weight pulling each affine map towards the identity (mvrecon's; keeps islands solvable)."""
     cap_keypoint_free: bool = False
     """Stop the keypoint-free schedule's stages after ``max_steps + 1`` steps too (REALY: no cap)."""
-    solver_rtol: float = 1e-10
+    solver_rtol: float = 1e-6
     """Relative residual at which a step's preconditioned conjugate-gradient solve stops."""
-    refactor_iterations: int = 12
+    refactor_iterations: int = 25
     """Factor the step's own matrix when the solve with the previous factor takes more iterations."""
 
 
@@ -133,12 +133,63 @@ def _blend(cur: np.ndarray, nodes: np.ndarray, weights: np.ndarray, x: np.ndarra
     return np.einsum("nd,nde->ne", cur, maps[:, :3]) + maps[:, 3]
 
 
+def nested_dissection(edges: np.ndarray, points: np.ndarray, leaf: int = 64) -> np.ndarray:
+    """Fill-reducing elimination order ``(n,)`` of a mesh's vertices ``points`` ``(n, 3)`` joined by
+    ``edges`` ``(E, 2)``: geometric nested dissection. The vertex set is halved at the median along
+    its principal axis, the halves ordered recursively and the separator (the vertices of the first
+    half with a neighbour in the second) last. SuperLU's minimum-degree orderings give a factor
+    of a 20k-vertex region several times denser (about 17 s to factor instead of well under 1 s)."""
+    import scipy.sparse as sp
+
+    n = len(points)
+    adj = sp.csr_matrix((np.ones(2 * len(edges)), (np.r_[edges[:, 0], edges[:, 1]], np.r_[edges[:, 1], edges[:, 0]])),
+                        shape=(n, n))
+    order: list[np.ndarray] = []
+    side = np.zeros(n, bool)
+
+    def split(ids: np.ndarray) -> None:
+        if len(ids) <= leaf:
+            order.append(ids)
+            return
+        c = points[ids] - points[ids].mean(0)
+        axis = np.linalg.svd(c.T @ c)[0][:, 0]
+        proj = c @ axis
+        first = proj < np.median(proj)
+        if first.all() or not first.any():
+            order.append(ids)
+            return
+        side[ids] = ~first
+        # a vertex of the first half next to the second one separates them
+        sep = first & (adj[ids] @ side.astype(np.float64) > 0)
+        side[ids] = False
+        split(ids[first & ~sep])
+        split(ids[~first])
+        order.append(ids[sep])
+
+    split(np.arange(n))
+    return np.concatenate(order) if order else np.zeros(0, np.int64)
+
+
+class _Permuted:
+    """A factorization of ``A[perm][:, perm]`` that solves ``A x = b``."""
+
+    def __init__(self, lu, perm: np.ndarray):
+        self.lu, self.perm = lu, perm
+
+    def solve(self, b: np.ndarray) -> np.ndarray:
+        x = np.empty_like(b)
+        x[self.perm] = self.lu.solve(np.ascontiguousarray(b[self.perm]))
+        return x
+
+
 class _Solver:
     """Solves a sequence of nearby SPD systems ``A X = B`` ``(4m, 3)``: the last factorization
     preconditions a conjugate-gradient solve warm-started from the previous solution, and a new
     factorization is made when that converges slowly."""
 
-    def __init__(self, rtol: float, refactor_iterations: int):
+    def __init__(self, rtol: float, refactor_iterations: int, order: np.ndarray | None = None):
+        # order: the unknowns' elimination order (None: SuperLU's minimum degree)
+        self.perm = order
         self.rtol = rtol
         self.refactor_iterations = refactor_iterations
         self.factor = None
@@ -150,8 +201,12 @@ class _Solver:
         import scipy.sparse.linalg as spla
 
         # the matrix is symmetric positive definite: diagonal pivots, symmetric ordering
-        self.factor = spla.splu(sp.csc_matrix(a), permc_spec="MMD_AT_PLUS_A", diag_pivot_thresh=0.0,
-                                options=dict(SymmetricMode=True))
+        if self.perm is None:
+            self.factor = spla.splu(sp.csc_matrix(a), permc_spec="MMD_AT_PLUS_A", diag_pivot_thresh=0.0,
+                                    options=dict(SymmetricMode=True))
+        else:
+            self.factor = _Permuted(spla.splu(sp.csc_matrix(a[self.perm][:, self.perm]), permc_spec="NATURAL",
+                                              diag_pivot_thresh=0.0, options=dict(SymmetricMode=True)), self.perm)
         self.n_factor += 1
 
     def solve(self, a, b: np.ndarray, x0: np.ndarray | None, fresh: bool = False) -> np.ndarray:
@@ -241,7 +296,11 @@ def optimal_step_nicp(
     x_prev = np.zeros((4 * m, 3))
     cur = np.asarray(vertices, dtype=np.float64).copy()
     count = 0
-    solver = _Solver(cfg.solver_rtol, cfg.refactor_iterations)
+    order = None
+    if skin is None and m > 2000:
+        vorder = nested_dissection(edges, np.asarray(vertices, dtype=np.float64))
+        order = (4 * vorder[:, None] + np.arange(4)[None]).ravel()
+    solver = _Solver(cfg.solver_rtol, cfg.refactor_iterations, order)
     solved = None  # the last solution, the next solve's starting point
     cap = cfg.max_steps if (has_kp or cfg.cap_keypoint_free) else 99
     for stage, (alpha, eps) in enumerate(stages):

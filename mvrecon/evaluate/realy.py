@@ -29,7 +29,7 @@ every region agrees within 0.5 % (``python bench/eval.py --parity``; tests/evalu
 Where this differs from the official code, none of which moves the figures of a covered region:
 - Step 3 moves the scan region by the inverse motion instead of moving the prediction (one
   ray-casting scene); rigid motions preserve distances, so correspondences and residuals agree.
-- Step 4 solves each step's normal equations to a relative residual of 1e-10 by conjugate
+- Step 4 solves each step's normal equations to a relative residual of 1e-6 by conjugate
   gradients preconditioned with an earlier SuperLU factorization, instead of factoring every
   step with CHOLMOD (:mod:`.nicp`); a faint 1e-6 pull of every map to the identity keeps a region
   island without keypoints solvable, where CHOLMOD would fail.
