@@ -542,9 +542,9 @@ def _run_evaluate(ctx: Context) -> dict[str, Any]:
         write_outputs(result, tmp)
     if result.all_mm is not None:
         out[f"scan error {PROTOCOL_TITLES[result.headline]} (mm)"] = round(float(result.all_mm), 3)
-    strict = result.protocols["realy_strict"].all_mm
-    if result.headline != "realy_strict" and strict is not None:
-        out["scan error REALY strict (mm)"] = round(float(strict), 3)
+    strict = result.protocols["realy"].all_mm
+    if result.headline != "realy" and strict is not None:
+        out["scan error REALY (mm)"] = round(float(strict), 3)
     out["scan error NoW median (mm)"] = round(float(result.now.median_mm), 3)
     part, (gap, _) = max(result.landmarks.groups.items(), key=lambda kv: kv[1][0])
     out["landmark gap, worst part (mm)"] = f"{part} {gap:.1f}"

@@ -26,7 +26,7 @@ UNITS = ("auto", "m", "cm", "mm")
 @click.option("--heatmap-max-mm", type=float, default=None, help="Top of the heatmap's colour scale (default: 98th percentile).")
 @click.option("--scan-in-rig-frame", is_flag=True,
               help="The scan and the prediction share one frame (scanned in the rig's volume): also measure unaligned.")
-@click.option("--headline", type=click.Choice(("auto", "robust", "realy_strict", "unaligned")), default="auto",
+@click.option("--headline", type=click.Choice(("auto", "robust", "realy", "unaligned")), default="auto",
               show_default=True, help="Protocol of the headline figures (auto: unaligned for a rig-frame scan, else robust).")
 def eval_cmd(pred, pred_landmarks, scan, scan_landmarks, out, pred_units, scan_units, heatmap_max_mm,
              scan_in_rig_frame, headline) -> None:

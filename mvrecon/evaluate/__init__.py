@@ -1,5 +1,5 @@
 """Evaluation of a reconstructed face against a scan: region errors by the convention-robust
-protocol (the headline) and by REALY's (``realy_strict``), unaligned for a scan in the rig's frame,
+protocol (the headline) and by REALY's (``realy``, parity with its official code), unaligned for a scan in the rig's frame,
 the landmark agreement, NoW, Chamfer, F-score.
 
 Public API::
@@ -8,7 +8,7 @@ Public API::
     pred = load_face_mesh("pred.obj", "pred_landmarks.txt")        # units told from the face width
     scan = load_face_mesh("scan.ply", "scan_landmarks.txt", units="mm")
     result = evaluate(pred, scan, EvalConfig())                      # -> EvalResult
-    result.all_mm, result.protocols["realy_strict"].all_mm, result.landmarks.warning
+    result.all_mm, result.protocols["realy"].all_mm, result.landmarks.warning
     write_outputs(result, "out/")                                    # metrics.json, heatmap.png, metrics.md
     evaluate_to_dir(pred_mesh, pred_lm, scan_mesh, scan_lm, "out/")  # the three steps at once
 

@@ -18,7 +18,7 @@ A folder missing one of the four files is listed as skipped with the reason; a s
 files are bad (non-manifold scan, units off by 1000x, ...) is listed with its error; neither stops
 the run. Outputs go to ``OUT`` (default ``DIR/_results``): per subject ``OUT/<subject>/`` with
 ``metrics.json``, ``metrics.md`` and ``heatmap.png``, and ``OUT/results.csv`` and
-``OUT/results.md`` with one row per subject (the headline protocol's regions, and the strict
+``OUT/results.md`` with one row per subject (the headline protocol's regions, and the
 REALY "all" beside them) and a final row of means over the scored subjects (REALY style: each
 region averaged over subjects, "all" the mean of the four region averages).
 """
@@ -174,8 +174,8 @@ def _metrics_row(name: str, m: dict, seconds: float) -> dict:
     for r in REGION_NAMES:
         row[f"{r}_mm"] = num(head.get(f"{r}_mm"))
     row["all_mm"] = num(head.get("all_mm"))
-    row["protocol"] = head.get("protocol", "realy_strict")
-    row["strict_all_mm"] = num((m.get("realy_strict") or m.get("realy") or {}).get("all_mm"))
+    row["protocol"] = head.get("protocol", "realy")
+    row["strict_all_mm"] = num((m.get("realy") or m.get("realy_strict") or {}).get("all_mm"))
     row.update(now_median_mm=num(m["now"]["median_mm"]), now_mean_mm=num(m["now"]["mean_mm"]),
                now_std_mm=num(m["now"]["std_mm"]), chamfer_mm=num(m["chamfer"]["symmetric_mm"]),
                normal_consistency=num(m["normal_consistency"]))
@@ -217,7 +217,7 @@ def format_table(rows: list[dict], mean: dict) -> str:
     def f(v: float, d: int = 3) -> str:
         return f"{v:.{d}f}" if isinstance(v, float) and np.isfinite(v) else "-"
 
-    head = ("| subject | status | protocol | nose | mouth | forehead | cheek | all | REALY strict all | NoW median | "
+    head = ("| subject | status | protocol | nose | mouth | forehead | cheek | all | REALY all | NoW median | "
             "Chamfer | F@2.5mm | s | note |")
     lines = [head, "|" + "---|" * 14]
     for r in rows + [mean]:

@@ -22,14 +22,14 @@ from .keypoints import KeypointSetName
 from .landmarks import LandmarkAgreement, landmark_agreement
 from .meshes import FaceMesh, Units, check_same_scale, load_face_mesh
 from .metrics import NowResult, SurfaceMetrics, crop_mask, now_distance, surface_metrics
-from .realy import ProtocolResult, RealyConfig, RegionResult, evaluate_region, global_alignment
+from .realy import ProtocolResult, RealyConfig, RegionResult, global_alignment, realy_protocol
 from .regions import REGION_NAMES, cut_regions
 from .robust import RobustConfig, robust_protocol, unaligned_protocol
 
 log = logging.getLogger("mvrecon.evaluate")
 
 
-Headline = Literal["auto", "robust", "realy_strict", "unaligned"]
+Headline = Literal["auto", "robust", "realy", "unaligned"]
 
 
 @dataclass(frozen=True)
@@ -41,13 +41,13 @@ class EvalConfig:
     scan_units: Units = "auto"
     """Units of the scan file: m, cm, mm, or auto."""
     headline: Headline = "auto"
-    """Protocol of the headline figures: robust, realy_strict, unaligned; auto: unaligned for a
+    """Protocol of the headline figures: robust, realy, unaligned; auto: unaligned for a
     scan in the rig's frame, else robust."""
     scan_in_rig_frame: bool = False
     """The scan is in the prediction's frame (scanned in the rig's calibrated volume): also measure
     it unaligned, so pose and scale errors count."""
     realy: RealyConfig = field(default_factory=RealyConfig)
-    """REALY region steps (both protocols) and the strict protocol's settings."""
+    """Settings of the REALY protocol (parity with the official code); the robust protocol starts from them."""
     robust: RobustConfig = field(default_factory=RobustConfig)
     """Settings of the convention-robust protocol."""
     pred_keypoints: KeypointSetName = "model"
@@ -80,10 +80,11 @@ PROTOCOL_NOTES: dict[str, str] = {
     "robust": "7-keypoint similarity + trimmed rigid ICP of the scan's face; per region a rigid ICP where the "
     "keypoints weigh a few vertices, and a non-rigid ICP anchored only on the 7 stable keypoints; mean "
     "scan-vertex to prediction distance (mm); all = mean of 4 regions",
-    "realy_strict": "REALY as published: 7-keypoint similarity, per-region rigid ICP with the 68 landmarks "
-    "weighing as much as the region, non-rigid ICP anchored on the landmarks; mean scan-vertex to prediction "
-    "distance (mm). Sensitive to the landmark convention: scan landmarks placed 4-6 mm higher on the brows "
-    "add about 1 mm to 'all' for a perfect prediction (bench/eval.py --conventions)",
+    "realy": "REALY's official code (czh-98/REALY) reimplemented to parity: its 7-keypoint similarity, "
+    "per-region rigid ICP with the landmarks weighing as much as the region, per-vertex non-rigid ICP anchored "
+    "on the landmarks; mean scan-vertex to prediction distance (mm); all = mean of 4 regions. Sensitive to the "
+    "landmark convention: scan landmarks placed 4-6 mm higher on the brows add about 1 mm to 'all' for a "
+    "perfect prediction (bench/eval.py --conventions)",
     "unaligned": "no alignment (the scan is in the rig's frame): mean distance from each scan-region vertex to "
     "the prediction's surface (mm), pose and scale errors included; all = mean of 4 regions",
 }
@@ -93,7 +94,7 @@ PROTOCOL_NOTES: dict[str, str] = {
 class EvalResult:
     """Everything one evaluation measured; distances in millimetres.
 
-    ``protocols`` the region results of each protocol run (``robust``, ``realy_strict``, and
+    ``protocols`` the region results of each protocol run (``robust``, ``realy``, and
     ``unaligned`` for a scan in the rig's frame); ``headline`` the name of the one reported first;
     ``alignment`` the 7-keypoint similarity taking the prediction onto the scan; ``landmarks`` the
     landmark agreement after it; ``now`` the NoW-style distances; ``surface`` Chamfer, F-score and
@@ -218,7 +219,7 @@ def evaluate(pred: FaceMesh, scan: FaceMesh, cfg: EvalConfig = EvalConfig()) -> 
 
     The inputs are not modified; the prediction is moved onto the scan by the 7-keypoint
     similarity, then each protocol and metric runs as its module docstring says: the robust and
-    the strict REALY region protocols always, the unaligned one for a scan in the rig's frame.
+    REALY region protocols always, the unaligned one for a scan in the rig's frame.
     """
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -238,12 +239,9 @@ def evaluate(pred: FaceMesh, scan: FaceMesh, cfg: EvalConfig = EvalConfig()) -> 
     protocols["robust"] = robust_protocol(query, align, pa.landmarks, regions, scan.landmarks, cfg.realy, cfg.robust,
                                           cfg.seed)
     timings["robust"] = time.perf_counter() - t
-    strict: dict[str, RegionResult] = {}
-    for name in REGION_NAMES:
-        t = time.perf_counter()
-        strict[name] = evaluate_region(query, regions[name], pa.landmarks, scan.landmarks, cfg.realy)
-        timings[f"realy_{name}"] = time.perf_counter() - t
-    protocols["realy_strict"] = ProtocolResult("realy_strict", strict, align)
+    # REALY aligns with its own similarity (not align's), from the prediction as given
+    protocols["realy"] = realy_protocol(pred.vertices, pred.triangles, pred.landmarks, regions, scan.landmarks,
+                                        cfg.realy, timings)
     if cfg.scan_in_rig_frame:
         t = time.perf_counter()
         protocols["unaligned"] = unaligned_protocol(MeshQuery(pred.vertices, pred.triangles), regions, cfg.realy)

@@ -20,7 +20,7 @@ contour points (jaw, brows, nose bridge) was itself tuned to the model's landmar
 an independent annotator. Measured on a synthetic session whose scan landmarks follow the
 annotator convention of :mod:`mvrecon.synth.realism` (brows on the upper edge, jaw on the frontal
 silhouette), with the true surface as the prediction: brows 5.5 mm from the model's vertices and
-6.2 mm from the ``ibug`` set, jaw 11.9 and 11.6 mm; the strict REALY figure 1.11 mm with the
+6.2 mm from the ``ibug`` set, jaw 11.9 and 11.6 mm; the REALY figure (then a transcription, before ``realy`` reached parity) 1.11 mm with the
 model's vertices and 2.51 mm with the ``ibug`` set (robust: 0.085 and 0.103 mm). The convention
 gap is therefore met by the robust protocol, which does not depend on it, not by a keypoint set.
 """

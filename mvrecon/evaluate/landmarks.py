@@ -12,7 +12,7 @@ deeper than MediaPipe's), while a part under another part's numbers lies centime
 Agreement. After the 7-keypoint alignment, the distance between each prediction landmark and the
 scan's, summarised per part (:data:`LANDMARK_GROUPS`). For a prediction close to the scan, a part
 whose landmarks sit millimetres apart means the two follow different conventions (where brows and
-jaw points go is a convention, not a feature), and the strict REALY protocol, which anchors on
+jaw points go is a convention, not a feature), and the REALY protocol (``realy``), which anchors on
 those landmarks, then measures the convention more than the surface. A prediction off in that
 part gives a gap too (a fast 4-view fit's jaw: 5 mm), hence the warning's wording.
 """
@@ -117,6 +117,6 @@ def landmark_agreement(pred_landmarks: np.ndarray, scan_landmarks: np.ndarray, w
     warning = ""
     if off:
         warning = (f"landmark conventions differ (or the prediction is off there): {', '.join(off)} apart (median, "
-                   f"after the 7-point alignment; > {warn_mm:g} mm); the strict REALY figures measure that more than "
+                   f"after the 7-point alignment; > {warn_mm:g} mm); the REALY (realy) figures measure that more than "
                    "the surface")
     return LandmarkAgreement(gap, groups, warn_mm, warning)

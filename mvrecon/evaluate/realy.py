@@ -1,53 +1,55 @@
-"""The REALY region protocol (Chai et al., ECCV 2022; code czh-98/REALY), step by step: the
-``realy_strict`` protocol of the evaluation (the headline is :mod:`.robust`'s).
+"""The REALY region protocol (Chai et al., ECCV 2022; code czh-98/REALY, ``main.REALY_eval_all``):
+the ``realy`` protocol, which means parity with the official code (the headline is :mod:`.robust`'s,
+which departs from REALY on purpose and says so in its name).
 
-Sensitivity. Steps 3 and 4 lean on the 68 landmarks (heavy keypoint weights, keypoint anchors),
-so the figure depends on the scan's landmark convention as much as on the surface: the true
-surface against a scan whose brows sit 4-6 mm higher, jaw points 3-5 mm along the jaw and nose
-tip 1 mm off scores 0.66-1.14 mm (mean 0.88) instead of 0.16 mm, almost all of it on the forehead
-(2.3-3.6 mm), dragged along the surface by its brow anchors (``bench/eval.py --conventions``).
-REALY avoids that by having each method supply keypoints matched to its template; a scan from
-another scanner or annotator does not.
+Steps, as the official code runs them (lengths in metres here; the solver works in REALY's scan
+unit, 8.9 mm, :attr:`NicpConfig.unit_m`, where its thresholds are defined):
 
-1. Global alignment (REALY ``gICP``): a similarity fit of the prediction's 7 keypoints
-   (:data:`mvrecon.parts.REALY_KEYPOINTS`) onto the scan's.
-2. Regions (see :mod:`.regions`): nose, mouth, forehead and cheek, cut from the scan.
-3. Regional rigid ICP (REALY ``rICP``), per region, starting from the global alignment each time:
+1. Global alignment (``gICP``): the prediction's 7 keypoints onto the scan's
+   (:func:`realy_global_alignment`, REALY's own scale formula, not least squares).
+2. Regions (see :mod:`.regions`): nose, mouth, forehead and cheek, cut from the scan (REALY ships
+   them pre-cut).
+3. Regional rigid ICP (``rICP``), per region, from the global alignment each time:
    correspondences are the closest points on the prediction's surface of the region's scan
-   vertices, plus the region's keypoints (prediction landmark to scan landmark) repeated
-   ``n_region / n_keypoints`` times (a quarter of that for the cheek); a rigid (no scale) fit;
-   until the mean squared residual changes by less than ``1e-6`` REALY units² or 100 iterations.
-4. Non-rigid ICP (REALY ``bICP``, :mod:`.nicp`): the scan region deforms towards the closest
-   points ``c_i`` it had on the prediction, its keypoints (the region vertices nearest to the
-   scan's landmarks) pulled to the prediction's landmarks (no keypoints for the cheek).
+   vertices, plus the region's keypoints (:data:`RIGID_KEYPOINTS`, prediction landmark to scan
+   landmark) repeated ``int(n_region / n_keypoints)`` times (``/ 4`` inside the ``int`` for the
+   cheek); a rigid (no scale) fit; until the mean squared residual changes by less than ``1e-6``
+   unit² or 100 iterations, the last fit not applied.
+4. Non-rigid ICP (``bICP``, :mod:`.nicp`, one affine map per scan vertex): the scan region deforms
+   towards the closest points ``c_i`` it had on the prediction, in the scan's own frame; each
+   keypoint (:data:`NICP_KEYPOINTS`, none for the cheek) anchors the region vertex nearest to the
+   scan landmark, however far, to the prediction's landmark (one anchor per vertex, the last wins).
 5. Error: ``e_i = |c'_i - s_i|`` with ``s_i`` the (undeformed) scan vertex and ``c'_i`` the
    closest point on the prediction of its *deformed* position; the region's error is the mean of
    ``e_i`` in millimetres; "all" is the mean of the four region means.
 
-Deviations from the reference code, and why:
-- Step 1 uses Umeyama's least-squares scale; REALY's ``fit_icp_RT`` takes the ratio of summed
-  absolute centred coordinates, which agrees for an exact similarity and differs by about 1 % when
-  the landmarks are 1-2 mm off; the regional rigid ICP and the keypoint-anchored non-rigid step
-  that follow absorb most of that (bench/eval.py shows the end result); Umeyama also excludes
-  reflections, which REALY's SVD does not.
-- Step 3 moves the scan region by the inverse transform instead of moving the prediction, so
-  the prediction's ray-casting scene is built once; rigid motions preserve every distance, so
-  the correspondences and the residuals are the same.
-- Regions are cut by mvrecon's own rule (REALY distributes pre-cut scan regions).
-- The non-rigid ICP's stiffness of an affine map's translation depends on the coordinate origin;
-  REALY runs in its scans' own frame (HIFI3D-aligned, head-centred as far as we can tell); a scan
-  from a scanner can sit anywhere, so by default the origin is a head centre derived from the
-  scan's landmarks (:func:`head_centre`). With ``nicp_origin="scan"`` and no deformation graph
-  the numbers equalled a transcription of REALY's code (tests/evaluate/eval_reference.py) to
-  1e-4 on scans in a head-centred frame; with the defaults they agree within about 1 %
-  (bench/eval.py prints it; the tests assert 2 %).
-- REALY uses 85 keypoints (68 + 17 extra on nose and cheeks); here only the standard 68, and a
-  landmark more than ``keypoint_snap_mm`` from the region (REALY's regions hold their keypoints;
-  a cut that keeps off an eye opening does not) does not anchor the non-rigid step.
+Parity: on the pair in ``shared/realy-parity`` (the official code run verbatim on mvrecon's regions)
+every region agrees within 0.5 % (``python bench/eval.py --parity``; tests/evaluate/test_eval_parity.py).
+
+Where this differs from the official code, none of which moves the figures of a covered region:
+- Step 3 moves the scan region by the inverse motion instead of moving the prediction (one
+  ray-casting scene); rigid motions preserve distances, so correspondences and residuals agree.
+- Step 4 solves each step's normal equations to a relative residual of 1e-6 by conjugate
+  gradients preconditioned with an earlier SuperLU factorization, instead of factoring every
+  step with CHOLMOD (:mod:`.nicp`); a faint 1e-6 pull of every map to the identity keeps a region
+  island without keypoints solvable, where CHOLMOD would fail.
+- REALY has 85 keypoints (68 + 17 extra on nose and cheeks); here the standard 68.
+- REALY's trimesh merges duplicate vertices of a scan region; ``cut_regions`` output has none.
 - Coverage check (REALY has none): after step 3, region vertices whose closest point lies on the
   prediction's open border, farther than ``boundary_tol`` away, are counted as not covered; a
   region covered below ``min_coverage`` is reported missing (no number) instead of being scored
   against the prediction's border, and "all" is then undefined.
+
+Sensitivity. Steps 3 and 4 lean on the 68 landmarks (heavy keypoint weights, keypoint anchors),
+so the figure depends on the scan's landmark convention as much as on the surface: the true
+surface against a scan whose brows sit 4-6 mm higher, jaw points 3-5 mm along the jaw and nose
+tip 1 mm off scores about 1 mm instead of 0.1 mm (``bench/eval.py --conventions``). REALY avoids
+that by having each method supply keypoints matched to its template; a scan from another scanner
+or annotator does not, hence the robust headline. Step 4 also anchors a landmark that lies off
+the region (REALY's regions hold their keypoints; mvrecon's cut keeps off the eye openings, where
+a model's eye landmarks sit): the ICT mean head against its own subdivided copy then reads several
+millimetres on the forehead (tests/evaluate/test_eval_ict.py), as the official code would on
+those regions. ``RealyConfig(keypoint_snap_mm=3.0)`` drops such anchors (no longer parity).
 """
 
 from __future__ import annotations
@@ -73,10 +75,12 @@ class RealyConfig:
     """Stop when the mean squared residual changes by less than this, in solver units² (REALY: 1e-6)."""
     nicp: NicpConfig = field(default_factory=NicpConfig)
     """Non-rigid ICP settings."""
-    nicp_origin: Literal["head", "scan", "region"] = "head"
-    """Origin of the non-rigid ICP's coordinates: head centre from the landmarks, scan file's origin, region centroid."""
-    keypoint_snap_mm: float = 3.0
-    """Landmarks farther than this from every region vertex do not anchor the non-rigid ICP."""
+    nicp_origin: Literal["head", "scan", "region"] = "scan"
+    """Origin of the non-rigid ICP's coordinates: the scan file's origin (REALY), a head centre
+    from the landmarks, or the region's centroid."""
+    keypoint_snap_mm: float | None = None
+    """Landmarks farther than this from every region vertex do not anchor the non-rigid ICP;
+    None: every landmark anchors its nearest region vertex (REALY)."""
     min_region_vertices: int = 30
     """A scan region with fewer vertices is reported empty."""
     boundary_tol_mm: float = 1.0
@@ -108,9 +112,27 @@ class RegionResult:
 
 
 def global_alignment(pred_landmarks: np.ndarray, scan_landmarks: np.ndarray) -> Similarity:
-    """Similarity taking the prediction's 7 REALY keypoints ``(68, 3)`` onto the scan's."""
+    """Least-squares similarity taking the prediction's 7 REALY keypoints ``(68, 3)`` onto the
+    scan's (the robust protocol's and the NoW metric's starting pose)."""
     k = list(REALY_KEYPOINTS)
     return umeyama(pred_landmarks[k], scan_landmarks[k], with_scale=True)
+
+
+def realy_global_alignment(pred_landmarks: np.ndarray, scan_landmarks: np.ndarray) -> Similarity:
+    """REALY's ``gICP``: the similarity of its ``fit_icp_RT`` taking the prediction's 7 keypoints
+    ``(68, 3)`` onto the scan's. The rotation is ``U V^T`` of the SVD of the centred
+    cross-covariance (no reflection check), the scale the ratio of the summed absolute centred
+    coordinates (scan over rotated prediction), the translation the mean residual. The scale is
+    not Umeyama's least-squares one (0.2 % apart on the parity pair), and the regional steps keep
+    it, so it shows in every region."""
+    k = list(REALY_KEYPOINTS)
+    src = np.asarray(pred_landmarks, dtype=np.float64)[k]
+    dst = np.asarray(scan_landmarks, dtype=np.float64)[k]
+    cs, cd = src - src.mean(0), dst - dst.mean(0)
+    u, _, vt = np.linalg.svd(cd.T @ cs)
+    rot = u @ vt
+    scale = float(np.abs(cd).sum() / np.abs(cs @ rot.T).sum())
+    return Similarity(scale, rot, (dst - scale * src @ rot.T).mean(0))
 
 
 def regional_rigid_icp(
@@ -220,11 +242,11 @@ def evaluate_region(
         dist, kp_ids = cKDTree(verts).query(scan_lm[nk])
         # a landmark on an edge the cut left out (an eye or mouth opening of the scan) would snap to
         # a vertex centimetres away and drag the region with it: only landmarks on the region anchor it
-        on_region = dist <= cfg.keypoint_snap_mm * 1e-3
-        kp_ids = kp_ids[on_region]
+        on_region = np.ones(len(nk), bool) if cfg.keypoint_snap_mm is None else dist <= cfg.keypoint_snap_mm * 1e-3
         kp_tgt = pred_landmarks[nk][on_region]
         if anchor_offset:
-            kp_tgt = kp_tgt + verts[kp_ids] - scan_lm[nk][on_region]
+            kp_tgt = kp_tgt + verts[kp_ids[on_region]] - scan_lm[nk][on_region]
+        kp_ids, kp_tgt = _one_anchor_per_vertex(kp_ids[on_region], kp_tgt)
     else:
         kp_ids, kp_tgt = np.zeros(0, np.int64), np.zeros((0, 3))
     deformed = nicp(verts, region.triangles, cp0.points, kp_ids, kp_tgt, nicp_cfg or cfg.nicp,
@@ -234,6 +256,14 @@ def evaluate_region(
     # scored like REALY over every vertex, but a partly uncovered region says so
     note = "" if coverage >= 0.995 else f"prediction covers {100 * coverage:.0f}%; uncovered vertices count as their distance to its border"
     return RegionResult(name, "ok", float(err_mm.mean()), n, coverage, region.vertex_ids, err_mm, iters, motion, note)
+
+
+def _one_anchor_per_vertex(ids: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Two landmarks that snap to one vertex give it one anchor, the later landmark's target:
+    REALY writes the keypoints' weights and targets into per-vertex arrays, so the last one wins."""
+    last = {int(v): i for i, v in enumerate(ids)}
+    keep = np.array(sorted(last.values()), dtype=np.int64)
+    return ids[keep], targets[keep]
 
 
 def head_centre(landmarks: np.ndarray) -> np.ndarray:
@@ -255,7 +285,7 @@ def _nicp_origin(scan_lm: np.ndarray, motion: Similarity, verts: np.ndarray, cfg
 class ProtocolResult:
     """The four regions' errors under one protocol.
 
-    ``name`` ``"robust"``, ``"realy_strict"`` or ``"unaligned"``; ``regions`` per region name;
+    ``name`` ``"robust"``, ``"realy"`` or ``"unaligned"``; ``regions`` per region name;
     ``alignment`` the similarity taking the prediction onto the scan before the regional steps
     (the identity for ``"unaligned"``).
     """
@@ -275,3 +305,29 @@ class ProtocolResult:
     @property
     def missing_regions(self) -> list[str]:
         return [r for r in REGION_NAMES if self.regions[r].status != "ok"]
+
+
+def realy_protocol(
+    pred_vertices: np.ndarray,
+    pred_triangles: np.ndarray,
+    pred_landmarks: np.ndarray,
+    regions: dict[str, Region],
+    scan_landmarks: np.ndarray,
+    cfg: RealyConfig = RealyConfig(),
+    timings: dict[str, float] | None = None,
+) -> ProtocolResult:
+    """Steps 1-5 (module docstring) for a prediction ``(n, 3)``/``(m, 3)`` with landmarks
+    ``(68, 3)``, in its own frame, against scan ``regions`` and ``scan_landmarks`` ``(68, 3)``.
+    ``timings`` (optional) receives the seconds of each region as ``realy_<region>``."""
+    import time
+
+    align = realy_global_alignment(pred_landmarks, scan_landmarks)
+    query = MeshQuery(align.apply(pred_vertices), pred_triangles)
+    plm = align.apply(pred_landmarks)
+    results = {}
+    for name in REGION_NAMES:
+        t = time.perf_counter()
+        results[name] = evaluate_region(query, regions[name], plm, scan_landmarks, cfg)
+        if timings is not None:
+            timings[f"realy_{name}"] = time.perf_counter() - t
+    return ProtocolResult("realy", results, align)

@@ -21,7 +21,7 @@ def _fmt(v: float | None, digits: int = 3) -> str:
 
 
 #: How each protocol is called in the reports.
-PROTOCOL_TITLES = {"robust": "robust", "realy_strict": "REALY strict", "unaligned": "unaligned (rig frame)"}
+PROTOCOL_TITLES = {"robust": "robust", "realy": "REALY", "unaligned": "unaligned (rig frame)"}
 
 
 def markdown_table(result: EvalResult) -> str:

@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
@@ -87,6 +88,12 @@ class RobustConfig:
     nicp_max_nodes: int = 150
     """Nodes of the non-rigid ICP's deformation graph for large regions (REALY steps: 400); with
     150, a smooth +-2 mm field reads 1 % higher than with 400 and costs half (bench/eval.py)."""
+    nicp_origin: Literal["head", "scan", "region"] = "head"
+    """Origin of the non-rigid ICP's coordinates (the translation's stiffness depends on it): a
+    head centre from the scan's landmarks, so that a scan's file frame does not matter."""
+    keypoint_snap_mm: float | None = 3.0
+    """Anchors farther than this from every region vertex (an eye corner over a cut-out eye) do
+    not anchor the non-rigid ICP."""
     nicp_keypoint_step: bool = False
     """Start the non-rigid ICP with REALY's keypoint-only step (the stable anchors of a region,
     such as the 4 eye corners on one line, cannot pin an affine map: off by default)."""
@@ -141,7 +148,9 @@ def robust_protocol(
     # the scan moves onto the prediction (its scene is built once); per-vertex errors are the same
     scan_lm = motion.apply(scan_landmarks)
     nicp_cfg = dataclasses.replace(realy_cfg.nicp, keypoint_step=cfg.nicp_keypoint_step,
-                                   max_data_points=cfg.nicp_data_points, max_nodes=cfg.nicp_max_nodes)
+                                   max_data_points=cfg.nicp_data_points, max_nodes=cfg.nicp_max_nodes,
+                                   cap_keypoint_free=True)
+    realy_cfg = dataclasses.replace(realy_cfg, nicp_origin=cfg.nicp_origin, keypoint_snap_mm=cfg.keypoint_snap_mm)
     results = {}
     for name in REGION_NAMES:
         r = evaluate_region(query, _moved(regions[name], motion), pred_landmarks, scan_lm, realy_cfg,

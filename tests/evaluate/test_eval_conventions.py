@@ -33,7 +33,7 @@ def test_robust_protocol_ignores_another_landmark_convention(face_arrays):
     pv, pf, sv, sf, lm = face_arrays
     shifted = another_convention(lm)
     r = evaluate(make_face_mesh(pv, pf, lm), make_face_mesh(sv, sf, shifted))
-    robust, strict = r.protocols["robust"], r.protocols["realy_strict"]
+    robust, strict = r.protocols["robust"], r.protocols["realy"]
     assert r.headline == "robust" and r.all_mm == robust.all_mm
     # the prediction is the scan's surface: only the meshes' chordal error remains
     assert robust.all_mm < 0.06
@@ -51,14 +51,14 @@ def test_robust_protocol_ignores_another_landmark_convention(face_arrays):
     d = r.to_dict()
     assert d["landmarks"]["conventions_differ"] is True
     assert d["landmarks"]["gap_median_mm"]["brows"] == pytest.approx(g["brows"][0], abs=1e-3)
-    assert d["headline"]["protocol"] == "robust" and d["realy_strict"]["all_mm"] == strict.all_mm
+    assert d["headline"]["protocol"] == "robust" and d["realy"]["all_mm"] == strict.all_mm
 
 
 def test_headline_is_one_setting(face_pair):
     pred, scan = face_pair
-    r = evaluate(pred, scan, EvalConfig(headline="realy_strict"))
-    assert r.headline == "realy_strict" and r.all_mm == r.protocols["realy_strict"].all_mm
-    assert r.to_dict()["headline"]["protocol"] == "realy_strict"
+    r = evaluate(pred, scan, EvalConfig(headline="realy"))
+    assert r.headline == "realy" and r.all_mm == r.protocols["realy"].all_mm
+    assert r.to_dict()["headline"]["protocol"] == "realy"
     with pytest.raises(InputError, match="rig's frame"):
         evaluate(pred, scan, EvalConfig(headline="unaligned"))
 
@@ -74,7 +74,7 @@ def test_scan_in_the_rig_frame_is_measured_unaligned(face_arrays):
     r = evaluate(make_face_mesh(pv + moved, pf, lm + moved), scan, cfg)
     assert r.headline == "unaligned"
     assert 1.5 < r.all_mm < 2.0
-    assert r.protocols["robust"].all_mm < 0.06 and r.protocols["realy_strict"].all_mm < 0.06
+    assert r.protocols["robust"].all_mm < 0.06 and r.protocols["realy"].all_mm < 0.06
     d = r.to_dict()
     assert d["scan"]["frame"] == "rig" and d["unaligned"]["all_mm"] == pytest.approx(r.all_mm)
 

@@ -17,7 +17,7 @@ def test_identical_surface_scores_zero(face_pair):
     pred, scan = face_pair
     r = evaluate(pred, scan)
     assert r.headline == "robust"
-    for proto in ("robust", "realy_strict"):
+    for proto in ("robust", "realy"):
         p = r.protocols[proto]
         for name in REGION_NAMES:
             assert p.regions[name].status == "ok"
@@ -72,7 +72,7 @@ def test_known_smooth_field_scores_its_mean(face_arrays):
         offset = float(np.abs(field(v)).mean() * 1e3)
         assert gap > 0.5
         assert gap == pytest.approx(offset, rel=0.08)
-        assert r.protocols["realy_strict"].regions[name].mean_mm == pytest.approx(gap, rel=0.02), name
+        assert r.protocols["realy"].regions[name].mean_mm == pytest.approx(gap, rel=0.02), name
         # the robust protocol's rigid steps follow the surface, not the landmarks, and absorb a
         # little more of the field (2 % on the cheek here)
         assert r.protocols["robust"].regions[name].mean_mm == pytest.approx(gap, rel=0.03), name
@@ -95,7 +95,7 @@ def test_region_missing_from_prediction_is_reported(face_arrays):
         assert p.regions["cheek"].status == "ok"
     assert r.all_mm is None and r.missing_regions == ["nose"]
     d = r.to_dict()
-    for key in ("headline", "robust", "realy_strict"):
+    for key in ("headline", "robust", "realy"):
         assert d[key]["nose_mm"] is None and d[key]["missing_regions"] == ["nose"]
         assert d[key]["all_mm"] is None
 
@@ -109,7 +109,7 @@ def test_agrees_with_reference_transcription(face_arrays):
 
     # here the prediction's landmarks move with its surface, as a real method's would
     pd, lmd = displaced(pv, field), displaced(lm, field)
-    ours = evaluate(make_face_mesh(pd, pf, lmd), make_face_mesh(sv, sf, lm)).protocols["realy_strict"]
+    ours = evaluate(make_face_mesh(pd, pf, lmd), make_face_mesh(sv, sf, lm)).protocols["realy"]
     regions = cut_regions(sv, sf, lm)
     ref = realy_reference(pd, pf, lmd, lm, {n: (r.vertices, r.triangles) for n, r in regions.items()})
     for name in REGION_NAMES:
