@@ -53,9 +53,9 @@ def _schedule(scale: float) -> tuple[Stage, ...]:
     return (
         Stage("rigid", n(40), ("rot", "trans"), {"landmark": 1.0}),
         Stage("shape", n(240), ("rot", "trans", "alpha", "beta"), {"landmark": 1.0, **_PRIORS}),
-        Stage("photo", n(110), ("rot", "trans", "alpha", "beta", "sh", "albedo", "bias"), photo),
-        Stage("deform", n(60), ("rot", "trans", "beta", "sh", "albedo", "bias", "deform"),
-              {**photo, "deform_bend": 3.0, "deform_mag": 1e-3}),
+        Stage("photo", n(160), ("rot", "trans", "alpha", "beta", "sh", "albedo", "bias"), photo),
+        Stage("deform", n(80), ("rot", "trans", "beta", "sh", "albedo", "bias", "deform"),
+              {**photo, "deform_bend": 0.03, "deform_mag": 1e-4}),
         Stage("detail", n(30), ("sh", "albedo", "bias", "disp"),
               {"photo": 1.0, "disp_tv": 0.5, "disp_mag": 0.05, "disp_consistency": 0.5}),
     )
