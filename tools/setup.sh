@@ -22,6 +22,10 @@ ldconfig -p | grep -q 'libusb-1.0.so.0' || need+=(libusb-1.0-0)
 ldconfig -p | grep -q 'libgomp.so.1' || need+=(libgomp1)
 # The report test opens report.html in headless Chromium (Debian's packages, with its driver).
 { command -v chromium && command -v chromedriver; } >/dev/null 2>&1 || need+=(chromium chromium-driver)
+# meshoptimizer (LODs) is a source package on PyPI: it builds with the system C++ compiler.
+command -v g++ >/dev/null 2>&1 || need+=(g++)
+# three.js (the report's glTF viewer) comes from the npm registry.
+command -v npm >/dev/null 2>&1 || need+=(npm)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
   $SUDO apt-get update -qq && $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
