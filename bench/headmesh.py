@@ -104,11 +104,7 @@ def main() -> None:
     seconds = time.perf_counter() - t0
 
     topo = SkinTopology.of(model)
-    zones = hm.skin_zones(model, topo.vids, topo.faces, hm.RegisterConfig())
-    face = np.arange(*model.submeshes["face"])
-    held = np.zeros(model.n_vertices, bool)
-    held[topo.vids[zones.weight > 0.99]] = True
-    face_held = face[held[face]]
+    face_held = hm.followed_face_vertices(model)
     lm = head.verts[model.landmarks68]
     lo, hi = scan.verts.min(0), scan.verts.max(0)
 

@@ -84,7 +84,6 @@ class Fitter:
         # image, which no ray from it can hit
         # A fixed share of them is held out of the term: the stages after the landmark ones are
         # judged on those (evidence they did not fit).
-        V = views.n_views
         gen = torch.Generator().manual_seed(cfg.seed + 1)
         held = (torch.rand(face.shape, generator=gen) < cfg.heldout_fraction) & face
         self.face_pixels, self.face_valid, self.face_target, self.face_weight = self._pixels(face & ~held)

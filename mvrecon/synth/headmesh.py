@@ -436,3 +436,13 @@ def registered_head(model: FaceModel, mesh_path: str | Path, cfg: RegisterConfig
     except OSError as e:
         log.warning("headmesh: cannot cache the registration at %s (%s)", cached, e)
     return head
+
+def followed_face_vertices(model: FaceModel, cfg: "RegisterConfig | None" = None) -> np.ndarray:
+    """Vertex ids of the face sub-mesh that the registration follows the scan on (not the rigid
+    eye and mouth rims or the ears, which keep the model's shape)."""
+    topo = SkinTopology.of(model)
+    zones = skin_zones(model, topo.vids, topo.faces, cfg or RegisterConfig())
+    face = np.arange(*model.submeshes["face"])
+    held = np.zeros(model.n_vertices, bool)
+    held[topo.vids[zones.weight > 0.99]] = True
+    return face[held[face]]

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from mvrecon.fit.accuracy import surface_error
-from mvrecon.fit.config import Stage, legacy, preset
+from mvrecon.fit.config import Stage, preset
 from mvrecon.fit.params import FitParams, HeadGeometry, Layout
 from mvrecon.fit.stage import fit_session
 

@@ -95,7 +95,6 @@ def test_register_recovers_a_known_head(tmp_path, ict_model):
     from mvrecon.evaluate.geometry import Similarity
     from mvrecon.meshio import write_obj, write_ply
     from mvrecon.synth import meshops as mo
-    from mvrecon.synth.head import SkinTopology
 
     model = ict_model
     rng = np.random.default_rng(0)
@@ -121,12 +120,8 @@ def test_register_recovers_a_known_head(tmp_path, ict_model):
 
     # correspondence: each registered vertex where the true one is, on the mesh as given
     err_mm = np.linalg.norm(found.apply(head.verts) - S.apply(truth), axis=1) / S.scale * 1e3
-    topo = SkinTopology.of(model)
-    zones = hm.skin_zones(model, topo.vids, topo.faces, hm.RegisterConfig())
     face = np.arange(*model.submeshes["face"])
-    held = np.zeros(model.n_vertices, bool)
-    held[topo.vids[zones.weight > 0.99]] = True
-    face_held = face[held[face]]
+    face_held = hm.followed_face_vertices(model)
     assert np.median(err_mm[face_held]) < 1.0
     assert np.percentile(err_mm[face_held], 95) < 3.0
     assert np.median(err_mm[face]) < 1.5
