@@ -11,6 +11,9 @@ from mvrecon.evaluate import EvalConfig, evaluate, load_face_mesh, make_face_mes
 from mvrecon.evaluate import synthetic as syn
 from mvrecon.evaluate.landmarks import check_ibug_order
 
+# at import time: tests/hostile has a conftest module of the same name, found first later on
+from conftest import save_mesh  # noqa: E402
+
 
 def on_face(xy: np.ndarray) -> np.ndarray:
     """Points ``(n, 3)`` of the procedural face above ``xy`` ``(n, 2)``."""
@@ -85,7 +88,6 @@ def test_landmarks_in_another_order_are_one_clear_error(face_arrays, tmp_path):
     grouped = np.concatenate([lm[0:17], lm[36:48], lm[17:27], lm[27:36], lm[48:68]])
     path = tmp_path / "scan_landmarks.txt"
     np.savetxt(path, grouped * 1000.0)
-    from conftest import save_mesh
 
     mesh = save_mesh(tmp_path / "scan.ply", sv * 1000.0, sf)
     with pytest.raises(InputError) as e:

@@ -36,7 +36,7 @@ def test_report_shows_only_current_outputs(case):
     fake_stage(root, "evaluate", {"metrics.json": metrics})
     c = report_content(load_session(root))
     assert c.texture == root / "texture" / "albedo.png"
-    assert c.metrics["evaluate"]["REALY all (mm)"] == 1.234 and c.metrics["texture"] == {"size": "8x8"}
+    assert c.metrics["evaluate"]["REALY all (mm), headline"] == 1.234 and c.metrics["texture"] == {"size": "8x8"}
 
     # an output changed by hand is no longer what the provenance says
     albedo_png = root / "texture" / "albedo.png"
