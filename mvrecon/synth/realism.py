@@ -292,12 +292,13 @@ def annotator_landmarks(verts: np.ndarray, faces: np.ndarray, landmarks: np.ndar
     the others (eye corners, lips, nostrils) where the model puts them.
     """
     from ..evaluate.geometry import MeshQuery
+    from .meshops import vertex_normals
 
     rng = np.random.default_rng(0) if rng is None else rng
     R = head_to_world[:3, :3]
     up, fwd, right = R[:, 1], R[:, 2], R[:, 0]
     q = MeshQuery(np.asarray(verts, np.float64), np.asarray(faces, np.int64))
-    vn = _vertex_normals(verts, faces)
+    vn = vertex_normals(np.asarray(verts, np.float64), np.asarray(faces, np.int64))
     out = np.array(landmarks, np.float64)
 
     def normal_at(p: np.ndarray) -> np.ndarray:
@@ -335,12 +336,6 @@ def annotator_landmarks(verts: np.ndarray, faces: np.ndarray, landmarks: np.ndar
     if len(near):
         out[30] = near[np.argmax(near @ fwd)]
     return out
-
-
-def _vertex_normals(verts: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    from .meshops import vertex_normals
-
-    return vertex_normals(np.asarray(verts, np.float64), np.asarray(faces, np.int64))
 
 
 __all__ = ["FACTORS", "Realism", "CameraResponse", "smooth_deformation", "perturb_rig", "rig_difference",

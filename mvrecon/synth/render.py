@@ -228,10 +228,7 @@ def irradiance_polynomial(sh: np.ndarray) -> np.ndarray:
 def shade(scene: Scene, prim: np.ndarray, bary: np.ndarray, sh_poly: np.ndarray) -> np.ndarray:
     """Linear colour (P, 3) of ray hits (prim >= 0 only): albedo times SH irradiance
     (``sh_poly`` from :func:`irradiance_polynomial`), normals interpolated per ray."""
-    f = scene.faces[prim]
-    n = np.einsum("pk,pkc->pc", bary, scene.normals[f])
-    n /= np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
-    irr = _monomials(n) @ sh_poly                                          # (P, 3)
+    irr = _monomials(_hit_normals(scene, prim, bary)) @ sh_poly                                          # (P, 3)
     return _albedo(scene, prim, bary) * np.clip(irr, 0, None)
 
 
@@ -241,8 +238,7 @@ def shade_key(scene: Scene, prim: np.ndarray, bary: np.ndarray, sh_poly: np.ndar
     its soft shadows (``scene.key_visibility``) and a Blinn-Phong specular lobe
     (``scene.specular``); ``view_dirs`` (P, 3) the rays' directions."""
     f = scene.faces[prim]
-    n = np.einsum("pk,pkc->pc", bary, scene.normals[f])
-    n /= np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
+    n = _hit_normals(scene, prim, bary)
     albedo = _albedo(scene, prim, bary)
     if scene.linear_albedo:
         from .realism import srgb_decode
@@ -262,6 +258,12 @@ def shade_key(scene: Scene, prim: np.ndarray, bary: np.ndarray, sh_poly: np.ndar
         spec = ks * (ex + 8) / (8 * np.pi) * ndh ** ex * ndl * fres / 0.04
         out = out + spec[:, None] * key.rgb[None]
     return out
+
+
+def _hit_normals(scene: Scene, prim: np.ndarray, bary: np.ndarray) -> np.ndarray:
+    """Unit normals (P, 3) interpolated at ray hits."""
+    n = np.einsum("pk,pkc->pc", bary, scene.normals[scene.faces[prim]])
+    return n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
 
 
 def _albedo(scene: Scene, prim: np.ndarray, bary: np.ndarray) -> np.ndarray:
