@@ -183,12 +183,16 @@ def deform_bounds(model, rim_mm: tuple[float, float] = (1.0, 5.0)) -> np.ndarray
     return np.maximum(b, 1e-6)
 
 
+def _mask_edges(model, mask: np.ndarray) -> np.ndarray:
+    """Unique undirected edges (E, 2), sorted, of the triangles whose corners are all in ``mask``."""
+    tri = model.triangles[mask[model.triangles].all(1)].astype(np.int64)
+    return np.unique(np.sort(np.concatenate([tri[:, [0, 1]], tri[:, [1, 2]], tri[:, [2, 0]]]), 1), axis=0)
+
+
 def _bending_operator(model, mask: np.ndarray, dtype) -> tuple[torch.Tensor, torch.Tensor]:
     """The uniform Laplacian (sparse (N, N)) over the edges between ``mask`` vertices, and the
     squared mean edge length per vertex (N,), mm^2 (the mean face's)."""
-    tri = model.triangles[mask[model.triangles].all(1)].astype(np.int64)
-    e = np.concatenate([tri[:, [0, 1]], tri[:, [1, 2]], tri[:, [2, 0]]])
-    e = np.unique(np.sort(e, 1), axis=0)
+    e = _mask_edges(model, mask)
     n = model.n_vertices
     deg = np.bincount(e.ravel(), minlength=n).astype(np.float64)
     length = np.linalg.norm(model.mean[e[:, 0]] - model.mean[e[:, 1]], axis=1) * 1000.0
@@ -261,8 +265,7 @@ class HeadGeometry:
         # (the normals' focal distance): 0.3 of it, estimated on the mean face, caps the bound
         probe = FitParams(model, 1, Layout(np.zeros(1, np.int64), 1, "per_frame"), 2, 2, 2, dtype=dtype)
         n = self.neutral_normals(probe).double().numpy()
-        tri = model.triangles[deformable[model.triangles].all(1)].astype(np.int64)
-        e = np.unique(np.sort(np.concatenate([tri[:, [0, 1]], tri[:, [1, 2]], tri[:, [2, 0]]]), 1), axis=0)
+        e = _mask_edges(model, deformable)
         length = np.linalg.norm(model.mean[e[:, 0]] - model.mean[e[:, 1]], axis=1)
         angle = np.arccos(np.clip((n[e[:, 0]] * n[e[:, 1]]).sum(1), -1, 1))
         radius = length / np.maximum(angle, 1e-4)
