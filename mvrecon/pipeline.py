@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Literal, Mapping, Sequence
 
+from . import threads
 from .errors import InputError, MvreconError, StageMissing
 from .io import read_image, read_json, refuse_symlink, sha256_file, write_json, writes_confined_to
 
@@ -858,6 +859,7 @@ def run_pipeline(
     if not (root / "session.json").is_file():
         raise InputError("not a session folder (no session.json)", root)
     t_run = time.perf_counter()
+    threads.ensure()
     with session_lock(root), writes_confined_to(root):
         log_file = _next_log(refuse_symlink(root / "logs", "logs folder"))
         with _log_to(log_file, verbose):
@@ -962,6 +964,7 @@ def _do_stage(ctx: Context, st: StageDef, i: int, i0: int, i1: int, force: bool,
         echo(format_outcome(o))
         return o
     log.info("%s: running", st.name)
+    threads.rebalance(force=True)  # its share of the cores now, in every library loaded so far
     if on_stage:
         on_stage(st.name, "start")
     (sdir / PROVENANCE_FILE).unlink(missing_ok=True)

@@ -1,0 +1,71 @@
+"""Thread discipline: a run's share of the cores follows the other mvrecon runs on the machine."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from mvrecon import threads
+
+
+@pytest.fixture
+def ledger(tmp_path, monkeypatch):
+    monkeypatch.setenv("MVRECON_RUNTIME_DIR", str(tmp_path / "rt"))
+    monkeypatch.setattr(threads, "available_cores", lambda: 4)
+    saved = dict(threads._state)
+    threads._state.update(requested=None, current=None, entry=None, checked=0.0)
+    before = torch.get_num_threads()
+    yield threads.runtime_dir()
+    threads.unregister()
+    threads._state.clear()
+    threads._state.update(saved)
+    torch.set_num_threads(before)
+
+
+def _sleeper():
+    return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+
+
+def test_share_splits_the_cores_between_live_runs_and_forgets_dead_ones(ledger):
+    assert threads.configure() == 4  # alone: every core
+    assert torch.get_num_threads() == 4 and os.environ["OMP_NUM_THREADS"] == "4"
+    others = [_sleeper(), _sleeper(), _sleeper()]
+    try:
+        for p in others:
+            (ledger / str(p.pid)).write_text("")
+        assert threads.live_runs() == 4
+        assert threads.rebalance(force=True) == 1  # four runs on four cores: one each
+        assert torch.get_num_threads() == 1
+        others[0].kill(), others[0].wait()
+        others[1].kill(), others[1].wait()
+        assert threads.rebalance(force=True) == 2  # the dead runs' entries are dropped
+        assert not (ledger / str(others[0].pid)).exists()
+    finally:
+        for p in others:
+            p.kill()
+            p.wait()
+    assert threads.rebalance(force=True) == 4
+
+
+def test_a_request_caps_the_share_and_leaving_removes_the_entry(ledger):
+    assert threads.configure(3) == 3
+    entry = ledger / str(os.getpid())
+    assert entry.is_file()
+    threads.unregister()
+    assert not entry.exists()
+    with pytest.raises(ValueError):
+        threads.configure(0)
+
+
+def test_single_threaded_restores_the_count(ledger):
+    threads.configure(2)
+    with threads.single_threaded():
+        assert torch.get_num_threads() == 1
+        from threadpoolctl import threadpool_info
+
+        assert all(i["num_threads"] == 1 for i in threadpool_info())
+    assert torch.get_num_threads() == 2
