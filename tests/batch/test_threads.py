@@ -69,3 +69,23 @@ def test_single_threaded_restores_the_count(ledger):
 
         assert all(i["num_threads"] == 1 for i in threadpool_info())
     assert torch.get_num_threads() == 2
+
+
+def test_a_fresh_lease_from_another_machine_refuses_and_a_lapsed_one_does_not(tmp_path):
+    """Where flock does not reach across machines, the holder's lease in the lock file does."""
+    import time as _time
+
+    from mvrecon.errors import SessionBusy
+    from mvrecon.session import LEASE_SECONDS, LOCK_FILE, session_lock
+
+    lock = tmp_path / LOCK_FILE
+    lock.write_text("4242 render-node-7")
+    with pytest.raises(SessionBusy, match="run on render-node-7 \\(pid 4242\\) renewed its lease"):
+        with session_lock(tmp_path):
+            pass
+    old = _time.time() - LEASE_SECONDS - 5
+    os.utime(lock, (old, old))
+    with session_lock(tmp_path):
+        pid, host = lock.read_text().split()
+        assert pid == str(os.getpid()) and host != "render-node-7"
+    assert lock.read_text() == ""  # the lease ends with the run
