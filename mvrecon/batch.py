@@ -24,6 +24,7 @@ from typing import Any, Callable, Literal, Sequence
 
 from .errors import InputError, MvreconError
 from .io import write_json, write_text
+from .threads import waiting as threads_waiting
 
 log = logging.getLogger(__name__)
 
@@ -155,34 +156,41 @@ def run_batch(sessions: Sequence[str | Path], preset: str = "default", workers: 
             done(run_session(r, preset, threads, settings, stop))
         engine = "serial"
     else:
-        ray = _ray()
-        started = not ray.is_initialized()
-        if started:
-            kw: dict[str, Any] = {"log_to_driver": False, "include_dashboard": False, "configure_logging": False}
-            if address:
-                ray.init(address=address, **kw)
-            else:
-                ray.init(num_cpus=workers * threads, **kw)
-        try:
-            task = ray.remote(run_session).options(num_cpus=threads, max_retries=0)
-            pending: dict[Any, str] = {}
-            queue = list(roots)
-            while queue or pending:
-                while queue and len(pending) < workers:
-                    r = queue.pop(0)
-                    pending[task.remote(r, preset, threads, settings, stop)] = r
-                ready, _ = ray.wait(list(pending), num_returns=1)
-                for ref in ready:
-                    r = pending.pop(ref)
-                    try:
-                        done(ray.get(ref))
-                    except Exception as e:  # the worker process died (killed, out of memory)
-                        done(BatchRow(r, "failed", float("nan"), error=f"worker lost: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"))
-        finally:
-            if started:
-                ray.shutdown()
+        with threads_waiting():  # this process only waits: its share of the cores goes to the workers
+            _run_on_ray(roots, preset, workers, threads, address, settings, stop, done)
         engine = "ray" if not address else f"ray ({address})"
     return BatchResult([rows[r] for r in roots], engine, workers, threads, preset, time.perf_counter() - t0)
+
+
+def _run_on_ray(roots: list[str], preset: str, workers: int, threads: int, address: str | None,
+                settings: dict[str, Any] | None, stop: str | None, done: Callable[[BatchRow], None]) -> None:
+    ray = _ray()
+    started = not ray.is_initialized()
+    if started:
+        kw: dict[str, Any] = {"log_to_driver": False, "include_dashboard": False, "configure_logging": False}
+        if address:
+            ray.init(address=address, **kw)
+        else:
+            ray.init(num_cpus=workers * threads, **kw)
+    try:
+        task = ray.remote(run_session).options(num_cpus=threads, max_retries=0)
+        pending: dict[Any, str] = {}
+        queue = list(roots)
+        while queue or pending:
+            while queue and len(pending) < workers:
+                r = queue.pop(0)
+                pending[task.remote(r, preset, threads, settings, stop)] = r
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            for ref in ready:
+                r = pending.pop(ref)
+                try:
+                    done(ray.get(ref))
+                except Exception as e:  # the worker process died (killed, out of memory)
+                    first = str(e).splitlines()[0] if str(e) else ""
+                    done(BatchRow(r, "failed", float("nan"), error=f"worker lost: {type(e).__name__}: {first}"))
+    finally:
+        if started:
+            ray.shutdown()
 
 
 def plan(workers: int | None, threads: int | None, serial: bool, address: str | None = None) -> tuple[int, int]:

@@ -188,6 +188,19 @@ def rebalance(force: bool = False) -> int:
 
 
 @contextlib.contextmanager
+def waiting() -> Iterator[None]:
+    """Out of the ledger for the block: this process only waits on others (a batch driver whose
+    sessions run in Ray workers), so its share goes to them."""
+    was = _state["entry"] is not None
+    unregister()
+    try:
+        yield
+    finally:
+        if was:
+            _register()
+
+
+@contextlib.contextmanager
 def single_threaded() -> Iterator[None]:
     """BLAS, OpenMP and torch on one thread inside the block (small solves, where the pools'
     wake-ups cost more than the work)."""
