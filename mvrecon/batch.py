@@ -132,7 +132,7 @@ def _ray():
 
 def run_batch(sessions: Sequence[str | Path], preset: str = "default", workers: int | None = None,
               threads: int | None = None, address: str | None = None, serial: bool = False,
-              settings: dict[str, Any] | None = None, stop: str | None = None,
+              settings: dict[str, Any] | None = None, stop: str | None = None, gpus: float = 0.0,
               on_done: Callable[[BatchRow, int, int], None] | None = None) -> BatchResult:
     """Run every session through the pipeline; rows in the order given.
 
@@ -140,7 +140,9 @@ def run_batch(sessions: Sequence[str | Path], preset: str = "default", workers: 
     Otherwise on Ray: ``address`` None starts a local Ray with ``workers x threads`` CPUs
     (defaults: :func:`plan`); an address ("auto" or HOST:PORT) joins a running cluster, where
     each task reserves ``threads`` CPUs and at most ``workers`` run at once when given. ``stop``:
-    the last stage to run (as ``session run --to``). ``on_done(row, finished, total)`` after each session."""
+    the last stage to run (as ``session run --to``). ``gpus``: GPUs each Ray task reserves (a
+    fraction shares one); Ray points the task at them (``CUDA_VISIBLE_DEVICES``) and the fit's
+    ``auto`` render backend then takes nvdiffrast. ``on_done(row, finished, total)`` after each session."""
     roots = _check_sessions(sessions)
     workers, threads = plan(workers, threads, serial, address)
     t0 = time.perf_counter()
@@ -157,13 +159,14 @@ def run_batch(sessions: Sequence[str | Path], preset: str = "default", workers: 
         engine = "serial"
     else:
         with threads_waiting():  # this process only waits: its share of the cores goes to the workers
-            _run_on_ray(roots, preset, workers, threads, address, settings, stop, done)
+            _run_on_ray(roots, preset, workers, threads, address, settings, stop, gpus, done)
         engine = "ray" if not address else f"ray ({address})"
     return BatchResult([rows[r] for r in roots], engine, workers, threads, preset, time.perf_counter() - t0)
 
 
 def _run_on_ray(roots: list[str], preset: str, workers: int, threads: int, address: str | None,
-                settings: dict[str, Any] | None, stop: str | None, done: Callable[[BatchRow], None]) -> None:
+                settings: dict[str, Any] | None, stop: str | None, gpus: float,
+                done: Callable[[BatchRow], None]) -> None:
     ray = _ray()
     started = not ray.is_initialized()
     if started:
@@ -173,7 +176,7 @@ def _run_on_ray(roots: list[str], preset: str, workers: int, threads: int, addre
         else:
             ray.init(num_cpus=workers * threads, **kw)
     try:
-        task = ray.remote(run_session).options(num_cpus=threads, max_retries=0)
+        task = ray.remote(run_session).options(num_cpus=threads, num_gpus=gpus, max_retries=0)
         pending: dict[Any, str] = {}
         queue = list(roots)
         while queue or pending:

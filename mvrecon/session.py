@@ -360,23 +360,3 @@ def _renew_lease(fd: int, stop: threading.Event) -> None:
     while not stop.wait(LEASE_SECONDS / 4):
         with contextlib.suppress(OSError):
             os.utime(fd)
-        raise InputError("the lock file is not a plain file of its own; remove it", path)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as e:
-            if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                holder = ""
-                with contextlib.suppress(OSError):
-                    holder = os.pread(fd, 64, 0).decode(errors="replace").strip()
-                raise SessionBusy(f"session is busy: another mvrecon run holds its lock{f' (pid {holder})' if holder else ''}", root) from None
-            raise _lock_error(e, path) from None
-        try:
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, str(os.getpid()).encode(), 0)
-        except OSError as e:  # a full disk: the PID is only a courtesy to the next holder
-            if e.errno not in (errno.ENOSPC, errno.EDQUOT):
-                raise _lock_error(e, path) from None
-        yield
-    finally:
-        os.close(fd)
