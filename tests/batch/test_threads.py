@@ -12,6 +12,7 @@ import torch
 from mvrecon import threads
 
 
+
 @pytest.fixture
 def ledger(tmp_path, monkeypatch):
     monkeypatch.setenv("MVRECON_RUNTIME_DIR", str(tmp_path / "rt"))
@@ -71,9 +72,13 @@ def test_single_threaded_restores_the_count(ledger):
     assert torch.get_num_threads() == 2
 
 
-def test_a_fresh_lease_from_another_machine_refuses_and_a_lapsed_one_does_not(tmp_path):
+def test_a_fresh_lease_from_another_machine_refuses_and_a_lapsed_one_does_not(tmp_path, monkeypatch):
     """Where flock does not reach across machines, the holder's lease in the lock file does."""
+    import threading
     import time as _time
+
+    died = []
+    monkeypatch.setattr(threading, "excepthook", died.append)  # the renewal thread must end quietly
 
     from mvrecon.errors import SessionBusy
     from mvrecon.session import LEASE_SECONDS, LOCK_FILE, session_lock
@@ -89,3 +94,12 @@ def test_a_fresh_lease_from_another_machine_refuses_and_a_lapsed_one_does_not(tm
         pid, host = lock.read_text().split()
         assert pid == str(os.getpid()) and host != "render-node-7"
     assert lock.read_text() == ""  # the lease ends with the run
+    # a long run renews its lease
+    import mvrecon.session as session_mod
+
+    monkeypatch.setattr(session_mod, "LEASE_SECONDS", 0.2)
+    os.utime(lock, (old, old))
+    with session_lock(tmp_path):
+        _time.sleep(0.3)
+        assert _time.time() - lock.stat().st_mtime < 0.2
+    assert not died, died[0].exc_value
