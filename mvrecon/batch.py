@@ -86,7 +86,7 @@ def run_session(root: str, preset: str, threads: int | None, settings: dict[str,
     t0 = time.perf_counter()
     worker = f"{os.uname().nodename}:{os.getpid()}"
     try:
-        _threads.configure(threads)
+        _threads.configure(threads, register=False)  # in the ledger while the pipeline runs, not while idle
         res = run_pipeline(root, pipeline_config(preset, **(settings or {})), stop=stop)
     except MvreconError as e:
         res = getattr(e, "run_result", None)

@@ -859,8 +859,7 @@ def run_pipeline(
     if not (root / "session.json").is_file():
         raise InputError("not a session folder (no session.json)", root)
     t_run = time.perf_counter()
-    threads.ensure()
-    with session_lock(root), writes_confined_to(root):
+    with threads.running(), session_lock(root), writes_confined_to(root):
         log_file = _next_log(refuse_symlink(root / "logs", "logs folder"))
         with _log_to(log_file, verbose):
             log.info("run: %s, preset %s, stages %s..%s%s", root, cfg.preset, STAGE_NAMES[i0], STAGE_NAMES[i1],

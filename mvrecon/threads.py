@@ -154,12 +154,22 @@ def configure(threads: int | None = None, register: bool = True) -> int:
     return n
 
 
-def ensure() -> int:
-    """Configure with the defaults and register, unless this process already did (an API caller
-    that runs the pipeline without the command line)."""
+@contextlib.contextmanager
+def running() -> Iterator[int]:
+    """A run in the ledger for the block (an API caller that runs the pipeline without the command
+    line, which registers the whole process): configured with the defaults on first use, entered
+    if it was not, and left again at the end if it entered here, so an idle Python process (a
+    notebook, a test runner) does not keep a share of the cores."""
+    entered = _state["entry"] is None
     if _state["current"] is None:
-        return configure()
-    return int(_state["current"])
+        configure()
+    elif entered:
+        _register()
+    try:
+        yield int(_state["current"])
+    finally:
+        if entered:
+            unregister()
 
 
 def count() -> int:

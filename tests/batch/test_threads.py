@@ -103,3 +103,15 @@ def test_a_fresh_lease_from_another_machine_refuses_and_a_lapsed_one_does_not(tm
         _time.sleep(0.3)
         assert _time.time() - lock.stat().st_mtime < 0.2
     assert not died, died[0].exc_value
+
+
+def test_an_api_run_leaves_the_ledger_when_it_ends(ledger):
+    """A Python process that ran a pipeline and went idle must not keep a share of the cores."""
+    entry = ledger / str(os.getpid())
+    with threads.running() as n:
+        assert n == 4 and entry.is_file()
+    assert not entry.exists()
+    threads.configure(2)  # a command line process: registered for its whole life
+    with threads.running():
+        pass
+    assert entry.is_file()
