@@ -174,6 +174,9 @@ def _run_on_ray(roots: list[str], preset: str, workers: int, threads: int, addre
         if address:
             ray.init(address=address, **kw)
         else:
+            # Ray runs its workers at niceness 15 by default: a batch is the machine's main work, not
+            # background to whatever else runs (a serial run is not niced either)
+            os.environ.setdefault("RAY_worker_niceness", "0")
             ray.init(num_cpus=workers * threads, **kw)
     try:
         task = ray.remote(run_session).options(num_cpus=threads, num_gpus=gpus, max_retries=0)
