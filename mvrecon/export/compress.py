@@ -54,11 +54,14 @@ def _view_uses(doc: dict) -> dict[int, dict]:
         size = np.dtype(_NP[a["componentType"]]).itemsize * _NCOMP[a["type"]]
         role = attr_role.get(i, "OTHER")
         if "bufferView" in a:
+            view = doc["bufferViews"][a["bufferView"]]
             if role == "INDICES":
                 uses[a["bufferView"]] = {"mode": "TRIANGLES", "stride": size, "count": a["count"], "role": role}
             else:
-                uses[a["bufferView"]] = {"mode": "ATTRIBUTES", "stride": size, "count": a["count"], "role": role,
-                                         "float": a["componentType"] == 5126}
+                # a view may hold several accessors (a primitive's morph targets, one after another)
+                stride = view.get("byteStride", size)
+                uses[a["bufferView"]] = {"mode": "ATTRIBUTES", "stride": stride, "count": view["byteLength"] // stride,
+                                         "role": role, "float": a["componentType"] == 5126}
         sp = a.get("sparse")
         if sp:
             isz = np.dtype(_NP[sp["indices"]["componentType"]]).itemsize
@@ -140,3 +143,41 @@ def compress_glb(glb: Glb, mantissa_bits: int = 12, jpeg_quality: int = 90) -> b
     total = 12 + 8 + len(js) + 8 + len(blob)
     return (struct.pack("<III", GLB_MAGIC, 2, total) + struct.pack("<II", len(js), CHUNK_JSON) + js
             + struct.pack("<II", len(blob), CHUNK_BIN) + blob)
+
+
+def decompress_glb(glb: Glb) -> Glb:
+    """The GLB with its EXT_meshopt_compression bufferViews decoded (meshoptimizer's decoders and
+    filters) into a plain binary chunk, so that :meth:`Glb.accessor` reads it; for tests and
+    benchmarks. Quantised accessors stay quantised."""
+    import meshoptimizer as mo
+
+    doc = json.loads(json.dumps(glb.doc))
+    out = bytearray()
+    for v in doc["bufferViews"]:
+        ext = v.pop("extensions", {}).get(EXT)
+        if ext is None:
+            o = v.get("byteOffset", 0)
+            raw = glb.bin[o:o + v["byteLength"]]
+        else:
+            enc = glb.bin[ext.get("byteOffset", 0):ext.get("byteOffset", 0) + ext["byteLength"]]
+            n, stride = ext["count"], ext["byteStride"]
+            if ext["mode"] == "ATTRIBUTES":
+                # the binding's default mode decodes n * stride bytes (its dtype mode allocates n items)
+                dec = np.ascontiguousarray(mo.decode_vertex_buffer(n, stride, enc)).view(np.uint8).reshape(-1)
+                if ext.get("filter") == "EXPONENTIAL":
+                    dec = np.asarray(mo.decode_filter_exp(dec.view(np.uint32).copy(), n, stride)).view(np.uint8)
+                elif ext.get("filter", "NONE") != "NONE":
+                    raise ValueError(f"meshopt filter {ext['filter']} is not decoded here")
+            else:
+                # decoded as 32-bit (the binding's buffer is uint32), narrowed to the view's size
+                fn = mo.decode_index_buffer if ext["mode"] == "TRIANGLES" else mo.decode_index_sequence
+                dec = np.asarray(fn(n, 4, enc), np.uint32).astype(np.uint16 if stride == 2 else np.uint32)
+            raw = np.ascontiguousarray(dec).tobytes()[:n * stride]
+        out.extend(b"\0" * (-len(out) % 4))
+        v.update(buffer=0, byteOffset=len(out), byteLength=len(raw))
+        out.extend(raw)
+    doc["buffers"] = [{"byteLength": len(out)}]
+    for k in ("extensionsUsed", "extensionsRequired"):
+        if k in doc:
+            doc[k] = [e for e in doc[k] if e != EXT]
+    return Glb(doc, bytes(out))
