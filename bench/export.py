@@ -94,6 +94,8 @@ def view_psnr(session, glb: Path) -> dict[str, float]:
                             torch.as_tensor(cam.world_to_cam[None]), cam.height, cam.width, uvs=torch.as_tensor(uv),
                             texture=torch.as_tensor(tex).permute(2, 0, 1), sh=torch.as_tensor(v.sh[None]))
         img = r.image[0].numpy()
+        if v.bias is not None:
+            img = img + v.bias              # the fit's image model: shaded albedo plus the view's colour bias
         # facial skin pixels: the asset triangles made of facial-skin model vertices
         tid = r.frags.tri_id[0].numpy()
         face_tri = _face_triangles(pos0, idx, head, good, a, b)

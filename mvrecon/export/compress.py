@@ -4,11 +4,14 @@ Every geometry bufferView (vertex attributes, morph-target deltas, indices, skin
 data) is encoded with meshoptimizer's vertex or index codec and marked with the extension; the
 file then carries a fallback buffer without data, so it needs a loader with the meshopt decoder
 (three.js ``GLTFLoader.setMeshoptDecoder``, Babylon.js, gltfpack, Blender 3.x+ importers).
-Before encoding, float attributes go through meshoptimizer's exponential filter with one
-exponent per component (:func:`exp_filter`): positions keep 16 bits (3 micrometres on a head),
-texture coordinates 14, normals, tangents and morph deltas ``mantissa_bits`` (12: 1/2048 of the
-largest delta of a target); skin weights, joint matrices and animation keys stay exact. The skin albedo is
-re-encoded as JPEG (quality ``jpeg_quality``); the alpha-carrying images stay PNG.
+The writer (``glb_bytes(compact=True)``) has already quantised the geometry with
+KHR_mesh_quantization (integers: positions and morph position deltas on one grid, normals,
+tangents and normal deltas as normalized bytes), which the codec packs byte-wise; what is still
+float (texture coordinates outside [0, 1], other files' attributes) goes through meshoptimizer's
+exponential filter with one exponent per component (:func:`exp_filter`): positions keep 16 bits,
+texture coordinates 14, normals, tangents and morph deltas ``mantissa_bits``; joint matrices and
+animation keys stay exact. The skin albedo is re-encoded as JPEG (quality ``jpeg_quality``); the
+alpha-carrying images stay PNG.
 """
 
 from __future__ import annotations
