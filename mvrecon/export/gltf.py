@@ -57,7 +57,6 @@ class _Builder:
         self.accessors.append(acc)
         return len(self.accessors) - 1
 
-
     def strided(self, arr: np.ndarray, ctype: int, atype: str, normalized: bool = False, minmax: bool = False,
                 blocks: int = 1) -> list[int]:
         """Integer accessors (KHR_mesh_quantization) with every element padded to a multiple of 4
@@ -145,7 +144,7 @@ CLIP_FRAME_S = 1.0 / 30
 
 
 #: ``--compress`` position grid (KHR_mesh_quantization): 14 bits over the head's largest extent
-#: (gltfpack's default; 19 micrometres on a 30 cm head), morph position deltas on the same grid
+#: (gltfpack's default; 18 micrometres over 30 cm), morph position deltas on the same grid
 QUANT_POSITION_BITS = 14
 
 
