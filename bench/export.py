@@ -9,7 +9,8 @@ errors). With ``--session`` an already fitted session is used as is (a synthetic
 the ground-truth "fit"). Prints one table: bake time,
 export time, GLB size, triangles per LOD, Khronos validator result, the PSNR of the exported
 textured asset re-rendered into every view against the undistorted photo over the facial skin,
-and the game-readiness figures; the last line is
+and the game-readiness figures; the line before the last gives the ``--compress`` glb and the
+USDZ sizes (``files: glb --compress X.XX MB, usdz Y.Y MB``), the last line is
 ``export: arkit N/52, skeleton yes|no, LOD flipped max X.XX %, unseen backdrop Y.Y %, glb Z.Z MB``.
 Timings are wall-clock on a shared machine: read them as rough figures.
 """
@@ -94,6 +95,8 @@ def view_psnr(session, glb: Path) -> dict[str, float]:
                             torch.as_tensor(cam.world_to_cam[None]), cam.height, cam.width, uvs=torch.as_tensor(uv),
                             texture=torch.as_tensor(tex).permute(2, 0, 1), sh=torch.as_tensor(v.sh[None]))
         img = r.image[0].numpy()
+        if v.bias is not None:
+            img = img + v.bias              # the fit's image model: shaded albedo plus the view's colour bias
         # facial skin pixels: the asset triangles made of facial-skin model vertices
         tid = r.frags.tri_id[0].numpy()
         face_tri = _face_triangles(pos0, idx, head, good, a, b)
@@ -179,7 +182,7 @@ def main() -> int:
     tr = run_texture(TextureConfig(size=args.size), session)
     bake_s = time.perf_counter() - t
     t = time.perf_counter()
-    er = export(session, ExportConfig(formats=("glb", "obj"), texture_size=args.size))
+    er = export(session, ExportConfig(formats=("glb", "obj", "usdz"), texture_size=args.size))
     exp_s = time.perf_counter() - t
     glb = er.out_dir / "head.glb"
     t = time.perf_counter()
@@ -187,14 +190,16 @@ def main() -> int:
                                        out_dir=str(er.out_dir.parent / "export_compressed")))
     comp_s = time.perf_counter() - t
     comp_mb = (erc.out_dir / "head.glb").stat().st_size / 1e6
+    usdz_mb = (er.out_dir / "head.usdz").stat().st_size / 1e6
     seen = float((tr.textures.skin_weight > 0)[tr.textures.skin_mask].mean())
     rows += [
         ("views", str(len(tr.textures.view_coverage))),
         (f"texture bake at {args.size} px (s)", f"{bake_s:.1f}"),
         ("skin texels seen (%)", f"{100 * seen:.1f}"),
-        ("export glb+obj, 3 LODs (s)", f"{exp_s:.1f}"),
+        ("export glb+obj+usdz, 3 LODs (s)", f"{exp_s:.1f}"),
         ("head.glb size (MB), every LOD, textures once", f"{glb.stat().st_size / 1e6:.1f}"),
-        ("head.glb --compress size (MB)", f"{comp_mb:.1f}"),
+        ("head.glb --compress size (MB)", f"{comp_mb:.2f}"),
+        ("head.usdz size (MB), LOD 0", f"{usdz_mb:.1f}"),
         ("export --compress (s)", f"{comp_s:.1f}"),
     ]
     for i, (f, n, v) in enumerate(zip(ExportConfig().lods, er.lod_triangles, er.lod_vertices)):
@@ -240,6 +245,7 @@ def main() -> int:
     print("-" * (w + 20))
     for k, v in rows:
         print(f"{k:<{w}}  {v}")
+    print(f"files: glb --compress {comp_mb:.2f} MB, usdz {usdz_mb:.1f} MB")
     print(f"export: arkit {gf['arkit']}/52, skeleton {'yes' if gf['skeleton'] else 'no'}, "
           f"LOD flipped max {100 * gf['flip_max']:.2f} %, unseen backdrop {100 * gf['unseen_blue']:.1f} %, "
           f"glb {gf['glb_mb']:.1f} MB")

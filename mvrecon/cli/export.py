@@ -37,8 +37,8 @@ def texture_cmd(session: Path, size: int) -> None:
 
 @click.command("export")
 @click.argument("session", type=click.Path(path_type=Path))
-@click.option("--format", "formats", type=click.Choice(["glb", "obj"]), multiple=True, default=("glb",),
-              show_default=True, help="Output format (repeat for both).")
+@click.option("--format", "formats", type=click.Choice(["glb", "obj", "usdz"]), multiple=True, default=("glb",),
+              show_default=True, help="Output format (repeat for several); usdz: LOD 0 for Apple AR Quick Look.")
 @click.option("--lod", "lods", default="1,0.25,0.05", show_default=True, callback=_lods,
               help="Triangle fractions of the levels of detail.")
 @click.option("--texture-size", type=click.IntRange(16, 16384), default=2048, show_default=True,

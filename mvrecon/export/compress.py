@@ -4,11 +4,14 @@ Every geometry bufferView (vertex attributes, morph-target deltas, indices, skin
 data) is encoded with meshoptimizer's vertex or index codec and marked with the extension; the
 file then carries a fallback buffer without data, so it needs a loader with the meshopt decoder
 (three.js ``GLTFLoader.setMeshoptDecoder``, Babylon.js, gltfpack, Blender 3.x+ importers).
-Before encoding, float attributes go through meshoptimizer's exponential filter with one
-exponent per component (:func:`exp_filter`): positions keep 16 bits (3 micrometres on a head),
-texture coordinates 14, normals, tangents and morph deltas ``mantissa_bits`` (12: 1/2048 of the
-largest delta of a target); skin weights, joint matrices and animation keys stay exact. The skin albedo is
-re-encoded as JPEG (quality ``jpeg_quality``); the alpha-carrying images stay PNG.
+The writer (``glb_bytes(compact=True)``) has already quantised the geometry with
+KHR_mesh_quantization (integers: positions and morph position deltas on one grid, normals,
+tangents and normal deltas as normalized bytes), which the codec packs byte-wise; what is still
+float (texture coordinates outside [0, 1], other files' attributes) goes through meshoptimizer's
+exponential filter with one exponent per component (:func:`exp_filter`): positions keep 16 bits,
+texture coordinates 14, normals, tangents and morph deltas ``mantissa_bits``; joint matrices and
+animation keys stay exact. The skin albedo is re-encoded as JPEG (quality ``jpeg_quality``); the
+alpha-carrying images stay PNG.
 """
 
 from __future__ import annotations
@@ -54,11 +57,14 @@ def _view_uses(doc: dict) -> dict[int, dict]:
         size = np.dtype(_NP[a["componentType"]]).itemsize * _NCOMP[a["type"]]
         role = attr_role.get(i, "OTHER")
         if "bufferView" in a:
+            view = doc["bufferViews"][a["bufferView"]]
             if role == "INDICES":
                 uses[a["bufferView"]] = {"mode": "TRIANGLES", "stride": size, "count": a["count"], "role": role}
             else:
-                uses[a["bufferView"]] = {"mode": "ATTRIBUTES", "stride": size, "count": a["count"], "role": role,
-                                         "float": a["componentType"] == 5126}
+                # a view may hold several accessors (a primitive's morph targets, one after another)
+                stride = view.get("byteStride", size)
+                uses[a["bufferView"]] = {"mode": "ATTRIBUTES", "stride": stride, "count": view["byteLength"] // stride,
+                                         "role": role, "float": a["componentType"] == 5126}
         sp = a.get("sparse")
         if sp:
             isz = np.dtype(_NP[sp["indices"]["componentType"]]).itemsize
@@ -140,3 +146,41 @@ def compress_glb(glb: Glb, mantissa_bits: int = 12, jpeg_quality: int = 90) -> b
     total = 12 + 8 + len(js) + 8 + len(blob)
     return (struct.pack("<III", GLB_MAGIC, 2, total) + struct.pack("<II", len(js), CHUNK_JSON) + js
             + struct.pack("<II", len(blob), CHUNK_BIN) + blob)
+
+
+def decompress_glb(glb: Glb) -> Glb:
+    """The GLB with its EXT_meshopt_compression bufferViews decoded (meshoptimizer's decoders and
+    filters) into a plain binary chunk, so that :meth:`Glb.accessor` reads it; for tests and
+    benchmarks. Quantised accessors stay quantised."""
+    import meshoptimizer as mo
+
+    doc = json.loads(json.dumps(glb.doc))
+    out = bytearray()
+    for v in doc["bufferViews"]:
+        ext = v.pop("extensions", {}).get(EXT)
+        if ext is None:
+            o = v.get("byteOffset", 0)
+            raw = glb.bin[o:o + v["byteLength"]]
+        else:
+            enc = glb.bin[ext.get("byteOffset", 0):ext.get("byteOffset", 0) + ext["byteLength"]]
+            n, stride = ext["count"], ext["byteStride"]
+            if ext["mode"] == "ATTRIBUTES":
+                # the binding's default mode decodes n * stride bytes (its dtype mode allocates n items)
+                dec = np.ascontiguousarray(mo.decode_vertex_buffer(n, stride, enc)).view(np.uint8).reshape(-1)
+                if ext.get("filter") == "EXPONENTIAL":
+                    dec = np.asarray(mo.decode_filter_exp(dec.view(np.uint32).copy(), n, stride)).view(np.uint8)
+                elif ext.get("filter", "NONE") != "NONE":
+                    raise ValueError(f"meshopt filter {ext['filter']} is not decoded here")
+            else:
+                # decoded as 32-bit (the binding's buffer is uint32), narrowed to the view's size
+                fn = mo.decode_index_buffer if ext["mode"] == "TRIANGLES" else mo.decode_index_sequence
+                dec = np.asarray(fn(n, 4, enc), np.uint32).astype(np.uint16 if stride == 2 else np.uint32)
+            raw = np.ascontiguousarray(dec).tobytes()[:n * stride]
+        out.extend(b"\0" * (-len(out) % 4))
+        v.update(buffer=0, byteOffset=len(out), byteLength=len(raw))
+        out.extend(raw)
+    doc["buffers"] = [{"byteLength": len(out)}]
+    for k in ("extensionsUsed", "extensionsRequired"):
+        if k in doc:
+            doc[k] = [e for e in doc[k] if e != EXT]
+    return Glb(doc, bytes(out))

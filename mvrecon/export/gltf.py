@@ -21,8 +21,10 @@ GLB_MAGIC = 0x46546C67
 CHUNK_JSON = 0x4E4F534A
 CHUNK_BIN = 0x004E4942
 FLOAT, UINT32, UINT16, UINT8 = 5126, 5125, 5123, 5121
+INT8, INT16 = 5120, 5122
 ARRAY_BUFFER, ELEMENT_ARRAY_BUFFER = 34962, 34963
-_NP = {FLOAT: np.float32, UINT32: np.uint32, UINT16: np.uint16, 5121: np.uint8}
+_NP = {FLOAT: np.float32, UINT32: np.uint32, UINT16: np.uint16, UINT8: np.uint8, INT8: np.int8, INT16: np.int16}
+KHR_QUANT = "KHR_mesh_quantization"
 _NCOMP = {"SCALAR": 1, "VEC2": 2, "VEC3": 3, "VEC4": 4, "MAT4": 16}
 
 
@@ -55,6 +57,36 @@ class _Builder:
         self.accessors.append(acc)
         return len(self.accessors) - 1
 
+    def strided(self, arr: np.ndarray, ctype: int, atype: str, normalized: bool = False, minmax: bool = False,
+                blocks: int = 1) -> list[int]:
+        """Integer accessors (KHR_mesh_quantization) with every element padded to a multiple of 4
+        bytes (``byteStride``), as vertex attributes must be aligned. ``arr`` (blocks * n, c):
+        ``blocks`` accessors of n rows each over one bufferView (a primitive's morph targets share
+        one, which keeps the JSON and the per-view codec overhead small)."""
+        a = np.ascontiguousarray(arr, dtype=_NP[ctype])
+        n_all, c = a.shape
+        item = a.dtype.itemsize
+        stride = -(-item * c // 4) * 4
+        pad = np.zeros((n_all, stride // item), a.dtype)
+        pad[:, :c] = a
+        vi = self.view(pad.tobytes(), ARRAY_BUFFER)
+        if stride != item * c:
+            self.views[vi]["byteStride"] = stride
+        n = n_all // blocks
+        out = []
+        for k in range(blocks):
+            acc = {"bufferView": vi, "componentType": ctype, "count": n, "type": atype}
+            if k:
+                acc["byteOffset"] = k * n * stride
+            if normalized:
+                acc["normalized"] = True
+            if minmax:
+                blk = a[k * n:(k + 1) * n]
+                acc["min"] = [int(x) for x in blk.min(0)]
+                acc["max"] = [int(x) for x in blk.max(0)]
+            self.accessors.append(acc)
+            out.append(len(self.accessors) - 1)
+        return out
 
     def sparse_vec3(self, arr: np.ndarray, zero_below: float) -> int:
         """A float VEC3 accessor stored sparsely (only rows with a component of magnitude at
@@ -111,6 +143,117 @@ COMPACT_ZERO, COMPACT_ZERO_NORMAL = 5e-5, 1e-2
 CLIP_FRAME_S = 1.0 / 30
 
 
+#: ``--compress`` position grid (KHR_mesh_quantization): 14 bits over the head's largest extent
+#: (gltfpack's default; 18 micrometres over 30 cm), morph position deltas on the same grid
+QUANT_POSITION_BITS = 14
+
+
+@dataclass(frozen=True)
+class PositionGrid:
+    """Quantised positions: ``p = offset + step * q`` with integer q (KHR_mesh_quantization);
+    morph position deltas are integers on the same grid, ``d = step * q``."""
+
+    offset: np.ndarray
+    """(3,) the grid's origin (file units)."""
+    step: float
+    """Grid spacing (file units)."""
+
+    def matrix(self) -> np.ndarray:
+        """(4, 4) the dequantisation transform, grid units to file units."""
+        m = np.eye(4)
+        m[:3, :3] *= self.step
+        m[:3, 3] = self.offset
+        return m
+
+
+def position_grid(lods: list[HeadAsset], bits: int = QUANT_POSITION_BITS) -> PositionGrid:
+    """One grid for every LOD (they share the skin and its inverse bind matrices): the bounding
+    box of the positions padded by the largest morph delta (as gltfpack does)."""
+    pos = np.concatenate([p.positions for a in lods for p in a.primitives]).astype(np.float64)
+    pad = max((float(np.abs(p.targets).max()) for a in lods for p in a.primitives
+               if p.targets is not None and p.targets.size), default=0.0)
+    lo, hi = pos.min(0) - pad, pos.max(0) + pad
+    return PositionGrid(offset=lo, step=float((hi - lo).max()) / ((1 << bits) - 1))
+
+
+def _unit_weights_u8(w: np.ndarray) -> np.ndarray:
+    """(n, 4) uint8 skin weights summing to exactly 255 (the largest absorbs the rounding)."""
+    w = np.asarray(w, np.float64)
+    w = w / np.maximum(w.sum(1, keepdims=True), 1e-12)
+    q = np.round(w * 255).astype(np.int64)
+    top = q.argmax(1)
+    q[np.arange(len(q)), top] += 255 - q.sum(1)
+    return q.astype(np.uint8)
+
+
+def normal_deltas_in_unit_range(rest: np.ndarray, deltas: np.ndarray) -> np.ndarray:
+    """(K, n, 3) normal deltas whose components lie in [-1, 1] (what normalized storage holds)
+    and that give the same shaded direction at full weight: where ``rest + d`` (the shape's
+    normal) needs a component beyond 1 (the normal turns by more than ~90 degrees, in folds of
+    the lips and lids), ``d`` becomes ``lam * (rest + d) - rest`` with the largest lam in [0, 1]
+    that fits; loaders normalise the morphed normal, so its direction is kept. When no lam fits
+    (lam ~ 0: a rest component of +-1 would have to change sign), the delta is clipped instead,
+    which keeps the turn's direction roughly (a morphed normal of length zero would not)."""
+    n0 = np.asarray(rest, np.float64)[None]
+    d = np.asarray(deltas, np.float64)
+    shape = n0 + d
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lim = np.where(shape > 0, (1 + n0) / shape, np.where(shape < 0, (1 - n0) / -shape, np.inf))
+    lam = np.clip(np.nan_to_num(lim, nan=np.inf).min(-1, keepdims=True), 0, 1)
+    fits = lam >= 0.05
+    out = np.where(np.abs(d).max(-1, keepdims=True) > 1, np.where(fits, lam * shape - n0, d), d)
+    return np.clip(out, -1, 1)
+
+
+def _snorm(x: np.ndarray, bits: int) -> np.ndarray:
+    m = (1 << (bits - 1)) - 1
+    return np.clip(np.round(np.asarray(x, np.float64) * m), -m, m)
+
+
+def _quantized_primitive_json(b: _Builder, p, material: int, use_targets: bool, grid: PositionGrid,
+                              zero: float, zero_n: float, normal_targets: bool) -> dict:
+    """A primitive with KHR_mesh_quantization storage (as gltfpack writes it): positions as
+    unsigned shorts on ``grid``, normals and tangents as normalized bytes, texture coordinates as
+    normalized unsigned shorts, skin weights as normalized bytes; morph position deltas as
+    (short or byte) integers on the grid and normal deltas as normalized bytes, dense (meshopt's
+    codec packs the zeros of the vertices a target does not move into almost nothing)."""
+    q = np.round((np.asarray(p.positions, np.float64) - grid.offset) / grid.step)
+    attrs = {"POSITION": b.strided(q, UINT16, "VEC3", minmax=True)[0],
+             "NORMAL": b.strided(_snorm(p.normals, 8), INT8, "VEC3", normalized=True)[0]}
+    uv = np.stack([p.uvs[:, 0], 1.0 - p.uvs[:, 1]], -1).astype(np.float64)
+    if uv.min() >= 0 and uv.max() <= 1:
+        attrs["TEXCOORD_0"] = b.strided(np.round(uv * 65535), UINT16, "VEC2", normalized=True)[0]
+    else:                               # outside [0, 1] a normalized type cannot hold it
+        attrs["TEXCOORD_0"] = b.accessor(uv, FLOAT, "VEC2", ARRAY_BUFFER)
+    if p.tangents is not None:
+        attrs["TANGENT"] = b.strided(_snorm(p.tangents, 8), INT8, "VEC4", normalized=True)[0]
+    if p.joints is not None:
+        wq = _unit_weights_u8(p.weights)
+        # a weight that rounds to zero drops its joint (glTF: unused joint slots are 0)
+        attrs["JOINTS_0"] = b.accessor(np.where(wq > 0, p.joints, 0), UINT8, "VEC4", ARRAY_BUFFER)
+        attrs["WEIGHTS_0"] = b.strided(wq, UINT8, "VEC4", normalized=True)[0]
+    ctype = UINT16 if len(p.positions) < 65535 else UINT32
+    prim = {"attributes": attrs, "indices": b.accessor(p.indices.reshape(-1), ctype, "SCALAR", ELEMENT_ARRAY_BUFFER),
+            "material": material, "mode": 4}
+    if use_targets:
+        d = np.asarray(p.targets, np.float64)
+        d = np.where(np.abs(d).max(-1, keepdims=True) >= zero, d, 0.0)
+        dq = np.round(d / grid.step)
+        if np.abs(dq).max(initial=0) > 32767:
+            raise ValueError("a morph delta does not fit the position grid")
+        small = np.abs(dq).max(initial=0) <= 127
+        K, n = dq.shape[:2]
+        pos_acc = b.strided(dq.reshape(K * n, 3), INT8 if small else INT16, "VEC3", minmax=True, blocks=K)
+        prim["targets"] = [{"POSITION": a} for a in pos_acc]
+        if p.normal_targets is not None and normal_targets:
+            nd = normal_deltas_in_unit_range(p.normals, p.normal_targets)
+            nd = np.where(np.abs(nd).max(-1, keepdims=True) >= zero_n, nd, 0.0)
+            nrm_acc = b.strided(_snorm(nd, 8).reshape(K * n, 3), INT8, "VEC3", normalized=True, blocks=K)
+            for t, a in zip(prim["targets"], nrm_acc):
+                t["NORMAL"] = a
+    return prim
+
+
 def _primitive_json(b: _Builder, p, material: int, use_targets: bool, zero: float = None, zero_n: float = None,
                     normal_targets: bool = True) -> dict:
     attrs = {
@@ -136,8 +279,10 @@ def _primitive_json(b: _Builder, p, material: int, use_targets: bool, zero: floa
     return prim
 
 
-def _skin_json(b: _Builder, skel, first_node: int) -> tuple[list[dict], dict]:
-    """Joint nodes (rest translations relative to their parents) and the skin over them."""
+def _skin_json(b: _Builder, skel, first_node: int, dequantize: np.ndarray | None = None) -> tuple[list[dict], dict]:
+    """Joint nodes (rest translations relative to their parents) and the skin over them.
+    ``dequantize`` (4, 4): quantised positions' grid-to-file transform, folded into the inverse
+    bind matrices (KHR_mesh_quantization's way for skinned meshes)."""
     local = skel.local_translations()
     nodes = []
     for j, name in enumerate(skel.names):
@@ -148,6 +293,8 @@ def _skin_json(b: _Builder, skel, first_node: int) -> tuple[list[dict], dict]:
         nodes.append(node)
     ibm = np.tile(np.eye(4, dtype=np.float32), (len(skel.names), 1, 1))
     ibm[:, :3, 3] = -skel.positions
+    if dequantize is not None:
+        ibm = (ibm.astype(np.float64) @ dequantize).astype(np.float32)
     # glTF matrices are column-major
     acc = b.accessor(np.ascontiguousarray(ibm.transpose(0, 2, 1)).reshape(len(skel.names), 16), FLOAT, "MAT4", None)
     skin = {"name": "head_rig", "inverseBindMatrices": acc, "skeleton": first_node,
@@ -165,11 +312,14 @@ def glb_bytes(asset: HeadAsset | list[HeadAsset], images: dict[str, bytes], name
     Every LOD is a mesh of its own in one file, sharing materials, textures and the skeleton:
     scene 0 shows LOD 0, scene k LOD k (``scenes[k].extras.lod``). The captured expression is the
     animation "captured" (the meshes' default weights are the rest pose unless asked otherwise).
-    ``compact`` (for ``--compress``): morph deltas under 50 micrometres and normal deltas under
-    0.01 stored as zeros, normal deltas in LOD 0 only."""
+    ``compact`` (for ``--compress``): KHR_mesh_quantization storage (:func:`_quantized_primitive_json`,
+    dequantised by the inverse bind matrices or the mesh nodes), morph deltas under 50
+    micrometres and normal deltas under 0.01 stored as zeros, normal deltas in LOD 0 only."""
     lods = asset if isinstance(asset, list) else [asset]
     base = lods[0]
     b = _Builder()
+    grid = position_grid(lods) if compact else None
+    unit = 100.0 if base.meta.get("units") == "cm" else 1.0         # COMPACT_ZERO is in metres
     src = image_uris if image_uris is not None else images
     tex_names = [k for k in ("skin", "eyes", "mouth", "normal", "eyelashes", "eye_wet") if k in src]
     if image_uris is not None:
@@ -191,9 +341,13 @@ def glb_bytes(asset: HeadAsset | list[HeadAsset], images: dict[str, bytes], name
             if p.material.name not in mat_of:
                 mat_of[p.material.name] = len(materials)
                 materials.append(_material_json(p, tex_index, tex_index.get("normal")))
-        prims = [_primitive_json(b, p, mat_of[p.material.name], use_targets,
-                                 zero=COMPACT_ZERO if compact else None, zero_n=COMPACT_ZERO_NORMAL if compact else None,
-                                 normal_targets=not compact or li == 0) for p in a.primitives]
+        if grid is not None:
+            prims = [_quantized_primitive_json(b, p, mat_of[p.material.name], use_targets, grid,
+                                               zero=COMPACT_ZERO * unit, zero_n=COMPACT_ZERO_NORMAL, normal_targets=li == 0)
+                     for p in a.primitives]
+        else:
+            prims = [_primitive_json(b, p, mat_of[p.material.name], use_targets, normal_targets=True)
+                     for p in a.primitives]
         mesh = {"name": name if li == 0 else f"{name}_lod{li}", "primitives": prims}
         if use_targets:
             mesh["weights"] = [float(w) for w in a.default_weights]
@@ -202,6 +356,9 @@ def glb_bytes(asset: HeadAsset | list[HeadAsset], images: dict[str, bytes], name
         node = {"name": mesh["name"], "mesh": li}
         if skel is not None and all(p.joints is not None for p in a.primitives):
             node["skin"] = 0
+        elif grid is not None:
+            # an unskinned quantised mesh is dequantised by its node (a skinned one by the skin)
+            node.update(translation=[float(x) for x in grid.offset], scale=[grid.step] * 3)
         nodes.append(node)
     doc = {
         "asset": {"version": "2.0", "generator": "mvrecon export"},
@@ -212,7 +369,7 @@ def glb_bytes(asset: HeadAsset | list[HeadAsset], images: dict[str, bytes], name
     }
     roots = []
     if skel is not None:
-        jnodes, skin = _skin_json(b, skel, len(nodes))
+        jnodes, skin = _skin_json(b, skel, len(nodes), None if grid is None else grid.matrix())
         nodes += jnodes
         doc["skins"] = [skin]
         roots = [skin["skeleton"]]
@@ -231,6 +388,9 @@ def glb_bytes(asset: HeadAsset | list[HeadAsset], images: dict[str, bytes], name
                          for li in range(n_lod) if "targets" in meshes[li]["primitives"][0]],
             "extras": {"frames": list(base.clip_keys)},
         }]
+    if grid is not None:
+        doc["extensionsUsed"] = [KHR_QUANT]
+        doc["extensionsRequired"] = [KHR_QUANT]
     doc["accessors"] = b.accessors
     doc["bufferViews"] = b.views
     doc["buffers"] = [{"byteLength": len(b.blob)}]
@@ -264,7 +424,9 @@ class Glb:
         n = _NCOMP[a["type"]]
         dt = np.dtype(_NP[a["componentType"]])
         if "bufferView" in a:
-            arr = self._view(a["bufferView"], dt, a["count"] * n, a.get("byteOffset", 0)).reshape(a["count"], n).copy()
+            stride = self.doc["bufferViews"][a["bufferView"]].get("byteStride", dt.itemsize * n)
+            rows = self._view(a["bufferView"], np.uint8, a["count"] * stride, a.get("byteOffset", 0))
+            arr = rows.reshape(a["count"], stride)[:, :dt.itemsize * n].copy().view(dt).reshape(a["count"], n)
         else:
             arr = np.zeros((a["count"], n), dt)
         sp = a.get("sparse")
@@ -274,6 +436,17 @@ class Glb:
             arr[idx] = self._view(sp["values"]["bufferView"], dt, sp["count"] * n,
                                   sp["values"].get("byteOffset", 0)).reshape(-1, n)
         return arr if n > 1 else arr[:, 0].copy()
+
+    def values(self, index: int) -> np.ndarray:
+        """An accessor's values as float64, normalized integers mapped to [-1, 1] or [0, 1]
+        (glTF's rules; KHR_mesh_quantization)."""
+        a = self.doc["accessors"][index]
+        arr = self.accessor(index).astype(np.float64)
+        if a.get("normalized"):
+            bits = 8 * np.dtype(_NP[a["componentType"]]).itemsize
+            signed = a["componentType"] in (INT8, INT16)
+            arr = np.maximum(arr / ((1 << (bits - 1)) - 1), -1.0) if signed else arr / ((1 << bits) - 1)
+        return arr
 
     def image(self, name: str) -> bytes:
         for im in self.doc.get("images", []):

@@ -9,6 +9,8 @@ Outputs (one atomic folder replacement; nothing is half-written on error)::
     head_lod1.glb ...   one LOD each (meshoptimizer, morph targets and skin kept), referencing the
                         shared image files beside them
     head.obj/.mtl ...   the same as OBJ (format obj), one file per LOD, sharing the textures
+    head.usdz           LOD 0 for Apple's AR Quick Look (format usdz, :mod:`.usd`): UsdSkel with
+                        the 52 ARKit blendshapes, joints, UsdPreviewSurface materials
     albedo.png eyes.png mouth.png normal.png displacement.png displacement.json
     asset.json          vertex/triangle counts per LOD, morph-target names, default weights, units
     config.json         the resolved ExportConfig
@@ -38,7 +40,7 @@ from .objfile import mtl_text, obj_text
 
 log = logging.getLogger(__name__)
 
-Format = Literal["glb", "obj"]
+Format = Literal["glb", "obj", "usdz"]
 MorphNames = Literal["arkit", "ict"]
 Expression = Literal["clip", "default"]
 Units = Literal["m", "cm"]
@@ -51,7 +53,8 @@ class ExportConfig:
     """Settings of the export stage."""
 
     formats: tuple[Format, ...] = ("glb",)
-    """Files to write: 'glb' (glTF 2.0 binary) and/or 'obj' (+ mtl)."""
+    """Files to write: 'glb' (glTF 2.0 binary), 'obj' (+ mtl), 'usdz' (LOD 0 as UsdSkel for
+    Apple's AR Quick Look; needs usd-core)."""
     lods: tuple[float, ...] = (1.0, 0.25, 0.05)
     """Triangle fraction of each level of detail, the first one is the full mesh (1.0)."""
     texture_size: int = 2048
@@ -76,9 +79,10 @@ class ExportConfig:
     """Bake settings when the texture stage has to run (its size is ``texture_size``)."""
 
     def __post_init__(self) -> None:
-        bad = [f for f in self.formats if f not in ("glb", "obj")]
+        bad = [f for f in self.formats if f not in ("glb", "obj", "usdz")]
         if bad or not self.formats:
-            raise MvreconError(f"export formats must be 'glb' and/or 'obj', got {', '.join(map(str, self.formats)) or 'none'}")
+            raise MvreconError("export formats must be among 'glb', 'obj' and 'usdz', got "
+                               f"{', '.join(map(str, self.formats)) or 'none'}")
         if not self.lods or any(not (0 < f <= 1) for f in self.lods):
             raise MvreconError(f"LOD fractions must lie in (0, 1], got {', '.join(map(str, self.lods))}")
         if self.morph_names not in ("arkit", "ict"):
@@ -169,6 +173,11 @@ def export(session, cfg: ExportConfig = ExportConfig()) -> ExportResult:
                 write_text(tmp / f"{stem}.obj", obj_text(a, f"{stem}.mtl"))
                 write_text(tmp / f"{stem}.mtl", mtl_text(a))
                 files += [f"{stem}.obj", f"{stem}.mtl"]
+        if "usdz" in cfg.formats:
+            from .usd import usdz_bytes
+
+            write_bytes(tmp / "head.usdz", usdz_bytes(full, images, units=cfg.units))
+            files.append("head.usdz")
         summary = {
             "units": cfg.units, "up": "+Y", "forward": "+Z (out of the face)", "model": head.model.name,
             "scale": float(head.scale),

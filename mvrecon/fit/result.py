@@ -44,6 +44,13 @@ class FittedHead:
     group_of_view: np.ndarray
     groups: list[str]
     mode: str
+    bias: np.ndarray | None = None
+    """(V, 3) per-view colour bias the fit adds to the rendered linear colour (photo ~ albedo x
+    SH irradiance + bias); None for a fit written before it had one (zero)."""
+
+    def view_bias(self, view: int) -> np.ndarray:
+        """(3,) the colour bias of view index ``view`` (zero when the fit has none)."""
+        return np.zeros(3) if self.bias is None else np.asarray(self.bias[view], np.float64)
 
     def neutral_model_space(self) -> np.ndarray:
         """(N, 3) identity + deformation, expression zero, model space (metres, +Y up)."""
@@ -106,4 +113,5 @@ def load_fit(fit_dir: str | Path, model: FaceModel | None = None) -> FittedHead:
         group_of_view=z["group_of_view"],
         groups=[str(g) for g in z["groups"]],
         mode=str(z["mode"]),
+        bias=z["bias"].astype(np.float64) if "bias" in z else None,
     )

@@ -4,7 +4,8 @@ detail maps (displacement, tangent-space normals).
 Per texel of the skin atlas the 3D point on the fitted world mesh of each expression group is
 found through a UV-space rasterisation (:mod:`.uvraster`). Each view that sees the point (in
 front, inside the image, facing the camera, not occluded: Open3D ray casting) contributes its
-photo colour divided by the view's fitted SH irradiance at the point's normal (the fit shades with
+photo colour minus the view's fitted colour bias, divided by the view's fitted SH irradiance at
+the point's normal (the fit's image model, ``photo = albedo * irradiance + bias`` in linear light) (the fit shades with
 world-space normals, :func:`mvrecon.render.render_mesh`), weighted by
 
     cos(viewing angle)^p  x  feather(distance to the view's silhouette)  x  (f / z)^2
@@ -94,6 +95,9 @@ class BakeView:
     """(9, 3) the view's fitted SH lighting."""
     person: np.ndarray | None = None
     """(H, W) float person probability (None: not known, every pixel may be the head)."""
+    bias: np.ndarray | None = None
+    """(3,) the view's fitted colour bias in linear light (the fit's image model is
+    ``albedo * irradiance + bias``); None: zero."""
 
 
 @dataclass(frozen=True)
@@ -216,6 +220,9 @@ def sample_views(head: FittedHead, samples: _Samples, views: list[BakeView], cfg
             irr = Y @ np.asarray(view.sh, np.float32)                           # (m, 3)
             lit = irr.min(1) > cfg.min_irradiance
             rgb = _bilinear(np.asarray(view.image, np.float32), xy[cand].astype(np.float32))
+            if view.bias is not None:
+                # the fit's image model: photo = albedo * irradiance + bias (linear light)
+                rgb = rgb - np.asarray(view.bias, np.float32)
             delit = rgb / np.maximum(irr, cfg.min_irradiance)
             # SH lighting has no self-shadowing: in creases (inner lips, nostrils) it over-predicts
             # nothing but can under-predict the light, and the division then blows up; an albedo

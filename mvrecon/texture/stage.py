@@ -75,8 +75,8 @@ def photo_response(session) -> str:
 
 def bake_views(session, head: FittedHead) -> list[BakeView]:
     """The session's photos of the fitted views, undistorted, in linear light (decoded from sRGB
-    when the session's camera response says so, as the fit reads them), with their fitted group
-    and SH."""
+    when the session's camera response says so, as the fit reads them), with their fitted group,
+    SH and colour bias."""
     from .bake import srgb_decode
 
     linearise = photo_response(session) == "srgb"
@@ -93,7 +93,7 @@ def bake_views(session, head: FittedHead) -> list[BakeView]:
         if linearise:
             img01 = srgb_decode(img01).astype(np.float32)
         out.append(BakeView(key, img01, cam0, int(head.group_of_view[i]),
-                            np.asarray(head.sh[i], np.float64)))
+                            np.asarray(head.sh[i], np.float64), bias=head.view_bias(i)))
     return out
 
 

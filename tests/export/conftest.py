@@ -140,7 +140,8 @@ def write_session(root, scene: Scene, with_fit: bool = True):
                        options={"camera_response": "linear"})
     if with_fit:
         h = scene.head
-        write_npz(root / "fit" / "params.npz",
+        extra = {} if h.bias is None else {"bias": np.asarray(h.bias, np.float32)}
+        write_npz(root / "fit" / "params.npz", **extra,
                   alpha=h.alpha.astype(np.float32), beta=h.beta.astype(np.float32),
                   rot=np.stack([matrix_to_axis_angle(R) for R in h.R]).astype(np.float32),
                   trans=h.t.astype(np.float32), log_scale=np.array(np.log(h.scale), np.float32),

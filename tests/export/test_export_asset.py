@@ -67,6 +67,32 @@ def test_glb_passes_khronos_validator(exported):
         assert issues["numWarnings"] == 0, (f, [m for m in issues["messages"] if m["severity"] == 1][:5])
 
 
+@pytest.mark.parametrize("skeleton", [True, False])
+def test_quantized_glb_passes_khronos_validator(scene, exported, tmp_path, skeleton):
+    """--compress's KHR_mesh_quantization storage, checked before the meshopt step (the validator
+    cannot look inside meshopt-coded buffers): integer accessors, their min/max, normalized
+    weights summing to one, every LOD, dequantised by the skin or (without one) the mesh node."""
+    from mvrecon.export import glb_bytes
+
+    _, res = exported
+    asset = build_asset(scene.head, skeleton=skeleton)
+    lods = [asset, decimate_asset(asset, 0.25)]
+    images = {k: (res.out_dir / f).read_bytes() for k, f in
+              {"skin": "albedo.png", "eyes": "eyes.png", "mouth": "mouth.png", "normal": "normal.png"}.items()}
+    path = tmp_path / "quantized.glb"
+    path.write_bytes(glb_bytes(lods, images, compact=True))
+    g = read_glb(path)
+    assert g.doc["extensionsRequired"] == ["KHR_mesh_quantization"]
+    assert ("skins" in g.doc) == skeleton and ("scale" in g.doc["nodes"][0]) != skeleton
+    try:
+        issues = validate(path)["issues"]
+    except ValidatorUnavailable as e:
+        pytest.skip(f"glTF validator unavailable: {e}")
+    print({k: issues[k] for k in ("numErrors", "numWarnings", "numInfos")})
+    assert issues["numErrors"] == 0, [m for m in issues["messages"] if m["severity"] == 0][:5]
+    assert issues["numWarnings"] == 0, [m for m in issues["messages"] if m["severity"] == 1][:5]
+
+
 def test_validator_flags_a_broken_glb(exported, tmp_path):
     """The validator check can fail: an index out of range is an error."""
     _, res = exported

@@ -50,6 +50,28 @@ def test_viewer_loads_every_lod_and_morph(chromium, tmp_path, page, which):
     assert st["lods"] == "3" and st["morphs"] == "52" and int(st["transparent"]) >= 1
 
 
+def _dark(im):
+    """Dark pixels at the centre of an eye close-up (the pupil, at the eye joint)."""
+    h, w = im.shape[:2]
+    c = im[int(0.4 * h):int(0.6 * h), int(0.35 * w):int(0.65 * w)]
+    return int((c.max(-1) < 40).sum())
+
+
+def test_compressed_head_blinks_like_the_plain_one(chromium, tmp_path, page):
+    """--compress (quantised morph deltas, meshopt): the left eye closes with eyeBlinkLeft and the
+    closed lid looks as in the uncompressed file."""
+    comp = page.with_name("viewer_compressed.html")
+    rest = _shot(chromium, tmp_path, comp, "focus=eye_left")
+    blink = _shot(chromium, tmp_path, comp, "focus=eye_left&morph=eyeBlinkLeft:1")
+    plain = _shot(chromium, tmp_path, page, "focus=eye_left&morph=eyeBlinkLeft:1")
+    moved = np.abs(blink - rest).mean()
+    off = np.abs(blink - plain).mean()
+    print(f"compressed eye close-up: blink {moved:.2f}, against the plain file's blink {off:.2f}; "
+          f"dark pixels rest {_dark(rest)}, blink {_dark(blink)}")
+    assert _dark(rest) > 50 and _dark(blink) < 0.2 * _dark(rest)
+    assert off < 0.25 * moved
+
+
 def test_left_eye_turns_and_closes(chromium, tmp_path, page):
     rest = _shot(chromium, tmp_path, page, "focus=eye_left")
     out = _shot(chromium, tmp_path, page, "focus=eye_left&morph=eyeLookOutLeft:1")
@@ -60,15 +82,11 @@ def test_left_eye_turns_and_closes(chromium, tmp_path, page):
     d_other = np.abs(other - rest).mean()
     # the pupil (dark, at the centre of the close-up: the eye joint) is visible at rest and
     # covered by the closed lid
-    def dark(im):
-        h, w = im.shape[:2]
-        c = im[int(0.4 * h):int(0.6 * h), int(0.35 * w):int(0.65 * w)]
-        return int((c.max(-1) < 40).sum())
     print(f"eye close-up: look-out {d_out:.2f}, blink {d_blink:.2f}, right blink {d_other:.2f}; "
-          f"dark pixels rest {dark(rest)}, blink {dark(blink)}")
+          f"dark pixels rest {_dark(rest)}, blink {_dark(blink)}")
     assert d_out > 2.0 and d_blink > 4.0
     assert d_other < 0.25 * min(d_out, d_blink)         # the right eye's shape does not move the left eye
-    assert dark(rest) > 50 and dark(blink) < 0.2 * dark(rest)
+    assert _dark(rest) > 50 and _dark(blink) < 0.2 * _dark(rest)
 
 
 def test_lods_agree_on_the_face(chromium, tmp_path, page):

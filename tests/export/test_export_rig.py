@@ -138,35 +138,65 @@ def test_ict_names_on_request(scene):
 
 
 def test_compressed_glb_decodes_to_the_same_head(scene, tmp_path):
-    """--compress: EXT_meshopt_compression buffers decode (meshoptimizer's own decoder and
-    exponential filter) to the asset's positions within the quantisation, and morph deltas too."""
-    import meshoptimizer as mo
-
+    """--compress: KHR_mesh_quantization storage under EXT_meshopt_compression decodes
+    (meshoptimizer's own decoder; the dequantisation folded into the inverse bind matrices) to
+    the asset's positions, morph deltas, normals and skin weights within the quantisation."""
     from mvrecon.export import glb_bytes
-    from mvrecon.export.compress import compress_glb
-    from mvrecon.export.gltf import parse_glb
+    from mvrecon.export.compress import compress_glb, decompress_glb
+    from mvrecon.export.gltf import COMPACT_ZERO, parse_glb
 
     asset = build_asset(scene.head)
     raw = glb_bytes(asset, {})
-    data = compress_glb(parse_glb(raw))
+    data = compress_glb(parse_glb(glb_bytes(asset, {}, compact=True)))
     g = parse_glb(data)
-    assert len(data) < 0.6 * len(raw)
-    assert "EXT_meshopt_compression" in g.doc["extensionsRequired"]
-
-    def decode(acc_index):
-        acc = g.doc["accessors"][acc_index]
-        ext = g.doc["bufferViews"][acc["bufferView"]]["extensions"]["EXT_meshopt_compression"]
-        enc = g.bin[ext["byteOffset"]:ext["byteOffset"] + ext["byteLength"]]
-        out = np.frombuffer(mo.decode_vertex_buffer(ext["count"], ext["byteStride"], enc), np.uint32)
-        out = out.reshape(ext["count"], -1).astype(np.int64)
-        assert ext.get("filter") == "EXPONENTIAL"
-        e = (out >> 24).astype(np.int8).astype(np.int64)
-        m = ((out & 0xFFFFFF) ^ 0x800000) - 0x800000
-        return m * np.exp2(e.astype(np.float64))
-
+    assert len(data) < 0.35 * len(raw)
+    assert {"EXT_meshopt_compression", "KHR_mesh_quantization"} <= set(g.doc["extensionsRequired"])
     prim = g.doc["meshes"][0]["primitives"][0]
-    pos = decode(prim["attributes"]["POSITION"])
+    acc = g.doc["accessors"]
+    assert acc[prim["attributes"]["POSITION"]]["componentType"] == 5123             # unsigned short
+    assert acc[prim["targets"][0]["POSITION"]]["componentType"] in (5120, 5122)      # (signed) byte / short
+    assert acc[prim["targets"][0]["NORMAL"]]["normalized"] is True
+    d = decompress_glb(g)
+    # grid units -> metres: the skin's inverse bind matrix of the root times its rest translation
+    ibm = d.accessor(d.doc["skins"][0]["inverseBindMatrices"]).reshape(-1, 4, 4).transpose(0, 2, 1)
+    rest = np.eye(4)
+    rest[:3, 3] = asset.skeleton.positions[0]
+    deq = rest @ ibm[0]
+    step = deq[0, 0]
+    assert np.allclose(np.diag(deq)[:3], step) and 0 < step < 1e-4
     skin = asset.primitives[0]
-    assert np.abs(pos - skin.positions).max() < 1e-5                       # 10 micrometres
-    print(f"compressed {len(data) / 1e6:.2f} MB from {len(raw) / 1e6:.2f} MB; position error "
-          f"{1e6 * np.abs(pos - skin.positions).max():.1f} um")
+    pos = d.values(prim["attributes"]["POSITION"]) * step + deq[:3, 3]
+    assert np.abs(pos - skin.positions).max() <= 0.51 * step + 1e-7
+    k = asset.target_names.index("jawOpen")
+    delta = d.values(prim["targets"][k]["POSITION"]) * step
+    tk = skin.targets[k].astype(np.float64)
+    want = np.where(np.abs(tk).max(1, keepdims=True) >= COMPACT_ZERO, tk, 0)
+    assert np.abs(want).max() > 100 * step                       # the chin moves: the check can fail
+    assert np.abs(delta - want).max() <= 0.51 * step + 1e-7
+    nrm = d.values(prim["attributes"]["NORMAL"])
+    assert np.abs(nrm - skin.normals).max() < 0.005
+    w = d.values(prim["attributes"]["WEIGHTS_0"])
+    assert np.allclose(w.sum(1), 1, atol=1e-6) and np.abs(w - skin.weights).max() < 0.005
+    print(f"compressed {len(data) / 1e6:.2f} MB from {len(raw) / 1e6:.2f} MB; grid step {1e6 * step:.1f} um, "
+          f"position error {1e6 * np.abs(pos - skin.positions).max():.1f} um")
+
+
+def test_normal_deltas_fit_normalized_storage_and_keep_the_direction():
+    """A normal delta that turns the normal by more than 90 degrees cannot be a normalized byte
+    as it is; the stored delta keeps the direction of the morphed normal at full weight."""
+    from mvrecon.export.gltf import normal_deltas_in_unit_range
+
+    rest = np.array([[0.0, 0.0, 1.0], [0.6, 0.0, 0.8], [0.0, 1.0, 0.0]])
+    shape = np.array([[0.8, 0.0, -0.6], [-0.6, 0.0, 0.8], [0.0, 0.995, 0.0998]])
+    shape /= np.linalg.norm(shape, axis=1, keepdims=True)
+    d = (shape - rest)[None]
+    assert np.abs(d).max() > 1                                    # as computed it does not fit
+    out = normal_deltas_in_unit_range(rest, d)[0]
+    assert np.abs(out).max() <= 1
+    got = rest + out
+    got /= np.linalg.norm(got, axis=1, keepdims=True)
+    assert np.allclose(got[1], shape[1], atol=1e-9)              # a 74 degree turn: exact direction
+    assert np.allclose(out[2], d[0, 2])                           # small deltas stay as they are
+    # a 127 degree turn away from +z cannot be reached from z = 1 with |d| <= 1: clipped, the
+    # normal still turns most of the way instead of vanishing
+    assert np.degrees(np.arccos(got[0] @ shape[0])) < 40

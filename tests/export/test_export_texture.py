@@ -161,6 +161,29 @@ def test_bake_uses_each_views_expression_group(scene, export_helpers):
     assert p_right > 30 and p_right > p_wrong + 2
 
 
+def test_bake_takes_out_the_fits_colour_bias(scene, export_helpers, tmp_path):
+    """The fit models a photo as albedo x irradiance + a per-view colour bias (linear light); photos
+    with a known bias, baked through the texture stage from the fit's params.npz, give the true
+    albedo back, while ignoring the bias (what dividing by the shading alone does) does not."""
+    from mvrecon.texture.stage import run as run_texture
+
+    V = len(scene.cameras)
+    bias = np.array([0.05, 0.035, 0.02]) + 0.01 * np.arange(V)[:, None]
+    photos = np.clip(scene.photos + bias[:, None, None, :].astype(np.float32), 0, 1)
+    assert photos.max() < 1                               # nothing clipped: the model holds exactly
+    head = replace(scene.head, bias=bias)
+    session = export_helpers.write_session(tmp_path / "s", replace(scene, head=head, photos=photos))
+    S = scene.gt_skin.shape[0] // 2
+    cfg = TextureConfig(size=S, person_mask=False)
+    tex = run_texture(cfg, session).textures
+    ignored = bake_texture(head, [replace(v, image=photos[i], bias=None) for i, v in enumerate(scene.views)], cfg)
+    gt = scene.gt_skin[::2, ::2]
+    seen = (tex.skin_weight > 0) & (ignored.skin_weight > 0)
+    p_with, p_without = _atlas_psnr(tex.skin, gt, seen), _atlas_psnr(ignored.skin, gt, seen)
+    print(f"colour bias taken out {p_with:.1f} dB, left in {p_without:.1f} dB")
+    assert p_with > 30 and p_with > p_without + 4
+
+
 def test_person_mask_colour_refinement_pulls_the_edge_onto_the_person(rng):
     """A skin-coloured disc on a blue backdrop with a sloppy (too large) segmentation: the colour
     refinement puts the backdrop ring below 0.5 and keeps the disc above it."""
