@@ -170,26 +170,204 @@ def nested_dissection(edges: np.ndarray, points: np.ndarray, leaf: int = 64) -> 
     return np.concatenate(order) if order else np.zeros(0, np.int64)
 
 
-class _Permuted:
-    """A factorization of ``A[perm][:, perm]`` that solves ``A x = b``."""
+class _VertexSystem:
+    """The per-vertex NICP step's normal equations and their solver.
 
-    def __init__(self, lu, perm: np.ndarray):
-        self.lu, self.perm = lu, perm
+    The matrix is ``alpha^2 kron(L, G^2) + blockdiag(B_i)`` over ``4n`` unknowns (4x3 per vertex):
+    ``L`` the mesh's graph Laplacian, ``G^2`` diagonal ``(4,)``, ``B_i`` ``(4, 4)`` each vertex's
+    data, keypoint and regularization terms. Everything is kept in a nested-dissection vertex order
+    (:func:`nested_dissection`) and the matrix is filled into a fixed sparse pattern.
 
-    def solve(self, b: np.ndarray) -> np.ndarray:
-        x = np.empty_like(b)
-        x[self.perm] = self.lu.solve(np.ascontiguousarray(b[self.perm]))
-        return x
+    - A data step is solved by conjugate gradients to :attr:`NicpConfig.solver_rtol`,
+      preconditioned by a float32 SuperLU factorization of an earlier data step's matrix (factored
+      afresh when asked, or when the solve needs more than ``refactor_iterations`` iterations).
+      The solve's speed is bound by reading the factor; float32 halves that, and the iterations in
+      float64 make up for its precision.
+    - The keypoint-only step's matrix is the stiffness plus one rank-1 block per keypoint. The
+      stiffness alone separates into one scalar Laplacian system per entry of ``G^2``, so the step
+      is solved exactly by the Woodbury identity: scalar factorizations, one solve per keypoint and
+      a keypoints x keypoints system, instead of factoring the whole matrix.
+
+    A data step that does not converge falls back on a float64 factorization of its own matrix.
+    """
+
+    def __init__(self, edges: np.ndarray, points: np.ndarray, rtol: float, refactor_iterations: int):
+        import scipy.sparse as sp
+
+        n = len(points)
+        self.n, self.rtol, self.refactor_iterations = n, rtol, refactor_iterations
+        order = nested_dissection(np.asarray(edges, dtype=np.int64).reshape(-1, 2), np.asarray(points, dtype=np.float64))
+        self.order = order
+        newid = np.empty(n, np.int64)
+        newid[order] = np.arange(n)
+        e = np.asarray(edges, dtype=np.int64).reshape(-1, 2)
+        e = newid[e[e[:, 0] != e[:, 1]]]  # a degenerate triangle's self-loop adds no stiffness
+        self.lap = _laplacian(e, n)  # in the new order
+        self.deg = np.asarray(self.lap.diagonal())
+        # the matrix's pattern: each vertex's dense 4x4 block and, per edge and direction, the 4
+        # diagonal entries of kron(L, G^2); `src` says where each stored entry's value comes from
+        # in [blocks (n*16), -alpha^2 G^2 (4)]
+        ar = np.arange(4)
+        v = np.arange(n)
+        rows_d = (4 * v[:, None, None] + ar[None, :, None]) + 0 * ar[None, None, :]
+        cols_d = (4 * v[:, None, None] + ar[None, None, :]) + 0 * ar[None, :, None]
+        src_d = np.arange(16 * n)
+        both = np.concatenate([e, e[:, ::-1]], 0)
+        rows_e = (4 * both[:, :1] + ar).ravel()
+        cols_e = (4 * both[:, 1:] + ar).ravel()
+        src_e = 16 * n + np.tile(ar, len(both))
+        rows = np.r_[rows_d.ravel(), rows_e]
+        cols = np.r_[cols_d.ravel(), cols_e]
+        src = np.r_[src_d, src_e].astype(np.float64) + 1.0  # +1: no source id is a stored zero
+        pattern = sp.csc_matrix((src, (rows, cols)), shape=(4 * n, 4 * n))
+        pattern.sort_indices()
+        self.indptr, self.indices = pattern.indptr, pattern.indices
+        self.src = pattern.data.astype(np.int64) - 1
+        self.factor = None  # float32 factor of an earlier data step's matrix
+        self.scalar: dict[float, object] = {}  # the keypoint step's scalar factors, by alpha^2 g^2
+        self.n_factor = 0
+        self.n_iter = 0
+
+    def to_new(self, a: np.ndarray) -> np.ndarray:
+        """Per-vertex array ``(n, ...)`` in the solver's vertex order."""
+        return a[self.order]
+
+    def from_new(self, a: np.ndarray) -> np.ndarray:
+        out = np.empty_like(a)
+        out[self.order] = a
+        return out
+
+    def _matrix(self, alpha2: float, g2: np.ndarray, blocks: np.ndarray):
+        import scipy.sparse as sp
+
+        full = blocks + (alpha2 * self.deg)[:, None, None] * np.diag(g2)
+        vals = np.r_[full.ravel(), -alpha2 * g2][self.src]
+        return sp.csc_matrix((vals, self.indices, self.indptr), shape=(4 * self.n, 4 * self.n))
+
+    def _matvec(self, alpha2: float, g2: np.ndarray, blocks: np.ndarray, x: np.ndarray) -> np.ndarray:
+        """``A x`` for maps ``x`` ``(n, 4, 3)`` from the structure (cheaper than the stored matrix)."""
+        lx = (self.lap @ x.reshape(self.n, 12)).reshape(self.n, 4, 3)
+        return alpha2 * g2[None, :, None] * lx + blocks @ x
+
+    def _factor32(self, a):
+        import scipy.sparse.linalg as spla
+
+        self.n_factor += 1
+        lu = spla.splu(a.astype(np.float32), permc_spec="NATURAL", diag_pivot_thresh=0.0,
+                       options=dict(SymmetricMode=True))
+        return lambda r: lu.solve(r.reshape(-1, 3).astype(np.float32)).astype(np.float64).reshape(self.n, 4, 3)
+
+    def _stiffness_solves(self, alpha2: float, g2: np.ndarray, reg: float) -> list:
+        """Per component ``c``, a factorization of ``alpha2 g2[c] L + reg I`` (cached)."""
+        import scipy.sparse as sp
+        import scipy.sparse.linalg as spla
+
+        out = []
+        for c in range(4):
+            key = (float(alpha2 * g2[c]), float(reg))
+            if key not in self.scalar:
+                m = (key[0] * self.lap + reg * sp.eye(self.n)).tocsc()
+                self.scalar[key] = spla.splu(m, permc_spec="NATURAL", diag_pivot_thresh=0.0,
+                                             options=dict(SymmetricMode=True))
+            out.append(self.scalar[key])
+        return out
+
+    def _keypoint_step(self, alpha2: float, g2: np.ndarray, reg: float, rhs: np.ndarray, kp_ids: np.ndarray,
+                       kp_vecs: np.ndarray) -> np.ndarray:
+        """Exact solve of ``(S + sum_j e_j e_j^T (x) c_j c_j^T) X = rhs`` by the Woodbury identity,
+        ``S = alpha2 kron(L, G^2) + reg I``: keypoint ``j`` at vertex ``kp_ids[j]`` (new order)
+        with ``c_j = kp_vecs[j]`` ``(4,)``. ``rhs`` ``(n, 4, 3)``."""
+        solves = self._stiffness_solves(alpha2, g2, reg)
+        k = len(kp_ids)
+        unit = np.zeros((self.n, k))
+        unit[kp_ids, np.arange(k)] = 1.0
+        cache: dict[int, np.ndarray] = {}
+        e = []  # per component, S_c^-1 at the keypoints' vertices (n, k)
+        for c in range(4):
+            if id(solves[c]) not in cache:
+                cache[id(solves[c])] = solves[c].solve(unit)
+            e.append(cache[id(solves[c])])
+        y = np.empty_like(rhs)
+        for c in range(4):
+            y[:, c] = solves[c].solve(np.ascontiguousarray(rhs[:, c]))
+        # capacitance I + C S^-1 C^T, (k, k)
+        cap = np.eye(k) + sum(kp_vecs[:, c, None] * kp_vecs[None, :, c] * e[c][kp_ids] for c in range(4))
+        t = np.einsum("jc,jcd->jd", kp_vecs, y[kp_ids])  # C y, (k, 3)
+        z = np.linalg.solve(cap, t)
+        for c in range(4):
+            y[:, c] -= e[c] @ (kp_vecs[:, c, None] * z)
+        return y
+
+    def solve_keypoint_step(self, alpha2: float, g2: np.ndarray, reg: float, rhs: np.ndarray, kp_ids: np.ndarray,
+                            kp_vecs: np.ndarray) -> np.ndarray:
+        """Maps ``(n, 4, 3)`` of the keypoint-only step (caller's vertex order): stiffness ``alpha2``,
+        ``G^2`` ``(4,)``, regularization ``reg``, keypoint blocks ``c_j c_j^T`` at vertices ``kp_ids``
+        ``(k,)`` with ``c_j = kp_vecs[j]`` ``(k, 4)``."""
+        newid = np.empty(self.n, np.int64)
+        newid[self.order] = np.arange(self.n)
+        return self.from_new(self._keypoint_step(alpha2, g2, reg, self.to_new(rhs), newid[kp_ids], kp_vecs))
+
+    def solve(self, alpha2: float, g2: np.ndarray, blocks: np.ndarray, rhs: np.ndarray, x0: np.ndarray | None,
+              fresh: bool) -> np.ndarray:
+        """Maps ``(n, 4, 3)`` solving a data step (arrays in the caller's vertex order; ``blocks``
+        ``(n, 4, 4)`` hold the data, keypoint and regularization terms); ``fresh``: factor this
+        step's matrix for the preconditioner."""
+        b = self.to_new(blocks)
+        r = self.to_new(rhs)
+        x = None if x0 is None else self.to_new(x0)
+        matvec = lambda v: self._matvec(alpha2, g2, b, v)  # noqa: E731
+        if fresh or self.factor is None:
+            self.factor = self._factor32(self._matrix(alpha2, g2, b))
+            fresh = True
+        x = self._pcg(matvec, r, x, self.factor, self.refactor_iterations)
+        if x is None and not fresh:
+            self.factor = self._factor32(self._matrix(alpha2, g2, b))
+            x = self._pcg(matvec, r, None, self.factor, 10 * self.refactor_iterations)
+        if x is None:  # not converged: a direct float64 solve of this step's own matrix
+            import scipy.sparse.linalg as spla
+
+            self.n_factor += 1
+            lu = spla.splu(self._matrix(alpha2, g2, b), permc_spec="NATURAL", diag_pivot_thresh=0.0,
+                           options=dict(SymmetricMode=True))
+            x = lu.solve(r.reshape(-1, 3)).reshape(self.n, 4, 3)
+        return self.from_new(x)
+
+    def _pcg(self, matvec, b: np.ndarray, x0: np.ndarray | None, prec, max_iter: int) -> np.ndarray | None:
+        """Column-wise preconditioned CG from ``x0`` (None: from the preconditioned right-hand
+        side); None when the relative residual is not below ``rtol`` after ``max_iter`` iterations
+        (or the float32 preconditioner is useless here: a direction only the faint regularization
+        pins, such as the normal row of a flat patch's maps, is below float32's precision)."""
+        bn = np.maximum(np.sqrt((b * b).sum((0, 1))), 1e-300)
+        done = lambda r: (np.sqrt((r * r).sum((0, 1))) <= self.rtol * bn).all()  # noqa: E731
+        with np.errstate(over="ignore", invalid="ignore"):
+            x = prec(b) if x0 is None else x0.copy()
+            r = b - matvec(x)
+            z = prec(r)
+            p = z.copy()
+            rz = (r * z).sum((0, 1))
+            for _ in range(max_iter):
+                if done(r):
+                    return x
+                ap = matvec(p)
+                step = rz / np.maximum((p * ap).sum((0, 1)), 1e-300)
+                x += step * p
+                r -= step * ap
+                z = prec(r)
+                rz_new = (r * z).sum((0, 1))
+                p = z + (rz_new / np.maximum(rz, 1e-300)) * p
+                rz = rz_new
+                self.n_iter += 1
+                if not np.isfinite(rz).all():
+                    return None
+            return x if done(r) else None
 
 
 class _Solver:
-    """Solves a sequence of nearby SPD systems ``A X = B`` ``(4m, 3)``: the last factorization
-    preconditions a conjugate-gradient solve warm-started from the previous solution, and a new
-    factorization is made when that converges slowly."""
+    """Solves a sequence of nearby SPD systems ``A X = B`` ``(4m, 3)`` of a deformation graph's
+    maps: the last factorization preconditions a conjugate-gradient solve warm-started from the
+    previous solution, and a new factorization is made when that converges slowly."""
 
-    def __init__(self, rtol: float, refactor_iterations: int, order: np.ndarray | None = None):
-        # order: the unknowns' elimination order (None: SuperLU's minimum degree)
-        self.perm = order
+    def __init__(self, rtol: float, refactor_iterations: int):
         self.rtol = rtol
         self.refactor_iterations = refactor_iterations
         self.factor = None
@@ -201,12 +379,8 @@ class _Solver:
         import scipy.sparse.linalg as spla
 
         # the matrix is symmetric positive definite: diagonal pivots, symmetric ordering
-        if self.perm is None:
-            self.factor = spla.splu(sp.csc_matrix(a), permc_spec="MMD_AT_PLUS_A", diag_pivot_thresh=0.0,
-                                    options=dict(SymmetricMode=True))
-        else:
-            self.factor = _Permuted(spla.splu(sp.csc_matrix(a[self.perm][:, self.perm]), permc_spec="NATURAL",
-                                              diag_pivot_thresh=0.0, options=dict(SymmetricMode=True)), self.perm)
+        self.factor = spla.splu(sp.csc_matrix(a), permc_spec="MMD_AT_PLUS_A", diag_pivot_thresh=0.0,
+                                options=dict(SymmetricMode=True))
         self.n_factor += 1
 
     def solve(self, a, b: np.ndarray, x0: np.ndarray | None, fresh: bool = False) -> np.ndarray:
@@ -269,11 +443,12 @@ def optimal_step_nicp(
 
     n = len(vertices)
     m = n if skin is None else skin.shape[1]
-    lap = _laplacian(edges, m)
     g2 = np.diag(np.array([1.0, 1.0, 1.0, cfg.gamma]) ** 2)
     g2_kp = np.diag(np.array([2.0, 2.0, 3.0, 2.0 * cfg.gamma]) ** 2)
-    stiff = sp.kron(lap, sp.csr_matrix(g2)).tocsc()
-    stiff_kp = sp.kron(lap, sp.csr_matrix(g2_kp)).tocsc()
+    if skin is not None:
+        lap = _laplacian(edges, m)
+        stiff = sp.kron(lap, sp.csr_matrix(g2)).tocsc()
+        stiff_kp = sp.kron(lap, sp.csr_matrix(g2_kp)).tocsc()
     targets = np.asarray(target_points, dtype=np.float64)
     tree = cKDTree(targets)
     kp_ids = np.asarray(keypoint_ids, dtype=np.int64)
@@ -296,11 +471,12 @@ def optimal_step_nicp(
     x_prev = np.zeros((4 * m, 3))
     cur = np.asarray(vertices, dtype=np.float64).copy()
     count = 0
-    order = None
-    if skin is None and m > 2000:
-        vorder = nested_dissection(edges, np.asarray(vertices, dtype=np.float64))
-        order = (4 * vorder[:, None] + np.arange(4)[None]).ravel()
-    solver = _Solver(cfg.solver_rtol, cfg.refactor_iterations, order)
+    if skin is None:
+        system = _VertexSystem(edges, cur, cfg.solver_rtol, cfg.refactor_iterations)
+        g2_diag, g2_kp_diag = np.diag(g2).copy(), np.diag(g2_kp).copy()
+        reg_block = cfg.regularization * np.eye(4)
+    else:
+        solver = _Solver(cfg.solver_rtol, cfg.refactor_iterations)
     solved = None  # the last solution, the next solve's starting point
     cap = cfg.max_steps if (has_kp or cfg.cap_keypoint_free) else 99
     for stage, (alpha, eps) in enumerate(stages):
@@ -310,30 +486,39 @@ def optimal_step_nicp(
             if np.linalg.norm(x - x_prev) * norm_scale <= eps or step > cap:
                 break
             x_prev = x
-            dmat = _data_matrix(cur, skin)
-            if keypoint_only:
-                lhs = alpha**2 * stiff_kp
-                rhs = np.zeros((4 * m, 3))
-            else:
-                dist, idx = tree.query(cur, workers=-1)
-                w = (dist < max(2.0 * dist.mean(), 1.0)).astype(np.float64)
-                dw = sp.diags(w) @ dmat
-                lhs = alpha**2 * stiff + dw.T @ dw
-                rhs = dw.T @ (w[:, None] * targets[idx])
+            kw = 0.0
             if has_kp:
                 kw = cfg.keypoint_weight if keypoint_only else cfg.keypoint_weight * np.exp(-0.9 * count) / 10.0
-                dk = kw * dmat[kp_ids]
-                lhs = lhs + dk.T @ dk
-                rhs = rhs + dk.T @ (kw * kp_tgt)
-            # a faint pull of every map towards the identity keeps the system regular where
-            # nothing else fixes it (an island of the region with no keypoint in the keypoint step)
-            lhs = lhs + cfg.regularization * sp.eye(4 * m)
-            rhs = np.asarray(rhs) + cfg.regularization * eye_maps
-            # the keypoint-only step's matrix has no data term: nothing before it is close
-            x = solver.solve(lhs.tocsr(), rhs, solved, fresh=keypoint_only)
+            if skin is None:
+                maps = _vertex_step(system, cur, tree, targets, kp_ids, kp_tgt, kw, alpha,
+                                    g2_kp_diag if keypoint_only else g2_diag, reg_block, keypoint_only,
+                                    None if solved is None else solved.reshape(n, 4, 3), cfg.regularization)
+                x = maps.reshape(4 * n, 3)
+                cur = np.einsum("ni,nic->nc", np.concatenate([cur, np.ones((n, 1))], 1), maps)
+            else:
+                dmat = _data_matrix(cur, skin)
+                if keypoint_only:
+                    lhs = alpha**2 * stiff_kp
+                    rhs = np.zeros((4 * m, 3))
+                else:
+                    dist, idx = tree.query(cur, workers=-1)
+                    w = (dist < max(2.0 * dist.mean(), 1.0)).astype(np.float64)
+                    dw = sp.diags(w) @ dmat
+                    lhs = alpha**2 * stiff + dw.T @ dw
+                    rhs = dw.T @ (w[:, None] * targets[idx])
+                if has_kp:
+                    dk = kw * dmat[kp_ids]
+                    lhs = lhs + dk.T @ dk
+                    rhs = rhs + dk.T @ (kw * kp_tgt)
+                # a faint pull of every map towards the identity keeps the system regular where
+                # nothing else fixes it (an island of the region with no keypoint in the keypoint step)
+                lhs = lhs + cfg.regularization * sp.eye(4 * m)
+                rhs = np.asarray(rhs) + cfg.regularization * eye_maps
+                # the keypoint-only step's matrix has no data term: nothing before it is close
+                x = solver.solve(lhs.tocsr(), rhs, solved, fresh=keypoint_only)
+                cur = dmat @ x
             # the step after the keypoint-only one is far from it: factor afresh
             solved = None if keypoint_only else x
-            cur = dmat @ x
             if cur_all is not None:
                 cur_all = _blend(cur_all, *all_skin, x)
             step += 1
@@ -341,6 +526,31 @@ def optimal_step_nicp(
             if keypoint_only:
                 break
     return cur if cur_all is None else cur_all
+
+
+
+def _vertex_step(system: _VertexSystem, cur: np.ndarray, tree, targets: np.ndarray, kp_ids: np.ndarray,
+                 kp_tgt: np.ndarray, kw: float, alpha: float, g2: np.ndarray, reg_block: np.ndarray,
+                 keypoint_only: bool, x0: np.ndarray | None, reg: float) -> np.ndarray:
+    """One step with one affine map per vertex: the maps ``(n, 4, 3)`` taking the current vertices
+    ``(n, 3)`` towards their closest targets (data term weight 1 within REALY's outlier threshold,
+    else 0) and the keypoints to theirs (weight ``kw``), under stiffness ``alpha`` and ``G^2`` ``(4,)``."""
+    n = len(cur)
+    vh = np.concatenate([cur, np.ones((n, 1))], 1)
+    blocks = np.broadcast_to(reg_block, (n, 4, 4)).copy()
+    rhs = np.broadcast_to(reg * np.eye(4)[:, :3], (n, 4, 3)).copy()
+    if not keypoint_only:
+        dist, idx = tree.query(cur, workers=-1)
+        w = (dist < max(2.0 * dist.mean(), 1.0)).astype(np.float64)
+        blocks += w[:, None, None] * vh[:, :, None] * vh[:, None, :]
+        rhs += w[:, None, None] * vh[:, :, None] * targets[idx][:, None, :]
+    if len(kp_ids):
+        vk = vh[kp_ids]
+        np.add.at(rhs, kp_ids, kw**2 * vk[:, :, None] * kp_tgt[:, None, :])
+        if keypoint_only:
+            return system.solve_keypoint_step(alpha**2, g2, reg, rhs, kp_ids, kw * vk)
+        np.add.at(blocks, kp_ids, kw**2 * vk[:, :, None] * vk[:, None, :])
+    return system.solve(alpha**2, g2, blocks, rhs, x0, fresh=x0 is None)
 
 
 def _cluster_graph(vertices: np.ndarray, triangles: np.ndarray, max_nodes: int) -> tuple[np.ndarray, np.ndarray]:

@@ -104,31 +104,85 @@ def test_umeyama_recovers_a_similarity(rng):
     assert np.linalg.det(umeyama(src, mirrored).rotation) == pytest.approx(1.0)
 
 
+def _bumpy_patch(n: int = 30):
+    """A curved grid patch in REALY's units (about 8.9 mm): a bump so that keypoints at different
+    heights pin all four components of the maps in the keypoint-only step."""
+    v, f = _grid(n, size=6.0)
+    v[:, 2] = 1.5 * np.exp(-(v[:, 0] ** 2 + v[:, 1] ** 2) / 4.0) + 0.1 * v[:, 0]
+    return v, f
+
+
 def test_nicp_solver_matches_a_direct_solve():
-    """The non-rigid ICP's solver (nested-dissection order, factor reused as a conjugate-gradient
-    preconditioner for the next, nearby system) gives the direct solution of each system."""
+    """The per-vertex system's solvers give the direct solution of each step: a data step (CG
+    preconditioned by a float32 factor of an earlier, different matrix) and the keypoint-only step
+    (Woodbury over the scalar stiffness factors)."""
     import scipy.sparse as sp
     import scipy.sparse.linalg as spla
 
-    from mvrecon.evaluate.nicp import _Solver, _data_matrix, _edges, _laplacian, nested_dissection
+    from mvrecon.evaluate.nicp import _VertexSystem, _edges, _laplacian
 
-    v, f = _grid(50)
-    v = v / 0.0089 + np.array([3.0, -2.0, 8.0])  # solver units, away from the origin as a scan
-    e = _edges(f, len(v))
-    order = nested_dissection(e, v)
-    np.testing.assert_array_equal(np.sort(order), np.arange(len(v)))
-    stiff = sp.kron(_laplacian(e, len(v)), sp.eye(4))
-    solver = _Solver(1e-10, 25, (4 * order[:, None] + np.arange(4)).ravel())
+    v, f = _bumpy_patch(40)
+    v = v + np.array([3.0, -2.0, 8.0])  # away from the origin, as a scan region in its own frame
+    n = len(v)
+    e = _edges(f, n)
+    system = _VertexSystem(e, v, 1e-10, 25)
+    assert sorted(system.order) == list(range(n))
+    lap = _laplacian(e, n)
     rng = np.random.default_rng(0)
+    vh = np.concatenate([v, np.ones((n, 1))], 1)
+
+    def direct(alpha2, g2, blocks, rhs):
+        a = alpha2 * sp.kron(lap, sp.diags(g2)) + sp.block_diag(list(blocks))
+        return spla.spsolve(a.tocsc(), rhs.reshape(-1, 3)).reshape(n, 4, 3), a
+
     x = None
     for k in range(3):
-        d = _data_matrix(v + 0.01 * k * rng.standard_normal(v.shape), None)
-        a = (2500 * np.exp(-k) * stiff + d.T @ d).tocsr()
-        b = d.T @ (v + 0.05 * rng.standard_normal(v.shape))
-        x = solver.solve(a, b, x)
-        ref = spla.spsolve(a.tocsc(), b)
-        # the maps are ill-determined along directions that barely move the vertices (the system
-        # is ill-conditioned), so compare what the solution is used for: the moved vertices
-        assert np.abs(a @ x - b).max() < 1e-8 * np.abs(b).max(), k
-        assert np.abs(d @ x - d @ ref).max() < 1e-6, k
-    assert solver.n_factor < 3 and solver.n_iter > 0  # at least one later system was solved by CG
+        w = (rng.random(n) > 0.1).astype(float)  # some outliers without a data term
+        moved = vh + np.c_[0.01 * k * rng.standard_normal((n, 3)), np.zeros(n)]
+        blocks = w[:, None, None] * moved[:, :, None] * moved[:, None, :] + 1e-6 * np.eye(4)
+        rhs = w[:, None, None] * moved[:, :, None] * (v + 0.05 * rng.standard_normal(v.shape))[:, None, :]
+        alpha2 = 2500.0 * np.exp(-k)
+        x = system.solve(alpha2, np.ones(4), blocks, rhs, x, fresh=k == 0)
+        ref, a = direct(alpha2, np.ones(4), blocks, rhs)
+        assert np.abs(a @ x.reshape(-1, 3) - rhs.reshape(-1, 3)).max() < 1e-8 * np.abs(rhs).max(), k
+        # the maps are ill-determined along directions that barely move the vertices, so compare
+        # what the solution is used for: the moved vertices
+        np.testing.assert_allclose(np.einsum("ni,nic->nc", moved, x), np.einsum("ni,nic->nc", moved, ref), atol=1e-7)
+    assert system.n_factor == 1 and system.n_iter > 0  # later steps reused the first factor
+
+    kp = np.array([0, n - 1, n // 2 + 20, 77, 1234])
+    vecs = 50.0 * vh[kp]
+    targets = v[kp] + 0.3
+    rhs = np.broadcast_to(1e-6 * np.eye(4)[:, :3], (n, 4, 3)).copy()
+    np.add.at(rhs, kp, vecs[:, :, None] * (50.0 * targets)[:, None, :])
+    g2 = np.array([4.0, 4.0, 9.0, 4.0])
+    blocks = np.broadcast_to(1e-6 * np.eye(4), (n, 4, 4)).copy()
+    np.add.at(blocks, kp, vecs[:, :, None] * vecs[:, None, :])
+    x = system.solve_keypoint_step(22500.0, g2, 1e-6, rhs, kp, vecs)
+    ref, _ = direct(22500.0, g2, blocks, rhs)
+    # both solutions carry the ill-conditioning of a stiffness pinned by 5 keypoints: agree to 0.2 um
+    np.testing.assert_allclose(np.einsum("ni,nic->nc", vh, x), np.einsum("ni,nic->nc", vh, ref), atol=2e-5)
+
+
+@pytest.mark.parametrize("with_keypoints", [True, False])
+def test_nicp_matches_the_reference_transcription(with_keypoints):
+    """The per-vertex NICP (our solvers, scan-frame origin) against tests/evaluate/eval_reference.py's
+    transcription of REALY's utils/NICP.py (a direct solve of every step) on a curved patch pulled
+    towards a bumpier copy of itself: the same vertices to a few nanometres."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from eval_reference import nicp as reference_nicp
+
+    v, f = _bumpy_patch(30)
+    dense, _ = _bumpy_patch(45)
+    target = dense + np.stack([np.zeros(len(dense)), np.zeros(len(dense)),
+                               0.4 * np.sin(1.3 * dense[:, 0]) * np.cos(0.9 * dense[:, 1])], 1)
+    kp = np.array([0, 29, 870, 899, 465, 200]) if with_keypoints else np.zeros(0, np.int64)
+    kp_tgt = v[kp] + np.array([0.05, -0.08, 0.3])
+    unit = NicpConfig().unit_m
+    ours = nicp(v * unit, f, target * unit, kp, kp_tgt * unit, origin=np.zeros(3)) / unit
+    ref = reference_nicp(v, target, f, kp if with_keypoints else None, kp_tgt)
+    assert np.abs(ref - v).max() > 0.05  # the patch did move
+    np.testing.assert_allclose(ours, ref, atol=1e-5)
