@@ -514,7 +514,7 @@ def _rig_frame_motion(ctx: Context):
 def _run_evaluate(ctx: Context) -> dict[str, Any]:
     import numpy as np
 
-    from .evaluate import evaluate, load_face_mesh, write_outputs
+    from .evaluate import REALY_NOT_COMPUTED, evaluate, load_face_mesh, write_outputs
     from .evaluate.keypoints import model_landmarks
     from .evaluate.meshes import read_mesh
     from .evaluate.report import PROTOCOL_TITLES
@@ -543,9 +543,10 @@ def _run_evaluate(ctx: Context) -> dict[str, Any]:
         write_outputs(result, tmp)
     if result.all_mm is not None:
         out[f"scan error {PROTOCOL_TITLES[result.headline]} (mm)"] = round(float(result.all_mm), 3)
-    strict = result.protocols["realy"].all_mm
-    if result.headline != "realy" and strict is not None:
-        out["scan error REALY (mm)"] = round(float(strict), 3)
+    if "realy" not in result.protocols:
+        out["scan error REALY (mm)"] = REALY_NOT_COMPUTED
+    elif result.headline != "realy" and result.protocols["realy"].all_mm is not None:
+        out["scan error REALY (mm)"] = round(float(result.protocols["realy"].all_mm), 3)
     out["scan error NoW median (mm)"] = round(float(result.now.median_mm), 3)
     part, (gap, _) = max(result.landmarks.groups.items(), key=lambda kv: kv[1][0])
     out["landmark gap, worst part (mm)"] = f"{part} {gap:.1f}"
@@ -1054,6 +1055,7 @@ def report_content(session, res: RunResult | None = None):
 
 def _eval_metrics(d: Mapping[str, Any]) -> dict[str, Any]:
     """The figures of ``evaluate/metrics.json`` a person reads first."""
+    from .evaluate import REALY_NOT_COMPUTED
     from .evaluate.report import PROTOCOL_TITLES
 
     out: dict[str, Any] = {}
@@ -1075,6 +1077,9 @@ def _eval_metrics(d: Mapping[str, Any]) -> dict[str, Any]:
         p = d.get(key)
         if isinstance(p, Mapping) and isinstance(head, Mapping) and key != head.get("protocol"):
             out[f"{title} (mm)"] = {**regions(p), "all": p.get("all_mm")}
+    # the realy protocol runs on request; metrics.json then lacks its key (older ones always have it)
+    if "realy" not in d and isinstance(head, Mapping) and head.get("protocol") != "realy":
+        out[f"{PROTOCOL_TITLES['realy']} (mm)"] = REALY_NOT_COMPUTED
     lm = d.get("landmarks") if isinstance(d.get("landmarks"), Mapping) else {}
     if isinstance(lm.get("gap_median_mm"), Mapping):
         out["landmark gap after the 7-point alignment, median (mm)"] = dict(lm["gap_median_mm"])

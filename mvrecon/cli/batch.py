@@ -34,8 +34,9 @@ def batch() -> None:
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Where batch.json and batch.html go (default: the sessions' common parent folder).")
 @click.option("--json", "as_json", is_flag=True, help="Print batch.json on stdout (progress goes to stderr).")
+@click.option("--realy", "realy", is_flag=True, help="Evaluate stages also run the REALY-parity protocol (as 'session run --realy').")
 def run_cmd(sessions: tuple[Path, ...], workers: int | None, threads: int | None, address: str | None, gpus: float, serial: bool,
-            preset: str, stop: str | None, out: Path | None, as_json: bool) -> None:
+            preset: str, stop: str | None, out: Path | None, as_json: bool, realy: bool) -> None:
     """Run every SESSION through the pipeline (like 'mvrecon session run'), each as one task;
     finished stages are skipped, so a stopped batch resumes. A failing session is one row with its
     error: the others finish, and the exit status is 1."""
@@ -43,6 +44,7 @@ def run_cmd(sessions: tuple[Path, ...], workers: int | None, threads: int | None
     from rich.progress import Progress
 
     from ..batch import default_out, format_table, run_batch, write_outputs
+    from ..evaluate import EvalConfig
 
     if serial and (address or workers or gpus):
         raise click.UsageError("--serial runs one session at a time in this process: no --workers, --address or --gpus")
@@ -55,7 +57,9 @@ def run_cmd(sessions: tuple[Path, ...], workers: int | None, threads: int | None
             err.print(f"{Path(row.session).name}: {row.status} {row.seconds:.1f} s"
                                    f"{': ' + row.error if row.error else ''}", highlight=False)
 
-        res = run_batch(sessions, preset, workers, threads, address, serial, stop=stop, gpus=gpus, on_done=on_done)
+        settings = {"evaluate": EvalConfig(compute_realy=True)} if realy else None
+        res = run_batch(sessions, preset, workers, threads, address, serial, settings=settings, stop=stop, gpus=gpus,
+                        on_done=on_done)
     jpath, hpath = write_outputs(res, out or default_out(sessions))
     if as_json:
         click.echo(json.dumps(res.to_dict(), indent=2))

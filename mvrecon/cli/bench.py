@@ -1,7 +1,7 @@
 """``mvrecon bench``: benchmarks over many subjects.
 
     mvrecon bench run DIR [--out OUT] [--preset fast|default|best] [--workers N] [--threads T]
-                          [--address auto|HOST:PORT] [--serial]
+                          [--address auto|HOST:PORT] [--serial] [--realy]
 """
 
 from __future__ import annotations
@@ -31,17 +31,20 @@ def bench() -> None:
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="Threads per session subject.")
 @click.option("--address", default=None, metavar="auto|HOST:PORT", help="Run the session subjects on a Ray cluster.")
 @click.option("--serial", is_flag=True, help="Session subjects one after another in this process (no Ray).")
+@click.option("--realy", "realy", is_flag=True,
+              help="Also run the REALY-parity protocol on every subject (the 'REALY all' column; about 20 s of CPU each).")
 def run(root: Path, out: Path | None, pred_units: str, scan_units: str, preset: str, workers: int | None,
-        threads: int | None, address: str | None, serial: bool) -> None:
+        threads: int | None, address: str | None, serial: bool, realy: bool) -> None:
     """Score every subject folder of DIR (pred.obj|ply|glb, pred_landmarks.txt|npy|json,
     scan.obj|ply, scan_landmarks.txt|npy|json; or an mvrecon session with a scan, run through
     its evaluate stage first, several at once on Ray like 'mvrecon batch run') and print one
-    table of REALY-style errors."""
+    table of region errors (the REALY-parity figures beside them with --realy)."""
     from ..evaluate import EvalConfig
     from ..evaluate.bench import format_table, run_bench
 
     engine = {"workers": workers, "threads": threads, "address": address, "serial": serial}
-    result = run_bench(root, out, EvalConfig(pred_units=pred_units, scan_units=scan_units), preset, engine)
+    cfg = EvalConfig(pred_units=pred_units, scan_units=scan_units, compute_realy=realy)
+    result = run_bench(root, out, cfg, preset, engine)
     click.echo(format_table(result.rows, result.mean), nl=False)
     click.echo(f"wrote {result.csv_path} and {result.table_path}")
 

@@ -1,6 +1,6 @@
 """``mvrecon eval``: score a predicted face mesh against a scan (region protocols, NoW, Chamfer).
 
-    mvrecon eval --pred MESH --pred-landmarks FILE --scan SCAN --scan-landmarks FILE --out DIR
+    mvrecon eval --pred MESH --pred-landmarks FILE --scan SCAN --scan-landmarks FILE --out DIR [--realy]
 """
 
 from __future__ import annotations
@@ -28,16 +28,18 @@ UNITS = ("auto", "m", "cm", "mm")
               help="The scan and the prediction share one frame (scanned in the rig's volume): also measure unaligned.")
 @click.option("--headline", type=click.Choice(("auto", "robust", "realy", "unaligned")), default="auto",
               show_default=True, help="Protocol of the headline figures (auto: unaligned for a rig-frame scan, else robust).")
+@click.option("--realy", "realy", is_flag=True,
+              help="Also run the REALY-parity protocol (figures for the REALY leaderboard; about 20 s of CPU more).")
 def eval_cmd(pred, pred_landmarks, scan, scan_landmarks, out, pred_units, scan_units, heatmap_max_mm,
-             scan_in_rig_frame, headline) -> None:
-    """Region errors (nose, mouth, forehead, cheek, all) by the convention-robust protocol and by
-    REALY's, NoW scan-to-mesh distance, Chamfer, F-score and normal consistency of a prediction
-    against a scan, and how far the two sets of landmarks agree."""
-    from ..evaluate import EvalConfig, evaluate_to_dir
+             scan_in_rig_frame, headline, realy) -> None:
+    """Region errors (nose, mouth, forehead, cheek, all) by the convention-robust protocol (and by
+    REALY's with --realy), NoW scan-to-mesh distance, Chamfer, F-score and normal consistency of a
+    prediction against a scan, and how far the two sets of landmarks agree."""
+    from ..evaluate import REALY_NOT_COMPUTED, EvalConfig, evaluate_to_dir
     from ..evaluate.report import PROTOCOL_TITLES
 
     cfg = EvalConfig(pred_units=pred_units, scan_units=scan_units, scan_in_rig_frame=scan_in_rig_frame,
-                     headline=headline)
+                     headline=headline, compute_realy=realy)
     result, paths = evaluate_to_dir(pred, pred_landmarks, scan, scan_landmarks, out, cfg, heatmap_max_mm)
 
     def mm(v):
@@ -45,7 +47,10 @@ def eval_cmd(pred, pred_landmarks, scan, scan_landmarks, out, pred_units, scan_u
 
     regions = " ".join(f"{n}={mm(r.mean_mm)}" for n, r in result.regions.items())
     missing = f" (missing: {', '.join(result.missing_regions)})" if result.missing_regions else ""
-    others = ", ".join(f"{PROTOCOL_TITLES[k]} {mm(p.all_mm)}" for k, p in result.protocols.items() if k != result.headline)
+    others = [f"{PROTOCOL_TITLES[k]} {mm(p.all_mm)}" for k, p in result.protocols.items() if k != result.headline]
+    if "realy" not in result.protocols:
+        others.append(f"{PROTOCOL_TITLES['realy']} {REALY_NOT_COMPUTED}")
+    others = ", ".join(others)
     click.echo(
         f"{PROTOCOL_TITLES[result.headline]} mm: {regions} all={mm(result.all_mm)}{missing} ({others}); "
         f"NoW median {result.now.median_mm:.3f} mm; units pred={result.pred.units} scan={result.scan.units}; "

@@ -3,6 +3,7 @@ SESSION`` (per-session refinement of the rig's extrinsics)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import signal
 import sys
@@ -39,9 +40,12 @@ def _echo_err(line: str) -> None:
 @click.option("--force", is_flag=True, help="Run every selected stage even when its outputs are up to date.")
 @click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON on stdout (progress goes to stderr).")
 @click.option("--verbose", is_flag=True, help="Log details on the console too (they always go to SESSION/logs/).")
+@click.option("--realy", "realy", is_flag=True,
+              help="The evaluate stage also runs the REALY-parity protocol (about 20 s of CPU more; a run without "
+                   "--realy evaluates again without it).")
 @click.pass_context
 def run_cmd(ctx: click.Context, session: Path, preset: str, start: str | None, stop: str | None, force: bool,
-            as_json: bool, verbose: bool) -> None:
+            as_json: bool, verbose: bool, realy: bool) -> None:
     """Run SESSION's stages in order (ingest, calibrate, refine, cues, fit, texture, export,
     evaluate), skipping those whose outputs are up to date; writes SESSION/report.html.
 
@@ -55,8 +59,10 @@ def run_cmd(ctx: click.Context, session: Path, preset: str, start: str | None, s
     # a plain kill (SIGTERM) unwinds like Ctrl-C, so the atomic writers remove their temporaries
     previous = signal.signal(signal.SIGTERM, _terminate)
     try:
-        res = run_pipeline(session, pipeline_config(preset), start=start, stop=stop, force=force, verbose=verbose,
-                           echo=echo)
+        cfg = pipeline_config(preset)
+        if realy:
+            cfg = dataclasses.replace(cfg, evaluate=dataclasses.replace(cfg.evaluate, compute_realy=True))
+        res = run_pipeline(session, cfg, start=start, stop=stop, force=force, verbose=verbose, echo=echo)
     except KeyboardInterrupt:
         click.echo("interrupted: run the same command again to continue after the last finished stage", err=True)
         sys.exit(130)

@@ -1,13 +1,14 @@
 """Evaluation of a reconstructed face against a scan: region errors by the convention-robust
-protocol (the headline) and by REALY's (``realy``, parity with its official code), unaligned for a scan in the rig's frame,
-the landmark agreement, NoW, Chamfer, F-score.
+protocol (the headline), by REALY's on request (``realy``, parity with its official code;
+``EvalConfig(compute_realy=True)``, ``--realy``), unaligned for a scan in the rig's frame, the
+landmark agreement, NoW, Chamfer, F-score.
 
 Public API::
 
     from mvrecon.evaluate import EvalConfig, evaluate, evaluate_files, load_face_mesh, write_outputs
     pred = load_face_mesh("pred.obj", "pred_landmarks.txt")        # units told from the face width
     scan = load_face_mesh("scan.ply", "scan_landmarks.txt", units="mm")
-    result = evaluate(pred, scan, EvalConfig())                      # -> EvalResult
+    result = evaluate(pred, scan, EvalConfig(compute_realy=True))    # -> EvalResult
     result.all_mm, result.protocols["realy"].all_mm, result.landmarks.warning
     write_outputs(result, "out/")                                    # metrics.json, heatmap.png, metrics.md
     evaluate_to_dir(pred_mesh, pred_lm, scan_mesh, scan_lm, "out/")  # the three steps at once
@@ -15,7 +16,7 @@ Public API::
 ``mvrecon.evaluate.bench.run_bench(DIR)`` scores every subject folder of a benchmark.
 """
 
-from .evaluate import EvalConfig, EvalResult, evaluate, evaluate_files
+from .evaluate import REALY_NOT_COMPUTED, EvalConfig, EvalResult, evaluate, evaluate_files
 from .meshes import FaceMesh, load_face_mesh, make_face_mesh, read_landmarks, read_mesh
 from .landmarks import LandmarkAgreement, check_ibug_order
 from .realy import ProtocolResult, RealyConfig, RegionResult
@@ -28,6 +29,7 @@ __all__ = [
     "EvalResult",
     "FaceMesh",
     "LandmarkAgreement",
+    "REALY_NOT_COMPUTED",
     "ProtocolResult",
     "REGION_NAMES",
     "RealyConfig",

@@ -19,13 +19,14 @@ files are bad (non-manifold scan, units off by 1000x, ...) is listed with its er
 the run. Outputs go to ``OUT`` (default ``DIR/_results``): per subject ``OUT/<subject>/`` with
 ``metrics.json``, ``metrics.md`` and ``heatmap.png``, and ``OUT/results.csv`` and
 ``OUT/results.md`` with one row per subject (the headline protocol's regions, and the
-REALY "all" beside them) and a final row of means over the scored subjects (REALY style: each
+REALY "all" beside them when ``EvalConfig.compute_realy``, ``--realy``; empty otherwise) and a final row of means over the scored subjects (REALY style: each
 region averaged over subjects, "all" the mean of the four region averages).
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io as _io
 import logging
 import time
@@ -37,7 +38,7 @@ import numpy as np
 
 from ..errors import InputError, MvreconError
 from ..io import read_json, write_bytes, write_text
-from .evaluate import EvalConfig
+from .evaluate import REALY_NOT_COMPUTED, EvalConfig
 from .meshes import LANDMARK_SUFFIXES
 from .regions import REGION_NAMES
 from .report import evaluate_to_dir
@@ -114,13 +115,16 @@ def run_bench(root: str | Path, out_dir: str | Path | None = None, cfg: EvalConf
     """Evaluate every subject of ``root`` (session subjects are run through their evaluate stage
     first with the pipeline ``preset``, all at once on :func:`mvrecon.batch.run_batch` with the
     ``engine`` keywords: workers, threads, address, serial; a single session runs in this
-    process); write per-subject outputs, ``results.csv`` and ``results.md``."""
+    process, and its evaluate stage follows ``cfg.compute_realy``; units and the rest of ``cfg``
+    are for the file subjects: a session knows its own); write per-subject outputs,
+    ``results.csv`` and ``results.md``."""
     root = Path(root)
     out = Path(out_dir) if out_dir is not None else root / "_results"
     subjects = find_subjects(root)
     if not subjects:
         raise InputError("no subject folders (expected DIR/<subject>/pred.obj, pred_landmarks.txt, scan.ply, scan_landmarks.txt)", root)
-    ran = _run_sessions([s.folder for s in subjects if "session" in s.files], preset, dict(engine or {}))
+    session_eval = dataclasses.replace(EvalConfig(), compute_realy=cfg.compute_realy)
+    ran = _run_sessions([s.folder for s in subjects if "session" in s.files], preset, dict(engine or {}), session_eval)
     rows = []
     for s in subjects:
         if s.missing:
@@ -152,15 +156,16 @@ def run_bench(root: str | Path, out_dir: str | Path | None = None, cfg: EvalConf
     return BenchResult(rows, mean, csv_path, table_path)
 
 
-def _run_sessions(folders: list[Path], preset: str, engine: dict[str, Any]) -> dict[str, Any]:
-    """Every session subject through its evaluate stage at once (rows by resolved path)."""
+def _run_sessions(folders: list[Path], preset: str, engine: dict[str, Any], evaluate: EvalConfig) -> dict[str, Any]:
+    """Every session subject through its evaluate stage (settings ``evaluate``) at once (rows by
+    resolved path)."""
     from ..batch import run_batch
 
     if not folders:
         return {}
     if len(folders) == 1:  # nothing to run side by side: no engine to start
         engine = {**engine, "serial": True, "workers": None, "address": None}
-    res = run_batch(folders, preset, stop="evaluate", **engine)
+    res = run_batch(folders, preset, stop="evaluate", settings={"evaluate": evaluate}, **engine)
     for r in res.rows:
         if r.status == "failed":
             log.warning("%s: %s", r.session, r.error)
@@ -193,7 +198,9 @@ def _metrics_row(name: str, m: dict, seconds: float) -> dict:
         row[f"{r}_mm"] = num(head.get(f"{r}_mm"))
     row["all_mm"] = num(head.get("all_mm"))
     row["protocol"] = head.get("protocol", "realy")
-    row["strict_all_mm"] = num((m.get("realy") or m.get("realy_strict") or {}).get("all_mm"))
+    strict = m.get("realy") or m.get("realy_strict")
+    row["strict_all_mm"] = num((strict or {}).get("all_mm"))
+    row["_realy_computed"] = strict is not None  # for the table's note; not a CSV column
     row.update(now_median_mm=num(m["now"]["median_mm"]), now_mean_mm=num(m["now"]["mean_mm"]),
                now_std_mm=num(m["now"]["std_mm"]), chamfer_mm=num(m["chamfer"]["symmetric_mm"]),
                normal_consistency=num(m["normal_consistency"]))
@@ -217,12 +224,14 @@ def _mean_row(rows: list[dict]) -> dict:
     regions = [mean[f"{r}_mm"] for r in REGION_NAMES]
     mean["all_mm"] = float(np.mean(regions)) if all(np.isfinite(regions)) else float("nan")
     mean["protocol"] = "/".join(sorted({r["protocol"] for r in scored}))
+    if scored and not any(r.get("_realy_computed") for r in scored):
+        mean["_realy_computed"] = False
     return mean
 
 
 def _csv(rows: list[dict]) -> str:
     buf = _io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=list(COLUMNS), lineterminator="\n")
+    w = csv.DictWriter(buf, fieldnames=list(COLUMNS), lineterminator="\n", extrasaction="ignore")
     w.writeheader()
     for r in rows:
         w.writerow({k: (f"{v:.4f}" if isinstance(v, float) and np.isfinite(v) else ("" if isinstance(v, float) else v)) for k, v in r.items()})
@@ -230,10 +239,14 @@ def _csv(rows: list[dict]) -> str:
 
 
 def format_table(rows: list[dict], mean: dict) -> str:
-    """Markdown table: per subject REALY regions, all, NoW median, Chamfer, F@2.5mm, time."""
+    """Markdown table: per subject the headline's regions, all, REALY all (empty when not
+    computed), NoW median, Chamfer, F@2.5mm, time."""
 
     def f(v: float, d: int = 3) -> str:
         return f"{v:.{d}f}" if isinstance(v, float) and np.isfinite(v) else "-"
+
+    def strict(r: dict) -> str:
+        return "" if r.get("_realy_computed") is False else f(r["strict_all_mm"])
 
     head = ("| subject | status | protocol | nose | mouth | forehead | cheek | all | REALY all | NoW median | "
             "Chamfer | F@2.5mm | s | note |")
@@ -241,8 +254,11 @@ def format_table(rows: list[dict], mean: dict) -> str:
     for r in rows + [mean]:
         lines.append(
             f"| {r['subject']} | {r['status']} | {r['protocol']} | {f(r['nose_mm'])} | {f(r['mouth_mm'])} | "
-            f"{f(r['forehead_mm'])} | {f(r['cheek_mm'])} | {f(r['all_mm'])} | {f(r['strict_all_mm'])} | "
+            f"{f(r['forehead_mm'])} | {f(r['cheek_mm'])} | {f(r['all_mm'])} | {strict(r)} | "
             f"{f(r['now_median_mm'])} | {f(r['chamfer_mm'])} | {f(r['fscore_2.5mm'])} | {f(r['seconds'], 1)} | {r['note']} |"
         )
-    return ("Region errors in mm (mean distance, scan to prediction) by each subject's headline protocol\n\n"
+    text = ("Region errors in mm (mean distance, scan to prediction) by each subject's headline protocol\n\n"
             + "\n".join(lines) + "\n")
+    if any(r.get("_realy_computed") is False for r in rows):
+        text += f"\nREALY all: {REALY_NOT_COMPUTED} where empty.\n"
+    return text

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ..io import write_bytes, write_json, write_text
-from .evaluate import EvalConfig, EvalResult, evaluate_files
+from .evaluate import REALY_NOT_COMPUTED, EvalConfig, EvalResult, evaluate_files
 from .regions import REGION_NAMES, face_frame
 
 
@@ -47,6 +47,8 @@ def markdown_table(result: EvalResult) -> str:
     for name, p in result.protocols.items():
         cells = " | ".join(_fmt(p.regions[n].mean_mm) for n in REGION_NAMES)
         lines.append(f"| {PROTOCOL_TITLES[name]}{' (headline)' if name == result.headline else ''} | {cells} | {_fmt(p.all_mm)} |")
+    if "realy" not in result.protocols:
+        lines.append(f"| {PROTOCOL_TITLES['realy']} | {REALY_NOT_COMPUTED} |" + " |" * len(REGION_NAMES))
     lm = result.landmarks
     lines += ["", "| landmark gap after the 7-point alignment (mm) | " + " | ".join(lm.groups) + " |",
               "|---|" + "---:|" * len(lm.groups)]

@@ -12,13 +12,17 @@ from conftest import save_mesh
 from mvrecon.cli import main
 
 
-def test_eval_writes_metrics_heatmap_and_table(subject_dir, tmp_path):
-    out = tmp_path / "out"
-    res = CliRunner().invoke(main, [
+def _eval_args(subject_dir, out) -> list[str]:
+    return [
         "eval", "--pred", str(subject_dir / "pred.obj"), "--pred-landmarks", str(subject_dir / "pred_landmarks.txt"),
         "--scan", str(subject_dir / "scan.ply"), "--scan-landmarks", str(subject_dir / "scan_landmarks.txt"),
         "--out", str(out),
-    ])  # fmt: skip
+    ]  # fmt: skip
+
+
+def test_eval_writes_metrics_heatmap_and_table(subject_dir, tmp_path):
+    out = tmp_path / "out"
+    res = CliRunner().invoke(main, _eval_args(subject_dir, out))
     assert res.exit_code == 0, res.output
     assert "units pred=m scan=mm" in res.output
     m = json.loads((out / "metrics.json").read_text())
@@ -26,7 +30,9 @@ def test_eval_writes_metrics_heatmap_and_table(subject_dir, tmp_path):
     for key in ("nose_mm", "mouth_mm", "forehead_mm", "cheek_mm", "all_mm"):
         assert 0 <= m["headline"][key] < 0.1, key
         assert m["headline"][key] == m["robust"][key]
-        assert 0 <= m["realy"][key] < 0.1, key
+    # the realy protocol runs on request only: no number, and every report says how to get one
+    assert "realy" not in m and m["not_computed"] == {"realy": "not computed (--realy)"}
+    assert "REALY not computed (--realy)" in res.output
     assert "unaligned" not in m
     assert set(m["landmarks"]["gap_median_mm"]) == {"jaw", "brows", "nose", "eyes", "lips"}
     assert max(m["landmarks"]["gap_median_mm"].values()) < 0.01 and m["landmarks"]["warning"] == ""
@@ -35,7 +41,7 @@ def test_eval_writes_metrics_heatmap_and_table(subject_dir, tmp_path):
     assert m["fscore_1mm"]["f"] > 0.99 and "fscore_2.5mm" in m
     assert m["scan"]["units"] == "mm" and m["scan"]["units_detected"] is True
     md = (out / "metrics.md").read_text()
-    assert "| **all** |" in md and "| REALY |" in md and "| robust (headline) |" in md
+    assert "| **all** |" in md and "| REALY | not computed (--realy) |" in md and "| robust (headline) |" in md
     assert "landmark gap after the 7-point alignment" in md and "Warning" not in md
     from mvrecon.io import read_image
 
@@ -45,6 +51,20 @@ def test_eval_writes_metrics_heatmap_and_table(subject_dir, tmp_path):
     sat = img.max(2).astype(int) - img.min(2).astype(int)
     assert (sat > 60).mean() > 0.05
     assert not list(out.glob(".*tmp*"))
+
+
+def test_eval_realy_on_request(subject_dir, tmp_path):
+    out = tmp_path / "out"
+    res = CliRunner().invoke(main, [*_eval_args(subject_dir, out), "--realy"])
+    assert res.exit_code == 0, res.output
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["headline"]["protocol"] == "robust" and "not_computed" not in m
+    for key in ("nose_mm", "mouth_mm", "forehead_mm", "cheek_mm", "all_mm"):
+        assert 0 <= m["realy"][key] < 0.1, key
+    assert m["timings_s"]["realy"] > 0
+    assert f"REALY {m['realy']['all_mm']:.3f}" in res.output and "not computed" not in res.output
+    md = (out / "metrics.md").read_text()
+    assert f"| REALY | {m['realy']['nose_mm']:.3f} |" in md and "not computed" not in md
 
 
 def test_eval_bad_input_is_one_line(subject_dir, tmp_path):
@@ -92,6 +112,15 @@ def test_bench_run_table_and_csv(subject_dir, tmp_path, face_arrays):
     assert float(rows[0]["all_mm"]) < 0.1 and rows[3]["status"] == "1 scored of 3"
     assert float(rows[3]["nose_mm"]) == float(rows[0]["nose_mm"])
     assert (tmp_path / "res" / "subject01" / "heatmap.png").is_file()
+    # no realy by default: its column empty, and the table says why
+    assert rows[0]["strict_all_mm"] == "" and rows[3]["strict_all_mm"] == ""
+    assert "REALY all: not computed (--realy) where empty." in res.output
+
+    res = CliRunner().invoke(main, ["bench", "run", str(root), "--out", str(tmp_path / "res2"), "--realy"])
+    assert res.exit_code == 0, res.output
+    rows = list(csv.DictReader((tmp_path / "res2" / "results.csv").open()))
+    assert 0 <= float(rows[0]["strict_all_mm"]) < 0.1 and rows[3]["strict_all_mm"] == rows[0]["strict_all_mm"]
+    assert "not computed" not in res.output
 
 
 def test_eval_landmarks_in_another_order_stop_with_one_line(subject_dir, tmp_path):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mvrecon.evaluate import REGION_NAMES, evaluate, make_face_mesh
+from mvrecon.evaluate import REGION_NAMES, EvalConfig, evaluate, make_face_mesh
 
 
 def _subdivided(v: np.ndarray, f: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -24,7 +24,7 @@ def test_ict_head_against_its_subdivided_copy(ict_model):
     lm_idx = np.asarray(ict_model.landmarks68)
     sv, sf = _subdivided(v, f)
     scan = make_face_mesh(sv, sf, v[lm_idx])
-    same = evaluate(make_face_mesh(v, f, lm_idx), scan)
+    same = evaluate(make_face_mesh(v, f, lm_idx), scan, EvalConfig(compute_realy=True))
     for p in same.protocols.values():
         for name in REGION_NAMES:
             assert p.regions[name].status == "ok"

@@ -9,13 +9,16 @@ import pytest
 from conftest import displaced, wave_field
 from eval_reference import Surface, realy_reference
 
-from mvrecon.evaluate import REGION_NAMES, cut_regions, evaluate, make_face_mesh
+from mvrecon.evaluate import REGION_NAMES, EvalConfig, cut_regions, evaluate, make_face_mesh
 from mvrecon.evaluate import synthetic as syn
+
+#: these tests check the realy protocol too, which runs only on request
+REALY = EvalConfig(compute_realy=True)
 
 
 def test_identical_surface_scores_zero(face_pair):
     pred, scan = face_pair
-    r = evaluate(pred, scan)
+    r = evaluate(pred, scan, REALY)
     assert r.headline == "robust"
     for proto in ("robust", "realy"):
         p = r.protocols[proto]
@@ -38,7 +41,8 @@ def test_similarity_copy_scores_zero_after_alignment(face_arrays):
     scale = 1.3
     pred = make_face_mesh(syn.similarity(pv, scale, rot, t), pf, syn.similarity(lm, scale, rot, t))
     scan = make_face_mesh(sv, sf, lm)
-    r = evaluate(pred, scan)
+    r = evaluate(pred, scan, REALY)
+    assert set(r.protocols) == {"robust", "realy"}
     assert r.alignment.scale == pytest.approx(1 / scale, rel=1e-6)
     for p in r.protocols.values():
         assert p.all_mm < 0.06
@@ -63,7 +67,7 @@ def test_known_smooth_field_scores_its_mean(face_arrays):
         return wave_field(p, amplitude=0.002, wavelength=0.035)
 
     pd = displaced(pv, field)
-    r = evaluate(make_face_mesh(pd, pf, lm), make_face_mesh(sv, sf, lm))
+    r = evaluate(make_face_mesh(pd, pf, lm), make_face_mesh(sv, sf, lm), REALY)
     regions = cut_regions(sv, sf, lm)
     surface = Surface(pd, pf)
     for name in REGION_NAMES:
@@ -85,7 +89,7 @@ def test_region_missing_from_prediction_is_reported(face_arrays):
     c = pv[pf].mean(1)
     hole = (np.abs(c[:, 0]) < 0.022) & (c[:, 1] > -0.04) & (c[:, 1] < 0.045)
     pred = make_face_mesh(pv, pf[~hole], lm)
-    r = evaluate(pred, make_face_mesh(sv, sf, lm))
+    r = evaluate(pred, make_face_mesh(sv, sf, lm), REALY)
     for p in r.protocols.values():
         nose = p.regions["nose"]
         assert nose.status == "missing"
@@ -109,7 +113,7 @@ def test_agrees_with_reference_transcription(face_arrays):
 
     # here the prediction's landmarks move with its surface, as a real method's would
     pd, lmd = displaced(pv, field), displaced(lm, field)
-    ours = evaluate(make_face_mesh(pd, pf, lmd), make_face_mesh(sv, sf, lm)).protocols["realy"]
+    ours = evaluate(make_face_mesh(pd, pf, lmd), make_face_mesh(sv, sf, lm), REALY).protocols["realy"]
     regions = cut_regions(sv, sf, lm)
     ref = realy_reference(pd, pf, lmd, lm, {n: (r.vertices, r.triangles) for n, r in regions.items()})
     for name in REGION_NAMES:
