@@ -107,11 +107,14 @@ def main() -> None:
         print(f"{n:7d} {cells} {max(peaks.values(), default=0):8.0f}")
     print(f"\nprocess peak RSS (ru_maxrss): {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
     print("\nkey numbers")
+    def mm(v) -> str:  # "not computed (--realy)" when the evaluate stage did not run realy
+        return f"{v} mm" if isinstance(v, (int, float)) else str(v)
+
     for n, *_, nums in rows:
         fit, ev = nums.get("fit", {}), nums.get("evaluate", {})
         print(f"{n:7d} cameras: calibration RMS {nums.get('calibrate', {}).get('reprojection RMS (px)')} px, "
-              f"landmark error {fit.get('landmark error (px)')} px, REALY {ev.get('scan error REALY (mm)')} mm, "
-              f"NoW median {ev.get('scan error NoW median (mm)')} mm")
+              f"landmark error {fit.get('landmark error (px)')} px, robust {mm(ev.get('scan error robust (mm)'))}, "
+              f"REALY {mm(ev.get('scan error REALY (mm)'))}, NoW median {ev.get('scan error NoW median (mm)')} mm")
 
 
 if __name__ == "__main__":
