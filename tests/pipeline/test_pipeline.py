@@ -103,11 +103,14 @@ def test_bench_run_scores_a_session_subject(finished, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = {r.split(",")[0]: r.split(",") for r in (bench / "_results" / "results.csv").read_text().splitlines()}
     head = rows["subject"]
-    realy = {name: float(rows[name][head.index("all_mm")]) for name in ("s01", "s02")}
+    headline = {name: float(rows[name][head.index("all_mm")]) for name in ("s01", "s02")}
     metrics = json.loads((root / "evaluate" / "metrics.json").read_text())
-    assert realy["s01"] == pytest.approx(metrics["headline"]["all_mm"], abs=1e-4)
+    assert headline["s01"] == pytest.approx(metrics["headline"]["all_mm"], abs=1e-4)
     # a plain prediction/scan pair has no rig frame: its headline is the robust protocol
-    assert realy["s02"] == pytest.approx(metrics["robust"]["all_mm"], rel=0.02)
+    assert headline["s02"] == pytest.approx(metrics["robust"]["all_mm"], rel=0.02)
+    # realy runs on request (bench run --realy): without it the column is empty, not stale
+    assert [rows[n][head.index("strict_all_mm")] for n in ("s01", "s02")] == ["", ""]
+    assert "realy" not in metrics and "REALY all: not computed (--realy) where empty." in proc.stdout
     assert (bench / "_results" / "s01" / "heatmap.png").is_file()
     assert (sess / "fit" / "params.npz").stat().st_mtime_ns == fitted_at  # not fitted again
 
