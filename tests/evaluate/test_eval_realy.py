@@ -34,6 +34,15 @@ def test_identical_surface_scores_zero(face_pair):
     assert r.surface.normal_consistency > 0.99
 
 
+def test_realy_runs_on_request_only(face_pair):
+    pred, scan = face_pair
+    r = evaluate(pred, scan)
+    assert set(r.protocols) == {"robust"} and "realy" not in r.timings_s
+    d = r.to_dict()
+    assert "realy" not in d and d["not_computed"] == {"realy": "not computed (--realy)"}
+    assert EvalConfig(headline="realy").runs_realy() and EvalConfig(compute_realy=True).runs_realy()
+
+
 def test_similarity_copy_scores_zero_after_alignment(face_arrays):
     pv, pf, sv, sf, lm = face_arrays
     rot = syn.rotation_xyz(0.35, -0.6, 0.2)
