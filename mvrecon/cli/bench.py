@@ -32,7 +32,7 @@ def bench() -> None:
 @click.option("--address", default=None, metavar="auto|HOST:PORT", help="Run the session subjects on a Ray cluster.")
 @click.option("--serial", is_flag=True, help="Session subjects one after another in this process (no Ray).")
 @click.option("--realy", "realy", is_flag=True,
-              help="Also run the REALY-parity protocol on every subject (the 'REALY all' column; about 20 s of CPU each).")
+              help="Also run the REALY-parity protocol on every subject (the 'REALY all' column; several times the rest's CPU).")
 def run(root: Path, out: Path | None, pred_units: str, scan_units: str, preset: str, workers: int | None,
         threads: int | None, address: str | None, serial: bool, realy: bool) -> None:
     """Score every subject folder of DIR (pred.obj|ply|glb, pred_landmarks.txt|npy|json,

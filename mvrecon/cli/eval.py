@@ -29,7 +29,7 @@ UNITS = ("auto", "m", "cm", "mm")
 @click.option("--headline", type=click.Choice(("auto", "robust", "realy", "unaligned")), default="auto",
               show_default=True, help="Protocol of the headline figures (auto: unaligned for a rig-frame scan, else robust).")
 @click.option("--realy", "realy", is_flag=True,
-              help="Also run the REALY-parity protocol (figures for the REALY leaderboard; about 20 s of CPU more).")
+              help="Also run the REALY-parity protocol (figures for the REALY leaderboard; several times the rest's CPU).")
 def eval_cmd(pred, pred_landmarks, scan, scan_landmarks, out, pred_units, scan_units, heatmap_max_mm,
              scan_in_rig_frame, headline, realy) -> None:
     """Region errors (nose, mouth, forehead, cheek, all) by the convention-robust protocol (and by

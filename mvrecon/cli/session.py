@@ -41,7 +41,7 @@ def _echo_err(line: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON on stdout (progress goes to stderr).")
 @click.option("--verbose", is_flag=True, help="Log details on the console too (they always go to SESSION/logs/).")
 @click.option("--realy", "realy", is_flag=True,
-              help="The evaluate stage also runs the REALY-parity protocol (about 20 s of CPU more; a run without "
+              help="The evaluate stage also runs the REALY-parity protocol (several times the rest's CPU; a run without "
                    "--realy evaluates again without it).")
 @click.pass_context
 def run_cmd(ctx: click.Context, session: Path, preset: str, start: str | None, stop: str | None, force: bool,

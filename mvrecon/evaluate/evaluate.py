@@ -47,9 +47,9 @@ class EvalConfig:
     """The scan is in the prediction's frame (scanned in the rig's calibrated volume): also measure
     it unaligned, so pose and scale errors count."""
     compute_realy: bool = False
-    """Also run the ``realy`` protocol (parity with the official REALY code; about 20 s of CPU for
-    a 100k-vertex scan, four times the rest of an evaluation): only on request (``--realy``), and
-    always when it is the headline."""
+    """Also run the ``realy`` protocol (parity with the official REALY code; several times the CPU
+    of the rest of an evaluation, bench/eval.py): only on request (``--realy``), and always when it
+    is the headline."""
     realy: RealyConfig = field(default_factory=RealyConfig)
     """Settings of the REALY protocol (parity with the official code); the robust protocol starts from them."""
     robust: RobustConfig = field(default_factory=RobustConfig)
