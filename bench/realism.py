@@ -91,6 +91,9 @@ def main() -> None:
     ap.add_argument("--views", type=int, nargs="+", default=[2, 4])
     ap.add_argument("--rungs", default=",".join(("clean",) + FACTORS + ("full",)))
     ap.add_argument("--presets", default="", help="comma list of presets fitted on the full rung (e.g. fast,default,best)")
+    ap.add_argument("--ablations", action="store_true",
+                    help="also fit each rung with the ablation ladder of bench/fit.py (landmarks only, + PRDL, "
+                         "+ photometric, + deformation map, full, full without PRDL): which term helps or hurts")
     ap.add_argument("--preset", default="default")
     ap.add_argument("--legacy", action="store_true",
                     help="fit with the settings from before the fit was made to hold on real heads (mvrecon.fit.config.legacy)")
@@ -130,6 +133,7 @@ def main() -> None:
            f"{'fold':>6}  verdict (reverted stages)"
     print("\n" + head + "\n" + "-" * len(head), flush=True)
     presets_rows = []
+    ablation_rows = []
     for n in a.views:
         for subj in subjects:
             name = "scan" if isinstance(subj, Path) else f"seed {subj}"
@@ -152,12 +156,21 @@ def main() -> None:
                     full4["fit"].append(f["mean"])
                     full4["lm"].append(lo["mean"])
                     full4["mean"].append(mf["mean"])
+                if a.ablations:
+                    for label, acfg in ablations(cfg):
+                        r = lo if label == "landmarks only" else f if label == "+ displacement (full)" else \
+                            fit_and_measure(root, acfg, model)
+                        ablation_rows.append([name, n, rung, label.strip(), f"{r['mean']:.3f}", f"{r['median']:.3f}",
+                                              f"{r['p95']:.3f}", ", ".join(r["reverted"]) or "-"])
                 if rung == "full" and a.presets:
                     row = [name, n]
                     for p in a.presets.split(","):
                         r = f if p == a.preset else fit_and_measure(root, get(p), model)
                         row.append(f"{r['mean']:.3f} ({r['seconds']:.0f} s)")
                     presets_rows.append(row)
+    if ablation_rows:
+        table("Ablations (mean / median / p95 mm; stages the check reverted)",
+              ["subject", "views", "rung", "fit", "mean", "median", "p95", "reverted"], ablation_rows)
     if presets_rows:
         table("Presets on the full rung (mean mm, fit s)", ["subject", "views"] + a.presets.split(","), presets_rows)
     if full4["fit"]:
