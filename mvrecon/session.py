@@ -18,6 +18,9 @@ A session folder::
 ``rig`` is a path (relative to the session folder) to a rig folder holding ``rig.json`` or to the
 file itself. Every path in session.json is relative to the session folder.
 
+The rig in force: stages after calibration use the newest rig, ``refine/rig.json`` over
+``calibrate/rig.json`` over the session's own (:func:`current_rig`, the one place that decides).
+
 ``scan`` may also say ``"frame": "rig"``: the scan was taken in the rig's calibrated volume and is
 in the rig's frame, so the evaluation measures it without any alignment (pose and scale errors
 count); the default ``"own"`` is a scanner's frame, aligned by landmarks and ICP.
@@ -30,12 +33,12 @@ import errno
 import fcntl
 import os
 import stat
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 from .cameras import Camera, Rig, load_rig, rig_json_path
-from .errors import InputError, MvreconError, SessionBusy
+from .errors import InputError, MvreconError, SessionBusy, StageMissing
 from .io import check_name, image_size, read_json, refuse_symlink, regular_file, write_json
 
 SESSION_FILE = "session.json"
@@ -80,9 +83,28 @@ class ScanRef:
     frame: str = "own"
 
 
+#: Stages that write a rig of their own (``<stage>/rig.json``), the newest first: the first of them
+#: in force decides the rig the later stages use.
+RIG_STAGES = ("refine", "calibrate")
+
+
+@dataclass(frozen=True)
+class RigInForce:
+    """The rig the stages use and where it came from."""
+
+    rig: Rig
+    source: str
+    """``"session"`` (the rig session.json names) or the stage that wrote it (:data:`RIG_STAGES`)."""
+    path: Path
+    """The rig.json it was read from."""
+
+
 @dataclass(frozen=True)
 class Session:
-    """A validated session (see the module docstring for the layout)."""
+    """A validated session (see the module docstring for the layout).
+
+    ``rig`` is the rig the stages use: the session's own (``rig_path``) as loaded, the rig in force
+    after :meth:`in_force` (``rig_source`` says which)."""
 
     root: Path
     subject: str
@@ -92,6 +114,8 @@ class Session:
     options: dict[str, Any] = field(default_factory=dict)
     scan: ScanRef | None = None
     calib_dir: Path | None = None
+    rig_source: str = "session"
+    """Where ``rig`` came from: ``"session"`` or a stage of :data:`RIG_STAGES`."""
 
     @property
     def session_file(self) -> Path:
@@ -124,9 +148,40 @@ class Session:
         with session_lock(self.root):
             yield
 
+    def current_rig(self, stages: Sequence[str] | None = None) -> RigInForce:
+        """The rig in force (see :func:`current_rig`)."""
+        return current_rig(self, stages)
+
+    def in_force(self, stages: Sequence[str] | None = None) -> "Session":
+        """This session with ``rig`` the rig in force (see :func:`current_rig`); a new object."""
+        r = current_rig(self, stages)
+        return replace(self, rig=r.rig, rig_source=r.source)
+
     @classmethod
     def load(cls, root: str | Path, check_images: bool = True) -> "Session":
         return load_session(root, check_images=check_images)
+
+
+def current_rig(session: Session, stages: Sequence[str] | None = None) -> RigInForce:
+    """The rig the session's stages use: ``refine/rig.json`` over ``calibrate/rig.json`` over the
+    session's own rig (``session.rig_path``). Every path that needs the rig decides it here.
+
+    ``stages``: the rig stages in effect (the pipeline passes those that apply to the session, in
+    the order of :data:`RIG_STAGES` or any other); each must hold its ``rig.json``
+    (:class:`StageMissing` otherwise). None: every rig stage whose folder holds a ``rig.json``.
+    """
+    for name in RIG_STAGES:
+        if stages is not None and name not in stages:
+            continue
+        p = session.stage_dir(name) / "rig.json"
+        if p.is_file():
+            return RigInForce(load_rig(p), name, p)
+        if stages is not None:
+            raise StageMissing(f"the {name} stage has no rig.json: run it ('mvrecon session run SESSION "
+                               f"--to {name}')", p.parent)
+    if session.rig_source == "session":
+        return RigInForce(session.rig, "session", session.rig_path)
+    return RigInForce(load_rig(session.rig_path), "session", session.rig_path)
 
 
 def _rel(root: Path, value: Any, what: str, sf: Path) -> Path:
