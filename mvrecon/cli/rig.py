@@ -54,13 +54,18 @@ def _board_from_options(rig, squares, square_mm, marker_mm, dictionary, path):
 @click.option("--free-intrinsics", is_flag=True, help="SfM: refine the rig's intrinsics instead of holding them.")
 def calibrate_cmd(rig_path, charuco_dir, sfm_dir, out, dist_model, world_frame, board_squares, square_mm, marker_mm,
                   dictionary, scale_distance, free_intrinsics) -> None:
-    """Calibrate RIG (its camera names and image sizes) from ChArUco shots or an SfM capture.
+    """Calibrate RIG (its camera names and image sizes) from ChArUco shots or an SfM capture;
+    a rig folder's own calib/ (RIG/calib/<shot>/<camera>.png) when neither is given.
 
     Writes the calibrated rig.json and calibration.json (report) beside it; nothing is written
     when calibration fails."""
     from ..cameras import load_rig, rig_json_path, save_rig
     from ..io import write_json
 
+    if charuco_dir is None and sfm_dir is None and Path(rig_path).is_dir():
+        if not (Path(rig_path) / "calib").is_dir():
+            raise InputError("the rig folder has no calib/ with board shots: give --charuco DIR or --sfm DIR", rig_path)
+        charuco_dir = Path(rig_path) / "calib"
     if (charuco_dir is None) == (sfm_dir is None):
         raise click.UsageError("give exactly one of --charuco DIR or --sfm DIR")
     rig = load_rig(rig_path)
