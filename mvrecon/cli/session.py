@@ -115,7 +115,7 @@ def init_cmd(session: Path, rig: Path, images: Path, pattern: str, subject: str 
 
     s = init_session(session, rig, images, pattern, subject)
     click.echo(f"{s.root}: {len(s.frames)} frame(s) x {len(s.rig)} cameras, photos copied into images/, "
-               f"rig {s.rig_path.parent}")
+               f"rig {s.rig_path.parent.resolve()}")
     click.echo(f"next: mvrecon session run {session}")
 
 
