@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Literal, Mapping, Sequence
 
+from . import threads
 from .errors import InputError, MvreconError, StageMissing
 from .io import read_image, read_json, refuse_symlink, sha256_file, write_json, writes_confined_to
 
@@ -867,7 +868,7 @@ def run_pipeline(
     if not (root / "session.json").is_file():
         raise InputError("not a session folder (no session.json)", root)
     t_run = time.perf_counter()
-    with session_lock(root), writes_confined_to(root):
+    with threads.running(), session_lock(root), writes_confined_to(root):
         log_file = _next_log(refuse_symlink(root / "logs", "logs folder"))
         with _log_to(log_file, verbose):
             log.info("run: %s, preset %s, stages %s..%s%s", root, cfg.preset, STAGE_NAMES[i0], STAGE_NAMES[i1],
@@ -970,6 +971,7 @@ def _do_stage(ctx: Context, st: StageDef, i: int, i0: int, i1: int, force: bool,
         echo(format_outcome(o))
         return o
     log.info("%s: running", st.name)
+    threads.rebalance(force=True)  # its share of the cores now, in every library loaded so far
     if on_stage:
         on_stage(st.name, "start")
     (sdir / PROVENANCE_FILE).unlink(missing_ok=True)

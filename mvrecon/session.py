@@ -34,7 +34,10 @@ import fcntl
 import os
 import re
 import shutil
+import socket
 import stat
+import threading
+import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -45,6 +48,9 @@ from .io import check_name, image_size, read_json, refuse_symlink, regular_file,
 
 SESSION_FILE = "session.json"
 LOCK_FILE = ".mvrecon.lock"
+#: Seconds a run's lease on its session lasts without renewal (see :func:`session_lock`).
+LEASE_SECONDS = 60
+_HOST = socket.gethostname()
 
 
 @dataclass(frozen=True)
@@ -476,10 +482,28 @@ def _lock_error(e: OSError, path: Path) -> MvreconError:
     return MvreconError(f"cannot lock the session ({e.strerror})", path)
 
 
+def _holder(fd: int) -> tuple[str, str]:
+    """(pid, host) written by the lock's holder ("" when empty or unreadable)."""
+    try:
+        text = os.pread(fd, 256, 0).decode(errors="replace").split()
+    except OSError:
+        return "", ""
+    return (text[0] if text else ""), (text[1] if len(text) > 1 else "")
+
+
 @contextlib.contextmanager
 def session_lock(root: str | Path) -> Iterator[None]:
-    """An exclusive advisory lock (``flock``) on ``root/.mvrecon.lock``; released on exit, and by
-    the OS when the process dies, so a killed run never leaves a stale lock."""
+    """An exclusive lock on ``root/.mvrecon.lock``, held for the block.
+
+    Two layers. ``flock`` refuses a second run on this machine, and on network file systems that
+    carry it across machines (Linux NFS v3/v4 clients map it to NFS byte-range locks; CephFS,
+    GlusterFS and Lustre mounted with ``flock``); the OS releases it when the process dies, so a
+    killed run never leaves a stale lock. Where ``flock`` stays local to each machine (NFS mounted
+    ``local_lock=flock`` or ``all``, some FUSE and SMB mounts) the holder's ``pid host`` in the
+    file is a lease, renewed every :data:`LEASE_SECONDS` / 4 while the run lasts and cleared at
+    its end: a run from another machine that finds a fresh lease refuses. A crashed run's lease
+    lapses after :data:`LEASE_SECONDS`. Two machines starting the same session within the same
+    instant on such a mount can both get in; nothing short of a lock server closes that gap."""
     root = Path(root)
     path = root / LOCK_FILE
     try:
@@ -491,22 +515,42 @@ def session_lock(root: str | Path) -> Iterator[None]:
     if not stat.S_ISREG(st.st_mode) or st.st_nlink > 1:  # a hard link would be another file's content
         os.close(fd)
         raise InputError("the lock file is not a plain file of its own; remove it", path)
+    stop = threading.Event()
+    renew = None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as e:
             if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                holder = ""
-                with contextlib.suppress(OSError):
-                    holder = os.pread(fd, 64, 0).decode(errors="replace").strip()
-                raise SessionBusy(f"session is busy: another mvrecon run holds its lock{f' (pid {holder})' if holder else ''}", root) from None
+                pid, host = _holder(fd)
+                where = f" on {host}" if host and host != _HOST else ""
+                raise SessionBusy(f"session is busy: another mvrecon run holds its lock{f' (pid {pid}{where})' if pid else ''}", root) from None
             raise _lock_error(e, path) from None
+        pid, host = _holder(fd)
+        age = time.time() - os.fstat(fd).st_mtime
+        if pid and host and host != _HOST and age < LEASE_SECONDS:
+            raise SessionBusy(f"session is busy: a run on {host} (pid {pid}) renewed its lease {age:.0f} s ago (this "
+                              f"file system does not carry locks between machines; a lease lapses after "
+                              f"{LEASE_SECONDS} s)", root)
         try:
             os.ftruncate(fd, 0)
-            os.pwrite(fd, str(os.getpid()).encode(), 0)
+            os.pwrite(fd, f"{os.getpid()} {_HOST}".encode(), 0)
         except OSError as e:  # a full disk: the PID is only a courtesy to the next holder
             if e.errno not in (errno.ENOSPC, errno.EDQUOT):
                 raise _lock_error(e, path) from None
+        renew = threading.Thread(target=_renew_lease, args=(fd, stop), name="mvrecon-lease", daemon=True)
+        renew.start()
         yield
     finally:
+        stop.set()
+        if renew is not None:
+            renew.join()
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, 0)  # the lease ends with the run
         os.close(fd)
+
+
+def _renew_lease(fd: int, stop: threading.Event) -> None:
+    while not stop.wait(LEASE_SECONDS / 4):
+        with contextlib.suppress(OSError):
+            os.utime(fd)

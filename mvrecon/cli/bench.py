@@ -1,6 +1,7 @@
 """``mvrecon bench``: benchmarks over many subjects.
 
-    mvrecon bench run DIR [--out OUT] [--preset fast|default|best]
+    mvrecon bench run DIR [--out OUT] [--preset fast|default|best] [--workers N] [--threads T]
+                          [--address auto|HOST:PORT] [--serial]
 """
 
 from __future__ import annotations
@@ -25,14 +26,22 @@ def bench() -> None:
 @click.option("--scan-units", type=click.Choice(UNITS), default="auto", show_default=True, help="Units of every scan.")
 @click.option("--preset", type=click.Choice(["fast", "default", "best"]), default="default", show_default=True,
               help="Pipeline preset for subjects that are sessions (fitted first).")
-def run(root: Path, out: Path | None, pred_units: str, scan_units: str, preset: str) -> None:
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Session subjects run at once on Ray (as 'mvrecon batch run').")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="Threads per session subject.")
+@click.option("--address", default=None, metavar="auto|HOST:PORT", help="Run the session subjects on a Ray cluster.")
+@click.option("--serial", is_flag=True, help="Session subjects one after another in this process (no Ray).")
+def run(root: Path, out: Path | None, pred_units: str, scan_units: str, preset: str, workers: int | None,
+        threads: int | None, address: str | None, serial: bool) -> None:
     """Score every subject folder of DIR (pred.obj|ply|glb, pred_landmarks.txt|npy|json,
     scan.obj|ply, scan_landmarks.txt|npy|json; or an mvrecon session with a scan, run through
-    its evaluate stage first) and print one table of REALY-style errors."""
+    its evaluate stage first, several at once on Ray like 'mvrecon batch run') and print one
+    table of REALY-style errors."""
     from ..evaluate import EvalConfig
     from ..evaluate.bench import format_table, run_bench
 
-    result = run_bench(root, out, EvalConfig(pred_units=pred_units, scan_units=scan_units), preset)
+    engine = {"workers": workers, "threads": threads, "address": address, "serial": serial}
+    result = run_bench(root, out, EvalConfig(pred_units=pred_units, scan_units=scan_units), preset, engine)
     click.echo(format_table(result.rows, result.mean), nl=False)
     click.echo(f"wrote {result.csv_path} and {result.table_path}")
 

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import threads
 from ..errors import InputError, MvreconError
 from ..io import write_npz
 
@@ -169,7 +170,7 @@ def observe_session(root: str | Path, model) -> list[tuple[np.ndarray, np.ndarra
             continue
         d = cam.unproject(cues.points478[:, :2])
         rays = np.concatenate([np.repeat(cam.center[None], len(d), 0), d], 1).astype(np.float32)
-        hit = _scene(verts_w, tris).cast_rays(o3d.core.Tensor(rays))
+        hit = _scene(verts_w, tris).cast_rays(o3d.core.Tensor(rays), nthreads=threads.count())
         prim = hit["primitive_ids"].numpy().astype(np.int64)
         bad = prim == np.int64(o3d.t.geometry.RaycastingScene.INVALID_ID)
         uv = hit["primitive_uvs"].numpy().astype(np.float64)
@@ -220,7 +221,7 @@ def embed_observations(model, observations, min_views: int = 3, min_conf: float 
         raise MvreconError(f"landmark embedding: {len(missing)} MediaPipe points were seen in fewer than "
                            f"{min_views} views (e.g. {missing[:5].tolist()}); render more views")
     scene = _scene(mean, T[tri_ids])
-    ans = scene.compute_closest_points(o3d.core.Tensor(centre.astype(np.float32)))
+    ans = scene.compute_closest_points(o3d.core.Tensor(centre.astype(np.float32)), nthreads=threads.count())
     prim = ans["primitive_ids"].numpy().astype(np.int64)
     uv = ans["primitive_uvs"].numpy().astype(np.float64)
     bary = np.stack([1 - uv[:, 0] - uv[:, 1], uv[:, 0], uv[:, 1]], 1)

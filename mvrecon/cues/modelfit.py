@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .. import threads
 from ..cameras import Camera
 from ..parts import triangle_labels
 from .embedding import EMBED_SUBMESHES, LandmarkEmbedding
@@ -374,7 +375,7 @@ def render_labels(model, fit: ViewFit, camera: Camera, box: tuple[int, int, int,
     rays[:, 3:5], rays[:, 5] = xn, 1.0
     scene = o3d.t.geometry.RaycastingScene()
     scene.add_triangles(o3d.core.Tensor(verts.astype(np.float32)), o3d.core.Tensor(tris.astype(np.uint32)))
-    prim = scene.cast_rays(o3d.core.Tensor(rays))["primitive_ids"].numpy().astype(np.int64)
+    prim = scene.cast_rays(o3d.core.Tensor(rays), nthreads=threads.count())["primitive_ids"].numpy().astype(np.int64)
     hit = prim != np.int64(o3d.t.geometry.RaycastingScene.INVALID_ID)
     grid = np.zeros(len(prim), np.uint8)
     grid[hit] = labels_f[prim[hit]]

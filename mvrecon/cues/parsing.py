@@ -32,6 +32,8 @@ from typing import Callable, Protocol, runtime_checkable
 import numpy as np
 
 from ..parts import PART_CODES, _frame, part_label_image, part_polygons
+from .. import threads
+from ..threads import single_threaded
 from .facemesh import FaceCues
 from .visibility import mesh_triangles
 
@@ -206,7 +208,8 @@ class ModelParser:
         h, w = _check_size(image, cues)
         cam = camera if camera is not None else default_camera(w, h)
         _check_camera(cam, w, h)
-        fit = fit_view(self.model, self.embedding, cues.points478, cues.conf478, cam)
+        with single_threaded():  # small solves: a second BLAS thread only costs wake-ups
+            fit = fit_view(self.model, self.embedding, cues.points478, cues.conf478, cam)
         self.last_fit = fit
         labels = render_labels(self.model, fit, cam)
         return refine_labels(image, labels) if self.refine else labels
@@ -232,20 +235,21 @@ class ModelParser:
             h, w = _check_size(im, cu)
             _check_camera(cam, w, h)
         views = [(cu.points478, cu.conf478, cam) for cu, cam in zip(cues, cameras)]
-        own = [fit_view(self.model, self.embedding, p, c, cam) for p, c, cam in views]
-        joined = np.ones(len(views), bool)
-        fit = None
-        while joined.sum() >= 2:
-            idx = np.flatnonzero(joined)
-            fit = fit_views(self.model, self.embedding, [views[i] for i in idx], init=[own[i] for i in idx])
-            rms = np.array([view_rms(self.model, self.embedding, fit, *views[i]) for i in idx])
-            size = np.array([np.ptp(np.asarray(views[i][0])[:, :2], 0).max() for i in idx])  # face, px
-            bad = (rms > self.max_frame_rms * float(np.median(rms))) & (rms > self.max_frame_miss * size)
-            if not bad.any():
-                break
-            joined[idx[np.argmax(np.where(bad, rms, -np.inf))]] = False  # the worst first, then refit
-        if joined.sum() < 2:
-            joined[:] = False
+        with single_threaded():  # small solves: a second BLAS thread only costs wake-ups
+            own = [fit_view(self.model, self.embedding, p, c, cam) for p, c, cam in views]
+            joined = np.ones(len(views), bool)
+            fit = None
+            while joined.sum() >= 2:
+                idx = np.flatnonzero(joined)
+                fit = fit_views(self.model, self.embedding, [views[i] for i in idx], init=[own[i] for i in idx])
+                rms = np.array([view_rms(self.model, self.embedding, fit, *views[i]) for i in idx])
+                size = np.array([np.ptp(np.asarray(views[i][0])[:, :2], 0).max() for i in idx])  # face, px
+                bad = (rms > self.max_frame_rms * float(np.median(rms))) & (rms > self.max_frame_miss * size)
+                if not bad.any():
+                    break
+                joined[idx[np.argmax(np.where(bad, rms, -np.inf))]] = False  # the worst first, then refit
+            if joined.sum() < 2:
+                joined[:] = False
         self.last_frame_views = joined.tolist()
         out = []
         for i, (im, cam) in enumerate(zip(images, cameras)):
@@ -409,7 +413,7 @@ class SurfaceParser:
             o3d.core.Tensor(np.ascontiguousarray(verts, np.float32)),
             o3d.core.Tensor(np.ascontiguousarray(tris, np.uint32)),
         )
-        hit = scene.cast_rays(o3d.core.Tensor(rays))
+        hit = scene.cast_rays(o3d.core.Tensor(rays), nthreads=threads.count())
         prim = hit["primitive_ids"].numpy().astype(np.int64)
         ok = prim != o3d.t.geometry.RaycastingScene.INVALID_ID
         grid = np.zeros(xx.size, np.uint8)

@@ -31,6 +31,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -109,14 +110,17 @@ def _row(name: str, status: str, note: str = "", seconds: float = float("nan")) 
 
 
 def run_bench(root: str | Path, out_dir: str | Path | None = None, cfg: EvalConfig = EvalConfig(),
-              preset: str = "default") -> BenchResult:
-    """Evaluate every subject of ``root`` (session subjects are fitted first with the pipeline
-    ``preset``); write per-subject outputs, ``results.csv`` and ``results.md``."""
+              preset: str = "default", engine: Mapping[str, Any] | None = None) -> BenchResult:
+    """Evaluate every subject of ``root`` (session subjects are run through their evaluate stage
+    first with the pipeline ``preset``, all at once on :func:`mvrecon.batch.run_batch` with the
+    ``engine`` keywords: workers, threads, address, serial; a single session runs in this
+    process); write per-subject outputs, ``results.csv`` and ``results.md``."""
     root = Path(root)
     out = Path(out_dir) if out_dir is not None else root / "_results"
     subjects = find_subjects(root)
     if not subjects:
         raise InputError("no subject folders (expected DIR/<subject>/pred.obj, pred_landmarks.txt, scan.ply, scan_landmarks.txt)", root)
+    ran = _run_sessions([s.folder for s in subjects if "session" in s.files], preset, dict(engine or {}))
     rows = []
     for s in subjects:
         if s.missing:
@@ -126,7 +130,9 @@ def run_bench(root: str | Path, out_dir: str | Path | None = None, cfg: EvalConf
         t = time.perf_counter()
         try:
             if "session" in s.files:
-                metrics = _evaluate_session(s.folder, out / s.name, preset)
+                if ran[str(s.folder.resolve())].status == "failed":
+                    raise MvreconError(ran[str(s.folder.resolve())].error)
+                metrics = _session_metrics(s.folder, out / s.name)
                 if metrics is None:
                     rows.append(_row(s.name, "skipped", "session has no scan", time.perf_counter() - t))
                     continue
@@ -146,11 +152,23 @@ def run_bench(root: str | Path, out_dir: str | Path | None = None, cfg: EvalConf
     return BenchResult(rows, mean, csv_path, table_path)
 
 
-def _evaluate_session(folder: Path, out: Path, preset: str) -> dict | None:
-    """Run a session through its evaluate stage; its metrics (copied to ``out``), None without a scan."""
-    from ..pipeline import pipeline_config, run_pipeline
+def _run_sessions(folders: list[Path], preset: str, engine: dict[str, Any]) -> dict[str, Any]:
+    """Every session subject through its evaluate stage at once (rows by resolved path)."""
+    from ..batch import run_batch
 
-    run_pipeline(folder, pipeline_config(preset), stop="evaluate", report=False)
+    if not folders:
+        return {}
+    if len(folders) == 1:  # nothing to run side by side: no engine to start
+        engine = {**engine, "serial": True, "workers": None, "address": None}
+    res = run_batch(folders, preset, stop="evaluate", **engine)
+    for r in res.rows:
+        if r.status == "failed":
+            log.warning("%s: %s", r.session, r.error)
+    return {r.session: r for r in res.rows}
+
+
+def _session_metrics(folder: Path, out: Path) -> dict | None:
+    """A session's evaluate metrics (copied to ``out``), None without a scan."""
     ev = folder / "evaluate"
     if not (ev / "metrics.json").is_file():
         return None

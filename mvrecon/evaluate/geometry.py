@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .. import threads
+
 
 @dataclass(frozen=True)
 class Similarity:
@@ -113,7 +115,7 @@ class MeshQuery:
         import open3d as o3d
 
         q = np.asarray(queries, dtype=np.float64) - self._origin
-        ans = self._scene.compute_closest_points(o3d.core.Tensor(q.astype(np.float32)))
+        ans = self._scene.compute_closest_points(o3d.core.Tensor(q.astype(np.float32)), nthreads=threads.count())
         tri = ans["primitive_ids"].numpy().astype(np.int64)
         uv = ans["primitive_uvs"].numpy().astype(np.float64)
         bary = np.stack([1.0 - uv[:, 0] - uv[:, 1], uv[:, 0], uv[:, 1]], 1)

@@ -32,6 +32,8 @@ from typing import Literal
 
 import numpy as np
 
+from .. import threads
+
 KeypointSetName = Literal["ibug", "model"]
 
 
@@ -67,7 +69,7 @@ def ibug_from_embedding(model, embedding) -> KeypointSet:
     scene = o3d.t.geometry.RaycastingScene()
     origin = mean.mean(0)
     scene.add_triangles(o3d.core.Tensor((mean - origin).astype(np.float32)), o3d.core.Tensor(tris[tri_ids].astype(np.uint32)))
-    ans = scene.compute_closest_points(o3d.core.Tensor((centres - origin).astype(np.float32)))
+    ans = scene.compute_closest_points(o3d.core.Tensor((centres - origin).astype(np.float32)), nthreads=threads.count())
     uv = ans["primitive_uvs"].numpy().astype(np.float64)
     bary = np.clip(np.stack([1 - uv[:, 0] - uv[:, 1], uv[:, 0], uv[:, 1]], 1), 0.0, 1.0)
     bary /= bary.sum(1, keepdims=True)

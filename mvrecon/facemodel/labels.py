@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .. import threads
 from ..parts import PART_CODES, _frame, part_label_image, part_polygons, points_in_parts
 
 
@@ -58,7 +59,7 @@ def frontal_visibility(verts: np.ndarray, triangles: np.ndarray, offset: float =
     rays[:, :3] = v
     rays[:, 2] += offset
     rays[:, 5] = 1.0
-    hit = _scene(v, triangles).cast_rays(o3d.core.Tensor(rays))["t_hit"].numpy()
+    hit = _scene(v, triangles).cast_rays(o3d.core.Tensor(rays), nthreads=threads.count())["t_hit"].numpy()
     return ~np.isfinite(hit)
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from .. import threads
 from ..errors import FitDiverged
 from ..render import interpolate, rasterize, rasterize_pixels, render_mesh, vertex_visibility
 from .config import DEFAULT_LR, FitConfig, Stage
@@ -231,6 +232,7 @@ class Fitter:
         t0 = time.perf_counter()
         bar = _Progress(st.name, st.iters, self.progress)
         for it in range(st.iters):
+            threads.rebalance()  # a run started beside this one gets its share of the cores
             opt.zero_grad(set_to_none=True)
             terms = self.losses(st, it)
             total = sum(st.weights.get(k, 0.0) * v for k, v in terms.items())

@@ -12,6 +12,8 @@ import numpy as np
 import open3d as o3d
 import torch
 
+from .. import threads
+
 _INVALID = np.uint32(o3d.t.geometry.RaycastingScene.INVALID_ID)
 
 
@@ -82,10 +84,10 @@ def grid_ids(verts: np.ndarray, faces: np.ndarray, K: np.ndarray, world_to_cam: 
         rays.append(block.reshape(-1, 6))
     if verts.ndim == 2:
         scene = _scene(verts, faces)
-        prim = scene.cast_rays(o3d.core.Tensor.from_numpy(np.concatenate(rays)))["primitive_ids"].numpy()
+        prim = scene.cast_rays(o3d.core.Tensor.from_numpy(np.concatenate(rays)), nthreads=threads.count())["primitive_ids"].numpy()
         prims = np.split(prim, np.cumsum([len(r) for r in rays])[:-1])
     else:
-        prims = [_scene(verts[v], faces).cast_rays(o3d.core.Tensor.from_numpy(rays[v]))["primitive_ids"].numpy()
+        prims = [_scene(verts[v], faces).cast_rays(o3d.core.Tensor.from_numpy(rays[v]), nthreads=threads.count())["primitive_ids"].numpy()
                  for v in range(V)]
     out = np.full((V, height, width), -1, np.int64)
     for v, ((r0, r1, c0, c1), prim) in enumerate(zip(boxes, prims)):
@@ -100,12 +102,12 @@ def cast(verts: np.ndarray, faces: np.ndarray, rays: np.ndarray) -> tuple[np.nda
     (verts (V, N, 3)). Returns triangle ids (V, P) int64 (-1 = miss) and t_hit (V, P) float32."""
     faces = np.asarray(faces)
     if verts.ndim == 2:
-        out = _scene(verts, faces).cast_rays(o3d.core.Tensor.from_numpy(np.ascontiguousarray(rays)))
+        out = _scene(verts, faces).cast_rays(o3d.core.Tensor.from_numpy(np.ascontiguousarray(rays)), nthreads=threads.count())
         prim, t = out["primitive_ids"].numpy(), out["t_hit"].numpy()
     else:
         prims, ts = [], []
         for v in range(verts.shape[0]):     # a scene per view: each view sees its own mesh state
-            out = _scene(verts[v], faces).cast_rays(o3d.core.Tensor.from_numpy(np.ascontiguousarray(rays[v])))
+            out = _scene(verts[v], faces).cast_rays(o3d.core.Tensor.from_numpy(np.ascontiguousarray(rays[v])), nthreads=threads.count())
             prims.append(out["primitive_ids"].numpy())
             ts.append(out["t_hit"].numpy())
         prim, t = np.stack(prims), np.stack(ts)

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .. import threads
 from ..cameras import Camera
 from ..errors import MvreconError
 from ..evaluate.geometry import MeshQuery, Similarity, umeyama
@@ -95,7 +96,7 @@ class Caster:
         import open3d as o3d
 
         rays = np.concatenate([np.asarray(origins, np.float64) - self.origin, dirs], 1).astype(np.float32)
-        ans = self._scene.cast_rays(o3d.core.Tensor(rays))
+        ans = self._scene.cast_rays(o3d.core.Tensor(rays), nthreads=threads.count())
         tri = ans["primitive_ids"].numpy().astype(np.int64)
         tri[tri == np.int64(o3d.t.geometry.RaycastingScene.INVALID_ID)] = -1
         uv = ans["primitive_uvs"].numpy().astype(np.float64)

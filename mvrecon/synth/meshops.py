@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .. import threads
+
 
 @dataclass(frozen=True)
 class UVMesh:
@@ -167,7 +169,7 @@ def rasterize_uv(uvs: np.ndarray, uv_faces: np.ndarray, height: int, width: int,
     rays = rays.reshape(-1, 6)
     rays[:, 2] = 1.0
     rays[:, 5] = -1.0
-    ans = scene.cast_rays(o3d.core.Tensor(rays))
+    ans = scene.cast_rays(o3d.core.Tensor(rays), nthreads=threads.count())
     prim = ans["primitive_ids"].numpy().astype(np.int64)
     prim[prim == np.int64(o3d.t.geometry.RaycastingScene.INVALID_ID)] = -1
     buv = ans["primitive_uvs"].numpy()

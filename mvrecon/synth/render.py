@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .. import threads
 from ..cameras import Camera
 from ..facemodel import FaceModel
 from ..parts import triangle_labels
@@ -163,7 +164,7 @@ def world_rays(camera: Camera, ss: int, sample: int | None = None, pixels: np.nd
 def _cast(raycaster, rays: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     import open3d as o3d
 
-    ans = raycaster.cast_rays(o3d.core.Tensor(np.ascontiguousarray(rays.reshape(-1, 6))))
+    ans = raycaster.cast_rays(o3d.core.Tensor(np.ascontiguousarray(rays.reshape(-1, 6))), nthreads=threads.count())
     prim = ans["primitive_ids"].numpy().astype(np.int64)
     prim[prim == np.int64(o3d.t.geometry.RaycastingScene.INVALID_ID)] = -1
     buv = ans["primitive_uvs"].numpy().astype(np.float64)
@@ -372,7 +373,7 @@ def landmarks_2d(raycaster, camera: Camera, points: np.ndarray, eps_m: float = 1
     dist = np.linalg.norm(d, axis=1)
     rays = np.concatenate([np.broadcast_to(c, d.shape), d], 1).astype(np.float32)
     tfar = (1.0 - eps_m / np.maximum(dist, 1e-9)).astype(np.float32)
-    ans = raycaster.cast_rays(o3d.core.Tensor(rays))
+    ans = raycaster.cast_rays(o3d.core.Tensor(rays), nthreads=threads.count())
     t = ans["t_hit"].numpy()
     occluded = np.isfinite(t) & (t < tfar)
     inside = (uv[:, 0] >= -0.5) & (uv[:, 0] <= camera.width - 0.5) & (uv[:, 1] >= -0.5) & (uv[:, 1] <= camera.height - 0.5)

@@ -12,6 +12,8 @@ import cv2
 import numpy as np
 import open3d as o3d
 
+from .. import threads
+
 _INVALID = np.uint32(o3d.t.geometry.RaycastingScene.INVALID_ID)
 
 
@@ -78,7 +80,7 @@ def rasterize_uv(uvs: np.ndarray, uv_triangles: np.ndarray, height: int, width: 
     rays[:, 1] = tuv[:, 1] * height
     rays[:, 2] = 1.0
     rays[:, 5] = -1.0
-    hit = scene.cast_rays(o3d.core.Tensor.from_numpy(rays))
+    hit = scene.cast_rays(o3d.core.Tensor.from_numpy(rays), nthreads=threads.count())
     prim = hit["primitive_ids"].numpy()
     ok = prim != _INVALID
     # Open3D's primitive_uvs (a, b) are the weights of corners 1 and 2: p = (1-a-b) p0 + a p1 + b p2
