@@ -26,10 +26,14 @@ pytestmark = pytest.mark.slow
 
 MVRECON = [str(Path(sys.executable).with_name("mvrecon"))]
 APPLICABLE = ["ingest", "calibrate", "cues", "fit", "texture", "export", "evaluate"]
+# One thread per run: a run's share of the cores follows the other mvrecon runs on the machine
+# (mvrecon.threads), and a fit with another thread count gives other floats; the tests that
+# compare the bytes of two runs need the same count in both.
+ENV = {**os.environ, "MVRECON_THREADS": "1"}
 
 
 def mvrecon(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
-    return subprocess.run([*MVRECON, *map(str, args)], capture_output=True, text=True, timeout=timeout)
+    return subprocess.run([*MVRECON, *map(str, args)], capture_output=True, text=True, timeout=timeout, env=ENV)
 
 
 def _json(proc: subprocess.CompletedProcess) -> dict:
@@ -235,7 +239,7 @@ def _wait_for(path: Path, text: str, proc: subprocess.Popen, timeout: float = 60
 
 def test_killed_in_the_fit_resumes_to_the_same_asset(pristine, finished, tmp_path):
     root = _copy(pristine, tmp_path / "session")
-    proc = subprocess.Popen([*MVRECON, "session", "run", str(root), "--preset", "fast"],
+    proc = subprocess.Popen([*MVRECON, "session", "run", str(root), "--preset", "fast"], env=ENV,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         _wait_for(root / "logs" / "run-001.log", "fit: running", proc)
