@@ -20,7 +20,10 @@ same as that of an uninterrupted run.
     export     the game-ready asset ``export/head.glb``
     evaluate   against the session's scan, when it has one
 
-Later stages use the newest rig: ``refine/`` over ``calibrate/`` over the session's own rig.
+Later stages use the rig in force, the newest rig: ``refine/`` over ``calibrate/`` over the
+session's own rig (:func:`mvrecon.session.current_rig`, counting the rig stages that apply). Every
+stage says whether it reads the rig (``reads_rig``); the content of the rig in force is then one of
+its inputs, so a new calibration runs the cues, the fit and all after them again.
 """
 
 from __future__ import annotations
@@ -218,6 +221,8 @@ class Context:
     cfg: PipelineConfig
     force: bool = False
     digests: dict[str, str] = field(default_factory=dict)
+    rig_stages: list[str] = field(default_factory=list)
+    """The stages that wrote a rig and apply to this session, so far in the run."""
     _model: Any = None
 
     @property
@@ -263,8 +268,11 @@ class StageDef:
     """Earlier stages whose outputs it reads (counted when they apply)."""
     run: Callable[[Context], Mapping[str, Any]]
     """Runs the stage (writing its folder) and returns its key numbers."""
-    after: Callable[[Context], None] | None = None
-    """Called after the stage ran or was skipped (e.g. to put a calibrated rig in force)."""
+    reads_rig: bool = False
+    """It reads the rig in force (``ctx.session.rig``), whose content is then one of its inputs."""
+    writes_rig: bool = False
+    """It writes ``<stage>/rig.json``, which is in force for the later stages (one of
+    :data:`mvrecon.session.RIG_STAGES`)."""
     keeps_cache: bool = False
     """A failed run leaves the folder in place (without provenance, so nothing in it counts as a
     result): it holds a per-item cache the next run checks item by item (the cues of each view)."""
@@ -381,16 +389,13 @@ def _run_calibrate(ctx: Context) -> dict[str, Any]:
     return numbers
 
 
-def _use_rig(stage: str) -> Callable[[Context], None]:
-    def after(ctx: Context) -> None:
-        from .cameras import load_rig
-
-        p = ctx.session.stage_dir(stage) / "rig.json"
-        if not p.is_file():
-            raise StageMissing(f"the {stage} stage has no rig.json: run it (drop --from)", p.parent)
-        ctx.session = dataclasses.replace(ctx.session, rig=load_rig(p))
-
-    return after
+def _put_rig_in_force(ctx: Context, st: StageDef) -> None:
+    """After a stage that writes a rig ran, was up to date or was used as it is: its rig is in
+    force for the later stages."""
+    if st.writes_rig:
+        ctx.rig_stages.append(st.name)
+        ctx.session = ctx.session.in_force(ctx.rig_stages)
+        log.info("rig in force: %s/rig.json", ctx.session.rig_source)
 
 
 # refine
@@ -600,18 +605,22 @@ STAGES: tuple[StageDef, ...] = (
              lambda ctx: [ctx.session.session_file, ctx.session.rig_path, *_image_files(ctx)], (), _run_ingest),
     StageDef("calibrate", lambda ctx: _has_board_shots(ctx) or _rig_uncalibrated(ctx),
              "no board shots, the rig has extrinsics", _settings("charuco"), _calib_files, ("ingest",),
-             _run_calibrate, after=_use_rig("calibrate")),
+             _run_calibrate, reads_rig=True, writes_rig=True),
     StageDef("refine", _refine_requested, "not asked for (mvrecon session calibrate)", _settings("refine"),
-             lambda ctx: [], ("ingest", "calibrate"), _run_refine, after=_use_rig("refine")),
-    StageDef("cues", _always, "", _cues_settings, lambda ctx: [], ("ingest",), _run_cues, keeps_cache=True),
-    StageDef("fit", _always, "", _settings("fit"), _model_files, ("ingest", "calibrate", "refine", "cues"), _run_fit),
+             lambda ctx: [], ("ingest", "calibrate"), _run_refine, reads_rig=True, writes_rig=True),
+    # the cues read the rig: the model parser fits one head to a frame's views with its cameras
+    StageDef("cues", _always, "", _cues_settings, lambda ctx: [], ("ingest", "calibrate", "refine"), _run_cues,
+             reads_rig=True, keeps_cache=True),
+    StageDef("fit", _always, "", _settings("fit"), _model_files, ("ingest", "calibrate", "refine", "cues"), _run_fit,
+             reads_rig=True),
     StageDef("texture", _always, "", _settings("texture"), lambda ctx: [], ("ingest", "calibrate", "refine", "fit"),
-             _run_texture),
+             _run_texture, reads_rig=True),
     StageDef("export", _always, "", _settings("export"), lambda ctx: [], ("fit", "texture"), _run_export),
+    # a scan in the rig's frame is compared through the motion from the rig in force to the session's
     StageDef("evaluate", lambda ctx: ctx.session.scan is not None and ctx.session.scan.landmarks is not None,
              "no scan with landmarks", _evaluate_settings,
              lambda ctx: [*_scan_files(ctx), *_model_files(ctx), *_embedding_files(ctx)],
-             ("fit",), _run_evaluate),
+             ("fit",), _run_evaluate, reads_rig=True),
 )
 STAGE_NAMES = tuple(s.name for s in STAGES)
 
@@ -688,7 +697,7 @@ def _input_hashes(ctx: Context, st: StageDef) -> dict[str, str]:
     for up in st.upstream:
         if up in ctx.digests:
             hashes[f"stage:{up}"] = ctx.digests[up]
-    if st.name in ("fit", "texture", "refine"):
+    if st.reads_rig:
         # the rig in force (the session's, or a calibrated / refined one): its content counts
         hashes["rig"] = sha256_json(ctx.session.rig.to_dict())
     return hashes
@@ -943,10 +952,10 @@ def _do_stage(ctx: Context, st: StageDef, i: int, i0: int, i1: int, force: bool,
         # before --from: used as it is
         prov = read_provenance(sdir)
         if not sdir.is_dir():
-            raise StageMissing(f"stage {st.name} has no outputs yet: run without --from first", sdir)
+            raise StageMissing(f"stage {st.name} has no outputs yet: run it first ('mvrecon session run SESSION "
+                               f"--to {st.name}')", sdir)
         ctx.digests[st.name] = prov.outputs_digest if prov else sha256_json(output_hashes(sdir))
-        if st.after:
-            st.after(ctx)
+        _put_rig_in_force(ctx, st)
         o = StageOutcome(st.name, "skipped", numbers=dict(prov.numbers) if prov else {}, note="before --from")
         echo(format_outcome(o))
         return o
@@ -957,8 +966,7 @@ def _do_stage(ctx: Context, st: StageDef, i: int, i0: int, i1: int, force: bool,
     prov = None if force else _up_to_date(ctx, st, key)
     if prov is not None:
         ctx.digests[st.name] = prov.outputs_digest
-        if st.after:
-            st.after(ctx)
+        _put_rig_in_force(ctx, st)
         o = StageOutcome(st.name, "skipped", 0.0, dict(prov.numbers), note="up to date")
         log.info("%s: up to date, skipped", st.name)
         echo(format_outcome(o))
@@ -978,8 +986,7 @@ def _do_stage(ctx: Context, st: StageDef, i: int, i0: int, i1: int, force: bool,
         prov = Provenance(st.name, key, _jsonable(settings), vers, inputs, outputs, _jsonable(numbers), round(secs, 3))
         write_json(sdir / PROVENANCE_FILE, prov.to_dict())  # last: its presence means the stage finished
     ctx.digests[st.name] = prov.outputs_digest
-    if st.after:
-        st.after(ctx)
+    _put_rig_in_force(ctx, st)
     log.info("%s: done in %.1f s: %s", st.name, secs, numbers)
     o = StageOutcome(st.name, "done", secs, numbers)
     echo(format_outcome(o))

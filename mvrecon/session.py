@@ -18,6 +18,9 @@ A session folder::
 ``rig`` is a path (relative to the session folder) to a rig folder holding ``rig.json`` or to the
 file itself. Every path in session.json is relative to the session folder.
 
+The rig in force: stages after calibration use the newest rig, ``refine/rig.json`` over
+``calibrate/rig.json`` over the session's own (:func:`current_rig`, the one place that decides).
+
 ``scan`` may also say ``"frame": "rig"``: the scan was taken in the rig's calibrated volume and is
 in the rig's frame, so the evaluation measures it without any alignment (pose and scale errors
 count); the default ``"own"`` is a scanner's frame, aligned by landmarks and ICP.
@@ -29,16 +32,18 @@ import contextlib
 import errno
 import fcntl
 import os
+import re
+import shutil
 import socket
 import stat
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 from .cameras import Camera, Rig, load_rig, rig_json_path
-from .errors import InputError, MvreconError, SessionBusy
+from .errors import InputError, MvreconError, SessionBusy, StageMissing
 from .io import check_name, image_size, read_json, refuse_symlink, regular_file, write_json
 
 SESSION_FILE = "session.json"
@@ -86,9 +91,28 @@ class ScanRef:
     frame: str = "own"
 
 
+#: Stages that write a rig of their own (``<stage>/rig.json``), the newest first: the first of them
+#: in force decides the rig the later stages use.
+RIG_STAGES = ("refine", "calibrate")
+
+
+@dataclass(frozen=True)
+class RigInForce:
+    """The rig the stages use and where it came from."""
+
+    rig: Rig
+    source: str
+    """``"session"`` (the rig session.json names) or the stage that wrote it (:data:`RIG_STAGES`)."""
+    path: Path
+    """The rig.json it was read from."""
+
+
 @dataclass(frozen=True)
 class Session:
-    """A validated session (see the module docstring for the layout)."""
+    """A validated session (see the module docstring for the layout).
+
+    ``rig`` is the rig the stages use: the session's own (``rig_path``) as loaded, the rig in force
+    after :meth:`in_force` (``rig_source`` says which)."""
 
     root: Path
     subject: str
@@ -98,6 +122,8 @@ class Session:
     options: dict[str, Any] = field(default_factory=dict)
     scan: ScanRef | None = None
     calib_dir: Path | None = None
+    rig_source: str = "session"
+    """Where ``rig`` came from: ``"session"`` or a stage of :data:`RIG_STAGES`."""
 
     @property
     def session_file(self) -> Path:
@@ -130,9 +156,40 @@ class Session:
         with session_lock(self.root):
             yield
 
+    def current_rig(self, stages: Sequence[str] | None = None) -> RigInForce:
+        """The rig in force (see :func:`current_rig`)."""
+        return current_rig(self, stages)
+
+    def in_force(self, stages: Sequence[str] | None = None) -> "Session":
+        """This session with ``rig`` the rig in force (see :func:`current_rig`); a new object."""
+        r = current_rig(self, stages)
+        return replace(self, rig=r.rig, rig_source=r.source)
+
     @classmethod
     def load(cls, root: str | Path, check_images: bool = True) -> "Session":
         return load_session(root, check_images=check_images)
+
+
+def current_rig(session: Session, stages: Sequence[str] | None = None) -> RigInForce:
+    """The rig the session's stages use: ``refine/rig.json`` over ``calibrate/rig.json`` over the
+    session's own rig (``session.rig_path``). Every path that needs the rig decides it here.
+
+    ``stages``: the rig stages in effect (the pipeline passes those that apply to the session, in
+    the order of :data:`RIG_STAGES` or any other); each must hold its ``rig.json``
+    (:class:`StageMissing` otherwise). None: every rig stage whose folder holds a ``rig.json``.
+    """
+    for name in RIG_STAGES:
+        if stages is not None and name not in stages:
+            continue
+        p = session.stage_dir(name) / "rig.json"
+        if p.is_file():
+            return RigInForce(load_rig(p), name, p)
+        if stages is not None:
+            raise StageMissing(f"the {name} stage has no rig.json: run it ('mvrecon session run SESSION "
+                               f"--to {name}')", p.parent)
+    if session.rig_source == "session":
+        return RigInForce(session.rig, "session", session.rig_path)
+    return RigInForce(load_rig(session.rig_path), "session", session.rig_path)
 
 
 def _rel(root: Path, value: Any, what: str, sf: Path) -> Path:
@@ -272,6 +329,143 @@ def write_session_file(
     if calib:
         data["calib"] = calib
     return write_json(root / SESSION_FILE, data)
+
+
+#: How ``mvrecon session init`` finds the photos in a folder by default: one subfolder per frame.
+DEFAULT_PATTERN = "{frame}/{camera}.jpg"
+#: A photo folder with more entries than this is refused (``--images /`` must not walk the disk).
+MAX_PHOTO_FILES = 100_000
+_FIELD = re.compile(r"\{(\w*)\}")
+
+
+def _pattern_regex(pattern: str) -> re.Pattern[str]:
+    """The regex of a photo pattern: ``{camera}`` (needed) and ``{frame}`` (optional, at most once
+    each) match one path component's worth of characters; the rest is literal."""
+    fields = _FIELD.findall(pattern)
+    bad = [f for f in fields if f not in ("frame", "camera")]
+    if bad or fields.count("camera") != 1 or fields.count("frame") > 1:
+        raise InputError(f"photo pattern {pattern!r} must hold {{camera}} once and may hold {{frame}} once "
+                         f"(nothing else in braces)")
+    if pattern.startswith("/") or ".." in pattern.split("/") or "\\" in pattern:
+        raise InputError(f"photo pattern {pattern!r} must be a relative path inside the photo folder")
+    out, pos = "", 0
+    for m in _FIELD.finditer(pattern):
+        out += re.escape(pattern[pos:m.start()]) + f"(?P<{m.group(1)}>[^/]+?)"
+        pos = m.end()
+    return re.compile(out + re.escape(pattern[pos:]))
+
+
+def _photo_files(folder: Path, depth: int) -> list[str]:
+    """Relative POSIX paths of the regular files ``depth`` levels deep or less, hidden names and
+    links to folders left out."""
+    out: list[str] = []
+    level = [(folder, "")]
+    for _ in range(depth):
+        nxt = []
+        for d, rel in level:
+            try:
+                entries = sorted(os.scandir(d), key=lambda e: e.name)
+            except OSError as e:
+                raise InputError(f"cannot list the photo folder ({e.strerror})", d) from None
+            for e in entries:
+                if e.name.startswith("."):
+                    continue
+                if e.is_dir(follow_symlinks=False):
+                    nxt.append((Path(e.path), f"{rel}{e.name}/"))
+                elif e.is_file():
+                    out.append(f"{rel}{e.name}")
+                if len(out) + len(nxt) > MAX_PHOTO_FILES:
+                    raise InputError(f"the photo folder holds more than {MAX_PHOTO_FILES} entries; refused", folder)
+        level = nxt
+    return out
+
+
+def rig_folder(path: str | Path) -> Path:
+    """``path`` when it is a rig folder (a folder holding ``rig.json``), else one :class:`InputError`."""
+    p = Path(path)
+    if not p.is_dir():
+        raise InputError("not a rig folder (expected a folder holding rig.json)" if p.exists() else
+                         "rig folder not found", p)
+    if not (p / "rig.json").is_file():
+        raise InputError("not a rig folder: it holds no rig.json", p)
+    return p
+
+
+def init_session(root: str | Path, rig: str | Path, images: str | Path, pattern: str = DEFAULT_PATTERN,
+                 subject: str | None = None) -> Session:
+    """Make the session folder ``root`` for photos of a rig: ``session.json`` naming the rig folder
+    (relative to ``root``, e.g. ``../../rigs/studio8``) and every photo, which is copied into
+    ``root/images/<frame>/<camera><ext>`` (the session then holds its own record of the capture,
+    whatever happens to the folder it came from).
+
+    ``pattern`` places each photo in ``images`` (:data:`DEFAULT_PATTERN`; without ``{frame}`` the
+    photos are one frame, ``f000``). Every camera of the rig needs a photo in every frame, of its
+    image size. Anything wrong is one :class:`InputError` naming the file, before anything is
+    written; ``root`` must not exist yet (or be an empty folder), and is written as a whole.
+    """
+    from .io import atomic_dir, image_size
+
+    root, images = Path(root), Path(images)
+    if root.is_symlink() or (root.exists() and (not root.is_dir() or any(root.iterdir()))):
+        raise InputError("exists already and is not an empty folder; choose a new session folder", root)
+    subject = check_name(subject or root.resolve().name, "subject")
+    rig_dir = rig_folder(rig)
+    the_rig = load_rig(rig_dir)
+    centres = [c.center for c in the_rig.cameras]
+    if len(centres) > 1 and all(abs(x - y).max() < 1e-9 for x, y in zip(centres, centres[1:])) \
+            and (rig_dir / "calib").is_dir():
+        raise InputError("the rig has no extrinsics yet but board shots in calib/: run 'mvrecon rig calibrate "
+                         f"{rig}' first", rig_dir / "rig.json")
+    if not images.is_dir():
+        raise InputError("photo folder not found" if not images.exists() else "not a folder", images)
+    rx = _pattern_regex(pattern)
+    found: dict[str, dict[str, Path]] = {}
+    for rel in _photo_files(images, pattern.count("/") + 1):
+        m = rx.fullmatch(rel)
+        if m is None:
+            continue
+        cam = m.group("camera")
+        frame = m.group("frame") if "frame" in rx.groupindex else "f000"
+        if cam not in the_rig.names:
+            raise InputError(f"camera {cam[:40]!r} (from the pattern {pattern!r}) is not in rig {rig_dir} "
+                             f"(cameras: {', '.join(the_rig.names)})", images / rel)
+        check_name(frame, "frame name", images / rel)
+        found.setdefault(frame, {})[cam] = images / rel
+    if not found:
+        raise InputError(f"no photo matches the pattern {pattern!r} (e.g. {_example(pattern, the_rig.names[0])})",
+                         images)
+    for frame in sorted(found):
+        for cam in the_rig.cameras:
+            p = found[frame].get(cam.name)
+            if p is None:
+                expected = _FIELD.sub(lambda m: {"frame": frame, "camera": cam.name}[m.group(1)], pattern)
+                raise InputError(f"missing: frame {frame!r} has no photo of camera {cam.name!r}", images / expected)
+            w, h = image_size(p)  # a regular file in a known format, its header within the pixel limit
+            if (w, h) != (cam.width, cam.height):
+                raise InputError(f"photo is {w}x{h} but camera {cam.name!r} of the rig is {cam.width}x{cam.height}", p)
+    frames = []
+    with atomic_dir(root) as tmp:
+        for frame in sorted(found):
+            imgs = {}
+            for cam in the_rig.names:
+                src = found[frame][cam]
+                rel = f"images/{frame}/{cam}{src.suffix.lower()}"
+                (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    shutil.copyfile(src, tmp / rel)
+                except OSError as e:
+                    raise InputError(f"cannot copy the photo ({e.strerror})", src) from None
+                imgs[cam] = rel
+            frames.append({"name": frame, "images": imgs})
+        # the temporary folder is root's sibling: the same relative path from both
+        rig_ref = Path(os.path.relpath(rig_dir.resolve(), root.resolve())).as_posix()
+        write_session_file(tmp, rig_ref, frames, subject=subject)
+        load_session(tmp)  # the same checks every run makes, before the folder is in place
+    return load_session(root)
+
+
+def _example(pattern: str, camera: str) -> str:
+    return _FIELD.sub(lambda m: {"frame": "f000", "camera": camera}[m.group(1)], pattern)
 
 
 def _lock_error(e: OSError, path: Path) -> MvreconError:

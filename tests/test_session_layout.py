@@ -98,3 +98,38 @@ def test_second_holder_of_the_lock_is_refused(tmp_path):
         p.join(10)
     with session_lock(root):  # free again once the holder is gone
         pass
+
+
+def _moved(rig, name, dx):
+    """``rig`` with camera ``name``'s centre moved by ``dx`` metres along x (a new Rig)."""
+    cams = []
+    for c in rig.cameras:
+        if c.name == name:
+            M = c.world_to_cam.copy()
+            M[:3, 3] = -M[:3, :3] @ (c.center + np.array([dx, 0.0, 0.0]))
+            c = c.replace(world_to_cam=M)
+        cams.append(c)
+    return rig.with_cameras(cams)
+
+
+def test_current_rig_refined_over_calibrated_over_own(tmp_path):
+    from mvrecon.errors import StageMissing
+
+    s = load_session(make_session(tmp_path))
+    own = s.current_rig()
+    assert own.source == "session" and own.path == s.rig_path
+    C.save_rig(_moved(s.rig, "b", 0.002), s.root / "calibrate" / "rig.json")
+    C.save_rig(_moved(s.rig, "b", 0.005), s.root / "refine" / "rig.json")
+
+    def shift_mm(session):
+        return 1000 * float(np.linalg.norm(session.rig["b"].center - s.rig["b"].center))
+
+    assert s.current_rig().source == "refine" and shift_mm(s.in_force()) == pytest.approx(5.0)
+    assert s.in_force(["calibrate"]).rig_source == "calibrate" and shift_mm(s.in_force(["calibrate"])) == pytest.approx(2.0)
+    # a rig stage that does not apply does not count, whatever its folder holds
+    assert shift_mm(s.in_force([])) == 0.0 and s.in_force([]).rig_source == "session"
+    assert s.in_force(["calibrate"]).in_force([]).rig["b"].center == pytest.approx(s.rig["b"].center)
+    (s.root / "refine" / "rig.json").unlink()
+    assert s.current_rig().source == "calibrate"
+    with pytest.raises(StageMissing, match="refine stage has no rig.json"):
+        s.in_force(["refine", "calibrate"])

@@ -1,5 +1,6 @@
-"""Rig import and export: COLMAP text and binary models, OpenCV YAML (``cv2.FileStorage``) and
-nerfstudio ``transforms.json``.
+"""Rig import and export: COLMAP text and binary models, OpenCV YAML (``cv2.FileStorage``),
+nerfstudio ``transforms.json``, Agisoft Metashape camera XML (:mod:`.metashape`) and
+RealityCapture XMP sidecars (:mod:`.realitycapture`).
 
 COLMAP models (``cameras``, ``images``, ``points3D`` as ``.txt`` or ``.bin``) are read and written
 here without pycolmap (the layouts of COLMAP's ``src/colmap/scene/reconstruction_io.cc``), one
@@ -31,7 +32,7 @@ from ..cameras import (Camera, Rig, from_colmap_camera, from_colmap_pose, from_n
 from ..errors import InputError
 from ..io import atomic_dir, read_json, write_json, write_text
 
-ExportFormat = Literal["colmap", "colmap-bin", "opencv", "nerfstudio", "mvrecon"]
+ExportFormat = Literal["colmap", "colmap-bin", "opencv", "nerfstudio", "metashape", "realitycapture", "mvrecon"]
 
 # COLMAP camera model ids and parameter counts (colmap/sensor/models.h)
 COLMAP_MODELS = {
@@ -408,20 +409,36 @@ def export_rig(rig: Rig, fmt: ExportFormat, out: str | Path) -> Path:
         return write_text(out, rig_to_opencv_yaml(rig))
     if fmt == "nerfstudio":
         return write_json(out, to_nerfstudio(rig))
+    if fmt == "metashape":
+        from .metashape import rig_to_metashape
+
+        return write_text(out, rig_to_metashape(rig))
+    if fmt == "realitycapture":
+        from .realitycapture import write_xmp_folder
+
+        with atomic_dir(out) as tmp:
+            write_xmp_folder(rig, tmp)
+        return out
     if fmt == "mvrecon":
         return write_json(out, rig.to_dict())
     raise ValueError(f"unknown export format {fmt!r}")
 
 
-def import_rig(path: str | Path) -> Rig:
+def import_rig(path: str | Path, image_size: tuple[int, int] | None = None) -> Rig:
     """Read a rig from a COLMAP model folder, an OpenCV YAML file, a nerfstudio
-    ``transforms.json`` or an mvrecon ``rig.json`` (told apart by content)."""
+    ``transforms.json``, a Metashape camera XML, a folder of RealityCapture XMP sidecars (their
+    image size from the images beside them, or ``image_size`` (W, H)) or an mvrecon ``rig.json``
+    (told apart by content)."""
     p = Path(path)
     if not p.exists():
         raise InputError("not found", p)
     if p.is_dir():
         if (p / "rig.json").is_file() and not (p / "cameras.txt").is_file():
             return load_rig(p)
+        if any(p.glob("*.xmp")) and not any((p / f"cameras{e}").is_file() for e in (".txt", ".bin")):
+            from .realitycapture import rig_from_xmp_folder
+
+            return rig_from_xmp_folder(p, image_size)
         model = read_colmap(p)
         try:
             return colmap_to_rig(model, name=p.name)
@@ -432,6 +449,13 @@ def import_rig(path: str | Path) -> Rig:
             text = p.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as e:
             raise InputError(f"cannot read ({e})", p) from None
+        if p.suffix.lower() == ".xml" and "<document" in text[:4096] and "<opencv_storage" not in text[:4096]:
+            from .metashape import parse_xml, rig_from_metashape
+
+            try:
+                return rig_from_metashape(parse_xml(p, "Metashape camera file"), name=p.stem)
+            except ValueError as e:
+                raise InputError(f"Metashape camera file: {e}", p) from None
         return rig_from_opencv_yaml(text, p)
     data = read_json(p)
     if isinstance(data, dict) and "frames" in data and "cameras" not in data:

@@ -63,17 +63,14 @@ def cues() -> None:
               help="Label every view on its own (default: a frame's views together, when the parser can).")
 def session_cmd(session_dir: Path, preset: str, parser: str | None, no_overlay: bool, overwrite: bool,
                 per_view: bool) -> None:
-    """Cues of every view of SESSION (views whose image did not change are skipped)."""
-    from ..cues import run
-    from ..session import Session
+    """Cues of every view of SESSION (views whose image, camera and settings did not change are
+    skipped). Runs the cues stage of the pipeline ('mvrecon session run SESSION --from cues --to
+    cues'), with the rig in force (refined over calibrated over the session's own)."""
+    from ..pipeline import pipeline_config
+    from ._stage import run_stage
 
-    cfg = dataclasses.replace(_config(preset, parser, no_overlay, overwrite), frames=not per_view)
-    session = Session.load(session_dir)
-    with session.lock():
-        result = run(cfg, session)
-    click.echo(result.summary())
-    if result.views and len(result.no_face) == len(result.views):
-        raise MvreconError("no face found in any view", session.stage_dir("cues"))
+    cfg = dataclasses.replace(_config(preset, parser, no_overlay, False), frames=not per_view)
+    run_stage(session_dir, "cues", pipeline_config(preset, cues=cfg), force=overwrite)
 
 
 @cues.command("image")

@@ -22,17 +22,15 @@ def _lods(ctx, param, value: str) -> tuple[float, ...]:
 @click.option("--size", type=click.IntRange(16, 16384), default=2048, show_default=True,
               help="Skin atlas height in texels (its width is twice that).")
 def texture_cmd(session: Path, size: int) -> None:
-    """Bake SESSION's textures from the fit and the photos; writes SESSION/texture/."""
-    from ..session import load_session
-    from ..texture.bake import TextureConfig
-    from ..texture.stage import run
+    """Bake SESSION's textures from the fit and the photos; writes SESSION/texture/.
 
-    s = load_session(session)
-    with s.lock():
-        r = run(TextureConfig(size=size), s)
-    seen = (r.textures.skin_weight > 0)[r.textures.skin_mask].mean() if r.textures.skin_mask.any() else 0.0
-    click.echo(f"texture: {len(r.textures.view_coverage)} views, {100 * seen:.0f}% of skin texels seen; "
-               f"{r.seconds:.1f} s -> {r.out_dir}")
+    Runs the texture stage of the pipeline ('mvrecon session run SESSION --from texture --to
+    texture'), with the rig in force (refined over calibrated over the session's own)."""
+    from ..pipeline import pipeline_config
+    from ..texture.bake import TextureConfig
+    from ._stage import run_stage
+
+    run_stage(session, "texture", pipeline_config("default", texture=TextureConfig(size=size)))
 
 
 @click.command("export")
@@ -53,24 +51,35 @@ def texture_cmd(session: Path, size: int) -> None:
 @click.option("--units", type=click.Choice(["m", "cm"]), default="m", show_default=True,
               help="Length unit of the files (cm for Unreal).")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
-              help="Output folder (default SESSION/export).")
+              help="Also copy the exported files to this folder (replaced as a whole).")
 def export_cmd(session: Path, formats: tuple[str, ...], lods: tuple[float, ...], texture_size: int,
                no_morphs: bool, morph_names: str, expression: str, no_skeleton: bool, compress: bool, units: str,
                out_dir: Path | None) -> None:
-    """Export SESSION's fitted head as a textured asset with blendshapes; writes SESSION/export/."""
-    from ..export.stage import ExportConfig, export
-    from ..session import load_session
+    """Export SESSION's fitted head as a textured asset with blendshapes; writes SESSION/export/.
 
+    Runs the export stage of the pipeline ('mvrecon session run SESSION --from export --to
+    export'), after the texture stage when its textures are of another size; --out copies the
+    result there as well."""
+    from ..export.stage import ExportConfig
+    from ..io import atomic_dir, write_bytes
+    from ..pipeline import PROVENANCE_FILE, pipeline_config, read_provenance
+    from ..texture.bake import TextureConfig
+    from ._stage import run_stage
+
+    tex = TextureConfig(size=texture_size)
     cfg = ExportConfig(formats=tuple(formats), lods=lods, texture_size=texture_size, morph_targets=not no_morphs,
                        morph_names=morph_names, expression=expression, skeleton=not no_skeleton, units=units,
-                       compress=compress,
-                       out_dir=None if out_dir is None else str(out_dir))
-    s = load_session(session)
-    with s.lock():
-        r = export(s, cfg)
-    tris = " / ".join(f"{t:,}" for t in r.lod_triangles)
-    click.echo(f"export: {', '.join(formats)}; LOD triangles {tris}; {len(r.target_names)} morph targets; "
-               f"{r.seconds:.1f} s -> {r.out_dir}")
+                       compress=compress, texture=tex)
+    baked = read_provenance(session.resolve() / "texture")
+    start = "export" if baked is not None and baked.settings.get("size") == texture_size else "texture"
+    res = run_stage(session, "export", pipeline_config("default", texture=tex, export=cfg), start=start)
+    if out_dir is not None:
+        made = res.root / "export"
+        with atomic_dir(out_dir) as tmp:
+            for f in sorted(made.iterdir()):
+                if f.is_file() and f.name != PROVENANCE_FILE:
+                    write_bytes(tmp / f.name, f.read_bytes())
+        click.echo(f"copied to {out_dir}")
 
 
 COMMANDS = [texture_cmd, export_cmd]

@@ -16,21 +16,19 @@ import click
               help="Expression and pose per view (MV-HRN) or per frame (synchronized rig).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def fit(session: Path, preset_name: str, mode: str, as_json: bool) -> None:
-    """Fit the face model to every view of SESSION (needs the cues stage); writes SESSION/fit/."""
-    from ..fit.config import preset
-    from ..fit.stage import fit_session
-    from ..session import load_session
+    """Fit the face model to every view of SESSION (needs the cues stage); writes SESSION/fit/.
 
-    s = load_session(session)
-    with s.lock():
-        res = fit_session(s, preset(preset_name, mode=mode))
+    Runs the fit stage of the pipeline ('mvrecon session run SESSION --from fit --to fit'), with
+    the rig in force (refined over calibrated over the session's own)."""
+    from ..fit.config import preset
+    from ..io import read_json
+    from ..pipeline import pipeline_config
+    from ._stage import run_stage
+
+    cfg = pipeline_config(preset_name, fit=preset(preset_name, mode=mode))
+    res = run_stage(session, "fit", cfg)
     if as_json:
-        click.echo(json.dumps(res.summary, indent=2))
-        return
-    sm = res.summary
-    skipped = f", skipped {', '.join(res.skipped)}" if res.skipped else ""
-    click.echo(f"fit: {len(res.views)} views ({sm['mode']}, {sm['groups']} groups){skipped}; landmark error "
-               f"{sm['landmark_error_px_median']:.2f} px median; {sm['seconds']:.1f} s -> {res.out_dir}")
+        click.echo(json.dumps(read_json(res.root / "fit" / "summary.json"), indent=2))
 
 
 COMMANDS = [fit]

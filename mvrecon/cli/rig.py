@@ -54,13 +54,18 @@ def _board_from_options(rig, squares, square_mm, marker_mm, dictionary, path):
 @click.option("--free-intrinsics", is_flag=True, help="SfM: refine the rig's intrinsics instead of holding them.")
 def calibrate_cmd(rig_path, charuco_dir, sfm_dir, out, dist_model, world_frame, board_squares, square_mm, marker_mm,
                   dictionary, scale_distance, free_intrinsics) -> None:
-    """Calibrate RIG (its camera names and image sizes) from ChArUco shots or an SfM capture.
+    """Calibrate RIG (its camera names and image sizes) from ChArUco shots or an SfM capture;
+    a rig folder's own calib/ (RIG/calib/<shot>/<camera>.png) when neither is given.
 
     Writes the calibrated rig.json and calibration.json (report) beside it; nothing is written
     when calibration fails."""
     from ..cameras import load_rig, rig_json_path, save_rig
     from ..io import write_json
 
+    if charuco_dir is None and sfm_dir is None and Path(rig_path).is_dir():
+        if not (Path(rig_path) / "calib").is_dir():
+            raise InputError("the rig folder has no calib/ with board shots: give --charuco DIR or --sfm DIR", rig_path)
+        charuco_dir = Path(rig_path) / "calib"
     if (charuco_dir is None) == (sfm_dir is None):
         raise click.UsageError("give exactly one of --charuco DIR or --sfm DIR")
     rig = load_rig(rig_path)
@@ -96,12 +101,22 @@ def calibrate_cmd(rig_path, charuco_dir, sfm_dir, out, dist_model, world_frame, 
 @click.argument("source", metavar="FILE_OR_DIR", type=click.Path(path_type=Path))
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Rig folder or rig.json to write.")
 @click.option("--name", default=None, help="Rig name (default: from the source).")
-def import_cmd(source, out, name) -> None:
-    """Import a COLMAP model (text/binary), OpenCV YAML or nerfstudio transforms.json as a rig."""
+@click.option("--image-size", default=None, metavar="WxH",
+              help="RealityCapture XMP: the image size, when the images are not beside the .xmp files.")
+def import_cmd(source, out, name, image_size) -> None:
+    """Import a COLMAP model (text/binary), OpenCV YAML, nerfstudio transforms.json, Agisoft
+    Metashape camera XML or a folder of RealityCapture XMP sidecars as a rig."""
     from ..calibrate.formats import import_rig
     from ..cameras import save_rig
 
-    rig = import_rig(source)
+    size = None
+    if image_size is not None:
+        try:
+            w, h = (int(x) for x in image_size.lower().split("x"))
+        except ValueError:
+            raise click.BadParameter(f"expected WxH (e.g. 6000x4000), got {image_size!r}") from None
+        size = (w, h)
+    rig = import_rig(source, size)
     if name:
         rig = rig.replace(name=name)
     p = save_rig(rig, out)
@@ -111,8 +126,10 @@ def import_cmd(source, out, name) -> None:
 @rig_group.command("export")
 @click.argument("rig_path", metavar="RIG", type=click.Path(path_type=Path))
 @click.argument("out", type=click.Path(path_type=Path))
-@click.option("--format", "fmt", required=True, type=click.Choice(["colmap", "colmap-bin", "opencv", "nerfstudio"]),
-              help="colmap / colmap-bin: a model folder; opencv: a .yaml file; nerfstudio: transforms.json.")
+@click.option("--format", "fmt", required=True,
+              type=click.Choice(["colmap", "colmap-bin", "opencv", "nerfstudio", "metashape", "realitycapture"]),
+              help="colmap / colmap-bin: a model folder; opencv: a .yaml file; nerfstudio: transforms.json; "
+                   "metashape: a camera .xml; realitycapture: a folder of <camera>.xmp.")
 def export_cmd(rig_path, out, fmt) -> None:
     """Export RIG's cameras to OUT in another format."""
     from ..calibrate.formats import export_rig

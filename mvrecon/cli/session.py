@@ -19,7 +19,7 @@ PRESETS = ("fast", "default", "best")
 
 @click.group("session")
 def session_group() -> None:
-    """Run a session end to end, or refine its rig."""
+    """Make a session for a rig's photos, run it end to end, refine its rig, report it."""
 
 
 def _terminate(signum, frame) -> None:
@@ -103,6 +103,26 @@ def calibrate_cmd(session: Path, as_json: bool) -> None:
     rr = RefineResult(None, moves, rep["n_points"], rep["rms_before_px"], rep["rms_after_px"])
     click.echo(format_moves(rr))
     click.echo(f"wrote {res.root / 'refine' / 'rig.json'}")
+
+
+@session_group.command("init")
+@click.argument("session", type=click.Path(path_type=Path))
+@click.option("--rig", "rig", required=True, type=click.Path(path_type=Path),
+              help="The rig folder (holding rig.json), e.g. rigs/studio8; session.json names it relative to SESSION.")
+@click.option("--images", required=True, type=click.Path(path_type=Path), help="The folder of photos.")
+@click.option("--pattern", default="{frame}/{camera}.jpg", show_default=True,
+              help="Where each photo is in --images: {camera} (a camera of the rig) and optionally {frame}.")
+@click.option("--subject", default=None, help="Subject name (default: the session folder's name).")
+def init_cmd(session: Path, rig: Path, images: Path, pattern: str, subject: str | None) -> None:
+    """Make the session folder SESSION for photos taken with a rig: session.json and the photos,
+    copied into SESSION/images/<frame>/<camera>.<ext>. Every camera of the rig needs a photo in
+    every frame; otherwise nothing is written."""
+    from ..session import init_session
+
+    s = init_session(session, rig, images, pattern, subject)
+    click.echo(f"{s.root}: {len(s.frames)} frame(s) x {len(s.rig)} cameras, photos copied into images/, "
+               f"rig {s.rig_path.parent.resolve()}")
+    click.echo(f"next: mvrecon session run {session}")
 
 
 @session_group.command("report")

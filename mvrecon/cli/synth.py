@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 
@@ -58,6 +60,30 @@ def session(out: str, cameras: int, seed: int, size: str, frames: int, no_board:
     total = sum(res.timings.values())
     click.echo(f"{res.root}: {res.n_views} images ({len(res.rig)} cameras x {len(res.frames)} frames), "
                f"{res.n_calib_images} board shots, scan {res.scan_vertices} vertices, realism {real.name}, {total:.1f} s")
+
+
+@synth.command("example-rig")
+@click.argument("rig_dir", metavar="RIG", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--photos", "photos_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for the photos: <frame>/<camera>.jpg.")
+@click.option("--cameras", default=4, show_default=True, help="Cameras on the arc in front of the face.")
+@click.option("--seed", default=7, show_default=True, help="Random seed (same seed, same files).")
+@click.option("--size", default="640x480", show_default=True, help="Image size WxH in pixels.")
+@click.option("--frames", default=1, show_default=True, help="Capture instants.")
+@click.option("--calib-shots", default=12, show_default=True, help="Board poses (each shot by every camera).")
+@click.option("--overwrite", is_flag=True, help="Replace RIG and the photo folder when they exist.")
+def example_rig(rig_dir: Path, photos_dir: Path, cameras: int, seed: int, size: str, frames: int, calib_shots: int,
+                overwrite: bool) -> None:
+    """An example studio rig folder RIG (rig.json with the lenses only, board shots in calib/) and
+    a capture with it as JPEGs in --photos, as a studio has them (see mvrecon.synth.example)."""
+    from ..synth import SynthConfig
+    from ..synth.example import make_example_rig
+
+    w, h = _size(size)
+    res = make_example_rig(rig_dir, photos_dir, SynthConfig(seed=seed, cameras=cameras, width=w, height=h,
+                                                            frames=frames, calib_shots=calib_shots), overwrite)
+    click.echo(f"{res.rig_dir}: {len(res.rig)} cameras, {res.n_board_shots} board shots in calib/; "
+               f"{res.n_photos} photos in {res.photos_dir}")
 
 
 COMMANDS = [synth]

@@ -1,4 +1,5 @@
-"""Rig import/export: COLMAP text/binary (checked against pycolmap), OpenCV YAML, nerfstudio."""
+"""Rig import/export: COLMAP text/binary (checked against pycolmap), OpenCV YAML, nerfstudio,
+Metashape camera XML and RealityCapture XMP (checked against each one's projection equations)."""
 
 from __future__ import annotations
 
@@ -37,10 +38,11 @@ def _same(a, b, tol=1e-9):
 
 
 @pytest.mark.parametrize("fmt,name", [("colmap", "model"), ("colmap-bin", "model"), ("opencv", "rig.yaml"),
-                                      ("nerfstudio", "transforms.json")])
+                                      ("nerfstudio", "transforms.json"), ("metashape", "cameras.xml"),
+                                      ("realitycapture", "xmp")])
 def test_round_trip(rig, tmp_path, fmt, name):
     out = export_rig(rig, fmt, tmp_path / name)
-    _same(rig, import_rig(out))
+    _same(rig, import_rig(out, image_size=(640, 480)))
 
 
 @pytest.mark.parametrize("fmt", ["colmap", "colmap-bin"])
@@ -112,10 +114,12 @@ def test_broken_colmap_models_are_refused(rig, tmp_path):
 def test_cli_import_export(rig, tmp_path):
     save_rig(rig, tmp_path / "rig" / "rig.json")
     runner = CliRunner()
-    for fmt, name in (("colmap", "cm"), ("colmap-bin", "cb"), ("opencv", "r.yaml"), ("nerfstudio", "t.json")):
+    for fmt, name in (("colmap", "cm"), ("colmap-bin", "cb"), ("opencv", "r.yaml"), ("nerfstudio", "t.json"),
+                      ("metashape", "m.xml"), ("realitycapture", "xmp")):
         r = runner.invoke(main, ["rig", "export", str(tmp_path / "rig"), "--format", fmt, str(tmp_path / name)])
         assert r.exit_code == 0, r.output
-        r = runner.invoke(main, ["rig", "import", str(tmp_path / name), "--out", str(tmp_path / f"imp_{fmt}")])
+        size = ["--image-size", "640x480"] if fmt == "realitycapture" else []
+        r = runner.invoke(main, ["rig", "import", str(tmp_path / name), "--out", str(tmp_path / f"imp_{fmt}"), *size])
         assert r.exit_code == 0, r.output
         _same(rig, load_rig(tmp_path / f"imp_{fmt}"))
     # a model that does not parse: one clear line, exit 2, nothing written
@@ -123,3 +127,117 @@ def test_cli_import_export(rig, tmp_path):
     r = runner.invoke(main, ["rig", "import", str(tmp_path / "cm"), "--out", str(tmp_path / "never")])
     assert r.exit_code == 2 and "cameras.txt" in r.output and "PINHOLE takes 4 parameters" in r.output
     assert not (tmp_path / "never").exists()
+
+
+def _world_points(cam_R: np.ndarray, cam_C: np.ndarray) -> np.ndarray:
+    """(9, 3) points spread over a camera's view 0.5-0.8 m in front of it (camera R, centre C)."""
+    g = np.array([[x, y, z] for x, y, z in zip(np.linspace(-0.15, 0.15, 9), np.tile([-0.1, 0.0, 0.12], 3),
+                                               np.linspace(0.5, 0.8, 9))])
+    return cam_C + g @ cam_R  # camera frame -> world: R^T x + C
+
+
+def _brown(x, y, k1, k2, k3, a, b):
+    """Brown's distortion as Metashape and RealityCapture write it: the tangential terms
+    ``a (r2 + 2 x^2) + 2 b x y`` and ``b (r2 + 2 y^2) + 2 a x y``."""
+    r2 = x * x + y * y
+    radial = 1 + k1 * r2 + k2 * r2**2 + k3 * r2**3
+    return x * radial + a * (r2 + 2 * x * x) + 2 * b * x * y, y * radial + b * (r2 + 2 * y * y) + 2 * a * x * y
+
+
+def test_metashape_camera_projects_as_metashape_does(tmp_path):
+    """A hand-written Metashape file (a scaled, turned and shifted chunk, the camera in the chunk's
+    frame): mvrecon's camera projects world points where Metashape's equations put them (its
+    pixel centres at +0.5, its P1/P2 in Brown's order)."""
+    from mvrecon.cameras import rodrigues
+
+    w, h, f, cx, cy, b1 = 640, 480, 800.0, 12.5, -7.25, 3.0
+    k1, k2, k3, p1, p2 = -0.12, 0.05, 0.01, 1.5e-3, -2e-3
+    cam_R, cam_C = rodrigues([0.05, 0.2, -0.1]), np.array([0.1, 0.05, -0.6])
+    s, R_chunk, t_chunk = 2.0, rodrigues([0.1, -0.2, 0.3]), np.array([0.5, -1.0, 2.0])
+    cam_to_chunk = np.eye(4)
+    cam_to_chunk[:3, :3], cam_to_chunk[:3, 3] = cam_R.T, cam_C
+
+    def nums(a):
+        return " ".join(repr(float(x)) for x in np.ravel(a))
+
+    (tmp_path / "cams.xml").write_text(f"""<?xml version="1.0" encoding="UTF-8"?>
+<document version="1.5.0"><chunk label="Chunk 1" enabled="true">
+  <sensors next_id="1"><sensor id="0" label="Canon" type="frame"><resolution width="{w}" height="{h}"/>
+    <calibration type="frame" class="initial"><resolution width="{w}" height="{h}"/><f>1000</f></calibration>
+    <calibration type="frame" class="adjusted"><resolution width="{w}" height="{h}"/>
+      <f>{f}</f><cx>{cx}</cx><cy>{cy}</cy><b1>{b1}</b1><k1>{k1}</k1><k2>{k2}</k2><k3>{k3}</k3><p1>{p1}</p1><p2>{p2}</p2>
+    </calibration></sensor></sensors>
+  <cameras next_id="1" next_group_id="0"><camera id="0" sensor_id="0" label="camA.JPG">
+    <transform>{nums(cam_to_chunk)}</transform></camera></cameras>
+  <transform><rotation>{nums(R_chunk)}</rotation><translation>{nums(t_chunk)}</translation><scale>{s}</scale></transform>
+</chunk></document>
+""")
+    cam = import_rig(tmp_path / "cams.xml")["camA"]
+    X_chunk = _world_points(cam_R, cam_C)
+    X_world = s * X_chunk @ R_chunk.T + t_chunk
+    Xc = (X_chunk - cam_C) @ cam_R.T
+    xd, yd = _brown(Xc[:, 0] / Xc[:, 2], Xc[:, 1] / Xc[:, 2], k1, k2, k3, p1, p2)
+    expected = np.stack([w / 2 + cx + xd * (f + b1), h / 2 + cy + yd * f], 1)
+    uv, _ = cam.project(X_world)
+    np.testing.assert_allclose(uv + 0.5, expected, atol=1e-6)
+    np.testing.assert_allclose(cam.center, s * R_chunk @ cam_C + t_chunk, atol=1e-9)
+
+
+@pytest.mark.parametrize("w,h", [(600, 400), (400, 600)])
+def test_realitycapture_camera_projects_as_realitycapture_does(tmp_path, w, h):
+    """A hand-written XMP beside its image (which gives the size): the image measured in units of
+    its larger side, centred; tangential terms t1, t2 in Brown's order."""
+    from mvrecon.cameras import rodrigues
+    from mvrecon.io import write_image
+
+    f35, ppu, ppv, aspect = 50.0, 0.012, -0.021, 1.01
+    k1, k2, k3, t1, t2 = -0.1, 0.04, 0.02, 1e-3, -3e-3
+    R, C = rodrigues([-0.1, 0.3, 0.05]), np.array([0.2, -0.1, -0.9])
+    write_image(tmp_path / "rc" / "camB.jpg", np.zeros((h, w, 3), np.uint8))
+    (tmp_path / "rc" / "camB.xmp").write_text(f"""<x:xmpmeta xmlns:x="adobe:ns:meta/">
+  <rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">
+    <rdf:Description xmlns:xcr="http://www.capturingreality.com/ns/xcr/1.1#" xcr:Version="3"
+       xcr:PosePrior="locked" xcr:Coordinates="absolute" xcr:DistortionModel="brown3t2"
+       xcr:FocalLength35mm="{f35}" xcr:Skew="0" xcr:AspectRatio="{aspect}" xcr:PrincipalPointU="{ppu}"
+       xcr:PrincipalPointV="{ppv}" xcr:CalibrationPrior="locked" xcr:InTexturing="1" xcr:InMeshing="1">
+      <xcr:Rotation>{" ".join(map(repr, R.ravel()))}</xcr:Rotation>
+      <xcr:Position>{" ".join(map(repr, C))}</xcr:Position>
+      <xcr:DistortionCoeficients>{k1} {k2} {k3} 0 {t1} {t2}</xcr:DistortionCoeficients>
+    </rdf:Description>
+  </rdf:RDF>
+</x:xmpmeta>
+""")
+    cam = import_rig(tmp_path / "rc")["camB"]
+    assert (cam.width, cam.height) == (w, h)
+    X = _world_points(R, C)
+    Xc = (X - C) @ R.T
+    xd, yd = _brown(Xc[:, 0] / Xc[:, 2], Xc[:, 1] / Xc[:, 2], k1, k2, k3, t1, t2)
+    side = max(w, h)
+    expected = np.stack([(f35 / 36 * xd + ppu) * side + w / 2, (f35 / 36 * aspect * yd + ppv) * side + h / 2], 1)
+    uv, _ = cam.project(X)
+    np.testing.assert_allclose(uv + 0.5, expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("edit,message", [
+    (lambda t: t.replace("<k3>", "<k4>0.01</k4><k3>"), "sensor 'cam0' has k4 = 0.01"),
+    (lambda t: t.replace("<transform>", "<nottransform>", 1).replace("</transform>", "</nottransform>", 1),
+     "camera 'cam0' has no transform (not aligned in Metashape)"),
+    (lambda t: t.replace('sensor_id="1"', 'sensor_id="7"'), "camera 'cam1' names sensor '7'"),
+    (lambda t: t.replace("<?xml", '<!DOCTYPE d [<!ENTITY a "aaaa">]><?xml'), "declares a document type"),
+])
+def test_bad_metashape_files_are_refused(rig, tmp_path, edit, message):
+    p = export_rig(rig, "metashape", tmp_path / "cams.xml")
+    p.write_text(edit(p.read_text()))
+    with pytest.raises(InputError) as e:
+        import_rig(p)
+    assert str(e.value).startswith(str(p)) and message in str(e.value) and "\n" not in str(e.value), str(e.value)
+
+
+def test_bad_realitycapture_files_are_refused(rig, tmp_path):
+    d = export_rig(rig, "realitycapture", tmp_path / "xmp")
+    with pytest.raises(InputError, match="cam0.xmp: no image beside it"):
+        import_rig(d)
+    p = d / "cam1.xmp"
+    p.write_text(p.read_text().replace('DistortionModel="brown3t2"', 'DistortionModel="division"'))
+    with pytest.raises(InputError, match="cam1.xmp: RealityCapture XMP: distortion model 'division'"):
+        import_rig(d, image_size=(640, 480))
