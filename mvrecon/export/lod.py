@@ -150,9 +150,10 @@ def repair_folds(tri: np.ndarray, pos: np.ndarray, normals: np.ndarray, passes: 
     both triangles use the same vertices, so UV seams (split vertices) are never crossed. A new
     array; ``tri`` is not modified."""
     tri = np.array(tri, np.int64)
-    edge = {}
+    edge: dict[tuple[int, int], int] = {}
     for i, (a, b, c) in enumerate(tri.tolist()):
-        edge[(a, b)] = edge[(b, c)] = edge[(c, a)] = i
+        for e in ((a, b), (b, c), (c, a)):
+            edge[e] = -1 if e in edge else i         # a directed edge used twice (non-manifold): never flipped
     for _ in range(passes):
         t = tri
         p = pos[:, t]
@@ -163,12 +164,12 @@ def repair_folds(tri: np.ndarray, pos: np.ndarray, normals: np.ndarray, passes: 
             tc = tri[i].tolist()
             for k in range(3):
                 a, b, c = tc[k], tc[(k + 1) % 3], tc[(k + 2) % 3]
-                j = edge.get((b, a))
-                if j is None or j == i:
+                j = edge.get((b, a), -1)
+                if j < 0 or j == i or any(edge.get(e) != i for e in ((a, b), (b, c), (c, a))):
                     continue
                 u = tri[j].tolist()
                 d = u[(u.index(a) + 1) % 3]                          # u is (b, a, d) up to rotation
-                if d == c or (c, d) in edge or (d, c) in edge:
+                if d == c or (c, d) in edge or (d, c) in edge or edge.get((a, d)) != j or edge.get((d, b)) != j:
                     continue
                 new = [(a, d, c), (d, b, c)]
                 if _fold_cost(new, pos, normals) >= _fold_cost([tc, u], pos, normals):
