@@ -95,8 +95,9 @@ def decimate_primitive(prim: Primitive, fraction: float, lock_border: bool = Tru
         for _ in range(retries + 1):
             tri = repair_folds(_simplify(idx, pos, prim.normals, lock, target, options), *poses)
             bad = _folded(tri, poses[0][0], poses[1][0])
-            if best is None or bad.mean() < best[1]:
-                best = (tri, float(bad.mean()))
+            share = float(bad.mean()) if len(bad) else 0.0
+            if best is None or share < best[1]:
+                best = (tri, share)
             if best[1] <= MAX_FLIP_SHARE:
                 return _lod_primitive(prim, best[0])
             # lock the folded triangles' corners and their one-ring in the full mesh
