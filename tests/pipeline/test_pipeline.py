@@ -14,6 +14,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -26,10 +27,10 @@ pytestmark = pytest.mark.slow
 
 MVRECON = [str(Path(sys.executable).with_name("mvrecon"))]
 APPLICABLE = ["ingest", "calibrate", "cues", "fit", "texture", "export", "evaluate"]
-# One thread per run: a run's share of the cores follows the other mvrecon runs on the machine
+# A ledger of their own: a run's share of the cores follows the other mvrecon runs on the machine
 # (mvrecon.threads), and a fit with another thread count gives other floats; the tests that
-# compare the bytes of two runs need the same count in both.
-ENV = {**os.environ, "MVRECON_THREADS": "1"}
+# compare the bytes of two runs need the same count in both, whatever else runs beside CI.
+ENV = {**os.environ, "MVRECON_RUNTIME_DIR": tempfile.mkdtemp(prefix="mvrecon-test-ledger-")}
 
 
 def mvrecon(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
