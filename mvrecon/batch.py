@@ -31,6 +31,9 @@ log = logging.getLogger(__name__)
 Status = Literal["done", "up to date", "failed"]
 BATCH_JSON = "batch.json"
 BATCH_HTML = "batch.html"
+#: Ray settings (environment) a local batch turns off; a cluster keeps its own.
+QUIET_RAY = ("RAY_USAGE_STATS_ENABLED", "RAY_enable_metrics_collection", "RAY_event_stats", "RAY_enable_timeline",
+             "RAY_task_events_report_interval_ms")
 
 
 @dataclass
@@ -177,6 +180,10 @@ def _run_on_ray(roots: list[str], preset: str, workers: int, threads: int, addre
             # Ray runs its workers at niceness 15 by default: a batch is the machine's main work, not
             # background to whatever else runs (a serial run is not niced either)
             os.environ.setdefault("RAY_worker_niceness", "0")
+            # a local run needs none of Ray's reporting (usage stats, metrics, task events, event
+            # stats): on a small machine those daemons' cycles come out of the sessions' share
+            for var in QUIET_RAY:
+                os.environ.setdefault(var, "0")
             ray.init(num_cpus=workers * threads, **kw)
     try:
         task = ray.remote(run_session).options(num_cpus=threads, num_gpus=gpus, max_retries=0)
