@@ -57,7 +57,9 @@ def parse_xml(path: Path, what: str) -> ET.Element:
         raise InputError(f"not XML ({e})", path) from None
 
 
-def _floats(text: str | None, n: int, what: str) -> np.ndarray:
+def parse_floats(text: str | None, n: int, what: str) -> np.ndarray:
+    """``n`` finite numbers from whitespace-separated ``text`` (an XML element's); ValueError
+    naming ``what`` otherwise."""
     try:
         v = np.array([float(x) for x in (text or "").split()], dtype=np.float64)
     except ValueError:
@@ -73,15 +75,15 @@ def _similarity(node: ET.Element | None, what: str) -> np.ndarray:
     if node is None:
         return M
     r, t, s = node.find("rotation"), node.find("translation"), node.find("scale")
-    R = _floats(r.text, 9, f"{what} rotation").reshape(3, 3) if r is not None else np.eye(3)
+    R = parse_floats(r.text, 9, f"{what} rotation").reshape(3, 3) if r is not None else np.eye(3)
     if not np.allclose(R @ R.T, np.eye(3), atol=1e-6) or np.linalg.det(R) <= 0:
         raise ValueError(f"{what} rotation is not a rotation")
-    scale = float(_floats(s.text, 1, f"{what} scale")[0]) if s is not None else 1.0
+    scale = float(parse_floats(s.text, 1, f"{what} scale")[0]) if s is not None else 1.0
     if scale <= 0:
         raise ValueError(f"{what} scale must be positive")
     M[:3, :3] = scale * R
     if t is not None:
-        M[:3, 3] = _floats(t.text, 3, f"{what} translation")
+        M[:3, 3] = parse_floats(t.text, 3, f"{what} translation")
     return M
 
 
@@ -93,7 +95,7 @@ def _calibration(sensor: ET.Element) -> ET.Element | None:
 
 def _param(cal: ET.Element, name: str) -> float:
     node = cal.find(name)
-    return 0.0 if node is None or not (node.text or "").strip() else float(_floats(node.text, 1, name)[0])
+    return 0.0 if node is None or not (node.text or "").strip() else float(parse_floats(node.text, 1, name)[0])
 
 
 def _sensor_camera(sensor: ET.Element) -> tuple[int, int, np.ndarray, np.ndarray]:
@@ -141,7 +143,7 @@ def rig_from_metashape(root: ET.Element, name: str = "rig") -> Rig:
         t = node.find("transform")
         if t is None:
             raise ValueError(f"camera {label!r} has no transform (not aligned in Metashape)")
-        cam_to_chunk = _floats(t.text, 16, f"camera {label!r} transform").reshape(4, 4)
+        cam_to_chunk = parse_floats(t.text, 16, f"camera {label!r} transform").reshape(4, 4)
         if not np.allclose(cam_to_chunk[3], [0, 0, 0, 1]):
             raise ValueError(f"camera {label!r} transform's last row is not 0 0 0 1")
         comp = components.get(node.get("component_id"), np.eye(4))

@@ -32,23 +32,13 @@ import numpy as np
 from ..cameras import Camera, Rig
 from ..errors import InputError
 from ..io import write_text
-from .metashape import parse_xml
+from .metashape import parse_floats, parse_xml
 
 XCR = "http://www.capturingreality.com/ns/xcr/1.1#"
 RDF = "http://www.w3.org/1999/02/22-rdf-syntax-ns#"
 #: Distortion models whose coefficients map onto OpenCV's k1, k2, p1, p2, k3.
 BROWN_MODELS = ("none", "brown3", "brown3t2", "brown4", "brown4t2", "perspective")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".JPG", ".JPEG", ".PNG", ".TIF", ".TIFF")
-
-
-def _numbers(text: str | None, n: int, what: str) -> np.ndarray:
-    try:
-        v = np.array([float(x) for x in (text or "").split()], dtype=np.float64)
-    except ValueError:
-        raise ValueError(f"{what} is not a list of numbers") from None
-    if v.size != n or not np.all(np.isfinite(v)):
-        raise ValueError(f"{what} needs {n} finite numbers, has {v.size}")
-    return v
 
 
 def _value(desc: ET.Element, name: str, default: float | None = None) -> float:
@@ -61,7 +51,7 @@ def _value(desc: ET.Element, name: str, default: float | None = None) -> float:
         if default is None:
             raise ValueError(f"no xcr:{name}")
         return default
-    return float(_numbers(raw, 1, f"xcr:{name}")[0])
+    return float(parse_floats(raw, 1, f"xcr:{name}")[0])
 
 
 def camera_from_xmp(root: ET.Element, name: str, width: int, height: int) -> Camera:
@@ -78,12 +68,12 @@ def camera_from_xmp(root: ET.Element, name: str, width: int, height: int) -> Cam
     rot, pos = desc.find(f"{{{XCR}}}Rotation"), desc.find(f"{{{XCR}}}Position")
     if rot is None or pos is None:
         raise ValueError("no xcr:Rotation and xcr:Position (the image is not registered)")
-    R = _numbers(rot.text, 9, "xcr:Rotation").reshape(3, 3)
-    C = _numbers(pos.text, 3, "xcr:Position")
+    R = parse_floats(rot.text, 9, "xcr:Rotation").reshape(3, 3)
+    C = parse_floats(pos.text, 3, "xcr:Position")
     if _value(desc, "Skew", 0.0) != 0.0:
         raise ValueError("xcr:Skew is not zero; mvrecon's cameras have no skew")
     coeffs = desc.find(f"{{{XCR}}}DistortionCoeficients")
-    k = _numbers(coeffs.text, 6, "xcr:DistortionCoeficients") if coeffs is not None else np.zeros(6)
+    k = parse_floats(coeffs.text, 6, "xcr:DistortionCoeficients") if coeffs is not None else np.zeros(6)
     if k[3] != 0.0:
         raise ValueError(f"k4 = {k[3]:g} (xcr:DistortionCoeficients); mvrecon's cameras have k1..k3")
     side = max(width, height)
