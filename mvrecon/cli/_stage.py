@@ -3,7 +3,8 @@
 Each runs through the pipeline (``run_pipeline(start=STAGE, stop=STAGE)``), exactly as
 ``mvrecon session run SESSION --from STAGE --to STAGE`` does: the same rig in force (refined over
 calibrated over the session's own), the same provenance, the session lock, a run log and the
-report. Earlier stages are used as they are; one that never ran is named in the error.
+report. Earlier stages are used as they are; one that never ran and that the stage reads is named
+in the error. A session whose photos were never read is ingested first.
 """
 
 from __future__ import annotations
@@ -25,10 +26,17 @@ def run_stage(session: Path, stage: str, cfg, *, start: str | None = None, force
     A plain kill (SIGTERM) unwinds like Ctrl-C, so the atomic writers remove their temporaries."""
     from ..pipeline import STAGE_NAMES, format_outcome, run_pipeline
 
+    from ..errors import InputError
+
+    if not Path(session).is_dir():
+        raise InputError("session folder not found", session)
     start = start or stage
     selected = STAGE_NAMES[STAGE_NAMES.index(start): STAGE_NAMES.index(stage) + 1]
     previous = signal.signal(signal.SIGTERM, _terminate)
     try:
+        if not (Path(session) / "ingest" / "provenance.json").is_file():
+            # a session no command has read yet: its photos are read first (cheap), as session run would
+            run_pipeline(session, cfg, stop="ingest", report=False)
         res = run_pipeline(session, cfg, start=start, stop=stage, force=force)
     except KeyboardInterrupt:
         click.echo("interrupted: nothing of the interrupted stage is kept; run the command again", err=True)
