@@ -57,6 +57,19 @@ def parse_xml(path: Path, what: str) -> ET.Element:
         raise InputError(f"not XML ({e})", path) from None
 
 
+def brown_distortion(cam: Camera, program: str) -> np.ndarray:
+    """The camera's 8 OpenCV coefficients (k1 k2 p1 p2 k3, then zeros) for a writer of
+    ``program``'s Brown model; ValueError when the camera has skew or rational terms (k4..k6),
+    which neither Metashape nor RealityCapture can hold."""
+    if abs(cam.K[0, 1]) > 1e-12:
+        raise ValueError(f"camera {cam.name!r}: skew is not written")
+    d = np.zeros(8)
+    d[: min(8, cam.dist.size)] = cam.dist[:8]
+    if np.any(d[5:]):
+        raise ValueError(f"camera {cam.name!r}: {program} has no rational distortion (k4..k6)")
+    return d
+
+
 def parse_floats(text: str | None, n: int, what: str) -> np.ndarray:
     """``n`` finite numbers from whitespace-separated ``text`` (an XML element's); ValueError
     naming ``what`` otherwise."""
@@ -170,12 +183,7 @@ def rig_to_metashape(rig: Rig) -> str:
     sensors = ET.SubElement(chunk, "sensors", next_id=str(len(rig)))
     cameras = ET.SubElement(chunk, "cameras", next_id=str(len(rig)), next_group_id="0")
     for i, c in enumerate(rig.cameras):
-        if abs(c.K[0, 1]) > 1e-12:
-            raise ValueError(f"camera {c.name!r}: skew is not written")
-        d = np.zeros(8)
-        d[: min(8, c.dist.size)] = c.dist[:8]
-        if np.any(d[5:]):
-            raise ValueError(f"camera {c.name!r}: Metashape has no rational distortion (k4..k6)")
+        d = brown_distortion(c, "Metashape")
         s = ET.SubElement(sensors, "sensor", id=str(i), label=c.name, type="frame")
         ET.SubElement(s, "resolution", width=str(c.width), height=str(c.height))
         cal = ET.SubElement(s, "calibration", type="frame", **{"class": "adjusted"})

@@ -32,7 +32,7 @@ import numpy as np
 from ..cameras import Camera, Rig
 from ..errors import InputError
 from ..io import write_text
-from .metashape import parse_floats, parse_xml
+from .metashape import brown_distortion, parse_floats, parse_xml
 
 XCR = "http://www.capturingreality.com/ns/xcr/1.1#"
 RDF = "http://www.w3.org/1999/02/22-rdf-syntax-ns#"
@@ -91,12 +91,7 @@ def camera_from_xmp(root: ET.Element, name: str, width: int, height: int) -> Cam
 
 def camera_to_xmp(cam: Camera) -> str:
     """The XMP sidecar of one camera (pose locked, distortion model brown3t2)."""
-    if abs(cam.K[0, 1]) > 1e-12:
-        raise ValueError(f"camera {cam.name!r}: skew is not written")
-    d = np.zeros(8)
-    d[: min(8, cam.dist.size)] = cam.dist[:8]
-    if np.any(d[5:]):
-        raise ValueError(f"camera {cam.name!r}: RealityCapture has no rational distortion (k4..k6)")
+    d = brown_distortion(cam, "RealityCapture")
     side = max(cam.width, cam.height)
     attrs = {"Version": "3", "PosePrior": "locked", "Coordinates": "absolute", "DistortionModel": "brown3t2",
              "FocalLength35mm": cam.K[0, 0] * 36.0 / side, "Skew": 0.0, "AspectRatio": cam.K[1, 1] / cam.K[0, 0],
