@@ -23,10 +23,12 @@ before the solve.
 
 Solving. REALY factors every step's normal equations afresh with CHOLMOD (about 47 s for a
 subject's four regions on a 2-core CPU). Here a step's system differs from the previous one only by
-its data term (the vertices moved a little) and, between stages, by the stiffness weight, so the
-last SuperLU factorization serves as the preconditioner of a conjugate-gradient solve warm-started
-from the previous maps; a new factorization is made only when that takes more than
-:attr:`NicpConfig.refactor_iterations` iterations. The solution is the same to
+its data term (the vertices moved a little) and, between stages, by the stiffness weight, so a
+float32 SuperLU factorization of an earlier step's matrix (in a nested-dissection order,
+:func:`nested_dissection`) serves as the preconditioner of a block conjugate-gradient solve
+warm-started from the previous maps. A new factorization is made for the first data step, when the
+stiffness has dropped below a quarter of the factor's (REALY's third stage), and when a solve takes
+more than :attr:`NicpConfig.refactor_iterations` iterations. The solution is the same to
 :attr:`NicpConfig.solver_rtol` (relative residual); the figures do not move (bench/eval.py --parity).
 
 Deviations, for speed, that the ``realy`` protocol does not use (the robust protocol does):
@@ -51,6 +53,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
+from .. import threads
 
 
 @dataclass(frozen=True)
@@ -85,7 +89,8 @@ class NicpConfig:
     cap_keypoint_free: bool = False
     """Stop the keypoint-free schedule's stages after ``max_steps + 1`` steps too (REALY: no cap)."""
     solver_rtol: float = 1e-5
-    """Relative residual at which a step's preconditioned conjugate-gradient solve stops."""
+    """Relative residual at which a step's preconditioned conjugate-gradient solve stops (1e-5 and
+    1e-6 give the parity pair's regions within 0.005 % of each other; 1e-4 moves the mouth 0.25 %)."""
     refactor_iterations: int = 25
     """Factor the step's own matrix when the solve with the previous factor takes more iterations."""
 
@@ -190,9 +195,10 @@ class _VertexSystem:
     data, keypoint and regularization terms. Everything is kept in a nested-dissection vertex order
     (:func:`nested_dissection`) and the matrix is filled into a fixed sparse pattern.
 
-    - A data step is solved by conjugate gradients to :attr:`NicpConfig.solver_rtol`,
+    - A data step is solved by block conjugate gradients to :attr:`NicpConfig.solver_rtol`,
       preconditioned by a float32 SuperLU factorization of an earlier data step's matrix (factored
-      afresh when asked, or when the solve needs more than ``refactor_iterations`` iterations).
+      afresh when asked, when the step's stiffness is below ``1 / refactor_stiffness_ratio`` of
+      the factor's, or when the solve needs more than ``refactor_iterations`` iterations).
       The solve's speed is bound by reading the factor; float32 halves that, and the iterations in
       float64 make up for its precision.
     - The keypoint-only step's matrix is the stiffness plus one rank-1 block per keypoint. The
@@ -529,7 +535,7 @@ def optimal_step_nicp(
                     lhs = alpha**2 * stiff_kp
                     rhs = np.zeros((4 * m, 3))
                 else:
-                    dist, idx = tree.query(cur, workers=-1)
+                    dist, idx = tree.query(cur, workers=threads.count())
                     w = (dist < max(2.0 * dist.mean(), 1.0)).astype(np.float64)
                     dw = sp.diags(w) @ dmat
                     lhs = alpha**2 * stiff + dw.T @ dw
@@ -568,7 +574,7 @@ def _vertex_step(system: _VertexSystem, cur: np.ndarray, tree, targets: np.ndarr
     blocks = np.broadcast_to(reg_block, (n, 4, 4)).copy()
     rhs = np.broadcast_to(reg * np.eye(4)[:, :3], (n, 4, 3)).copy()
     if not keypoint_only:
-        dist, idx = tree.query(cur, workers=-1)
+        dist, idx = tree.query(cur, workers=threads.count())
         w = (dist < max(2.0 * dist.mean(), 1.0)).astype(np.float64)
         blocks += w[:, None, None] * vh[:, :, None] * vh[:, None, :]
         rhs += w[:, None, None] * vh[:, :, None] * targets[idx][:, None, :]

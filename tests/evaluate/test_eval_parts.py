@@ -165,6 +165,36 @@ def test_nicp_solver_matches_a_direct_solve():
     np.testing.assert_allclose(np.einsum("ni,nic->nc", vh, x), np.einsum("ni,nic->nc", vh, ref), atol=2e-5)
 
 
+def test_nicp_block_cg_with_dependent_columns():
+    """The block CG shares one search space across the right-hand side's columns: columns that are
+    equal or zero (their small systems then singular) still give the direct solution, from a
+    factor of a matrix with 8 times the stiffness."""
+    import scipy.sparse as sp
+    import scipy.sparse.linalg as spla
+
+    from mvrecon.evaluate.nicp import _VertexSystem, _edges, _laplacian
+
+    v, f = _bumpy_patch(25)
+    v = v + np.array([1.0, 2.0, 6.0])
+    n = len(v)
+    e = _edges(f, n)
+    system = _VertexSystem(e, v, 1e-10, 200, refactor_stiffness_ratio=100.0)
+    vh = np.concatenate([v, np.ones((n, 1))], 1)
+    blocks = vh[:, :, None] * vh[:, None, :] + 1e-6 * np.eye(4)
+    tgt = v + 0.05 * np.random.default_rng(1).standard_normal(v.shape)
+    rhs = vh[:, :, None] * tgt[:, None, :]
+    system.solve(2500.0, np.ones(4), blocks, rhs, None, fresh=True)
+    a = 312.5 * sp.kron(_laplacian(e, n), sp.eye(4)) + sp.block_diag(list(blocks))
+    for cols in ([0, 1, 0], [0, 1, 2]):
+        r = rhs[:, :, cols].copy()
+        if cols == [0, 1, 2]:
+            r[:, :, 2] = 0.0
+        x = system.solve(312.5, np.ones(4), blocks, r, np.zeros((n, 4, 3)), fresh=False)
+        ref = spla.spsolve(a.tocsc(), r.reshape(-1, 3)).reshape(n, 4, 3)
+        np.testing.assert_allclose(np.einsum("ni,nic->nc", vh, x), np.einsum("ni,nic->nc", vh, ref), atol=1e-7)
+    assert system.n_factor == 1  # both solves ran on the first factor
+
+
 @pytest.mark.parametrize("with_keypoints", [True, False])
 def test_nicp_matches_the_reference_transcription(with_keypoints):
     """The per-vertex NICP (our solvers, scan-frame origin) against tests/evaluate/eval_reference.py's
