@@ -274,9 +274,15 @@ class _VertexSystem:
         import scipy.sparse.linalg as spla
 
         self.n_factor += 1
-        lu = spla.splu(a.astype(np.float32), permc_spec="NATURAL", diag_pivot_thresh=0.0,
-                       options=dict(SymmetricMode=True))
-        return lambda r: lu.solve(r.reshape(-1, 3).astype(np.float32)).astype(np.float64).reshape(self.n, 4, 3)
+        dtype = np.float32
+        try:
+            lu = spla.splu(a.astype(dtype), permc_spec="NATURAL", diag_pivot_thresh=0.0,
+                           options=dict(SymmetricMode=True))
+        except RuntimeError:  # a pivot that only the faint regularization keeps off zero is 0 in float32
+            dtype = np.float64
+            lu = spla.splu(a.astype(dtype), permc_spec="NATURAL", diag_pivot_thresh=0.0,
+                           options=dict(SymmetricMode=True))
+        return lambda r: lu.solve(r.reshape(-1, 3).astype(dtype)).astype(np.float64).reshape(self.n, 4, 3)
 
     def _stiffness_solves(self, alpha2: float, g2: np.ndarray, reg: float) -> list:
         """Per component ``c``, a factorization of ``alpha2 g2[c] L + reg I`` (cached)."""

@@ -195,6 +195,30 @@ def test_nicp_block_cg_with_dependent_columns():
     assert system.n_factor == 1  # both solves ran on the first factor
 
 
+def test_nicp_preconditioner_falls_back_to_float64_on_a_float32_singular_matrix():
+    """A pivot that only the 1e-6 regularization keeps off zero is exactly 0 in float32 (a vertex
+    8192 units from the origin: its data block's entries are 6.7e7); the preconditioner is then a
+    float64 factor and the step still gives the direct solution (this happened on an ICT head)."""
+    import scipy.sparse as sp
+    import scipy.sparse.linalg as spla
+
+    from mvrecon.evaluate.nicp import _VertexSystem, _edges
+
+    v, f = _bumpy_patch(6)
+    n = len(v)
+    e = _edges(f, n)
+    system = _VertexSystem(e, v, 1e-10, 25)
+    h = np.array([8192.0, 8192.0, 8192.0, 1.0])
+    blocks = np.broadcast_to(np.outer(h, h) + 1e-6 * np.eye(4), (n, 4, 4)).copy()
+    rhs = np.broadcast_to(h[:, None] * np.array([1.0, 2.0, 3.0]), (n, 4, 3)).copy()
+    with pytest.raises(RuntimeError):
+        spla.splu(system._matrix(0.0, np.ones(4), system.to_new(blocks)).astype(np.float32), permc_spec="NATURAL",
+                  diag_pivot_thresh=0.0, options=dict(SymmetricMode=True))
+    x = system.solve(0.0, np.ones(4), blocks, rhs, None, fresh=True)
+    ref = spla.spsolve(sp.block_diag(list(blocks)).tocsc(), rhs.reshape(-1, 3)).reshape(n, 4, 3)
+    np.testing.assert_allclose(np.einsum("i,nic->nc", h, x), np.einsum("i,nic->nc", h, ref), rtol=1e-9)
+
+
 @pytest.mark.parametrize("with_keypoints", [True, False])
 def test_nicp_matches_the_reference_transcription(with_keypoints):
     """The per-vertex NICP (our solvers, scan-frame origin) against tests/evaluate/eval_reference.py's
