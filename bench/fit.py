@@ -2,6 +2,13 @@
 
     python bench/fit.py [--views 2 4 8] [--size 1024x768] [--seed 7] [--preset default]
                         [--threads 2] [--work DIR] [--only accuracy,ablation,modes,losses,dense,seeds,presets,robust]
+    python bench/fit.py --realism full [--views 2 4 8] [--seeds 7 8] [--scan PATH|none] [--presets fast,default,best]
+
+``--realism RUNG``: instead of the tables below, the fit on a rung of the realism ladder
+(``bench/realism.py``; ``full``: every factor) for each view count and subject (``--seeds`` and the
+scanned head), with the landmark-only fit and the mean face beside it, and every preset; the
+error is to the true surface in the rig's frame, no alignment. Last line: the mean default-preset
+error per view count and on how many subjects the presets are ordered (best <= default <= fast).
 
 Each synthetic session (``mvrecon.synth``: a random ICT identity and expression, mid-frequency
 bumps and fine wrinkles the linear model cannot express, procedural albedo, SH light, noisy
@@ -131,6 +138,8 @@ def table(title: str, header: list[str], rows: list[list]) -> None:
 
 
 def ablations(cfg):
+    from mvrecon.fit.config import with_consistency
+
     photo_off = ("photo", "contour")
     deform_off = ("deform_tv", "deform_tvstd", "deform_mag")
     disp_off = ("disp_tv", "disp_mag", "disp_consistency")
@@ -142,6 +151,7 @@ def ablations(cfg):
         ("+ deformation map", cfg.without(*disp_off, params=("disp",))),
         ("+ displacement (full)", cfg),
         ("  (full without PRDL: leave-one-out)", cfg.without("prdl")),
+        ("  (full + cross-view consistency, camera correction)", with_consistency(cfg)),
     ]
 
 
@@ -198,6 +208,66 @@ def scatter_view(k: int, sigma: float, seed: int = 0):
     return f
 
 
+def realism_table(a) -> None:
+    """The fit on one rung of the realism ladder: per view count and subject, the default fit, the
+    landmark-only fit, the mean face and every preset (see the module docstring)."""
+    import logging
+
+    from realism import LPS, make_session as realism_session, mean_face_error
+
+    logging.basicConfig(level=logging.ERROR)
+    from mvrecon.facemodel import load_model
+    from mvrecon.fit.config import preset
+
+    torch.set_num_threads(a.threads)
+    size = tuple(int(x) for x in a.size.lower().split("x"))
+    model = load_model("ict")
+    work = a.work if a.work != Path("/tmp/mvrecon-bench-fit") else Path("/tmp/mvrecon-bench-realism")
+    work.mkdir(parents=True, exist_ok=True)
+    seeds = a.seeds if a.seeds != [7, 8, 9, 10, 11, 12] else [7, 8]
+    subjects: list = list(seeds)
+    scan = Path(a.scan) if a.scan and a.scan != "none" else (None if a.scan == "none" else LPS)
+    if scan is not None and scan.is_file():
+        subjects.append(scan)
+    presets = [p for p in a.presets.split(",") if p]
+    lm_only = dict(ablations(preset("default")))["landmarks only"]
+    print(f"fit on the realism rung '{a.realism}': {size[0]}x{size[1]} px, subjects "
+          f"{', '.join('scan' if isinstance(s, Path) else f'seed {s}' for s in subjects)}, torch threads {a.threads}; "
+          "errors: face vertices -> true surface in the rig's frame (no alignment), mean mm")
+    if scan is not None and scan == LPS and scan.is_file():
+        print("scanned head: \"Infinite, 3D Head Scan\" by Lee Perry-Smith, CC BY 3.0 (triplegangers.com)")
+    header = ["views", "subject", *presets, "landmark-only", "mean face", "fit s (default)", "verdict", "reverted (default)"]
+    rows, per_views, ordered, total = [], {}, 0, 0
+    print("  ".join(header), flush=True)
+    for n in a.views:
+        for subj in subjects:
+            name = "scan" if isinstance(subj, Path) else f"seed {subj}"
+            root = realism_session(work, subj, n, size, a.realism)
+            res = {p: fit_and_measure(root, preset(p), model) for p in presets}
+            lo = fit_and_measure(root, lm_only, model)
+            mf = mean_face_error(root, model, preset("default"))
+            d = res.get("default") or res[presets[0]]
+            per_views.setdefault(n, []).append(d["mean"])
+            verdict = []
+            if d["mean"] >= lo["mean"]:
+                verdict.append("fit >= landmark-only")
+            if d["mean"] >= mf["mean"]:
+                verdict.append("fit >= mean face")
+            if all(p in res for p in ("fast", "default", "best")):
+                total += 1
+                if res["best"]["mean"] <= res["default"]["mean"] <= res["fast"]["mean"]:
+                    ordered += 1
+                else:
+                    verdict.append("presets not ordered")
+            row = [n, name, *(f"{res[p]['mean']:.3f}" for p in presets), f"{lo['mean']:.3f}", f"{mf['mean']:.3f}",
+                   f"{d['seconds']:.1f}", "; ".join(verdict) or "ok", ", ".join(d["reverted"]) or "-"]
+            rows.append(row)
+            print("  ".join(str(c) for c in row), flush=True)
+    table(f"Realism rung '{a.realism}' (mean mm)", header, rows)
+    by = ", ".join(f"{n} views {np.mean(per_views[n]):.3f} mm" for n in a.views)
+    print(f"fit realism {a.realism}: {by}; presets ordered on {ordered}/{total} subjects")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--views", type=int, nargs="+", default=[2, 4, 8])
@@ -209,7 +279,12 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--work", type=Path, default=Path("/tmp/mvrecon-bench-fit"))
     ap.add_argument("--only", default="accuracy,ablation,modes,losses,dense,seeds,presets,robust")
+    ap.add_argument("--realism", default="", help="a rung of the realism ladder (e.g. full): the realism table instead")
+    ap.add_argument("--scan", default="", help="--realism: head mesh of the scanned subject ('none': leave it out)")
+    ap.add_argument("--presets", default="fast,default,best", help="--realism: presets fitted on every subject")
     a = ap.parse_args()
+    if a.realism:
+        return realism_table(a)
     torch.set_num_threads(a.threads)
     import logging
 

@@ -93,7 +93,8 @@ def main() -> None:
     ap.add_argument("--presets", default="", help="comma list of presets fitted on the full rung (e.g. fast,default,best)")
     ap.add_argument("--ablations", action="store_true",
                     help="also fit each rung with the ablation ladder of bench/fit.py (landmarks only, + PRDL, "
-                         "+ photometric, + deformation map, full, full without PRDL): which term helps or hurts")
+                         "+ photometric, + deformation map, full, full without PRDL, full + cross-view consistency and camera "
+                         "correction): which term helps or hurts")
     ap.add_argument("--preset", default="default")
     ap.add_argument("--legacy", action="store_true",
                     help="fit with the settings from before the fit was made to hold on real heads (mvrecon.fit.config.legacy)")

@@ -6,9 +6,9 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-Param = Literal["alpha", "log_scale", "deform", "beta", "rot", "trans", "sh", "disp", "albedo", "bias"]
+Param = Literal["alpha", "log_scale", "deform", "beta", "rot", "trans", "sh", "disp", "albedo", "bias", "cam_pose"]
 Loss = Literal["landmark", "prdl", "photo", "contour", "id_prior", "exp_prior", "deform_tv", "deform_tvstd",
-               "deform_mag", "deform_bend", "disp_tv", "disp_mag", "disp_consistency", "mask_iou"]
+               "deform_mag", "deform_bend", "disp_tv", "disp_mag", "disp_consistency", "mask_iou", "consistency", "cam_prior"]
 
 
 @dataclass(frozen=True)
@@ -25,6 +25,10 @@ class Stage:
     """Loss name -> weight (absent or 0: not computed)."""
     lr: dict[str, float] = field(default_factory=dict)
     """Per-parameter learning rates (defaults in :data:`DEFAULT_LR`)."""
+    requires: tuple[str, ...] = ()
+    """Stages whose result this one refines: when one of them was reverted, this one is skipped
+    (a displacement fitted on a head whose photometric stage was undone explains that stage's
+    residuals, and the albedo and light it frees make the held-out pixels look better anyway)."""
 
 
 DEFAULT_LR: dict[str, float] = {
@@ -38,6 +42,7 @@ DEFAULT_LR: dict[str, float] = {
     "disp": 5e-5,
     "albedo": 0.03,
     "bias": 0.002,
+    "cam_pose": 1e-4,
 }
 
 _PRIORS = {"id_prior": 1e-6, "exp_prior": 1e-6}
@@ -57,7 +62,7 @@ def _schedule(scale: float) -> tuple[Stage, ...]:
         Stage("deform", n(80), ("rot", "trans", "beta", "sh", "albedo", "bias", "deform"),
               {**photo, "deform_bend": 0.03, "deform_mag": 1e-4}),
         Stage("detail", n(30), ("sh", "albedo", "bias", "disp"),
-              {"photo": 1.0, "disp_tv": 0.5, "disp_mag": 0.05, "disp_consistency": 0.5}),
+              {"photo": 1.0, "disp_tv": 0.5, "disp_mag": 0.05, "disp_consistency": 0.5}, requires=("photo",)),
     )
 
 
@@ -151,6 +156,11 @@ class FitConfig:
     """Share of the face pixels held out of the photometric term to judge the stages after the landmark ones."""
     stage_check: bool = True
     """Revert a stage that makes the held-out evidence worse (or folds the surface), and say so in the summary."""
+    consistency_slack: float | None = None
+    """When set, the stage check also reverts a stage that raises the cross-view photo-consistency
+    score (1 - ZNCC, :mod:`.consistency`) by more than this. Off by default: on the realism
+    ladder's full rung (cameras drifted since calibration) stages that made the surface worse
+    still improved it."""
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -164,6 +174,25 @@ class FitConfig:
             if ps and w:
                 sched.append(dataclasses.replace(st, weights=w, params=ps))
         return dataclasses.replace(self, schedule=tuple(sched))
+
+
+def with_consistency(cfg: FitConfig, weight: float = 0.2, cameras: bool = True, prior: float = 1e-3) -> FitConfig:
+    """``cfg`` with the cross-view photo-consistency term (:mod:`.consistency`) in its photometric
+    and deformation stages and, with ``cameras``, a per-camera pose correction held by a prior in
+    units of a typical drift (0.1 degree, 1 mm). Not a preset: on the realism ladder's full rung it
+    lowered the consistency score below the true surface's and raised the surface error
+    (bench/fit.py's ablation row)."""
+    sched = []
+    for st in cfg.schedule:
+        if st.name in ("photo", "deform"):
+            w = {**st.weights, "consistency": weight}
+            ps = st.params
+            if cameras:
+                w["cam_prior"] = prior
+                ps = ps + ("cam_pose",)
+            st = dataclasses.replace(st, weights=w, params=ps)
+        sched.append(st)
+    return dataclasses.replace(cfg, schedule=tuple(sched))
 
 
 def legacy(name: str = "default") -> FitConfig:

@@ -114,6 +114,8 @@ class ViewBatch:
     """(V, S, S) how much each pixel looks like the subject's skin (:mod:`.evidence`), or None."""
     linear: bool = False
     """``image`` was decoded from sRGB to linear light."""
+    cameras: list[str] | None = None
+    """The rig camera of each view."""
 
     @property
     def n_views(self) -> int:
@@ -236,4 +238,5 @@ def prepare_views(cues: list[ViewCues], cams: list[Camera], world_to_cam: list[n
         lm_dense_conf=torch.as_tensor(np.stack(dense_conf), dtype=dtype) if has_dense else None,
         skin_weight=torch.as_tensor(skin, dtype=dtype),
         linear=response == "srgb",
+        cameras=[cv.camera for cv in cues],
     )

@@ -19,12 +19,14 @@ from .. import threads
 from ..errors import FitDiverged
 from ..render import interpolate, rasterize, rasterize_pixels, render_mesh, vertex_visibility
 from .config import DEFAULT_LR, FitConfig, Stage
+from .accuracy import face_vertices
+from .consistency import choose_sample, consistency_loss, photo_consistency
 from .data import ViewBatch
 from .losses import (coeff_prior, contour_loss, landmark_loss, mask_iou_loss, photometric_loss, prdl_loss, tv_loss,
                      tv_std_loss)
 from .losses.contour import row_spans
 from .init import outlier_views
-from .params import FitParams, HeadGeometry
+from .params import FitParams, HeadGeometry, axis_angle_to_matrix
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +55,8 @@ class FitState:
     """Views whose landmarks were left out as outliers."""
     checks: list[dict] = field(default_factory=list)
     """Per judged stage: the held-out evidence before and after, kept or reverted and why."""
+    camera_changes: dict[str, tuple[float, float]] = field(default_factory=dict)
+    """Per camera: the fitted pose correction (degrees, mm), when the schedule fits one."""
 
 
 class Fitter:
@@ -66,6 +70,9 @@ class Fitter:
         self.cfg = cfg
         self.gidx = torch.as_tensor(group_of_view, dtype=torch.long)
         self.vidx = torch.arange(views.n_views)
+        names = views.cameras or views.keys
+        order = list(dict.fromkeys(names))
+        self.cam_of_view = torch.as_tensor([order.index(c) for c in names], dtype=torch.long)
         self.progress = sys.stderr.isatty() if progress is None else progress
         lw = torch.ones(68)
         lw[:17] = JAW_WEIGHT
@@ -91,6 +98,13 @@ class Fitter:
         self.held_pixels, self.held_valid, self.held_target, self.held_weight = self._pixels(held)
         self.visible: torch.Tensor | None = None
         self.checks: list[dict] = []
+        # cross-view photo-consistency (views of the same frame agree about the surface): a loss
+        # and the stage check's geometric evidence, on a fixed sample of face vertices
+        self.gray = views.image.mean(-1)[:, None]
+        self.gray_coarse = torch.nn.functional.avg_pool2d(self.gray, 2)
+        self.cons_sample = choose_sample(torch.as_tensor(face_vertices(geom.model)), self.gidx, seed=cfg.seed)
+        self.uses_consistency = cfg.consistency_slack is not None or any(
+            st.weights.get("consistency") or "cam_pose" in st.params for st in cfg.schedule)
 
     def _pixels(self, sel: torch.Tensor):
         """Padded (V, P) pixel lists of a (V, S, S) selection: coordinates, validity, colours and
@@ -115,8 +129,24 @@ class Fitter:
 
     # ------------------------------------------------------------------ pieces
     def world_vertices(self, use_disp: bool) -> torch.Tensor:
+        """(V, N, 3) each view's vertices in the world, as its camera (corrected) sees them."""
         v = self.g.model_vertices(self.p, self.gidx, self.vidx, use_deform=True, use_disp=use_disp)
-        return self.g.to_world(self.p, v, self.gidx)
+        return self.camera_correction(self.g.to_world(self.p, v, self.gidx))
+
+    def camera_correction(self, world: torch.Tensor) -> torch.Tensor:
+        """Each view's vertices as its camera, corrected by ``cam_pose``, sees them (:func:`correct_views`)."""
+        cp = self.p.cam_pose
+        if not cp.requires_grad and not bool(cp.detach().abs().max() > 0):
+            return world
+        return correct_views(world, cp, self.cam_of_view)
+
+    def camera_changes(self) -> dict[str, tuple[float, float]]:
+        """Per camera: the fitted correction's rotation (degrees) and translation (mm)."""
+        cp = self.p.cam_pose.detach()
+        cp = cp - cp.mean(0, keepdim=True)
+        names = list(dict.fromkeys(self.views.cameras or self.views.keys))
+        return {n: (round(float(cp[i, :3].norm()) * 180 / math.pi, 4), round(float(cp[i, 3:].norm()) * 1000, 3))
+                for i, n in enumerate(names)}
 
     def refresh_visibility(self, world: torch.Tensor) -> None:
         S = self.views.size
@@ -156,6 +186,13 @@ class Fitter:
         if w.get("photo"):
             out["photo"] = self.photo_term(world, self.face_pixels, self.face_valid, self.face_target,
                                            self.face_weight)
+        if w.get("consistency") and self.cons_sample is not None:
+            out["consistency"] = consistency_loss(world, self.g.faces, self.cons_sample, self.gray, vb.K,
+                                                  vb.world_to_cam, self.visible, coarse=self.gray_coarse)
+        if w.get("cam_prior"):
+            cp = self.p.cam_pose - self.p.cam_pose.mean(0, keepdim=True)
+            # in units of a typical drift (0.1 degree, 1 mm)
+            out["cam_prior"] = ((cp[:, :3] / 1.75e-3) ** 2).sum(1).mean() + ((cp[:, 3:] / 1e-3) ** 2).sum(1).mean()
         if w.get("id_prior"):
             out["id_prior"] = coeff_prior(self.p.alpha[None])
         if w.get("exp_prior"):
@@ -192,15 +229,24 @@ class Fitter:
         m = (r.mask & valid).to(img.dtype) * weight
         return photometric_loss(img, target, m, truncate=self.cfg.photo_truncate) / vb.n_views
 
-    def evidence(self) -> dict[str, float]:
+    def evidence(self, fixed: dict | None = None) -> dict:
         """What the stages after the landmark ones are judged on: the photometric term on the held
-        out pixels, and the median landmark error (face widths) over the views that count."""
+        out pixels, the cross-view photo-consistency (on the patches of ``fixed``, an earlier
+        call's result, when given) and the median landmark error (face widths) over the views
+        that count."""
         with torch.no_grad():
             world = self.world_vertices(use_disp=True)
             out = {}
             if bool(self.held_valid.any()):
                 out["heldout_photo"] = float(self.photo_term(world, self.held_pixels, self.held_valid,
                                                              self.held_target, self.held_weight))
+            if self.cons_sample is not None and self.uses_consistency:
+                vis = vertex_visibility(world, self.g.faces, self.views.K, self.views.world_to_cam, self.views.size,
+                                        self.views.size)
+                pc = photo_consistency(world, self.g.faces, self.cons_sample, self.views.image, self.views.K,
+                                       self.views.world_to_cam, vis, fixed=None if fixed is None else fixed["_patches"])
+                out["consistency"] = pc["score"]
+                out["_patches"] = pc["used"]
             px = project(world[:, self.g.landmarks], self.views.K, self.views.world_to_cam)
             err = (px - self.views.lm68).norm(dim=-1) / self.views.face_size[:, None]
             use = self.lm_weight > 0
@@ -213,6 +259,11 @@ class Fitter:
         hb, ha = before.get("heldout_photo"), after.get("heldout_photo")
         if hb is not None and ha is not None and ha > hb * 1.002:
             why.append(f"held-out photometric error {hb:.5f} -> {ha:.5f}")
+        cb, ca = before.get("consistency"), after.get("consistency")
+        slack = self.cfg.consistency_slack
+        if slack is not None and cb is not None and ca is not None and math.isfinite(cb) and math.isfinite(ca) \
+                and ca > cb + slack:
+            why.append(f"cross-view photo-consistency {cb:.4f} -> {ca:.4f}")
         if after["landmark"] > before["landmark"] * 1.5 + 0.01:
             why.append(f"landmark error {before['landmark']:.4f} -> {after['landmark']:.4f} face widths")
         if "deform" in st.params:
@@ -285,7 +336,15 @@ class Fitter:
 
     def run(self) -> FitState:
         state = FitState(params=self.p)
+        reverted: set[str] = set()
         for st in self.cfg.schedule:
+            undone = [r for r in st.requires if r in reverted]
+            if undone:
+                why = f"skipped: it refines stage '{undone[0]}', which was reverted"
+                state.checks.append({"stage": st.name, "kept": False, "why": why})
+                reverted.add(st.name)
+                log.warning("fit: stage '%s' %s", st.name, why)
+                continue
             # stages driven by the landmarks alone are not judged (the held-out pixels are no
             # evidence for them); every later one is kept only if it helps
             judged = self.cfg.stage_check and bool(set(st.weights) - {"landmark", "id_prior", "exp_prior"})
@@ -294,10 +353,11 @@ class Fitter:
                 before = self.evidence()
             self.run_stage(st, state)
             if judged:
-                after = self.evidence()
+                after = self.evidence(fixed=before)
                 why = self.judge(st, before, after)
-                rec = {"stage": st.name, "before": before, "after": after, "kept": not why}
+                rec = {"stage": st.name, "before": _public(before), "after": _public(after), "kept": not why}
                 if why:
+                    reverted.add(st.name)
                     self.p.restore(snap)
                     rec["why"] = why
                     log.warning("fit: stage '%s' reverted: %s", st.name, why)
@@ -307,7 +367,25 @@ class Fitter:
         world = self.world_vertices(use_disp=True)
         self.refresh_visibility(world)
         state.visibility = self.visible
+        if any("cam_pose" in st.params for st in self.cfg.schedule):
+            state.camera_changes = self.camera_changes()
         return state
+
+
+def correct_views(world: torch.Tensor, cam_pose: torch.Tensor, cam_of_view: torch.Tensor) -> torch.Tensor:
+    """Move each view's vertices (V, N, 3) by the inverse of its camera's pose correction (the same
+    as moving the camera): ``cam_pose`` (C, 6) per camera an axis-angle rotation about the head's
+    centre and a translation (m), made zero-mean over the cameras so that the rig as a whole stays
+    where its calibration put it (a correction shared by every camera is no correction)."""
+    cp = cam_pose - cam_pose.mean(0, keepdim=True)
+    r, t = cp[cam_of_view, :3], cp[cam_of_view, 3:]
+    R = axis_angle_to_matrix(r)
+    c = world.detach().mean(1, keepdim=True)
+    return (world - c) @ R.transpose(1, 2) + c + t[:, None]
+
+
+def _public(evidence: dict) -> dict[str, float]:
+    return {k: v for k, v in evidence.items() if not k.startswith("_")}
 
 
 class _Progress:

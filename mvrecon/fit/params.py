@@ -97,7 +97,8 @@ class FitParams(torch.nn.Module):
     """All unknowns as parameters; which are optimised is decided by the schedule."""
 
     def __init__(self, model, n_views: int, layout: Layout, deform_res: int = 64, disp_res: int = 256,
-                 albedo_res: int = 256, dtype: torch.dtype = torch.float32, deform_channels: int = 3):
+                 albedo_res: int = 256, dtype: torch.dtype = torch.float32, deform_channels: int = 3,
+                 n_cameras: int | None = None):
         super().__init__()
         G = layout.n_groups
         P = torch.nn.Parameter
@@ -113,10 +114,13 @@ class FitParams(torch.nn.Module):
         self.disp = P(torch.zeros(n_views, 1, disp_res, disp_res, dtype=dtype))
         self.albedo = P(torch.full((1, 3, albedo_res, albedo_res), 0.5, dtype=dtype))
         self.bias = P(torch.zeros(n_views, 3, dtype=dtype))
+        # per camera: a small correction of its pose (axis-angle about the head, translation), for a
+        # rig that drifted since its calibration; zero-mean over the cameras (the gauge)
+        self.cam_pose = P(torch.zeros(n_cameras or n_views, 6, dtype=dtype))
         self.blendshape = model.exp_kind == "blendshape"
 
     def groups(self) -> list[str]:
-        return ["alpha", "log_scale", "deform", "beta", "rot", "trans", "sh", "disp", "albedo", "bias"]
+        return ["alpha", "log_scale", "deform", "beta", "rot", "trans", "sh", "disp", "albedo", "bias", "cam_pose"]
 
     def snapshot(self) -> dict[str, torch.Tensor]:
         """Copies of every parameter (to revert a stage)."""

@@ -137,7 +137,8 @@ def fit_views(model: FaceModel, cues: list[ViewCues], cams: list[Camera], cfg: F
             log.info("fit: model '%s' has no landmark embedding; landmarks on the 68 iBUG points", model.name)
     geom = HeadGeometry(model, cfg.deform_res, cfg.disp_res, embedding=emb, deform_kind=cfg.deform_kind)
     params = FitParams(model, batch.n_views, layout, cfg.deform_res, cfg.disp_res, cfg.albedo_res,
-                       deform_channels=1 if cfg.deform_kind == "normal" else 3)
+                       deform_channels=1 if cfg.deform_kind == "normal" else 3,
+                       n_cameras=len(set(batch.cameras or batch.keys)))
     params.set_init(init)
     with torch.no_grad():
         img = batch.image[batch.labels == 1]
@@ -275,6 +276,8 @@ def summarise(res: FitResult) -> dict[str, Any]:
         "stage_checks": res.state.checks,
         "reverted_stages": {c["stage"]: c["why"] for c in res.state.checks if not c["kept"]},
         "deformation_worst_fold": round(res.geometry.fold_ratio(p), 4),
+        # the rig's drift since its calibration as the fit sees it: per camera (degrees, mm)
+        "camera_corrections": res.state.camera_changes,
         "skin_pixels_kept": {k: round(float(w[m].mean()), 3) for k, w, m in
                              zip(res.batch.keys, res.batch.skin_weight, res.batch.labels > 0)}
         if res.batch.skin_weight is not None else {},

@@ -18,6 +18,8 @@ from test_fit import write_scene_session
 
 #: pushes the landmarks away (a negative weight): a stage that can only make the head worse
 SABOTAGE = Stage("sabotage", 15, ("rot", "trans"), {"landmark": -1.0, "photo": 1e-9}, lr={"trans": 0.002})
+#: refines what the sabotage did: skipped once the sabotage is reverted
+FOLLOWER = Stage("follower", 5, ("sh", "albedo"), {"photo": 1.0}, requires=("sabotage",))
 
 
 @pytest.fixture(scope="module")
@@ -30,10 +32,11 @@ def scene(ict_model, tmp_path_factory):
 def test_a_stage_that_worsens_held_out_evidence_is_reverted_and_named(scene, ict_model):
     session, world = scene
     base = preset("fast")
-    cfg = dataclasses.replace(base, schedule=base.schedule + (SABOTAGE,))
+    cfg = dataclasses.replace(base, schedule=base.schedule + (SABOTAGE, FOLLOWER))
     res = fit_session(session, cfg, progress=False, model=ict_model, write=False)
     assert "sabotage" in res.summary["reverted_stages"]
     assert "landmark error" in res.summary["reverted_stages"]["sabotage"]
+    assert res.summary["reverted_stages"]["follower"].startswith("skipped: it refines stage 'sabotage'")
     kept = surface_error(res.detailed["f0"], world, ict_model).mean_mm
     # the same schedule without the check ends where the sabotage left it: the check could fail
     res_off = fit_session(session, dataclasses.replace(cfg, stage_check=False), progress=False, model=ict_model,
