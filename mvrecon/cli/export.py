@@ -25,12 +25,14 @@ def texture_cmd(session: Path, size: int) -> None:
     """Bake SESSION's textures from the fit and the photos; writes SESSION/texture/.
 
     Runs the texture stage of the pipeline ('mvrecon session run SESSION --from texture --to
-    texture'), with the rig in force (refined over calibrated over the session's own)."""
-    from ..pipeline import pipeline_config
+    texture'), with the rig in force (refined over calibrated over the session's own); after the
+    detail stage when it never ran on this session."""
+    from ..pipeline import pipeline_config, read_provenance
     from ..texture.bake import TextureConfig
     from ._stage import run_stage
 
-    run_stage(session, "texture", pipeline_config("default", texture=TextureConfig(size=size)))
+    start = "texture" if read_provenance(session.resolve() / "detail") is not None else "detail"
+    run_stage(session, "texture", pipeline_config("default", texture=TextureConfig(size=size)), start=start)
 
 
 @click.command("export")

@@ -1,0 +1,228 @@
+"""Shape from shading in UV space: the height field whose shading the views agree on.
+
+Unknowns on the face tile's R x R texel grid: the height h (along the fitted normal) and the
+high-pass log albedo A, shared by all views. Per view v and texel x (:mod:`.observe`):
+
+    d_v(x) = A(x) - kappa_v(x) . grad h(x) + noise,
+
+d_v the high-pass of the view's log de-lit grey level (its low band: the albedo's low frequencies
+and the fit's own mid-band errors, both left alone). Energy
+
+    sum_v w_v (d_v - A + kappa_v . grad h)^2  +  mu(x) A^2  +  lam_curv |lap h|^2  +  lam_0 h^2,
+
+where mu(x) says how much the texel's albedo is believed smooth: large on plain skin (its
+shading is geometry), zero where the multi-view albedo estimate shows an albedo feature (much
+darker than the skin around it, another chromaticity: brows, lip line, hairline, beard; very
+bright: a specular spot), so such a texel's photo variation goes to A, not to h. A is eliminated
+in closed form per texel (A = sum_v w_v (d_v + kappa_v . grad h) / (W + mu)); the rest is a
+quadratic in h, solved by preconditioned conjugate gradients (torch, matrix-free). The fine band
+is the high-pass of h; its low band is the mid layer's business (the fit's deformation map).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import torch
+
+from .grid import scatter
+from .observe import ViewShading
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SolveSettings:
+    """Weights of the solve (lengths in mm on the surface)."""
+
+    highpass_mm: float = 3.0
+    """Gaussian sigma of the data's low band (removed: albedo's low frequencies, mid-band errors)."""
+    fine_mm: float = 3.0
+    """Gaussian sigma of the mid/fine split of h: the fine band is h minus its blur at this sigma."""
+    curvature: float = 2e-4
+    """Weight of the squared curvature of h (1/mm) against the data (log units)."""
+    height: float = 1e-3
+    """Weight of h^2 (h in mm): keeps the unseen and the low band near zero."""
+    albedo_prior: float = 20.0
+    """mu on plain skin, relative to the texel's summed view weight."""
+    dark_log: tuple[float, float] = (0.15, 0.35)
+    """Albedo darker than the surrounding skin by this much (log units, 1 mm blur) ramps the
+    texel's trust from 1 to 0 (brows, stubble, hairline)."""
+    bright_log: tuple[float, float] = (0.25, 0.45)
+    """... and brighter by this much (specular highlights the SH cannot make)."""
+    chroma_log: tuple[float, float] = (0.06, 0.14)
+    """Chromaticity (log r/g, log b/g) off the surrounding skin's by this much (lips, freckles)."""
+    distrust_grow_mm: float = 1.0
+    """Untrusted areas grow by this much (their edges are where an albedo step lies)."""
+    iterations: int = 150
+    """Conjugate-gradient iterations."""
+
+
+@dataclass(frozen=True)
+class DetailSolution:
+    """The solve's result on the R x R face grid."""
+
+    height: np.ndarray
+    """(R, R) float32 metres: the whole solved h."""
+    fine: np.ndarray
+    """(R, R) float32 metres: its fine band (h minus its low band), zero off the face."""
+    trust: np.ndarray
+    """(R, R) float32 in [0, 1]: how much the texel's shading was taken as geometry."""
+    albedo: np.ndarray
+    """(R, R, 3) float32 the views' weighted de-lit colour (linear)."""
+    seen: np.ndarray
+    """(R, R) float32 summed view weight."""
+    residual: float
+    """Weighted RMS of the data residual after the solve (log units)."""
+    residual0: float
+    """... and with h = 0."""
+
+
+def _blur(img: np.ndarray, sigma_px: float) -> np.ndarray:
+    img = np.ascontiguousarray(img, np.float32)
+    if sigma_px < 0.3:
+        return img
+    return cv2.GaussianBlur(img, (0, 0), sigma_px, borderType=cv2.BORDER_REPLICATE)
+
+
+def _nblur(values: np.ndarray, weight: np.ndarray, sigma_px: float) -> np.ndarray:
+    """Normalised convolution: the weighted blur of ``values`` (R, R[, C]) by ``weight`` (R, R)."""
+    w = weight.astype(np.float32)
+    num = _blur(values * (w[..., None] if values.ndim == 3 else w), sigma_px)
+    den = _blur(w, sigma_px)
+    den = np.maximum(den, 1e-6)
+    return num / (den[..., None] if values.ndim == 3 else den)
+
+
+def _ramp(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """1 below ``lo``, 0 above ``hi``, linear between."""
+    return np.clip((hi - x) / max(hi - lo, 1e-9), 0.0, 1.0)
+
+
+def albedo_trust(albedo: np.ndarray, seen: np.ndarray, texel_mm: float, st: SolveSettings) -> np.ndarray:
+    """(R, R) in [0, 1]: 1 where the multi-view albedo looks like plain skin, 0 on albedo features."""
+    known = (seen > 0).astype(np.float32)
+    a = np.maximum(albedo, 1e-3)
+    lum = np.log(a.mean(-1))
+    chroma = np.stack([np.log(a[..., 0] / a[..., 1]), np.log(a[..., 2] / a[..., 1])], -1)
+    s1 = 1.0 / texel_mm
+    lum_s = _nblur(lum, known, s1)
+    chroma_s = _nblur(chroma, known, s1)
+    # the surrounding skin: a wide blur, once more without the outliers of the first pass
+    wide = 6.0 / texel_mm
+    ref = _nblur(lum_s, known, wide)
+    ref_c = _nblur(chroma_s, known, wide)
+    inlier = known * (np.abs(lum_s - ref) < 0.15) * (np.linalg.norm(chroma_s - ref_c, axis=-1) < 0.06)
+    ref = _nblur(lum_s, inlier, wide)
+    ref_c = _nblur(chroma_s, inlier, wide)
+    dev = lum_s - ref
+    t = _ramp(-dev, *st.dark_log) * _ramp(dev, *st.bright_log)
+    t = t * _ramp(np.linalg.norm(chroma_s - ref_c, axis=-1), *st.chroma_log)
+    grow = int(round(st.distrust_grow_mm / texel_mm))
+    if grow > 0:
+        t = cv2.erode(t.astype(np.float32), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1)))
+    return (_blur(t, 0.5 * grow + 0.5) * known).astype(np.float32)
+
+
+def _grad(h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Central texel differences (h[j+1] - h[j-1]) / 2 along u (columns) and v (up: rows reversed)."""
+    p = torch.nn.functional.pad(h[None, None], (1, 1, 1, 1), mode="replicate")[0, 0]
+    return 0.5 * (p[1:-1, 2:] - p[1:-1, :-2]), 0.5 * (p[:-2, 1:-1] - p[2:, 1:-1])
+
+
+def _laplacian(h: torch.Tensor) -> torch.Tensor:
+    p = torch.nn.functional.pad(h[None, None], (1, 1, 1, 1), mode="replicate")[0, 0]
+    return p[:-2, 1:-1] + p[2:, 1:-1] + p[1:-1, :-2] + p[1:-1, 2:] - 4 * h
+
+
+def solve_height(mask: np.ndarray, views: list[ViewShading], texel_mm: float,
+                 st: SolveSettings = SolveSettings()) -> DetailSolution:
+    """Solve for h on the grid of ``mask`` (R, R) from the views' shading (see the module docstring)."""
+    R = mask.shape[0]
+    W = np.zeros((R, R), np.float32)
+    acc = np.zeros((R, R, 3), np.float32)
+    grids = []
+    for v in views:
+        w = scatter(mask, v.weight)
+        W += w
+        acc += w[..., None] * scatter(mask, v.delit)
+        grids.append((w, scatter(mask, v.log_ratio), scatter(mask, v.kappa)))
+    albedo = acc / np.maximum(W, 1e-12)[..., None]
+    trust = albedo_trust(albedo, W, texel_mm, st)
+    sig_d = st.highpass_mm / texel_mm
+    # kappa is per UV unit; h is solved in mm and differenced per texel: fold both scales in
+    # h_u (metres per UV unit) = 1e-3 * R * (central texel difference of h in mm)
+    to_texel = 1e-3 * R
+    ws, ds, ku, kv = [], [], [], []
+    for w, s, k in grids:
+        # each view's low band from the texels it sees and trusts (an albedo step never leaks into it)
+        low = _nblur(s, w * np.maximum(trust, 1e-3), sig_d)
+        d = np.where(w > 0, s - low, 0.0)
+        ws.append(w)
+        ds.append(d)
+        ku.append(k[..., 0] * to_texel)
+        kv.append(k[..., 1] * to_texel)
+    w_t = torch.as_tensor(np.stack(ws))
+    d_t = torch.as_tensor(np.stack(ds).astype(np.float32))
+    ku_t = torch.as_tensor(np.stack(ku).astype(np.float32))
+    kv_t = torch.as_tensor(np.stack(kv).astype(np.float32))
+    Wt = w_t.sum(0)
+    mu = torch.as_tensor(st.albedo_prior * trust / np.maximum(1.0 - trust, 1e-2)) * Wt
+    denom = Wt + mu
+    inv = torch.where(denom > 0, 1.0 / denom.clamp_min(1e-12), torch.zeros_like(denom))
+    lam_c = st.curvature / texel_mm ** 4
+    lam_0 = st.height
+
+    def energy(h: torch.Tensor, with_data: bool = True) -> torch.Tensor:
+        gu, gv = _grad(h)
+        e = ku_t * gu + kv_t * gv                  # (V, R, R): the linear shading change ... with sign
+        if with_data:
+            e = e + d_t
+        we = w_t * e
+        data = (we * e).sum() - ((we.sum(0)) ** 2 * inv).sum()
+        return data + lam_c * (_laplacian(h) ** 2).sum() + lam_0 * (h ** 2).sum()
+
+    def grad_of(h: torch.Tensor, with_data: bool) -> torch.Tensor:
+        h = h.detach().requires_grad_(True)
+        (g,) = torch.autograd.grad(energy(h, with_data), h)
+        return g
+
+    zero = torch.zeros((R, R))
+    b = -grad_of(zero, True)                      # E(h) = h'Hh/2 - b'h + c  -> H h = b
+    # Jacobi: the data's diagonal from the neighbours' central differences, the regulariser's own
+    diag = 0.5 * (w_t * (1 - w_t * inv) * (ku_t ** 2 + kv_t ** 2)).sum(0)
+    diag = _blur(diag.numpy(), 1.0)
+    M = torch.as_tensor(diag) + lam_c * 40.0 + 2 * lam_0
+    x = torch.zeros((R, R))
+    r = b.clone()
+    z = r / M
+    p = z.clone()
+    rz = (r * z).sum()
+    b_norm = float(b.norm()) or 1.0
+    for it in range(st.iterations):
+        Hp = grad_of(p, False)
+        alpha = rz / (p * Hp).sum().clamp_min(1e-30)
+        x = x + alpha * p
+        r = r - alpha * Hp
+        if float(r.norm()) < 1e-4 * b_norm:
+            break
+        z = r / M
+        rz_new = (r * z).sum()
+        p = z + (rz_new / rz) * p
+        rz = rz_new
+    with torch.no_grad():
+        e0 = energy(zero) - lam_0 * 0
+        e1 = energy(x) - lam_c * (_laplacian(x) ** 2).sum() - lam_0 * (x ** 2).sum()
+    tot = float(Wt.sum()) or 1.0
+    h_mm = x.numpy()
+    fine_mm = h_mm - _blur(h_mm, st.fine_mm / texel_mm)
+    # the fine band only where some view saw the face: elsewhere h is the regulariser's guess
+    cover = np.clip(_blur((W > 0).astype(np.float32), 1.0), 0, 1) * mask
+    fine = (fine_mm * cover * 1e-3).astype(np.float32)
+    log.info("detail: solve %dx%d, %d CG iterations, data RMS %.4f -> %.4f", R, R, it + 1,
+             np.sqrt(max(float(e0), 0) / tot), np.sqrt(max(float(e1), 0) / tot))
+    return DetailSolution(height=(h_mm * 1e-3).astype(np.float32), fine=fine, trust=trust, albedo=albedo, seen=W,
+                          residual=float(np.sqrt(max(float(e1), 0) / tot)), residual0=float(np.sqrt(max(float(e0), 0) / tot)))
