@@ -42,11 +42,11 @@ class SolveSettings:
     """Gaussian sigma of the data's low band (removed: albedo's low frequencies, mid-band errors)."""
     fine_mm: float = 3.0
     """Gaussian sigma of the mid/fine split of h: the fine band is h minus its blur at this sigma."""
-    curvature: float = 2e-4
+    curvature: float = 1e-2
     """Weight of the squared curvature of h (1/mm) against the data (log units)."""
-    height: float = 1e-3
+    height: float = 3e-2
     """Weight of h^2 (h in mm): keeps the unseen and the low band near zero."""
-    albedo_prior: float = 20.0
+    albedo_prior: float = 3.0
     """mu on plain skin, relative to the texel's summed view weight."""
     dark_log: tuple[float, float] = (0.15, 0.35)
     """Albedo darker than the surrounding skin by this much (log units, 1 mm blur) ramps the
@@ -58,7 +58,9 @@ class SolveSettings:
     distrust_grow_mm: float = 1.0
     """Untrusted areas grow by this much (their edges are where an albedo step lies)."""
     iterations: int = 150
-    """Conjugate-gradient iterations."""
+    """Most conjugate-gradient iterations."""
+    tolerance: float = 1e-3
+    """Stop when the residual is this fraction of the right-hand side."""
 
 
 @dataclass(frozen=True)
@@ -127,15 +129,23 @@ def albedo_trust(albedo: np.ndarray, seen: np.ndarray, texel_mm: float, st: Solv
     return (_blur(t, 0.5 * grow + 0.5) * known).astype(np.float32)
 
 
-def _grad(h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Central texel differences (h[j+1] - h[j-1]) / 2 along u (columns) and v (up: rows reversed)."""
-    p = torch.nn.functional.pad(h[None, None], (1, 1, 1, 1), mode="replicate")[0, 0]
-    return 0.5 * (p[1:-1, 2:] - p[1:-1, :-2]), 0.5 * (p[:-2, 1:-1] - p[2:, 1:-1])
+def _du(h: torch.Tensor) -> torch.Tensor:
+    """Central texel difference along u (columns): 0.5 (h[j+1] - h[j-1]), zero beyond the grid
+    (the face lies well inside its tile); its adjoint is its negative."""
+    p = torch.nn.functional.pad(h, (1, 1, 0, 0))
+    return 0.5 * (p[..., :, 2:] - p[..., :, :-2])
+
+
+def _dv(h: torch.Tensor) -> torch.Tensor:
+    """Central texel difference along v (up: row i-1 minus row i+1), zero beyond the grid."""
+    p = torch.nn.functional.pad(h, (0, 0, 1, 1))
+    return 0.5 * (p[..., :-2, :] - p[..., 2:, :])
 
 
 def _laplacian(h: torch.Tensor) -> torch.Tensor:
-    p = torch.nn.functional.pad(h[None, None], (1, 1, 1, 1), mode="replicate")[0, 0]
-    return p[:-2, 1:-1] + p[2:, 1:-1] + p[1:-1, :-2] + p[1:-1, 2:] - 4 * h
+    """Five-point Laplacian, zero beyond the grid (symmetric)."""
+    p = torch.nn.functional.pad(h, (1, 1, 1, 1))
+    return p[..., :-2, 1:-1] + p[..., 2:, 1:-1] + p[..., 1:-1, :-2] + p[..., 1:-1, 2:] - 4 * h
 
 
 def solve_height(mask: np.ndarray, views: list[ViewShading], texel_mm: float,
@@ -176,51 +186,62 @@ def solve_height(mask: np.ndarray, views: list[ViewShading], texel_mm: float,
     lam_c = st.curvature / texel_mm ** 4
     lam_0 = st.height
 
-    def energy(h: torch.Tensor, with_data: bool = True) -> torch.Tensor:
-        gu, gv = _grad(h)
-        e = ku_t * gu + kv_t * gv                  # (V, R, R): the linear shading change ... with sign
-        if with_data:
-            e = e + d_t
+    def shading(h: torch.Tensor) -> torch.Tensor:
+        """(V, R, R) kappa_v . grad h: each view's linear change of log shading (sign folded)."""
+        return ku_t * _du(h) + kv_t * _dv(h)
+
+    def project(e: torch.Tensor) -> torch.Tensor:
+        """Q e per texel: w_v e_v - w_v (sum_u w_u e_u) / (W + mu) (the albedo eliminated)."""
         we = w_t * e
-        data = (we * e).sum() - ((we.sum(0)) ** 2 * inv).sum()
-        return data + lam_c * (_laplacian(h) ** 2).sum() + lam_0 * (h ** 2).sum()
+        return we - w_t * (we.sum(0) * inv)
 
-    def grad_of(h: torch.Tensor, with_data: bool) -> torch.Tensor:
-        h = h.detach().requires_grad_(True)
-        (g,) = torch.autograd.grad(energy(h, with_data), h)
-        return g
+    def data_energy(h: torch.Tensor) -> torch.Tensor:
+        e = shading(h) + d_t
+        return (e * project(e)).sum()
 
-    zero = torch.zeros((R, R))
-    b = -grad_of(zero, True)                      # E(h) = h'Hh/2 - b'h + c  -> H h = b
+    def hess(p: torch.Tensor) -> torch.Tensor:
+        """The energy's Hessian times p (halved): D'QD p + lam_c L'L p + lam_0 p."""
+        y = project(shading(p))
+        # adjoints of the zero-padded central differences are their negatives
+        out = -(_du(ku_t * y) + _dv(kv_t * y)).sum(0)
+        return out + lam_c * _laplacian(_laplacian(p)) + lam_0 * p
+
+    y0 = project(d_t)
+    b = (_du(ku_t * y0) + _dv(kv_t * y0)).sum(0)          # minus the linear term: H h = b
     # Jacobi: the data's diagonal from the neighbours' central differences, the regulariser's own
     diag = 0.5 * (w_t * (1 - w_t * inv) * (ku_t ** 2 + kv_t ** 2)).sum(0)
-    diag = _blur(diag.numpy(), 1.0)
-    M = torch.as_tensor(diag) + lam_c * 40.0 + 2 * lam_0
+    diag = torch.as_tensor(_blur(diag.numpy(), 1.0))
+    M = diag + lam_c * 20.0 + lam_0
     x = torch.zeros((R, R))
     r = b.clone()
     z = r / M
     p = z.clone()
     rz = (r * z).sum()
     b_norm = float(b.norm()) or 1.0
+    it = 0
     for it in range(st.iterations):
-        Hp = grad_of(p, False)
+        Hp = hess(p)
         alpha = rz / (p * Hp).sum().clamp_min(1e-30)
         x = x + alpha * p
         r = r - alpha * Hp
-        if float(r.norm()) < 1e-4 * b_norm:
+        if float(r.norm()) < st.tolerance * b_norm:
             break
         z = r / M
         rz_new = (r * z).sum()
         p = z + (rz_new / rz) * p
         rz = rz_new
+    zero = torch.zeros((R, R))
     with torch.no_grad():
-        e0 = energy(zero) - lam_0 * 0
-        e1 = energy(x) - lam_c * (_laplacian(x) ** 2).sum() - lam_0 * (x ** 2).sum()
+        e0 = data_energy(zero)
+        e1 = data_energy(x)
     tot = float(Wt.sum()) or 1.0
     h_mm = x.numpy()
-    fine_mm = h_mm - _blur(h_mm, st.fine_mm / texel_mm)
-    # the fine band only where some view saw the face: elsewhere h is the regulariser's guess
-    cover = np.clip(_blur((W > 0).astype(np.float32), 1.0), 0, 1) * mask
+    # the low band from the trusted texels only: h under an albedo feature is the regulariser's
+    # guess and must not leak into the split around it
+    fine_mm = h_mm - _nblur(h_mm, np.maximum(trust, 1e-3) * (W > 0), st.fine_mm / texel_mm)
+    # the fine band only where some view saw the face and its shading was taken as geometry:
+    # elsewhere h is the regulariser's guess (an albedo feature leaves the surface as it was)
+    cover = np.clip(_blur((W > 0).astype(np.float32), 1.0), 0, 1) * mask * np.clip(2 * trust, 0, 1)
     fine = (fine_mm * cover * 1e-3).astype(np.float32)
     log.info("detail: solve %dx%d, %d CG iterations, data RMS %.4f -> %.4f", R, R, it + 1,
              np.sqrt(max(float(e0), 0) / tot), np.sqrt(max(float(e1), 0) / tot))
