@@ -12,7 +12,8 @@ the face tile on the fitted surface:
   ``fine_map`` sampled where the texel's point is nearest the true surface (3D, so the fit's
   sliding of the UV layout over the face does not count), on the wrinkle regions (the forehead
   lines and crow's feet envelopes: the true fine map's 2 mm blur of |fine| above 40 um) and over
-  the face (face weight above 0.5);
+  the face (the fit's evaluation region, ``fit.accuracy.face_vertices``, where the synthetic
+  detail layers' face weight is above 0.5);
 - normal error: mean angle between the surface normal and the true surface's (interpolated
   vertex normals, as rendered) at the nearest point, with the fine band (the fitted surface's
   normal tilted by the fine band's gradient) and without it (the fitted surface alone);
@@ -110,7 +111,13 @@ def measure(root: Path, model) -> dict:
     tv, tf, tuv, tuvf, flat_v, gt = true_skin(root, model, 0)
     tn = mo.vertex_normals(tv, tf)
     # the face weight and the wrinkle envelope, per texel of the fitted grid
-    wface = grid.raster.interpolate(gt.face_weight[:, None].astype(np.float64), model.triangles[grid.tri_ids])[:, 0]
+    from mvrecon.fit.accuracy import face_vertices
+
+    corners = model.triangles[grid.tri_ids]
+    wface = grid.raster.interpolate(gt.face_weight[:, None].astype(np.float64), corners)[:, 0]
+    # the fit's own evaluation region (every part, forehead included; not the sides and neck,
+    # which no camera pins down) where the detail layers are applied
+    inner = grid.raster.interpolate(face_vertices(model)[:, None].astype(np.float64), corners)[:, 0] > 0.5
     Rf = gt.fine_map.shape[0]
     env = gaussian_filter(np.abs(gt.fine_map).astype(np.float64), 2.0 / 0.2 * Rf / 1024)   # ~2 mm
     out = {}
@@ -126,7 +133,7 @@ def measure(root: Path, model) -> dict:
         on_tile = uv[:, 0] < 1.0
         tfine = np.where(on_tile, mo.sample_map(gt.fine_map, np.clip(uv, 0, 1))[:, 0], 0.0)
         tenv = np.where(on_tile, mo.sample_map(env, np.clip(uv, 0, 1))[:, 0], 0.0)
-        face = wface > 0.5
+        face = (wface > 0.5) & inner
         wr = face & (tenv > 40e-6)
         out[name] = {"normal_face": float(angle_deg(n, nt)[face].mean()), "normal_wrinkle": float(angle_deg(n, nt)[wr].mean()),
                      "p95": float(np.percentile(dist[face], 95)), "mean": float(dist[face].mean())}

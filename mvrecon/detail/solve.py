@@ -21,6 +21,7 @@ is the high-pass of h; its low band is the mid layer's business (the fit's defor
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 
@@ -57,6 +58,8 @@ class SolveSettings:
     """Chromaticity (log r/g, log b/g) off the surrounding skin's by this much (lips, freckles)."""
     distrust_grow_mm: float = 1.0
     """Untrusted areas grow by this much (their edges are where an albedo step lies)."""
+    register: bool = True
+    """Align the views' observations in UV space (:mod:`.register`) before combining them."""
     iterations: int = 150
     """Most conjugate-gradient iterations."""
     tolerance: float = 1e-3
@@ -81,6 +84,8 @@ class DetailSolution:
     """Weighted RMS of the data residual after the solve (log units)."""
     residual0: float
     """... and with h = 0."""
+    view_shift_mm: list[float] = dataclasses.field(default_factory=list)
+    """Per view the 95th percentile of its registration shift (mm; 0 for the reference)."""
 
 
 def _blur(img: np.ndarray, sigma_px: float) -> np.ndarray:
@@ -152,14 +157,22 @@ def solve_height(mask: np.ndarray, views: list[ViewShading], texel_mm: float,
                  st: SolveSettings = SolveSettings()) -> DetailSolution:
     """Solve for h on the grid of ``mask`` (R, R) from the views' shading (see the module docstring)."""
     R = mask.shape[0]
+    grids = [(scatter(mask, v.weight), scatter(mask, v.log_ratio), scatter(mask, v.kappa), scatter(mask, v.delit))
+             for v in views]
+    shifts = [0.0] * len(grids)
+    if st.register and len(grids) > 1:
+        from .register import view_flows, warp
+
+        hp = [np.where(w > 0, s - _nblur(s, w, st.highpass_mm / texel_mm), 0.0) for w, s, _, _ in grids]
+        ref, flows = view_flows(hp, [g[0] for g in grids], texel_mm)
+        grids = [(warp(w, f), warp(s, f), warp(k, f), warp(c, f)) if i != ref else (w, s, k, c)
+                 for i, ((w, s, k, c), f) in enumerate(zip(grids, flows))]
+        shifts = [float(np.percentile(np.linalg.norm(f, axis=-1)[mask], 95)) * texel_mm for f in flows]
     W = np.zeros((R, R), np.float32)
     acc = np.zeros((R, R, 3), np.float32)
-    grids = []
-    for v in views:
-        w = scatter(mask, v.weight)
+    for w, _, _, c in grids:
         W += w
-        acc += w[..., None] * scatter(mask, v.delit)
-        grids.append((w, scatter(mask, v.log_ratio), scatter(mask, v.kappa)))
+        acc += w[..., None] * c
     albedo = acc / np.maximum(W, 1e-12)[..., None]
     trust = albedo_trust(albedo, W, texel_mm, st)
     sig_d = st.highpass_mm / texel_mm
@@ -167,7 +180,7 @@ def solve_height(mask: np.ndarray, views: list[ViewShading], texel_mm: float,
     # h_u (metres per UV unit) = 1e-3 * R * (central texel difference of h in mm)
     to_texel = 1e-3 * R
     ws, ds, ku, kv = [], [], [], []
-    for w, s, k in grids:
+    for w, s, k, _ in grids:
         # each view's low band from the texels it sees and trusts (an albedo step never leaks into it)
         low = _nblur(s, w * np.maximum(trust, 1e-3), sig_d)
         d = np.where(w > 0, s - low, 0.0)
@@ -246,4 +259,5 @@ def solve_height(mask: np.ndarray, views: list[ViewShading], texel_mm: float,
     log.info("detail: solve %dx%d, %d CG iterations, data RMS %.4f -> %.4f", R, R, it + 1,
              np.sqrt(max(float(e0), 0) / tot), np.sqrt(max(float(e1), 0) / tot))
     return DetailSolution(height=(h_mm * 1e-3).astype(np.float32), fine=fine, trust=trust, albedo=albedo, seen=W,
-                          residual=float(np.sqrt(max(float(e1), 0) / tot)), residual0=float(np.sqrt(max(float(e0), 0) / tot)))
+                          residual=float(np.sqrt(max(float(e1), 0) / tot)), residual0=float(np.sqrt(max(float(e0), 0) / tot)),
+                          view_shift_mm=[round(x, 3) for x in shifts])
