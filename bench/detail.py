@@ -36,7 +36,8 @@ import numpy as np
 
 def make_session(work: Path, seed: int, views: int, size: tuple[int, int], rung: str, preset: str) -> Path:
     from mvrecon.pipeline import pipeline_config, run_pipeline
-    from mvrecon.synth import SynthConfig, make_session as synth
+    from mvrecon.synth import SynthConfig
+    from mvrecon.synth import make_session as synth
     from mvrecon.synth.realism import Realism
 
     root = work / f"seed{seed}_{views}v_{size[0]}x{size[1]}_{rung}"
@@ -52,11 +53,26 @@ def make_session(work: Path, seed: int, views: int, size: tuple[int, int], rung:
     return root
 
 
+def truth_fit_copy(root: Path, model) -> Path:
+    """A copy of the session (photos, truth) whose fit is made of its truth (:mod:`mvrecon.synth.truthfit`)."""
+    import shutil
+
+    from mvrecon.synth.truthfit import write_truth_fit
+
+    dest = root.parent / f"{root.name}_truthfit"
+    if not (dest / "fit" / "params.npz").is_file():
+        shutil.rmtree(dest, ignore_errors=True)
+        shutil.copytree(root, dest, ignore=shutil.ignore_patterns("fit", "detail", "texture", "export", "evaluate",
+                                                                  "cues", "logs", "*.stale"))
+        write_truth_fit(dest, model)
+    return dest
+
+
 def true_skin(root: Path, model, frame: int = 0):
     """The true detailed skin of ``frame`` (world vertices, faces, UVs, UV faces) and the mesh
     without the fine layer (same topology), as the synthetic renderer built them."""
-    from mvrecon.synth import load_ground_truth
     from mvrecon.synth import head as H
+    from mvrecon.synth import load_ground_truth
 
     gt = load_ground_truth(root)
     z = np.load(root / "gt" / "gt.npz")
@@ -108,7 +124,7 @@ def measure(root: Path, model) -> dict:
     surf = surface_texels(head, grid, 0)
     mask = grid.mask
     fine = maps.fine[0]
-    tv, tf, tuv, tuvf, flat_v, gt = true_skin(root, model, 0)
+    tv, tf, tuv, tuvf, _, gt = true_skin(root, model, 0)
     tn = mo.vertex_normals(tv, tf)
     # the face weight and the wrinkle envelope, per texel of the fitted grid
     from mvrecon.fit.accuracy import face_vertices
@@ -121,10 +137,13 @@ def measure(root: Path, model) -> dict:
     Rf = gt.fine_map.shape[0]
     env = gaussian_filter(np.abs(gt.fine_map).astype(np.float64), 2.0 / 0.2 * Rf / 1024)   # ~2 mm
     out = {}
-    for name, h in (("with", fine), ("without", np.zeros_like(fine))):
+    variants = [("with", fine), ("without", np.zeros_like(fine))]
+    if maps.mid is not None:
+        variants.append(("mid+fine", fine + maps.mid[0]))
+    for name, h in variants:
         hm = h[mask].astype(np.float64)
         P = surf.points + hm[:, None] * surf.normals
-        n = perturbed_normals(surf, mask, h) if name == "with" else surf.normals
+        n = perturbed_normals(surf, mask, h) if name != "without" else surf.normals
         q, tri, bary = closest(tv, tf, P)
         nt = np.einsum("pk,pkc->pc", bary, tn[tf[tri]])
         nt /= np.linalg.norm(nt, axis=1, keepdims=True)
@@ -147,7 +166,9 @@ def measure(root: Path, model) -> dict:
                                     np.clip(uv, 0, 1))[:, 0]
             ht = np.zeros_like(fine)
             ht[mask] = np.where(on_tile, tsmooth, 0.0)
-            out["normal_face_oracle"] = float(angle_deg(perturbed_normals(surf, mask, ht), nt)[face].mean())
+            ang_or = angle_deg(perturbed_normals(surf, mask, ht), nt)
+            out["normal_face_oracle"] = float(ang_or[face].mean())
+            out["normal_wrinkle_oracle"] = float(ang_or[wr].mean())
     out["size"] = R
     return out
 
@@ -161,10 +182,13 @@ def main() -> None:
     ap.add_argument("--preset", default="default")
     ap.add_argument("--work", type=Path, default=Path("/tmp/mvrecon-bench-detail"))
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--truth-fit", action="store_true",
+                    help="Also run the stage on a copy of each session whose fit is its truth (no fine layer).")
     args = ap.parse_args()
     import torch
 
-    from mvrecon.detail import PRESETS, run as run_detail
+    from mvrecon.detail import PRESETS
+    from mvrecon.detail import run as run_detail
     from mvrecon.facemodel import load_model
     from mvrecon.session import load_session
 
@@ -175,27 +199,38 @@ def main() -> None:
     for rung in args.rungs.split(","):
         for size in sizes:
             root = make_session(args.work, args.seed, args.views, size, rung, args.preset)
-            t0 = time.perf_counter()
-            res = run_detail(PRESETS[args.preset], load_session(root))
-            secs = time.perf_counter() - t0
-            m = measure(root, model)
-            rows.append((rung, size, secs, m, res.summary))
-            print(f"  {root.name}: {m}", flush=True)
-    hdr = (f"{'rung':<6} {'photos':>10} {'grid':>5} {'corr wrinkle':>12} {'corr face':>9} {'normal face (deg)':>18} "
-           f"{'normal wrinkle':>15} {'oracle':>6} {'p95 mm':>13} {'time s':>6}")
+            kinds = [("fitted", root)]
+            if args.truth_fit:
+                kinds.append(("truth", truth_fit_copy(root, model)))
+            for kind, r in kinds:
+                t0 = time.perf_counter()
+                res = run_detail(PRESETS[args.preset], load_session(r))
+                secs = time.perf_counter() - t0
+                m = measure(r, model)
+                rows.append((rung, kind, size, secs, m, res.summary))
+                print(f"  {r.name}: {m}", flush=True)
+    hdr = (f"{'rung':<6} {'fit':<6} {'photos':>10} {'grid':>5} {'corr wrinkle':>12} {'corr face':>9} {'normal face (deg)':>18} "
+           f"{'normal wrinkle':>15} {'oracle':>13} {'p95 mm':>13} {'time s':>6}")
     print(hdr)
     print("-" * len(hdr))
-    for rung, size, secs, m, _ in rows:
+    for rung, kind, size, secs, m, _ in rows:
         w, wo = m["with"], m["without"]
-        print(f"{rung:<6} {size[0]:>5}x{size[1]:<4} {m['size']:>5} {m['corr_wrinkle']:>12.2f} {m['corr_face']:>9.2f} "
+        print(f"{rung:<6} {kind:<6} {size[0]:>5}x{size[1]:<4} {m['size']:>5} {m['corr_wrinkle']:>12.2f} {m['corr_face']:>9.2f} "
               f"{w['normal_face']:>7.2f} ({wo['normal_face']:>5.2f}) {w['normal_wrinkle']:>6.2f} ({wo['normal_wrinkle']:>5.2f}) "
-              f"{m['normal_face_oracle']:>6.2f} {w['p95']:>5.3f} ({wo['p95']:.3f}) {secs:>6.1f}")
-    print("normal columns: with the detail stage (without it); oracle: the true fine map on the fitted surface")
-    clean = [r for r in rows if r[0] == "clean"]
-    last = max(clean or rows, key=lambda r: r[1][0] * r[1][1])
-    m = last[3]
+              f"{m['normal_face_oracle']:>6.2f}/{m['normal_wrinkle_oracle']:<6.2f} {w['p95']:>5.3f} ({wo['p95']:.3f}) {secs:>6.1f}")
+    print("normal (deg), p95 (mm): with the detail stage's fine band (without it); oracle: the true fine map "
+          "(at the true mesh's resolution) on the fitted surface; fit 'truth': the session's true mid layer, "
+          "identity, pose and light in place of the fit")
+    mids = [(r, k, sz, m["mid+fine"]) for r, k, sz, _, m, _ in rows if "mid+fine" in m]
+    if mids:
+        print("with the parallax depth (mid band) as well: " + "; ".join(
+            f"{r} {k} {sz[0]}x{sz[1]}: normal face {x['normal_face']:.2f}, wrinkle {x['normal_wrinkle']:.2f}, "
+            f"p95 {x['p95']:.3f}" for r, k, sz, x in mids))
+    clean = [r for r in rows if r[0] == "clean" and r[1] == "fitted"]
+    last = max(clean or rows, key=lambda r: r[2][0] * r[2][1])
+    m = last[4]
     print(f"detail: fine-map correlation {m['corr_wrinkle']:.2f}, normal error {m['with']['normal_face']:.1f} deg "
-          f"(without {m['without']['normal_face']:.1f} deg), {last[2]:.0f} s at {last[1][0]}x{last[1][1]}")
+          f"(without {m['without']['normal_face']:.1f} deg), {last[3]:.0f} s at {last[2][0]}x{last[2][1]}")
 
 
 if __name__ == "__main__":

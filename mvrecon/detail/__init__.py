@@ -6,6 +6,21 @@ from .observe import ViewShading, observe_views
 from .solve import DetailSolution, SolveSettings, albedo_trust, solve_height
 from .stage import PRESETS, DetailConfig, DetailMaps, load_detail, run
 
-__all__ = ["DetailConfig", "DetailMaps", "DetailSolution", "FaceGrid", "PRESETS", "SolveSettings", "SurfaceTexels",
-           "ViewShading", "albedo_trust", "face_grid", "load_detail", "observe_views", "perturbed_normals", "run",
-           "solve_height", "surface_texels"]
+__all__ = [
+           "PRESETS",
+           "DetailConfig",
+           "DetailMaps",
+           "DetailSolution",
+           "FaceGrid",
+           "SolveSettings",
+           "SurfaceTexels",
+           "ViewShading",
+           "albedo_trust",
+           "face_grid",
+           "load_detail",
+           "observe_views",
+           "perturbed_normals",
+           "run",
+           "solve_height",
+           "surface_texels",
+]

@@ -37,6 +37,9 @@ class ViewShading:
     """(M,) float32 >= 0 (0: not seen)."""
     delit: np.ndarray
     """(M, 3) float32 per-channel de-lit colour (photo - bias) / E_v,c(N) (an albedo estimate)."""
+    parallax: np.ndarray
+    """(M, 2) float32 (du, dv) per metre: where (in UV units) the view sees the true surface when
+    it lies a depth e along the normal from the fitted point: at uv + e * parallax."""
 
 
 def irradiance_and_gradient(normals: np.ndarray, sh: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -63,6 +66,7 @@ def observe_views(surf: SurfaceTexels, views: list[BakeView], verts: np.ndarray,
         s = np.zeros(M, np.float32)
         kap = np.zeros((M, 2), np.float32)
         delit = np.zeros((M, 3), np.float32)
+        par = np.zeros((M, 2), np.float32)
         pc = P @ cam.R.T + cam.t
         z = pc[:, 2]
         front = z > 1e-6
@@ -91,8 +95,16 @@ def observe_views(surf: SurfaceTexels, views: list[BakeView], verts: np.ndarray,
             kap[cand] = np.einsum("mij,mj->mi", Ginv[cand], qt)
             s[cand] = np.log(np.maximum(yg, 1e-3)) - np.log(np.maximum(Eg, 1e-6))
             delit[cand] = rgb / np.maximum(E, min_irradiance)
+            # the ray through P meets the plane P + e N + tangent at P + e r / (r . N): its
+            # tangential part, through the metric, in UV units per metre of e
+            ray = -to_cam[cand] / np.maximum(np.linalg.norm(to_cam[cand], axis=1, keepdims=True), 1e-12)
+            rn = np.einsum("mc,mc->m", ray, n)
+            tang = (ray - rn[:, None] * n) / np.minimum(rn, -1e-3)[:, None]
+            tt = np.stack([np.einsum("mc,mc->m", tang, surf.dp_du[cand]), np.einsum("mc,mc->m", tang, surf.dp_dv[cand])], -1)
+            par[cand] = np.einsum("mij,mj->mi", Ginv[cand], tt)
             density = (cam.K[0, 0] / z[cand]) ** 2
             w[cand] = np.clip(cos[cand], 0, 1) ** angle_power * fea * density * ok
-        out.append(ViewShading(view.key, s, kap, w, delit))
+        out.append(ViewShading(view.key, s, kap, w, delit, par))
     wmax = max((float(v.weight.max()) for v in out), default=1.0) or 1.0
-    return [ViewShading(v.key, v.log_ratio, v.kappa, (v.weight / wmax).astype(np.float32), v.delit) for v in out]
+    return [ViewShading(v.key, v.log_ratio, v.kappa, (v.weight / wmax).astype(np.float32), v.delit, v.parallax)
+            for v in out]

@@ -60,3 +60,26 @@ def warp(img: np.ndarray, flow: np.ndarray, nearest: bool = False) -> np.ndarray
     gx, gy = np.meshgrid(np.arange(R, dtype=np.float32), np.arange(R, dtype=np.float32))
     return cv2.remap(np.ascontiguousarray(img, np.float32), gx + flow[..., 0], gy + flow[..., 1],
                      cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+
+
+def parallax_depth(ref: int, flows: list[np.ndarray], parallax: list[np.ndarray], weights: list[np.ndarray],
+                   texel_mm: float, smooth_mm: float = 2.0) -> np.ndarray:
+    """(R, R) depth (mm, along the fitted normal) of the true surface that explains the views'
+    registration flows: view v shows the true surface at x + e a_v(x) (``parallax`` (R, R, 2) in
+    texels (column, row) per mm), so its flow to the reference is f_v = e (a_ref - a_v); e is their
+    per-texel least-squares solution, weighted by both views' weights, then smoothed."""
+    num = np.zeros(flows[0].shape[:2], np.float64)
+    den = np.zeros_like(num)
+    for v, (f, a, w) in enumerate(zip(flows, parallax, weights)):
+        if v == ref:
+            continue
+        d = parallax[ref] - a
+        c = np.minimum(w, weights[ref]) * (w > 0) * (weights[ref] > 0)
+        num += c * np.einsum("ijc,ijc->ij", d, f)
+        den += c * np.einsum("ijc,ijc->ij", d, d)
+    sig = smooth_mm / texel_mm
+    num = cv2.GaussianBlur(num.astype(np.float32), (0, 0), sig)
+    den = cv2.GaussianBlur(den.astype(np.float32), (0, 0), sig)
+    # where the views hardly disagree on where the surface is (no baseline), no estimate
+    floor = 0.05 * float(np.percentile(den[den > 0], 90)) if (den > 0).any() else 1.0
+    return (num / np.maximum(den, floor)).astype(np.float32)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from dataclasses import dataclass
 
 import cv2
@@ -60,6 +61,10 @@ class SolveSettings:
     """Untrusted areas grow by this much (their edges are where an albedo step lies)."""
     register: bool = True
     """Align the views' observations in UV space (:mod:`.register`) before combining them."""
+    parallax_depth: bool = True
+    """Estimate the fit's depth error from the registration flows (the views' parallax)."""
+    parallax_smooth_mm: float = 4.0
+    """Gaussian sigma (mm) of that depth estimate: the fit's errors are smooth, the flows' noise is not."""
     iterations: int = 150
     """Most conjugate-gradient iterations."""
     tolerance: float = 1e-3
@@ -84,6 +89,9 @@ class DetailSolution:
     """Weighted RMS of the data residual after the solve (log units)."""
     residual0: float
     """... and with h = 0."""
+    mid: np.ndarray | None = None
+    """(R, R) float32 metres: the depth correction of the fitted surface the views' parallax
+    shows (the mid band; zero when not estimated)."""
     view_shift_mm: list[float] = dataclasses.field(default_factory=list)
     """Per view the 95th percentile of its registration shift (mm; 0 for the reference)."""
 
@@ -128,7 +136,7 @@ def albedo_trust(albedo: np.ndarray, seen: np.ndarray, texel_mm: float, st: Solv
     dev = lum_s - ref
     t = _ramp(-dev, *st.dark_log) * _ramp(dev, *st.bright_log)
     t = t * _ramp(np.linalg.norm(chroma_s - ref_c, axis=-1), *st.chroma_log)
-    grow = int(round(st.distrust_grow_mm / texel_mm))
+    grow = round(st.distrust_grow_mm / texel_mm)
     if grow > 0:
         t = cv2.erode(t.astype(np.float32), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1)))
     return (_blur(t, 0.5 * grow + 0.5) * known).astype(np.float32)
@@ -156,15 +164,23 @@ def _laplacian(h: torch.Tensor) -> torch.Tensor:
 def solve_height(mask: np.ndarray, views: list[ViewShading], texel_mm: float,
                  st: SolveSettings = SolveSettings()) -> DetailSolution:
     """Solve for h on the grid of ``mask`` (R, R) from the views' shading (see the module docstring)."""
+    t_start = time.perf_counter()
     R = mask.shape[0]
     grids = [(scatter(mask, v.weight), scatter(mask, v.log_ratio), scatter(mask, v.kappa), scatter(mask, v.delit))
              for v in views]
     shifts = [0.0] * len(grids)
+    depth_mm = np.zeros((R, R), np.float32)
     if st.register and len(grids) > 1:
         from .register import view_flows, warp
 
         hp = [np.where(w > 0, s - _nblur(s, w, st.highpass_mm / texel_mm), 0.0) for w, s, _, _ in grids]
         ref, flows = view_flows(hp, [g[0] for g in grids], texel_mm)
+        if st.parallax_depth:
+            from .register import parallax_depth
+
+            # texels (column, row) per mm of depth: UV units per metre x R / 1000, rows run down
+            par = [scatter(mask, v.parallax) * np.array([R, -R], np.float32) * 1e-3 for v in views]
+            depth_mm = parallax_depth(ref, flows, par, [g[0] for g in grids], texel_mm, st.parallax_smooth_mm) * mask
         grids = [(warp(w, f), warp(s, f), warp(k, f), warp(c, f)) if i != ref else (w, s, k, c)
                  for i, ((w, s, k, c), f) in enumerate(zip(grids, flows))]
         shifts = [float(np.percentile(np.linalg.norm(f, axis=-1)[mask], 95)) * texel_mm for f in flows]
@@ -225,6 +241,7 @@ def solve_height(mask: np.ndarray, views: list[ViewShading], texel_mm: float,
     diag = 0.5 * (w_t * (1 - w_t * inv) * (ku_t ** 2 + kv_t ** 2)).sum(0)
     diag = torch.as_tensor(_blur(diag.numpy(), 1.0))
     M = diag + lam_c * 20.0 + lam_0
+    t_cg = time.perf_counter()
     x = torch.zeros((R, R))
     r = b.clone()
     z = r / M
@@ -256,8 +273,8 @@ def solve_height(mask: np.ndarray, views: list[ViewShading], texel_mm: float,
     # elsewhere h is the regulariser's guess (an albedo feature leaves the surface as it was)
     cover = np.clip(_blur((W > 0).astype(np.float32), 1.0), 0, 1) * mask * np.clip(2 * trust, 0, 1)
     fine = (fine_mm * cover * 1e-3).astype(np.float32)
-    log.info("detail: solve %dx%d, %d CG iterations, data RMS %.4f -> %.4f", R, R, it + 1,
-             np.sqrt(max(float(e0), 0) / tot), np.sqrt(max(float(e1), 0) / tot))
+    log.info("detail: solve %dx%d, %d CG iterations (registration and set-up %.1f s, CG %.1f s), data RMS %.4f -> %.4f",
+             R, R, it + 1, t_cg - t_start, time.perf_counter() - t_cg, np.sqrt(max(float(e0), 0) / tot), np.sqrt(max(float(e1), 0) / tot))
     return DetailSolution(height=(h_mm * 1e-3).astype(np.float32), fine=fine, trust=trust, albedo=albedo, seen=W,
                           residual=float(np.sqrt(max(float(e1), 0) / tot)), residual0=float(np.sqrt(max(float(e0), 0) / tot)),
-                          view_shift_mm=[round(x, 3) for x in shifts])
+                          mid=(depth_mm * 1e-3).astype(np.float32), view_shift_mm=[round(x, 3) for x in shifts])

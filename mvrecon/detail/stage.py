@@ -74,6 +74,9 @@ class DetailMaps:
     """(G, R, R) float32 metres along the normal over the face UV tile (v up, rows from the top)."""
     groups: list[str]
     """The fit's expression groups (frames), in the fit's order."""
+    mid: np.ndarray | None = None
+    """(G, R, R) float32 metres: the depth correction of the fitted surface the views' parallax
+    shows (the mid band, smooth; None when not estimated)."""
 
     @property
     def shared(self) -> np.ndarray:
@@ -114,13 +117,16 @@ def refine_group(head: FittedHead, group: int, views, cfg: DetailConfig, size: i
     from ..facemodel.model import RENDER_SUBMESHES
     from ..texture.bake import OPAQUE_INNER
 
+    t0 = time.perf_counter()
     grid = face_grid(head, size)
     surf = surface_texels(head, grid, group)
     verts = head.world(group, detail=True)
     occluders = model.render_triangles(tuple(RENDER_SUBMESHES) + OPAQUE_INNER)
     obs = observe_views(surf, views, verts, occluders, cfg.min_cos, cfg.angle_power, cfg.feather_px)
     texel_mm = surf.texel_mm(size)
+    t1 = time.perf_counter()
     sol = solve_height(grid.mask, obs, texel_mm, cfg.solve)
+    log.info("detail: group %d: grid and views %.1f s, solve %.1f s", group, t1 - t0, time.perf_counter() - t1)
     m = grid.mask & (sol.seen > 0)
     info = {"views": [v.key for v in views], "texel_mm": round(texel_mm, 4),
             "seen_fraction": float(m.sum() / max(grid.mask.sum(), 1)),
@@ -145,21 +151,23 @@ def run(cfg: DetailConfig, session, overwrite: bool = True) -> DetailStageResult
     size, span = grid_size(head, views, cfg)
     log.info("detail: %d group(s), %d views, grid %dx%d over a %.0f mm face tile", len(head.groups), len(views),
              size, size, span)
-    fines, groups_info, trusts = [], {}, []
+    fines, mids, groups_info, trusts = [], [], {}, []
     for g, name in enumerate(head.groups):
         gviews = [v for v in views if v.group == g]
         if not gviews:
             fines.append(np.zeros((size, size), np.float32))
+            mids.append(np.zeros((size, size), np.float32))
             trusts.append(np.zeros((size, size), np.float32))
             groups_info[name] = {"views": []}
             continue
         sol, info = refine_group(head, g, gviews, cfg, size)
         fines.append(sol.fine)
+        mids.append(sol.mid if sol.mid is not None else np.zeros((size, size), np.float32))
         trusts.append(sol.trust)
         groups_info[name] = info
         log.info("detail: %s: %s", name, info)
     secs = time.perf_counter() - t0
-    maps = DetailMaps(np.stack(fines).astype(np.float32), list(head.groups))
+    maps = DetailMaps(np.stack(fines).astype(np.float32), list(head.groups), np.stack(mids).astype(np.float32))
     summary = {"size": size, "face_tile_mm": round(span, 1), "groups": groups_info, "seconds": round(secs, 2)}
     write_detail(out, maps, np.mean(trusts, 0), cfg, summary)
     return DetailStageResult(out, maps, summary, secs)
@@ -171,7 +179,8 @@ def write_detail(out_dir: Path, maps: DetailMaps, trust: np.ndarray, cfg: Detail
     from ..io import write_bytes
 
     buf = io.BytesIO()
-    np.savez_compressed(buf, fine=maps.fine, groups=np.array(maps.groups), size=np.array(maps.size))
+    extra = {} if maps.mid is None else {"mid": maps.mid}
+    np.savez_compressed(buf, fine=maps.fine, groups=np.array(maps.groups), size=np.array(maps.size), **extra)
     with atomic_dir(out_dir) as tmp:
         write_bytes(tmp / "fine.npz", buf.getvalue())
         write_image(tmp / "trust.png", np.clip(np.round(trust * 255), 0, 255).astype(np.uint8))
@@ -191,8 +200,9 @@ def load_detail(detail_dir: str | Path) -> DetailMaps:
         with np.load(p, allow_pickle=False) as z:
             fine = np.asarray(z["fine"], np.float32)
             groups = [str(g) for g in z["groups"]]
+            mid = np.asarray(z["mid"], np.float32) if "mid" in z.files else None
     except (OSError, ValueError, KeyError) as e:
         raise InputError(f"cannot read the detail maps ({e})", p) from None
     if fine.ndim != 3 or fine.shape[1] != fine.shape[2] or len(groups) != fine.shape[0]:
         raise InputError(f"detail maps of shape {fine.shape} do not match {len(groups)} group(s)", p)
-    return DetailMaps(fine, groups)
+    return DetailMaps(fine, groups, mid if mid is not None and mid.shape == fine.shape else None)

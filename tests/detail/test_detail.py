@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy.ndimage import gaussian_filter
 
-from mvrecon.detail import PRESETS, DetailConfig, face_grid, load_detail, run
+from mvrecon.detail import PRESETS, face_grid, load_detail, run
 from mvrecon.fit.result import load_fit
 from mvrecon.session import load_session
 from mvrecon.synth import load_ground_truth
@@ -47,7 +47,7 @@ def recovered(detail_session, tmp_path_factory):
 
 def test_recovers_the_known_wrinkles(detail_session, recovered, ict_model):
     size = recovered.maps.size
-    fine_true, wrinkles, face = _truth_on_grid(detail_session, ict_model, size)
+    fine_true, wrinkles, _ = _truth_on_grid(detail_session, ict_model, size)
     got = recovered.maps.fine[0]
     c = _corr(got[wrinkles], fine_true[wrinkles])
     # a no-op stage (zeros) has no correlation at all; this one has the grooves where they are
