@@ -65,6 +65,10 @@ class SolveSettings:
     """Estimate the fit's depth error from the registration flows (the views' parallax)."""
     parallax_smooth_mm: float = 4.0
     """Gaussian sigma (mm) of that depth estimate: the fit's errors are smooth, the flows' noise is not."""
+    debias: bool = True
+    """Rescale the fine band by the one gain that fits the data best (undo the priors' shrinkage)."""
+    max_gain: float = 3.0
+    """Largest such gain."""
     iterations: int = 150
     """Most conjugate-gradient iterations."""
     tolerance: float = 1e-3
@@ -92,6 +96,8 @@ class DetailSolution:
     mid: np.ndarray | None = None
     """(R, R) float32 metres: the depth correction of the fitted surface the views' parallax
     shows (the mid band; zero when not estimated)."""
+    gain: float = 1.0
+    """The debiasing gain applied to the fine band."""
     view_shift_mm: list[float] = dataclasses.field(default_factory=list)
     """Per view the 95th percentile of its registration shift (mm; 0 for the reference)."""
 
@@ -272,9 +278,20 @@ def solve_height(mask: np.ndarray, views: list[ViewShading], texel_mm: float,
     # the fine band only where some view saw the face and its shading was taken as geometry:
     # elsewhere h is the regulariser's guess (an albedo feature leaves the surface as it was)
     cover = np.clip(_blur((W > 0).astype(np.float32), 1.0), 0, 1) * mask * np.clip(2 * trust, 0, 1)
-    fine = (fine_mm * cover * 1e-3).astype(np.float32)
+    fine_mm = fine_mm * cover
+    gain = 1.0
+    if st.debias:
+        # the priors shrink the whole band alike: one gain, fitted to the data alone, restores
+        # its depth (the shape, and so the correlation, is the solve's)
+        with torch.no_grad():
+            df = shading(torch.as_tensor(fine_mm.astype(np.float32)))
+            num = -float((df * project(d_t)).sum())
+            den = float((df * project(df)).sum())
+        gain = float(np.clip(num / den, 1.0, st.max_gain)) if den > 0 else 1.0
+        fine_mm = fine_mm * gain
+    fine = (fine_mm * 1e-3).astype(np.float32)
     log.info("detail: solve %dx%d, %d CG iterations (registration and set-up %.1f s, CG %.1f s), data RMS %.4f -> %.4f",
              R, R, it + 1, t_cg - t_start, time.perf_counter() - t_cg, np.sqrt(max(float(e0), 0) / tot), np.sqrt(max(float(e1), 0) / tot))
     return DetailSolution(height=(h_mm * 1e-3).astype(np.float32), fine=fine, trust=trust, albedo=albedo, seen=W,
                           residual=float(np.sqrt(max(float(e1), 0) / tot)), residual0=float(np.sqrt(max(float(e0), 0) / tot)),
-                          mid=(depth_mm * 1e-3).astype(np.float32), view_shift_mm=[round(x, 3) for x in shifts])
+                          mid=(depth_mm * 1e-3).astype(np.float32), view_shift_mm=[round(x, 3) for x in shifts], gain=gain)

@@ -131,7 +131,8 @@ def refine_group(head: FittedHead, group: int, views, cfg: DetailConfig, size: i
     info = {"views": [v.key for v in views], "texel_mm": round(texel_mm, 4),
             "seen_fraction": float(m.sum() / max(grid.mask.sum(), 1)),
             "trusted_fraction": float((sol.trust[m] > 0.5).mean()) if m.any() else 0.0,
-            "view_shift_p95_mm": sol.view_shift_mm, "residual_before": round(sol.residual0, 5), "residual_after": round(sol.residual, 5),
+            "view_shift_p95_mm": sol.view_shift_mm, "residual_before": round(sol.residual0, 5),
+            "residual_after": round(sol.residual, 5), "gain": round(sol.gain, 3),
             "fine_rms_um": round(float(np.sqrt((sol.fine[m] ** 2).mean())) * 1e6, 2) if m.any() else 0.0}
     return sol, info
 
