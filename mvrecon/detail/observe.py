@@ -53,10 +53,13 @@ def irradiance_and_gradient(normals: np.ndarray, sh: np.ndarray) -> tuple[np.nda
 
 def observe_views(surf: SurfaceTexels, views: list[BakeView], verts: np.ndarray, occluders: np.ndarray,
                   min_cos: float = 0.3, angle_power: float = 2.0, feather_px: float = 8.0,
-                  min_irradiance: float = 0.05) -> list[ViewShading]:
+                  min_irradiance: float = 0.05, visible_from: np.ndarray | None = None) -> list[ViewShading]:
     """Sample every view at the texels' points (see the module docstring). ``verts`` (N, 3) world
-    vertices of the group's head and ``occluders`` (F, 3) its opaque triangles (visibility)."""
+    vertices of the group's head and ``occluders`` (F, 3) its opaque triangles (visibility);
+    ``visible_from`` (M, 3): test the visibility of these points instead (the fitted surface's,
+    when the points were moved off it)."""
     P, N = surf.points, surf.normals
+    Pv = P if visible_from is None else np.asarray(visible_from, np.float64)
     Ginv = surf.metric_inverse()
     out = []
     for view in views:
@@ -76,7 +79,7 @@ def observe_views(surf: SurfaceTexels, views: list[BakeView], verts: np.ndarray,
         cos = np.einsum("mc,mc->m", N, to_cam) / np.maximum(np.linalg.norm(to_cam, axis=1), 1e-12)
         cand = np.flatnonzero(inside & (cos > min_cos))
         if len(cand):
-            occ = raycast.occluded(verts, occluders, cam.center[None], P[cand][None], 1e-4)[0]
+            occ = raycast.occluded(verts, occluders, cam.center[None], Pv[cand][None], 1e-4)[0]
             cand = cand[~occ]
         if len(cand):
             fea = _bilinear(_silhouette_feather(verts, occluders, cam, feather_px)[..., None], xy[cand])[:, 0]

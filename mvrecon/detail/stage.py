@@ -31,7 +31,7 @@ from ..fit.result import FittedHead, load_fit
 from ..io import atomic_dir, read_json, write_image, write_json
 from .grid import face_grid, surface_texels
 from .observe import observe_views
-from .solve import DetailSolution, SolveSettings, solve_height
+from .solve import DetailSolution, SolveSettings, parallax_depth_map, solve_height
 
 log = logging.getLogger(__name__)
 
@@ -124,8 +124,16 @@ def refine_group(head: FittedHead, group: int, views, cfg: DetailConfig, size: i
     occluders = model.render_triangles(tuple(RENDER_SUBMESHES) + OPAQUE_INNER)
     obs = observe_views(surf, views, verts, occluders, cfg.min_cos, cfg.angle_power, cfg.feather_px)
     texel_mm = surf.texel_mm(size)
+    mid = None
+    if cfg.solve.parallax_depth and len(views) > 1:
+        # where the fit is off the true surface each view sees another point of it: look again
+        # from the surface the views' parallax shows (same normals; the fine band is on top of it)
+        mid = parallax_depth_map(grid.mask, obs, texel_mm, cfg.solve) * 1e-3
+        moved = dataclasses.replace(surf, points=surf.points + mid[grid.mask][:, None].astype(np.float64) * surf.normals)
+        obs = observe_views(moved, views, verts, occluders, cfg.min_cos, cfg.angle_power, cfg.feather_px,
+                            visible_from=surf.points)
     t1 = time.perf_counter()
-    sol = solve_height(grid.mask, obs, texel_mm, cfg.solve)
+    sol = solve_height(grid.mask, obs, texel_mm, cfg.solve, mid=mid)
     log.info("detail: group %d: grid and views %.1f s, solve %.1f s", group, t1 - t0, time.perf_counter() - t1)
     m = grid.mask & (sol.seen > 0)
     info = {"views": [v.key for v in views], "texel_mm": round(texel_mm, 4),
