@@ -44,7 +44,7 @@ class DetailConfig:
 
     min_size: int = 1024
     """Smallest texel grid over the face tile (texels across)."""
-    max_size: int = 2048
+    max_size: int = 1024
     """Largest grid: the grid is the power of two whose texels match the photos' finest pixel
     footprint on the face, clipped to [min_size, max_size]."""
     min_cos: float = 0.3
@@ -64,6 +64,8 @@ class DetailConfig:
 PRESETS = {"fast": DetailConfig(min_size=512, max_size=512),
            "default": DetailConfig(),
            "best": DetailConfig(min_size=1024, max_size=4096)}
+# (a 2048 grid on 2048x1536 photos took 3 minutes here and correlated worse with the truth than
+# the 1024 one: 0.66 against 0.72; 'best' goes there for photos whose pixels are finer still)
 
 
 @dataclass(frozen=True)
