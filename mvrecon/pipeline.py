@@ -16,7 +16,8 @@ same as that of an uninterrupted run.
                ``refine/rig.json``
     cues       landmarks and part labels per view
     fit        the multi-view fit
-    texture    baked albedo, normal and displacement maps
+    detail     the fine layer (wrinkles, pores) from the photos at full resolution
+    texture    baked albedo, normal and displacement maps (with the fine layer)
     export     the game-ready asset ``export/head.glb``
     evaluate   against the session's scan, when it has one
 
@@ -70,6 +71,8 @@ class PipelineConfig:
     """:class:`mvrecon.cues.CuesConfig`."""
     fit: Any = None
     """:class:`mvrecon.fit.config.FitConfig`."""
+    detail: Any = None
+    """:class:`mvrecon.detail.DetailConfig`."""
     texture: Any = None
     """:class:`mvrecon.texture.bake.TextureConfig` (its size is also the export's texture size)."""
     export: Any = None
@@ -89,6 +92,7 @@ def pipeline_config(preset: PresetName = "default", **overrides: Any) -> Pipelin
     from .calibrate.charuco import CharucoConfig
     from .calibrate.refine import RefineConfig
     from .cues import PRESETS as CUES_PRESETS
+    from .detail import PRESETS as DETAIL_PRESETS
     from .evaluate import EvalConfig
     from .export.stage import ExportConfig
     from .fit.config import preset as fit_preset
@@ -104,6 +108,7 @@ def pipeline_config(preset: PresetName = "default", **overrides: Any) -> Pipelin
         refine=RefineConfig(out_dir="refine"),
         cues=CUES_PRESETS[preset],
         fit=fit_preset(preset),
+        detail=DETAIL_PRESETS[preset],
         texture=tex,
         export=ExportConfig(texture_size=size, texture=tex),
         evaluate=EvalConfig(),
@@ -451,7 +456,21 @@ def _fit_numbers(sm: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-# texture / export
+# detail / texture / export
+
+
+def _run_detail(ctx: Context) -> dict[str, Any]:
+    import numpy as np
+
+    from .detail import run as detail_run
+
+    r = detail_run(ctx.cfg.detail, ctx.session)
+    groups = [g for g in r.summary["groups"].values() if g.get("views")]
+    out: dict[str, Any] = {"grid": f"{r.maps.size}x{r.maps.size}"}
+    if groups:
+        out["fine RMS (um)"] = round(float(np.mean([g["fine_rms_um"] for g in groups])), 1)
+        out["shading as geometry (%)"] = round(100 * float(np.mean([g["trusted_fraction"] for g in groups])), 1)
+    return out
 
 
 def _run_texture(ctx: Context) -> dict[str, Any]:
@@ -613,8 +632,10 @@ STAGES: tuple[StageDef, ...] = (
              reads_rig=True, keeps_cache=True),
     StageDef("fit", _always, "", _settings("fit"), _model_files, ("ingest", "calibrate", "refine", "cues"), _run_fit,
              reads_rig=True),
-    StageDef("texture", _always, "", _settings("texture"), lambda ctx: [], ("ingest", "calibrate", "refine", "fit"),
-             _run_texture, reads_rig=True),
+    StageDef("detail", _always, "", _settings("detail"), lambda ctx: [], ("ingest", "calibrate", "refine", "fit"),
+             _run_detail, reads_rig=True),
+    StageDef("texture", _always, "", _settings("texture"), lambda ctx: [],
+             ("ingest", "calibrate", "refine", "fit", "detail"), _run_texture, reads_rig=True),
     StageDef("export", _always, "", _settings("export"), lambda ctx: [], ("fit", "texture"), _run_export),
     # a scan in the rig's frame is compared through the motion from the rig in force to the session's
     StageDef("evaluate", lambda ctx: ctx.session.scan is not None and ctx.session.scan.landmarks is not None,
@@ -1032,7 +1053,7 @@ def report_content(session, res: RunResult | None = None):
             elif stale(name):
                 rows.append(StageRow(name, "stale", None, {}, "outputs not current (run the session again); not shown"))
     metrics: dict[str, Any] = {}
-    for name in ("calibrate", "refine", "fit", "texture", "export"):
+    for name in ("calibrate", "refine", "fit", "detail", "texture", "export"):
         prov = current.get(name)
         if prov is not None and prov.numbers:
             metrics[name] = dict(prov.numbers)

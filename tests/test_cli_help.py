@@ -4,7 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-GROUPS = ("batch", "bench", "cues", "eval", "export", "fit", "model", "rig", "session", "synth", "texture")
+GROUPS = ("batch", "bench", "cues", "detail", "eval", "export", "fit", "model", "rig", "session", "synth", "texture")
 
 
 def test_mvrecon_help_lists_the_command_groups():

@@ -25,12 +25,14 @@ def texture_cmd(session: Path, size: int) -> None:
     """Bake SESSION's textures from the fit and the photos; writes SESSION/texture/.
 
     Runs the texture stage of the pipeline ('mvrecon session run SESSION --from texture --to
-    texture'), with the rig in force (refined over calibrated over the session's own)."""
-    from ..pipeline import pipeline_config
+    texture'), with the rig in force (refined over calibrated over the session's own); after the
+    detail stage when it never ran on this session."""
+    from ..pipeline import pipeline_config, read_provenance
     from ..texture.bake import TextureConfig
     from ._stage import run_stage
 
-    run_stage(session, "texture", pipeline_config("default", texture=TextureConfig(size=size)))
+    start = "texture" if read_provenance(session.resolve() / "detail") is not None else "detail"
+    run_stage(session, "texture", pipeline_config("default", texture=TextureConfig(size=size)), start=start)
 
 
 @click.command("export")
@@ -58,7 +60,8 @@ def export_cmd(session: Path, formats: tuple[str, ...], lods: tuple[float, ...],
     """Export SESSION's fitted head as a textured asset with blendshapes; writes SESSION/export/.
 
     Runs the export stage of the pipeline ('mvrecon session run SESSION --from export --to
-    export'), after the texture stage when its textures are of another size; --out copies the
+    export'), after the texture stage when its textures are of another size (and the detail stage
+    when it never ran); --out copies the
     result there as well."""
     from ..export.stage import ExportConfig
     from ..io import atomic_dir, write_bytes
@@ -72,6 +75,8 @@ def export_cmd(session: Path, formats: tuple[str, ...], lods: tuple[float, ...],
                        compress=compress, texture=tex)
     baked = read_provenance(session.resolve() / "texture")
     start = "export" if baked is not None and baked.settings.get("size") == texture_size else "texture"
+    if start == "texture" and read_provenance(session.resolve() / "detail") is None:
+        start = "detail"          # a session fitted before the detail stage existed
     res = run_stage(session, "export", pipeline_config("default", texture=tex, export=cfg), start=start)
     if out_dir is not None:
         made = res.root / "export"

@@ -48,5 +48,8 @@ def mtl_text(asset: HeadAsset) -> str:
             if m.name == "eyelashes":
                 out.append(f"map_d -imfchan m {TEXTURE_FILES[m.name]}\n")
         if m.name == "skin":
-            out.append(f"norm {NORMAL_FILE}\nmap_Bump {NORMAL_FILE}\ndisp {DISPLACEMENT_FILE}\n")
+            disp = asset.meta.get("displacement")
+            # -mm base gain: value = base + gain * texel, which decodes the mid-grey encoding
+            mm = f"-mm {-disp['scale']:.9g} {2 * disp['scale']:.9g} " if disp else ""
+            out.append(f"norm {NORMAL_FILE}\nmap_Bump {NORMAL_FILE}\ndisp {mm}{DISPLACEMENT_FILE}\n")
     return "".join(out)

@@ -126,6 +126,19 @@ def _texture_images(session, cfg: ExportConfig) -> dict[str, bytes]:
     return {k: (tdir / f).read_bytes() for k, f in IMAGE_FILES.items()}
 
 
+def with_displacement(asset: HeadAsset, meta: dict) -> HeadAsset:
+    """The asset with the skin's displacement map described in its ``meta`` (the glb's extras,
+    the MTL's ``disp -mm``): file, scale in metres and in the asset's units, mid level."""
+    from dataclasses import replace
+
+    unit = 100.0 if asset.meta.get("units") == "cm" else 1.0
+    scale = float(meta["scale_m"])
+    d = {"uri": "displacement.png", "scale_m": scale, "scale": scale * unit, "midlevel": float(meta.get("midlevel", 0.5)),
+         "encoding": "displacement = (png / 65535 - midlevel) * 2 * scale (asset units), along the normal",
+         "material": "skin", "uv_layout": meta.get("uv_layout", "")}
+    return replace(asset, meta={**asset.meta, "displacement": d})
+
+
 def _lod_assets(asset: HeadAsset, lods: tuple[float, ...]) -> list[HeadAsset]:
     out = []
     for f in lods:
@@ -146,6 +159,10 @@ def export(session, cfg: ExportConfig = ExportConfig()) -> ExportResult:
         lods = [scale_asset(a, 100.0) for a in lods]
         full = lods[0]
     tdir = session.stage_dir("texture")
+    # the displacement map is no glTF texture: its decoding travels in the extras (and the MTL)
+    disp_meta = read_json(tdir / "displacement.json")
+    lods = [with_displacement(a, disp_meta) for a in lods]
+    full = lods[0]
     files: list[str] = []
     glb_size = 0
     with atomic_dir(out) as tmp:

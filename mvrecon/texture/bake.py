@@ -58,6 +58,9 @@ class TextureConfig:
     does not contribute to that texel."""
     use_detail: bool = True
     """Place texels on the detailed mesh (with the fit's fused displacement) instead of the base mesh."""
+    fine_detail: bool = True
+    """Add the detail stage's fine band (wrinkles, pores; when it ran) to the displacement and
+    normal maps on the face."""
     eye_size_ratio: float = 0.25
     """Eye and mouth textures are this fraction of ``size``."""
     iris_deg: float = 30.0
@@ -505,12 +508,34 @@ def _region_fill(albedo: np.ndarray, known: np.ndarray, raster_mask: np.ndarray,
     return out
 
 
+def add_fine_band(disp: np.ndarray, raster: UVRaster, tri_ids: np.ndarray, model, fine: np.ndarray) -> np.ndarray:
+    """The skin atlas's displacement (S, 2S) plus a fine band over the face UV tile (R, R) metres
+    (:mod:`mvrecon.detail`; the tile is the atlas's left half, u' = u / 2), on the face's texels
+    only. Returns a new array."""
+    S = disp.shape[0]
+    f = np.asarray(fine, np.float32)
+    if f.shape != (S, S):
+        # cv2.resize aligns texel centres, as both grids put them at (j + 0.5) / size
+        f = cv2.resize(f, (S, S), interpolation=cv2.INTER_AREA if f.shape[0] > S else cv2.INTER_CUBIC)
+    out = np.array(disp, np.float32, copy=True)
+    if "face" in model.submesh_triangles:
+        a, b = model.submesh_triangles["face"]
+        t = raster.tri[:, :S]
+        on_face = (t >= 0) & (tri_ids[np.clip(t, 0, None)] >= a) & (tri_ids[np.clip(t, 0, None)] < b)
+    else:
+        on_face = raster.mask[:, :S]
+    out[:, :S] += np.where(on_face, f, 0.0)
+    return out
+
+
 def bake_texture(head: FittedHead, views: list[BakeView], cfg: TextureConfig = TextureConfig(),
-                 response: str = "linear") -> TextureResult:
+                 response: str = "linear", fine: np.ndarray | None = None) -> TextureResult:
     """Bake the skin albedo atlas from ``views``, the procedural eye and mouth textures and the
     detail maps of a fitted head (see the module docstring). ``response`` 'srgb': the views'
     images are linear light decoded from sRGB photos (de-lighting is a division in linear light)
-    and the colour textures are written sRGB-encoded, as glTF's base colour expects."""
+    and the colour textures are written sRGB-encoded, as glTF's base colour expects. ``fine``
+    (R, R) metres over the face UV tile: the detail stage's fine band, added to the displacement
+    and normal maps when ``cfg.fine_detail``."""
     model = head.model
     if model.uvs.shape[0] == 0:
         raise InputError(f"face model '{model.name}' has no UV layout to bake a texture into")
@@ -569,6 +594,8 @@ def bake_texture(head: FittedHead, views: list[BakeView], cfg: TextureConfig = T
     # detail maps on the neutral asset mesh (what the exported normal map is applied to)
     neutral = head.neutral_model_space() * head.scale
     disp = _displacement(head, raster, tri_ids, model.uvs[model.uv_triangles[tri_ids]])
+    if fine is not None and cfg.fine_detail:
+        disp = add_fine_band(disp, raster, tri_ids, model, fine)
     normal = normal_map_from_displacement(disp, raster, neutral, model.triangles[tri_ids], uv_c)
     E = max(16, int(round(S * cfg.eye_size_ratio)))
     eyes, iris = _eyes_texture(head, views, cfg, E, occluders, encode=response == "srgb")

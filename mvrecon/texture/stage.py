@@ -97,6 +97,17 @@ def bake_views(session, head: FittedHead) -> list[BakeView]:
     return out
 
 
+def fine_band(session) -> np.ndarray | None:
+    """The detail stage's fine band shared by the session's frames (R, R) metres over the face UV
+    tile, or None when the detail stage has not run."""
+    from ..detail import load_detail
+
+    d = session.stage_dir("detail")
+    if not (d / "fine.npz").is_file():
+        return None
+    return load_detail(d).shared
+
+
 def write_textures(out_dir: Path, tex: TextureResult, cfg: TextureConfig, summary: dict) -> Path:
     with atomic_dir(out_dir) as tmp:
         write_image(tmp / "albedo.png", to_u8(tex.skin))
@@ -125,7 +136,7 @@ def run(cfg: TextureConfig, session, overwrite: bool = True) -> TextureStageResu
     head = load_fit(session.stage_dir("fit"))
     t0 = time.perf_counter()
     views = bake_views(session, head)
-    tex = bake_texture(head, views, cfg, response=photo_response(session))
+    tex = bake_texture(head, views, cfg, response=photo_response(session), fine=fine_band(session))
     secs = time.perf_counter() - t0
     summary = {
         "views": len(views),

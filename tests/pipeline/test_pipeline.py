@@ -26,7 +26,7 @@ from mvrecon.session import session_lock
 pytestmark = pytest.mark.slow
 
 MVRECON = [str(Path(sys.executable).with_name("mvrecon"))]
-APPLICABLE = ["ingest", "calibrate", "cues", "fit", "texture", "export", "evaluate"]
+APPLICABLE = ["ingest", "calibrate", "cues", "fit", "detail", "texture", "export", "evaluate"]
 # A ledger of their own: a run's share of the cores follows the other mvrecon runs on the machine
 # (mvrecon.threads), and a fit with another thread count gives other floats; the tests that
 # compare the bytes of two runs need the same count in both, whatever else runs beside CI.
@@ -172,7 +172,7 @@ def test_new_board_shots_run_the_cues_the_fit_and_everything_after_again(finishe
     out = _json(mvrecon("session", "run", root, "--preset", "fast", "--json"))
     st = _status(out)
     assert st["ingest"] == "skipped" and st["refine"] == "skipped", st
-    assert [st[s] for s in ("calibrate", "cues", "fit", "texture", "export", "evaluate")] == ["done"] * 6, st
+    assert [st[s] for s in ("calibrate", "cues", "fit", "detail", "texture", "export", "evaluate")] == ["done"] * 7, st
     after = load_rig(root / "calibrate" / "rig.json")
 
     def cam1_seen_from_cam0(rig):  # mm; the calibration picks its own world frame
@@ -189,12 +189,12 @@ def test_new_board_shots_run_the_cues_the_fit_and_everything_after_again(finishe
 
 
 def test_per_stage_commands_match_session_run(pristine, finished, tmp_path):
-    """'mvrecon cues', 'fit', 'texture' and 'export' run their stage of the pipeline with the rig in
+    """'mvrecon cues', 'fit', 'detail', 'texture' and 'export' run their stage of the pipeline with the rig in
     force (here the calibrated one, which differs from the session's own): the same provenance and
     the same asset as 'session run' on the same session (in the same place: outputs such as the
     cue records name the session's absolute paths)."""
     ref_root, _ = finished
-    stages = ("calibrate", "cues", "fit", "texture", "export")
+    stages = ("calibrate", "cues", "fit", "detail", "texture", "export")
     ref = {s: json.loads((ref_root / s / "provenance.json").read_text()) for s in stages}
     glb = (ref_root / "export" / "head.glb").read_bytes()
     aside = tmp_path / "reference"
@@ -207,14 +207,15 @@ def test_per_stage_commands_match_session_run(pristine, finished, tmp_path):
         assert "no cues yet" in early.stderr and (root / "ingest" / "provenance.json").is_file(), early.stderr
         assert mvrecon("session", "run", root, "--preset", "fast", "--to", "calibrate").returncode == 0
         for args in (("cues", root, "--preset", "fast"), ("fit", root, "--preset", "fast"),
-                     ("texture", root, "--size", 1024), ("export", root, "--texture-size", 1024)):
+                     ("detail", root, "--preset", "fast"), ("texture", root, "--size", 1024),
+                     ("export", root, "--texture-size", 1024)):
             proc = mvrecon(*args)
             assert proc.returncode == 0, (args, proc.stderr[-3000:])
             assert proc.stdout.startswith(f"{args[0]:<10} done"), proc.stdout
         ours = {s: json.loads((root / s / "provenance.json").read_text()) for s in stages}
         # same settings, versions, input files and rig: the same key (up to the fit) ...
         assert [ours[s]["key"] for s in stages[:3]] == [ref[s]["key"] for s in stages[:3]]
-        timed = {"fit": "summary.json", "texture": "summary.json"}  # they record their seconds, so the
+        timed = {"fit": "summary.json", "detail": "summary.json", "texture": "summary.json"}  # they record their seconds, so the
         for s in stages:  # digests of the fit and the texture (inputs to the next stages) differ
             assert ours[s]["settings"] == ref[s]["settings"], s
             assert ({k: v for k, v in ours[s]["inputs"].items() if not k.startswith("stage:")}
@@ -264,7 +265,7 @@ def test_killed_in_the_fit_resumes_to_the_same_asset(pristine, finished, tmp_pat
     out = _json(mvrecon("session", "run", root, "--preset", "fast", "--json"))
     st = _status(out)
     assert [st[s] for s in ("ingest", "calibrate", "cues")] == ["skipped"] * 3, st
-    assert [st[s] for s in ("fit", "texture", "export", "evaluate")] == ["done"] * 4, st
+    assert [st[s] for s in ("fit", "detail", "texture", "export", "evaluate")] == ["done"] * 5, st
     assert not [p for p in root.rglob(".*.tmp-*")], "temporaries of the killed run were left behind"
     ref_root, _ = finished
     # the same bytes as the uninterrupted run: the fit is seeded and runs with the same threads

@@ -1,0 +1,42 @@
+"""A fit made of a synthetic session's truth: the true identity, expression, pose, mid layer
+(as the deformation map) and light, and no fine layer. Later stages run on it as on a real fit
+(``fit/params.npz`` in the format :func:`mvrecon.fit.result.load_fit` reads), which isolates them
+from the fit's own errors (the detail stage's tests and benchmark)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from ..io import write_json
+from .generate import load_ground_truth
+
+
+def write_truth_fit(root: str | Path, model) -> Path:
+    """Write ``root/fit/params.npz`` (and a minimal ``summary.json``) for the session's first frame
+    from its ground truth; per view the SH is the true light times the camera's gain."""
+    root = Path(root)
+    gt = load_ground_truth(root)
+    with np.load(root / "gt" / "gt.npz") as z:
+        gain = z["camera_gain"]
+    M = gt.head_to_world[0]
+    R, t = M[:3, :3], M[:3, 3]
+    base = model.vertices(gt.id_coeffs, gt.exp_coeffs[0]).astype(np.float64)
+    # the mid layer (and any head offset) in model space: the fit's deformation map does that job
+    off = (gt.verts_mid[0].astype(np.float64) - t) @ R - base
+    n_views = len(gt.cameras)
+    keys = [f"{gt.frames[0]}_{c}" for c in gt.cameras]
+    sh = np.stack([gt.sh * gain[c][None] for c in range(n_views)]).astype(np.float32)
+    out = root / "fit"
+    out.mkdir(exist_ok=True)
+    np.savez(out / "params.npz", alpha=gt.id_coeffs.astype(np.float32), beta=gt.exp_coeffs[:1].astype(np.float32),
+             rot=cv2.Rodrigues(R)[0].reshape(1, 3).astype(np.float32), trans=t.reshape(1, 3).astype(np.float32),
+             log_scale=np.array(0.0, np.float32), deform_offsets=off.astype(np.float32),
+             fused_disp_vertex=np.zeros(model.n_vertices, np.float32),
+             disp=np.zeros((n_views, 1, 16, 16), np.float32), sh=sh, albedo=np.full((1, 3, 8, 8), 0.5, np.float32),
+             bias=np.zeros((n_views, 3), np.float32), views=np.array(keys), group_of_view=np.zeros(n_views, np.int64),
+             groups=np.array([gt.frames[0]]), mode=np.array("per_frame"), model=np.array(model.name))
+    write_json(out / "summary.json", {"views": keys, "truth": True})
+    return out / "params.npz"
