@@ -8,6 +8,7 @@ import math
 import numpy as np
 import torch
 
+from mvrecon.cameras import look_at
 from mvrecon.fit.consistency import choose_sample, consistency_loss, photo_consistency
 from mvrecon.fit.params import axis_angle_to_matrix
 
@@ -30,17 +31,7 @@ def _camera(cx: float) -> tuple[np.ndarray, np.ndarray]:
     """A camera at (cx, 0, 0) looking at the plane's centre (0, 0, Z0)."""
     f = 400.0
     K = np.array([[f, 0, (S - 1) / 2], [0, f, (S - 1) / 2], [0, 0, 1.0]])
-    c = np.array([cx, 0.0, 0.0])
-    z = np.array([0.0, 0.0, Z0]) - c
-    z /= np.linalg.norm(z)
-    x = np.cross([0.0, 1.0, 0.0], z)
-    x /= np.linalg.norm(x)
-    y = np.cross(z, x)
-    R = np.stack([x, y, z])
-    w2c = np.eye(4)
-    w2c[:3, :3] = R
-    w2c[:3, 3] = -R @ c
-    return K, w2c
+    return K, look_at((cx, 0.0, 0.0), (0.0, 0.0, Z0))
 
 
 def _photo(K: np.ndarray, w2c: np.ndarray) -> np.ndarray:
