@@ -71,8 +71,8 @@ class Fitter:
         self.gidx = torch.as_tensor(group_of_view, dtype=torch.long)
         self.vidx = torch.arange(views.n_views)
         names = views.cameras or views.keys
-        order = list(dict.fromkeys(names))
-        self.cam_of_view = torch.as_tensor([order.index(c) for c in names], dtype=torch.long)
+        self.camera_names = list(dict.fromkeys(names))
+        self.cam_of_view = torch.as_tensor([self.camera_names.index(c) for c in names], dtype=torch.long)
         self.progress = sys.stderr.isatty() if progress is None else progress
         lw = torch.ones(68)
         lw[:17] = JAW_WEIGHT
@@ -99,12 +99,14 @@ class Fitter:
         self.visible: torch.Tensor | None = None
         self.checks: list[dict] = []
         # cross-view photo-consistency (views of the same frame agree about the surface): a loss
-        # and the stage check's geometric evidence, on a fixed sample of face vertices
-        self.gray = views.image.mean(-1)[:, None]
-        self.gray_coarse = torch.nn.functional.avg_pool2d(self.gray, 2)
-        self.cons_sample = choose_sample(torch.as_tensor(face_vertices(geom.model)), self.gidx, seed=cfg.seed)
-        self.uses_consistency = cfg.consistency_slack is not None or any(
-            st.weights.get("consistency") or "cam_pose" in st.params for st in cfg.schedule)
+        # and the stage check's geometric evidence, on a fixed sample of face vertices; set up only
+        # when the schedule or the stage check uses it
+        self.cons_sample = None
+        if cfg.consistency_slack is not None or any(
+                st.weights.get("consistency") or "cam_pose" in st.params for st in cfg.schedule):
+            self.gray = views.image.mean(-1)[:, None]
+            self.gray_coarse = torch.nn.functional.avg_pool2d(self.gray, 2)
+            self.cons_sample = choose_sample(torch.as_tensor(face_vertices(geom.model)), self.gidx, seed=cfg.seed)
 
     def _pixels(self, sel: torch.Tensor):
         """Padded (V, P) pixel lists of a (V, S, S) selection: coordinates, validity, colours and
@@ -142,11 +144,9 @@ class Fitter:
 
     def camera_changes(self) -> dict[str, tuple[float, float]]:
         """Per camera: the fitted correction's rotation (degrees) and translation (mm)."""
-        cp = self.p.cam_pose.detach()
-        cp = cp - cp.mean(0, keepdim=True)
-        names = list(dict.fromkeys(self.views.cameras or self.views.keys))
+        cp = zero_mean(self.p.cam_pose.detach())
         return {n: (round(float(cp[i, :3].norm()) * 180 / math.pi, 4), round(float(cp[i, 3:].norm()) * 1000, 3))
-                for i, n in enumerate(names)}
+                for i, n in enumerate(self.camera_names)}
 
     def refresh_visibility(self, world: torch.Tensor) -> None:
         S = self.views.size
@@ -190,7 +190,7 @@ class Fitter:
             out["consistency"] = consistency_loss(world, self.g.faces, self.cons_sample, self.gray, vb.K,
                                                   vb.world_to_cam, self.visible, coarse=self.gray_coarse)
         if w.get("cam_prior"):
-            cp = self.p.cam_pose - self.p.cam_pose.mean(0, keepdim=True)
+            cp = zero_mean(self.p.cam_pose)
             # in units of a typical drift (0.1 degree, 1 mm)
             out["cam_prior"] = ((cp[:, :3] / 1.75e-3) ** 2).sum(1).mean() + ((cp[:, 3:] / 1e-3) ** 2).sum(1).mean()
         if w.get("id_prior"):
@@ -240,7 +240,7 @@ class Fitter:
             if bool(self.held_valid.any()):
                 out["heldout_photo"] = float(self.photo_term(world, self.held_pixels, self.held_valid,
                                                              self.held_target, self.held_weight))
-            if self.cons_sample is not None and self.uses_consistency:
+            if self.cons_sample is not None:
                 vis = vertex_visibility(world, self.g.faces, self.views.K, self.views.world_to_cam, self.views.size,
                                         self.views.size)
                 pc = photo_consistency(world, self.g.faces, self.cons_sample, self.views.image, self.views.K,
@@ -372,12 +372,17 @@ class Fitter:
         return state
 
 
+def zero_mean(cam_pose: torch.Tensor) -> torch.Tensor:
+    """The cameras' pose corrections (C, 6) less their mean: the gauge (the rig as a whole stays put)."""
+    return cam_pose - cam_pose.mean(0, keepdim=True)
+
+
 def correct_views(world: torch.Tensor, cam_pose: torch.Tensor, cam_of_view: torch.Tensor) -> torch.Tensor:
     """Move each view's vertices (V, N, 3) by the inverse of its camera's pose correction (the same
     as moving the camera): ``cam_pose`` (C, 6) per camera an axis-angle rotation about the head's
     centre and a translation (m), made zero-mean over the cameras so that the rig as a whole stays
     where its calibration put it (a correction shared by every camera is no correction)."""
-    cp = cam_pose - cam_pose.mean(0, keepdim=True)
+    cp = zero_mean(cam_pose)
     r, t = cp[cam_of_view, :3], cp[cam_of_view, 3:]
     R = axis_angle_to_matrix(r)
     c = world.detach().mean(1, keepdim=True)
