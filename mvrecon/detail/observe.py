@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from ..render import raycast, sh_basis
-from ..texture.bake import BakeView, _bilinear, _silhouette_feather
+from ..texture.bake import BakeView, _bilinear, _silhouette_feather, facing_points
 from .grid import SurfaceTexels
 
 
@@ -70,14 +70,7 @@ def observe_views(surf: SurfaceTexels, views: list[BakeView], verts: np.ndarray,
         kap = np.zeros((M, 2), np.float32)
         delit = np.zeros((M, 3), np.float32)
         par = np.zeros((M, 2), np.float32)
-        pc = P @ cam.R.T + cam.t
-        z = pc[:, 2]
-        front = z > 1e-6
-        xy = (pc @ cam.K.T)[:, :2] / np.where(front, z, 1.0)[:, None]
-        inside = front & (xy[:, 0] >= 0) & (xy[:, 0] <= cam.width - 1) & (xy[:, 1] >= 0) & (xy[:, 1] <= cam.height - 1)
-        to_cam = cam.center[None] - P
-        cos = np.einsum("mc,mc->m", N, to_cam) / np.maximum(np.linalg.norm(to_cam, axis=1), 1e-12)
-        cand = np.flatnonzero(inside & (cos > min_cos))
+        xy, z, cos, to_cam, cand = facing_points(P, N, cam, min_cos)
         if len(cand):
             occ = raycast.occluded(verts, occluders, cam.center[None], Pv[cand][None], 1e-4)[0]
             cand = cand[~occ]

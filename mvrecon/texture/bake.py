@@ -186,6 +186,22 @@ def _silhouette_feather(verts: np.ndarray, faces: np.ndarray, cam: Camera, feath
     return np.clip(dist / max(feather_px, 1e-6), 0, 1).astype(np.float32)
 
 
+def facing_points(P: np.ndarray, N: np.ndarray, cam, min_cos: float
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Where a camera sees world points ``P`` (M, 3) with unit normals ``N`` (M, 3): pixels ``xy``
+    (M, 2), depths ``z`` (M,), the cosine of each point's viewing angle (M,), the vectors from the
+    points to the camera centre (M, 3), and the indices of the points in front of the camera,
+    inside its image and facing it by more than ``min_cos`` (occlusion is not tested)."""
+    pc = P @ cam.R.T + cam.t
+    z = pc[:, 2]
+    front = z > 1e-6
+    xy = (pc @ cam.K.T)[:, :2] / np.where(front, z, 1.0)[:, None]
+    inside = front & (xy[:, 0] >= 0) & (xy[:, 0] <= cam.width - 1) & (xy[:, 1] >= 0) & (xy[:, 1] <= cam.height - 1)
+    to_cam = cam.center[None] - P
+    cos = np.einsum("mc,mc->m", N, to_cam) / np.maximum(np.linalg.norm(to_cam, axis=1), 1e-12)
+    return xy, z, cos, to_cam, np.flatnonzero(inside & (cos > min_cos))
+
+
 def sample_views(head: FittedHead, samples: _Samples, views: list[BakeView], cfg: TextureConfig,
                  occluders: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Per view, the de-lit colour (M, 3) and weight (M,) (0 = not seen) of every sample point."""
@@ -202,14 +218,7 @@ def sample_views(head: FittedHead, samples: _Samples, views: list[BakeView], cfg
             colours.append(col)
             weights.append(w)
             continue
-        pc = P @ cam.R.T + cam.t
-        z = pc[:, 2]
-        front = z > 1e-6
-        xy = (pc @ cam.K.T)[:, :2] / np.where(front, z, 1.0)[:, None]
-        inside = front & (xy[:, 0] >= 0) & (xy[:, 0] <= cam.width - 1) & (xy[:, 1] >= 0) & (xy[:, 1] <= cam.height - 1)
-        to_cam = cam.center[None] - P
-        cos = np.einsum("mc,mc->m", N, to_cam) / np.maximum(np.linalg.norm(to_cam, axis=1), 1e-12)
-        cand = np.flatnonzero(inside & (cos > cfg.min_cos))
+        xy, z, cos, _, cand = facing_points(P, N, cam, cfg.min_cos)
         if len(cand):
             if g not in world:
                 world[g] = head.world(g, detail=cfg.use_detail)
