@@ -27,6 +27,7 @@ import contextlib
 import logging
 import os
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,6 +41,7 @@ ENV_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "VECLI
 RECHECK_SECONDS = 0.5
 
 _state: dict = {"requested": None, "current": None, "entry": None, "checked": 0.0}
+_task = threading.local()  # a pool task's cap on count(), per thread (see limited())
 
 
 def available_cores() -> int:
@@ -175,9 +177,22 @@ def running() -> Iterator[int]:
 def count() -> int:
     """Threads in force for this process (configures it on first use). Pass it to libraries that
     take a thread count per call (Open3D's ``cast_rays(..., nthreads=)``)."""
-    if _state["current"] is None:
-        return configure(register=False)
-    return int(_state["current"])
+    n = configure(register=False) if _state["current"] is None else int(_state["current"])
+    cap = getattr(_task, "cap", None)
+    return n if cap is None else max(1, min(n, cap))
+
+
+@contextlib.contextmanager
+def limited(n: int) -> Iterator[int]:
+    """In this thread, :func:`count` gives at most ``n`` inside the block: a task of a thread pool
+    over which a run splits its threads (regions evaluated side by side) passes its part of the
+    share to the libraries it calls, instead of each task taking the whole run's."""
+    before = getattr(_task, "cap", None)
+    _task.cap = max(1, int(n))
+    try:
+        yield count()
+    finally:
+        _task.cap = before
 
 
 def rebalance(force: bool = False) -> int:

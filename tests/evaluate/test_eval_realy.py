@@ -136,3 +136,26 @@ def test_inputs_are_not_modified(face_pair):
     evaluate(pred, dataclasses.replace(scan))
     for a, b in zip(before, (pred.vertices, pred.landmarks, scan.vertices, scan.landmarks)):
         np.testing.assert_array_equal(a, b)
+
+
+def test_regions_side_by_side_give_the_serial_figures(face_arrays, monkeypatch):
+    """The regions run in a thread pool when more than one thread is in force; they share the
+    prediction's query (its Open3D scene, its border) and BLAS: each region must still get exactly
+    the figures it gets alone."""
+    from mvrecon import threads
+    from mvrecon.evaluate.realy import realy_protocol
+
+    pv, pf, sv, sf, lm = face_arrays
+    pred = displaced(pv, lambda p: wave_field(p, 0.0015, 0.03))
+    regions = cut_regions(sv, sf, lm)
+    runs = {}
+    for n in (1, 2, 4):
+        monkeypatch.setattr(threads, "count", lambda n=n: n)
+        timings: dict[str, float] = {}
+        runs[n] = realy_protocol(pred, pf, lm, regions, lm, timings=timings)
+        assert set(timings) == {f"realy_{r}" for r in REGION_NAMES}
+    for name in REGION_NAMES:
+        serial = runs[1].regions[name]
+        assert serial.status == "ok" and serial.mean_mm > 0.3, name  # the wave is there to be measured
+        for n in (2, 4):
+            assert np.array_equal(runs[n].regions[name].errors_mm, serial.errors_mm), (n, name)
