@@ -54,7 +54,11 @@ def make_session(work: Path, cams: int, size: tuple[int, int], seed: int) -> Pat
     return root
 
 
-def fit_and_measure(root: Path, cfg, model, mutate=None) -> dict:
+def fit_and_measure(root: Path, cfg, model, mutate=None, true_cameras: bool = False) -> dict:
+    """Fit a synthetic session and measure the face against its true surface. ``true_cameras``:
+    fit with the cameras the photos were rendered with (``gt.npz`` ``render_world_to_cam``)
+    instead of the session's rig, which the realism ladder's calibration factor has drifted: how
+    much of the error the calibration costs."""
     from mvrecon.fit.accuracy import surface_error
     from mvrecon.fit.stage import camera_response, finish, fit_views, load_fit_views
     from mvrecon.session import load_session
@@ -62,6 +66,11 @@ def fit_and_measure(root: Path, cfg, model, mutate=None) -> dict:
     s = load_session(root)
     gt = np.load(root / "gt" / "gt.npz")
     cues, cams, skipped = load_fit_views(s)
+    if true_cameras:
+        import dataclasses
+
+        rendered = dict(zip([str(c) for c in gt["cameras"]], gt["render_world_to_cam"]))
+        cams = [dataclasses.replace(c, world_to_cam=rendered[c.name]) for c in cams]
     if mutate is not None:
         cues = mutate(cues)
     t0 = time.perf_counter()

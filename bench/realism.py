@@ -1,7 +1,8 @@
 """The realism ladder: how the fit fares as synthetic sessions gain what real captures have.
 
-    python bench/realism.py [--seeds 7 8] [--scan PATH|none] [--views 2 4] [--rungs clean,head,...,full]
-                            [--presets fast,default,best] [--size 1024x768] [--threads 2] [--work DIR]
+    python bench/realism.py [--seeds 7 8] [--scan PATH|none] [--views 2 4] [--rungs clean,head,...,full,full-skin]
+                            [--presets fast,default,best] [--ablations] [--true-cameras] [--size 1024x768]
+                            [--threads 2] [--work DIR]
 
 Subjects: the random heads of ``--seeds`` and the scanned head (``--scan``, default the Lee
 Perry-Smith scan beside the repository: "Infinite, 3D Head Scan" by Lee Perry-Smith, CC BY 3.0,
@@ -98,6 +99,8 @@ def main() -> None:
     ap.add_argument("--preset", default="default")
     ap.add_argument("--legacy", action="store_true",
                     help="fit with the settings from before the fit was made to hold on real heads (mvrecon.fit.config.legacy)")
+    ap.add_argument("--true-cameras", action="store_true",
+                    help="fit with the cameras the photos were rendered with, not the session's (drifted) rig")
     ap.add_argument("--size", default="1024x768")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--work", type=Path, default=Path("/tmp/mvrecon-bench-realism"))
@@ -122,7 +125,8 @@ def main() -> None:
             print(f"note: no scan at {a.scan}; the scanned subject is left out", file=sys.stderr)
     rungs = [r for r in a.rungs.split(",") if r]
     a.work.mkdir(parents=True, exist_ok=True)
-    print(f"realism ladder: preset {a.preset}{' (legacy settings)' if a.legacy else ''}, {size[0]}x{size[1]} px, subjects "
+    print(f"realism ladder: preset {a.preset}{' (legacy settings)' if a.legacy else ''}"
+          f"{', true (render) cameras' if a.true_cameras else ''}, {size[0]}x{size[1]} px, subjects "
           f"{', '.join('scan' if isinstance(s, Path) else f'seed {s}' for s in subjects)}, torch threads {a.threads}; "
           "errors: face vertices -> true surface in the rig's frame (no alignment), mm")
     if any(isinstance(s, Path) for s in subjects):
@@ -140,8 +144,8 @@ def main() -> None:
             name = "scan" if isinstance(subj, Path) else f"seed {subj}"
             for rung in rungs:
                 root = make_session(a.work, subj, n, size, rung)
-                f = fit_and_measure(root, cfg, model)
-                lo = fit_and_measure(root, lm_only, model)
+                f = fit_and_measure(root, cfg, model, true_cameras=a.true_cameras)
+                lo = fit_and_measure(root, lm_only, model, true_cameras=a.true_cameras)
                 mf = mean_face_error(root, model, cfg)
                 verdict = []
                 if f["mean"] >= lo["mean"]:
@@ -160,13 +164,13 @@ def main() -> None:
                 if a.ablations:
                     for label, acfg in ablations(cfg):
                         r = lo if label == "landmarks only" else f if label == "+ displacement (full)" else \
-                            fit_and_measure(root, acfg, model)
+                            fit_and_measure(root, acfg, model, true_cameras=a.true_cameras)
                         ablation_rows.append([name, n, rung, label.strip(), f"{r['mean']:.3f}", f"{r['median']:.3f}",
                                               f"{r['p95']:.3f}", ", ".join(r["reverted"]) or "-"])
                 if rung == "full" and a.presets:
                     row = [name, n]
                     for p in a.presets.split(","):
-                        r = f if p == a.preset else fit_and_measure(root, get(p), model)
+                        r = f if p == a.preset else fit_and_measure(root, get(p), model, true_cameras=a.true_cameras)
                         row.append(f"{r['mean']:.3f} ({r['seconds']:.0f} s)")
                     presets_rows.append(row)
     if ablation_rows:
