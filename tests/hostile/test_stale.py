@@ -7,7 +7,8 @@ import numpy as np
 from hostile_case import W, H, cli
 
 from mvrecon.io import write_image, write_json
-from mvrecon.pipeline import PROVENANCE_FILE, Provenance, current_stages, output_hashes, read_provenance, report_content
+from mvrecon.provenance import PROVENANCE_FILE, Provenance, current_stages, output_hashes, read_provenance
+from mvrecon.report.content import report_content
 from mvrecon.session import load_session
 
 
