@@ -205,7 +205,7 @@ def run_pipeline(root: str | Path, cfg: PipelineConfig | None = None, start: str
         with _log_to(log_file, verbose):
             log.info("run: %s, preset %s, stages %s..%s%s", root, cfg.preset, STAGE_NAMES[i0], STAGE_NAMES[i1],
                      ", forced" if force else "")
-            for p in clean_temporaries(root):
+            for p in clean_temporaries(root, STAGE_NAMES):
                 log.info("removed %s (left by an interrupted run)", p)
             outcomes: list[StageOutcome] = []
             ctx: Context | None = None
@@ -243,7 +243,7 @@ def run_pipeline(root: str | Path, cfg: PipelineConfig | None = None, start: str
                 raise
             res = RunResult(root, cfg.preset, outcomes, time.perf_counter() - t_run, log_file,
                             error=None if error is None else str(error))
-            ingested = any(o.stage == "ingest" and o.status in ("done", "skipped") for o in outcomes)
+            ingested = any(o.stage == STAGE_NAMES[0] and o.status in ("done", "skipped") for o in outcomes)
             old_report = root / "report.html"
             # bad input on a first run: nothing at all is written; on a re-run the earlier report
             # would show results of inputs that are gone: rewritten (all stale) when the session

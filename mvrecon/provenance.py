@@ -158,12 +158,10 @@ def up_to_date(stage_dir: Path, key: str) -> Provenance | None:
     return prov
 
 
-def current_stages(root: Path, names: Iterable[str] | None = None, failed: Iterable[str] = ()) -> dict[str, Provenance]:
-    """The stages (of ``names`` in run order, default all) whose outputs are current, with their
-    provenance: recorded as finished, outputs unchanged since, made from the current outputs of
-    every upstream stage they read, and not in ``failed``. Everything else a stage folder holds is stale."""
-    if names is None:
-        from .stages import STAGE_NAMES as names
+def current_stages(root: Path, names: Iterable[str], failed: Iterable[str] = ()) -> dict[str, Provenance]:
+    """The stages (of ``names``, in run order) whose outputs are current, with their provenance:
+    recorded as finished, outputs unchanged since, made from the current outputs of every upstream
+    stage they read, and not in ``failed``. Everything else a stage folder holds is stale."""
     failed = set(failed)
     out: dict[str, Provenance] = {}
     for name in names:
@@ -204,13 +202,11 @@ def move_aside(root: Path, names: Sequence[str]) -> list[Path]:
     return moved
 
 
-def clean_temporaries(root: Path) -> list[Path]:
+def clean_temporaries(root: Path, names: Sequence[str]) -> list[Path]:
     """Remove the temporary files and folders an interrupted writer left (``.<name>.tmp-*``) in the
-    session folder and the stage folders; call it only while holding the session lock."""
+    session folder and the folders of the stages ``names``; call it only while holding the session lock."""
     removed = []
-    from .stages import STAGE_NAMES
-
-    dirs = [root] + [root / n for n in STAGE_NAMES] + [root / n / "overlays" for n in STAGE_NAMES]
+    dirs = [root] + [root / n for n in names] + [root / n / "overlays" for n in names]
     for d in dirs:
         if d.is_symlink() or not d.is_dir():  # never reach through a link
             continue

@@ -24,7 +24,8 @@ class ExportConfig:
     lods: tuple[float, ...] = (1.0, 0.25, 0.05)
     """Triangle fraction of each level of detail, the first one is the full mesh (1.0)."""
     texture_size: int = 2048
-    """Skin atlas height in texels (re-bakes the textures when the texture stage used another size)."""
+    """Skin atlas height in texels: the texture stage's maps must be of this size (the export reads
+    them, it never bakes)."""
     morph_targets: bool = True
     """Carry the model's expression shapes as morph targets (in every LOD)."""
     morph_names: MorphNames = "arkit"
@@ -42,7 +43,8 @@ class ExportConfig:
     out_dir: str | None = None
     """Output folder (default ``SESSION/export``)."""
     texture: TextureConfig = field(default_factory=TextureConfig)
-    """Bake settings when the texture stage has to run (its size is ``texture_size``)."""
+    """The texture stage's settings the textures are expected from (its size is ``texture_size``);
+    part of the export's recorded settings."""
 
     def __post_init__(self) -> None:
         bad = [f for f in self.formats if f not in ("glb", "obj", "usdz")]

@@ -1,4 +1,5 @@
-"""What a session report shows: plain dataclasses the pipeline fills in as far as it got.
+"""What a session report shows: plain dataclasses filled in as far as a run got
+(:func:`report_content`, from the stages' current outputs, found through their output contracts).
 
 Every field is optional, so a run that stopped after the fit still gets a report of what exists.
 Paths point at files the stages wrote; the builder embeds them, it never links to them.
