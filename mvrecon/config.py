@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, get_args, get_origin
 
@@ -186,8 +186,11 @@ def _with_field(obj: Any, path: Sequence[str], text: str, where: str) -> Any:
 def with_settings(cfg: PipelineConfig, assignments: Sequence[str]) -> PipelineConfig:
     """``cfg`` with each ``STAGE.FIELD=VALUE`` (``FIELD`` may be a dotted path into a nested
     setting, e.g. ``detail.solve.curvature``) applied in order, the value parsed by the field's
-    type. An unknown stage or field, or a value of the wrong type, is a :class:`MvreconError`."""
+    type. An unknown stage or field, or a value of the wrong type, is a :class:`MvreconError`.
+    The export carries the texture stage's maps: a changed texture setting is the export's too
+    (``export.texture``, ``export.texture_size``), unless an assignment sets those itself."""
     stages = {f.name for f in dataclasses.fields(cfg) if dataclasses.is_dataclass(getattr(cfg, f.name))}
+    texture = cfg.texture
     for a in assignments:
         key, eq, text = a.partition("=")
         stage, _, path = key.strip().partition(".")
@@ -197,10 +200,8 @@ def with_settings(cfg: PipelineConfig, assignments: Sequence[str]) -> PipelineCo
             raise MvreconError(f"--set {a}: unknown stage {stage!r} (stages with settings: "
                                f"{', '.join(sorted(stages, key=[f.name for f in dataclasses.fields(cfg)].index))})")
         cfg = dataclasses.replace(cfg, **{stage: _with_field(getattr(cfg, stage), path.split("."), text.strip(), a)})
+    own = any(a.strip().startswith("export.texture") for a in assignments)
+    if cfg.texture != texture and cfg.export is not None and cfg.texture is not None and not own:
+        cfg = dataclasses.replace(cfg, export=dataclasses.replace(cfg.export, texture=cfg.texture,
+                                                                  texture_size=cfg.texture.size))
     return cfg
-
-
-def settings_of(cfg: PipelineConfig) -> Mapping[str, Any]:
-    """The stage configs of ``cfg`` by stage name (those that are set)."""
-    return {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)
-            if dataclasses.is_dataclass(getattr(cfg, f.name))}

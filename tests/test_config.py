@@ -42,6 +42,12 @@ def test_set_parses_each_value_by_its_fields_type():
     assert new.export.lods == cfg.export.lods and with_settings(cfg, []) == cfg
     # later assignments win
     assert with_settings(cfg, ["fit.seed=1", "fit.seed=2"]).fit.seed == 2
+    # the export carries the texture stage's maps: its texture settings follow, unless set themselves
+    small = with_settings(cfg, ["texture.size=512"])
+    assert small.texture.size == 512 and small.export.texture_size == 512 and small.export.texture == small.texture
+    mixed = with_settings(cfg, ["texture.size=512", "export.texture_size=256"])
+    assert mixed.export.texture_size == 256 and mixed.export.texture == cfg.export.texture
+    assert with_settings(cfg, ["export.lods=1"]).export.texture == cfg.texture
 
 
 @pytest.mark.parametrize(("assignment", "message"), [

@@ -24,13 +24,14 @@ def fit(session: Path, preset_name: str, mode: str, as_json: bool) -> None:
     the rig in force (refined over calibrated over the session's own)."""
     from ..config import pipeline_config
     from ..fit.config import preset
+    from ..fit.stagedef import STAGE as FIT
     from ..io import read_json
     from ._stage import run_stage
 
     cfg = pipeline_config(preset_name, fit=preset(preset_name, mode=mode))
     res = run_stage(session, "fit", cfg)
     if as_json:
-        click.echo(json.dumps(read_json(res.root / "fit" / "summary.json"), indent=2))
+        click.echo(json.dumps(read_json(FIT.outputs.path(res.root / FIT.name, "summary")), indent=2))
 
 
 COMMANDS = [fit]

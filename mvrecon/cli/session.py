@@ -94,20 +94,21 @@ def calibrate_cmd(session: Path, as_json: bool) -> None:
     calibrated) and print how much each camera moved; writes SESSION/refine/, which later
     'mvrecon session run's use (and keep up to date)."""
     from ..calibrate.refine import CameraMove, RefineResult, format_moves
+    from ..calibrate.stagedef import REFINE
     from ..config import pipeline_config
     from ..io import read_json
     from ..pipeline import run_pipeline
 
     cfg = pipeline_config("default", refine_extrinsics=True)
     res = run_pipeline(session, cfg, stop="refine", echo=_echo_err, report=False)
-    rep = read_json(res.root / "refine" / "refine.json")
+    rep = read_json(REFINE.outputs.path(res.root / REFINE.name, "report"))
     if as_json:
         click.echo(json.dumps(rep, indent=2))
         return
     moves = tuple(CameraMove(**c) for c in rep["cameras"])
     rr = RefineResult(None, moves, rep["n_points"], rep["rms_before_px"], rep["rms_after_px"])
     click.echo(format_moves(rr))
-    click.echo(f"wrote {res.root / 'refine' / 'rig.json'}")
+    click.echo(f"wrote {REFINE.outputs.path(res.root / REFINE.name, 'rig')}")
 
 
 @session_group.command("init")

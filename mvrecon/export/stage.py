@@ -66,8 +66,8 @@ def _texture_images(session, cfg: ExportConfig) -> dict[str, bytes]:
     summary = TEXTURE.outputs.path(tdir, "summary")
     size = (read_json(summary).get("size") or [None])[0] if summary.is_file() else None
     if size != cfg.texture_size:
-        raise StageMissing(f"the texture stage baked {size} px textures, the export asks for {cfg.texture_size}: "
-                           f"run the texture stage at size {cfg.texture_size} first", tdir)
+        raise StageMissing(f"the texture stage baked {size} px textures, the export asks for {cfg.texture_size} "
+                           f"(its texture_size): run the texture stage at size {cfg.texture_size} first", tdir)
     return {k: TEXTURE.outputs.path(tdir, role).read_bytes() for k, role in IMAGE_ROLES.items()}
 
 

@@ -101,12 +101,11 @@ def bake_views(session, head: FittedHead) -> list[BakeView]:
 def fine_band(session) -> np.ndarray | None:
     """The detail stage's fine band shared by the session's frames (R, R) metres over the face UV
     tile, or None when the detail stage has not run."""
-    from ..detail import load_detail
+    from ..detail.stagedef import STAGE as DETAIL
 
-    d = session.stage_dir("detail")
-    if not (d / "fine.npz").is_file():
+    if not DETAIL.outputs.path(DETAIL.folder(session), "fine").is_file():
         return None
-    return load_detail(d).shared
+    return DETAIL.load(session).shared
 
 
 def write_textures(out_dir: Path, tex: TextureResult, cfg: TextureConfig, summary: dict) -> Path:
