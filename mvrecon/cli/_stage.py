@@ -24,9 +24,9 @@ def run_stage(session: Path, stage: str, cfg, *, start: str | None = None, force
     """Run ``stage`` (from ``start``, default the stage itself) of ``session`` with the pipeline
     settings ``cfg``; print one line per stage run and return the :class:`~mvrecon.pipeline.RunResult`.
     A plain kill (SIGTERM) unwinds like Ctrl-C, so the atomic writers remove their temporaries."""
-    from ..pipeline import STAGE_NAMES, format_outcome, run_pipeline
-
     from ..errors import InputError
+    from ..pipeline import format_outcome, run_pipeline
+    from ..stages import STAGE_NAMES
 
     if not Path(session).is_dir():
         raise InputError("session folder not found", session)

@@ -8,9 +8,8 @@ from pathlib import Path
 
 import click
 
-from ..pipeline import STAGE_NAMES
-
-PRESETS = ("fast", "default", "best")
+from ..config import PRESET_NAMES
+from ..stages import STAGE_NAMES
 
 
 @click.group("batch")
@@ -29,7 +28,7 @@ def batch() -> None:
 @click.option("--gpus", type=click.FloatRange(min=0), default=0.0, show_default=True,
               help="GPUs per session on Ray (the fit then renders with nvdiffrast); 0.5 shares one between two.")
 @click.option("--serial", is_flag=True, help="No Ray: one session after another in this process.")
-@click.option("--preset", type=click.Choice(PRESETS), default="default", show_default=True)
+@click.option("--preset", type=click.Choice(PRESET_NAMES), default="default", show_default=True)
 @click.option("--to", "stop", type=click.Choice(STAGE_NAMES), default=None, help="Stop each session after this stage.")
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Where batch.json and batch.html go (default: the sessions' common parent folder).")

@@ -6,9 +6,18 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
+
+from ..config import PRESET_NAMES
+
+if TYPE_CHECKING:
+    from ..evaluate import EvalConfig
+
+log = logging.getLogger("mvrecon.evaluate.bench")
 
 UNITS = ("auto", "m", "cm", "mm")
 
@@ -24,7 +33,7 @@ def bench() -> None:
               help="Output folder (default DIR/_results): results.csv, results.md, one folder per subject.")  # fmt: skip
 @click.option("--pred-units", type=click.Choice(UNITS), default="auto", show_default=True, help="Units of every prediction.")
 @click.option("--scan-units", type=click.Choice(UNITS), default="auto", show_default=True, help="Units of every scan.")
-@click.option("--preset", type=click.Choice(["fast", "default", "best"]), default="default", show_default=True,
+@click.option("--preset", type=click.Choice(PRESET_NAMES), default="default", show_default=True,
               help="Pipeline preset for subjects that are sessions (fitted first).")
 @click.option("--workers", type=click.IntRange(min=1), default=None,
               help="Session subjects run at once on Ray (as 'mvrecon batch run').")
@@ -44,9 +53,24 @@ def run(root: Path, out: Path | None, pred_units: str, scan_units: str, preset: 
 
     engine = {"workers": workers, "threads": threads, "address": address, "serial": serial}
     cfg = EvalConfig(pred_units=pred_units, scan_units=scan_units, compute_realy=realy)
-    result = run_bench(root, out, cfg, preset, engine)
+    result = run_bench(root, out, cfg, lambda folders, evaluate: _run_sessions(folders, preset, engine, evaluate))
     click.echo(format_table(result.rows, result.mean), nl=False)
     click.echo(f"wrote {result.csv_path} and {result.table_path}")
 
 
 COMMANDS = [bench]
+
+
+def _run_sessions(folders: list[Path], preset: str, engine: dict[str, Any], evaluate: EvalConfig) -> dict[str, Any]:
+    """Every session subject through its evaluate stage (settings ``evaluate``) at once, on
+    :func:`mvrecon.batch.run_batch` with the ``engine`` keywords (workers, threads, address,
+    serial; a single session runs in this process); rows by resolved path."""
+    from ..batch import run_batch
+
+    if len(folders) == 1:  # nothing to run side by side: no engine to start
+        engine = {**engine, "serial": True, "workers": None, "address": None}
+    res = run_batch(folders, preset, stop="evaluate", settings={"evaluate": evaluate}, **engine)
+    for r in res.rows:
+        if r.status == "failed":
+            log.warning("%s: %s", r.session, r.error)
+    return {r.session: r for r in res.rows}

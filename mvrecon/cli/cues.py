@@ -11,9 +11,8 @@ from pathlib import Path
 
 import click
 
+from ..config import PRESET_NAMES
 from ..errors import MvreconError
-
-PRESET_NAMES = ("fast", "default", "best")
 
 
 class _SessionByDefault(click.Group):
@@ -66,7 +65,7 @@ def session_cmd(session_dir: Path, preset: str, parser: str | None, no_overlay: 
     """Cues of every view of SESSION (views whose image, camera and settings did not change are
     skipped). Runs the cues stage of the pipeline ('mvrecon session run SESSION --from cues --to
     cues'), with the rig in force (refined over calibrated over the session's own)."""
-    from ..pipeline import pipeline_config
+    from ..config import pipeline_config
     from ._stage import run_stage
 
     cfg = dataclasses.replace(_config(preset, parser, no_overlay, False), frames=not per_view)

@@ -27,8 +27,9 @@ def texture_cmd(session: Path, size: int) -> None:
     Runs the texture stage of the pipeline ('mvrecon session run SESSION --from texture --to
     texture'), with the rig in force (refined over calibrated over the session's own); after the
     detail stage when it never ran on this session."""
-    from ..pipeline import pipeline_config, read_provenance
-    from ..texture.bake import TextureConfig
+    from ..config import pipeline_config
+    from ..provenance import read_provenance
+    from ..texture.config import TextureConfig
     from ._stage import run_stage
 
     start = "texture" if read_provenance(session.resolve() / "detail") is not None else "detail"
@@ -63,10 +64,11 @@ def export_cmd(session: Path, formats: tuple[str, ...], lods: tuple[float, ...],
     export'), after the texture stage when its textures are of another size (and the detail stage
     when it never ran); --out copies the
     result there as well."""
-    from ..export.stage import ExportConfig
+    from ..config import pipeline_config
+    from ..export.config import ExportConfig
     from ..io import atomic_dir, write_bytes
-    from ..pipeline import PROVENANCE_FILE, pipeline_config, read_provenance
-    from ..texture.bake import TextureConfig
+    from ..provenance import PROVENANCE_FILE, read_provenance
+    from ..texture.config import TextureConfig
     from ._stage import run_stage
 
     tex = TextureConfig(size=texture_size)

@@ -11,10 +11,9 @@ from pathlib import Path
 
 import click
 
+from ..config import PRESET_NAMES, PRESETS
 from ..errors import MvreconError
-from ..pipeline import STAGE_NAMES
-
-PRESETS = ("fast", "default", "best")
+from ..stages import STAGE_NAMES
 
 
 @click.group("session")
@@ -32,8 +31,11 @@ def _echo_err(line: str) -> None:
 
 @session_group.command("run")
 @click.argument("session", type=click.Path(path_type=Path))
-@click.option("--preset", type=click.Choice(PRESETS), default="default", show_default=True,
-              help="Settings of every stage: fast (a quick look), default, best.")
+@click.option("--preset", type=click.Choice(PRESET_NAMES), default="default", show_default=True,
+              help="Settings of every stage: " + ", ".join(f"{k} ({v})" for k, v in PRESETS.items()) + ".")
+@click.option("--set", "assignments", multiple=True, metavar="STAGE.FIELD=VALUE",
+              help="Override one setting of a stage's config (repeatable), e.g. fit.crop_size=192; a changed "
+                   "setting runs that stage and those after it again.")
 @click.option("--from", "start", type=click.Choice(STAGE_NAMES), default=None,
               help="Run this stage and the later ones again; earlier ones are used as they are.")
 @click.option("--to", "stop", type=click.Choice(STAGE_NAMES), default=None, help="Stop after this stage.")
@@ -44,13 +46,14 @@ def _echo_err(line: str) -> None:
               help="The evaluate stage also runs the REALY-parity protocol (several times the rest's CPU; a run without "
                    "--realy evaluates again without it).")
 @click.pass_context
-def run_cmd(ctx: click.Context, session: Path, preset: str, start: str | None, stop: str | None, force: bool,
-            as_json: bool, verbose: bool, realy: bool) -> None:
-    """Run SESSION's stages in order (ingest, calibrate, refine, cues, fit, texture, export,
-    evaluate), skipping those whose outputs are up to date; writes SESSION/report.html.
+def run_cmd(ctx: click.Context, session: Path, preset: str, assignments: tuple[str, ...], start: str | None,
+            stop: str | None, force: bool, as_json: bool, verbose: bool, realy: bool) -> None:
+    """Run SESSION's stages in order (ingest, calibrate, refine, cues, fit, detail, texture,
+    export, evaluate), skipping those whose outputs are up to date; writes SESSION/report.html.
 
     An interrupted run continues from the last finished stage when started again."""
-    from ..pipeline import format_summary, pipeline_config, run_pipeline
+    from ..config import pipeline_config, with_settings
+    from ..pipeline import format_summary, run_pipeline
 
     verbose = verbose or bool(ctx.find_root().meta.get("mvrecon.verbose"))
     if verbose:
@@ -62,6 +65,7 @@ def run_cmd(ctx: click.Context, session: Path, preset: str, start: str | None, s
         cfg = pipeline_config(preset)
         if realy:
             cfg = dataclasses.replace(cfg, evaluate=dataclasses.replace(cfg.evaluate, compute_realy=True))
+        cfg = with_settings(cfg, assignments)
         res = run_pipeline(session, cfg, start=start, stop=stop, force=force, verbose=verbose, echo=echo)
     except KeyboardInterrupt:
         click.echo("interrupted: run the same command again to continue after the last finished stage", err=True)
@@ -90,19 +94,21 @@ def calibrate_cmd(session: Path, as_json: bool) -> None:
     calibrated) and print how much each camera moved; writes SESSION/refine/, which later
     'mvrecon session run's use (and keep up to date)."""
     from ..calibrate.refine import CameraMove, RefineResult, format_moves
+    from ..calibrate.stagedef import REFINE
+    from ..config import pipeline_config
     from ..io import read_json
-    from ..pipeline import pipeline_config, run_pipeline
+    from ..pipeline import run_pipeline
 
     cfg = pipeline_config("default", refine_extrinsics=True)
     res = run_pipeline(session, cfg, stop="refine", echo=_echo_err, report=False)
-    rep = read_json(res.root / "refine" / "refine.json")
+    rep = read_json(REFINE.outputs.path(res.root / REFINE.name, "report"))
     if as_json:
         click.echo(json.dumps(rep, indent=2))
         return
     moves = tuple(CameraMove(**c) for c in rep["cameras"])
     rr = RefineResult(None, moves, rep["n_points"], rep["rms_before_px"], rep["rms_after_px"])
     click.echo(format_moves(rr))
-    click.echo(f"wrote {res.root / 'refine' / 'rig.json'}")
+    click.echo(f"wrote {REFINE.outputs.path(res.root / REFINE.name, 'rig')}")
 
 
 @session_group.command("init")
@@ -135,8 +141,8 @@ def report_cmd(session: Path, out: Path | None) -> None:
     without writing into SESSION (unless --out points there): outputs whose provenance is not
     current are marked stale and not shown."""
     from ..io import write_text
-    from ..pipeline import report_content
     from ..report import REPORT_NAME, render_html
+    from ..report.content import report_content
     from ..session import load_session
 
     s = load_session(session)

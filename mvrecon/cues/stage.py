@@ -254,7 +254,7 @@ def process_image(
         if cues is not None:
             record.update(cues.to_dict())
             if labels:
-                lab = _parse(parser, image, cues, camera)
+                lab = parser.parse(image, cues, camera=camera)
                 write_image(tmp / LABELS_FILE, lab)
                 if cfg.overlay:
                     write_image(tmp / OVERLAY_FILE, draw_overlay(image, lab, cues, cfg.overlay_max_side))
@@ -262,19 +262,6 @@ def process_image(
     if cues is None:
         log.warning("%s: no face found", image_path)
     return ViewResult(key, image_path, record["status"], False, out_dir, None if cues is None else cues.score)
-
-
-def _parse(parser: FaceParser, image: np.ndarray, cues: FaceCues, camera) -> np.ndarray:
-    """``parser.parse``, with the camera for parsers that take one (older plug-ins do not)."""
-    import inspect
-
-    try:
-        params = inspect.signature(parser.parse).parameters
-    except (TypeError, ValueError):
-        params = {}
-    if "camera" in params or any(p.kind is p.VAR_KEYWORD for p in params.values()):
-        return parser.parse(image, cues, camera=camera)
-    return parser.parse(image, cues)
 
 
 def _parser(name: str) -> FaceParser:
@@ -354,7 +341,7 @@ def label_frame(views: list[ViewResult], cameras: list, cfg: CuesConfig, parser:
         labels = parser.parse_frame(images, cues, cameras)
         joined = list(getattr(parser, "last_frame_views", [True] * len(views)))
     else:
-        labels = [_parse(parser, images[0], cues[0], cameras[0])]
+        labels = [parser.parse(images[0], cues[0], camera=cameras[0])]
         joined = [False]
     for v, rec, image, cu, lab, j in zip(views, records, images, cues, labels, joined):
         rec["frame_fit"] = {"key": key, "views": [u.key for u in views], "joined": bool(j)}

@@ -21,51 +21,22 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import InputError, StageMissing
 from ..fit.result import FittedHead, load_fit
-from ..io import atomic_dir, read_json, write_image, write_json
+from ..io import atomic_dir, write_image, write_json
+from .config import DetailConfig
 from .grid import face_grid, surface_texels
 from .observe import observe_views
-from .solve import DetailSolution, SolveSettings, parallax_depth_map, solve_height
+from .solve import DetailSolution, parallax_depth_map, solve_height
 
 log = logging.getLogger(__name__)
 
 FILES = ("fine.npz", "summary.json")
-
-
-@dataclass(frozen=True)
-class DetailConfig:
-    """Settings of the detail stage."""
-
-    min_size: int = 1024
-    """Smallest texel grid over the face tile (texels across)."""
-    max_size: int = 1024
-    """Largest grid: the grid is the power of two whose texels match the photos' finest pixel
-    footprint on the face, clipped to [min_size, max_size]."""
-    min_cos: float = 0.3
-    """A view seeing a texel at a grazing angle beyond acos(min_cos) does not contribute."""
-    angle_power: float = 2.0
-    """Exponent p of the cos(viewing angle)^p view weight."""
-    feather_px: float = 8.0
-    """Distance (image pixels) from a view's silhouette over which its weight ramps up."""
-    solve: SolveSettings = field(default_factory=SolveSettings)
-    """Weights of the height solve."""
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-
-#: Grid sizes per pipeline preset.
-PRESETS = {"fast": DetailConfig(min_size=512, max_size=512),
-           "default": DetailConfig(),
-           "best": DetailConfig(min_size=1024, max_size=4096)}
-# (a 2048 grid on 2048x1536 photos took 3 minutes here and correlated worse with the truth than
-# the 1024 one: 0.66 against 0.72; 'best' goes there for photos whose pixels are finer still)
 
 
 @dataclass(frozen=True)
@@ -147,13 +118,12 @@ def refine_group(head: FittedHead, group: int, views, cfg: DetailConfig, size: i
     return sol, info
 
 
-def run(cfg: DetailConfig, session, overwrite: bool = True) -> DetailStageResult:
-    """Stage entry point: the fine band of every fitted group from the fit and the photos."""
+def run(cfg: DetailConfig, session) -> DetailStageResult:
+    """The fine band of every fitted group from the fit and the photos, into ``detail/`` (the
+    pipeline runs it through :data:`mvrecon.detail.stagedef.STAGE`)."""
     from ..texture.stage import bake_views
 
     out = session.stage_dir("detail")
-    if not overwrite and all((out / f).is_file() for f in FILES):
-        return DetailStageResult(out, load_detail(out), read_json(out / "summary.json"), 0.0)
     head = load_fit(session.stage_dir("fit"))
     t0 = time.perf_counter()
     views = bake_views(session, head)

@@ -30,9 +30,10 @@ import dataclasses
 import io as _io
 import logging
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -110,21 +111,27 @@ def _row(name: str, status: str, note: str = "", seconds: float = float("nan")) 
     return row
 
 
+#: Runs session subjects through their evaluate stage (settings given), all at once: rows with
+#: ``status`` and ``error`` by resolved session path (:func:`mvrecon.batch.run_batch`'s rows; the
+#: command line passes one, so the evaluation never imports the pipeline).
+SessionRunner = Callable[[list[Path], EvalConfig], Mapping[str, Any]]
+
+
 def run_bench(root: str | Path, out_dir: str | Path | None = None, cfg: EvalConfig = EvalConfig(),
-              preset: str = "default", engine: Mapping[str, Any] | None = None) -> BenchResult:
+              run_sessions: SessionRunner | None = None) -> BenchResult:
     """Evaluate every subject of ``root`` (session subjects are run through their evaluate stage
-    first with the pipeline ``preset``, all at once on :func:`mvrecon.batch.run_batch` with the
-    ``engine`` keywords: workers, threads, address, serial; a single session runs in this
-    process, and its evaluate stage follows ``cfg.compute_realy``; units and the rest of ``cfg``
-    are for the file subjects: a session knows its own); write per-subject outputs,
-    ``results.csv`` and ``results.md``."""
+    first by ``run_sessions``, whose evaluate stage follows ``cfg.compute_realy``; units and the
+    rest of ``cfg`` are for the file subjects: a session knows its own; without ``run_sessions``
+    a session subject is an error row); write per-subject outputs, ``results.csv`` and
+    ``results.md``."""
     root = Path(root)
     out = Path(out_dir) if out_dir is not None else root / "_results"
     subjects = find_subjects(root)
     if not subjects:
         raise InputError("no subject folders (expected DIR/<subject>/pred.obj, pred_landmarks.txt, scan.ply, scan_landmarks.txt)", root)
     session_eval = dataclasses.replace(EvalConfig(), compute_realy=cfg.compute_realy)
-    ran = _run_sessions([s.folder for s in subjects if "session" in s.files], preset, dict(engine or {}), session_eval)
+    sessions = [s.folder for s in subjects if "session" in s.files]
+    ran = run_sessions(sessions, session_eval) if sessions and run_sessions is not None else {}
     rows = []
     for s in subjects:
         if s.missing:
@@ -134,6 +141,9 @@ def run_bench(root: str | Path, out_dir: str | Path | None = None, cfg: EvalConf
         t = time.perf_counter()
         try:
             if "session" in s.files:
+                if str(s.folder.resolve()) not in ran:
+                    raise MvreconError("a session subject: run the benchmark with 'mvrecon bench run' (which runs "
+                                       "its pipeline first)")
                 if ran[str(s.folder.resolve())].status == "failed":
                     raise MvreconError(ran[str(s.folder.resolve())].error)
                 metrics = _session_metrics(s.folder, out / s.name)
@@ -156,31 +166,19 @@ def run_bench(root: str | Path, out_dir: str | Path | None = None, cfg: EvalConf
     return BenchResult(rows, mean, csv_path, table_path)
 
 
-def _run_sessions(folders: list[Path], preset: str, engine: dict[str, Any], evaluate: EvalConfig) -> dict[str, Any]:
-    """Every session subject through its evaluate stage (settings ``evaluate``) at once (rows by
-    resolved path)."""
-    from ..batch import run_batch
-
-    if not folders:
-        return {}
-    if len(folders) == 1:  # nothing to run side by side: no engine to start
-        engine = {**engine, "serial": True, "workers": None, "address": None}
-    res = run_batch(folders, preset, stop="evaluate", settings={"evaluate": evaluate}, **engine)
-    for r in res.rows:
-        if r.status == "failed":
-            log.warning("%s: %s", r.session, r.error)
-    return {r.session: r for r in res.rows}
-
-
 def _session_metrics(folder: Path, out: Path) -> dict | None:
-    """A session's evaluate metrics (copied to ``out``), None without a scan."""
-    ev = folder / "evaluate"
-    if not (ev / "metrics.json").is_file():
+    """A session's evaluate metrics (its evaluate stage's outputs, copied to ``out``), None without a scan."""
+    from .stagedef import STAGE as EVALUATE
+
+    ev = folder / EVALUATE.name
+    metrics = EVALUATE.outputs.path(ev, "metrics")
+    if not metrics.is_file():
         return None
-    for f in ("metrics.json", "metrics.md", "heatmap.png"):
-        if (ev / f).is_file():
-            write_bytes(out / f, (ev / f).read_bytes())
-    return read_json(ev / "metrics.json")
+    for role in ("metrics", "table", "heatmap"):
+        f = EVALUATE.outputs.path(ev, role)
+        if f.is_file():
+            write_bytes(out / f.name, f.read_bytes())
+    return read_json(metrics)
 
 
 def _metrics_row(name: str, m: dict, seconds: float) -> dict:

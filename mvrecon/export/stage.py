@@ -15,89 +15,33 @@ Outputs (one atomic folder replacement; nothing is half-written on error)::
     asset.json          vertex/triangle counts per LOD, morph-target names, default weights, units
     config.json         the resolved ExportConfig
 
-The textures come from the texture stage (``SESSION/texture/``); when they are missing or baked at
-another size, the texture stage runs first (and writes its folder).
+The textures are the texture stage's outputs (``SESSION/texture/``, read through its outputs
+contract); the export never bakes: textures missing or baked at another size than the export's
+``texture_size`` are a :class:`~mvrecon.errors.StageMissing` naming the texture stage.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
-from ..errors import MvreconError
+from ..errors import StageMissing
 from ..fit.result import load_fit
 from ..io import atomic_dir, read_json, write_bytes, write_json, write_text
-from ..texture import stage as texture_stage
-from ..texture.bake import TextureConfig
+from ..texture.stagedef import STAGE as TEXTURE
 from .asset import HeadAsset, build_asset, scale_asset
 from .compress import compress_glb
+from .config import ExportConfig
 from .gltf import glb_bytes, parse_glb
 from .lod import decimate_asset
 from .objfile import mtl_text, obj_text
 
 log = logging.getLogger(__name__)
 
-Format = Literal["glb", "obj", "usdz"]
-MorphNames = Literal["arkit", "ict"]
-Expression = Literal["clip", "default"]
-Units = Literal["m", "cm"]
-IMAGE_FILES = {"skin": "albedo.png", "eyes": "eyes.png", "mouth": "mouth.png", "eyelashes": "eyelashes.png",
-               "normal": "normal.png"}
-
-
-@dataclass(frozen=True)
-class ExportConfig:
-    """Settings of the export stage."""
-
-    formats: tuple[Format, ...] = ("glb",)
-    """Files to write: 'glb' (glTF 2.0 binary), 'obj' (+ mtl), 'usdz' (LOD 0 as UsdSkel for
-    Apple's AR Quick Look; needs usd-core)."""
-    lods: tuple[float, ...] = (1.0, 0.25, 0.05)
-    """Triangle fraction of each level of detail, the first one is the full mesh (1.0)."""
-    texture_size: int = 2048
-    """Skin atlas height in texels (re-bakes the textures when the texture stage used another size)."""
-    morph_targets: bool = True
-    """Carry the model's expression shapes as morph targets (in every LOD)."""
-    morph_names: MorphNames = "arkit"
-    """Morph-target set: 'arkit' (Apple's 52 names and shapes) or 'ict' (the model's own 53)."""
-    expression: Expression = "clip"
-    """The captured expression: 'clip' (an animation; the mesh loads neutral) or 'default' (also
-    the meshes' default weights)."""
-    skeleton: bool = True
-    """Add the joints (root, neck, head, jaw, eyes) and skin weights."""
-    compress: bool = False
-    """Write the .glb files with EXT_meshopt_compression (quantised, meshopt-coded geometry,
-    JPEG albedo); loaders need the meshopt decoder."""
-    units: Units = "m"
-    """Length unit of the files: 'm' (glTF's own) or 'cm' (Unreal's)."""
-    out_dir: str | None = None
-    """Output folder (default ``SESSION/export``)."""
-    texture: TextureConfig = field(default_factory=TextureConfig)
-    """Bake settings when the texture stage has to run (its size is ``texture_size``)."""
-
-    def __post_init__(self) -> None:
-        bad = [f for f in self.formats if f not in ("glb", "obj", "usdz")]
-        if bad or not self.formats:
-            raise MvreconError("export formats must be among 'glb', 'obj' and 'usdz', got "
-                               f"{', '.join(map(str, self.formats)) or 'none'}")
-        if not self.lods or any(not (0 < f <= 1) for f in self.lods):
-            raise MvreconError(f"LOD fractions must lie in (0, 1], got {', '.join(map(str, self.lods))}")
-        if self.morph_names not in ("arkit", "ict"):
-            raise MvreconError(f"morph names must be 'arkit' or 'ict', got {self.morph_names!r}")
-        if self.expression not in ("clip", "default"):
-            raise MvreconError(f"expression must be 'clip' or 'default', got {self.expression!r}")
-        if self.units not in ("m", "cm"):
-            raise MvreconError(f"units must be 'm' or 'cm', got {self.units!r}")
-        if self.texture_size < 16:
-            raise MvreconError(f"texture size {self.texture_size} is too small (at least 16)")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
+#: The texture stage's images the asset carries (material slot -> output role of the texture stage).
+IMAGE_ROLES = {"skin": "albedo", "eyes": "eyes", "mouth": "mouth", "eyelashes": "eyelashes", "normal": "normal"}
 @dataclass(frozen=True)
 class ExportResult:
     """What the export stage wrote."""
@@ -112,18 +56,19 @@ class ExportResult:
 
 
 def _texture_images(session, cfg: ExportConfig) -> dict[str, bytes]:
-    """PNG bytes of the textures, baking them first when missing or of another size."""
-    tdir = session.stage_dir("texture")
-    ok = all((tdir / f).is_file() for f in texture_stage.FILES)
-    if ok:
-        summ = read_json(tdir / "summary.json") if (tdir / "summary.json").is_file() else {}
-        ok = summ.get("size", [None])[0] == cfg.texture_size
-    if not ok:
-        from dataclasses import replace
-
-        log.info("export: baking textures at %d px first", cfg.texture_size)
-        texture_stage.run(replace(cfg.texture, size=cfg.texture_size), session)
-    return {k: (tdir / f).read_bytes() for k, f in IMAGE_FILES.items()}
+    """The texture stage's images as encoded bytes (material slot -> PNG), checked to be baked at
+    the export's texture size."""
+    tdir = session.stage_dir(TEXTURE.name)
+    missing = [role for role in (*IMAGE_ROLES.values(), "displacement", "displacement scale")
+               if not TEXTURE.outputs.path(tdir, role).is_file()]
+    if missing:
+        raise StageMissing(f"no textures yet ({', '.join(missing)} missing): run the texture stage first", tdir)
+    summary = TEXTURE.outputs.path(tdir, "summary")
+    size = (read_json(summary).get("size") or [None])[0] if summary.is_file() else None
+    if size != cfg.texture_size:
+        raise StageMissing(f"the texture stage baked {size} px textures, the export asks for {cfg.texture_size} "
+                           f"(its texture_size): run the texture stage at size {cfg.texture_size} first", tdir)
+    return {k: TEXTURE.outputs.path(tdir, role).read_bytes() for k, role in IMAGE_ROLES.items()}
 
 
 def with_displacement(asset: HeadAsset, meta: dict) -> HeadAsset:
@@ -158,20 +103,22 @@ def export(session, cfg: ExportConfig = ExportConfig()) -> ExportResult:
     if cfg.units == "cm":
         lods = [scale_asset(a, 100.0) for a in lods]
         full = lods[0]
-    tdir = session.stage_dir("texture")
+    tdir = session.stage_dir(TEXTURE.name)
     # the displacement map is no glTF texture: its decoding travels in the extras (and the MTL)
-    disp_meta = read_json(tdir / "displacement.json")
+    disp_png, disp_json = TEXTURE.outputs.path(tdir, "displacement"), TEXTURE.outputs.path(tdir, "displacement scale")
+    disp_meta = read_json(disp_json)
     lods = [with_displacement(a, disp_meta) for a in lods]
     full = lods[0]
     files: list[str] = []
     glb_size = 0
     with atomic_dir(out) as tmp:
-        for k, f in IMAGE_FILES.items():
-            write_bytes(tmp / f, images[k])
-        for f in ("displacement.png", "displacement.json"):
-            write_bytes(tmp / f, (tdir / f).read_bytes())
-        files += list(IMAGE_FILES.values()) + ["displacement.png", "displacement.json"]
-        uris = {k: IMAGE_FILES[k] for k in images}
+        # the asset's folder holds the texture stage's files under their own names (the asset refers to them)
+        uris = {k: TEXTURE.outputs.path(tdir, role).name for k, role in IMAGE_ROLES.items()}
+        for k, name in uris.items():
+            write_bytes(tmp / name, images[k])
+        for src in (disp_png, disp_json):
+            write_bytes(tmp / src.name, src.read_bytes())
+        files += list(uris.values()) + [disp_png.name, disp_json.name]
         for i, a in enumerate(lods):
             stem = "head" if i == 0 else f"head_lod{i}"
             if "glb" in cfg.formats:
@@ -224,7 +171,3 @@ def export(session, cfg: ExportConfig = ExportConfig()) -> ExportResult:
                         lod_vertices=[a.n_vertices for a in lods], glb_bytes=glb_size,
                         target_names=full.target_names, seconds=secs)
 
-
-def run(cfg: ExportConfig, session) -> ExportResult:
-    """Stage entry point (pipeline)."""
-    return export(session, cfg)

@@ -1,4 +1,5 @@
-"""The fit stage: ``fit_session(session, config) -> FitResult`` and ``run(cfg, session)``.
+"""The fit stage: ``fit_session(session, config) -> FitResult`` (the pipeline runs it through
+:data:`mvrecon.fit.stagedef.STAGE`).
 
 Reads the session's cues (``cues/<view>/landmarks.json`` and ``labels.png``), initialises from
 triangulated landmarks, runs the schedule and writes ``fit/``::
@@ -194,7 +195,7 @@ def finish(model: FaceModel, state: FitState, geom: HeadGeometry, batch: ViewBat
 
 def load_fit_views(session) -> tuple[list[ViewCues], list[Camera], dict[str, str]]:
     """Every view with a face, from the cues stage; views without one are skipped (named)."""
-    from ..cues.stage import load_view_cues, load_view_labels
+    from ..cues.stage import LANDMARKS_FILE, load_view_cues, load_view_labels
 
     cues_dir = session.stage_dir("cues")
     if not cues_dir.is_dir():
@@ -202,7 +203,7 @@ def load_fit_views(session) -> tuple[list[ViewCues], list[Camera], dict[str, str
     out, cams, skipped = [], [], {}
     for v in session.views():
         vd = cues_dir / v.key
-        if not (vd / "landmarks.json").is_file():
+        if not (vd / LANDMARKS_FILE).is_file():
             raise StageMissing(f"cues of view {v.key} are missing: run the cues stage", vd)
         fc = load_view_cues(vd)
         if fc is None:
@@ -284,7 +285,3 @@ def summarise(res: FitResult) -> dict[str, Any]:
         "final_losses": {k: v for k, v in last.items() if k != "stage"},
     }
 
-
-def run(cfg: FitConfig, session) -> FitResult:
-    """Stage entry point (pipeline): fit and write ``fit/``."""
-    return fit_session(session, cfg)

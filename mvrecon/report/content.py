@@ -1,4 +1,5 @@
-"""What a session report shows: plain dataclasses the pipeline fills in as far as it got.
+"""What a session report shows: plain dataclasses filled in as far as a run got
+(:func:`report_content`, from the stages' current outputs, found through their output contracts).
 
 Every field is optional, so a run that stopped after the fit still gets a report of what exists.
 Paths point at files the stages wrote; the builder embeds them, it never links to them.
@@ -6,11 +7,17 @@ Paths point at files the stages wrote; the builder embeds them, it never links t
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from ..session import Session
+    from .build import ReportConfig
 
 StageStatus = Literal["done", "skipped", "failed", "not run", "stale"]
 
@@ -105,3 +112,149 @@ def overlays_in(folder: str | Path) -> list[Overlay]:
         return []
     files = [p for p in folder.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png") and not p.name.startswith(".")]
     return [Overlay(p, p.stem) for p in sorted(files)]
+
+
+# --------------------------------------------------------------------------------------------
+# a session's report, from what its stages recorded
+
+
+class _Outcome(Protocol):
+    stage: str
+    status: str
+    seconds: float | None
+    numbers: Mapping[str, Any]
+    note: str
+
+
+class _Run(Protocol):
+    """What a report needs of a run (:class:`mvrecon.pipeline.RunResult`)."""
+
+    preset: str
+
+    @property
+    def stages(self) -> Sequence[_Outcome]: ...
+
+
+def report_content(session: Session, res: _Run | None = None) -> ReportContent:
+    """A :class:`ReportContent` from what the session's stages wrote, showing only current
+    outputs (:func:`mvrecon.provenance.current_stages`; given ``res``, the run just made, not the
+    stages that failed in it); a stage whose folder holds anything else is "stale". The files come
+    from each stage's outputs contract."""
+    from .. import __version__
+    from ..errors import InputError
+    from ..io import read_json
+    from ..provenance import current_stages
+    from ..stages import STAGE_NAMES, stage
+
+    root = session.root
+    failed = [o.stage for o in res.stages if o.status == "failed"] if res is not None else []
+    current = current_stages(root, STAGE_NAMES, failed)
+
+    def stale(name: str) -> bool:
+        return name not in current and (root / name).is_dir()
+
+    def output(name: str, role: str) -> Path | None:
+        """The current file of ``role`` of stage ``name``, None when missing or not current."""
+        if name not in current:
+            return None
+        p = stage(name).outputs.find(stage(name).folder(session), role)
+        return p if p is not None and p.is_file() else None
+
+    rows = []
+    if res is not None:
+        for o in res.stages:
+            status, note = o.status, o.note
+            if status in ("done", "skipped", "not run") and stale(o.stage):
+                status, note = "stale", "outputs made from inputs that are no longer current; not shown"
+            rows.append(StageRow(o.stage, status, o.seconds, {k: v for k, v in o.numbers.items() if v is not None},
+                                 note))
+    else:  # a report outside a run: what the recorded provenance says
+        for name in STAGE_NAMES:
+            if name in current:
+                prov = current[name]
+                rows.append(StageRow(name, "done", prov.seconds, dict(prov.numbers), "recorded in provenance.json"))
+            elif stale(name):
+                rows.append(StageRow(name, "stale", None, {}, "outputs not current (run the session again); not shown"))
+    metrics: dict[str, Any] = {}
+    for name in ("calibrate", "refine", "fit", "detail", "texture", "export"):
+        prov = current.get(name)
+        if prov is not None and prov.numbers:
+            metrics[name] = dict(prov.numbers)
+    ev = output("evaluate", "metrics")
+    if ev is not None:
+        with contextlib.suppress(InputError):
+            metrics["evaluate"] = eval_metrics(read_json(ev))
+    fit_summary = output("fit", "summary")
+    if fit_summary is not None:
+        with contextlib.suppress(InputError):
+            summary = read_json(fit_summary)
+            losses = summary.get("final_losses", {}) if isinstance(summary, dict) else {}
+            if losses:
+                metrics["fit losses (final)"] = losses
+    fit = stage("fit")
+    return ReportContent(
+        subject=session.subject,
+        provenance={"session": root.name, "rig": f"{session.rig.name} ({len(session.rig)} cameras)",
+                    "views": str(len(session.views())), "mvrecon": __version__,
+                    **({"preset": res.preset} if res is not None else {})},
+        stages=rows,
+        overlays=overlays_in(fit.outputs.path(fit.folder(session), "overlays")) if "fit" in current else [],
+        texture=output("texture", "albedo"),
+        heatmap=output("evaluate", "heatmap"),
+        loss_curve=output("fit", "losses"),
+        metrics=metrics,
+        glb=output("export", "glb"),
+    )
+
+
+def eval_metrics(d: Mapping[str, Any]) -> dict[str, Any]:
+    """The figures of the evaluate stage's ``metrics.json`` a person reads first."""
+    from ..evaluate import REALY_NOT_COMPUTED
+    from ..evaluate.report import PROTOCOL_TITLES
+
+    out: dict[str, Any] = {}
+    if not isinstance(d, Mapping):
+        return out
+
+    def regions(p: Mapping[str, Any]) -> dict[str, Any]:
+        return {k[:-3]: v for k, v in p.items() if k.endswith("_mm") and k != "all_mm"}
+
+    # metrics.json before the robust protocol had one "realy" protocol
+    head = d.get("headline") if isinstance(d.get("headline"), Mapping) else d.get("realy")
+    name = PROTOCOL_TITLES.get(head.get("protocol", ""), "REALY") if isinstance(head, Mapping) else ""
+    if isinstance(head, Mapping):
+        if head.get("all_mm") is not None:
+            out[f"{name} all (mm), headline"] = head["all_mm"]
+        if regions(head):
+            out[f"{name} regions (mm)"] = regions(head)
+    for key, title in PROTOCOL_TITLES.items():
+        p = d.get(key)
+        if isinstance(p, Mapping) and isinstance(head, Mapping) and key != head.get("protocol"):
+            out[f"{title} (mm)"] = {**regions(p), "all": p.get("all_mm")}
+    # the realy protocol runs on request; metrics.json then lacks its key (older ones always have it)
+    if "realy" not in d and isinstance(head, Mapping) and head.get("protocol") != "realy":
+        out[f"{PROTOCOL_TITLES['realy']} (mm)"] = REALY_NOT_COMPUTED
+    lm = d.get("landmarks") if isinstance(d.get("landmarks"), Mapping) else {}
+    if isinstance(lm.get("gap_median_mm"), Mapping):
+        out["landmark gap after the 7-point alignment, median (mm)"] = dict(lm["gap_median_mm"])
+    if lm.get("warning"):
+        out["warning"] = lm["warning"]
+    now = d.get("now") if isinstance(d.get("now"), Mapping) else {}
+    if now:
+        out["NoW (mm)"] = {k[:-3]: v for k, v in now.items() if k.endswith("_mm")}
+    chamfer = d.get("chamfer") if isinstance(d.get("chamfer"), Mapping) else {}
+    if chamfer.get("symmetric_mm") is not None:
+        out["Chamfer, symmetric (mm)"] = chamfer["symmetric_mm"]
+    for k, v in d.items():
+        if k.startswith("fscore_") and isinstance(v, Mapping) and "f" in v:
+            out[f"F-score @ {k[len('fscore_'):]}"] = v["f"]
+    if d.get("normal_consistency") is not None:
+        out["normal consistency"] = d["normal_consistency"]
+    return out
+
+
+def write_session_report(session: Session, res: _Run | None = None, cfg: ReportConfig | None = None) -> Path:
+    """Build ``SESSION/report.html`` from what exists (see :func:`report_content`)."""
+    from .build import ReportConfig, build_report
+
+    return build_report(session.root, report_content(session, res), cfg or ReportConfig())

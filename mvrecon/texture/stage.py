@@ -26,7 +26,8 @@ import numpy as np
 from ..errors import InputError, StageMissing
 from ..fit.result import FittedHead, load_fit
 from ..io import atomic_dir, read_image, read_json, write_image, write_json
-from .bake import BakeView, TextureConfig, TextureResult, bake_texture
+from .bake import BakeView, TextureResult, bake_texture
+from .config import TextureConfig
 
 log = logging.getLogger(__name__)
 
@@ -100,12 +101,11 @@ def bake_views(session, head: FittedHead) -> list[BakeView]:
 def fine_band(session) -> np.ndarray | None:
     """The detail stage's fine band shared by the session's frames (R, R) metres over the face UV
     tile, or None when the detail stage has not run."""
-    from ..detail import load_detail
+    from ..detail.stagedef import STAGE as DETAIL
 
-    d = session.stage_dir("detail")
-    if not (d / "fine.npz").is_file():
+    if not DETAIL.outputs.path(DETAIL.folder(session), "fine").is_file():
         return None
-    return load_detail(d).shared
+    return DETAIL.load(session).shared
 
 
 def write_textures(out_dir: Path, tex: TextureResult, cfg: TextureConfig, summary: dict) -> Path:
@@ -127,12 +127,10 @@ def write_textures(out_dir: Path, tex: TextureResult, cfg: TextureConfig, summar
     return out_dir
 
 
-def run(cfg: TextureConfig, session, overwrite: bool = True) -> TextureStageResult:
-    """Stage entry point: bake from the fit (``fit/params.npz``) and the photos into ``texture/``."""
+def run(cfg: TextureConfig, session) -> TextureStageResult:
+    """Bake from the fit (``fit/params.npz``) and the photos into ``texture/`` (the pipeline runs
+    it through :data:`mvrecon.texture.stagedef.STAGE`)."""
     out = session.stage_dir("texture")
-    if not overwrite and all((out / f).is_file() for f in FILES):
-        log.info("texture: %s exists, kept (overwrite to re-bake)", out)
-        return TextureStageResult(out, load_textures(out), 0.0)
     head = load_fit(session.stage_dir("fit"))
     t0 = time.perf_counter()
     views = bake_views(session, head)

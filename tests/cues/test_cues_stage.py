@@ -183,7 +183,7 @@ def test_custom_parser_plugs_in(photo, tmp_path):
     class NoseOnly:
         name = "nose-only"
 
-        def parse(self, image, cues):
+        def parse(self, image, cues, camera=None):
             lab = np.zeros(image.shape[:2], np.uint8)
             x, y = np.round(cues.points68[30]).astype(int)
             lab[y - 3 : y + 4, x - 3 : x + 4] = PART_CODES["nose"]

@@ -88,11 +88,11 @@ def test_rig_frame_scan_headline_is_unaligned_and_shown_in_the_report(rig_sessio
 
     # the report shows only current outputs (a stage run here writes no provenance): the evaluate
     # metrics as the session report puts them, rendered by the report's own builder
-    from mvrecon.pipeline import _eval_metrics
+    from mvrecon.report.content import eval_metrics
     from mvrecon.report import ReportContent
     from mvrecon.report.build import render_html
 
-    metrics = {"evaluate": _eval_metrics(json.loads((root / "evaluate" / "metrics.json").read_text()))}
+    metrics = {"evaluate": eval_metrics(json.loads((root / "evaluate" / "metrics.json").read_text()))}
     rows = [StageRow("evaluate", "done", 1.0, {k: v for k, v in last["numbers"].items() if v is not None}, "")]
     html = render_html(ReportContent(subject="rigscan", stages=rows, metrics=metrics))
     assert "unaligned (rig frame) all (mm), headline" in html

@@ -118,9 +118,10 @@ def psnr(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
     return 10 * np.log10(1.0 / max(mse, 1e-12))
 
 
-def write_session(root, scene: Scene, with_fit: bool = True):
+def write_session(root, scene: Scene, with_fit: bool = True, textures: bool = False):
     """A session folder for ``scene``: rig, photos (8-bit PNG), session.json and (optionally) the
-    fit's ``params.npz`` as the fit stage writes it. Returns the loaded Session."""
+    fit's ``params.npz`` as the fit stage writes it and (``textures``) the texture stage's maps
+    baked at :data:`ATLAS` (what the export reads). Returns the loaded Session."""
     from pathlib import Path
 
     from mvrecon.cameras import Rig, save_rig
@@ -149,6 +150,11 @@ def write_session(root, scene: Scene, with_fit: bool = True):
                   sh=h.sh.astype(np.float32), albedo=h.albedo[None].astype(np.float32),
                   views=np.array(h.views), group_of_view=h.group_of_view, groups=np.array(h.groups),
                   mode=np.array(h.mode), fused_disp_vertex=h.fused_disp.astype(np.float32), model=np.array("ict"))
+    if textures:
+        from mvrecon.texture.config import TextureConfig
+        from mvrecon.texture.stage import run as bake
+
+        bake(TextureConfig(size=ATLAS), load_session(root))
     return load_session(root)
 
 

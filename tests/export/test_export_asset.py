@@ -19,7 +19,7 @@ from mvrecon.export.validator import ValidatorUnavailable, validate
 @pytest.fixture(scope="module")
 def exported(scene, export_helpers, tmp_path_factory):
     root = tmp_path_factory.mktemp("session")
-    session = export_helpers.write_session(root, scene)
+    session = export_helpers.write_session(root, scene, textures=True)
     res = export(session, ExportConfig(formats=("glb", "obj"), lods=(1.0, 0.25, 0.05),
                                        texture_size=export_helpers.ATLAS))
     return session, res
@@ -314,3 +314,18 @@ def test_cli_texture_writes_the_maps(scene, export_helpers, tmp_path):
     assert t.eyes.shape[0] == t.eyes.shape[1] >= 16
     with pytest.raises(StageMissing, match="texture"):
         load_textures(tmp_path / "nothing")
+
+
+def test_export_reads_the_texture_stage_and_never_bakes(scene, exported, export_helpers, tmp_path):
+    """The export takes the texture stage's maps as they are: none, or baked at another size, is
+    an error naming the texture stage, and nothing is baked or written behind its provenance."""
+    bare = export_helpers.write_session(tmp_path / "s", scene)         # a fit, no textures
+    with pytest.raises(StageMissing, match="no textures yet.*run the texture stage first"):
+        export(bare, ExportConfig(texture_size=export_helpers.ATLAS))
+    assert not (tmp_path / "s" / "texture").exists() and not (tmp_path / "s" / "export").exists()
+    session, _ = exported
+    tdir = session.stage_dir("texture")
+    before = {p.name: p.read_bytes() for p in tdir.iterdir()}
+    with pytest.raises(StageMissing, match=f"baked {export_helpers.ATLAS} px textures, the export asks for 64"):
+        export(session, ExportConfig(texture_size=64, out_dir=str(tmp_path / "x")))
+    assert {p.name: p.read_bytes() for p in tdir.iterdir()} == before and not (tmp_path / "x").exists()

@@ -20,7 +20,7 @@ def page(scene, export_helpers, tmp_path_factory):
     from mvrecon.report.threejs import ThreeUnavailable, viewer_page
 
     root = tmp_path_factory.mktemp("game")
-    session = export_helpers.write_session(root / "s", scene)
+    session = export_helpers.write_session(root / "s", scene, textures=True)
     res = export(session, ExportConfig(texture_size=export_helpers.ATLAS))
     try:
         html = viewer_page((res.out_dir / "head.glb").read_bytes())

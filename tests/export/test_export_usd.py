@@ -16,7 +16,7 @@ pxr = pytest.importorskip("pxr", reason="usd-core is not installed")
 @pytest.fixture(scope="module")
 def exported(scene, export_helpers, tmp_path_factory):
     root = tmp_path_factory.mktemp("usd")
-    session = export_helpers.write_session(root / "s", scene)
+    session = export_helpers.write_session(root / "s", scene, textures=True)
     res = export(session, ExportConfig(formats=("glb", "usdz"), lods=(1.0,), texture_size=export_helpers.ATLAS))
     return res
 
@@ -126,7 +126,7 @@ def test_usd_validators_report_nothing(exported):
 def test_usdz_in_centimetres(scene, export_helpers, tmp_path):
     from pxr import UsdGeom
 
-    session = export_helpers.write_session(tmp_path / "s", scene)
+    session = export_helpers.write_session(tmp_path / "s", scene, textures=True)
     res = export(session, ExportConfig(formats=("usdz",), lods=(1.0,), texture_size=export_helpers.ATLAS,
                                        units="cm", skeleton=False))
     stage = _open(res.out_dir / "head.usdz")

@@ -435,9 +435,9 @@ def test_exif_turned_photo_says_why_it_does_not_fit_its_camera(case):
 
 
 def test_calibration_folder_walk_is_bounded(case, monkeypatch):
-    import mvrecon.pipeline
+    import mvrecon.calibrate.stage
 
-    monkeypatch.setattr(mvrecon.pipeline, "MAX_CALIB_FILES", 5)
+    monkeypatch.setattr(mvrecon.calibrate.stage, "MAX_CALIB_FILES", 5)
     for i in range(8):
         (case.root / "calib" / f"shot{i}").mkdir(parents=True)
     case.edit_session(lambda d: d.update(calib="calib"))

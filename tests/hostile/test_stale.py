@@ -7,8 +7,10 @@ import numpy as np
 from hostile_case import W, H, cli
 
 from mvrecon.io import write_image, write_json
-from mvrecon.pipeline import PROVENANCE_FILE, Provenance, current_stages, output_hashes, read_provenance, report_content
+from mvrecon.provenance import PROVENANCE_FILE, Provenance, current_stages, output_hashes, read_provenance
+from mvrecon.report.content import report_content
 from mvrecon.session import load_session
+from mvrecon.stages import STAGE_NAMES
 
 
 def fake_stage(root, name, files, upstream=("ingest",), numbers=None):
@@ -41,7 +43,7 @@ def test_report_shows_only_current_outputs(case):
     # an output changed by hand is no longer what the provenance says
     albedo_png = root / "texture" / "albedo.png"
     write_image(albedo_png, np.zeros((8, 8, 3), np.uint8))
-    assert set(current_stages(root)) == {"ingest", "evaluate"}
+    assert set(current_stages(root, STAGE_NAMES)) == {"ingest", "evaluate"}
     c = report_content(load_session(root))
     assert c.texture is None and "texture" not in c.metrics
     assert {r.stage: r.status for r in c.stages}["texture"] == "stale"
@@ -49,7 +51,7 @@ def test_report_shows_only_current_outputs(case):
     # new photos: ingest is redone, so everything made from the old ingest is stale
     write_image(root / "images" / "a.png", np.full((H, W, 3), 7, np.uint8))
     assert cli("session", "run", root, "--to", "ingest").code == 0
-    assert set(current_stages(root)) == {"ingest"}
+    assert set(current_stages(root, STAGE_NAMES)) == {"ingest"}
     c = report_content(load_session(root))
     assert "evaluate" not in c.metrics and c.heatmap is None
     html = (root / "report.html").read_text()

@@ -54,7 +54,7 @@ def studio(tmp_path_factory, ict_model):
 
 def test_calibrated_rig_init_from_jpegs_and_run_to_the_cues(studio):
     from mvrecon.cameras import load_rig
-    from mvrecon.pipeline import sha256_json
+    from mvrecon.provenance import sha256_json
 
     base, ex = studio
     rig = load_rig(base / "rigs" / "example")

@@ -91,6 +91,40 @@ def test_run_makes_asset_metrics_report_then_skips_everything(finished):
     assert _status(redo)["export"] == "done" and _status(redo)["fit"] == "skipped"
 
 
+def test_set_overrides_one_setting_and_runs_its_stage_and_those_after_it(finished, tmp_path):
+    """``--set STAGE.FIELD=VALUE`` changes one setting of one stage: it enters that stage's
+    provenance, so that stage runs again, and the stages made from its outputs; a bad one is one
+    line and a non-zero exit, before anything runs."""
+    root = _copy(finished[0], tmp_path / "session")
+    out = _json(mvrecon("session", "run", root, "--preset", "fast", "--set", "export.lods=1,0.5",
+                        "--set", "export.morph_names=ict", "--json"))
+    st = _status(out)
+    assert st["export"] == "done" and all(st[s] == "skipped" for s in APPLICABLE if s != "export"), st
+    prov = json.loads((root / "export" / "provenance.json").read_text())
+    assert prov["settings"]["lods"] == [1.0, 0.5] and prov["settings"]["morph_names"] == "ict"
+    asset = json.loads((root / "export" / "asset.json").read_text())
+    assert [lod["fraction"] for lod in asset["lods"]] == [1.0, 0.5] and asset["morph_names"] == "ict"
+    same = _json(mvrecon("session", "run", root, "--preset", "fast", "--set", "export.lods=1,0.5",
+                         "--set", "export.morph_names=ict", "--json"))
+    assert set(_status(same).values()) == {"skipped"}, _status(same)
+    # a setting of an earlier stage: that stage and those made from it, not the ones before it
+    tex = _json(mvrecon("session", "run", root, "--preset", "fast", "--set", "texture.min_cos=0.25", "--json"))
+    st = _status(tex)
+    assert st["texture"] == "done" and st["export"] == "done", st
+    assert all(st[s] == "skipped" for s in ("ingest", "calibrate", "cues", "fit", "detail", "evaluate")), st
+    assert json.loads((root / "texture" / "provenance.json").read_text())["settings"]["min_cos"] == 0.25
+    logs = len(list((root / "logs").glob("run-*.log")))
+    for bad, why in [("fitt.crop_size=192", "unknown stage 'fitt' (stages with settings: calibrate, refine, cues, "),
+                     ("fit.crop=192", "FitConfig has no setting 'crop' (its settings: preset, mode, crop_size, "),
+                     ("fit.crop_size=big", "crop_size takes an integer, got 'big'"),
+                     ("export.units=km", "units takes one of 'm', 'cm', got 'km'")]:
+        proc = mvrecon("session", "run", root, "--preset", "fast", "--set", bad)
+        assert proc.returncode == 2 and proc.stdout == "", (bad, proc.stdout, proc.stderr)
+        assert len(proc.stderr.strip().splitlines()) == 1 and proc.stderr.startswith(f"error: --set {bad}: {why}"), \
+            proc.stderr
+    assert len(list((root / "logs").glob("run-*.log"))) == logs  # nothing ran
+
+
 def test_bench_run_scores_a_session_subject(finished, tmp_path):
     """``mvrecon bench run`` takes a session as a subject: its stages are up to date (nothing is
     fitted again) and its evaluate metrics make the row, beside a plain prediction/scan subject."""

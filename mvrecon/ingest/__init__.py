@@ -1,0 +1,1 @@
+"""Ingest stage: the session checked against its rig, every photo decoded once (``ingest/manifest.json``)."""
