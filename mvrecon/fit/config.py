@@ -6,7 +6,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-Param = Literal["alpha", "log_scale", "deform", "beta", "rot", "trans", "sh", "disp", "albedo", "bias", "cam_pose"]
+Param = Literal["alpha", "log_scale", "deform", "beta", "rot", "trans", "sh", "disp", "albedo", "bias", "cam_pose",
+                "key_dir", "key", "spec"]
 Loss = Literal["landmark", "prdl", "photo", "contour", "id_prior", "exp_prior", "deform_tv", "deform_tvstd",
                "deform_mag", "deform_bend", "disp_tv", "disp_mag", "disp_consistency", "mask_iou", "consistency", "cam_prior"]
 
@@ -43,6 +44,9 @@ DEFAULT_LR: dict[str, float] = {
     "albedo": 0.03,
     "bias": 0.002,
     "cam_pose": 1e-4,
+    "key_dir": 0.005,
+    "key": 0.01,
+    "spec": 0.01,
 }
 
 _PRIORS = {"id_prior": 1e-6, "exp_prior": 1e-6}
@@ -156,6 +160,12 @@ class FitConfig:
     """Share of the face pixels held out of the photometric term to judge the stages after the landmark ones."""
     stage_check: bool = True
     """Revert a stage that makes the held-out evidence worse (or folds the surface), and say so in the summary."""
+    key_light: bool = False
+    """The image model gains a key light beside the SH ambient: the colour its cast shadows take
+    away (shadows cast by the fitted head, refreshed with the visibility) and a Blinn-Phong
+    specular lobe (exponent :attr:`spec_exponent`); see :func:`with_key_light`."""
+    spec_exponent: float = 40.0
+    """Blinn-Phong exponent of the key light's specular lobe."""
     consistency_slack: float | None = None
     """When set, the stage check also reverts a stage that raises the cross-view photo-consistency
     score (1 - ZNCC, :mod:`.consistency`) by more than this. Off by default: on the realism
@@ -193,6 +203,15 @@ def with_consistency(cfg: FitConfig, weight: float = 0.2, cameras: bool = True, 
             st = dataclasses.replace(st, weights=w, params=ps)
         sched.append(st)
     return dataclasses.replace(cfg, schedule=tuple(sched))
+
+
+def with_key_light(cfg: FitConfig) -> FitConfig:
+    """``cfg`` whose photometric stages also fit a key light (:attr:`FitConfig.key_light`): its
+    direction, the colour its shadows take away and its specular colour, per view."""
+    extra = ("key_dir", "key", "spec")
+    sched = tuple(dataclasses.replace(st, params=st.params + extra) if st.weights.get("photo") else st
+                  for st in cfg.schedule)
+    return dataclasses.replace(cfg, schedule=sched, key_light=True)
 
 
 def legacy(name: str = "default") -> FitConfig:
