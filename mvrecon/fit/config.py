@@ -45,8 +45,8 @@ DEFAULT_LR: dict[str, float] = {
     "bias": 0.002,
     "cam_pose": 1e-4,
     "key_dir": 0.005,
-    "key": 0.01,
-    "spec": 0.01,
+    "key": 0.002,
+    "spec": 0.002,
 }
 
 _PRIORS = {"id_prior": 1e-6, "exp_prior": 1e-6}
@@ -164,6 +164,8 @@ class FitConfig:
     """The image model gains a key light beside the SH ambient: the colour its cast shadows take
     away (shadows cast by the fitted head, refreshed with the visibility) and a Blinn-Phong
     specular lobe (exponent :attr:`spec_exponent`); see :func:`with_key_light`."""
+    key_shadows: bool = True
+    """With the key light: its cast shadows too (else only its specular lobe)."""
     spec_exponent: float = 40.0
     """Blinn-Phong exponent of the key light's specular lobe."""
     consistency_slack: float | None = None

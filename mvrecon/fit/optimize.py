@@ -261,13 +261,14 @@ class Fitter:
         ndl = (n * light).sum(-1).clamp_min(0)
         half = torch.nn.functional.normalize(to_cam + light, dim=-1)
         ndh = (n * half).sum(-1).clamp_min(0)
-        key = id(pixels)
-        if key not in self._shadow:
-            self._shadow[key] = key_visibility(world.detach(), self.g.faces, pts.detach(), n.detach(), light.detach())
-        vis = self._shadow[key]
-        shadow = r.albedo * ((1 - vis) * ndl)[..., None] * self.p.key.clamp_min(0)[:, None]
-        spec = (ndh ** self.cfg.spec_exponent * ndl)[..., None] * self.p.spec.clamp_min(0)[:, None]
-        return (spec - shadow) * r.mask[..., None].to(n.dtype)
+        out = (ndh ** self.cfg.spec_exponent * ndl)[..., None] * self.p.spec.clamp_min(0)[:, None]
+        if self.cfg.key_shadows:
+            key = id(pixels)
+            if key not in self._shadow:
+                self._shadow[key] = key_visibility(world.detach(), self.g.faces, pts.detach(), n.detach(),
+                                                   light.detach())
+            out = out - r.albedo * ((1 - self._shadow[key]) * ndl)[..., None] * self.p.key.clamp_min(0)[:, None]
+        return out * r.mask[..., None].to(n.dtype)
 
 
     def evidence(self, fixed: dict | None = None) -> dict:
