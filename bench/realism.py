@@ -1,7 +1,7 @@
 """The realism ladder: how the fit fares as synthetic sessions gain what real captures have.
 
     python bench/realism.py [--seeds 7 8] [--scan PATH|none] [--views 2 4] [--rungs clean,head,...,full,full-skin]
-                            [--presets fast,default,best] [--ablations] [--true-cameras] [--size 1024x768]
+                            [--presets fast,default,best] [--ablations] [--true-cameras] [--key-light on|specular] [--size 1024x768]
                             [--threads 2] [--work DIR]
 
 Subjects: the random heads of ``--seeds`` and the scanned head (``--scan``, default the Lee
@@ -23,6 +23,7 @@ subjects). Wall times on this shared 2-core machine are rough.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -99,6 +100,9 @@ def main() -> None:
     ap.add_argument("--preset", default="default")
     ap.add_argument("--legacy", action="store_true",
                     help="fit with the settings from before the fit was made to hold on real heads (mvrecon.fit.config.legacy)")
+    ap.add_argument("--key-light", choices=("off", "on", "specular"), default="off",
+                    help="fit with a key light in the image model (mvrecon.fit.config.with_key_light): its cast "
+                         "shadows and specular lobe, or its specular lobe only")
     ap.add_argument("--true-cameras", action="store_true",
                     help="fit with the cameras the photos were rendered with, not the session's (drifted) rig")
     ap.add_argument("--size", default="1024x768")
@@ -110,11 +114,18 @@ def main() -> None:
 
     logging.basicConfig(level=logging.ERROR)
     from mvrecon.facemodel import load_model
-    from mvrecon.fit.config import legacy, preset
+    from mvrecon.fit.config import legacy, preset, with_key_light
 
     size = tuple(int(x) for x in a.size.lower().split("x"))
     model = load_model("ict")
-    get = legacy if a.legacy else preset
+    base_get = legacy if a.legacy else preset
+
+    def get(name: str):
+        c = base_get(name)
+        if a.key_light != "off":
+            c = dataclasses.replace(with_key_light(c), key_shadows=a.key_light == "on")
+        return c
+
     cfg = get(a.preset)
     lm_only = dict(ablations(cfg))["landmarks only"]
     subjects: list = list(a.seeds)
@@ -126,7 +137,8 @@ def main() -> None:
     rungs = [r for r in a.rungs.split(",") if r]
     a.work.mkdir(parents=True, exist_ok=True)
     print(f"realism ladder: preset {a.preset}{' (legacy settings)' if a.legacy else ''}"
-          f"{', true (render) cameras' if a.true_cameras else ''}, {size[0]}x{size[1]} px, subjects "
+          f"{', true (render) cameras' if a.true_cameras else ''}"
+          f"{', key light ' + a.key_light if a.key_light != 'off' else ''}, {size[0]}x{size[1]} px, subjects "
           f"{', '.join('scan' if isinstance(s, Path) else f'seed {s}' for s in subjects)}, torch threads {a.threads}; "
           "errors: face vertices -> true surface in the rig's frame (no alignment), mm")
     if any(isinstance(s, Path) for s in subjects):

@@ -6,7 +6,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-Param = Literal["alpha", "log_scale", "deform", "beta", "rot", "trans", "sh", "disp", "albedo", "bias", "cam_pose"]
+Param = Literal["alpha", "log_scale", "deform", "beta", "rot", "trans", "sh", "disp", "albedo", "bias", "cam_pose",
+                "key_dir", "key", "spec"]
 Loss = Literal["landmark", "prdl", "photo", "contour", "id_prior", "exp_prior", "deform_tv", "deform_tvstd",
                "deform_mag", "deform_bend", "disp_tv", "disp_mag", "disp_consistency", "mask_iou", "consistency", "cam_prior"]
 
@@ -43,6 +44,9 @@ DEFAULT_LR: dict[str, float] = {
     "albedo": 0.03,
     "bias": 0.002,
     "cam_pose": 1e-4,
+    "key_dir": 0.005,
+    "key": 0.01,
+    "spec": 0.01,
 }
 
 _PRIORS = {"id_prior": 1e-6, "exp_prior": 1e-6}
@@ -156,6 +160,14 @@ class FitConfig:
     """Share of the face pixels held out of the photometric term to judge the stages after the landmark ones."""
     stage_check: bool = True
     """Revert a stage that makes the held-out evidence worse (or folds the surface), and say so in the summary."""
+    key_light: bool = False
+    """The image model gains a key light beside the SH ambient: the colour its cast shadows take
+    away (shadows cast by the fitted head, refreshed with the visibility) and a Blinn-Phong
+    specular lobe (exponent :attr:`spec_exponent`); see :func:`with_key_light`."""
+    key_shadows: bool = True
+    """With the key light: its cast shadows too (else only its specular lobe)."""
+    spec_exponent: float = 40.0
+    """Blinn-Phong exponent of the key light's specular lobe."""
     consistency_slack: float | None = None
     """When set, the stage check also reverts a stage that raises the cross-view photo-consistency
     score (1 - ZNCC, :mod:`.consistency`) by more than this. Off by default: on the realism
@@ -195,20 +207,41 @@ def with_consistency(cfg: FitConfig, weight: float = 0.2, cameras: bool = True, 
     return dataclasses.replace(cfg, schedule=tuple(sched))
 
 
+def with_key_light(cfg: FitConfig, light_iters: int = 60) -> FitConfig:
+    """``cfg`` whose photometric stages also fit a key light (:attr:`FitConfig.key_light`): its
+    direction, the colour its shadows take away and its specular colour, per view. A ``light``
+    stage of ``light_iters`` steps first fits the appearance alone (SH, albedo, bias, key light)
+    on the landmark stages' head, so that the surface does not bend towards highlights and
+    shadows while the light is still learning them."""
+    extra = ("key_dir", "key", "spec")
+    sched: list[Stage] = []
+    for st in cfg.schedule:
+        if st.weights.get("photo"):
+            if not any(s.name == "light" for s in sched) and light_iters > 0:
+                sched.append(Stage("light", light_iters, ("sh", "albedo", "bias") + extra, {"photo": 1.0}))
+            st = dataclasses.replace(st, params=st.params + extra)
+        sched.append(st)
+    return dataclasses.replace(cfg, schedule=tuple(sched), key_light=True)
+
+
 def legacy(name: str = "default") -> FitConfig:
     """Preset ``name`` as it was before the fit was made to hold on real heads: a free 3D deformation
     in the photometric stage, a plain robust photometric term over every face pixel, no stage
     check (kept to measure against)."""
     scale = {"fast": 0.5, "default": 1.0, "best": 2.0}[name]
     return dataclasses.replace(PRESETS[name], schedule=_schedule_legacy(scale), deform_kind="free", photo_truncate=0.0,
-                               skin_evidence=False, heldout_fraction=0.0, stage_check=False)
+                               skin_evidence=False, heldout_fraction=0.0, stage_check=False, key_light=False)
 
 
+#: Every preset fits a key light beside the SH ambient (:func:`with_key_light`): a studio's key
+#: light casts shadows and makes highlights that a Lambertian SH model can only explain by bending
+#: the surface (bench/realism.py, the ``skin`` factor).
 PRESETS: dict[str, FitConfig] = {
-    "fast": FitConfig(preset="fast", crop_size=192, anchor_grid=16, mask_points=800, schedule=_schedule(0.5)),
-    "default": FitConfig(),
-    "best": FitConfig(preset="best", crop_size=384, anchor_grid=32, mask_points=3000, schedule=_schedule(2.0),
-                      visibility_every=5),
+    "fast": with_key_light(FitConfig(preset="fast", crop_size=192, anchor_grid=16, mask_points=800,
+                                     schedule=_schedule(0.5)), light_iters=30),
+    "default": with_key_light(FitConfig()),
+    "best": with_key_light(FitConfig(preset="best", crop_size=384, anchor_grid=32, mask_points=3000,
+                                     schedule=_schedule(2.0), visibility_every=5), light_iters=120),
 }
 
 

@@ -57,6 +57,9 @@ class FitState:
     """Per judged stage: the held-out evidence before and after, kept or reverted and why."""
     camera_changes: dict[str, tuple[float, float]] = field(default_factory=dict)
     """Per camera: the fitted pose correction (degrees, mm), when the schedule fits one."""
+    key_light: dict = field(default_factory=dict)
+    """With :attr:`FitConfig.key_light`: the fitted key light's world direction and, per view, the
+    colour its shadows take away and its specular colour."""
 
 
 class Fitter:
@@ -97,6 +100,8 @@ class Fitter:
         self.face_pixels, self.face_valid, self.face_target, self.face_weight = self._pixels(face & ~held)
         self.held_pixels, self.held_valid, self.held_target, self.held_weight = self._pixels(held)
         self.visible: torch.Tensor | None = None
+        self._shadow: dict[int, torch.Tensor] = {}  # per pixel list: key-light visibility (V, P)
+        self._key_ready = False
         self.checks: list[dict] = []
         # cross-view photo-consistency (views of the same frame agree about the surface): a loss
         # and the stage check's geometric evidence, on a fixed sample of face vertices; set up only
@@ -151,6 +156,7 @@ class Fitter:
     def refresh_visibility(self, world: torch.Tensor) -> None:
         S = self.views.size
         self.visible = vertex_visibility(world.detach(), self.g.faces, self.views.K, self.views.world_to_cam, S, S)
+        self._shadow.clear()  # the cast shadows follow the surface too
 
     def losses(self, st: Stage, step: int) -> dict[str, torch.Tensor]:
         w = st.weights
@@ -225,9 +231,45 @@ class Fitter:
         frags = rasterize_pixels(world, self.g.faces, vb.K, vb.world_to_cam, pixels)
         r = render_mesh(world, self.g.faces, vb.K, vb.world_to_cam, 0, 0, uv_faces=self.g.faces,
                         uvs=self.g.uv, texture=self.p.albedo[0].clamp(0, 1), sh=self.p.sh, frags=frags)
-        img = r.image + self.p.bias[:, None, :]
+        img = r.image
         m = (r.mask & valid).to(img.dtype) * weight
+        if self.cfg.key_light:
+            img = img + self.key_light(world, frags, r, pixels, target, m)
+        img = img + self.p.bias[:, None, :]
         return photometric_loss(img, target, m, truncate=self.cfg.photo_truncate) / vb.n_views
+
+    def key_light(self, world: torch.Tensor, frags, r, pixels: torch.Tensor, target: torch.Tensor,
+                  m: torch.Tensor) -> torch.Tensor:
+        """(V, P, 3) what a key light adds to the Lambertian SH image at the pixels: minus the
+        light its cast shadows take away (``albedo key (n.l)(1 - visibility)``: the SH carries the
+        unshadowed light) plus its Blinn-Phong specular lobe ``spec (n.h)^e (n.l)``, white light in
+        the view's colour. Without this, a studio key light's shadows and highlights read as shape:
+        the surface bends to darken the shadowed cheek and to brighten the oily nose."""
+        if not self._key_ready:
+            with torch.no_grad():
+                d = key_direction(r.normals, target, m)
+                if d is not None:
+                    self.p.key_dir.copy_(d.to(self.p.key_dir.dtype))
+            self._key_ready = True
+        vb = self.views
+        light = torch.nn.functional.normalize(self.p.key_dir, dim=0)
+        n = r.normals
+        pts = interpolate(frags, self.g.faces, world)
+        R, t = vb.world_to_cam[:, :3, :3], vb.world_to_cam[:, :3, 3]
+        centre = -(R.transpose(1, 2) @ t[..., None])[..., 0]
+        to_cam = torch.nn.functional.normalize(centre[:, None] - pts, dim=-1)
+        ndl = (n * light).sum(-1).clamp_min(0)
+        half = torch.nn.functional.normalize(to_cam + light, dim=-1)
+        ndh = (n * half).sum(-1).clamp_min(0)
+        out = (ndh ** self.cfg.spec_exponent * ndl)[..., None] * self.p.spec.clamp_min(0)[:, None]
+        if self.cfg.key_shadows:
+            key = id(pixels)
+            if key not in self._shadow:
+                self._shadow[key] = key_visibility(world.detach(), self.g.faces, pts.detach(), n.detach(),
+                                                   light.detach())
+            out = out - r.albedo * ((1 - self._shadow[key]) * ndl)[..., None] * self.p.key.clamp_min(0)[:, None]
+        return out * r.mask[..., None].to(n.dtype)
+
 
     def evidence(self, fixed: dict | None = None) -> dict:
         """What the stages after the landmark ones are judged on: the photometric term on the held
@@ -369,6 +411,13 @@ class Fitter:
         state.visibility = self.visible
         if any("cam_pose" in st.params for st in self.cfg.schedule):
             state.camera_changes = self.camera_changes()
+        if self.cfg.key_light:
+            p = self.p
+            state.key_light = {
+                "direction": [round(float(x), 4) for x in torch.nn.functional.normalize(p.key_dir.detach(), dim=0)],
+                "shadow_rgb": {k: [round(float(x), 4) for x in c] for k, c in zip(self.views.keys, p.key.detach().clamp_min(0))},
+                "specular_rgb": {k: [round(float(x), 4) for x in c] for k, c in zip(self.views.keys, p.spec.detach().clamp_min(0))},
+            }
         return state
 
 
@@ -387,6 +436,50 @@ def correct_views(world: torch.Tensor, cam_pose: torch.Tensor, cam_of_view: torc
     R = axis_angle_to_matrix(r)
     c = world.detach().mean(1, keepdim=True)
     return (world - c) @ R.transpose(1, 2) + c + t[:, None]
+
+
+def key_direction(normals: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor | None:
+    """The dominant light's direction (3,) from photos: per view, the pixels' brightness regressed
+    on their normals ``(V, P, 3)`` (``a + b.n``, first-order lighting) points ``b`` at it; the
+    views' unit directions are averaged. ``target`` (V, P, 3) colours, ``weight`` (V, P) (pixels
+    above 0.5 count). None without enough pixels."""
+    dirs = []
+    for v in range(normals.shape[0]):
+        w = weight[v] > 0.5
+        if int(w.sum()) < 100:
+            continue
+        a = torch.cat([torch.ones_like(normals[v, w, :1]), normals[v, w]], 1).double()
+        y = target[v, w].mean(-1, keepdim=True).double()
+        b = torch.linalg.lstsq(a, y).solution[1:, 0]
+        if float(b.norm()) > 0:
+            dirs.append(b / b.norm())
+    if not dirs:
+        return None
+    d = torch.stack(dirs).mean(0)
+    return d / d.norm().clamp_min(1e-9)
+
+
+def key_visibility(world: torch.Tensor, faces: torch.Tensor, pts: torch.Tensor, normals: torch.Tensor,
+                   light: torch.Tensor, cone_deg: float = 4.0, lift_m: float = 5e-4) -> torch.Tensor:
+    """(V, P) share of a small cone of rays toward the light (unit ``light`` (3,), world) that leave
+    each view's mesh ``world`` (V, N, 3) unblocked from the surface points ``pts`` (V, P, 3),
+    lifted ``lift_m`` along their ``normals``: soft cast shadows (1 lit, 0 in shadow)."""
+    from ..render import raycast
+
+    up = torch.tensor([0.0, 1.0, 0.0], dtype=light.dtype)
+    if float(torch.cross(light, up, dim=0).norm()) < 1e-3:
+        up = torch.tensor([1.0, 0.0, 0.0], dtype=light.dtype)
+    a = torch.nn.functional.normalize(torch.cross(light, up, dim=0), dim=0)
+    b = torch.cross(light, a, dim=0)
+    tan = math.tan(math.radians(cone_deg))
+    dirs = [light] + [torch.nn.functional.normalize(light + tan * (math.cos(k) * a + math.sin(k) * b), dim=0)
+                      for k in (0.0, math.pi / 2, math.pi, 1.5 * math.pi)]
+    origin = pts + lift_m * normals
+    V, P = pts.shape[:2]
+    rays = torch.cat([torch.cat([origin, d.expand_as(origin)], -1) for d in dirs], 1)  # (V, 5P, 6)
+    tri, _ = raycast.cast(world.numpy().astype(np.float32), faces.numpy(), rays.numpy().astype(np.float32))
+    free = torch.from_numpy(tri < 0).reshape(V, len(dirs), P).to(pts.dtype)
+    return free.mean(1)
 
 
 def _public(evidence: dict) -> dict[str, float]:

@@ -117,10 +117,17 @@ class FitParams(torch.nn.Module):
         # per camera: a small correction of its pose (axis-angle about the head, translation), for a
         # rig that drifted since its calibration; zero-mean over the cameras (the gauge)
         self.cam_pose = P(torch.zeros(n_cameras or n_views, 6, dtype=dtype))
+        # a key light beside the SH ambient (FitConfig.key_light): its world direction (set from the
+        # photos when the photometric term starts), per view the colour its cast shadows take away
+        # and the colour of its specular lobe; zero strengths leave the Lambertian SH model
+        self.key_dir = P(torch.tensor([0.0, 0.0, 1.0], dtype=dtype))
+        self.key = P(torch.zeros(n_views, 3, dtype=dtype))
+        self.spec = P(torch.zeros(n_views, 3, dtype=dtype))
         self.blendshape = model.exp_kind == "blendshape"
 
     def groups(self) -> list[str]:
-        return ["alpha", "log_scale", "deform", "beta", "rot", "trans", "sh", "disp", "albedo", "bias", "cam_pose"]
+        return ["alpha", "log_scale", "deform", "beta", "rot", "trans", "sh", "disp", "albedo", "bias", "cam_pose",
+                "key_dir", "key", "spec"]
 
     def snapshot(self) -> dict[str, torch.Tensor]:
         """Copies of every parameter (to revert a stage)."""
