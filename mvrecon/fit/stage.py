@@ -279,6 +279,8 @@ def summarise(res: FitResult) -> dict[str, Any]:
         "deformation_worst_fold": round(res.geometry.fold_ratio(p), 4),
         # the rig's drift since its calibration as the fit sees it: per camera (degrees, mm)
         "camera_corrections": res.state.camera_changes,
+        # the key light the image model fitted: world direction, per view shadow and specular colour
+        "key_light": res.state.key_light,
         "skin_pixels_kept": {k: round(float(w[m].mean()), 3) for k, w, m in
                              zip(res.batch.keys, res.batch.skin_weight, res.batch.labels > 0)}
         if res.batch.skin_weight is not None else {},
