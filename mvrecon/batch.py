@@ -18,9 +18,10 @@ import html
 import logging
 import os
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Literal, Sequence
+from typing import Any, Literal
 
 from .errors import InputError, MvreconError
 from .io import write_json, write_text

@@ -24,9 +24,9 @@ import numpy as np
 
 from ..cameras import Board, Rig, from_colmap_camera, invert_rigid, to_colmap_camera
 from ..errors import InputError, MvreconError
+from ..geometry import triangulate, umeyama
 from ..io import image_size
 from .charuco import IMAGE_EXTS, rig_world_frame
-from .geometry import triangulate, umeyama
 
 log = logging.getLogger("mvrecon.calibrate")
 
@@ -102,8 +102,7 @@ def _board_scale(board: Board, rig: Rig, images: dict[str, Path], w2c_sfm: dict[
     ok = np.isfinite(X).all(1)
     if ok.sum() < 6:
         return None
-    s, _, _ = umeyama(X[ok], board_corners(board)[np.array(ids)[ok]])
-    return s
+    return umeyama(X[ok], board_corners(board)[np.array(ids)[ok]]).scale
 
 
 def calibrate_sfm(rig: Rig, directory: str | Path, cfg: SfmConfig = SfmConfig(), board: Board | None = None,

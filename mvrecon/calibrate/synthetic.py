@@ -139,7 +139,7 @@ def random_texture(rng: np.random.Generator, px: int = 512) -> np.ndarray:
 def textured_scene(rng: np.random.Generator, n_planes: int = 6, extent: float = 0.25) -> list[TexturedPlane]:
     """Textured planes around the origin facing +Z (the camera arc): a back wall behind the
     head position and tilted panels in front of it, so the scene has real depth."""
-    from .geometry import rodrigues_batch
+    from ..geometry import axis_angle_to_matrix
 
     planes = []
     for i in range(n_planes):
@@ -152,7 +152,7 @@ def textured_scene(rng: np.random.Generator, n_planes: int = 6, extent: float = 
         else:
             R0 = np.diag([1.0, -1.0, -1.0])
             rv = rng.uniform(-0.6, 0.6, 3) * [1.0, 1.0, 0.3]
-            R = rodrigues_batch(rv[None])[0] @ R0
+            R = axis_angle_to_matrix(rv) @ R0
             size = tuple(rng.uniform(0.12, 0.25, 2))
             center = rng.uniform([-extent, -0.6 * extent, -0.2], [extent, 0.6 * extent, 0.15])
         M = np.eye(4)

@@ -88,7 +88,7 @@ class LandmarkEmbedding:
         )
 
     @classmethod
-    def load(cls, path: str | Path) -> "LandmarkEmbedding":
+    def load(cls, path: str | Path) -> LandmarkEmbedding:
         path = Path(path)
         try:
             with np.load(path, allow_pickle=False) as z:
@@ -106,7 +106,7 @@ class LandmarkEmbedding:
                              f"expected ({N_POINTS},) / ({N_POINTS}, 3)", path)
         return emb
 
-    def check(self, model, path: str | Path | None = None) -> "LandmarkEmbedding":
+    def check(self, model, path: str | Path | None = None) -> LandmarkEmbedding:
         """This embedding, after checking it belongs to ``model``'s topology."""
         if self.topology != topology_hash(model.triangles) or self.triangle.max() >= len(model.triangles):
             raise InputError(f"landmark embedding was made for another topology than model '{model.name}' "
@@ -152,10 +152,10 @@ def observe_session(root: str | Path, model) -> list[tuple[np.ndarray, np.ndarra
     confidences (478,) (:attr:`FaceCues.conf478`)."""
     import open3d as o3d
 
+    from ..io import read_image
     from ..session import load_session
     from ..synth.generate import load_ground_truth
     from .facemesh import DetectConfig, detect
-    from ..io import read_image
 
     session = load_session(root)
     gt = load_ground_truth(root)

@@ -102,7 +102,7 @@ class FaceCues:
         }
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "FaceCues":
+    def from_dict(cls, d: dict[str, Any]) -> FaceCues:
         """Inverse of :meth:`to_dict`; raises ``ValueError``/``KeyError`` on malformed data."""
         p478 = np.asarray(d["landmarks478"], np.float64).reshape(478, 3)
         p68 = np.asarray(d["landmarks68"], np.float64).reshape(68, 2)

@@ -27,12 +27,13 @@ cut above the brows as the landmark parser does (see ``mvrecon/parts.py``); regi
 from __future__ import annotations
 
 import logging
-from typing import Callable, Protocol, runtime_checkable
+from collections.abc import Callable
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from ..parts import PART_CODES, _frame, part_label_image, part_polygons
 from .. import threads
+from ..parts import PART_CODES, _frame, part_label_image, part_polygons
 from ..threads import single_threaded
 from .facemesh import FaceCues
 from .visibility import mesh_triangles
@@ -189,7 +190,7 @@ class ModelParser:
     ~4 % of the face on the bench), but the frame's head is still the better answer there."""
 
     @classmethod
-    def from_registry(cls, model_name: str = "ict", refine: bool = True) -> "ModelParser":
+    def from_registry(cls, model_name: str = "ict", refine: bool = True) -> ModelParser:
         from ..errors import InputError
         from ..facemodel.registry import load_model
         from .embedding import find_embedding

@@ -17,7 +17,8 @@ from typing import Literal
 import numpy as np
 
 from ..errors import InputError
-from .geometry import MeshQuery, Similarity
+from ..geometry import Similarity
+from .geometry import MeshQuery
 from .keypoints import KeypointSetName
 from .landmarks import LandmarkAgreement, landmark_agreement
 from .meshes import FaceMesh, Units, check_same_scale, load_face_mesh

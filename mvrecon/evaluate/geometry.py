@@ -1,5 +1,6 @@
-"""Geometry for the evaluation: closest points on a mesh (Open3D ray casting), similarity and rigid
-fits, and area-uniform surface sampling. All arrays are float64 metres unless stated."""
+"""Geometry for the evaluation: closest points on a mesh (Open3D ray casting) and area-uniform
+surface sampling. All arrays are float64 metres unless stated. The similarity and rigid fits are
+:mod:`mvrecon.geometry`'s."""
 
 from __future__ import annotations
 
@@ -9,68 +10,10 @@ import numpy as np
 
 from .. import threads
 
+# re-exported: mvrecon/pipeline.py imports them from here
+from ..geometry import IDENTITY, umeyama
 
-@dataclass(frozen=True)
-class Similarity:
-    """``x -> scale * rotation @ x + translation`` (rotation ``(3, 3)``, translation ``(3,)`` metres)."""
-
-    scale: float
-    rotation: np.ndarray
-    translation: np.ndarray
-
-    def apply(self, points: np.ndarray) -> np.ndarray:
-        """Transformed copy of ``points`` ``(N, 3)``."""
-        return self.scale * np.asarray(points) @ self.rotation.T + self.translation
-
-    def inverse(self) -> "Similarity":
-        rt = self.rotation.T
-        return Similarity(1.0 / self.scale, rt, -(rt @ self.translation) / self.scale)
-
-    def then(self, other: "Similarity") -> "Similarity":
-        """The transform applying ``self`` first, then ``other``."""
-        return Similarity(
-            other.scale * self.scale,
-            other.rotation @ self.rotation,
-            other.scale * other.rotation @ self.translation + other.translation,
-        )
-
-    def matrix(self) -> np.ndarray:
-        """4x4 homogeneous matrix."""
-        m = np.eye(4)
-        m[:3, :3] = self.scale * self.rotation
-        m[:3, 3] = self.translation
-        return m
-
-
-IDENTITY = Similarity(1.0, np.eye(3), np.zeros(3))
-
-
-def umeyama(src: np.ndarray, dst: np.ndarray, weights: np.ndarray | None = None, with_scale: bool = True) -> Similarity:
-    """Least-squares similarity (Umeyama 1991) mapping ``src`` ``(N, 3)`` onto ``dst`` ``(N, 3)``.
-
-    Minimises ``sum_i w_i |s R src_i + t - dst_i|^2``; reflections are excluded. With
-    ``with_scale=False`` it is the weighted Kabsch rigid fit.
-    """
-    src = np.asarray(src, dtype=np.float64)
-    dst = np.asarray(dst, dtype=np.float64)
-    w = np.ones(len(src)) if weights is None else np.asarray(weights, dtype=np.float64)
-    w = w / w.sum()
-    mu_s = w @ src
-    mu_d = w @ dst
-    xs = src - mu_s
-    xd = dst - mu_d
-    cov = (xd * w[:, None]).T @ xs
-    u, sig, vt = np.linalg.svd(cov)
-    d = np.ones(3)
-    if np.linalg.det(u) * np.linalg.det(vt) < 0:
-        d[2] = -1.0
-    rot = u @ np.diag(d) @ vt
-    if with_scale:
-        var_s = float(w @ (xs**2).sum(1))
-        scale = float((sig * d).sum() / var_s) if var_s > 0 else 1.0
-    else:
-        scale = 1.0
-    return Similarity(scale, rot, mu_d - scale * rot @ mu_s)
+__all__ = ["IDENTITY", "ClosestPoints", "MeshQuery", "sample_surface", "umeyama"]
 
 
 @dataclass(frozen=True)
@@ -147,14 +90,6 @@ class MeshQuery:
         at_vertex = cp.barycentric[np.arange(len(k)), k] > 1.0 - tol
         corner = vert[self.triangles[cp.triangles, k]] & at_vertex
         return near_edge | corner
-
-
-def triangle_normals(vertices: np.ndarray, triangles: np.ndarray) -> np.ndarray:
-    """Unit normals ``(F, 3)`` of triangles (counter-clockwise = front)."""
-    v = np.asarray(vertices)
-    f = np.asarray(triangles)
-    n = np.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]])
-    return n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-300)
 
 
 def sample_surface(

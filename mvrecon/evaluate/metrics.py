@@ -22,7 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .geometry import IDENTITY, MeshQuery, Similarity, sample_surface, umeyama
+from ..geometry import IDENTITY, Similarity, umeyama
+from .geometry import MeshQuery, sample_surface
 
 
 @dataclass(frozen=True)

@@ -59,8 +59,9 @@ from typing import Literal
 
 import numpy as np
 
+from ..geometry import Similarity, umeyama
 from ..parts import REALY_KEYPOINTS
-from .geometry import MeshQuery, Similarity, umeyama
+from .geometry import MeshQuery
 from .nicp import NicpConfig, nicp
 from .regions import NICP_KEYPOINTS, REGION_NAMES, RIGID_KEYPOINTS, Region, face_frame
 

@@ -48,8 +48,9 @@ from typing import Literal
 
 import numpy as np
 
+from ..geometry import IDENTITY, Similarity, umeyama
 from ..parts import REALY_KEYPOINTS
-from .geometry import IDENTITY, MeshQuery, Similarity, umeyama
+from .geometry import MeshQuery
 from .realy import ProtocolResult, RealyConfig, RegionResult, evaluate_region
 from .regions import NICP_KEYPOINTS, REGION_NAMES, Region
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ..render import vertex_normals
+from ..geometry import vertex_normals
 
 
 @dataclass(frozen=True)

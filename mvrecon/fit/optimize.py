@@ -17,16 +17,25 @@ import torch
 
 from .. import threads
 from ..errors import FitDiverged
+from ..geometry import axis_angle_to_matrix
 from ..render import interpolate, rasterize, rasterize_pixels, render_mesh, vertex_visibility
-from .config import DEFAULT_LR, FitConfig, Stage
 from .accuracy import face_vertices
+from .config import DEFAULT_LR, FitConfig, Stage
 from .consistency import choose_sample, consistency_loss, photo_consistency
 from .data import ViewBatch
-from .losses import (coeff_prior, contour_loss, landmark_loss, mask_iou_loss, photometric_loss, prdl_loss, tv_loss,
-                     tv_std_loss)
-from .losses.contour import row_spans
 from .init import outlier_views
-from .params import FitParams, HeadGeometry, axis_angle_to_matrix
+from .losses import (
+    coeff_prior,
+    contour_loss,
+    landmark_loss,
+    mask_iou_loss,
+    photometric_loss,
+    prdl_loss,
+    tv_loss,
+    tv_std_loss,
+)
+from .losses.contour import row_spans
+from .params import FitParams, HeadGeometry
 
 log = logging.getLogger(__name__)
 

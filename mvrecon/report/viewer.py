@@ -7,9 +7,9 @@ little-endian base64 Float32/Uint32 arrays it can hand to WebGL without parsing.
 from __future__ import annotations
 
 import base64
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -121,7 +121,7 @@ def split_seams(
     return vertices[uniq[:, 0]], uvs[uniq[:, 1]], inverse.reshape(-1, 3), uniq[:, 0]
 
 
-def vertex_normals(positions: np.ndarray, indices: np.ndarray, weld: np.ndarray) -> np.ndarray:
+def welded_vertex_normals(positions: np.ndarray, indices: np.ndarray, weld: np.ndarray) -> np.ndarray:
     """(V, 3) area-weighted normals, averaged over vertices sharing a ``weld`` id (seam copies)."""
     tri = positions[indices]
     fn = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])  # length = 2 x area: area weighting
@@ -273,7 +273,7 @@ def _prepare_one(mesh: ViewerMesh, max_triangles: int):
     pos, puv, idx, _ = split_seams(v, f, uv, uvf)
     # Normals are averaged over vertices at one position: seam copies and the copies on the
     # border between the kept and the decimated part shade as one smooth surface.
-    return pos, puv, idx, vertex_normals(pos, idx, _weld_ids(pos))
+    return pos, puv, idx, welded_vertex_normals(pos, idx, _weld_ids(pos))
 
 
 def prepare(meshes: ViewerMesh | Sequence[ViewerMesh], max_triangles: int = DEFAULT_MAX_TRIANGLES) -> ViewerData:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..facemodel import FaceModel
+from ..geometry import vertex_normals
 from ..parts import PART_CODES
 from . import meshops as mo
 from .head import EYE_SUBMESHES, MOUTH_SUBMESHES, SkinTopology
@@ -60,7 +61,7 @@ def make_albedo(model: FaceModel, topo: SkinTopology, rng: np.random.Generator, 
     faces = topo.faces
     mean = model.mean[topo.vids].astype(np.float64)
     P = mo.interpolate_texels(tri, bary, faces, mean)
-    normals = mo.interpolate_texels(tri, bary, faces, mo.vertex_normals(mean, faces))
+    normals = mo.interpolate_texels(tri, bary, faces, vertex_normals(mean, faces))
     labels = model.part_labels[topo.vids]
     groups = [("right_brow", "left_brow"), ("upper_lip", "lower_lip"), ("right_eye", "left_eye")]
     onehot = np.stack([np.isin(labels, [PART_CODES[a], PART_CODES[b]]) for a, b in groups], 1)

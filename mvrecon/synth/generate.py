@@ -28,6 +28,7 @@ import numpy as np
 from ..cameras import save_rig
 from ..errors import MvreconError
 from ..facemodel import FaceModel, load_model
+from ..geometry import vertex_normals
 from ..io import atomic_dir, write_bytes, write_image, write_json, write_npz, write_text
 from ..session import write_session_file
 from . import albedo as albedo_mod
@@ -308,7 +309,7 @@ def _head_offset(model: FaceModel, topo: H.SkinTopology, cfg: SynthConfig, id_co
         return None, ""
     neutral = model.vertices(id_coeffs, np.zeros(model.n_exp)).astype(np.float64)
     skin = neutral[topo.vids]
-    normals = mo.vertex_normals(skin, topo.faces)
+    normals = vertex_normals(skin, topo.faces)
     face = np.isin(topo.vids, np.arange(*model.submeshes.get("face", (0, model.n_vertices))))
     field = RL.smooth_deformation(neutral, skin[face], normals[face], rng, cfg.realism.deform_mm)
     return field, ""
@@ -393,7 +394,7 @@ def _realistic_scene(scene: R.Scene, model: FaceModel, topo: H.SkinTopology, geo
         ok = np.isfinite(suv[:, 0])
         th[ok] = mo.sample_map(dress.thickness, suv[ok], u_range=(0.0, float(dress.skin_tiles)))[:, 0]
         keep = (th[sk.faces] > 5e-4).all(1)
-        n = mo.vertex_normals(sk.verts, sk.faces)
+        n = vertex_normals(sk.verts, sk.faces)
         shell = H.transform(sk.verts + th[:, None] * n, pose)
         used = np.unique(sk.faces[keep])
         remap = np.full(len(sk.verts), -1, np.int64)

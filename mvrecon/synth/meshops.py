@@ -219,17 +219,6 @@ def sample_map(img: np.ndarray, uv: np.ndarray, u_range: tuple[float, float] = (
     return top * (1 - fy) + bot * fy
 
 
-def vertex_normals(verts: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """Area-weighted unit vertex normals (N, 3) float64 (counter-clockwise faces point outwards)."""
-    v = np.asarray(verts, dtype=np.float64)
-    f = np.asarray(faces, dtype=np.int64)
-    fn = np.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]])
-    n = np.zeros_like(v)
-    for c in range(3):
-        n[:, c] = np.bincount(f.reshape(-1), weights=np.repeat(fn[:, c], 3), minlength=len(v))
-    return n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-20)
-
-
 def boundary_vertices(faces: np.ndarray, n_verts: int) -> np.ndarray:
     """(N,) bool: the vertex lies on an edge used by exactly one face."""
     edges, eid = _edges(np.asarray(faces, dtype=np.int64))

@@ -18,6 +18,7 @@ import numpy as np
 from .. import threads
 from ..cameras import Camera
 from ..facemodel import FaceModel
+from ..geometry import vertex_normals
 from ..parts import triangle_labels
 from . import meshops as mo
 
@@ -76,8 +77,8 @@ def build_scene(model: FaceModel, skin: mo.UVMesh, verts_model: np.ndarray, extr
     verts = np.concatenate([skin_w, extra_w], 0)
     faces = np.concatenate([skin.faces, remap[extra]], 0)
     n_skin_f = len(skin.faces)
-    normals = np.concatenate([mo.vertex_normals(skin_w, skin.faces),
-                              mo.vertex_normals(verts, remap[extra])[len(skin_w):]], 0)
+    normals = np.concatenate([vertex_normals(skin_w, skin.faces),
+                              vertex_normals(verts, remap[extra])[len(skin_w):]], 0)
     colors = np.zeros((len(verts), 3), np.float32)
     colors[len(skin_w):] = vertex_colors[used]
     uv_faces = np.concatenate([skin.uv_faces, np.zeros((len(extra), 3), np.int64)], 0)
@@ -95,7 +96,7 @@ def append_mesh(scene: Scene, verts: np.ndarray, faces: np.ndarray, uvs: np.ndar
     n_v, n_t = len(scene.verts), len(scene.uvs)
     v = np.concatenate([scene.verts, verts], 0)
     f = np.concatenate([scene.faces, np.asarray(faces, np.int64) + n_v], 0)
-    normals = np.concatenate([scene.normals, mo.vertex_normals(np.asarray(verts, np.float64), np.asarray(faces, np.int64))], 0)
+    normals = np.concatenate([scene.normals, vertex_normals(np.asarray(verts, np.float64), np.asarray(faces, np.int64))], 0)
     colors = np.concatenate([scene.colors, np.zeros((len(verts), 3), scene.colors.dtype)], 0)
     fm = None if scene.face_material is None else np.concatenate([scene.face_material, np.zeros(len(faces), np.uint8)])
     spec = None if scene.specular is None else np.concatenate([scene.specular, np.tile([[0.01, 8.0]], (len(verts), 1))], 0)

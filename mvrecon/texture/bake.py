@@ -28,9 +28,9 @@ import torch
 
 from ..cameras import Camera
 from ..errors import InputError
+from ..facemodel.model import RENDER_SUBMESHES, vertex_normals
 from ..fit.result import FittedHead
 from ..render import raycast, sh_basis
-from ..facemodel.model import RENDER_SUBMESHES, vertex_normals
 from .layout import corner_uvs, material, material_triangles
 from .uvraster import UVRaster, push_pull_fill, rasterize_uv
 
@@ -387,11 +387,11 @@ def lash_texture(size: int, seed: int = 0) -> np.ndarray:
     width = rng.uniform(0.15, 0.3, n) / n
     length = rng.uniform(0.6, 1.0, n)
     alpha = np.zeros((size, size))
-    for c, w, l in zip(centres, width, length):
+    for c, w, tip in zip(centres, width, length):
         # each strand spans the card from one side, thinning towards its tip (both card ends
         # carry lashes: upper and lower lids lie mirrored in v)
         across = np.exp(-0.5 * ((u - c) / (0.5 * w)) ** 2)[None, :]
-        along = np.clip(1 - np.abs(2 * v - 1) / l, 0, 1)[:, None] ** 0.35 if l < 1 else np.ones((size, 1))
+        along = np.clip(1 - np.abs(2 * v - 1) / tip, 0, 1)[:, None] ** 0.35 if tip < 1 else np.ones((size, 1))
         alpha = np.maximum(alpha, across * np.clip(1 - (1 - along) * 1.2, 0, 1))
     rgb = np.broadcast_to(LASH_COLOUR, (size, size, 3))
     return np.concatenate([rgb, alpha[..., None]], -1).astype(np.float32)

@@ -113,6 +113,7 @@ def _scene_of_dots(points: np.ndarray, radius: float = 0.01):
     """A Scene of small bright icospheres at ``points`` (P, 3) (vertex-coloured, no texture)."""
     import trimesh
 
+    from mvrecon.geometry import vertex_normals
     from mvrecon.synth import meshops as mo
     from mvrecon.synth.render import Scene
 
@@ -122,7 +123,7 @@ def _scene_of_dots(points: np.ndarray, radius: float = 0.01):
     faces = np.concatenate([fi + k * len(iv) for k in range(len(points))])
     return Scene(verts=verts, faces=faces, textured=np.zeros(len(faces), bool), uvs=np.zeros((1, 2)),
                  uv_faces=np.zeros_like(faces), colors=np.ones((len(verts), 3), np.float32),
-                 labels=np.ones(len(faces), np.uint8), normals=mo.vertex_normals(verts, faces),
+                 labels=np.ones(len(faces), np.uint8), normals=vertex_normals(verts, faces),
                  texture=np.zeros((2, 2, 3), np.float32), u_tiles=1)
 
 
