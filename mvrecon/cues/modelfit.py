@@ -20,7 +20,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import threads
 from ..cameras import Camera
 from ..geometry import triangulate_homogeneous, umeyama
 from ..parts import triangle_labels
@@ -337,7 +336,8 @@ def render_labels(model, fit: ViewFit, camera: Camera, box: tuple[int, int, int,
     on a grid of at most ``max_grid`` per side over ``box`` (x0, y0, x1, y1; default: the
     projected face) and upsampled (nearest)."""
     import cv2
-    import open3d as o3d
+
+    from ..render.raycast import MeshScene
 
     h, w = camera.height, camera.width
     verts = model.vertices(fit.id_coeffs, fit.exp_coeffs).astype(np.float64) @ fit.R.T + fit.t
@@ -366,10 +366,8 @@ def render_labels(model, fit: ViewFit, camera: Camera, box: tuple[int, int, int,
     xn = _undistort_grid(camera, gx, gy)
     rays = np.zeros((len(xn), 6), np.float32)
     rays[:, 3:5], rays[:, 5] = xn, 1.0
-    scene = o3d.t.geometry.RaycastingScene()
-    scene.add_triangles(o3d.core.Tensor(verts.astype(np.float32)), o3d.core.Tensor(tris.astype(np.uint32)))
-    prim = scene.cast_rays(o3d.core.Tensor(rays), nthreads=threads.count())["primitive_ids"].numpy().astype(np.int64)
-    hit = prim != np.int64(o3d.t.geometry.RaycastingScene.INVALID_ID)
+    prim = MeshScene(verts, tris).cast(rays).triangles
+    hit = prim >= 0
     grid = np.zeros(len(prim), np.uint8)
     grid[hit] = labels_f[prim[hit]]
     grid = grid.reshape(xx.shape)

@@ -32,7 +32,6 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from .. import threads
 from ..parts import PART_CODES, _frame, part_label_image, part_polygons
 from ..threads import single_threaded
 from .facemesh import FaceCues
@@ -382,8 +381,8 @@ class SurfaceParser:
 
     def parse(self, image: np.ndarray, cues: FaceCues, camera=None) -> np.ndarray:
         import cv2
-        import open3d as o3d
 
+        from ..render.raycast import MeshScene
         from .mapping import MP_TO_IBUG68
 
         h, w = _check_size(image, cues)
@@ -409,17 +408,12 @@ class SurfaceParser:
         rays = np.zeros((xx.size, 6), np.float32)
         rays[:, 0], rays[:, 1], rays[:, 2], rays[:, 5] = xx.ravel(), yy.ravel(), z0, 1.0
 
-        scene = o3d.t.geometry.RaycastingScene()
-        scene.add_triangles(
-            o3d.core.Tensor(np.ascontiguousarray(verts, np.float32)),
-            o3d.core.Tensor(np.ascontiguousarray(tris, np.uint32)),
-        )
-        hit = scene.cast_rays(o3d.core.Tensor(rays), nthreads=threads.count())
-        prim = hit["primitive_ids"].numpy().astype(np.int64)
-        ok = prim != o3d.t.geometry.RaycastingScene.INVALID_ID
+        hit = MeshScene(verts, tris).cast(rays)
+        prim = hit.triangles
+        ok = prim >= 0
         grid = np.zeros(xx.size, np.uint8)
         if ok.any():
-            uv = hit["primitive_uvs"].numpy()[ok].astype(np.float64)
+            uv = hit.uv[ok].astype(np.float64)
             t = tris[prim[ok]]
             fp = (
                 (1 - uv[:, :1] - uv[:, 1:]) * front[t[:, 0], :2]

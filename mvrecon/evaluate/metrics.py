@@ -23,7 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..geometry import IDENTITY, Similarity, umeyama
-from .geometry import MeshQuery, sample_surface
+from ..render.raycast import MeshQuery
+from .geometry import sample_surface
 
 
 @dataclass(frozen=True)

@@ -61,9 +61,9 @@ import numpy as np
 
 from ..geometry import Similarity, umeyama
 from ..parts import REALY_KEYPOINTS
-from .geometry import MeshQuery
+from ..regions import NICP_KEYPOINTS, REGION_NAMES, RIGID_KEYPOINTS, Region, face_frame
+from ..render.raycast import MeshQuery
 from .nicp import NicpConfig, nicp
-from .regions import NICP_KEYPOINTS, REGION_NAMES, RIGID_KEYPOINTS, Region, face_frame
 
 
 @dataclass(frozen=True)

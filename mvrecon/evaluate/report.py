@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 
 from ..io import write_bytes, write_json, write_text
+from ..regions import REGION_NAMES, face_frame
 from .evaluate import REALY_NOT_COMPUTED, EvalConfig, EvalResult, evaluate_files
-from .regions import REGION_NAMES, face_frame
 
 
 def _fmt(v: float | None, digits: int = 3) -> str:

@@ -27,12 +27,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import threads
 from ..cameras import Camera
 from ..errors import MvreconError
-from ..evaluate.geometry import MeshQuery
 from ..facemodel import FaceModel
 from ..geometry import Similarity, umeyama, vertex_normals
+from ..render.raycast import MeshQuery, MeshScene
 from . import meshops as mo
 from .head import SKIN_SUBMESHES
 
@@ -82,26 +81,20 @@ class Caster:
     a mesh far from the origin keeps float32 precision."""
 
     def __init__(self, verts: np.ndarray, faces: np.ndarray):
-        import open3d as o3d
 
         self.verts = np.asarray(verts, np.float64)
         self.faces = np.asarray(faces, np.int64)
         self.origin = self.verts.mean(0)
         self.normals = vertex_normals(self.verts, self.faces)
-        self._scene = o3d.t.geometry.RaycastingScene()
-        self._scene.add_triangles(o3d.core.Tensor((self.verts - self.origin).astype(np.float32)),
-                                  o3d.core.Tensor(self.faces.astype(np.uint32)))
+        self._scene = MeshScene(self.verts - self.origin, self.faces)
 
     def cast(self, origins: np.ndarray, dirs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """First hits of rays (P, 3) + (P, 3): triangle (P,) (-1: miss), point (P, 3), smooth normal (P, 3)."""
-        import open3d as o3d
 
         rays = np.concatenate([np.asarray(origins, np.float64) - self.origin, dirs], 1).astype(np.float32)
-        ans = self._scene.cast_rays(o3d.core.Tensor(rays), nthreads=threads.count())
-        tri = ans["primitive_ids"].numpy().astype(np.int64)
-        tri[tri == np.int64(o3d.t.geometry.RaycastingScene.INVALID_ID)] = -1
-        uv = ans["primitive_uvs"].numpy().astype(np.float64)
-        bary = np.stack([1 - uv[:, 0] - uv[:, 1], uv[:, 0], uv[:, 1]], 1)
+        hits = self._scene.cast(rays)
+        tri = hits.triangles
+        bary = hits.barycentric()
         hit = tri >= 0
         pts = np.full((len(tri), 3), np.nan)
         nrm = np.full((len(tri), 3), np.nan)

@@ -37,10 +37,10 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError, MvreconError
-from ..evaluate.geometry import MeshQuery
 from ..facemodel import FaceModel
 from ..geometry import Similarity
 from ..io import write_npz
+from ..render.raycast import MeshQuery
 from . import headfit as hf
 from . import meshops as mo
 from .head import SkinTopology

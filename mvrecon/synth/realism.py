@@ -292,8 +292,8 @@ def annotator_landmarks(verts: np.ndarray, faces: np.ndarray, landmarks: np.ndar
     - nose tip (30) on the most forward point of the nose (up to 1 mm away);
     the others (eye corners, lips, nostrils) where the model puts them.
     """
-    from ..evaluate.geometry import MeshQuery
     from ..geometry import vertex_normals
+    from ..render.raycast import MeshQuery
 
     rng = np.random.default_rng(0) if rng is None else rng
     R = head_to_world[:3, :3]

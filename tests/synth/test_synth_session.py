@@ -114,7 +114,6 @@ def _scene_of_dots(points: np.ndarray, radius: float = 0.01):
     import trimesh
 
     from mvrecon.geometry import vertex_normals
-    from mvrecon.synth import meshops as mo
     from mvrecon.synth.render import Scene
 
     ico = trimesh.creation.icosphere(subdivisions=2, radius=radius)
