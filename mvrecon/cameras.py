@@ -424,7 +424,8 @@ def to_colmap_camera(cam: Camera) -> tuple[str, np.ndarray]:
     return "FULL_OPENCV", np.array([fx, fy, cx, cy, *d])
 
 
-def from_colmap_camera(model: str, width: int, height: int, params: Sequence[float], name: str = "cam") -> Camera:
+def from_colmap_camera(model: str, width: int, height: int, params: Sequence[float] | np.ndarray,
+                       name: str = "cam") -> Camera:
     """A :class:`Camera` (identity pose) from a COLMAP camera model and its parameters."""
     p = np.asarray(params, dtype=np.float64)
     model = model.upper()
@@ -459,7 +460,7 @@ def to_colmap_pose(cam: Camera) -> tuple[np.ndarray, np.ndarray]:
     return matrix_to_quaternion(cam.world_to_cam[:3, :3]), cam.world_to_cam[:3, 3].copy()
 
 
-def from_colmap_pose(qvec: Sequence[float], tvec: Sequence[float]) -> np.ndarray:
+def from_colmap_pose(qvec: Sequence[float] | np.ndarray, tvec: Sequence[float] | np.ndarray) -> np.ndarray:
     """``world_to_cam`` (4, 4) from COLMAP's qvec (w, x, y, z) and tvec."""
     M = np.eye(4)
     M[:3, :3] = quaternion_to_matrix(qvec)

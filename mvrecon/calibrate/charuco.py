@@ -180,7 +180,7 @@ def calibrate_camera(cam: Camera, obj: list[np.ndarray], img: list[np.ndarray], 
     poses = []
     for r, t in zip(rvecs, tvecs):
         M = np.eye(4)
-        M[:3, :3] = cv2.Rodrigues(r)[0]
+        M[:3, :3] = axis_angle_to_matrix(np.asarray(r, np.float64).ravel())
         M[:3, 3] = np.asarray(t).ravel()
         poses.append(M)
     return K, np.asarray(dist, dtype=np.float64).ravel()[:5], poses, float(rms)

@@ -183,14 +183,15 @@ def calibrate_sfm(rig: Rig, directory: str | Path, cfg: SfmConfig = SfmConfig(),
     if cfg.scale_distance is not None:
         a, b, m = cfg.scale_distance
         d = np.linalg.norm(invert_rigid(w2c[a])[:3, 3] - invert_rigid(w2c[b])[:3, 3])
-        scale, source = m / d, f"distance {a}-{b} = {m} m"
+        scale = float(m / d)
+        source = f"distance {a}-{b} = {m} m"
     else:
         board = board or rig.board
-        scale = _board_scale(board, rig, images, w2c) if board is not None else None
-        if scale is None:
+        board_scale = _board_scale(board, rig, images, w2c) if board is not None else None
+        if board_scale is None:
             raise InputError("no metric scale: give --scale-distance CAM_A CAM_B METRES or show a ChArUco board "
                              "(the rig's 'board') in at least two photos", directory)
-        source = "ChArUco board"
+        scale, source = board_scale, "ChArUco board"
     cams = []
     scaled = {}
     for n in rig.names:

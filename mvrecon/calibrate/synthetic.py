@@ -92,7 +92,7 @@ def visible(board: Board, cam: Camera, board_to_world: np.ndarray, min_cos: floa
     corners = np.array([[0, 0, 0], [wm, 0, 0], [0, hm, 0], [wm, hm, 0.0]]) @ board_to_world[:3, :3].T + board_to_world[:3, 3]
     uv, z = cam.project(corners)
     inside = np.sum((uv[:, 0] > 0) & (uv[:, 0] < cam.width - 1) & (uv[:, 1] > 0) & (uv[:, 1] < cam.height - 1))
-    return facing > min_cos and np.all(z > 0) and inside >= 2
+    return bool(facing > min_cos and np.all(z > 0) and inside >= 2)
 
 
 def write_charuco_shots(directory: str | Path, board: Board, rig: Rig, poses: list[np.ndarray],

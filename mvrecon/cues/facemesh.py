@@ -399,6 +399,7 @@ def detect(image: np.ndarray, cfg: DetectConfig = DetectConfig()) -> FaceCues | 
         box = _bounds(pts)
     conf = landmark_confidence(pts, cfg.occlusion_tol)
     p68, c68 = mediapipe_to_ibug68(pts[:, :2], conf)
+    assert c68 is not None  # given confidences, the mapping returns theirs
     return FaceCues(
         image_size=(w, h),
         points478=pts,

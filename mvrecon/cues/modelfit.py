@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..cameras import Camera
-from ..geometry import triangulate_homogeneous, umeyama
+from ..geometry import axis_angle_to_matrix, triangulate_homogeneous, umeyama
 from ..parts import triangle_labels
 from .embedding import EMBED_SUBMESHES, LandmarkEmbedding
 
@@ -92,7 +92,7 @@ def fit_view(model, emb: LandmarkEmbedding, points478: np.ndarray, conf478: np.n
     if not ok:
         raise RuntimeError("PnP failed")
     ok, rvec, tvec = cv2.solvePnP(mean_e[use], xn[use], np.eye(3), None, rvec, tvec, True, cv2.SOLVEPNP_ITERATIVE)
-    R, t = cv2.Rodrigues(rvec)[0], tvec.ravel().astype(np.float64)
+    R, t = axis_angle_to_matrix(rvec.ravel()), tvec.ravel().astype(np.float64)
     obs = [(xn, w, f, np.eye(3), np.zeros(3))]
     return _solve(model, emb, obs, R, t, np.zeros(model.n_id + model.n_exp), id_reg, exp_reg, iters, n_id)
 
@@ -131,7 +131,7 @@ def fit_views(model, emb: LandmarkEmbedding, views: list[tuple[np.ndarray, np.nd
         R, t = _rigid(src, X_tri, w_tri) if (w_tri > 0).sum() >= 20 else (None, None)
     else:
         R = t = None
-    if R is None or not (np.isfinite(R).all() and np.isfinite(t).all()):
+    if R is None or t is None or not (np.isfinite(R).all() and np.isfinite(t).all()):
         # no usable triangulation (one view, or cameras without a baseline): the view pose
         # that fits the frame best
         own = [(cam.R.T @ v.R, cam.R.T @ (v.t - cam.t)) for v, (_, _, cam) in zip(init, views)]  # to the world
@@ -157,7 +157,8 @@ def triangulate_views(obs) -> tuple[np.ndarray, np.ndarray]:
     return X, wsum
 
 
-def _rigid(src: np.ndarray, dst: np.ndarray, w: np.ndarray, iters: int = 5, scale: float = 0.005):
+def _rigid(src: np.ndarray, dst: np.ndarray, w: np.ndarray, iters: int = 5,
+           scale: float = 0.005) -> tuple[np.ndarray, np.ndarray] | tuple[None, None]:
     """Rotation and translation taking ``src`` onto ``dst`` (P, 3): weighted Kabsch, made robust by
     re-weighting (Cauchy, ``scale`` metres) so points triangulated wrongly do not decide it."""
     wk = np.asarray(w, np.float64).copy()
@@ -191,7 +192,6 @@ def _solve(model, emb: LandmarkEmbedding, obs, R: np.ndarray, t: np.ndarray, c: 
     over the observations ``(xn, w, f, Rv, tv)``: each view's normalized points, weights, focal and
     world-to-camera rotation and translation. ``n_id``: only the first so many identity modes are
     free (the others stay at zero; None: all). Returns the fit with its weighted RMS (pixels)."""
-    import cv2
 
     mean_e, basis_e = _basis(model, emb)
     n_id = model.n_id if n_id is None else int(min(max(n_id, 0), model.n_id))
@@ -268,7 +268,7 @@ def _solve(model, emb: LandmarkEmbedding, obs, R: np.ndarray, t: np.ndarray, c: 
         accepted = False
         for _ in range(8):
             step = _solve_spd(H + lam * np.diag(Hd), -g)
-            R_new = cv2.Rodrigues(step[:3])[0] @ R
+            R_new = axis_angle_to_matrix(step[:3]) @ R
             t_new = t + step[3:6]
             c_new = c + step[6:]
             if blend:

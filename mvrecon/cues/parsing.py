@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -36,6 +36,9 @@ from ..parts import PART_CODES, _frame, part_label_image, part_polygons
 from ..threads import single_threaded
 from .facemesh import FaceCues
 from .visibility import mesh_triangles
+
+if TYPE_CHECKING:
+    from .modelfit import ViewFit
 
 log = logging.getLogger(__name__)
 
@@ -176,7 +179,7 @@ class ModelParser:
         self.model = model
         self.embedding = embedding.check(model)
         self.refine = refine
-        self.last_fit = None
+        self.last_fit: ViewFit | None = None
         """The :class:`mvrecon.cues.modelfit.ViewFit` of the last :meth:`parse` call."""
         self.last_frame_views: list[bool] = []
 
@@ -253,7 +256,7 @@ class ModelParser:
         self.last_frame_views = joined.tolist()
         out = []
         for i, (im, cam) in enumerate(zip(images, cameras)):
-            vf = in_camera(fit, cam) if joined[i] else own[i]
+            vf = in_camera(fit, cam) if joined[i] and fit is not None else own[i]
             labels = render_labels(self.model, vf, cam)
             out.append(refine_labels(im, labels) if self.refine else labels)
         return out

@@ -299,9 +299,10 @@ class ProtocolResult:
     def all_mm(self) -> float | None:
         """Mean of the four region means, or None when a region has no number."""
         vals = [self.regions[r].mean_mm for r in REGION_NAMES]
-        if any(v is None for v in vals):
+        known = [v for v in vals if v is not None]
+        if len(known) < len(vals):
             return None
-        return float(np.mean(vals))
+        return float(np.mean(known))
 
     @property
     def missing_regions(self) -> list[str]:

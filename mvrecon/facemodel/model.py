@@ -294,10 +294,10 @@ def model_arrays(m: FaceModel) -> dict[str, np.ndarray]:
         out[k] = np.array(getattr(m, k), dtype=str)
     for k, v in m.regions.items():
         out[f"region__{k}"] = np.asarray(v, np.int64)
-    for k, v in m.submeshes.items():
-        out[f"submesh__{k}"] = np.asarray(v, np.int64)
-    for k, v in m.submesh_triangles.items():
-        out[f"subtri__{k}"] = np.asarray(v, np.int64)
+    for k, vspan in m.submeshes.items():
+        out[f"submesh__{k}"] = np.asarray(vspan, np.int64)
+    for k, span in m.submesh_triangles.items():
+        out[f"subtri__{k}"] = np.asarray(span, np.int64)
     for k, v in m.extras.items():
         a = np.asarray(v)
         if a.dtype == object:

@@ -64,7 +64,9 @@ def triangulate_landmarks(P: np.ndarray, lm: np.ndarray, conf: np.ndarray, thres
         cand = np.flatnonzero(conf[:, j] >= min_conf)
         if len(cand) < 2:
             continue
-        best, best_in, best_score = None, None, -1.0
+        best: np.ndarray | None = None
+        best_in = np.zeros(0, np.int64)
+        best_score = -1.0
         for a, b in combinations(cand, 2):
             X = triangulate(P[[a, b]], lm[[a, b], j][None], normalize_rows=True)[0]
             px, z = reproject(P[cand], X)

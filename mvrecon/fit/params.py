@@ -275,6 +275,7 @@ class HeadGeometry:
                     n = torch.nn.functional.normalize(n - 0.5 * torch.sparse.mm(self._lap, n), dim=-1, eps=1e-20)
                 self._normals = n
             self._normals_key = a.clone()
+        assert self._normals is not None
         return self._normals
 
     def deform_values(self, p: FitParams) -> torch.Tensor:
@@ -324,6 +325,7 @@ class HeadGeometry:
 
     def dense_points(self, verts: torch.Tensor) -> torch.Tensor:
         """(B, 478, 3) embedded MediaPipe points of vertices (B, N, 3)."""
+        assert self.dense_idx is not None and self.dense_w is not None, "the model has no MediaPipe embedding"
         return (verts[:, self.dense_idx] * self.dense_w[None, :, :, None]).sum(-2)
 
     def projected_vertex_area(self, px: torch.Tensor) -> torch.Tensor:

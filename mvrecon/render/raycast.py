@@ -130,6 +130,7 @@ class MeshQuery:
             bv = np.zeros(len(self.vertices), bool)
             bv[opp[boundary].reshape(-1)] = True
             self._boundary_edge, self._boundary_vertex = boundary, bv
+        assert self._boundary_vertex is not None
         return self._boundary_edge, self._boundary_vertex
 
     def on_boundary(self, cp: ClosestPoints, tol: float = 1e-4) -> np.ndarray:

@@ -230,7 +230,7 @@ def _game_section(content: ReportContent) -> tuple[str, str]:
 
 def render_html(content: ReportContent, cfg: ReportConfig = ReportConfig()) -> str:
     """The whole report page as one string (no file access beyond reading the inputs)."""
-    from .. import __version__ as mvrecon_version  # type: ignore[attr-defined]
+    from .. import __version__ as mvrecon_version
 
     title = content.subject or "session"
     prov = dict(content.provenance)

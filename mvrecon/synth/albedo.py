@@ -68,7 +68,7 @@ def make_albedo(model: FaceModel, topo: SkinTopology, rng: np.random.Generator, 
     brow, lip, eye = np.moveaxis(mo.interpolate_texels(tri, bary, faces, onehot), -1, 0)   # soft labels
     covered = tri >= 0
     lm = model.mean[model.landmarks68].astype(np.float64)
-    iod = np.linalg.norm(lm[45] - lm[36])
+    iod = float(np.linalg.norm(lm[45] - lm[36]))
 
     tone = rng.uniform(0.0, 1.0)
     skin = ((1 - tone) * _SKIN_LIGHT + tone * _SKIN_DARK).astype(np.float32)

@@ -20,8 +20,10 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -386,6 +388,7 @@ def _realistic_scene(scene: R.Scene, model: FaceModel, topo: H.SkinTopology, geo
         spec[n_skin:] = spec_model[used]
         scene = dc.replace(scene, specular=spec)
     if dress is not None:
+        assert face_material is not None  # made with the dress
         fm = np.concatenate([np.full(len(geo.skin.faces), 0, np.uint8), face_material[extra]])
         scene = dc.replace(scene, material_tex=dress.material, face_material=fm)
         sk = geo.skin
@@ -504,7 +507,7 @@ def load_ground_truth(root: str | Path) -> GroundTruth:
     missing = sorted(names - set(d))
     if missing:
         raise InputError(f"missing array(s) {', '.join(missing)}", p)
-    conv = {"model": str, "albedo_u_tiles": int, "subdivision": int, "noise_sigma": float,
+    conv: dict[str, Callable[[Any], Any]] = {"model": str, "albedo_u_tiles": int, "subdivision": int, "noise_sigma": float,
             "frames": lambda a: tuple(str(x) for x in a), "cameras": lambda a: tuple(str(x) for x in a),
             "exp_names": lambda a: tuple(str(x) for x in a)}
     return GroundTruth(**{k: conv[k](d[k]) if k in conv else d[k] for k in names})

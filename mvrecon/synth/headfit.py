@@ -120,7 +120,7 @@ def view_camera(centre: np.ndarray, back: np.ndarray, up: np.ndarray, distance: 
     M[:3, :3] = R
     M[:3, 3] = -R @ c
     f = size * distance / fov_extent
-    K = [[f, 0, (size - 1) / 2], [0, f, (size - 1) / 2], [0, 0, 1]]
+    K = np.array([[f, 0, (size - 1) / 2], [0, f, (size - 1) / 2], [0, 0, 1]])
     return Camera("headmesh", size, size, K=K, world_to_cam=M)
 
 
@@ -554,7 +554,7 @@ def soft_zones(verts: np.ndarray, seeds: dict[str, tuple[np.ndarray, float, floa
 
     w = np.ones(len(verts))
     zone = np.full(len(verts), -1)
-    names = []
+    names: list[str] = []
     for name, (ids, gap, taper) in seeds.items():
         if len(ids) == 0:
             continue

@@ -322,16 +322,16 @@ def render_view(scene: Scene, raycaster: MeshScene, camera: Camera, sh: np.ndarr
     material = None
     if scene.material_tex is not None:
         material = np.zeros(h * w, np.uint8)
-        hit = np.flatnonzero(prim >= 0)
-        p = prim[hit]
+        hit_px = np.flatnonzero(prim >= 0)
+        p = prim[hit_px]
         tex = scene.textured[p]
-        uv = np.einsum("pk,pkc->pc", bary[hit[tex]], scene.uvs[scene.uv_faces[p[tex]]])
+        uv = np.einsum("pk,pkc->pc", bary[hit_px[tex]], scene.uvs[scene.uv_faces[p[tex]]])
         Ht, Wt = scene.material_tex.shape
         j = np.clip((uv[:, 0] / scene.u_tiles * Wt).astype(np.int64), 0, Wt - 1)
         i = np.clip(((1 - uv[:, 1]) * Ht).astype(np.int64), 0, Ht - 1)
-        material[hit[tex]] = scene.material_tex[i, j]
+        material[hit_px[tex]] = scene.material_tex[i, j]
         if scene.face_material is not None:
-            material[hit[~tex]] = scene.face_material[p[~tex]]
+            material[hit_px[~tex]] = scene.face_material[p[~tex]]
         material = material.reshape(h, w)
     return ViewRender(image=image, labels=labels, mask=(prim >= 0).reshape(h, w), material=material)
 

@@ -353,6 +353,7 @@ def _eyes_texture(head: FittedHead, views: list[BakeView], cfg: TextureConfig, s
         iris_colour = np.median(c, axis=0)
         iris_colour = np.clip(srgb_encode(iris_colour) if encode else iris_colour, 0.02, 0.9)
     ang = angles_all[0]
+    assert raster is not None  # both eyeballs were rasterised
     m = raster.mask
     # radial iris pattern: darker limbal ring, lighter collarette, fibres from a fixed pattern
     t = np.clip((ang - cfg.pupil_deg) / (cfg.iris_deg - cfg.pupil_deg), 0, 1)
@@ -587,9 +588,9 @@ def bake_texture(head: FittedHead, views: list[BakeView], cfg: TextureConfig = T
     fill_from = known.copy()
     if "mouth_socket" in model.submesh_triangles:
         # the inside of the mouth is rarely seen; unseen, it is dark red rather than skin
-        a, b = model.submesh_triangles["mouth_socket"]
+        t0, t1 = model.submesh_triangles["mouth_socket"]
         t = np.where(raster.mask, tri_ids[np.clip(raster.tri, 0, None)], -1)
-        inside = (t >= a) & (t < b) & ~known
+        inside = (t >= t0) & (t < t1) & ~known
         albedo[inside] = srgb_decode(MOUTH_INTERIOR) if response == "srgb" else MOUTH_INTERIOR
         fill_from |= inside
     # regions: the skin material's sub-meshes (face, scalp and neck, sockets) each have their own colour
@@ -597,8 +598,8 @@ def bake_texture(head: FittedHead, views: list[BakeView], cfg: TextureConfig = T
     tri_of = np.where(raster.mask, tri_ids[np.clip(raster.tri, 0, None)], -1)
     for ri, sub in enumerate(skin.submeshes):
         if sub in model.submesh_triangles:
-            a, b = model.submesh_triangles[sub]
-            region[(tri_of >= a) & (tri_of < b)] = ri
+            t0, t1 = model.submesh_triangles[sub]
+            region[(tri_of >= t0) & (tri_of < t1)] = ri
     skin_tex = _region_fill(albedo, fill_from, raster.mask, region, mean_skin, cfg.region_blend * S)
     # detail maps on the neutral asset mesh (what the exported normal map is applied to)
     neutral = head.neutral_model_space() * head.scale
