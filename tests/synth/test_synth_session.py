@@ -164,10 +164,8 @@ def test_distorted_rendering_matches_camera_project():
     # each pixel-centre ray hits the surface at a point that projects back onto that pixel centre
     rays = R.world_rays(cam, 1)[0]
     prim, _ = R._cast(scene.raycaster(), rays)
-    import open3d as o3d
-
     hit_idx = np.flatnonzero(prim >= 0)
-    t = scene.raycaster().cast_rays(o3d.core.Tensor(rays[hit_idx]))["t_hit"].numpy()
+    t = scene.raycaster().cast(rays[hit_idx]).t_hit
     X = rays[hit_idx, :3].astype(np.float64) + t[:, None] * rays[hit_idx, 3:].astype(np.float64)
     back, _ = cam.project(X)
     pix_c = np.stack([hit_idx % W, hit_idx // W], 1)
