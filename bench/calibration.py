@@ -26,9 +26,9 @@ from pathlib import Path
 import numpy as np
 
 from mvrecon.calibrate.charuco import calibrate_from_detections, CharucoConfig, detect_all, find_shots
-from mvrecon.calibrate.geometry import umeyama
 from mvrecon.calibrate.synthetic import arc_rig, board_poses, render_scene, textured_scene, write_charuco_shots
-from mvrecon.cameras import Board, invert_rigid, rodrigues, rotation_angle_deg, save_rig
+from mvrecon.cameras import Board, invert_rigid, rotation_angle_deg, save_rig
+from mvrecon.geometry import axis_angle_to_matrix, umeyama
 from mvrecon.io import write_image
 
 
@@ -79,7 +79,8 @@ def sfm_case(size: tuple[int, int], work: Path, seed: int) -> dict:
     t = time.perf_counter() - t0
     Ct = np.array([c.center for c in truth.cameras])
     Ce = np.array([c.center for c in res.rig.cameras])
-    s, R, tt = umeyama(Ce, Ct)
+    fit = umeyama(Ce, Ct)
+    s, R, tt = fit.scale, fit.rotation, fit.translation
     rot = max(rotation_angle_deg(e.R @ R.T, c.R) for c, e in zip(truth.cameras, res.rig.cameras))
     cen = max(1000 * np.linalg.norm(s * R @ e.center + tt - c.center) for c, e in zip(truth.cameras, res.rig.cameras))
     return {"rot_deg": rot, "centre_mm": cen, "points": res.n_points, "rms": res.rms_px, "t": t}
@@ -98,7 +99,7 @@ def refine_case(size: tuple[int, int], work: Path, seed: int) -> dict:
         imgs[c.name] = f"images/{c.name}.png"
     c = truth.cameras[2]
     axis = np.array([0.3, 1.0, 0.2]) / np.linalg.norm([0.3, 1.0, 0.2])
-    R = rodrigues(np.radians(0.5) * axis) @ c.R
+    R = axis_angle_to_matrix(np.radians(0.5) * axis) @ c.R
     C = c.center + 0.005 * np.array([0.6, -0.4, 0.7]) / np.linalg.norm([0.6, -0.4, 0.7])
     M = np.eye(4)
     M[:3, :3], M[:3, 3] = R, -R @ C

@@ -117,6 +117,7 @@ def measure(root: Path, model) -> dict:
 
     from mvrecon.detail import face_grid, load_detail, perturbed_normals, surface_texels
     from mvrecon.fit.result import load_fit
+    from mvrecon.geometry import vertex_normals
     from mvrecon.synth import meshops as mo
 
     head = load_fit(root / "fit", model)
@@ -127,7 +128,7 @@ def measure(root: Path, model) -> dict:
     mask = grid.mask
     fine = maps.fine[0]
     tv, tf, tuv, tuvf, _, gt = true_skin(root, model, 0)
-    tn = mo.vertex_normals(tv, tf)
+    tn = vertex_normals(tv, tf)
     # the face weight and the wrinkle envelope, per texel of the fitted grid
     from mvrecon.fit.accuracy import face_vertices
 

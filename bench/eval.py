@@ -89,7 +89,7 @@ def main() -> None:
         return
     from mvrecon.evaluate import REGION_NAMES, EvalConfig, cut_regions, evaluate, make_face_mesh
     from mvrecon.evaluate import synthetic as syn
-    from mvrecon.evaluate.geometry import MeshQuery
+    from mvrecon.render.raycast import MeshQuery
 
     lm = syn.face_landmarks()
     pv, pf = syn.face_mesh(args.pred_vertices, syn.PRED_EXTENT, jitter=0.3, seed=1)
@@ -212,7 +212,7 @@ def _ict_head(model, rng: np.random.Generator):
 def conventions(draws: int) -> None:
     from mvrecon.evaluate import EvalConfig, evaluate, make_face_mesh
     from mvrecon.evaluate import synthetic as syn
-    from mvrecon.evaluate.geometry import MeshQuery
+    from mvrecon.render.raycast import MeshQuery
     from mvrecon.evaluate.landmarks import LANDMARK_GROUPS
     from mvrecon.errors import MvreconError
 

@@ -29,7 +29,7 @@ import torch
 
 def fake_fit(root: Path) -> None:
     """Write ``fit/params.npz`` from the synthetic session's ground truth."""
-    from mvrecon.fit.params import matrix_to_axis_angle
+    from mvrecon.geometry import matrix_to_axis_angle
     from mvrecon.io import write_npz
     gt = dict(np.load(root / "gt" / "gt.npz", allow_pickle=False))
     frames, cams = [str(f) for f in gt["frames"]], [str(c) for c in gt["cameras"]]

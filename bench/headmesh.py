@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mvrecon.evaluate.geometry import umeyama
+from mvrecon.geometry import umeyama
 from mvrecon.facemodel import load_model
 from mvrecon.synth import headfit as hf
 from mvrecon.synth import headmesh as hm

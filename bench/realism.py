@@ -63,7 +63,8 @@ def mean_face_error(root: Path, model, cfg) -> dict:
     views triangulate (as the fit's initialisation does), against the true surface."""
     from mvrecon.fit.accuracy import surface_error
     from mvrecon.fit.data import prepare_views
-    from mvrecon.fit.init import INNER, triangulate_landmarks, umeyama
+    from mvrecon.fit.init import INNER, triangulate_landmarks
+    from mvrecon.geometry import umeyama
     from mvrecon.fit.stage import load_fit_views
     from mvrecon.session import load_session
 
@@ -77,7 +78,8 @@ def mean_face_error(root: Path, model, cfg) -> dict:
     use = np.isfinite(tri.points).all(1)
     use[: INNER[0]] = False                                   # the fit's own rule: not the jaw line
     mean = model.mean.astype(np.float64)
-    s, R, t = umeyama(mean[model.landmarks68][use], tri.points[use], with_scale=False)
+    S = umeyama(mean[model.landmarks68][use], tri.points[use], with_scale=False)
+    s, R, t = S.scale, S.rotation, S.translation
     world = s * mean @ R.T + t
     gt = np.load(root / "gt" / "gt.npz")
     e = surface_error(world, gt["verts_detail"][0], model)

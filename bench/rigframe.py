@@ -10,7 +10,8 @@ consistency; a wrong direction or scale would read centimetres), and the moved f
 import numpy as np, json
 from mvrecon.session import load_session
 from mvrecon.cameras import load_rig
-from mvrecon.evaluate.geometry import umeyama, MeshQuery
+from mvrecon.render.raycast import MeshQuery
+from mvrecon.geometry import umeyama
 from mvrecon.evaluate.meshes import read_mesh
 from mvrecon.evaluate import load_face_mesh
 import sys

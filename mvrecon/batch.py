@@ -18,13 +18,17 @@ import html
 import logging
 import os
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Literal, Sequence
+from typing import TYPE_CHECKING, Any, Literal
 
 from .errors import InputError, MvreconError
 from .io import write_json, write_text
 from .threads import waiting as threads_waiting
+
+if TYPE_CHECKING:
+    from .pipeline import PresetName
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +83,7 @@ class BatchResult:
                 "rows": [asdict(r) for r in self.rows]}
 
 
-def run_session(root: str, preset: str, threads: int | None, settings: dict[str, Any] | None = None,
+def run_session(root: str, preset: PresetName, threads: int | None, settings: dict[str, Any] | None = None,
                 stop: str | None = None) -> BatchRow:
     """One session through the pipeline with ``threads`` (the body of a batch task). Never
     raises for a session's own problem: a failure is a row."""
@@ -92,12 +96,12 @@ def run_session(root: str, preset: str, threads: int | None, settings: dict[str,
         _threads.configure(threads, register=False)  # in the ledger while the pipeline runs, not while idle
         res = run_pipeline(root, pipeline_config(preset, **(settings or {})), stop=stop)
     except MvreconError as e:
-        res = getattr(e, "run_result", None)
+        partial = getattr(e, "run_result", None)
         row = BatchRow(root, "failed", time.perf_counter() - t0, error=str(e), worker=worker)
-        if res is not None:
-            row.numbers = {o.stage: dict(o.numbers) for o in res.stages if o.numbers}
-            row.log = None if res.log_file is None else str(res.log_file)
-            row.report = None if res.report is None else str(res.report)
+        if partial is not None:
+            row.numbers = {o.stage: dict(o.numbers) for o in partial.stages if o.numbers}
+            row.log = None if partial.log_file is None else str(partial.log_file)
+            row.report = None if partial.report is None else str(partial.report)
         return row
     except Exception as e:  # a bug must not end the other sessions either; its row says what it was
         log.exception("%s: internal error", root)
@@ -133,7 +137,7 @@ def _ray():
     return ray
 
 
-def run_batch(sessions: Sequence[str | Path], preset: str = "default", workers: int | None = None,
+def run_batch(sessions: Sequence[str | Path], preset: PresetName = "default", workers: int | None = None,
               threads: int | None = None, address: str | None = None, serial: bool = False,
               settings: dict[str, Any] | None = None, stop: str | None = None, gpus: float = 0.0,
               on_done: Callable[[BatchRow, int, int], None] | None = None) -> BatchResult:
@@ -167,7 +171,7 @@ def run_batch(sessions: Sequence[str | Path], preset: str = "default", workers: 
     return BatchResult([rows[r] for r in roots], engine, workers, threads, preset, time.perf_counter() - t0)
 
 
-def _run_on_ray(roots: list[str], preset: str, workers: int, threads: int, address: str | None,
+def _run_on_ray(roots: list[str], preset: PresetName, workers: int, threads: int, address: str | None,
                 settings: dict[str, Any] | None, stop: str | None, gpus: float,
                 done: Callable[[BatchRow], None]) -> None:
     ray = _ray()

@@ -19,13 +19,15 @@ Conversions (each returns new arrays and never modifies its input):
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
 from .errors import InputError
+from .geometry import matrix_to_quaternion, quaternion_to_matrix
 from .io import check_name, read_json, write_json
 
 _GL_FLIP = np.diag([1.0, -1.0, -1.0, 1.0])
@@ -34,50 +36,6 @@ _P3D_FLIP = np.diag([-1.0, -1.0, 1.0])
 
 # --------------------------------------------------------------------------------------------
 # rotations
-
-
-def quat_to_rotmat(q: Sequence[float]) -> np.ndarray:
-    """Rotation matrix (3, 3) from a quaternion (w, x, y, z) (normalised first)."""
-    w, x, y, z = np.asarray(q, dtype=np.float64) / np.linalg.norm(q)
-    return np.array(
-        [
-            [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
-            [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
-            [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
-        ]
-    )
-
-
-def rotmat_to_quat(R: np.ndarray) -> np.ndarray:
-    """Quaternion (w, x, y, z) with w >= 0 from a rotation matrix (3, 3) (Shepperd's method)."""
-    R = np.asarray(R, dtype=np.float64)
-    tr = np.trace(R)
-    if tr > 0:
-        s = np.sqrt(tr + 1.0) * 2
-        q = [0.25 * s, (R[2, 1] - R[1, 2]) / s, (R[0, 2] - R[2, 0]) / s, (R[1, 0] - R[0, 1]) / s]
-    elif R[0, 0] > R[1, 1] and R[0, 0] > R[2, 2]:
-        s = np.sqrt(1.0 + R[0, 0] - R[1, 1] - R[2, 2]) * 2
-        q = [(R[2, 1] - R[1, 2]) / s, 0.25 * s, (R[0, 1] + R[1, 0]) / s, (R[0, 2] + R[2, 0]) / s]
-    elif R[1, 1] > R[2, 2]:
-        s = np.sqrt(1.0 + R[1, 1] - R[0, 0] - R[2, 2]) * 2
-        q = [(R[0, 2] - R[2, 0]) / s, (R[0, 1] + R[1, 0]) / s, 0.25 * s, (R[1, 2] + R[2, 1]) / s]
-    else:
-        s = np.sqrt(1.0 + R[2, 2] - R[0, 0] - R[1, 1]) * 2
-        q = [(R[1, 0] - R[0, 1]) / s, (R[0, 2] + R[2, 0]) / s, (R[1, 2] + R[2, 1]) / s, 0.25 * s]
-    q = np.array(q)
-    q /= np.linalg.norm(q)
-    return -q if q[0] < 0 else q
-
-
-def rodrigues(rvec: Sequence[float]) -> np.ndarray:
-    """Rotation matrix (3, 3) from an axis-angle vector (radians)."""
-    r = np.asarray(rvec, dtype=np.float64)
-    theta = np.linalg.norm(r)
-    if theta < 1e-12:
-        return np.eye(3)
-    k = r / theta
-    Kx = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
-    return np.eye(3) + np.sin(theta) * Kx + (1 - np.cos(theta)) * Kx @ Kx
 
 
 def rotation_angle_deg(R1: np.ndarray, R2: np.ndarray) -> float:
@@ -192,7 +150,7 @@ class Camera:
         """(width, height)."""
         return self.width, self.height
 
-    def replace(self, **changes: Any) -> "Camera":
+    def replace(self, **changes: Any) -> Camera:
         return dataclasses.replace(self, **changes)
 
     # -- geometry ----------------------------------------------------------------------------
@@ -231,7 +189,7 @@ class Camera:
             return xd
         return undistort_normalized(xd, self.dist)
 
-    def undistorted(self, alpha: float = 0.0) -> tuple["Camera", np.ndarray, np.ndarray]:
+    def undistorted(self, alpha: float = 0.0) -> tuple[Camera, np.ndarray, np.ndarray]:
         """A distortion-free camera of the same size and the remap tables (map_x, map_y) that
         produce its image from this camera's image (``cv2.remap(img, map_x, map_y, ...)``).
 
@@ -249,7 +207,7 @@ class Camera:
         map_x, map_y = cv2.initUndistortRectifyMap(self.K, self.dist, None, newK, self.size, cv2.CV_32FC1)
         return self.replace(K=newK, dist=np.zeros(0)), map_x, map_y
 
-    def undistort_image(self, image: np.ndarray, interpolation: int | None = None) -> tuple[np.ndarray, "Camera"]:
+    def undistort_image(self, image: np.ndarray, interpolation: int | None = None) -> tuple[np.ndarray, Camera]:
         """Undistort an image taken by this camera; returns the image and its distortion-free camera."""
         import cv2
 
@@ -259,7 +217,7 @@ class Camera:
         interp = cv2.INTER_LINEAR if interpolation is None else interpolation
         return cv2.remap(image, mx, my, interp, borderMode=cv2.BORDER_REPLICATE), cam
 
-    def scaled(self, factor: float) -> "Camera":
+    def scaled(self, factor: float) -> Camera:
         """The same camera for an image resized by ``factor`` (pixel centres kept consistent)."""
         K = self.K.copy()
         K[:2, :2] *= factor
@@ -278,7 +236,7 @@ class Camera:
         }
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Camera":
+    def from_dict(cls, d: dict[str, Any]) -> Camera:
         missing = [k for k in ("name", "width", "height", "K") if k not in d]
         if missing:
             raise ValueError(f"camera entry {d.get('name', '?')!r} lacks {', '.join(missing)}")
@@ -341,7 +299,7 @@ class Board:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Board":
+    def from_dict(cls, d: dict[str, Any]) -> Board:
         return cls(**{f.name: d[f.name] for f in dataclasses.fields(cls) if f.name in d})
 
 
@@ -380,10 +338,10 @@ class Rig:
                 return c
         raise KeyError(key)
 
-    def replace(self, **changes: Any) -> "Rig":
+    def replace(self, **changes: Any) -> Rig:
         return dataclasses.replace(self, **changes)
 
-    def with_cameras(self, cameras: Iterable[Camera]) -> "Rig":
+    def with_cameras(self, cameras: Iterable[Camera]) -> Rig:
         return dataclasses.replace(self, cameras=tuple(cameras))
 
     def to_dict(self) -> dict[str, Any]:
@@ -400,7 +358,7 @@ class Rig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Rig":
+    def from_dict(cls, d: dict[str, Any]) -> Rig:
         if not isinstance(d, dict) or not isinstance(d.get("cameras"), list) or not d["cameras"]:
             raise ValueError("expected an object with a non-empty 'cameras' list")
         cams = []
@@ -466,7 +424,8 @@ def to_colmap_camera(cam: Camera) -> tuple[str, np.ndarray]:
     return "FULL_OPENCV", np.array([fx, fy, cx, cy, *d])
 
 
-def from_colmap_camera(model: str, width: int, height: int, params: Sequence[float], name: str = "cam") -> Camera:
+def from_colmap_camera(model: str, width: int, height: int, params: Sequence[float] | np.ndarray,
+                       name: str = "cam") -> Camera:
     """A :class:`Camera` (identity pose) from a COLMAP camera model and its parameters."""
     p = np.asarray(params, dtype=np.float64)
     model = model.upper()
@@ -498,13 +457,13 @@ def from_colmap_camera(model: str, width: int, height: int, params: Sequence[flo
 
 def to_colmap_pose(cam: Camera) -> tuple[np.ndarray, np.ndarray]:
     """(qvec (w, x, y, z), tvec) of the world-to-camera transform, as COLMAP stores images."""
-    return rotmat_to_quat(cam.world_to_cam[:3, :3]), cam.world_to_cam[:3, 3].copy()
+    return matrix_to_quaternion(cam.world_to_cam[:3, :3]), cam.world_to_cam[:3, 3].copy()
 
 
-def from_colmap_pose(qvec: Sequence[float], tvec: Sequence[float]) -> np.ndarray:
+def from_colmap_pose(qvec: Sequence[float] | np.ndarray, tvec: Sequence[float] | np.ndarray) -> np.ndarray:
     """``world_to_cam`` (4, 4) from COLMAP's qvec (w, x, y, z) and tvec."""
     M = np.eye(4)
-    M[:3, :3] = quat_to_rotmat(qvec)
+    M[:3, :3] = quaternion_to_matrix(qvec)
     M[:3, 3] = np.asarray(tvec, dtype=np.float64)
     return M
 

@@ -13,9 +13,10 @@ import os
 import re
 import shutil
 import stat
-import tempfile
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -147,11 +148,11 @@ def _write_error(e: OSError, path: Path) -> MvreconError:
     reasons = {errno.ENOSPC: "no space left on the disk", errno.EDQUOT: "disk quota exceeded",
                errno.EROFS: "the file system is read-only", errno.EACCES: "permission denied",
                errno.EPERM: "permission denied", errno.EFBIG: "file too large"}
-    return MvreconError(f"cannot write ({reasons.get(e.errno, e.strerror or str(e))}); nothing was changed", path)
+    return MvreconError(f"cannot write ({reasons.get(e.errno or 0, e.strerror or str(e))}); nothing was changed", path)
 
 
 def _tmp_name(path: Path) -> Path:
-    return path.with_name(f".{path.name}.tmp-{os.getpid()}-{next(tempfile._get_candidate_names())}")
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
 
 
 @contextlib.contextmanager

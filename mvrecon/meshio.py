@@ -138,7 +138,9 @@ def read_mesh(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     try:
         import trimesh
 
-        m = trimesh.load(str(path), force="mesh", process=False)
-        return np.asarray(m.vertices, np.float64), np.asarray(m.faces, np.int64)
+        tm = trimesh.load(str(path), force="mesh", process=False)
     except Exception as e:  # trimesh raises many types for unreadable files
         raise InputError(f"cannot read mesh ({e.__class__.__name__}: {e})", path) from None
+    if not isinstance(tm, trimesh.Trimesh):  # force="mesh" makes one; the type says it may not
+        raise InputError("cannot read mesh (no triangle mesh)", path)
+    return np.asarray(tm.vertices, np.float64), np.asarray(tm.faces, np.int64)

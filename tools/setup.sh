@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One-shot setup of a fresh machine: system libraries, a virtual environment with the pinned
-# CPU stack, mvrecon itself (editable), the test tools, and the ICT-FaceKit face model import.
+# CPU stack, mvrecon itself (editable), the test tools (pytest; ruff and mypy, pinned in
+# pyproject.toml's dev extra), and the ICT-FaceKit face model import.
 #
 #   bash tools/setup.sh            # CPU (default): torch 2.13.0 CPU build, pinned
 #   MVRECON_TORCH="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu124" bash tools/setup.sh
@@ -38,7 +39,7 @@ py="$venv/bin/python"
 "$py" -m pip install -q $torch_spec
 pinned_torch="$("$py" -c 'import torch; print(torch.__version__.split("+")[0])')"
 echo "torch==$pinned_torch" > "$venv/torch-pin.txt"
-"$py" -m pip install -q -c "$venv/torch-pin.txt" -e "$repo[test]"
+"$py" -m pip install -q -c "$venv/torch-pin.txt" -e "$repo[test,dev]"
 
 # The face model: imported once from the read-only upstream copy, never committed.
 ict="${MVRECON_ICT:-$repo/../shared/models/ict-facekit/FaceXModel.tar.xz}"

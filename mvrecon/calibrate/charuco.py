@@ -31,8 +31,9 @@ import numpy as np
 
 from ..cameras import Board, Camera, Rig, invert_rigid
 from ..errors import InputError
+from ..geometry import axis_angle_to_matrix
 from .board import Detection, board_corners, detect_corners, read_gray, validate_board
-from .geometry import pose_to_vec, project_points, robust_mean_pose, rodrigues_batch, vec_to_pose
+from .geometry import pose_to_vec, project_points, robust_mean_pose, vec_to_pose
 
 log = logging.getLogger("mvrecon.calibrate")
 
@@ -179,7 +180,7 @@ def calibrate_camera(cam: Camera, obj: list[np.ndarray], img: list[np.ndarray], 
     poses = []
     for r, t in zip(rvecs, tvecs):
         M = np.eye(4)
-        M[:3, :3] = cv2.Rodrigues(r)[0]
+        M[:3, :3] = axis_angle_to_matrix(np.asarray(r, np.float64).ravel())
         M[:3, 3] = np.asarray(t).ravel()
         poses.append(M)
     return K, np.asarray(dist, dtype=np.float64).ravel()[:5], poses, float(rms)
@@ -254,8 +255,8 @@ def _unpack(x: np.ndarray, p: _Problem) -> tuple[np.ndarray, np.ndarray, np.ndar
 
 def _residuals(x: np.ndarray, p: _Problem) -> np.ndarray:
     intr, cam_pose, shot_pose = _unpack(x, p)
-    Rc = rodrigues_batch(cam_pose[:, :3])
-    Rs = rodrigues_batch(shot_pose[:, :3])
+    Rc = axis_angle_to_matrix(cam_pose[:, :3])
+    Rs = axis_angle_to_matrix(shot_pose[:, :3])
     Xr = np.einsum("nij,nj->ni", Rs[p.shot_idx], p.obj) + shot_pose[p.shot_idx, 3:]
     Xc = np.einsum("nij,nj->ni", Rc[p.cam_idx], Xr) + cam_pose[p.cam_idx, 3:]
     dist = np.zeros((len(p.cam_idx), 5))

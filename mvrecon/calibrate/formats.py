@@ -27,8 +27,17 @@ from typing import Literal
 
 import numpy as np
 
-from ..cameras import (Camera, Rig, from_colmap_camera, from_colmap_pose, from_nerfstudio, load_rig,
-                       to_colmap_camera, to_colmap_pose, to_nerfstudio)
+from ..cameras import (
+    Camera,
+    Rig,
+    from_colmap_camera,
+    from_colmap_pose,
+    from_nerfstudio,
+    load_rig,
+    to_colmap_camera,
+    to_colmap_pose,
+    to_nerfstudio,
+)
 from ..errors import InputError
 from ..io import atomic_dir, read_json, write_json, write_text
 

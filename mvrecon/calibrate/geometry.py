@@ -1,53 +1,23 @@
-"""Small batched geometry helpers shared by the calibration modules (rotations, rigid transforms,
-robust pose averaging, alignment, triangulation, projection with distortion)."""
+"""Small batched geometry helpers of the calibration modules (pose vectors, robust pose averaging,
+projection with distortion, sparse Levenberg-Marquardt); rotations, fits and triangulation are in
+:mod:`mvrecon.geometry`."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from ..cameras import invert_rigid
-
-
-def rodrigues_batch(rvecs: np.ndarray) -> np.ndarray:
-    """Rotation matrices (N, 3, 3) from axis-angle vectors (N, 3), radians."""
-    r = np.asarray(rvecs, dtype=np.float64).reshape(-1, 3)
-    theta = np.linalg.norm(r, axis=1)
-    small = theta < 1e-12
-    k = r / np.where(small, 1.0, theta)[:, None]
-    Kx = np.zeros((len(r), 3, 3))
-    Kx[:, 0, 1], Kx[:, 0, 2] = -k[:, 2], k[:, 1]
-    Kx[:, 1, 0], Kx[:, 1, 2] = k[:, 2], -k[:, 0]
-    Kx[:, 2, 0], Kx[:, 2, 1] = -k[:, 1], k[:, 0]
-    s = np.sin(theta)[:, None, None]
-    c = (1 - np.cos(theta))[:, None, None]
-    R = np.eye(3)[None] + s * Kx + c * Kx @ Kx
-    # first-order form where the angle is tiny (k is undefined there)
-    if np.any(small):
-        rs = r[small]
-        Ks = np.zeros((len(rs), 3, 3))
-        Ks[:, 0, 1], Ks[:, 0, 2] = -rs[:, 2], rs[:, 1]
-        Ks[:, 1, 0], Ks[:, 1, 2] = rs[:, 2], -rs[:, 0]
-        Ks[:, 2, 0], Ks[:, 2, 1] = -rs[:, 1], rs[:, 0]
-        R[small] = np.eye(3)[None] + Ks
-    return R
-
-
-def rotvec(R: np.ndarray) -> np.ndarray:
-    """Axis-angle vector (3,) of a rotation matrix (3, 3)."""
-    from scipy.spatial.transform import Rotation
-
-    return Rotation.from_matrix(np.asarray(R, dtype=np.float64)).as_rotvec()
+from ..geometry import axis_angle_to_matrix, matrix_to_axis_angle
 
 
 def pose_to_vec(M: np.ndarray) -> np.ndarray:
     """(6,) rvec + t of a rigid 4x4."""
-    return np.concatenate([rotvec(M[:3, :3]), M[:3, 3]])
+    return np.concatenate([matrix_to_axis_angle(M[:3, :3]), M[:3, 3]])
 
 
 def vec_to_pose(v: np.ndarray) -> np.ndarray:
     """Rigid 4x4 from (6,) rvec + t."""
     M = np.eye(4)
-    M[:3, :3] = rodrigues_batch(v[None, :3])[0]
+    M[:3, :3] = axis_angle_to_matrix(v[:3])
     M[:3, 3] = v[3:6]
     return M
 
@@ -90,46 +60,6 @@ def robust_mean_pose(poses: np.ndarray, max_dev_deg: float = 2.0, max_dev_m: flo
     out[:3, :3] = mean_rotation(R[inl])
     out[:3, 3] = t[inl].mean(0)
     return out, inl
-
-
-def umeyama(src: np.ndarray, dst: np.ndarray, with_scale: bool = True) -> tuple[float, np.ndarray, np.ndarray]:
-    """Similarity (s, R (3, 3), t (3,)) minimising ||dst - (s R src + t)||, points (N, 3)."""
-    src = np.asarray(src, dtype=np.float64)
-    dst = np.asarray(dst, dtype=np.float64)
-    mu_s, mu_d = src.mean(0), dst.mean(0)
-    a, b = src - mu_s, dst - mu_d
-    U, S, Vt = np.linalg.svd(b.T @ a / len(src))
-    D = np.diag([1.0, 1.0, np.sign(np.linalg.det(U @ Vt))])
-    R = U @ D @ Vt
-    s = float(np.trace(np.diag(S) @ D) / (a**2).sum(1).mean()) if with_scale else 1.0
-    return s, R, mu_d - s * R @ mu_s
-
-
-def relative_pose(a_world_to_cam: np.ndarray, b_world_to_cam: np.ndarray) -> np.ndarray:
-    """``b_from_a`` (4, 4) between two world-to-camera transforms."""
-    return np.asarray(b_world_to_cam) @ invert_rigid(a_world_to_cam)
-
-
-def triangulate(P: np.ndarray, xn: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """Linear (DLT) triangulation of M points from C views.
-
-    Args:
-        P: (C, 3, 4) world-to-camera [R | t] (normalized coordinates, no K).
-        xn: (M, C, 2) undistorted normalized observations.
-        valid: (M, C) bool, which views observe each point.
-    Returns:
-        (M, 3) world points (NaN where fewer than two views).
-    """
-    M, C = valid.shape
-    rows = xn[..., 0:1] * P[None, :, 2, :] - P[None, :, 0, :]
-    rows2 = xn[..., 1:2] * P[None, :, 2, :] - P[None, :, 1, :]
-    A = np.concatenate([rows, rows2], axis=1) * np.concatenate([valid, valid], 1)[..., None]
-    _, _, Vt = np.linalg.svd(A)
-    X = Vt[:, -1]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        out = X[:, :3] / X[:, 3:4]
-    out[valid.sum(1) < 2] = np.nan
-    return out
 
 
 def sparse_lm(fun, x0: np.ndarray, sparsity, robust_weights=None, lower: np.ndarray | None = None,

@@ -103,7 +103,8 @@ def _similarity(node: ET.Element | None, what: str) -> np.ndarray:
 def _calibration(sensor: ET.Element) -> ET.Element | None:
     cals = sensor.findall("calibration")
     adjusted = [c for c in cals if c.get("class") == "adjusted"]
-    return (adjusted or cals or [None])[0]
+    chosen = adjusted or cals
+    return chosen[0] if chosen else None
 
 
 def _param(cal: ET.Element, name: str) -> float:
@@ -186,7 +187,7 @@ def rig_to_metashape(rig: Rig) -> str:
         d = brown_distortion(c, "Metashape")
         s = ET.SubElement(sensors, "sensor", id=str(i), label=c.name, type="frame")
         ET.SubElement(s, "resolution", width=str(c.width), height=str(c.height))
-        cal = ET.SubElement(s, "calibration", type="frame", **{"class": "adjusted"})
+        cal = ET.SubElement(s, "calibration", {"type": "frame", "class": "adjusted"})
         ET.SubElement(cal, "resolution", width=str(c.width), height=str(c.height))
         values = {"f": c.K[1, 1], "cx": c.K[0, 2] + 0.5 - c.width / 2, "cy": c.K[1, 2] + 0.5 - c.height / 2,
                   "b1": c.K[0, 0] - c.K[1, 1], "k1": d[0], "k2": d[1], "k3": d[4], "p1": d[3], "p2": d[2]}

@@ -24,9 +24,10 @@ import numpy as np
 
 from ..cameras import Rig, rotation_angle_deg, save_rig
 from ..errors import MvreconError
+from ..geometry import axis_angle_to_matrix, triangulate
 from ..io import read_image, write_json
 from ..session import Session
-from .geometry import rodrigues_batch, sparse_lm, triangulate
+from .geometry import sparse_lm
 
 log = logging.getLogger("mvrecon.calibrate")
 
@@ -257,7 +258,7 @@ def still_cameras(R_old: np.ndarray, C_old: np.ndarray, R_new: np.ndarray, C_new
 def _poses(delta: np.ndarray, R0: np.ndarray, C0: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """World-to-camera R (C, 3, 3), t (C, 3) from per-camera deltas (C, 6): a rotation applied
     in the camera frame and a centre shift in metres."""
-    R = rodrigues_batch(delta[:, :3]) @ R0
+    R = axis_angle_to_matrix(delta[:, :3]) @ R0
     C = C0 + delta[:, 3:]
     t = -np.einsum("cij,cj->ci", R, C)
     return R, t

@@ -24,9 +24,9 @@ import numpy as np
 
 from ..cameras import Board, Rig, from_colmap_camera, invert_rigid, to_colmap_camera
 from ..errors import InputError, MvreconError
+from ..geometry import triangulate, umeyama
 from ..io import image_size
 from .charuco import IMAGE_EXTS, rig_world_frame
-from .geometry import triangulate, umeyama
 
 log = logging.getLogger("mvrecon.calibrate")
 
@@ -102,8 +102,7 @@ def _board_scale(board: Board, rig: Rig, images: dict[str, Path], w2c_sfm: dict[
     ok = np.isfinite(X).all(1)
     if ok.sum() < 6:
         return None
-    s, _, _ = umeyama(X[ok], board_corners(board)[np.array(ids)[ok]])
-    return s
+    return umeyama(X[ok], board_corners(board)[np.array(ids)[ok]]).scale
 
 
 def calibrate_sfm(rig: Rig, directory: str | Path, cfg: SfmConfig = SfmConfig(), board: Board | None = None,
@@ -184,14 +183,15 @@ def calibrate_sfm(rig: Rig, directory: str | Path, cfg: SfmConfig = SfmConfig(),
     if cfg.scale_distance is not None:
         a, b, m = cfg.scale_distance
         d = np.linalg.norm(invert_rigid(w2c[a])[:3, 3] - invert_rigid(w2c[b])[:3, 3])
-        scale, source = m / d, f"distance {a}-{b} = {m} m"
+        scale = float(m / d)
+        source = f"distance {a}-{b} = {m} m"
     else:
         board = board or rig.board
-        scale = _board_scale(board, rig, images, w2c) if board is not None else None
-        if scale is None:
+        board_scale = _board_scale(board, rig, images, w2c) if board is not None else None
+        if board_scale is None:
             raise InputError("no metric scale: give --scale-distance CAM_A CAM_B METRES or show a ChArUco board "
                              "(the rig's 'board') in at least two photos", directory)
-        source = "ChArUco board"
+        scale, source = board_scale, "ChArUco board"
     cams = []
     scaled = {}
     for n in rig.names:

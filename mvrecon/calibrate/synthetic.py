@@ -92,7 +92,7 @@ def visible(board: Board, cam: Camera, board_to_world: np.ndarray, min_cos: floa
     corners = np.array([[0, 0, 0], [wm, 0, 0], [0, hm, 0], [wm, hm, 0.0]]) @ board_to_world[:3, :3].T + board_to_world[:3, 3]
     uv, z = cam.project(corners)
     inside = np.sum((uv[:, 0] > 0) & (uv[:, 0] < cam.width - 1) & (uv[:, 1] > 0) & (uv[:, 1] < cam.height - 1))
-    return facing > min_cos and np.all(z > 0) and inside >= 2
+    return bool(facing > min_cos and np.all(z > 0) and inside >= 2)
 
 
 def write_charuco_shots(directory: str | Path, board: Board, rig: Rig, poses: list[np.ndarray],
@@ -139,7 +139,7 @@ def random_texture(rng: np.random.Generator, px: int = 512) -> np.ndarray:
 def textured_scene(rng: np.random.Generator, n_planes: int = 6, extent: float = 0.25) -> list[TexturedPlane]:
     """Textured planes around the origin facing +Z (the camera arc): a back wall behind the
     head position and tilted panels in front of it, so the scene has real depth."""
-    from .geometry import rodrigues_batch
+    from ..geometry import axis_angle_to_matrix
 
     planes = []
     for i in range(n_planes):
@@ -152,7 +152,7 @@ def textured_scene(rng: np.random.Generator, n_planes: int = 6, extent: float = 
         else:
             R0 = np.diag([1.0, -1.0, -1.0])
             rv = rng.uniform(-0.6, 0.6, 3) * [1.0, 1.0, 0.3]
-            R = rodrigues_batch(rv[None])[0] @ R0
+            R = axis_angle_to_matrix(rv) @ R0
             size = tuple(rng.uniform(0.12, 0.25, 2))
             center = rng.uniform([-extent, -0.6 * extent, -0.2], [extent, 0.6 * extent, 0.15])
         M = np.eye(4)

@@ -139,8 +139,9 @@ def embed_cmd(name: str, seeds: int, cameras: int, force: bool) -> None:
     use it. About 25 s for the defaults."""
     import numpy as np
 
-    from ..cues.embedding import build_embedding, embedding_path
+    from ..cues.embedding import embedding_path
     from ..facemodel import load_model
+    from ..synth.embed import build_embedding
 
     out = embedding_path(name)
     if out.exists() and not force:

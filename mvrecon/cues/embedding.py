@@ -8,7 +8,7 @@ the model (a triangle and barycentric weights), the way FLAME ships a MediaPipe 
 the model can be fitted to all 478 points of a view (:mod:`mvrecon.cues.modelfit`), and the part
 masks become the model's own part labels, seen through that fit.
 
-How it is measured (:func:`build_embedding`, ``mvrecon model embed``): synthetic sessions of the
+How it is measured (:func:`mvrecon.synth.embed.build_embedding`, ``mvrecon model embed``): synthetic sessions of the
 model (:mod:`mvrecon.synth`: random identities, expressions, head poses and cameras from frontal
 to about 60 degrees) are rendered, MediaPipe runs on every view, and each detected point's pixel
 ray is cast onto the true head. A hit is a triangle and barycentrics, i.e. a point of the
@@ -25,13 +25,11 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .. import threads
 from ..errors import InputError, MvreconError
 from ..io import write_npz
 
@@ -88,7 +86,7 @@ class LandmarkEmbedding:
         )
 
     @classmethod
-    def load(cls, path: str | Path) -> "LandmarkEmbedding":
+    def load(cls, path: str | Path) -> LandmarkEmbedding:
         path = Path(path)
         try:
             with np.load(path, allow_pickle=False) as z:
@@ -106,7 +104,7 @@ class LandmarkEmbedding:
                              f"expected ({N_POINTS},) / ({N_POINTS}, 3)", path)
         return emb
 
-    def check(self, model, path: str | Path | None = None) -> "LandmarkEmbedding":
+    def check(self, model, path: str | Path | None = None) -> LandmarkEmbedding:
         """This embedding, after checking it belongs to ``model``'s topology."""
         if self.topology != topology_hash(model.triangles) or self.triangle.max() >= len(model.triangles):
             raise InputError(f"landmark embedding was made for another topology than model '{model.name}' "
@@ -137,57 +135,14 @@ def find_embedding(model) -> LandmarkEmbedding | None:
 
 
 # ------------------------------------------------------------------------------------------ build
-def _scene(verts: np.ndarray, tris: np.ndarray):
-    import open3d as o3d
-
-    s = o3d.t.geometry.RaycastingScene()
-    s.add_triangles(o3d.core.Tensor(np.ascontiguousarray(verts, np.float32)),
-                    o3d.core.Tensor(np.ascontiguousarray(tris, np.uint32)))
-    return s
-
-
-def observe_session(root: str | Path, model) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Per view of a synthetic session: the model triangle ids (478,) (-1: the ray missed the
-    head) and barycentrics (478, 3) where MediaPipe's points land on the true head, and the cues'
-    confidences (478,) (:attr:`FaceCues.conf478`)."""
-    import open3d as o3d
-
-    from ..session import load_session
-    from ..synth.generate import load_ground_truth
-    from .facemesh import DetectConfig, detect
-    from ..io import read_image
-
-    session = load_session(root)
-    gt = load_ground_truth(root)
-    tri_ids = model.render_triangle_ids(EMBED_SUBMESHES)
-    tris = model.triangles[tri_ids]
-    out = []
-    for v in session.views():
-        verts_w = gt.verts_detail[gt.frames.index(v.frame)]  # world frame already
-        cam = session.rig[v.camera]
-        cues = detect(read_image(v.image), DetectConfig())
-        if cues is None:
-            continue
-        d = cam.unproject(cues.points478[:, :2])
-        rays = np.concatenate([np.repeat(cam.center[None], len(d), 0), d], 1).astype(np.float32)
-        hit = _scene(verts_w, tris).cast_rays(o3d.core.Tensor(rays), nthreads=threads.count())
-        prim = hit["primitive_ids"].numpy().astype(np.int64)
-        bad = prim == np.int64(o3d.t.geometry.RaycastingScene.INVALID_ID)
-        uv = hit["primitive_uvs"].numpy().astype(np.float64)
-        bary = np.stack([1 - uv[:, 0] - uv[:, 1], uv[:, 0], uv[:, 1]], 1)
-        tid = np.where(bad, -1, tri_ids[np.where(bad, 0, prim)])
-        out.append((tid, bary, cues.conf478.copy()))
-    return out
-
-
 def embed_observations(model, observations, min_views: int = 3, min_conf: float = 0.2) -> LandmarkEmbedding:
-    """The embedding from per-view hits (:func:`observe_session`): per point, the geometric
+    """The embedding from per-view hits (:func:`mvrecon.synth.embed.observe_session`): per point, the geometric
     median (Weiszfeld) of its hits carried to the mean shape, snapped to the mean surface.
 
     Hits from views where MediaPipe's confidence is below ``min_conf`` (the point likely hidden:
     the ray then meets whatever is in front) are used only for points with fewer than
     ``min_views`` confident hits (inner lips, under the nose); their spread says so."""
-    import open3d as o3d
+    from ..render.raycast import MeshScene
 
     tri_ids = model.render_triangle_ids(EMBED_SUBMESHES)
     mean = np.asarray(model.mean, np.float64)
@@ -220,34 +175,9 @@ def embed_observations(model, observations, min_views: int = 3, min_conf: float 
     if len(missing):
         raise MvreconError(f"landmark embedding: {len(missing)} MediaPipe points were seen in fewer than "
                            f"{min_views} views (e.g. {missing[:5].tolist()}); render more views")
-    scene = _scene(mean, T[tri_ids])
-    ans = scene.compute_closest_points(o3d.core.Tensor(centre.astype(np.float32)), nthreads=threads.count())
-    prim = ans["primitive_ids"].numpy().astype(np.int64)
-    uv = ans["primitive_uvs"].numpy().astype(np.float64)
+    prim, uv32, _ = MeshScene(mean, T[tri_ids]).closest(centre)
+    uv = uv32.astype(np.float64)
     bary = np.stack([1 - uv[:, 0] - uv[:, 1], uv[:, 0], uv[:, 1]], 1)
     return LandmarkEmbedding(model=model.name, topology=topology_hash(T), triangle=tri_ids[prim],
                              bary=np.clip(bary, 0, 1) / np.clip(bary, 0, 1).sum(1, keepdims=True),
                              spread_mm=spread, n_obs=n_obs)
-
-
-def build_embedding(model, seeds=range(1000, 1008), cameras: int = 6, width: int = 800, height: int = 600,
-                    work: str | Path | None = None) -> LandmarkEmbedding:
-    """Render synthetic sessions of ``model`` (one per seed), observe MediaPipe on every view and
-    embed (see the module docstring). ``work``: keep the sessions there (default: a temp dir)."""
-    from ..synth.config import SynthConfig
-    from ..synth.generate import make_session
-
-    obs = []
-    with tempfile.TemporaryDirectory(prefix="mvrecon-embed-") as tmp:
-        base = Path(work) if work is not None else Path(tmp)
-        for seed in seeds:
-            root = base / f"seed{seed}"
-            if not (root / "gt" / "gt.npz").is_file():
-                cfg = SynthConfig(seed=int(seed), cameras=cameras, width=width, height=height, board=False,
-                                  subdivision=1, supersample=1, fine_map_size=256, texture_size=512,
-                                  scan_holes=0)
-                make_session(root, cfg, model=model, overwrite=True)
-            got = observe_session(root, model)
-            log.info("embed: seed %d: %d views with a face", seed, len(got))
-            obs.extend(got)
-    return embed_observations(model, obs)

@@ -102,7 +102,7 @@ class FaceCues:
         }
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "FaceCues":
+    def from_dict(cls, d: dict[str, Any]) -> FaceCues:
         """Inverse of :meth:`to_dict`; raises ``ValueError``/``KeyError`` on malformed data."""
         p478 = np.asarray(d["landmarks478"], np.float64).reshape(478, 3)
         p68 = np.asarray(d["landmarks68"], np.float64).reshape(68, 2)
@@ -399,6 +399,7 @@ def detect(image: np.ndarray, cfg: DetectConfig = DetectConfig()) -> FaceCues | 
         box = _bounds(pts)
     conf = landmark_confidence(pts, cfg.occlusion_tol)
     p68, c68 = mediapipe_to_ibug68(pts[:, :2], conf)
+    assert c68 is not None  # given confidences, the mapping returns theirs
     return FaceCues(
         image_size=(w, h),
         points478=pts,

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import threads
 from ..cameras import Camera
+from ..geometry import axis_angle_to_matrix, triangulate_homogeneous, umeyama
 from ..parts import triangle_labels
 from .embedding import EMBED_SUBMESHES, LandmarkEmbedding
 
@@ -92,7 +92,7 @@ def fit_view(model, emb: LandmarkEmbedding, points478: np.ndarray, conf478: np.n
     if not ok:
         raise RuntimeError("PnP failed")
     ok, rvec, tvec = cv2.solvePnP(mean_e[use], xn[use], np.eye(3), None, rvec, tvec, True, cv2.SOLVEPNP_ITERATIVE)
-    R, t = cv2.Rodrigues(rvec)[0], tvec.ravel().astype(np.float64)
+    R, t = axis_angle_to_matrix(rvec.ravel()), tvec.ravel().astype(np.float64)
     obs = [(xn, w, f, np.eye(3), np.zeros(3))]
     return _solve(model, emb, obs, R, t, np.zeros(model.n_id + model.n_exp), id_reg, exp_reg, iters, n_id)
 
@@ -106,12 +106,11 @@ def fit_views(model, emb: LandmarkEmbedding, views: list[tuple[np.ndarray, np.nd
     (``X_world = R @ X_model + t``). Every view's MediaPipe errors are its own, so the shared fit
     averages them out, and a turned view is held by the others where its own points are guesses.
     The expression prior is weaker than a single view's (``exp_reg`` 0.1, not 0.3): the views
-    together pin the expression down (bench/cues.py, 6-camera frames, seeds 1-3 / 4-6: upper lip
-    IoU 0.80 -> 0.81 / 0.80 -> 0.80, the rest within 0.01).
+    together pin the expression down (bench/cues.py measures it on multi-camera frames).
 
     ``init``: the views' own :func:`fit_view` results (made when not given): the coefficients
     start at their median, the pose at the robust rigid fit of that shape's points to the points
-    triangulated from the views (:func:`triangulate`, :func:`_rigid`: a view with a wrong face
+    triangulated from the views (:func:`triangulate_views`, :func:`_rigid`: a view with a wrong face
     does not decide it). Every start on the bench's frames reaches the same optimum."""
     if not views:
         raise ValueError("fit_views needs at least one view")
@@ -127,12 +126,12 @@ def fit_views(model, emb: LandmarkEmbedding, views: list[tuple[np.ndarray, np.nd
         # triangulated from all views; a view's own pose is off in depth and scale (starting
         # from one of those, the frame's RMS begins at 30-80 px; from this, at 4-6 px)
         mean_e, basis_e = _basis(model, emb)
-        X_tri, w_tri = triangulate(obs)
+        X_tri, w_tri = triangulate_views(obs)
         src = mean_e + np.einsum("kpd,k->pd", basis_e, coeffs)
         R, t = _rigid(src, X_tri, w_tri) if (w_tri > 0).sum() >= 20 else (None, None)
     else:
         R = t = None
-    if R is None or not (np.isfinite(R).all() and np.isfinite(t).all()):
+    if R is None or t is None or not (np.isfinite(R).all() and np.isfinite(t).all()):
         # no usable triangulation (one view, or cameras without a baseline): the view pose
         # that fits the frame best
         own = [(cam.R.T @ v.R, cam.R.T @ (v.t - cam.t)) for v, (_, _, cam) in zip(init, views)]  # to the world
@@ -141,39 +140,33 @@ def fit_views(model, emb: LandmarkEmbedding, views: list[tuple[np.ndarray, np.nd
     return _solve(model, emb, obs, R, t, coeffs, id_reg, exp_reg, iters)
 
 
-def triangulate(obs) -> tuple[np.ndarray, np.ndarray]:
+def triangulate_views(obs) -> tuple[np.ndarray, np.ndarray]:
     """World points (P, 3) from the observations ``(xn, w, f, Rv, tv)`` of :func:`_solve` (linear,
     weighted DLT per point) and each point's total weight over the views in front (P,)."""
-    rows = []
-    for xn, w, _, Rv, tv in obs:
-        P = np.c_[Rv, tv]  # (3, 4), normalized camera
-        sw = np.sqrt(w)[:, None]
-        rows.append(sw * (xn[:, :1] * P[2] - P[0]))
-        rows.append(sw * (xn[:, 1:2] * P[2] - P[1]))
-    A = np.stack(rows, 1)  # (P, 2V, 4)
-    X4 = np.linalg.svd(A)[2][:, -1]  # (P, 4)
+    P = np.stack([np.c_[Rv, tv] for _, _, _, Rv, tv in obs])  # (V, 3, 4), normalized cameras
+    xn = np.stack([o[0] for o in obs], 1)  # (P, V, 2)
+    sw = np.sqrt(np.stack([o[1] for o in obs], 1))
+    X4 = triangulate_homogeneous(P, xn, sw)
     finite = np.abs(X4[:, 3]) > 1e-9
     X = np.zeros((len(X4), 3))
     X[finite] = X4[finite, :3] / X4[finite, 3:4]
     wsum = np.zeros(len(X))
-    for xn, w, _, Rv, tv in obs:
+    for _, w, _, Rv, tv in obs:
         wsum += w * ((X @ Rv.T + tv)[:, 2] > 0)
     wsum[~finite] = 0.0  # at infinity: no baseline (cameras in one place)
     return X, wsum
 
 
-def _rigid(src: np.ndarray, dst: np.ndarray, w: np.ndarray, iters: int = 5, scale: float = 0.005):
+def _rigid(src: np.ndarray, dst: np.ndarray, w: np.ndarray, iters: int = 5,
+           scale: float = 0.005) -> tuple[np.ndarray, np.ndarray] | tuple[None, None]:
     """Rotation and translation taking ``src`` onto ``dst`` (P, 3): weighted Kabsch, made robust by
     re-weighting (Cauchy, ``scale`` metres) so points triangulated wrongly do not decide it."""
     wk = np.asarray(w, np.float64).copy()
     if wk.sum() <= 0:
         return None, None
     for _ in range(iters):
-        cs, cd = (wk[:, None] * src).sum(0) / wk.sum(), (wk[:, None] * dst).sum(0) / wk.sum()
-        U, _, Vt = np.linalg.svd(((dst - cd) * wk[:, None]).T @ (src - cs))
-        D = np.diag([1.0, 1.0, np.sign(np.linalg.det(U @ Vt))])
-        R = U @ D @ Vt
-        t = cd - R @ cs
+        fit = umeyama(src, dst, wk, with_scale=False)
+        R, t = fit.rotation, fit.translation
         r2 = ((src @ R.T + t - dst) ** 2).sum(1)
         wk = w / (1.0 + r2 / scale**2)
     return R, t
@@ -199,7 +192,6 @@ def _solve(model, emb: LandmarkEmbedding, obs, R: np.ndarray, t: np.ndarray, c: 
     over the observations ``(xn, w, f, Rv, tv)``: each view's normalized points, weights, focal and
     world-to-camera rotation and translation. ``n_id``: only the first so many identity modes are
     free (the others stay at zero; None: all). Returns the fit with its weighted RMS (pixels)."""
-    import cv2
 
     mean_e, basis_e = _basis(model, emb)
     n_id = model.n_id if n_id is None else int(min(max(n_id, 0), model.n_id))
@@ -241,7 +233,7 @@ def _solve(model, emb: LandmarkEmbedding, obs, R: np.ndarray, t: np.ndarray, c: 
         g = np.zeros(6 + K_all)
         RX = X @ R.T
         RB = (R @ Bflat).reshape(3, K_all, n_pts)  # rotated basis, (3, K, 478)
-        for (e, Xc), (xn, w, f, Rv, tv) in zip(res, obs):
+        for (e, Xc), (_xn, w, f, Rv, _tv) in zip(res, obs):
             irls = w / (1.0 + (e * e).sum(1) / scale_px**2) / scale_px**2
             z = Xc[:, 2]
             # M = d(u, v)/d(X_world): the projection's derivative [[f/z, 0, -f x/z^2],
@@ -276,7 +268,7 @@ def _solve(model, emb: LandmarkEmbedding, obs, R: np.ndarray, t: np.ndarray, c: 
         accepted = False
         for _ in range(8):
             step = _solve_spd(H + lam * np.diag(Hd), -g)
-            R_new = cv2.Rodrigues(step[:3])[0] @ R
+            R_new = axis_angle_to_matrix(step[:3]) @ R
             t_new = t + step[3:6]
             c_new = c + step[6:]
             if blend:
@@ -344,7 +336,8 @@ def render_labels(model, fit: ViewFit, camera: Camera, box: tuple[int, int, int,
     on a grid of at most ``max_grid`` per side over ``box`` (x0, y0, x1, y1; default: the
     projected face) and upsampled (nearest)."""
     import cv2
-    import open3d as o3d
+
+    from ..render.raycast import MeshScene
 
     h, w = camera.height, camera.width
     verts = model.vertices(fit.id_coeffs, fit.exp_coeffs).astype(np.float64) @ fit.R.T + fit.t
@@ -373,10 +366,8 @@ def render_labels(model, fit: ViewFit, camera: Camera, box: tuple[int, int, int,
     xn = _undistort_grid(camera, gx, gy)
     rays = np.zeros((len(xn), 6), np.float32)
     rays[:, 3:5], rays[:, 5] = xn, 1.0
-    scene = o3d.t.geometry.RaycastingScene()
-    scene.add_triangles(o3d.core.Tensor(verts.astype(np.float32)), o3d.core.Tensor(tris.astype(np.uint32)))
-    prim = scene.cast_rays(o3d.core.Tensor(rays), nthreads=threads.count())["primitive_ids"].numpy().astype(np.int64)
-    hit = prim != np.int64(o3d.t.geometry.RaycastingScene.INVALID_ID)
+    prim = MeshScene(verts, tris).cast(rays).triangles
+    hit = prim >= 0
     grid = np.zeros(len(prim), np.uint8)
     grid[hit] = labels_f[prim[hit]]
     grid = grid.reshape(xx.shape)

@@ -27,15 +27,18 @@ cut above the brows as the landmark parser does (see ``mvrecon/parts.py``); regi
 from __future__ import annotations
 
 import logging
-from typing import Callable, Protocol, runtime_checkable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
 
 from ..parts import PART_CODES, _frame, part_label_image, part_polygons
-from .. import threads
 from ..threads import single_threaded
 from .facemesh import FaceCues
 from .visibility import mesh_triangles
+
+if TYPE_CHECKING:
+    from .modelfit import ViewFit
 
 log = logging.getLogger(__name__)
 
@@ -176,7 +179,7 @@ class ModelParser:
         self.model = model
         self.embedding = embedding.check(model)
         self.refine = refine
-        self.last_fit = None
+        self.last_fit: ViewFit | None = None
         """The :class:`mvrecon.cues.modelfit.ViewFit` of the last :meth:`parse` call."""
         self.last_frame_views: list[bool] = []
 
@@ -189,7 +192,7 @@ class ModelParser:
     ~4 % of the face on the bench), but the frame's head is still the better answer there."""
 
     @classmethod
-    def from_registry(cls, model_name: str = "ict", refine: bool = True) -> "ModelParser":
+    def from_registry(cls, model_name: str = "ict", refine: bool = True) -> ModelParser:
         from ..errors import InputError
         from ..facemodel.registry import load_model
         from .embedding import find_embedding
@@ -253,7 +256,7 @@ class ModelParser:
         self.last_frame_views = joined.tolist()
         out = []
         for i, (im, cam) in enumerate(zip(images, cameras)):
-            vf = in_camera(fit, cam) if joined[i] else own[i]
+            vf = in_camera(fit, cam) if joined[i] and fit is not None else own[i]
             labels = render_labels(self.model, vf, cam)
             out.append(refine_labels(im, labels) if self.refine else labels)
         return out
@@ -381,8 +384,8 @@ class SurfaceParser:
 
     def parse(self, image: np.ndarray, cues: FaceCues, camera=None) -> np.ndarray:
         import cv2
-        import open3d as o3d
 
+        from ..render.raycast import MeshScene
         from .mapping import MP_TO_IBUG68
 
         h, w = _check_size(image, cues)
@@ -408,17 +411,12 @@ class SurfaceParser:
         rays = np.zeros((xx.size, 6), np.float32)
         rays[:, 0], rays[:, 1], rays[:, 2], rays[:, 5] = xx.ravel(), yy.ravel(), z0, 1.0
 
-        scene = o3d.t.geometry.RaycastingScene()
-        scene.add_triangles(
-            o3d.core.Tensor(np.ascontiguousarray(verts, np.float32)),
-            o3d.core.Tensor(np.ascontiguousarray(tris, np.uint32)),
-        )
-        hit = scene.cast_rays(o3d.core.Tensor(rays), nthreads=threads.count())
-        prim = hit["primitive_ids"].numpy().astype(np.int64)
-        ok = prim != o3d.t.geometry.RaycastingScene.INVALID_ID
+        hit = MeshScene(verts, tris).cast(rays)
+        prim = hit.triangles
+        ok = prim >= 0
         grid = np.zeros(xx.size, np.uint8)
         if ok.any():
-            uv = hit["primitive_uvs"].numpy()[ok].astype(np.float64)
+            uv = hit.uv[ok].astype(np.float64)
             t = tris[prim[ok]]
             fp = (
                 (1 - uv[:, :1] - uv[:, 1:]) * front[t[:, 0], :2]

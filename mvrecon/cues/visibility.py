@@ -24,6 +24,10 @@ LEFT_EYE_RING = (263, 249, 390, 373, 374, 380, 381, 382, 362, 398, 384, 385, 386
 
 
 @functools.lru_cache(maxsize=1)
+def _edge_key(a: int, b: int) -> tuple[int, int]:
+    return (a, b) if a < b else (b, a)
+
+
 def mesh_triangles() -> tuple[np.ndarray, np.ndarray]:
     """Consistently oriented triangles ``(F, 3)`` of the 468-point face mesh, and ``(468, F)``
     True where a point is a corner of a triangle.
@@ -44,7 +48,7 @@ def mesh_triangles() -> tuple[np.ndarray, np.ndarray]:
     by_edge: dict[tuple[int, int], list[int]] = collections.defaultdict(list)
     for i, t in enumerate(tris):
         for k in range(3):
-            by_edge[tuple(sorted((t[k], t[(k + 1) % 3])))].append(i)
+            by_edge[_edge_key(t[k], t[(k + 1) % 3])].append(i)
 
     oriented = [list(t) for t in tris]
     comp = np.full(len(tris), -1, np.int64)
@@ -56,10 +60,10 @@ def mesh_triangles() -> tuple[np.ndarray, np.ndarray]:
         queue = collections.deque([seed])
         while queue:
             i = queue.popleft()
-            t = oriented[i]
+            ot = oriented[i]
             for k in range(3):
-                a, b = t[k], t[(k + 1) % 3]
-                shared = by_edge[tuple(sorted((a, b)))]
+                a, b = ot[k], ot[(k + 1) % 3]
+                shared = by_edge[_edge_key(a, b)]
                 if len(shared) != 2:  # boundary or a spurious 3-cycle: do not propagate across it
                     continue
                 j = shared[0] if shared[1] == i else shared[1]

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..facemodel.model import vertex_normals
 from ..fit.result import FittedHead
+from ..geometry import vertex_normals
 from ..texture.uvraster import UVRaster, rasterize_uv
 
 
@@ -82,7 +82,7 @@ def surface_texels(head: FittedHead, grid: FaceGrid, group: int, detail: bool = 
     model = head.model
     verts = head.world(group, detail=detail)
     corners = model.triangles[grid.tri_ids]
-    n = vertex_normals(verts, model.render_triangles())
+    n = vertex_normals(verts, model.render_triangles()).astype(np.float32)
     P = grid.raster.interpolate(verts, corners)
     N = grid.raster.interpolate(n, corners)
     N /= np.maximum(np.linalg.norm(N, axis=1, keepdims=True), 1e-12)

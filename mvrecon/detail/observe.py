@@ -48,6 +48,7 @@ def irradiance_and_gradient(normals: np.ndarray, sh: np.ndarray) -> tuple[np.nda
     n = torch.as_tensor(normals, dtype=torch.float32).clone().requires_grad_(True)
     E = sh_basis(n) @ torch.as_tensor(np.asarray(sh), dtype=torch.float32)
     E.sum().backward()
+    assert n.grad is not None
     return E.detach().numpy(), n.grad.numpy()
 
 

@@ -232,7 +232,7 @@ def solve_height(mask: np.ndarray, views: list[ViewShading], texel_mm: float,
     rz = (r * z).sum()
     b_norm = float(b.norm()) or 1.0
     it = 0
-    for it in range(st.iterations):
+    for it in range(st.iterations):  # noqa: B007 (the count is logged after the loop)
         Hp = hess(p)
         alpha = rz / (p * Hp).sum().clamp_min(1e-30)
         x = x + alpha * p

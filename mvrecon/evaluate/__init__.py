@@ -16,11 +16,11 @@ Public API::
 ``mvrecon.evaluate.bench.run_bench(DIR)`` scores every subject folder of a benchmark.
 """
 
+from ..regions import REGION_NAMES, cut_regions, region_labels
 from .evaluate import REALY_NOT_COMPUTED, EvalConfig, EvalResult, evaluate, evaluate_files
-from .meshes import FaceMesh, load_face_mesh, make_face_mesh, read_landmarks, read_mesh
 from .landmarks import LandmarkAgreement, check_ibug_order
+from .meshes import FaceMesh, load_face_mesh, make_face_mesh, read_landmarks, read_mesh
 from .realy import ProtocolResult, RealyConfig, RegionResult
-from .regions import REGION_NAMES, cut_regions, region_labels
 from .report import evaluate_to_dir, write_outputs
 from .robust import RobustConfig
 

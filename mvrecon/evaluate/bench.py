@@ -39,9 +39,9 @@ import numpy as np
 
 from ..errors import InputError, MvreconError
 from ..io import read_json, write_bytes, write_text
+from ..regions import REGION_NAMES
 from .evaluate import REALY_NOT_COMPUTED, EvalConfig
 from .meshes import LANDMARK_SUFFIXES
-from .regions import REGION_NAMES
 from .report import evaluate_to_dir
 
 log = logging.getLogger("mvrecon.evaluate")

@@ -17,13 +17,14 @@ from typing import Literal
 import numpy as np
 
 from ..errors import InputError
-from .geometry import MeshQuery, Similarity
+from ..geometry import Similarity
+from ..regions import REGION_NAMES, cut_regions
+from ..render.raycast import MeshQuery
 from .keypoints import KeypointSetName
 from .landmarks import LandmarkAgreement, landmark_agreement
 from .meshes import FaceMesh, Units, check_same_scale, load_face_mesh
 from .metrics import NowResult, SurfaceMetrics, crop_mask, now_distance, surface_metrics
 from .realy import ProtocolResult, RealyConfig, RegionResult, global_alignment, realy_protocol
-from .regions import REGION_NAMES, cut_regions
 from .robust import RobustConfig, robust_protocol, unaligned_protocol
 
 log = logging.getLogger("mvrecon.evaluate")

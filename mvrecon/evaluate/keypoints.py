@@ -32,8 +32,6 @@ from typing import Literal
 
 import numpy as np
 
-from .. import threads
-
 KeypointSetName = Literal["ibug", "model"]
 
 
@@ -56,24 +54,21 @@ class KeypointSet:
 
 def ibug_from_embedding(model, embedding) -> KeypointSet:
     """The ``ibug`` :class:`KeypointSet` of ``model`` from its MediaPipe ``embedding`` (module docstring)."""
-    import open3d as o3d
-
     from ..cues.embedding import EMBED_SUBMESHES
     from ..cues.mapping import MP_TO_IBUG68
+    from ..render.raycast import MeshScene
 
     mean = np.asarray(model.mean, dtype=np.float64)
     tris = np.asarray(model.triangles, dtype=np.int64)
     centres = MP_TO_IBUG68 @ embedding.points(mean, tris)
     # a point averaged from two MediaPipe points lies on their chord, a little off the surface
     tri_ids = model.render_triangle_ids(EMBED_SUBMESHES)
-    scene = o3d.t.geometry.RaycastingScene()
     origin = mean.mean(0)
-    scene.add_triangles(o3d.core.Tensor((mean - origin).astype(np.float32)), o3d.core.Tensor(tris[tri_ids].astype(np.uint32)))
-    ans = scene.compute_closest_points(o3d.core.Tensor((centres - origin).astype(np.float32)), nthreads=threads.count())
-    uv = ans["primitive_uvs"].numpy().astype(np.float64)
+    tri, uv32, _ = MeshScene(mean - origin, tris[tri_ids]).closest(centres - origin)
+    uv = uv32.astype(np.float64)
     bary = np.clip(np.stack([1 - uv[:, 0] - uv[:, 1], uv[:, 0], uv[:, 1]], 1), 0.0, 1.0)
     bary /= bary.sum(1, keepdims=True)
-    return KeypointSet("ibug", tri_ids[ans["primitive_ids"].numpy().astype(np.int64)], bary)
+    return KeypointSet("ibug", tri_ids[tri], bary)
 
 
 def ibug_keypoints(model) -> KeypointSet | None:

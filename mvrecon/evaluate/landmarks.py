@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from .geometry import umeyama
+from ..geometry import umeyama
 
 #: Landmark parts (iBUG-68, 0-based index ranges).
 LANDMARK_GROUPS: dict[str, tuple[int, int]] = {

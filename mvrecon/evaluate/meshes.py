@@ -75,7 +75,7 @@ def detect_units(width: float) -> str:
     if not np.isfinite(width) or width <= 0:
         raise ValueError("face width must be positive")
     scores = {u: abs(np.log(width * s / TYPICAL_FACE_WIDTH_M)) for u, s in UNIT_SCALE.items()}
-    return min(scores, key=scores.get)
+    return min(scores, key=lambda u: scores[u])
 
 
 def _check_width(width_m: float, units: str, detected: bool, source: str | Path) -> None:
@@ -165,6 +165,8 @@ def _read_gltf(path: Path) -> tuple[np.ndarray, np.ndarray]:
         mesh = trimesh.load(str(path), force="mesh", process=False)
     except Exception as e:  # trimesh raises many types for malformed files
         raise InputError(f"cannot read glTF ({e.__class__.__name__}: {e})", path) from None
+    if not isinstance(mesh, trimesh.Trimesh):  # force="mesh" makes one; the type says it may not
+        raise InputError("cannot read glTF (no triangle mesh)", path)
     return np.asarray(mesh.vertices, dtype=np.float64).copy(), np.asarray(mesh.faces, dtype=np.int64).reshape(-1, 3).copy()
 
 

@@ -22,7 +22,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .geometry import IDENTITY, MeshQuery, Similarity, sample_surface, umeyama
+from ..geometry import IDENTITY, Similarity, umeyama
+from ..render.raycast import MeshQuery
+from .geometry import sample_surface
 
 
 @dataclass(frozen=True)

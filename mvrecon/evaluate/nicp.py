@@ -51,6 +51,7 @@ Deviations, for speed, that the ``realy`` protocol does not use (the robust prot
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -246,9 +247,9 @@ class _VertexSystem:
         pattern.sort_indices()
         self.indptr, self.indices = pattern.indptr, pattern.indices
         self.src = pattern.data.astype(np.int64) - 1
-        self.factor = None  # float32 factor of an earlier data step's matrix
+        self.factor: Any = None  # float32 factor of an earlier data step's matrix
         self.factor_alpha2 = 0.0  # that matrix's stiffness weight
-        self.scalar: dict[float, object] = {}  # the keypoint step's scalar factors, by alpha^2 g^2
+        self.scalar: dict[tuple[float, float], Any] = {}  # the keypoint step's scalar factors, by alpha^2 g^2
         self.n_factor = 0
         self.n_iter = 0
 
@@ -413,7 +414,7 @@ class _Solver:
     def __init__(self, rtol: float, refactor_iterations: int):
         self.rtol = rtol
         self.refactor_iterations = refactor_iterations
-        self.factor = None
+        self.factor: Any = None  # scipy's SuperLU
         self.n_factor = 0
         self.n_iter = 0
 
@@ -563,7 +564,8 @@ def optimal_step_nicp(
             # the step after the keypoint-only one is far from it: factor afresh
             solved = None if keypoint_only else x
             if cur_all is not None:
-                cur_all = _blend(cur_all, *all_skin, x)
+                assert all_skin is not None, "all_vertices come with their all_skin"
+                cur_all = _blend(cur_all, all_skin[0], all_skin[1], x)
             step += 1
             count += 1
             if keypoint_only:

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
+from ..regions import REGION_NAMES, Region
 from .realy import ProtocolResult, RealyConfig, realy_protocol
-from .regions import REGION_NAMES, Region
 
 #: What czh-98/REALY ``main.REALY_eval_all``, run verbatim in REALY's units (1 unit = 8.9 mm),
 #: gives on ``pair-example.npz`` (mm; shared/realy-parity/README.md).

@@ -60,10 +60,11 @@ from typing import Literal
 import numpy as np
 
 from .. import threads
+from ..geometry import Similarity, umeyama
 from ..parts import REALY_KEYPOINTS
-from .geometry import MeshQuery, Similarity, umeyama
+from ..regions import NICP_KEYPOINTS, REGION_NAMES, RIGID_KEYPOINTS, Region, face_frame
+from ..render.raycast import MeshQuery
 from .nicp import NicpConfig, nicp
-from .regions import NICP_KEYPOINTS, REGION_NAMES, RIGID_KEYPOINTS, Region, face_frame
 
 
 @dataclass(frozen=True)
@@ -299,9 +300,10 @@ class ProtocolResult:
     def all_mm(self) -> float | None:
         """Mean of the four region means, or None when a region has no number."""
         vals = [self.regions[r].mean_mm for r in REGION_NAMES]
-        if any(v is None for v in vals):
+        known = [v for v in vals if v is not None]
+        if len(known) < len(vals):
             return None
-        return float(np.mean(vals))
+        return float(np.mean(known))
 
     @property
     def missing_regions(self) -> list[str]:

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 
 from ..io import write_bytes, write_json, write_text
+from ..regions import REGION_NAMES, face_frame
 from .evaluate import REALY_NOT_COMPUTED, EvalConfig, EvalResult, evaluate_files
-from .regions import REGION_NAMES, face_frame
 
 
 def _fmt(v: float | None, digits: int = 3) -> str:
@@ -60,8 +60,8 @@ def markdown_table(result: EvalResult) -> str:
     lines.append(f"| NoW median / mean / std (mm) | {_fmt(result.now.median_mm)} / {_fmt(result.now.mean_mm)} / {_fmt(result.now.std_mm)} |")
     s = result.surface
     lines.append(f"| Chamfer, symmetric (mm) | {_fmt(s.chamfer_mm)} |")
-    for tau, (f, p, rc) in s.fscore.items():
-        lines.append(f"| F-score @ {tau:g} mm (precision, recall) | {_fmt(f)} ({_fmt(p)}, {_fmt(rc)}) |")
+    for tau, (fs, prec, rc) in s.fscore.items():
+        lines.append(f"| F-score @ {tau:g} mm (precision, recall) | {_fmt(fs)} ({_fmt(prec)}, {_fmt(rc)}) |")
     lines.append(f"| normal consistency | {_fmt(s.normal_consistency, 4)} |")
     if result.missing_regions:
         lines += ["", f"**Regions without a number:** {', '.join(result.missing_regions)}; 'all' is undefined."]

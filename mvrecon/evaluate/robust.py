@@ -48,10 +48,11 @@ from typing import Literal
 
 import numpy as np
 
+from ..geometry import IDENTITY, Similarity, umeyama
 from ..parts import REALY_KEYPOINTS
-from .geometry import IDENTITY, MeshQuery, Similarity, umeyama
+from ..regions import NICP_KEYPOINTS, REGION_NAMES, Region
+from ..render.raycast import MeshQuery
 from .realy import ProtocolResult, RealyConfig, RegionResult, evaluate_region
-from .regions import NICP_KEYPOINTS, REGION_NAMES, Region
 
 #: Landmarks (iBUG-68) that every annotation convention places alike: eye corners, subnasale,
 #: mouth corners (REALY's 7 keypoints).

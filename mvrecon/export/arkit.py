@@ -24,6 +24,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.spatial import cKDTree
 
+from ..geometry import axis_angle_to_matrix
+
 #: Apple's ARKit blendshape locations, in ARFaceAnchor.BlendShapeLocation's documented order
 ARKIT_NAMES: tuple[str, ...] = (
     "eyeBlinkLeft", "eyeLookDownLeft", "eyeLookInLeft", "eyeLookOutLeft", "eyeLookUpLeft", "eyeSquintLeft",
@@ -84,13 +86,6 @@ def eye_centres(model, neutral: np.ndarray) -> dict[str, np.ndarray]:
     return out
 
 
-def _rotation(axis: np.ndarray, deg: float) -> np.ndarray:
-    a = np.asarray(axis, np.float64) / np.linalg.norm(axis)
-    t = np.radians(deg)
-    K = np.array([[0, -a[2], a[1]], [a[2], 0, -a[0]], [-a[1], a[0], 0]])
-    return np.eye(3) + np.sin(t) * K + (1 - np.cos(t)) * K @ K
-
-
 def gaze_rotation(side: str, direction: str, deg: float | None = None) -> np.ndarray:
     """(3, 3) rotation of an eye (``side`` 'Left'/'Right', the subject's) looking ``direction``
     ('Out', 'In', 'Up', 'Down') by its full angle. Model space: +Z is the gaze at rest, +X the
@@ -98,10 +93,10 @@ def gaze_rotation(side: str, direction: str, deg: float | None = None) -> np.nda
     deg = GAZE_DEG[direction] if deg is None else deg
     if direction in ("Up", "Down"):
         # a rotation about +X by a negative angle turns +Z towards +Y
-        return _rotation([1, 0, 0], -deg if direction == "Up" else deg)
+        return axis_angle_to_matrix(np.radians(-deg if direction == "Up" else deg) * np.array([1.0, 0.0, 0.0]))
     towards_plus_x = (direction == "Out") == (side == "Left")
     # about +Y a positive angle turns +Z towards +X
-    return _rotation([0, 1, 0], deg if towards_plus_x else -deg)
+    return axis_angle_to_matrix(np.radians(deg if towards_plus_x else -deg) * np.array([0.0, 1.0, 0.0]))
 
 
 def _eye_look_deltas(model, neutral: np.ndarray) -> dict[str, np.ndarray]:

@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import InputError
-from ..facemodel.model import vertex_normals
 from ..fit.result import FittedHead
+from ..geometry import vertex_normals
 from ..texture.layout import MATERIALS, Material, corner_uvs, material_triangles
 from .rig import Skeleton, build_skeleton
 
@@ -55,7 +55,7 @@ class Primitive:
     weights: np.ndarray | None = None
     """(n, 4) float32 skin weights (glTF WEIGHTS_0)."""
 
-    def subset(self, used: np.ndarray, indices: np.ndarray) -> "Primitive":
+    def subset(self, used: np.ndarray, indices: np.ndarray) -> Primitive:
         """The primitive restricted to vertices ``used`` (k,) with triangles ``indices`` (m, 3)
         into them: every per-vertex array (morph targets and skin included) follows."""
         def take(a, axis=0):
@@ -169,12 +169,12 @@ def captured_weights(head: FittedHead) -> np.ndarray:
 
 def normal_deltas(verts: np.ndarray, triangles: np.ndarray, deltas: np.ndarray) -> np.ndarray:
     """(K, N, 3) float32: unit vertex normal of ``verts + deltas[k]`` minus that of ``verts``."""
-    n0 = vertex_normals(verts, triangles)
+    n0 = vertex_normals(verts, triangles).astype(np.float32)
     out = np.zeros(deltas.shape, np.float32)
     for k, d in enumerate(deltas):
         moved = np.abs(d).max(1) > 0
         if moved.any():
-            out[k] = vertex_normals(verts + d, triangles) - n0
+            out[k] = vertex_normals(verts + d, triangles).astype(np.float32) - n0
     return out
 
 
@@ -190,7 +190,7 @@ def build_asset(head: FittedHead, morph_targets: bool = True, morph_names: str =
         raise InputError(f"face model '{model.name}' has no UV layout: cannot export a textured asset")
     neutral = head.neutral_model_space()
     verts = neutral * head.scale
-    normals = vertex_normals(verts, model.triangles)
+    normals = vertex_normals(verts, model.triangles).astype(np.float32)
     ms = morph_set(model, neutral, morph_names) if morph_targets and model.n_exp else None
     deltas = ms.deltas * head.scale if ms is not None else None
     ndeltas = normal_deltas(verts, model.triangles, deltas) if deltas is not None else None

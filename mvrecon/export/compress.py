@@ -21,7 +21,7 @@ import struct
 
 import numpy as np
 
-from .gltf import CHUNK_BIN, CHUNK_JSON, GLB_MAGIC, _NCOMP, _NP, Glb
+from .gltf import _NCOMP, _NP, CHUNK_BIN, CHUNK_JSON, GLB_MAGIC, Glb
 
 EXT = "EXT_meshopt_compression"
 
@@ -49,7 +49,7 @@ def _view_uses(doc: dict) -> dict[int, dict]:
             for name, acc in p["attributes"].items():
                 attr_role[acc] = name
             for t in p.get("targets", []):
-                for name, acc in t.items():
+                for acc in t.values():
                     attr_role[acc] = "TARGET"
             if "indices" in p:
                 attr_role[p["indices"]] = "INDICES"

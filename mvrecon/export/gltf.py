@@ -11,6 +11,7 @@ import json
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -233,7 +234,7 @@ def _quantized_primitive_json(b: _Builder, p, material: int, use_targets: bool, 
         attrs["JOINTS_0"] = b.accessor(np.where(wq > 0, p.joints, 0), UINT8, "VEC4", ARRAY_BUFFER)
         attrs["WEIGHTS_0"] = b.strided(wq, UINT8, "VEC4", normalized=True)[0]
     ctype = UINT16 if len(p.positions) < 65535 else UINT32
-    prim = {"attributes": attrs, "indices": b.accessor(p.indices.reshape(-1), ctype, "SCALAR", ELEMENT_ARRAY_BUFFER),
+    prim: dict[str, Any] = {"attributes": attrs, "indices": b.accessor(p.indices.reshape(-1), ctype, "SCALAR", ELEMENT_ARRAY_BUFFER),
             "material": material, "mode": 4}
     if use_targets:
         d = np.asarray(p.targets, np.float64)
@@ -254,8 +255,8 @@ def _quantized_primitive_json(b: _Builder, p, material: int, use_targets: bool, 
     return prim
 
 
-def _primitive_json(b: _Builder, p, material: int, use_targets: bool, zero: float = None, zero_n: float = None,
-                    normal_targets: bool = True) -> dict:
+def _primitive_json(b: _Builder, p, material: int, use_targets: bool, zero: float | None = None,
+                    zero_n: float | None = None, normal_targets: bool = True) -> dict:
     attrs = {
         "POSITION": b.accessor(p.positions, FLOAT, "VEC3", ARRAY_BUFFER, minmax=True),
         "NORMAL": b.accessor(p.normals, FLOAT, "VEC3", ARRAY_BUFFER),
@@ -267,7 +268,7 @@ def _primitive_json(b: _Builder, p, material: int, use_targets: bool, zero: floa
         attrs["JOINTS_0"] = b.accessor(p.joints, UINT8, "VEC4", ARRAY_BUFFER)
         attrs["WEIGHTS_0"] = b.accessor(p.weights, FLOAT, "VEC4", ARRAY_BUFFER)
     ctype = UINT16 if len(p.positions) < 65535 else UINT32
-    prim = {"attributes": attrs, "indices": b.accessor(p.indices.reshape(-1), ctype, "SCALAR", ELEMENT_ARRAY_BUFFER),
+    prim: dict[str, Any] = {"attributes": attrs, "indices": b.accessor(p.indices.reshape(-1), ctype, "SCALAR", ELEMENT_ARRAY_BUFFER),
             "material": material, "mode": 4}
     if use_targets:
         prim["targets"] = []
@@ -323,12 +324,13 @@ def glb_bytes(asset: HeadAsset | list[HeadAsset], images: dict[str, bytes], name
     src = image_uris if image_uris is not None else images
     tex_names = [k for k in ("skin", "eyes", "mouth", "normal", "eyelashes", "eye_wet") if k in src]
     if image_uris is not None:
-        gl_images = [{"uri": image_uris[k], "mimeType": "image/png", "name": k} for k in tex_names]
+        gl_images: list[dict[str, Any]] = [{"uri": image_uris[k], "mimeType": "image/png", "name": k} for k in tex_names]
     else:
         gl_images = [{"bufferView": b.view(images[k]), "mimeType": "image/png", "name": k} for k in tex_names]
     tex_index = {k: i for i, k in enumerate(tex_names)}
     textures = [{"sampler": 0, "source": i, "name": k} for i, k in enumerate(tex_names)]
-    materials, mat_of = [], {}
+    materials: list[dict[str, Any]] = []
+    mat_of: dict[str, int] = {}
     for p in base.primitives:
         mat_of[p.material.name] = len(materials)
         materials.append(_material_json(p, tex_index, tex_index.get("normal")))
@@ -348,7 +350,7 @@ def glb_bytes(asset: HeadAsset | list[HeadAsset], images: dict[str, bytes], name
         else:
             prims = [_primitive_json(b, p, mat_of[p.material.name], use_targets, normal_targets=True)
                      for p in a.primitives]
-        mesh = {"name": name if li == 0 else f"{name}_lod{li}", "primitives": prims}
+        mesh: dict[str, Any] = {"name": name if li == 0 else f"{name}_lod{li}", "primitives": prims}
         if use_targets:
             mesh["weights"] = [float(w) for w in a.default_weights]
             mesh["extras"] = {"targetNames": list(a.target_names)}

@@ -91,19 +91,21 @@ def decimate_primitive(prim: Primitive, fraction: float, lock_border: bool = Tru
     while fraction < 1.0:
         target = max(3, int(round(fraction * n_full)) * 3)
         lock = np.zeros(len(pos), np.uint8)
-        best = None
+        best: tuple[np.ndarray, float] | None = None
         for _ in range(retries + 1):
             tri = repair_folds(_simplify(idx, pos, prim.normals, lock, target, options), *poses)
             bad = _folded(tri, poses[0][0], poses[1][0])
             share = float(bad.mean()) if len(bad) else 0.0
             if best is None or share < best[1]:
                 best = (tri, share)
+            assert best is not None  # retries >= 0: one try at least
             if best[1] <= MAX_FLIP_SHARE:
                 return _lod_primitive(prim, best[0])
             # lock the folded triangles' corners and their one-ring in the full mesh
             ring = np.isin(tri0, tri[bad].reshape(-1)).any(1)
             lock[tri0[ring].reshape(-1)] = 1
         fraction *= GROW_TARGET
+    assert best is not None  # fraction < 1 on entry: the loop ran
     return prim if face_flip_share(prim) <= best[1] else _lod_primitive(prim, best[0])
 
 
@@ -133,7 +135,7 @@ def _folded(tri: np.ndarray, pos: np.ndarray, normals: np.ndarray) -> np.ndarray
     return (fn * normals[t].sum(1)).sum(-1) < 0
 
 
-def _fold_cost(tris: np.ndarray, pos: np.ndarray, normals: np.ndarray) -> int:
+def _fold_cost(tris: np.ndarray | list, pos: np.ndarray, normals: np.ndarray) -> int:
     """Folds of triangles ``tris`` (m, 3) over poses (P, n, 3): a fold in the rest pose (P index 0)
     outweighs folds under every morph target together (at most m (P - 1))."""
     t = np.asarray(tris, np.int64)

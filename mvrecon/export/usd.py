@@ -166,7 +166,7 @@ def usd_stage(asset: HeadAsset, images: dict[str, bytes], folder: Path, units: s
         UsdShade.MaterialBindingAPI.Apply(mesh.GetPrim()).Bind(mat)
         binding = UsdSkel.BindingAPI.Apply(mesh.GetPrim())
         binding.CreateSkeletonRel().SetTargets([skel.GetPath()])
-        if asset.skeleton is not None and p.joints is not None:
+        if asset.skeleton is not None and p.joints is not None and p.weights is not None:
             binding.CreateJointIndicesPrimvar(False, 4).Set(Vt.IntArray.FromNumpy(p.joints.astype(np.int32).reshape(-1)))
             binding.CreateJointWeightsPrimvar(False, 4).Set(Vt.FloatArray.FromNumpy(p.weights.astype(np.float32).reshape(-1)))
             binding.CreateGeomBindTransformAttr(Gf.Matrix4d(1.0))
@@ -189,9 +189,9 @@ def usd_stage(asset: HeadAsset, images: dict[str, bytes], folder: Path, units: s
             binding.CreateBlendShapesAttr(shapes)
             binding.CreateBlendShapeTargetsRel().SetTargets(targets)
     stage.GetRootLayer().Save()
-    for k, f in {**_TEXTURES, "normal": "normal.png"}.items():
-        if k in images:
-            (folder / f).write_bytes(images[k])
+    for key, fname in {**_TEXTURES, "normal": "normal.png"}.items():
+        if key in images:
+            (folder / fname).write_bytes(images[key])
     return layer
 
 

@@ -23,14 +23,15 @@ The archive is streamed member by member (``tarfile`` 'r|xz'): nothing is unpack
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import lzma
 import re
 import tarfile
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import numpy as np
 
@@ -97,7 +98,7 @@ def _iter_tar(path: Path) -> Iterator[tuple[str, Callable[[], bytes]]]:
                 data = f.read() if f is not None else b""
                 if len(data) != member.size:
                     raise InputError(f"archive is truncated inside {member.name}", path)
-                yield parts[-1], (lambda d=data: d)
+                yield parts[-1], functools.partial(bytes, data)
     except (tarfile.TarError, lzma.LZMAError, EOFError, OSError) as e:
         raise InputError(f"archive is truncated or corrupt ({e.__class__.__name__}: {e})", path) from None
 
@@ -112,7 +113,7 @@ def _iter_zip(path: Path) -> Iterator[tuple[str, Callable[[], bytes]]]:
                 parts = Path(info.filename).parts
                 if info.is_dir() or len(parts) < 2 or parts[-2] != "FaceXModel":
                     continue
-                yield parts[-1], (lambda i=info: z.read(i))
+                yield parts[-1], functools.partial(z.read, info)
     except (zipfile.BadZipFile, EOFError, OSError) as e:
         raise InputError(f"zip archive is truncated or corrupt ({e})", path) from None
 
@@ -156,8 +157,8 @@ def import_ict(path: str | Path, name: str = "ict", progress: Callable[[str], No
             if progress is not None and len(verts) % 20 == 0:
                 progress(f"read {len(verts)} shapes")
 
-    missing = [f for f, x in ((NEUTRAL, neutral), (CONFIG, config)) if x is None]
-    if missing:
+    if neutral is None or config is None:
+        missing = [f for f, x in ((NEUTRAL, neutral), (CONFIG, config)) if x is None]
         raise InputError(f"missing {', '.join(missing)} (is this ICT-FaceKit's FaceXModel?)", where)
     for key in ("expressions", "idx_to_landmark_verts"):
         if key not in config:

@@ -234,7 +234,9 @@ def import_bfm2009(path: str | Path, name: str = "bfm", landmarks: Any = None) -
         trim = _need(read_mat(idx_file), "trimIndex", idx_file).reshape(-1).astype(np.int64) - 1
         if trim.min() < 0 or trim.max() >= n:
             raise InputError(f"'trimIndex' outside BFM's {n} vertices", idx_file)
-        pcs, std = _read_exp_pca(path.parent, len(trim))
+        pca = _read_exp_pca(path.parent, len(trim))
+        assert pca is not None  # Exp_Pca.bin is there (checked above)
+        pcs, std = pca
         # cut the model to the vertices the expression basis covers, renumbering everything
         keep = np.full(n, -1, np.int64)
         keep[trim] = np.arange(len(trim))
@@ -303,7 +305,7 @@ def import_faceverse(path: str | Path, name: str = "faceverse") -> FaceModel:
     tris = _tris(_need(d, "tri", path), n, path, one_based=False)
     lm = _landmarks(_need(d, "keypoints", path), n, path)
     raw = mu.reshape(n, 3)
-    corner = np.linalg.norm(raw[lm[36]] - raw[lm[45]])
+    corner = float(np.linalg.norm(raw[lm[36]] - raw[lm[45]]))
     units = (1.0, 0.1, 0.01, 0.001)
     scale = min(units, key=lambda s: abs(np.log(max(corner * s, 1e-12) / 0.09)))
     names = d.get("exp_name_list_52")

@@ -16,7 +16,7 @@ so image y grows downwards as in a frontal OpenCV camera) and the same polygons 
 widened by 15 % of the inter-ocular distance), cut from PRDL's skin.
 
 REALY regions (nose, mouth, forehead, cheek) are cut with the same rule the evaluation applies to
-scans, :func:`mvrecon.evaluate.regions.region_labels` (landmark face frame, see its doc), restricted
+scans, :func:`mvrecon.regions.region_labels` (landmark face frame, see its doc), restricted
 to the skin vertices a frontal camera sees.
 """
 
@@ -26,7 +26,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import threads
 from ..parts import PART_CODES, _frame, part_label_image, part_polygons, points_in_parts
 
 
@@ -36,30 +35,19 @@ def frontal_projection(verts: np.ndarray) -> np.ndarray:
     return np.stack([v[:, 0], -v[:, 1]], axis=1)
 
 
-def _scene(verts: np.ndarray, triangles: np.ndarray):
-    import open3d as o3d
-
-    scene = o3d.t.geometry.RaycastingScene()
-    scene.add_triangles(
-        o3d.core.Tensor(np.ascontiguousarray(verts, dtype=np.float32)),
-        o3d.core.Tensor(np.ascontiguousarray(triangles, dtype=np.uint32)),
-    )
-    return scene
-
-
 def frontal_visibility(verts: np.ndarray, triangles: np.ndarray, offset: float = 2e-5) -> np.ndarray:
     """(N,) bool: vertices an orthographic camera looking down -Z sees (no triangle in front).
 
     ``offset`` (metres) lifts the ray origin off the vertex's own triangles.
     """
-    import open3d as o3d
+    from ..render.raycast import MeshScene
 
     v = np.asarray(verts, dtype=np.float32)
     rays = np.zeros((len(v), 6), np.float32)
     rays[:, :3] = v
     rays[:, 2] += offset
     rays[:, 5] = 1.0
-    hit = _scene(v, triangles).cast_rays(o3d.core.Tensor(rays), nthreads=threads.count())["t_hit"].numpy()
+    hit = MeshScene(v, triangles).cast(rays).t_hit
     return ~np.isfinite(hit)
 
 
@@ -135,7 +123,7 @@ def derive_labels(
 
     forehead = skin & visible & _above_brows(p2, lm) & (codes == 0)
     # one definition of the REALY regions for scans and models: mvrecon.evaluate's
-    from ..evaluate.regions import REGION_NAMES, region_labels
+    from ..regions import REGION_NAMES, region_labels
 
     region_code = region_labels(v, v[np.asarray(landmarks68)])
     regions = {

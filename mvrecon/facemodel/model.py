@@ -17,13 +17,15 @@ arrays, dicts are flattened to ``region__<name>``, ``submesh__<name>``, ``subtri
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
 from ..errors import InputError
+from ..geometry import vertex_normals
 from ..io import write_npz
 from ..parts import PART_NAMES
 
@@ -161,13 +163,14 @@ class FaceModel:
         return verts[..., self.landmarks68, :]
 
     def vertex_normals(self, verts: Any = None, triangles: np.ndarray | None = None) -> Any:
-        """Area-weighted unit vertex normals like ``verts``: (N, 3) numpy or (B, N, 3) torch.
+        """Area-weighted unit vertex normals like ``verts``: (N, 3) float32 numpy or (B, N, 3) torch.
 
         ``verts`` defaults to the mean; ``triangles`` to all triangles.
         """
         verts = self.mean if verts is None else verts
         tri = self.triangles if triangles is None else triangles
-        return vertex_normals(verts, tri)
+        n = vertex_normals(verts, tri)
+        return n.astype(np.float32) if isinstance(n, np.ndarray) else n
 
     # ---------------------------------------------------------------- rendering subsets
     def render_triangles(self, submeshes: Iterable[str] = RENDER_SUBMESHES) -> np.ndarray:
@@ -201,30 +204,6 @@ class FaceModel:
     def save(self, path: str | Path) -> Path:
         """Write the model atomically as a versioned ``.npz``."""
         return save_model(self, path)
-
-
-def vertex_normals(verts: Any, triangles: np.ndarray) -> Any:
-    """Area-weighted unit vertex normals for (N, 3) numpy or (..., N, 3) torch vertices."""
-    if isinstance(verts, np.ndarray):
-        v = verts.astype(np.float64)
-        t = np.asarray(triangles, dtype=np.int64)
-        fn = np.cross(v[t[:, 1]] - v[t[:, 0]], v[t[:, 2]] - v[t[:, 0]])
-        n = np.zeros_like(v)
-        idx = t.reshape(-1)
-        fn3 = np.repeat(fn, 3, axis=0)
-        for c in range(3):
-            n[:, c] = np.bincount(idx, weights=fn3[:, c], minlength=len(v))
-        norm = np.linalg.norm(n, axis=1, keepdims=True)
-        return (n / np.maximum(norm, 1e-20)).astype(np.float32)
-    import torch
-
-    t = torch.as_tensor(np.asarray(triangles, dtype=np.int64), device=verts.device)
-    v0, v1, v2 = verts[..., t[:, 0], :], verts[..., t[:, 1], :], verts[..., t[:, 2], :]
-    fn = torch.linalg.cross(v1 - v0, v2 - v0, dim=-1)
-    n = torch.zeros_like(verts)
-    for c in range(3):
-        n = n.index_add(-2, t[:, c], fn)
-    return torch.nn.functional.normalize(n, dim=-1, eps=1e-20)
 
 
 # ------------------------------------------------------------------------- validation
@@ -315,10 +294,10 @@ def model_arrays(m: FaceModel) -> dict[str, np.ndarray]:
         out[k] = np.array(getattr(m, k), dtype=str)
     for k, v in m.regions.items():
         out[f"region__{k}"] = np.asarray(v, np.int64)
-    for k, v in m.submeshes.items():
-        out[f"submesh__{k}"] = np.asarray(v, np.int64)
-    for k, v in m.submesh_triangles.items():
-        out[f"subtri__{k}"] = np.asarray(v, np.int64)
+    for k, vspan in m.submeshes.items():
+        out[f"submesh__{k}"] = np.asarray(vspan, np.int64)
+    for k, span in m.submesh_triangles.items():
+        out[f"subtri__{k}"] = np.asarray(span, np.int64)
     for k, v in m.extras.items():
         a = np.asarray(v)
         if a.dtype == object:

@@ -11,6 +11,7 @@ becomes its stored ``x`` value) and scipy sparse matrices built from their store
 
 from __future__ import annotations
 
+import importlib
 import io
 import pickle
 from pathlib import Path
@@ -67,11 +68,14 @@ _ALLOWED: dict[tuple[str, str], Any] = {
     ("copyreg", "_reconstructor"): _safe_reconstructor,
     ("chumpy.ch", "Ch"): ChStub,
 }
+# numpy's private reconstructors (not in its type stubs), under numpy 1's and numpy 2's module names
+_multiarray = importlib.import_module("numpy.core.multiarray")
+_numeric = importlib.import_module("numpy.core.numeric")
 for _mod in ("numpy.core.multiarray", "numpy._core.multiarray"):
-    _ALLOWED[(_mod, "_reconstruct")] = np.core.multiarray._reconstruct
-    _ALLOWED[(_mod, "scalar")] = np.core.multiarray.scalar
+    _ALLOWED[(_mod, "_reconstruct")] = _multiarray._reconstruct
+    _ALLOWED[(_mod, "scalar")] = _multiarray.scalar
 for _mod in ("numpy.core.numeric", "numpy._core.numeric"):
-    _ALLOWED[(_mod, "_frombuffer")] = np.core.numeric._frombuffer
+    _ALLOWED[(_mod, "_frombuffer")] = _numeric._frombuffer
 for _b in ("builtins", "__builtin__"):
     for _n, _obj in (("set", set), ("frozenset", frozenset), ("slice", slice), ("complex", complex), ("object", object)):
         _ALLOWED[(_b, _n)] = _obj
@@ -97,7 +101,7 @@ class SafeUnpickler(pickle.Unpickler):
 def _sparse_from(stub: SparseStub, plain: Any) -> Any:
     import scipy.sparse as sp
 
-    st = stub.state if isinstance(stub.state, dict) else {}
+    st: dict[str, Any] = stub.state if isinstance(stub.state, dict) else {}
     shape = tuple(st.get("_shape", st.get("shape", ())))
     if stub.fmt in ("csc", "csr"):
         cls = sp.csc_matrix if stub.fmt == "csc" else sp.csr_matrix

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..evaluate.geometry import MeshQuery
+from ..render.raycast import MeshQuery
 
 
 @dataclass(frozen=True)

@@ -73,24 +73,17 @@ def _schedule(scale: float) -> tuple[Stage, ...]:
 def _schedule_legacy(scale: float) -> tuple[Stage, ...]:
     """The schedule before the fit was made to hold on real heads (a free 3D deformation map in the
     photometric stage); kept to measure against (:func:`legacy`)."""
-    # Weights measured on synthetic 4-view sessions (bench/fit.py): once the shape is in the basin,
-    # the multi-view photometric term is the strongest geometric cue (a calibrated rig makes it
-    # multi-view stereo); landmarks and PRDL come from detected cues whose bias is a few pixels,
-    # so they only hold the fit in place there (photo 0.02 / landmark 0.5: 1.58 mm; photo 1 /
-    # landmark 0.05: 0.66 mm mean face error).
-    # PRDL only joins with the photometric term, at a small weight. The cues' part masks are the
+    # Once the shape is in the basin, the multi-view photometric term is the strongest geometric
+    # cue (a calibrated rig makes it multi-view stereo); landmarks and PRDL come from detected cues
+    # whose bias is a few pixels, so after the shape stage they only hold the fit in place.
+    # PRDL only joins with the photometric term, at a small weight: the cues' part masks are the
     # rendering of a head the cues stage fits to the same landmarks (plus colour edges for brows
     # and upper lip), so they restate the landmarks through a head that is further off than the
-    # fit's own: over six 4-view subjects (bench/fit.py, ablation) that head is 1.55 mm off, the
-    # fit's landmark stage 1.35 mm, and PRDL on its masks pulls the landmark-only fit to 1.45 mm;
-    # on the true part masks PRDL lowers it to 1.02 mm. In the full fit PRDL 0.02 moves the mean
-    # by +0.01 mm (any small change of the schedule moves one subject by a few hundredths). It
-    # stays as the method states it; at this weight even the true part masks change the full
-    # fit little (seeds 7 / 10: 0.454 / 0.439 mm, against 0.437 / 0.460 without PRDL). With
-    # masks of an independent face parser (register_parser), try "prdl": 0.3 in the shape stage
-    # too (the cue masks there steered the identity into a worse basin, 0.83 vs 0.53 mm).
-    # The shape stage is long because the 478 embedded landmarks keep improving it (80 steps:
-    # 0.532 mm, 240: 0.480 mm at 4 views; it costs ~4 s, no rendering).
+    # fit's own, and at more weight they pull the fit towards that head. It stays because the
+    # method states it; with masks of an independent face parser (register_parser), try
+    # "prdl": 0.3 in the shape stage too.
+    # The shape stage is long because the 478 embedded landmarks keep improving it, and it is
+    # cheap (no rendering). bench/fit.py (its ablation rows) measures each of these choices.
     n = lambda k: max(1, int(round(k * scale)))  # noqa: E731
     return (
         Stage("rigid", n(40), ("rot", "trans"), {"landmark": 1.0}),
@@ -177,7 +170,7 @@ class FitConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
-    def without(self, *losses: str, params: tuple[str, ...] = ()) -> "FitConfig":
+    def without(self, *losses: str, params: tuple[str, ...] = ()) -> FitConfig:
         """A copy with some losses (and parameters) switched off in every stage (ablations)."""
         sched = []
         for st in self.schedule:

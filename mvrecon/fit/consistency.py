@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ..render import vertex_normals
+from ..geometry import vertex_normals
 
 
 @dataclass(frozen=True)
@@ -137,7 +137,7 @@ def consistency_loss(world: torch.Tensor, faces: torch.Tensor, sample: Consisten
                                              spacing=spacing, size=gray.shape[-1])
         if float(total_w) > 0:
             out.append(1.0 - total / total_w)
-    return sum(out) / len(out) if out else world.new_zeros(())
+    return torch.stack(out).sum() / len(out) if out else world.new_zeros(())
 
 
 def photo_consistency(world: torch.Tensor, faces: torch.Tensor, sample: ConsistencySample, image: torch.Tensor,

@@ -17,7 +17,6 @@ from ..cameras import Camera
 from ..parts import PART_CODES, PRDL_PARTS
 from .losses.prdl import anchor_grid, gamma_stats, sample_mask_points
 
-
 #: iBUG-68 landmarks of each PRDL part (skin: none): a part's mask is trusted in a view as much
 #: as the cues trust these landmarks there (see :func:`part_trust`).
 PART_LANDMARKS: dict[str, tuple[int, ...]] = {

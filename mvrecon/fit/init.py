@@ -16,16 +16,7 @@ from typing import Literal
 
 import numpy as np
 
-
-def triangulate_dlt(P: np.ndarray, x: np.ndarray, w: np.ndarray | None = None) -> np.ndarray:
-    """Linear triangulation of one point from views ``P`` (M, 3, 4) and pixels ``x`` (M, 2)."""
-    w = np.ones(len(P)) if w is None else w
-    rows = np.concatenate([(x[:, 0:1] * P[:, 2] - P[:, 0]) * w[:, None], (x[:, 1:2] * P[:, 2] - P[:, 1]) * w[:, None]])
-    # normalise rows for conditioning
-    rows = rows / np.linalg.norm(rows, axis=1, keepdims=True).clip(1e-12)
-    _, _, vt = np.linalg.svd(rows)
-    X = vt[-1]
-    return X[:3] / X[3]
+from ..geometry import triangulate, umeyama
 
 
 def reproject(P: np.ndarray, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -73,9 +64,11 @@ def triangulate_landmarks(P: np.ndarray, lm: np.ndarray, conf: np.ndarray, thres
         cand = np.flatnonzero(conf[:, j] >= min_conf)
         if len(cand) < 2:
             continue
-        best, best_in, best_score = None, None, -1.0
+        best: np.ndarray | None = None
+        best_in = np.zeros(0, np.int64)
+        best_score = -1.0
         for a, b in combinations(cand, 2):
-            X = triangulate_dlt(P[[a, b]], lm[[a, b], j])
+            X = triangulate(P[[a, b]], lm[[a, b], j][None], normalize_rows=True)[0]
             px, z = reproject(P[cand], X)
             if np.any(z[[list(cand).index(a), list(cand).index(b)]] <= 0):
                 continue
@@ -86,31 +79,12 @@ def triangulate_landmarks(P: np.ndarray, lm: np.ndarray, conf: np.ndarray, thres
                 best, best_in, best_score = X, cand[ok], score
         if best is None or len(best_in) < 2:
             continue
-        X = triangulate_dlt(P[best_in], lm[best_in, j], conf[best_in, j])
+        X = triangulate(P[best_in], lm[best_in, j][None], conf[best_in, j][None], normalize_rows=True)[0]
         px, _ = reproject(P[best_in], X)
         pts[j] = X
         inl[j, best_in] = True
         err[j] = float(np.sqrt(np.mean(np.sum((px - lm[best_in, j]) ** 2, 1))))
     return Triangulation(pts, inl, err)
-
-
-def umeyama(src: np.ndarray, dst: np.ndarray, with_scale: bool = True,
-            weights: np.ndarray | None = None) -> tuple[float, np.ndarray, np.ndarray]:
-    """Similarity (s, R, t) minimising sum w |s R src + t - dst|^2 (src, dst (N, 3))."""
-    w = np.ones(len(src)) if weights is None else np.asarray(weights, float)
-    w = w / w.sum()
-    mu_s, mu_d = w @ src, w @ dst
-    a, b = src - mu_s, dst - mu_d
-    cov = (b * w[:, None]).T @ a
-    U, S, Vt = np.linalg.svd(cov)
-    D = np.eye(3)
-    if np.linalg.det(U) * np.linalg.det(Vt) < 0:
-        D[2, 2] = -1
-    R = U @ D @ Vt
-    var_s = (w * (a**2).sum(1)).sum()
-    s = float(np.trace(np.diag(S) @ D) / var_s) if with_scale else 1.0
-    t = mu_d - s * R @ mu_s
-    return s, R, t
 
 
 @dataclass
@@ -158,7 +132,8 @@ def fit_landmarks_3d(model, points: np.ndarray, valid: np.ndarray, id_reg: float
     sel = np.repeat(use, 3)
     for _ in range(iters):
         shape = mean + (B_id @ alpha + B_ex @ beta).reshape(-1, 3)
-        s, R, t = umeyama(shape[use], points[use], with_scale=with_scale)
+        S = umeyama(shape[use], points[use], with_scale=with_scale)
+        s, R, t = S.scale, S.rotation, S.translation
         # targets in model space (undo the similarity), residual in millimetres
         tgt = ((points - t) @ R / s).reshape(-1)
         A = np.concatenate([B_id, B_ex], 1)[sel] * 1000.0
@@ -167,7 +142,8 @@ def fit_landmarks_3d(model, points: np.ndarray, valid: np.ndarray, id_reg: float
         x = np.linalg.solve(A.T @ A + np.diag(reg), A.T @ r)
         alpha, beta = x[:n_id], np.clip(x[n_id:], lo, hi)
     shape = mean + (B_id @ alpha + B_ex @ beta).reshape(-1, 3)
-    s, R, t = umeyama(shape[use], points[use], with_scale=with_scale)
+    S = umeyama(shape[use], points[use], with_scale=with_scale)
+    s, R, t = S.scale, S.rotation, S.translation
     fitted = s * shape @ R.T + t
     rms = float(np.sqrt(np.mean(np.sum((fitted[use] - points[use]) ** 2, 1))))
     full_alpha = np.zeros(model.n_id)
@@ -208,7 +184,7 @@ def consistency_scores(P: np.ndarray, lm: np.ndarray, conf: np.ndarray, face_siz
             use = [u for u in keep if conf[u, j] >= min_conf]
             if len(use) < 2:
                 continue
-            X = triangulate_dlt(P[use], lm[use, j])
+            X = triangulate(P[use], lm[use, j][None], normalize_rows=True)[0]
             px, z = reproject(P[use], X)
             if (z <= 0).any():
                 continue

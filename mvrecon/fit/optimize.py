@@ -11,22 +11,32 @@ import math
 import sys
 import time
 from dataclasses import dataclass, field
+from typing import Any, cast
 
 import numpy as np
 import torch
 
 from .. import threads
 from ..errors import FitDiverged
+from ..geometry import axis_angle_to_matrix
 from ..render import interpolate, rasterize, rasterize_pixels, render_mesh, vertex_visibility
-from .config import DEFAULT_LR, FitConfig, Stage
 from .accuracy import face_vertices
+from .config import DEFAULT_LR, FitConfig, Stage
 from .consistency import choose_sample, consistency_loss, photo_consistency
 from .data import ViewBatch
-from .losses import (coeff_prior, contour_loss, landmark_loss, mask_iou_loss, photometric_loss, prdl_loss, tv_loss,
-                     tv_std_loss)
-from .losses.contour import row_spans
 from .init import outlier_views
-from .params import FitParams, HeadGeometry, axis_angle_to_matrix
+from .losses import (
+    coeff_prior,
+    contour_loss,
+    landmark_loss,
+    mask_iou_loss,
+    photometric_loss,
+    prdl_loss,
+    tv_loss,
+    tv_std_loss,
+)
+from .losses.contour import row_spans
+from .params import FitParams, HeadGeometry
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +58,7 @@ class FitState:
     """Everything the loop produced."""
 
     params: FitParams
-    history: list[dict[str, float]] = field(default_factory=list)
+    history: list[dict[str, Any]] = field(default_factory=list)
     stage_times: dict[str, float] = field(default_factory=dict)
     visibility: torch.Tensor | None = None
     landmark_outliers: list[str] = field(default_factory=list)
@@ -82,9 +92,12 @@ class Fitter:
         self.lm_weight = views.lm_conf * lw[None]
         # the 478 MediaPipe points through the model's embedding replace the 68 in the landmark
         # term when both are there (views left out of the 68 are left out of these too)
+        # (the data reads the dense points and their confidences together, the geometry the
+        # embedding's indices and reliabilities)
         self.dense = (geom.dense_idx is not None and views.lm_dense is not None and cfg.dense_landmarks
-                      and bool(views.lm_dense_conf.sum() > 0))
+                      and views.lm_dense_conf is not None and bool(views.lm_dense_conf.sum() > 0))
         if self.dense:
+            assert views.lm_dense_conf is not None and geom.dense_reliability is not None
             on = (views.lm_conf.sum(1) > 0).to(views.lm_dense_conf.dtype)
             self.dense_weight = views.lm_dense_conf.clamp(0.1, 1.0) * geom.dense_reliability[None] * on[:, None]
         face = views.labels > 0
@@ -165,8 +178,10 @@ class Fitter:
         world = self.world_vertices(use_disp)
         if self.visible is None or step % self.cfg.visibility_every == 0:
             self.refresh_visibility(world)
+        assert self.visible is not None
         out: dict[str, torch.Tensor] = {}
         if w.get("landmark") and self.dense:
+            assert vb.lm_dense is not None
             px = project(self.g.dense_points(world), vb.K, vb.world_to_cam)
             out["landmark"] = landmark_loss(px, vb.lm_dense, self.dense_weight, vb.face_size)
         elif w.get("landmark"):
@@ -328,7 +343,7 @@ class Fitter:
             threads.rebalance()  # a run started beside this one gets its share of the cores
             opt.zero_grad(set_to_none=True)
             terms = self.losses(st, it)
-            total = sum(st.weights.get(k, 0.0) * v for k, v in terms.items())
+            total = cast(torch.Tensor, sum(st.weights.get(k, 0.0) * v for k, v in terms.items()))
             tv = float(total.detach())
             if not math.isfinite(tv):
                 bad = [k for k, v in terms.items() if not torch.isfinite(v)]
@@ -343,7 +358,7 @@ class Fitter:
                     raise FitDiverged(f"fit stage '{st.name}' step {it}: non-finite gradient")
             opt.step()
             self.p.clamp_()
-            rec = {"stage": st.name, "step": len(state.history), "total": tv}
+            rec: dict[str, Any] = {"stage": st.name, "step": len(state.history), "total": tv}
             rec.update({k: float(v.detach()) for k, v in terms.items()})
             state.history.append(rec)
             bar.update(rec)

@@ -22,28 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..render import vertex_normals
-
-
-def axis_angle_to_matrix(r: torch.Tensor) -> torch.Tensor:
-    """Rotation matrices (..., 3, 3) from axis-angle vectors (..., 3); smooth at zero."""
-    theta2 = (r * r).sum(-1, keepdim=True)
-    theta = torch.sqrt(theta2 + 1e-16)
-    k = r / theta
-    K = torch.zeros(*r.shape[:-1], 3, 3, dtype=r.dtype, device=r.device)
-    K[..., 0, 1], K[..., 0, 2] = -k[..., 2], k[..., 1]
-    K[..., 1, 0], K[..., 1, 2] = k[..., 2], -k[..., 0]
-    K[..., 2, 0], K[..., 2, 1] = -k[..., 1], k[..., 0]
-    s = torch.sin(theta)[..., None]
-    c = torch.cos(theta)[..., None]
-    eye = torch.eye(3, dtype=r.dtype, device=r.device).expand_as(K)
-    return eye + s * K + (1 - c) * (K @ K)
-
-
-def matrix_to_axis_angle(R: np.ndarray) -> np.ndarray:
-    import cv2
-
-    return cv2.Rodrigues(np.asarray(R, np.float64))[0].reshape(3)
+from ..geometry import axis_angle_to_matrix, matrix_to_axis_angle, vertex_normals
 
 
 def vertex_uvs(model) -> np.ndarray:
@@ -303,6 +282,7 @@ class HeadGeometry:
                     n = torch.nn.functional.normalize(n - 0.5 * torch.sparse.mm(self._lap, n), dim=-1, eps=1e-20)
                 self._normals = n
             self._normals_key = a.clone()
+        assert self._normals is not None
         return self._normals
 
     def deform_values(self, p: FitParams) -> torch.Tensor:
@@ -352,6 +332,7 @@ class HeadGeometry:
 
     def dense_points(self, verts: torch.Tensor) -> torch.Tensor:
         """(B, 478, 3) embedded MediaPipe points of vertices (B, N, 3)."""
+        assert self.dense_idx is not None and self.dense_w is not None, "the model has no MediaPipe embedding"
         return (verts[:, self.dense_idx] * self.dense_w[None, :, :, None]).sum(-2)
 
     def projected_vertex_area(self, px: torch.Tensor) -> torch.Tensor:

@@ -10,7 +10,8 @@ import torch
 
 from ..errors import InputError, StageMissing
 from ..facemodel import FaceModel, load_model
-from .params import axis_angle_to_matrix, sample_uv_map, vertex_uvs
+from ..geometry import axis_angle_to_matrix
+from .params import sample_uv_map, vertex_uvs
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ Conventions: OpenCV cameras (K (V, 3, 3), world_to_cam (V, 4, 4), x right, y dow
 pixel centres at integer coordinates, metres, UVs with v up (OBJ).
 """
 
+from ..geometry import vertex_normals
 from .mesh import RenderResult, render_mesh
 from .raster import (
     BackendUnavailable,
@@ -18,7 +19,7 @@ from .raster import (
     to_camera,
     vertex_visibility,
 )
-from .shading import interpolate, interpolate_uv, sample_texture, sh_basis, shade_sh, vertex_normals
+from .shading import interpolate, interpolate_uv, sample_texture, sh_basis, shade_sh
 
 __all__ = [
     "BackendUnavailable",

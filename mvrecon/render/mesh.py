@@ -8,8 +8,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from ..geometry import vertex_normals
 from .raster import Backend, Fragments, RenderInputError, rasterize
-from .shading import _interpolate_hits, _scatter_hits, sample_texture, shade_sh, vertex_normals
+from .shading import _interpolate_hits, _scatter_hits, sample_texture, shade_sh
 
 
 @dataclass

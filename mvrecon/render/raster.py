@@ -14,8 +14,9 @@ hard mask (no gradient moves an edge); landmark and contour losses constrain the
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Sequence
+from typing import Literal
 
 import torch
 

@@ -1,4 +1,6 @@
-"""Open3D ray casting: which triangle each camera ray hits first, and which vertices a camera sees.
+"""Open3D ray casting: which triangle each camera ray hits first, which vertices a camera sees, and
+closest points on a mesh. Every Open3D ``RaycastingScene`` of mvrecon is built here
+(:class:`MeshScene`) and queried on the run's share of the cores (:func:`mvrecon.threads.count`).
 
 Nothing here is differentiable; :mod:`mvrecon.render.raster` recomputes barycentrics and depth
 from the triangle ids with torch so that gradients flow. Rays are float32 (Embree's precision):
@@ -8,23 +10,138 @@ float64 reference, which is harmless because the recomputed barycentrics are con
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import open3d as o3d
 import torch
 
 from .. import threads
 
-_INVALID = np.uint32(o3d.t.geometry.RaycastingScene.INVALID_ID)
+INVALID_ID = np.uint32(o3d.t.geometry.RaycastingScene.INVALID_ID)
+"""Open3D's triangle id of a ray that hits nothing."""
 
 
-def _scene(verts: np.ndarray, faces: np.ndarray) -> o3d.t.geometry.RaycastingScene:
-    """A ray-casting scene for one mesh state: verts (N, 3) float, faces (F, 3) int."""
-    scene = o3d.t.geometry.RaycastingScene()
-    scene.add_triangles(
-        o3d.core.Tensor.from_numpy(np.ascontiguousarray(verts, dtype=np.float32)),
-        o3d.core.Tensor.from_numpy(np.ascontiguousarray(faces, dtype=np.uint32)),
-    )
-    return scene
+@dataclass(frozen=True)
+class RayHits:
+    """First hits of rays (any leading shape ``S``).
+
+    ``triangles`` ``S`` int64 (-1: miss); ``t_hit`` ``S`` float32 (inf: miss; in lengths of the
+    ray's direction); ``uv`` ``S + (2,)`` float32, Open3D's ``primitive_uvs``: the weights of
+    corners 1 and 2 (``p = (1-u-v) p0 + u p1 + v p2``).
+    """
+
+    triangles: np.ndarray
+    t_hit: np.ndarray
+    uv: np.ndarray
+
+    def barycentric(self) -> np.ndarray:
+        """``S + (3,)`` float64 weights of the hit triangle's corners (meaningless for misses)."""
+        uv = self.uv.astype(np.float64)
+        return np.stack([1 - uv[..., 0] - uv[..., 1], uv[..., 0], uv[..., 1]], -1)
+
+
+class MeshScene:
+    """One triangle mesh in an Open3D ``RaycastingScene`` (Embree, float32).
+
+    ``verts`` (N, 3) and ``faces`` (F, 3) go to Embree as float32 and uint32: shift the coordinates
+    first where float32 is too coarse (a scan in a scanner's frame, far from the origin).
+    """
+
+    def __init__(self, verts: np.ndarray, faces: np.ndarray):
+        self._scene = o3d.t.geometry.RaycastingScene()
+        self._scene.add_triangles(_tensor(verts, np.float32), _tensor(faces, np.uint32))
+
+    def cast(self, rays: np.ndarray) -> RayHits:
+        """First hits of ``rays`` (..., 6) ``[origin, direction]``."""
+        ans = self._scene.cast_rays(_tensor(rays, np.float32), nthreads=threads.count())
+        prim = ans["primitive_ids"].numpy()
+        tri = prim.astype(np.int64)
+        tri[prim == INVALID_ID] = -1
+        return RayHits(tri, ans["t_hit"].numpy(), ans["primitive_uvs"].numpy())
+
+    def occluded(self, rays: np.ndarray, tfar: float = np.inf) -> np.ndarray:
+        """(...,) bool: does a ray (..., 6) hit the mesh before ``tfar`` lengths of its direction?"""
+        return self._scene.test_occlusions(_tensor(rays, np.float32), tfar=tfar, nthreads=threads.count()).numpy()
+
+    def closest(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Closest points on the mesh of ``points`` (Q, 3): the triangle (Q,) int64 each lies on,
+        its Open3D ``primitive_uvs`` (Q, 2) float32 (as :attr:`RayHits.uv`) and the triangle's unit
+        normal (Q, 3) float32."""
+        ans = self._scene.compute_closest_points(_tensor(points, np.float32), nthreads=threads.count())
+        return (ans["primitive_ids"].numpy().astype(np.int64), ans["primitive_uvs"].numpy(),
+                ans["primitive_normals"].numpy())
+
+
+def _tensor(a: np.ndarray, dtype: type) -> o3d.core.Tensor:
+    return o3d.core.Tensor.from_numpy(np.ascontiguousarray(a, dtype=dtype))
+
+
+@dataclass(frozen=True)
+class ClosestPoints:
+    """Closest points on a mesh for a set of queries.
+
+    ``points`` ``(Q, 3)`` metres; ``distances`` ``(Q,)`` metres; ``triangles`` ``(Q,)`` triangle
+    ids; ``barycentric`` ``(Q, 3)`` weights of the triangle's three vertices; ``normals`` ``(Q, 3)``
+    unit triangle normals.
+    """
+
+    points: np.ndarray
+    distances: np.ndarray
+    triangles: np.ndarray
+    barycentric: np.ndarray
+    normals: np.ndarray
+
+
+class MeshQuery:
+    """Closest-point queries on one triangle mesh, float64 in and out.
+
+    Coordinates are shifted to the mesh's centroid before they go to Embree's float32, so a mesh
+    far from the origin (a scan in a scanner's frame) loses no precision.
+    """
+
+    def __init__(self, vertices: np.ndarray, triangles: np.ndarray):
+        self.vertices = np.asarray(vertices, dtype=np.float64)
+        self.triangles = np.asarray(triangles, dtype=np.int64)
+        self._origin = self.vertices.mean(0)
+        self._scene = MeshScene(self.vertices - self._origin, self.triangles)
+        self._boundary_edge: np.ndarray | None = None
+        self._boundary_vertex: np.ndarray | None = None
+
+    def closest(self, queries: np.ndarray) -> ClosestPoints:
+        """Closest points on the mesh for ``queries`` ``(Q, 3)``."""
+        tri, uv32, normals = self._scene.closest(np.asarray(queries, dtype=np.float64) - self._origin)
+        uv = uv32.astype(np.float64)
+        bary = np.stack([1.0 - uv[:, 0] - uv[:, 1], uv[:, 0], uv[:, 1]], 1)
+        # recompute the point in float64 from the barycentrics: the float32 one is ~1e-8 m off
+        pts = np.einsum("qk,qkd->qd", bary, self.vertices[self.triangles[tri]])
+        d = np.linalg.norm(pts - np.asarray(queries, dtype=np.float64), axis=1)
+        return ClosestPoints(pts, d, tri, bary, normals.astype(np.float64))
+
+    def _boundary(self) -> tuple[np.ndarray, np.ndarray]:
+        if self._boundary_edge is None:
+            f = self.triangles
+            # edge k of a triangle is the one opposite its vertex k
+            opp = np.stack([f[:, [1, 2]], f[:, [2, 0]], f[:, [0, 1]]], 1)  # (F, 3, 2)
+            e = np.sort(opp.reshape(-1, 2), 1)
+            key = e[:, 0] * len(self.vertices) + e[:, 1]
+            _, inv, counts = np.unique(key, return_inverse=True, return_counts=True)
+            boundary = (counts[inv] == 1).reshape(-1, 3)
+            bv = np.zeros(len(self.vertices), bool)
+            bv[opp[boundary].reshape(-1)] = True
+            self._boundary_edge, self._boundary_vertex = boundary, bv
+        assert self._boundary_vertex is not None
+        return self._boundary_edge, self._boundary_vertex
+
+    def on_boundary(self, cp: ClosestPoints, tol: float = 1e-4) -> np.ndarray:
+        """``(Q,)`` True where the closest point lies on the mesh's open border (a hole or the
+        mesh's outline): the query is then probably outside what the mesh covers."""
+        edge, vert = self._boundary()
+        near_edge = (edge[cp.triangles] & (cp.barycentric < tol)).any(1)
+        k = np.argmax(cp.barycentric, 1)
+        at_vertex = cp.barycentric[np.arange(len(k)), k] > 1.0 - tol
+        corner = vert[self.triangles[cp.triangles, k]] & at_vertex
+        return near_edge | corner
 
 
 def camera_rays(K: torch.Tensor, world_to_cam: torch.Tensor, pixels: torch.Tensor) -> np.ndarray:
@@ -83,16 +200,12 @@ def grid_ids(verts: np.ndarray, faces: np.ndarray, K: np.ndarray, world_to_cam: 
         block[..., 3:] = xs * M[:, 0] + ys * M[:, 1] + M[:, 2]
         rays.append(block.reshape(-1, 6))
     if verts.ndim == 2:
-        scene = _scene(verts, faces)
-        prim = scene.cast_rays(o3d.core.Tensor.from_numpy(np.concatenate(rays)), nthreads=threads.count())["primitive_ids"].numpy()
+        prim = MeshScene(verts, faces).cast(np.concatenate(rays)).triangles
         prims = np.split(prim, np.cumsum([len(r) for r in rays])[:-1])
     else:
-        prims = [_scene(verts[v], faces).cast_rays(o3d.core.Tensor.from_numpy(rays[v]), nthreads=threads.count())["primitive_ids"].numpy()
-                 for v in range(V)]
+        prims = [MeshScene(verts[v], faces).cast(rays[v]).triangles for v in range(V)]
     out = np.full((V, height, width), -1, np.int64)
-    for v, ((r0, r1, c0, c1), prim) in enumerate(zip(boxes, prims)):
-        ids = prim.astype(np.int64)
-        ids[prim == _INVALID] = -1
+    for v, ((r0, r1, c0, c1), ids) in enumerate(zip(boxes, prims)):
         out[v, r0:r1, c0:c1] = ids.reshape(r1 - r0, c1 - c0)
     return out
 
@@ -102,18 +215,11 @@ def cast(verts: np.ndarray, faces: np.ndarray, rays: np.ndarray) -> tuple[np.nda
     (verts (V, N, 3)). Returns triangle ids (V, P) int64 (-1 = miss) and t_hit (V, P) float32."""
     faces = np.asarray(faces)
     if verts.ndim == 2:
-        out = _scene(verts, faces).cast_rays(o3d.core.Tensor.from_numpy(np.ascontiguousarray(rays)), nthreads=threads.count())
-        prim, t = out["primitive_ids"].numpy(), out["t_hit"].numpy()
-    else:
-        prims, ts = [], []
-        for v in range(verts.shape[0]):     # a scene per view: each view sees its own mesh state
-            out = _scene(verts[v], faces).cast_rays(o3d.core.Tensor.from_numpy(np.ascontiguousarray(rays[v])), nthreads=threads.count())
-            prims.append(out["primitive_ids"].numpy())
-            ts.append(out["t_hit"].numpy())
-        prim, t = np.stack(prims), np.stack(ts)
-    tri = prim.astype(np.int64)
-    tri[prim == _INVALID] = -1
-    return tri, t
+        hits = MeshScene(verts, faces).cast(rays)
+        return hits.triangles, hits.t_hit
+    # a scene per view: each view sees its own mesh state
+    per_view = [MeshScene(verts[v], faces).cast(rays[v]) for v in range(verts.shape[0])]
+    return np.stack([h.triangles for h in per_view]), np.stack([h.t_hit for h in per_view])
 
 
 def occluded(verts: np.ndarray, faces: np.ndarray, origins: np.ndarray, targets: np.ndarray,
@@ -125,9 +231,5 @@ def occluded(verts: np.ndarray, faces: np.ndarray, origins: np.ndarray, targets:
     rays = np.concatenate([np.broadcast_to(origins[:, None], d.shape), d], axis=-1).astype(np.float32)
     tfar = 1.0 - eps
     if verts.ndim == 2:
-        scene = _scene(verts, faces)
-        return scene.test_occlusions(o3d.core.Tensor.from_numpy(np.ascontiguousarray(rays)), tfar=tfar).numpy()
-    return np.stack([
-        _scene(verts[v], faces).test_occlusions(o3d.core.Tensor.from_numpy(np.ascontiguousarray(rays[v])), tfar=tfar).numpy()
-        for v in range(V)
-    ])
+        return MeshScene(verts, faces).occluded(rays, tfar=tfar)
+    return np.stack([MeshScene(verts[v], faces).occluded(rays[v], tfar=tfar) for v in range(V)])

@@ -96,25 +96,6 @@ def sample_texture(texture: torch.Tensor, uv: torch.Tensor, mode: Literal["bilin
     return out.reshape(V, *spatial, tex.shape[1])
 
 
-def vertex_normals(verts: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
-    """Unit area-weighted vertex normals, same shape as verts (N, 3) or (V, N, 3); counter-clockwise
-    triangles (seen from outside) give outward normals. Differentiable. Unreferenced vertices get 0."""
-    if verts.ndim not in (2, 3) or verts.shape[-1] != 3:
-        raise RenderInputError(f"render: verts must be (N, 3) or (V, N, 3), got {tuple(verts.shape)}")
-    faces = faces.to(device=verts.device, dtype=torch.long)
-    batched = verts if verts.ndim == 3 else verts[None]
-    B, N = batched.shape[:2]
-    flat = batched.reshape(B * N, 3)
-    # one flat gather and one index_add over all views and corners (dim-0 ops are the fast path)
-    corners = (faces.T.reshape(1, 3, -1) + (torch.arange(B, device=verts.device) * N).reshape(B, 1, 1)).reshape(B, -1)
-    p = flat.index_select(0, corners.reshape(-1)).reshape(B, 3, -1, 3)
-    # the cross product's length is twice the triangle area: the area weighting comes for free
-    fn = torch.cross(p[:, 1] - p[:, 0], p[:, 2] - p[:, 0], dim=-1)                    # (B, F, 3)
-    acc = flat.new_zeros(B * N, 3).index_add(0, corners.reshape(-1), fn[:, None].expand(B, 3, -1, 3).reshape(-1, 3))
-    n = F.normalize(acc.reshape(B, N, 3), dim=-1, eps=1e-20)
-    return n if verts.ndim == 3 else n[0]
-
-
 # Deep3DFaceRecon (Deng et al. 2019) constants: a_l (Lambertian kernel factors) times the real SH
 # normalisation c_l, bands 0..2.
 SH_A = (math.pi, 2 * math.pi / math.sqrt(3.0), 2 * math.pi / math.sqrt(8.0))

@@ -10,9 +10,10 @@ import base64
 import html
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Mapping
+from typing import Literal
 
 import numpy as np
 
@@ -229,7 +230,7 @@ def _game_section(content: ReportContent) -> tuple[str, str]:
 
 def render_html(content: ReportContent, cfg: ReportConfig = ReportConfig()) -> str:
     """The whole report page as one string (no file access beyond reading the inputs)."""
-    from .. import __version__ as mvrecon_version  # type: ignore[attr-defined]
+    from .. import __version__ as mvrecon_version
 
     title = content.subject or "session"
     prov = dict(content.provenance)

@@ -7,9 +7,9 @@ little-endian base64 Float32/Uint32 arrays it can hand to WebGL without parsing.
 from __future__ import annotations
 
 import base64
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -116,12 +116,13 @@ def split_seams(
         remap = np.full(len(vertices), -1, np.int64)
         remap[used] = np.arange(len(used))
         return vertices[used], None, remap[triangles], used
+    assert uv_triangles is not None, "uvs come with their uv_triangles"
     pairs = np.stack([triangles.ravel(), uv_triangles.ravel()], 1)
     uniq, inverse = np.unique(pairs, axis=0, return_inverse=True)
     return vertices[uniq[:, 0]], uvs[uniq[:, 1]], inverse.reshape(-1, 3), uniq[:, 0]
 
 
-def vertex_normals(positions: np.ndarray, indices: np.ndarray, weld: np.ndarray) -> np.ndarray:
+def welded_vertex_normals(positions: np.ndarray, indices: np.ndarray, weld: np.ndarray) -> np.ndarray:
     """(V, 3) area-weighted normals, averaged over vertices sharing a ``weld`` id (seam copies)."""
     tri = positions[indices]
     fn = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])  # length = 2 x area: area weighting
@@ -247,6 +248,7 @@ def decimate(
     new_triangles = np.concatenate([triangles[keep], len(vertices) + cl[f[alive]]])
     if uvs is None:
         return new_vertices, new_triangles, None, None
+    assert uv_triangles is not None, "uvs come with their uv_triangles"
 
     uf = uv_triangles[rest]
     e = np.concatenate([uf[:, [0, 1]], uf[:, [1, 2]]])
@@ -273,7 +275,7 @@ def _prepare_one(mesh: ViewerMesh, max_triangles: int):
     pos, puv, idx, _ = split_seams(v, f, uv, uvf)
     # Normals are averaged over vertices at one position: seam copies and the copies on the
     # border between the kept and the decimated part shade as one smooth surface.
-    return pos, puv, idx, vertex_normals(pos, idx, _weld_ids(pos))
+    return pos, puv, idx, welded_vertex_normals(pos, idx, _weld_ids(pos))
 
 
 def prepare(meshes: ViewerMesh | Sequence[ViewerMesh], max_triangles: int = DEFAULT_MAX_TRIANGLES) -> ViewerData:
@@ -298,7 +300,7 @@ def prepare(meshes: ViewerMesh | Sequence[ViewerMesh], max_triangles: int = DEFA
         nrm_l.append(nrm)
         uv_l.append(puv if textured else np.zeros((len(pos), 2)))
         idx_l.append(idx + n_vert)
-        parts.append(ViewerPart(n_tri, len(idx), m.texture if textured else None, tuple(map(float, m.color)), m.name))
+        parts.append(ViewerPart(n_tri, len(idx), m.texture if textured else None, (float(m.color[0]), float(m.color[1]), float(m.color[2])), m.name))
         n_vert += len(pos)
         n_tri += len(idx)
     any_tex = any(p.texture is not None for p in parts)
@@ -330,6 +332,8 @@ def mesh_from_glb(path: str | Path) -> list[ViewerMesh]:
         scene = trimesh.load(path, file_type="glb", force="scene", process=False)
     except Exception as e:  # trimesh raises many unrelated types on bad files
         raise InputError(f"not a readable GLB ({e.__class__.__name__}: {e})", path) from None
+    if not isinstance(scene, trimesh.Scene):  # force="scene" makes one; the type says it may not
+        raise InputError("not a readable GLB (no scene)", path)
     parts = []
     for node in scene.graph.nodes_geometry:
         transform, name = scene.graph[node]

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..facemodel import FaceModel
+from ..geometry import vertex_normals
 from ..parts import PART_CODES
 from . import meshops as mo
 from .head import EYE_SUBMESHES, MOUTH_SUBMESHES, SkinTopology
@@ -60,14 +61,14 @@ def make_albedo(model: FaceModel, topo: SkinTopology, rng: np.random.Generator, 
     faces = topo.faces
     mean = model.mean[topo.vids].astype(np.float64)
     P = mo.interpolate_texels(tri, bary, faces, mean)
-    normals = mo.interpolate_texels(tri, bary, faces, mo.vertex_normals(mean, faces))
+    normals = mo.interpolate_texels(tri, bary, faces, vertex_normals(mean, faces))
     labels = model.part_labels[topo.vids]
     groups = [("right_brow", "left_brow"), ("upper_lip", "lower_lip"), ("right_eye", "left_eye")]
     onehot = np.stack([np.isin(labels, [PART_CODES[a], PART_CODES[b]]) for a, b in groups], 1)
     brow, lip, eye = np.moveaxis(mo.interpolate_texels(tri, bary, faces, onehot), -1, 0)   # soft labels
     covered = tri >= 0
     lm = model.mean[model.landmarks68].astype(np.float64)
-    iod = np.linalg.norm(lm[45] - lm[36])
+    iod = float(np.linalg.norm(lm[45] - lm[36]))
 
     tone = rng.uniform(0.0, 1.0)
     skin = ((1 - tone) * _SKIN_LIGHT + tone * _SKIN_DARK).astype(np.float32)

@@ -86,7 +86,7 @@ class SynthConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
-    def replace(self, **changes: Any) -> "SynthConfig":
+    def replace(self, **changes: Any) -> SynthConfig:
         return dataclasses.replace(self, **changes)
 
 

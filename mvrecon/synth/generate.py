@@ -20,14 +20,17 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from ..cameras import save_rig
 from ..errors import MvreconError
 from ..facemodel import FaceModel, load_model
+from ..geometry import vertex_normals
 from ..io import atomic_dir, write_bytes, write_image, write_json, write_npz, write_text
 from ..session import write_session_file
 from . import albedo as albedo_mod
@@ -308,7 +311,7 @@ def _head_offset(model: FaceModel, topo: H.SkinTopology, cfg: SynthConfig, id_co
         return None, ""
     neutral = model.vertices(id_coeffs, np.zeros(model.n_exp)).astype(np.float64)
     skin = neutral[topo.vids]
-    normals = mo.vertex_normals(skin, topo.faces)
+    normals = vertex_normals(skin, topo.faces)
     face = np.isin(topo.vids, np.arange(*model.submeshes.get("face", (0, model.n_vertices))))
     field = RL.smooth_deformation(neutral, skin[face], normals[face], rng, cfg.realism.deform_mm)
     return field, ""
@@ -385,6 +388,7 @@ def _realistic_scene(scene: R.Scene, model: FaceModel, topo: H.SkinTopology, geo
         spec[n_skin:] = spec_model[used]
         scene = dc.replace(scene, specular=spec)
     if dress is not None:
+        assert face_material is not None  # made with the dress
         fm = np.concatenate([np.full(len(geo.skin.faces), 0, np.uint8), face_material[extra]])
         scene = dc.replace(scene, material_tex=dress.material, face_material=fm)
         sk = geo.skin
@@ -393,7 +397,7 @@ def _realistic_scene(scene: R.Scene, model: FaceModel, topo: H.SkinTopology, geo
         ok = np.isfinite(suv[:, 0])
         th[ok] = mo.sample_map(dress.thickness, suv[ok], u_range=(0.0, float(dress.skin_tiles)))[:, 0]
         keep = (th[sk.faces] > 5e-4).all(1)
-        n = mo.vertex_normals(sk.verts, sk.faces)
+        n = vertex_normals(sk.verts, sk.faces)
         shell = H.transform(sk.verts + th[:, None] * n, pose)
         used = np.unique(sk.faces[keep])
         remap = np.full(len(sk.verts), -1, np.int64)
@@ -503,7 +507,7 @@ def load_ground_truth(root: str | Path) -> GroundTruth:
     missing = sorted(names - set(d))
     if missing:
         raise InputError(f"missing array(s) {', '.join(missing)}", p)
-    conv = {"model": str, "albedo_u_tiles": int, "subdivision": int, "noise_sigma": float,
+    conv: dict[str, Callable[[Any], Any]] = {"model": str, "albedo_u_tiles": int, "subdivision": int, "noise_sigma": float,
             "frames": lambda a: tuple(str(x) for x in a), "cameras": lambda a: tuple(str(x) for x in a),
             "exp_names": lambda a: tuple(str(x) for x in a)}
     return GroundTruth(**{k: conv[k](d[k]) if k in conv else d[k] for k in names})

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..facemodel import FaceModel
+from ..geometry import vertex_normals
 from . import meshops as mo
 
 MM = 1e-3
@@ -75,10 +76,11 @@ def random_pose(rng: np.random.Generator, centre: np.ndarray, max_angles_deg=(8.
                 jitter_m: float = 0.01) -> np.ndarray:
     """``head_to_world`` (4, 4): a small yaw/pitch/roll and the face centre (model space) placed
     within ``jitter_m`` of the world origin."""
-    from ..cameras import rodrigues
+    from ..geometry import axis_angle_to_matrix
 
     yaw, pitch, roll = (np.radians(rng.uniform(-a, a)) for a in max_angles_deg)
-    R = rodrigues([0, yaw, 0]) @ rodrigues([pitch, 0, 0]) @ rodrigues([0, 0, roll])
+    R = (axis_angle_to_matrix([0, yaw, 0]) @ axis_angle_to_matrix([pitch, 0, 0])
+         @ axis_angle_to_matrix([0, 0, roll]))
     M = np.eye(4)
     M[:3, :3] = R
     M[:3, 3] = -R @ np.asarray(centre, np.float64) + rng.uniform(-jitter_m, jitter_m, 3)
@@ -106,7 +108,7 @@ class SkinTopology:
     uv_faces: np.ndarray
 
     @staticmethod
-    def of(model: FaceModel) -> "SkinTopology":
+    def of(model: FaceModel) -> SkinTopology:
         tri_ids = np.concatenate([np.arange(*model.submesh_triangles[s]) for s in SKIN_SUBMESHES
                                   if s in model.submesh_triangles]) if model.submesh_triangles else np.arange(len(model.triangles))
         tris = model.triangles[tri_ids].astype(np.int64)
@@ -259,7 +261,7 @@ def build_geometry(model: FaceModel, topo: SkinTopology, maps: DetailMaps, id_co
     if offset is not None:
         base = base + offset
     skin_v = base[topo.vids]
-    n_skin = mo.vertex_normals(skin_v, topo.faces)
+    n_skin = vertex_normals(skin_v, topo.faces)
     vuv = topo.vertex_uvs()
     on_face = np.isfinite(vuv[:, 0]) & (vuv[:, 0] < 1.0)     # the face tile holds the maps
     mid = np.zeros(len(skin_v))
@@ -270,7 +272,7 @@ def build_geometry(model: FaceModel, topo: SkinTopology, maps: DetailMaps, id_co
 
     sub = mo.loop_subdivide(mo.UVMesh(skin_mid, topo.faces, topo.uvs, topo.uv_faces, topo.tri_ids), levels)
     suv = mo.vertex_uvs(len(sub.verts), sub.faces, sub.uvs, sub.uv_faces)
-    sn = mo.vertex_normals(sub.verts, sub.faces)
+    sn = vertex_normals(sub.verts, sub.faces)
     on_face = np.isfinite(suv[:, 0]) & (suv[:, 0] < 1.0)
     fine = np.zeros(len(sub.verts))
     fine[on_face] = mo.sample_map(maps.fine, suv[on_face])[:, 0]

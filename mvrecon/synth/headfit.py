@@ -4,7 +4,7 @@
    face mesh on it (:func:`mvrecon.cues.facemesh.detect`), each 2D point lifted onto the mesh by
    casting its pixel ray. The model's side of each point is found the same way on the model's
    mean shape, seen through the same frontal camera (:func:`model_landmarks`).
-2. A similarity (Umeyama, :func:`mvrecon.evaluate.geometry.umeyama`, re-weighted against
+2. A similarity (Umeyama, :func:`mvrecon.geometry.umeyama`, re-weighted against
    outliers) from those landmarks; its scale is kept. Then Gauss-Newton on the identity
    coefficients and the rigid pose together, point-to-plane against closest points of the mesh,
    the landmarks only lightly (:func:`fit_identity`).
@@ -27,11 +27,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import threads
 from ..cameras import Camera
 from ..errors import MvreconError
-from ..evaluate.geometry import MeshQuery, Similarity, umeyama
 from ..facemodel import FaceModel
+from ..geometry import Similarity, umeyama, vertex_normals
+from ..render.raycast import MeshQuery, MeshScene
 from . import meshops as mo
 from .head import SKIN_SUBMESHES
 
@@ -81,26 +81,20 @@ class Caster:
     a mesh far from the origin keeps float32 precision."""
 
     def __init__(self, verts: np.ndarray, faces: np.ndarray):
-        import open3d as o3d
 
         self.verts = np.asarray(verts, np.float64)
         self.faces = np.asarray(faces, np.int64)
         self.origin = self.verts.mean(0)
-        self.normals = mo.vertex_normals(self.verts, self.faces)
-        self._scene = o3d.t.geometry.RaycastingScene()
-        self._scene.add_triangles(o3d.core.Tensor((self.verts - self.origin).astype(np.float32)),
-                                  o3d.core.Tensor(self.faces.astype(np.uint32)))
+        self.normals = vertex_normals(self.verts, self.faces)
+        self._scene = MeshScene(self.verts - self.origin, self.faces)
 
     def cast(self, origins: np.ndarray, dirs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """First hits of rays (P, 3) + (P, 3): triangle (P,) (-1: miss), point (P, 3), smooth normal (P, 3)."""
-        import open3d as o3d
 
         rays = np.concatenate([np.asarray(origins, np.float64) - self.origin, dirs], 1).astype(np.float32)
-        ans = self._scene.cast_rays(o3d.core.Tensor(rays), nthreads=threads.count())
-        tri = ans["primitive_ids"].numpy().astype(np.int64)
-        tri[tri == np.int64(o3d.t.geometry.RaycastingScene.INVALID_ID)] = -1
-        uv = ans["primitive_uvs"].numpy().astype(np.float64)
-        bary = np.stack([1 - uv[:, 0] - uv[:, 1], uv[:, 0], uv[:, 1]], 1)
+        hits = self._scene.cast(rays)
+        tri = hits.triangles
+        bary = hits.barycentric()
         hit = tri >= 0
         pts = np.full((len(tri), 3), np.nan)
         nrm = np.full((len(tri), 3), np.nan)
@@ -126,7 +120,7 @@ def view_camera(centre: np.ndarray, back: np.ndarray, up: np.ndarray, distance: 
     M[:3, :3] = R
     M[:3, 3] = -R @ c
     f = size * distance / fov_extent
-    K = [[f, 0, (size - 1) / 2], [0, f, (size - 1) / 2], [0, 0, 1]]
+    K = np.array([[f, 0, (size - 1) / 2], [0, f, (size - 1) / 2], [0, 0, 1]])
     return Camera("headmesh", size, size, K=K, world_to_cam=M)
 
 
@@ -365,7 +359,7 @@ def fit_identity(model: FaceModel, rows: LandmarkRows, scan_lm: np.ndarray, lm_w
     size would be split between the two by the prior alone. It stays the one that maps the
     model's mean landmarks onto the mesh's (:func:`find_landmarks`): a mesh in arbitrary units
     becomes a head whose face has the mean's proportions' size, and the identity takes the rest."""
-    from ..cameras import rodrigues
+    from ..geometry import axis_angle_to_matrix
 
     K = model.n_id
     Bv = model.id_basis[:, skin_vids].astype(np.float64)                  # (K, M, 3)
@@ -377,7 +371,7 @@ def fit_identity(model: FaceModel, rows: LandmarkRows, scan_lm: np.ndarray, lm_w
         Sinv = S.inverse()
         verts = model.vertices(c).astype(np.float64)
         X = verts[skin_vids]
-        nX = mo.vertex_normals(X, skin_faces)
+        nX = vertex_normals(X, skin_faces)
         m = match(query, scan_normals, S.apply(X), nX @ S.rotation.T, data_w, max_dist * S.scale, min_cos)
         p, n = Sinv.apply(m.points), m.normals @ S.rotation                  # model space
         # dense point-to-plane rows: d/d[c, rotation, translation] of n . (G X(c) - p)
@@ -394,7 +388,7 @@ def fit_identity(model: FaceModel, rows: LandmarkRows, scan_lm: np.ndarray, lm_w
         b[:K] -= c
         delta = np.linalg.solve(A, b)
         c = c + delta[:K]
-        G = Similarity(1.0, rodrigues(delta[K:K + 3]), delta[K + 3:K + 6])
+        G = Similarity(1.0, axis_angle_to_matrix(delta[K:K + 3]), delta[K + 3:K + 6])
         S = G.then(S)
     return c, S
 
@@ -422,7 +416,7 @@ def solve_spd(A, rhs: np.ndarray) -> np.ndarray:
     return lu.solve(np.asarray(rhs, np.float64))
 
 
-def nonrigid(x0: np.ndarray, faces: np.ndarray, query: MeshQuery, scan_normals: np.ndarray, zones: "Zones",
+def nonrigid(x0: np.ndarray, faces: np.ndarray, query: MeshQuery, scan_normals: np.ndarray, zones: Zones,
              data_w: np.ndarray, stiffness: tuple[float, ...], steps: int, max_dist: float,
              min_cos: float, zone_weight: float = 30.0) -> tuple[np.ndarray, dict[str, Similarity]]:
     """Skin vertices (M, 3) pulled onto the mesh (all in model space), and the rigid motion of
@@ -452,7 +446,7 @@ def nonrigid(x0: np.ndarray, faces: np.ndarray, query: MeshQuery, scan_normals: 
     x = x0.copy()
     for alpha in stiffness:
         for _ in range(steps):
-            m = match(query, scan_normals, x, mo.vertex_normals(x, faces), data_w, max_dist, min_cos)
+            m = match(query, scan_normals, x, vertex_normals(x, faces), data_w, max_dist, min_cos)
             held = x0.copy()
             for i, T in enumerate(zones.motions(x0, x).values()):
                 sel = zones.zone == i
@@ -524,7 +518,7 @@ def ear_vertices(verts: np.ndarray, faces: np.ndarray, temple: np.ndarray, side:
     """Vertex ids of one ear: skin thinner than ``thickness`` (a ray inwards along the normal
     meets the surface again that soon) lateral to 85 % of the temple landmark ``temple`` (3,) and
     behind it, on the ``side`` (+1: +x) of the head."""
-    n = mo.vertex_normals(verts, faces)
+    n = vertex_normals(verts, faces)
     tri, p, _ = Caster(verts, faces).cast(verts - n * 1e-4, -n)
     depth = np.where(tri >= 0, np.linalg.norm(p - verts, axis=1), np.inf)
     lateral = side * verts[:, 0] > 0.85 * side * temple[0]
@@ -540,7 +534,7 @@ def cavity_weights(verts: np.ndarray, faces: np.ndarray, n_rays: int = 32, lo: f
     k = np.arange(n_rays) + 0.5
     r, azim = np.sqrt(k / n_rays), np.pi * (1 + 5 ** 0.5) * k
     local = np.stack([r * np.cos(azim), r * np.sin(azim), np.sqrt(1 - r * r)], 1)        # (R, 3), z up
-    n = mo.vertex_normals(verts, faces)
+    n = vertex_normals(verts, faces)
     a = np.where(np.abs(n[:, :1]) < 0.9, np.array([[1.0, 0, 0]]), np.array([[0, 1.0, 0]]))
     t1 = np.cross(n, a)
     t1 /= np.linalg.norm(t1, axis=1, keepdims=True)
@@ -560,7 +554,7 @@ def soft_zones(verts: np.ndarray, seeds: dict[str, tuple[np.ndarray, float, floa
 
     w = np.ones(len(verts))
     zone = np.full(len(verts), -1)
-    names = []
+    names: list[str] = []
     for name, (ids, gap, taper) in seeds.items():
         if len(ids) == 0:
             continue

@@ -37,9 +37,10 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError, MvreconError
-from ..evaluate.geometry import MeshQuery, Similarity
 from ..facemodel import FaceModel
+from ..geometry import Similarity
 from ..io import write_npz
+from ..render.raycast import MeshQuery
 from . import headfit as hf
 from . import meshops as mo
 from .head import SkinTopology
@@ -230,7 +231,7 @@ class RegisteredHead:
             attribution=np.array(self.attribution), license=np.array(self.license), seconds=np.array(self.seconds))
 
     @classmethod
-    def load(cls, path: str | Path) -> "RegisteredHead":
+    def load(cls, path: str | Path) -> RegisteredHead:
         path = Path(path)
         try:
             with np.load(path, allow_pickle=False) as z:
@@ -437,7 +438,7 @@ def registered_head(model: FaceModel, mesh_path: str | Path, cfg: RegisterConfig
         log.warning("headmesh: cannot cache the registration at %s (%s)", cached, e)
     return head
 
-def followed_face_vertices(model: FaceModel, cfg: "RegisterConfig | None" = None) -> np.ndarray:
+def followed_face_vertices(model: FaceModel, cfg: RegisterConfig | None = None) -> np.ndarray:
     """Vertex ids of the face sub-mesh that the registration follows the scan on (not the rigid
     eye and mouth rims or the ears, which keep the model's shape)."""
     topo = SkinTopology.of(model)

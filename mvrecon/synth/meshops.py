@@ -11,8 +11,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import threads
-
 
 @dataclass(frozen=True)
 class UVMesh:
@@ -157,22 +155,20 @@ def rasterize_uv(uvs: np.ndarray, uv_faces: np.ndarray, height: int, width: int,
     Returns tri (H, W) int64 (-1 where none; index into ``uv_faces``) and barycentrics (H, W, 3).
     Exact (Open3D ray casting against the flat UV mesh).
     """
-    import open3d as o3d
+    from ..render.raycast import MeshScene
 
     u0, u1 = u_range
     pts = np.concatenate([np.asarray(uvs, np.float64), np.zeros((len(uvs), 1))], 1)
-    scene = o3d.t.geometry.RaycastingScene()
-    scene.add_triangles(o3d.core.Tensor(pts.astype(np.float32)), o3d.core.Tensor(np.asarray(uv_faces, np.uint32)))
+    scene = MeshScene(pts, np.asarray(uv_faces))
     rays = np.zeros((height, width, 6), np.float32)
     rays[..., 0] = (u0 + (u1 - u0) * (np.arange(width) + 0.5) / width)[None, :]
     rays[..., 1] = (1.0 - (np.arange(height) + 0.5) / height)[:, None]
     rays = rays.reshape(-1, 6)
     rays[:, 2] = 1.0
     rays[:, 5] = -1.0
-    ans = scene.cast_rays(o3d.core.Tensor(rays), nthreads=threads.count())
-    prim = ans["primitive_ids"].numpy().astype(np.int64)
-    prim[prim == np.int64(o3d.t.geometry.RaycastingScene.INVALID_ID)] = -1
-    buv = ans["primitive_uvs"].numpy()
+    hit = scene.cast(rays)
+    prim = hit.triangles
+    buv = hit.uv
     bary = np.stack([1 - buv[:, 0] - buv[:, 1], buv[:, 0], buv[:, 1]], 1)
     bary[prim < 0] = 0
     return prim.reshape(height, width), bary.reshape(height, width, 3)
@@ -217,17 +213,6 @@ def sample_map(img: np.ndarray, uv: np.ndarray, u_range: tuple[float, float] = (
     top = img[y0, x0] * (1 - fx) + img[y0, x1] * fx
     bot = img[y1, x0] * (1 - fx) + img[y1, x1] * fx
     return top * (1 - fy) + bot * fy
-
-
-def vertex_normals(verts: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """Area-weighted unit vertex normals (N, 3) float64 (counter-clockwise faces point outwards)."""
-    v = np.asarray(verts, dtype=np.float64)
-    f = np.asarray(faces, dtype=np.int64)
-    fn = np.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]])
-    n = np.zeros_like(v)
-    for c in range(3):
-        n[:, c] = np.bincount(f.reshape(-1), weights=np.repeat(fn[:, c], 3), minlength=len(v))
-    return n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-20)
 
 
 def boundary_vertices(faces: np.ndarray, n_verts: int) -> np.ndarray:

@@ -29,8 +29,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..cameras import Camera, Rig, rodrigues
+from ..cameras import Camera, Rig
 from ..errors import MvreconError
+from ..geometry import axis_angle_to_matrix
 
 FACTORS: tuple[str, ...] = ("head", "skin", "hair", "camera", "calib", "backdrop", "annotator")
 
@@ -79,7 +80,7 @@ class Realism:
         return "clean" if not on else "full" if len(on) == len(FACTORS) else "+".join(on)
 
     @staticmethod
-    def parse(spec: str) -> "Realism":
+    def parse(spec: str) -> Realism:
         """``clean``, ``full`` or a comma list of factor names (``skin,camera``); ``full-X`` is all
         but factor X."""
         spec = (spec or "clean").strip().lower()
@@ -99,7 +100,7 @@ class Realism:
                                f"(use clean, full, full-FACTOR or a comma list of {', '.join(FACTORS)})")
         return Realism(**{n: True for n in names})
 
-    def replace(self, **changes) -> "Realism":
+    def replace(self, **changes) -> Realism:
         return dataclasses.replace(self, **changes)
 
 
@@ -142,7 +143,7 @@ def perturb_rig(rig: Rig, rng: np.random.Generator, centre_mm: float, rot_deg: f
         d *= centre_mm * 1e-3 / np.linalg.norm(d)
         axis = rng.standard_normal(3)
         axis /= np.linalg.norm(axis)
-        dR = rodrigues(axis * np.radians(rot_deg))
+        dR = axis_angle_to_matrix(axis * np.radians(rot_deg))
         R = dR @ cam.world_to_cam[:3, :3]
         c = cam.center + d
         w2c = np.eye(4)
@@ -193,7 +194,7 @@ class CameraResponse:
     quality: int
 
     @staticmethod
-    def sample(rng: np.random.Generator, width: int) -> "CameraResponse":
+    def sample(rng: np.random.Generator, width: int) -> CameraResponse:
         wb = np.array([rng.uniform(0.85, 1.15), 1.0, rng.uniform(0.85, 1.15)])
         return CameraResponse(exposure=float(rng.uniform(0.75, 1.3)), white_balance=wb,
                               vignetting=float(rng.uniform(0.15, 0.35)),
@@ -291,8 +292,8 @@ def annotator_landmarks(verts: np.ndarray, faces: np.ndarray, landmarks: np.ndar
     - nose tip (30) on the most forward point of the nose (up to 1 mm away);
     the others (eye corners, lips, nostrils) where the model puts them.
     """
-    from ..evaluate.geometry import MeshQuery
-    from .meshops import vertex_normals
+    from ..geometry import vertex_normals
+    from ..render.raycast import MeshQuery
 
     rng = np.random.default_rng(0) if rng is None else rng
     R = head_to_world[:3, :3]

@@ -12,14 +12,18 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .. import threads
 from ..cameras import Camera
 from ..facemodel import FaceModel
+from ..geometry import vertex_normals
 from ..parts import triangle_labels
 from . import meshops as mo
+
+if TYPE_CHECKING:
+    from ..render.raycast import MeshScene
 
 
 @dataclass(frozen=True)
@@ -52,13 +56,10 @@ class Scene:
     linear_albedo: bool = False
     """Decode the albedo from sRGB to linear before shading (the ``camera`` factor's sRGB response)."""
 
-    def raycaster(self):
-        import open3d as o3d
+    def raycaster(self) -> MeshScene:
+        from ..render.raycast import MeshScene
 
-        scene = o3d.t.geometry.RaycastingScene()
-        scene.add_triangles(o3d.core.Tensor(self.verts.astype(np.float32)),
-                            o3d.core.Tensor(self.faces.astype(np.uint32)))
-        return scene
+        return MeshScene(self.verts, self.faces)
 
 
 def build_scene(model: FaceModel, skin: mo.UVMesh, verts_model: np.ndarray, extra_tri_ids: np.ndarray,
@@ -76,8 +77,8 @@ def build_scene(model: FaceModel, skin: mo.UVMesh, verts_model: np.ndarray, extr
     verts = np.concatenate([skin_w, extra_w], 0)
     faces = np.concatenate([skin.faces, remap[extra]], 0)
     n_skin_f = len(skin.faces)
-    normals = np.concatenate([mo.vertex_normals(skin_w, skin.faces),
-                              mo.vertex_normals(verts, remap[extra])[len(skin_w):]], 0)
+    normals = np.concatenate([vertex_normals(skin_w, skin.faces),
+                              vertex_normals(verts, remap[extra])[len(skin_w):]], 0)
     colors = np.zeros((len(verts), 3), np.float32)
     colors[len(skin_w):] = vertex_colors[used]
     uv_faces = np.concatenate([skin.uv_faces, np.zeros((len(extra), 3), np.int64)], 0)
@@ -95,7 +96,7 @@ def append_mesh(scene: Scene, verts: np.ndarray, faces: np.ndarray, uvs: np.ndar
     n_v, n_t = len(scene.verts), len(scene.uvs)
     v = np.concatenate([scene.verts, verts], 0)
     f = np.concatenate([scene.faces, np.asarray(faces, np.int64) + n_v], 0)
-    normals = np.concatenate([scene.normals, mo.vertex_normals(np.asarray(verts, np.float64), np.asarray(faces, np.int64))], 0)
+    normals = np.concatenate([scene.normals, vertex_normals(np.asarray(verts, np.float64), np.asarray(faces, np.int64))], 0)
     colors = np.concatenate([scene.colors, np.zeros((len(verts), 3), scene.colors.dtype)], 0)
     fm = None if scene.face_material is None else np.concatenate([scene.face_material, np.zeros(len(faces), np.uint8)])
     spec = None if scene.specular is None else np.concatenate([scene.specular, np.tile([[0.01, 8.0]], (len(verts), 1))], 0)
@@ -119,7 +120,6 @@ class KeyLight:
 def key_visibility(scene: Scene, key: KeyLight, samples: int = 12, offset_m: float = 4e-4) -> np.ndarray:
     """(M,) fraction of the key light's disc each scene vertex sees (soft cast shadows), from
     ``samples`` shadow rays on a fixed spiral over the disc (deterministic)."""
-    import open3d as o3d
 
     d = np.asarray(key.direction, np.float64)
     d /= np.linalg.norm(d)
@@ -136,7 +136,7 @@ def key_visibility(scene: Scene, key: KeyLight, samples: int = 12, offset_m: flo
     seen = np.zeros(len(origin))
     for dd in dirs:
         rays = np.concatenate([origin, np.broadcast_to(dd, origin.shape)], 1).astype(np.float32)
-        hit = caster.test_occlusions(o3d.core.Tensor(rays)).numpy()
+        hit = caster.occluded(rays)
         seen += ~hit
     facing = scene.normals @ d > -0.2
     return np.where(facing, seen / samples, 0.0)
@@ -161,15 +161,9 @@ def world_rays(camera: Camera, ss: int, sample: int | None = None, pixels: np.nd
     return out
 
 
-def _cast(raycaster, rays: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    import open3d as o3d
-
-    ans = raycaster.cast_rays(o3d.core.Tensor(np.ascontiguousarray(rays.reshape(-1, 6))), nthreads=threads.count())
-    prim = ans["primitive_ids"].numpy().astype(np.int64)
-    prim[prim == np.int64(o3d.t.geometry.RaycastingScene.INVALID_ID)] = -1
-    buv = ans["primitive_uvs"].numpy().astype(np.float64)
-    bary = np.stack([1 - buv[:, 0] - buv[:, 1], buv[:, 0], buv[:, 1]], 1)
-    return prim, bary
+def _cast(raycaster: MeshScene, rays: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    hits = raycaster.cast(rays.reshape(-1, 6))
+    return hits.triangles, hits.barycentric()
 
 
 def backdrop(camera: Camera, rng: np.random.Generator) -> np.ndarray:
@@ -280,7 +274,7 @@ def _albedo(scene: Scene, prim: np.ndarray, bary: np.ndarray) -> np.ndarray:
     return albedo
 
 
-def render_view(scene: Scene, raycaster, camera: Camera, sh: np.ndarray, rng: np.random.Generator,
+def render_view(scene: Scene, raycaster: MeshScene, camera: Camera, sh: np.ndarray, rng: np.random.Generator,
                 ss: int = 2, gain: np.ndarray | None = None, gamma: float = 1.0,
                 noise_sigma: float = 1.5 / 255, background: np.ndarray | None = None,
                 key: KeyLight | None = None, response=None) -> ViewRender:
@@ -328,16 +322,16 @@ def render_view(scene: Scene, raycaster, camera: Camera, sh: np.ndarray, rng: np
     material = None
     if scene.material_tex is not None:
         material = np.zeros(h * w, np.uint8)
-        hit = np.flatnonzero(prim >= 0)
-        p = prim[hit]
+        hit_px = np.flatnonzero(prim >= 0)
+        p = prim[hit_px]
         tex = scene.textured[p]
-        uv = np.einsum("pk,pkc->pc", bary[hit[tex]], scene.uvs[scene.uv_faces[p[tex]]])
+        uv = np.einsum("pk,pkc->pc", bary[hit_px[tex]], scene.uvs[scene.uv_faces[p[tex]]])
         Ht, Wt = scene.material_tex.shape
         j = np.clip((uv[:, 0] / scene.u_tiles * Wt).astype(np.int64), 0, Wt - 1)
         i = np.clip(((1 - uv[:, 1]) * Ht).astype(np.int64), 0, Ht - 1)
-        material[hit[tex]] = scene.material_tex[i, j]
+        material[hit_px[tex]] = scene.material_tex[i, j]
         if scene.face_material is not None:
-            material[hit[~tex]] = scene.face_material[p[~tex]]
+            material[hit_px[~tex]] = scene.face_material[p[~tex]]
         material = material.reshape(h, w)
     return ViewRender(image=image, labels=labels, mask=(prim >= 0).reshape(h, w), material=material)
 
@@ -361,20 +355,17 @@ def _covered_pixels(scene: Scene, camera: Camera, margin: int = 3) -> np.ndarray
     return (yy * w + xx).reshape(-1)
 
 
-def landmarks_2d(raycaster, camera: Camera, points: np.ndarray, eps_m: float = 1e-3) -> tuple[np.ndarray, np.ndarray]:
+def landmarks_2d(raycaster: MeshScene, camera: Camera, points: np.ndarray, eps_m: float = 1e-3) -> tuple[np.ndarray, np.ndarray]:
     """Projected pixels (L, 2) (distortion on) of world points (L, 3) and their visibility (L,):
     in front of the camera, inside the image, and nothing on the ray closer than ``eps_m`` before
     the point (the surface the point lies on does not hide it)."""
-    import open3d as o3d
-
     uv, z = camera.project(points)
     c = camera.center
     d = np.asarray(points, np.float64) - c
     dist = np.linalg.norm(d, axis=1)
     rays = np.concatenate([np.broadcast_to(c, d.shape), d], 1).astype(np.float32)
     tfar = (1.0 - eps_m / np.maximum(dist, 1e-9)).astype(np.float32)
-    ans = raycaster.cast_rays(o3d.core.Tensor(rays), nthreads=threads.count())
-    t = ans["t_hit"].numpy()
+    t = raycaster.cast(rays).t_hit
     occluded = np.isfinite(t) & (t < tfar)
     inside = (uv[:, 0] >= -0.5) & (uv[:, 0] <= camera.width - 0.5) & (uv[:, 1] >= -0.5) & (uv[:, 1] <= camera.height - 0.5)
     return uv, (z > 0) & inside & ~occluded

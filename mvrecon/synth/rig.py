@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..cameras import Board, Camera, Rig, rodrigues
+from ..cameras import Board, Camera, Rig
+from ..geometry import axis_angle_to_matrix
 
 SENSOR_WIDTH_MM = 36.0
 
@@ -60,7 +61,7 @@ def make_rig(n_cameras: int, width: int, height: int, rng: np.random.Generator,
         w2c = look_at_opencv(centre, target)
         # a slight roll: real cameras are never perfectly level
         roll = np.eye(4)
-        roll[:3, :3] = rodrigues([0, 0, np.radians(rng.uniform(-2, 2))])
+        roll[:3, :3] = axis_angle_to_matrix([0, 0, np.radians(rng.uniform(-2, 2))])
         w2c = roll @ w2c
         f_mm = rng.uniform(55.0, 80.0)
         fx = f_mm / SENSOR_WIDTH_MM * width
@@ -87,11 +88,12 @@ def board_poses(board: Board, n_shots: int, rng: np.random.Generator, volume_m: 
     # board x -> world +X, board y (down the print) -> world -Y, board z -> world -Z
     base = np.diag([1.0, -1.0, -1.0])
     poses = []
-    for k in range(n_shots):
+    for _ in range(n_shots):
         yaw = np.radians(rng.uniform(-35, 35))
         pitch = np.radians(rng.uniform(-25, 25))
         roll = np.radians(rng.uniform(-15, 15))
-        R = rodrigues([0, yaw, 0]) @ rodrigues([pitch, 0, 0]) @ rodrigues([0, 0, roll]) @ base
+        R = (axis_angle_to_matrix([0, yaw, 0]) @ axis_angle_to_matrix([pitch, 0, 0])
+             @ axis_angle_to_matrix([0, 0, roll]) @ base)
         centre = rng.uniform(-volume_m, volume_m, 3)
         M = np.eye(4)
         M[:3, :3] = R

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..geometry import vertex_normals
 from . import meshops as mo
 
 
@@ -22,7 +23,7 @@ def make_scan(verts: np.ndarray, faces: np.ndarray, rng: np.random.Generator, no
     """
     v = np.asarray(verts, np.float64)
     f = np.asarray(faces, np.int64)
-    n = mo.vertex_normals(v, f)
+    n = vertex_normals(v, f)
     noisy = v + rng.normal(0.0, noise_m, len(v))[:, None] * n
     cand = np.arange(len(v)) if hole_candidates is None else np.asarray(hole_candidates)
     centres = v[rng.choice(cand, size=n_holes, replace=False)]

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import cv2
 import numpy as np
 
+from ..geometry import matrix_to_axis_angle
 from ..io import write_json
 from .generate import load_ground_truth
 
@@ -32,7 +32,7 @@ def write_truth_fit(root: str | Path, model) -> Path:
     out = root / "fit"
     out.mkdir(exist_ok=True)
     np.savez(out / "params.npz", alpha=gt.id_coeffs.astype(np.float32), beta=gt.exp_coeffs[:1].astype(np.float32),
-             rot=cv2.Rodrigues(R)[0].reshape(1, 3).astype(np.float32), trans=t.reshape(1, 3).astype(np.float32),
+             rot=matrix_to_axis_angle(R).reshape(1, 3).astype(np.float32), trans=t.reshape(1, 3).astype(np.float32),
              log_scale=np.array(0.0, np.float32), deform_offsets=off.astype(np.float32),
              fused_disp_vertex=np.zeros(model.n_vertices, np.float32),
              disp=np.zeros((n_views, 1, 16, 16), np.float32), sh=sh, albedo=np.full((1, 3, 8, 8), 0.5, np.float32),

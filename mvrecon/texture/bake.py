@@ -28,9 +28,9 @@ import torch
 
 from ..cameras import Camera
 from ..errors import InputError
+from ..facemodel.model import RENDER_SUBMESHES, vertex_normals
 from ..fit.result import FittedHead
 from ..render import raycast, sh_basis
-from ..facemodel.model import RENDER_SUBMESHES, vertex_normals
 from .config import TextureConfig
 from .layout import corner_uvs, material, material_triangles
 from .uvraster import UVRaster, push_pull_fill, rasterize_uv
@@ -308,6 +308,7 @@ def _eyes_texture(head: FittedHead, views: list[BakeView], cfg: TextureConfig, s
         iris_colour = np.median(c, axis=0)
         iris_colour = np.clip(srgb_encode(iris_colour) if encode else iris_colour, 0.02, 0.9)
     ang = angles_all[0]
+    assert raster is not None  # both eyeballs were rasterised
     m = raster.mask
     # radial iris pattern: darker limbal ring, lighter collarette, fibres from a fixed pattern
     t = np.clip((ang - cfg.pupil_deg) / (cfg.iris_deg - cfg.pupil_deg), 0, 1)
@@ -342,11 +343,11 @@ def lash_texture(size: int, seed: int = 0) -> np.ndarray:
     width = rng.uniform(0.15, 0.3, n) / n
     length = rng.uniform(0.6, 1.0, n)
     alpha = np.zeros((size, size))
-    for c, w, l in zip(centres, width, length):
+    for c, w, tip in zip(centres, width, length):
         # each strand spans the card from one side, thinning towards its tip (both card ends
         # carry lashes: upper and lower lids lie mirrored in v)
         across = np.exp(-0.5 * ((u - c) / (0.5 * w)) ** 2)[None, :]
-        along = np.clip(1 - np.abs(2 * v - 1) / l, 0, 1)[:, None] ** 0.35 if l < 1 else np.ones((size, 1))
+        along = np.clip(1 - np.abs(2 * v - 1) / tip, 0, 1)[:, None] ** 0.35 if tip < 1 else np.ones((size, 1))
         alpha = np.maximum(alpha, across * np.clip(1 - (1 - along) * 1.2, 0, 1))
     rgb = np.broadcast_to(LASH_COLOUR, (size, size, 3))
     return np.concatenate([rgb, alpha[..., None]], -1).astype(np.float32)
@@ -542,9 +543,9 @@ def bake_texture(head: FittedHead, views: list[BakeView], cfg: TextureConfig = T
     fill_from = known.copy()
     if "mouth_socket" in model.submesh_triangles:
         # the inside of the mouth is rarely seen; unseen, it is dark red rather than skin
-        a, b = model.submesh_triangles["mouth_socket"]
+        t0, t1 = model.submesh_triangles["mouth_socket"]
         t = np.where(raster.mask, tri_ids[np.clip(raster.tri, 0, None)], -1)
-        inside = (t >= a) & (t < b) & ~known
+        inside = (t >= t0) & (t < t1) & ~known
         albedo[inside] = srgb_decode(MOUTH_INTERIOR) if response == "srgb" else MOUTH_INTERIOR
         fill_from |= inside
     # regions: the skin material's sub-meshes (face, scalp and neck, sockets) each have their own colour
@@ -552,8 +553,8 @@ def bake_texture(head: FittedHead, views: list[BakeView], cfg: TextureConfig = T
     tri_of = np.where(raster.mask, tri_ids[np.clip(raster.tri, 0, None)], -1)
     for ri, sub in enumerate(skin.submeshes):
         if sub in model.submesh_triangles:
-            a, b = model.submesh_triangles[sub]
-            region[(tri_of >= a) & (tri_of < b)] = ri
+            t0, t1 = model.submesh_triangles[sub]
+            region[(tri_of >= t0) & (tri_of < t1)] = ri
     skin_tex = _region_fill(albedo, fill_from, raster.mask, region, mean_skin, cfg.region_blend * S)
     # detail maps on the neutral asset mesh (what the exported normal map is applied to)
     neutral = head.neutral_model_space() * head.scale

@@ -1,6 +1,6 @@
 """Rasterising a mesh in UV space: which triangle covers each texel, and where inside it.
 
-The UV triangles are laid flat (z = 0) into an Open3D ray-casting scene and every texel centre
+The UV triangles are laid flat (z = 0) into an Open3D ray-casting scene (:class:`mvrecon.render.raycast.MeshScene`) and every texel centre
 casts one ray along -z, so the whole atlas is rasterised in one vectorised call.
 """
 
@@ -10,11 +10,8 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
-import open3d as o3d
 
-from .. import threads
-
-_INVALID = np.uint32(o3d.t.geometry.RaycastingScene.INVALID_ID)
+from ..render.raycast import MeshScene
 
 
 @dataclass(frozen=True)
@@ -72,20 +69,18 @@ def rasterize_uv(uvs: np.ndarray, uv_triangles: np.ndarray, height: int, width: 
     # scale to texel units so float32 keeps sub-texel precision at any atlas size
     pts[:, 0] = uvs[:, 0] * width
     pts[:, 1] = uvs[:, 1] * height
-    scene = o3d.t.geometry.RaycastingScene()
-    scene.add_triangles(o3d.core.Tensor.from_numpy(pts), o3d.core.Tensor.from_numpy(tris.astype(np.uint32)))
+    scene = MeshScene(pts, tris)
     tuv = texel_uv(height, width).reshape(-1, 2)
     rays = np.zeros((len(tuv), 6), np.float32)
     rays[:, 0] = tuv[:, 0] * width
     rays[:, 1] = tuv[:, 1] * height
     rays[:, 2] = 1.0
     rays[:, 5] = -1.0
-    hit = scene.cast_rays(o3d.core.Tensor.from_numpy(rays), nthreads=threads.count())
-    prim = hit["primitive_ids"].numpy()
-    ok = prim != _INVALID
+    hit = scene.cast(rays)
+    tri = hit.triangles
+    ok = tri >= 0
     # Open3D's primitive_uvs (a, b) are the weights of corners 1 and 2: p = (1-a-b) p0 + a p1 + b p2
-    ab = hit["primitive_uvs"].numpy()
-    tri = np.where(ok, prim.astype(np.int64), -1)
+    ab = hit.uv
     bary = np.stack([1.0 - ab[:, 0] - ab[:, 1], ab[:, 0], ab[:, 1]], -1).astype(np.float32)
     bary[~ok] = 0
     return UVRaster(tri.reshape(height, width), bary.reshape(height, width, 3))

@@ -148,12 +148,12 @@ def test_metashape_camera_projects_as_metashape_does(tmp_path):
     """A hand-written Metashape file (a scaled, turned and shifted chunk, the camera in the chunk's
     frame): mvrecon's camera projects world points where Metashape's equations put them (its
     pixel centres at +0.5, its P1/P2 in Brown's order)."""
-    from mvrecon.cameras import rodrigues
+    from mvrecon.geometry import axis_angle_to_matrix
 
     w, h, f, cx, cy, b1 = 640, 480, 800.0, 12.5, -7.25, 3.0
     k1, k2, k3, p1, p2 = -0.12, 0.05, 0.01, 1.5e-3, -2e-3
-    cam_R, cam_C = rodrigues([0.05, 0.2, -0.1]), np.array([0.1, 0.05, -0.6])
-    s, R_chunk, t_chunk = 2.0, rodrigues([0.1, -0.2, 0.3]), np.array([0.5, -1.0, 2.0])
+    cam_R, cam_C = axis_angle_to_matrix([0.05, 0.2, -0.1]), np.array([0.1, 0.05, -0.6])
+    s, R_chunk, t_chunk = 2.0, axis_angle_to_matrix([0.1, -0.2, 0.3]), np.array([0.5, -1.0, 2.0])
     cam_to_chunk = np.eye(4)
     cam_to_chunk[:3, :3], cam_to_chunk[:3, 3] = cam_R.T, cam_C
 
@@ -187,12 +187,12 @@ def test_metashape_camera_projects_as_metashape_does(tmp_path):
 def test_realitycapture_camera_projects_as_realitycapture_does(tmp_path, w, h):
     """A hand-written XMP beside its image (which gives the size): the image measured in units of
     its larger side, centred; tangential terms t1, t2 in Brown's order."""
-    from mvrecon.cameras import rodrigues
+    from mvrecon.geometry import axis_angle_to_matrix
     from mvrecon.io import write_image
 
     f35, ppu, ppv, aspect = 50.0, 0.012, -0.021, 1.01
     k1, k2, k3, t1, t2 = -0.1, 0.04, 0.02, 1e-3, -3e-3
-    R, C = rodrigues([-0.1, 0.3, 0.05]), np.array([0.2, -0.1, -0.9])
+    R, C = axis_angle_to_matrix([-0.1, 0.3, 0.05]), np.array([0.2, -0.1, -0.9])
     write_image(tmp_path / "rc" / "camB.jpg", np.zeros((h, w, 3), np.uint8))
     (tmp_path / "rc" / "camB.xmp").write_text(f"""<x:xmpmeta xmlns:x="adobe:ns:meta/">
   <rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">

@@ -7,7 +7,8 @@ import pytest
 
 from mvrecon.calibrate.refine import RefineConfig, refine_extrinsics
 from mvrecon.calibrate.synthetic import arc_rig, render_scene, textured_scene
-from mvrecon.cameras import rodrigues, rotation_angle_deg, save_rig
+from mvrecon.cameras import rotation_angle_deg, save_rig
+from mvrecon.geometry import axis_angle_to_matrix
 from mvrecon.errors import MvreconError
 from mvrecon.io import write_image
 from mvrecon.session import load_session, write_session_file
@@ -15,7 +16,7 @@ from mvrecon.session import load_session, write_session_file
 
 def _move(cam, mm: float, deg: float):
     axis = np.array([0.3, 1.0, 0.2]) / np.linalg.norm([0.3, 1.0, 0.2])
-    R = rodrigues(np.radians(deg) * axis) @ cam.R
+    R = axis_angle_to_matrix(np.radians(deg) * axis) @ cam.R
     C = cam.center + mm / 1000 * np.array([0.6, -0.4, 0.7]) / np.linalg.norm([0.6, -0.4, 0.7])
     M = np.eye(4)
     M[:3, :3], M[:3, 3] = R, -R @ C

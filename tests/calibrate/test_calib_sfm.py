@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 
 from mvrecon.calibrate.board import board_texture, render_plane
-from mvrecon.calibrate.geometry import umeyama
 from mvrecon.calibrate.sfm import SfmConfig, calibrate_sfm
 from mvrecon.calibrate.synthetic import arc_rig, board_pose, render_scene, textured_scene
 from mvrecon.cameras import Board, rotation_angle_deg
 from mvrecon.errors import InputError
+from mvrecon.geometry import umeyama
 from mvrecon.io import write_image
 
 BOARD = Board(7, 5, 0.04, 0.03)
@@ -42,7 +42,8 @@ def scene(tmp_path_factory):
 def _aligned_errors(truth, est):
     Ct = np.array([c.center for c in truth.cameras])
     Ce = np.array([c.center for c in est.cameras])
-    s, R, t = umeyama(Ce, Ct)
+    fit = umeyama(Ce, Ct)
+    s, R, t = fit.scale, fit.rotation, fit.translation
     rot = [rotation_angle_deg(e.R @ R.T, c.R) for c, e in zip(truth.cameras, est.cameras)]
     cen = [np.linalg.norm(s * R @ e.center + t - c.center) for c, e in zip(truth.cameras, est.cameras)]
     return s, np.array(rot), np.array(cen)

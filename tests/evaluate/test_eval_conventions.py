@@ -116,7 +116,7 @@ def test_ict_heads_pass_the_order_check_in_both_keypoint_sets(ict_model, ict_emb
 
 
 def test_ibug_keypoints_lie_on_the_model_and_differ_from_its_landmark_vertices(ict_model, ict_embedding):
-    from mvrecon.evaluate.geometry import MeshQuery
+    from mvrecon.render.raycast import MeshQuery
     from mvrecon.evaluate.keypoints import ibug_from_embedding
     from mvrecon.evaluate.landmarks import LANDMARK_GROUPS
 

@@ -14,7 +14,7 @@ import pytest
 from mvrecon.evaluate import REGION_NAMES
 from mvrecon.evaluate.parity import OFFICIAL_MM, load_parity_pair, run_parity
 from mvrecon.evaluate.realy import realy_global_alignment
-from mvrecon.evaluate.geometry import umeyama
+from mvrecon.geometry import umeyama
 from mvrecon.parts import REALY_KEYPOINTS
 
 PARITY_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "realy-parity"

@@ -7,7 +7,8 @@ import pytest
 
 from mvrecon.evaluate import REGION_NAMES, cut_regions, region_labels
 from mvrecon.evaluate import synthetic as syn
-from mvrecon.evaluate.geometry import MeshQuery, umeyama
+from mvrecon.render.raycast import MeshQuery
+from mvrecon.geometry import umeyama
 from mvrecon.evaluate.metrics import surface_metrics
 from mvrecon.evaluate.nicp import NicpConfig, nicp
 

@@ -125,7 +125,7 @@ def write_session(root, scene: Scene, with_fit: bool = True, textures: bool = Fa
     from pathlib import Path
 
     from mvrecon.cameras import Rig, save_rig
-    from mvrecon.fit.params import matrix_to_axis_angle
+    from mvrecon.geometry import matrix_to_axis_angle
     from mvrecon.io import write_image, write_npz
     from mvrecon.session import load_session, write_session_file
 

@@ -11,7 +11,7 @@ from meshoptimizer import SIMPLIFY_LOCK_BORDER
 
 from mvrecon.export.asset import Primitive
 from mvrecon.export.lod import _simplify, decimate_primitive, face_flip_share, repair_folds
-from mvrecon.facemodel.model import vertex_normals
+from mvrecon.geometry import vertex_normals
 from mvrecon.texture.layout import MATERIALS
 
 
@@ -34,10 +34,10 @@ def ridged_sheet(seed: int, n: int = 90, amp: float = 0.006, freq: float = 20.0)
     a, b, c, d = i[:-1, :-1], i[1:, :-1], i[1:, 1:], i[:-1, 1:]
     tri = np.concatenate([np.stack([a, b, c], -1).reshape(-1, 3), np.stack([a, c, d], -1).reshape(-1, 3)])
     tri = tri.astype(np.uint32)
-    nrm = vertex_normals(pos, tri)
+    nrm = vertex_normals(pos, tri).astype(np.float32)
     swell = np.zeros_like(pos)
     swell[:, 2] = 0.008 * np.exp(-((u - 0.3) ** 2 + (v - 0.6) ** 2) / 0.02).reshape(-1)
-    dn = vertex_normals(pos + swell, tri) - nrm
+    dn = vertex_normals(pos + swell, tri).astype(np.float32) - nrm
     return Primitive(material=MATERIALS[0], positions=pos, normals=nrm, uvs=np.stack([u, v], -1).reshape(-1, 2).astype(np.float32),
                      indices=tri, source_vertex=np.arange(len(pos)), targets=swell[None], normal_targets=dn[None])
 

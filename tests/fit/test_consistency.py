@@ -10,7 +10,7 @@ import torch
 
 from mvrecon.cameras import look_at
 from mvrecon.fit.consistency import choose_sample, consistency_loss, photo_consistency
-from mvrecon.fit.params import axis_angle_to_matrix
+from mvrecon.geometry import axis_angle_to_matrix
 
 S = 128
 Z0 = 0.5

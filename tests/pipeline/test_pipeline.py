@@ -362,7 +362,8 @@ def test_session_calibrate_prints_how_far_each_camera_moved(tmp_path):
     import numpy as np
 
     from mvrecon.calibrate.synthetic import arc_rig, render_scene, textured_scene
-    from mvrecon.cameras import load_rig, rodrigues, save_rig
+    from mvrecon.cameras import load_rig, save_rig
+    from mvrecon.geometry import axis_angle_to_matrix
     from mvrecon.io import write_image
     from mvrecon.session import write_session_file
 
@@ -376,7 +377,7 @@ def test_session_calibrate_prints_how_far_each_camera_moved(tmp_path):
     cam = truth["cam2"]
     axis = np.array([0.3, 1.0, 0.2]) / np.linalg.norm([0.3, 1.0, 0.2])
     M = np.eye(4)
-    M[:3, :3] = rodrigues(np.radians(0.3) * axis) @ cam.R
+    M[:3, :3] = axis_angle_to_matrix(np.radians(0.3) * axis) @ cam.R
     M[:3, 3] = -M[:3, :3] @ (cam.center + np.array([0.005, 0.0, 0.0]))
     save_rig(truth.with_cameras([cam.replace(world_to_cam=M) if c.name == "cam2" else c for c in truth.cameras]),
              tmp_path / "rig" / "rig.json")

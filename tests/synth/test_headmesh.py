@@ -91,8 +91,8 @@ def test_register_recovers_a_known_head(tmp_path, ict_model):
     """Skin and eyeballs of a known off-span head, scaled x100, Z-up, turned and moved, written
     as PLY and OBJ: the registration finds the similarity and puts every face vertex back where it
     was (up to the size, which only the model's mean proportions can tell)."""
-    from mvrecon.cameras import rodrigues
-    from mvrecon.evaluate.geometry import Similarity
+    from mvrecon.geometry import axis_angle_to_matrix
+    from mvrecon.geometry import Similarity
     from mvrecon.meshio import write_obj, write_ply
     from mvrecon.synth import meshops as mo
 
@@ -101,8 +101,8 @@ def test_register_recovers_a_known_head(tmp_path, ict_model):
     truth = _known_head(model, rng)
     # stored Z-up with the face towards -Y (Blender's convention), turned a little more: the
     # face is found by the orientation search, not by the glTF guess
-    z_up = rodrigues([np.pi / 2, 0, 0])
-    S = Similarity(100.0, rodrigues(rng.normal(0, 1, 3) * np.radians(12)) @ z_up, rng.normal(0, 50, 3))
+    z_up = axis_angle_to_matrix([np.pi / 2, 0, 0])
+    S = Similarity(100.0, axis_angle_to_matrix(rng.normal(0, 1, 3) * np.radians(12)) @ z_up, rng.normal(0, 50, 3))
     tri = model.render_triangle_ids(("face", "head_neck", "eyeball_left", "eyeball_right"))
     v, f, _ = mo.compact(S.apply(truth), model.triangles[tri].astype(np.int64))
     write_ply(tmp_path / "head.ply", v, f)

@@ -113,7 +113,7 @@ def _scene_of_dots(points: np.ndarray, radius: float = 0.01):
     """A Scene of small bright icospheres at ``points`` (P, 3) (vertex-coloured, no texture)."""
     import trimesh
 
-    from mvrecon.synth import meshops as mo
+    from mvrecon.geometry import vertex_normals
     from mvrecon.synth.render import Scene
 
     ico = trimesh.creation.icosphere(subdivisions=2, radius=radius)
@@ -122,7 +122,7 @@ def _scene_of_dots(points: np.ndarray, radius: float = 0.01):
     faces = np.concatenate([fi + k * len(iv) for k in range(len(points))])
     return Scene(verts=verts, faces=faces, textured=np.zeros(len(faces), bool), uvs=np.zeros((1, 2)),
                  uv_faces=np.zeros_like(faces), colors=np.ones((len(verts), 3), np.float32),
-                 labels=np.ones(len(faces), np.uint8), normals=mo.vertex_normals(verts, faces),
+                 labels=np.ones(len(faces), np.uint8), normals=vertex_normals(verts, faces),
                  texture=np.zeros((2, 2, 3), np.float32), u_tiles=1)
 
 
@@ -164,10 +164,8 @@ def test_distorted_rendering_matches_camera_project():
     # each pixel-centre ray hits the surface at a point that projects back onto that pixel centre
     rays = R.world_rays(cam, 1)[0]
     prim, _ = R._cast(scene.raycaster(), rays)
-    import open3d as o3d
-
     hit_idx = np.flatnonzero(prim >= 0)
-    t = scene.raycaster().cast_rays(o3d.core.Tensor(rays[hit_idx]))["t_hit"].numpy()
+    t = scene.raycaster().cast(rays[hit_idx]).t_hit
     X = rays[hit_idx, :3].astype(np.float64) + t[:, None] * rays[hit_idx, 3:].astype(np.float64)
     back, _ = cam.project(X)
     pix_c = np.stack([hit_idx % W, hit_idx // W], 1)

@@ -1,4 +1,5 @@
-"""Part Re-projection Distance Loss (3DDFA-V3, CVPR 2024), as ``docs/METHOD.md`` states it.
+"""Part Re-projection Distance Loss (PRDL) of 3DDFA-V3 (Wang et al., "3D Face Reconstruction with the
+Geometric Guidance of Facial Part Segmentation", CVPR 2024), as the paper defines it.
 
 For each part p, the projected visible model vertices labelled p (``V_p``) and the pixels of the
 part's mask (``C_p``) are summarised by their distance statistics to a fixed anchor grid ``A``:

@@ -96,7 +96,6 @@ def _hull(points2d: np.ndarray) -> np.ndarray:
 
 def _in_grown_polygon(pts: np.ndarray, poly: np.ndarray, margin: float) -> np.ndarray:
     """``(N,)`` True for 2D points inside ``poly`` ``(M, 2)`` or within ``margin`` of its outline."""
-    from matplotlib.path import Path as MplPath
 
     lo = poly.min(0) - margin
     hi = poly.max(0) + margin
