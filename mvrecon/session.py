@@ -38,9 +38,10 @@ import socket
 import stat
 import threading
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 from .cameras import Camera, Rig, load_rig, rig_json_path
 from .errors import InputError, MvreconError, SessionBusy, StageMissing
@@ -160,13 +161,13 @@ class Session:
         """The rig in force (see :func:`current_rig`)."""
         return current_rig(self, stages)
 
-    def in_force(self, stages: Sequence[str] | None = None) -> "Session":
+    def in_force(self, stages: Sequence[str] | None = None) -> Session:
         """This session with ``rig`` the rig in force (see :func:`current_rig`); a new object."""
         r = current_rig(self, stages)
         return replace(self, rig=r.rig, rig_source=r.source)
 
     @classmethod
-    def load(cls, root: str | Path, check_images: bool = True) -> "Session":
+    def load(cls, root: str | Path, check_images: bool = True) -> Session:
         return load_session(root, check_images=check_images)
 
 
@@ -438,7 +439,7 @@ def init_session(root: str | Path, rig: str | Path, images: str | Path, pattern:
         for cam in the_rig.cameras:
             p = found[frame].get(cam.name)
             if p is None:
-                expected = _FIELD.sub(lambda m: {"frame": frame, "camera": cam.name}[m.group(1)], pattern)
+                expected = _FIELD.sub(lambda m, f=frame, c=cam.name: {"frame": f, "camera": c}[m.group(1)], pattern)
                 raise InputError(f"missing: frame {frame!r} has no photo of camera {cam.name!r}", images / expected)
             w, h = image_size(p)  # a regular file in a known format, its header within the pixel limit
             if (w, h) != (cam.width, cam.height):

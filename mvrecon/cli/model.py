@@ -21,7 +21,6 @@ def model() -> None:
 
 def _import(kind: str, path: Path, name: str, landmarks: Path | None):
     from ..errors import InputError
-
     from ..io import MAX_MODEL_BYTES, regular_file
 
     for p in (path, landmarks):
