@@ -368,13 +368,13 @@ def _photo_files(folder: Path, depth: int) -> list[str]:
                 entries = sorted(os.scandir(d), key=lambda e: e.name)
             except OSError as e:
                 raise InputError(f"cannot list the photo folder ({e.strerror})", d) from None
-            for e in entries:
-                if e.name.startswith("."):
+            for entry in entries:
+                if entry.name.startswith("."):
                     continue
-                if e.is_dir(follow_symlinks=False):
-                    nxt.append((Path(e.path), f"{rel}{e.name}/"))
-                elif e.is_file():
-                    out.append(f"{rel}{e.name}")
+                if entry.is_dir(follow_symlinks=False):
+                    nxt.append((Path(entry.path), f"{rel}{entry.name}/"))
+                elif entry.is_file():
+                    out.append(f"{rel}{entry.name}")
                 if len(out) + len(nxt) > MAX_PHOTO_FILES:
                     raise InputError(f"the photo folder holds more than {MAX_PHOTO_FILES} entries; refused", folder)
         level = nxt
@@ -439,7 +439,7 @@ def init_session(root: str | Path, rig: str | Path, images: str | Path, pattern:
         for cam in the_rig.cameras:
             p = found[frame].get(cam.name)
             if p is None:
-                expected = _FIELD.sub(lambda m, f=frame, c=cam.name: {"frame": f, "camera": c}[m.group(1)], pattern)
+                expected = _fill(pattern, frame, cam.name)
                 raise InputError(f"missing: frame {frame!r} has no photo of camera {cam.name!r}", images / expected)
             w, h = image_size(p)  # a regular file in a known format, its header within the pixel limit
             if (w, h) != (cam.width, cam.height):
@@ -465,8 +465,13 @@ def init_session(root: str | Path, rig: str | Path, images: str | Path, pattern:
     return load_session(root)
 
 
+def _fill(pattern: str, frame: str, camera: str) -> str:
+    """``pattern`` with its ``{frame}`` and ``{camera}`` fields replaced."""
+    return _FIELD.sub(lambda m: {"frame": frame, "camera": camera}[m.group(1)], pattern)
+
+
 def _example(pattern: str, camera: str) -> str:
-    return _FIELD.sub(lambda m: {"frame": "f000", "camera": camera}[m.group(1)], pattern)
+    return _fill(pattern, "f000", camera)
 
 
 def _lock_error(e: OSError, path: Path) -> MvreconError:

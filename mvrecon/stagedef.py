@@ -13,12 +13,24 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     from .config import PipelineConfig
     from .facemodel import FaceModel
     from .session import Session
+
+
+_C = TypeVar("_C")
+
+
+def stage_config(cfg: _C | None, stage: str) -> _C:
+    """The settings of ``stage`` from the run's :class:`~mvrecon.config.PipelineConfig` (``cfg``,
+    its field of that name), which :func:`~mvrecon.config.pipeline_config` fills for every stage;
+    a ValueError (a programming error, not the user's) when a hand-built one holds none."""
+    if cfg is None:
+        raise ValueError(f"the run's PipelineConfig has no settings for the {stage} stage (make it with pipeline_config)")
+    return cfg
 
 
 @dataclass

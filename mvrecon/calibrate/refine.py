@@ -17,6 +17,7 @@ its movement. Each camera may move at most ``max_shift_m`` / ``max_rot_deg`` (th
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -380,8 +381,13 @@ def refine_extrinsics(session: Session, cfg: RefineConfig = RefineConfig(), writ
 
 
 def format_moves(result: RefineResult) -> str:
+    return format_move_table(result.moves, result.n_points, result.rms_before_px, result.rms_after_px)
+
+
+def format_move_table(moves: Sequence[CameraMove], n_points: int, rms_before_px: float, rms_after_px: float) -> str:
+    """The table :func:`format_moves` prints, from a refinement's figures (as ``refine.json`` holds them)."""
     lines = [f"{'camera':<10} {'moved mm':>9} {'rot deg':>8} {'obs':>6}"]
-    for m in result.moves:
+    for m in moves:
         lines.append(f"{m.name:<10} {m.shift_mm:9.2f} {m.rotation_deg:8.3f} {m.n_observations:6d}")
-    lines.append(f"{result.n_points} points, RMS {result.rms_before_px:.2f} -> {result.rms_after_px:.2f} px")
+    lines.append(f"{n_points} points, RMS {rms_before_px:.2f} -> {rms_after_px:.2f} px")
     return "\n".join(lines)

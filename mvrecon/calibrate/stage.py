@@ -17,7 +17,7 @@ from typing import Any
 from ..errors import InputError
 from ..io import atomic_dir, write_json
 from ..provenance import PROVENANCE_FILE
-from ..stagedef import Context
+from ..stagedef import Context, stage_config
 
 #: A calibration folder (``DIR/<shot>/<camera>.<ext>``) with more files than this is refused: a
 #: session whose ``calib`` names ``/`` must not walk the whole disk.
@@ -38,13 +38,13 @@ def calib_files(ctx: Context) -> list[Path]:
                 entries = sorted(os.scandir(folder), key=lambda e: e.name)
             except OSError as e:
                 raise InputError(f"cannot list the calibration folder ({e.strerror})", folder) from None
-            for e in entries:
-                if e.name.startswith("."):
+            for entry in entries:
+                if entry.name.startswith("."):
                     continue
-                if e.is_dir(follow_symlinks=False):
-                    subdirs.append(Path(e.path))
-                elif e.is_file():
-                    out.append(Path(e.path))
+                if entry.is_dir(follow_symlinks=False):
+                    subdirs.append(Path(entry.path))
+                elif entry.is_file():
+                    out.append(Path(entry.path))
                 if len(out) + len(subdirs) > MAX_CALIB_FILES:
                     raise InputError(f"the calibration folder holds more than {MAX_CALIB_FILES} entries; refused "
                                      "(expected CALIB/<shot>/<camera>.<ext>)", d)
@@ -74,13 +74,16 @@ def run_calibrate(ctx: Context) -> dict[str, Any]:
     from ..cameras import save_rig
 
     s = ctx.session
-    cfg = ctx.cfg.calibrate
     if has_board_shots(ctx):
         from .charuco import calibrate_charuco
 
-        res = calibrate_charuco(s.rig, s.calib_dir, cfg)
-        report = res.report() | {"config": dataclasses.asdict(cfg), "shots": ctx.rel(s.calib_dir)}
+        cfg = stage_config(ctx.cfg.calibrate, "calibrate")
+        calib_dir = s.calib_dir
+        assert calib_dir is not None  # has_board_shots: the session names a calibration folder
+        res = calibrate_charuco(s.rig, calib_dir, cfg)
+        report = res.report() | {"config": dataclasses.asdict(cfg), "shots": ctx.rel(calib_dir)}
         numbers = {"reprojection RMS (px)": round(res.rms_px, 4), "board shots": res.n_shots}
+        new_rig = res.rig
     else:
         import tempfile
 
@@ -91,13 +94,13 @@ def run_calibrate(ctx: Context) -> dict[str, Any]:
             for cam, p in s.frames[0].images.items():
                 os.symlink(p, Path(d) / f"{cam}{p.suffix.lower()}")
             sfm = calibrate_sfm(s.rig, d, SfmConfig())
-        res = sfm
+        new_rig = sfm.rig
         report = {"format": "mvrecon-calibration/1", "method": "sfm", "rms_px": sfm.rms_px, "n_points": sfm.n_points,
                   "scale": sfm.scale, "scale_source": sfm.scale_source, "frame": s.frames[0].name}
         numbers = {"reprojection RMS (px)": round(sfm.rms_px, 4), "SfM points": sfm.n_points}
     with atomic_dir(s.stage_dir("calibrate")) as tmp:
         write_json(tmp / "calibration.json", report)
-        save_rig(res.rig, tmp / "rig.json")
+        save_rig(new_rig, tmp / "rig.json")
     return numbers
 
 
@@ -109,7 +112,7 @@ def refine_requested(ctx: Context) -> bool:
 def run_refine(ctx: Context) -> dict[str, Any]:
     from .refine import refine_extrinsics
 
-    res = refine_extrinsics(ctx.session, ctx.cfg.refine, write=True)
+    res = refine_extrinsics(ctx.session, stage_config(ctx.cfg.refine, "refine"), write=True)
     worst = max(res.moves, key=lambda m: m.shift_mm)
     return {"largest move (mm)": round(worst.shift_mm, 3), "moved camera": worst.name,
             "RMS before (px)": round(res.rms_before_px, 3), "RMS after (px)": round(res.rms_after_px, 3)}

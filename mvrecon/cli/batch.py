@@ -5,10 +5,14 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from ..config import PRESET_NAMES
+
+if TYPE_CHECKING:
+    from ..config import PresetName
 from ..stages import STAGE_NAMES
 
 
@@ -35,7 +39,7 @@ def batch() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print batch.json on stdout (progress goes to stderr).")
 @click.option("--realy", "realy", is_flag=True, help="Evaluate stages also run the REALY-parity protocol (as 'session run --realy').")
 def run_cmd(sessions: tuple[Path, ...], workers: int | None, threads: int | None, address: str | None, gpus: float, serial: bool,
-            preset: str, stop: str | None, out: Path | None, as_json: bool, realy: bool) -> None:
+            preset: PresetName, stop: str | None, out: Path | None, as_json: bool, realy: bool) -> None:
     """Run every SESSION through the pipeline (like 'mvrecon session run'), each as one task;
     finished stages are skipped, so a stopped batch resumes. A failing session is one row with its
     error: the others finish, and the exit status is 1."""

@@ -15,7 +15,9 @@ import click
 from ..config import PRESET_NAMES
 
 if TYPE_CHECKING:
+    from ..config import PresetName
     from ..evaluate import EvalConfig
+    from ..evaluate.meshes import Units
 
 log = logging.getLogger("mvrecon.evaluate.bench")
 
@@ -42,7 +44,7 @@ def bench() -> None:
 @click.option("--serial", is_flag=True, help="Session subjects one after another in this process (no Ray).")
 @click.option("--realy", "realy", is_flag=True,
               help="Also run the REALY-parity protocol on every subject (the 'REALY all' column; several times the rest's CPU).")
-def run(root: Path, out: Path | None, pred_units: str, scan_units: str, preset: str, workers: int | None,
+def run(root: Path, out: Path | None, pred_units: Units, scan_units: Units, preset: PresetName, workers: int | None,
         threads: int | None, address: str | None, serial: bool, realy: bool) -> None:
     """Score every subject folder of DIR (pred.obj|ply|glb, pred_landmarks.txt|npy|json,
     scan.obj|ply, scan_landmarks.txt|npy|json; or an mvrecon session with a scan, run through
@@ -61,7 +63,7 @@ def run(root: Path, out: Path | None, pred_units: str, scan_units: str, preset: 
 COMMANDS = [bench]
 
 
-def _run_sessions(folders: list[Path], preset: str, engine: dict[str, Any], evaluate: EvalConfig) -> dict[str, Any]:
+def _run_sessions(folders: list[Path], preset: PresetName, engine: dict[str, Any], evaluate: EvalConfig) -> dict[str, Any]:
     """Every session subject through its evaluate stage (settings ``evaluate``) at once, on
     :func:`mvrecon.batch.run_batch` with the ``engine`` keywords (workers, threads, address,
     serial; a single session runs in this process); rows by resolved path."""

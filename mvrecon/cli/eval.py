@@ -50,9 +50,8 @@ def eval_cmd(pred, pred_landmarks, scan, scan_landmarks, out, pred_units, scan_u
     others = [f"{PROTOCOL_TITLES[k]} {mm(p.all_mm)}" for k, p in result.protocols.items() if k != result.headline]
     if "realy" not in result.protocols:
         others.append(f"{PROTOCOL_TITLES['realy']} {REALY_NOT_COMPUTED}")
-    others = ", ".join(others)
     click.echo(
-        f"{PROTOCOL_TITLES[result.headline]} mm: {regions} all={mm(result.all_mm)}{missing} ({others}); "
+        f"{PROTOCOL_TITLES[result.headline]} mm: {regions} all={mm(result.all_mm)}{missing} ({', '.join(others)}); "
         f"NoW median {result.now.median_mm:.3f} mm; units pred={result.pred.units} scan={result.scan.units}; "
         f"wrote {paths['metrics'].parent}"
     )

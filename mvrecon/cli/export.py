@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
+
+if TYPE_CHECKING:
+    from ..export.config import Expression, Format, MorphNames, Units
 
 
 def _lods(ctx, param, value: str) -> tuple[float, ...]:
@@ -55,9 +59,9 @@ def texture_cmd(session: Path, size: int) -> None:
               help="Length unit of the files (cm for Unreal).")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
               help="Also copy the exported files to this folder (replaced as a whole).")
-def export_cmd(session: Path, formats: tuple[str, ...], lods: tuple[float, ...], texture_size: int,
-               no_morphs: bool, morph_names: str, expression: str, no_skeleton: bool, compress: bool, units: str,
-               out_dir: Path | None) -> None:
+def export_cmd(session: Path, formats: tuple[Format, ...], lods: tuple[float, ...], texture_size: int,
+               no_morphs: bool, morph_names: MorphNames, expression: Expression, no_skeleton: bool, compress: bool,
+               units: Units, out_dir: Path | None) -> None:
     """Export SESSION's fitted head as a textured asset with blendshapes; writes SESSION/export/.
 
     Runs the export stage of the pipeline ('mvrecon session run SESSION --from export --to

@@ -76,22 +76,22 @@ def calibrate_cmd(rig_path, charuco_dir, sfm_dir, out, dist_model, world_frame, 
     if charuco_dir is not None:
         from ..calibrate.charuco import CharucoConfig, calibrate_charuco, format_report
 
-        cfg = CharucoConfig(dist_model=dist_model, world_frame=world_frame)
-        result = calibrate_charuco(rig, charuco_dir, cfg, board=board)
-        report = result.report() | {"config": dataclasses.asdict(cfg), "shots": str(charuco_dir)}
-        click.echo(format_report(result))
-        new_rig = result.rig
+        charuco_cfg = CharucoConfig(dist_model=dist_model, world_frame=world_frame)
+        charuco_result = calibrate_charuco(rig, charuco_dir, charuco_cfg, board=board)
+        report = charuco_result.report() | {"config": dataclasses.asdict(charuco_cfg), "shots": str(charuco_dir)}
+        click.echo(format_report(charuco_result))
+        new_rig = charuco_result.rig
     else:
         from ..calibrate.sfm import SfmConfig, calibrate_sfm
 
-        cfg = SfmConfig(fix_intrinsics=not free_intrinsics,
-                        scale_distance=tuple(scale_distance) if scale_distance else None)
-        result = calibrate_sfm(rig, sfm_dir, cfg, board=board)
-        report = {"format": "mvrecon-calibration/1", "method": "sfm", "rms_px": result.rms_px,
-                  "n_points": result.n_points, "scale": result.scale, "scale_source": result.scale_source,
-                  "config": dataclasses.asdict(cfg), "images": str(sfm_dir)}
-        click.echo(f"SfM: {len(new_rig := result.rig)} cameras, {result.n_points} points, RMS {result.rms_px:.3f} px, "
-                   f"scale from {result.scale_source}")
+        sfm_cfg = SfmConfig(fix_intrinsics=not free_intrinsics,
+                            scale_distance=tuple(scale_distance) if scale_distance else None)
+        sfm_result = calibrate_sfm(rig, sfm_dir, sfm_cfg, board=board)
+        report = {"format": "mvrecon-calibration/1", "method": "sfm", "rms_px": sfm_result.rms_px,
+                  "n_points": sfm_result.n_points, "scale": sfm_result.scale, "scale_source": sfm_result.scale_source,
+                  "config": dataclasses.asdict(sfm_cfg), "images": str(sfm_dir)}
+        click.echo(f"SfM: {len(new_rig := sfm_result.rig)} cameras, {sfm_result.n_points} points, RMS {sfm_result.rms_px:.3f} px, "
+                   f"scale from {sfm_result.scale_source}")
     write_json(out_path.parent / "calibration.json", report)
     save_rig(new_rig, out_path)
     click.echo(f"wrote {out_path}")

@@ -13,6 +13,7 @@ import click
 
 from ..config import PRESET_NAMES, PRESETS
 from ..errors import MvreconError
+from ..stagedef import stage_config
 from ..stages import STAGE_NAMES
 
 
@@ -64,15 +65,17 @@ def run_cmd(ctx: click.Context, session: Path, preset: str, assignments: tuple[s
     try:
         cfg = pipeline_config(preset)
         if realy:
-            cfg = dataclasses.replace(cfg, evaluate=dataclasses.replace(cfg.evaluate, compute_realy=True))
+            evaluate = stage_config(cfg.evaluate, "evaluate")
+            cfg = dataclasses.replace(cfg, evaluate=dataclasses.replace(evaluate, compute_realy=True))
         cfg = with_settings(cfg, assignments)
         res = run_pipeline(session, cfg, start=start, stop=stop, force=force, verbose=verbose, echo=echo)
     except KeyboardInterrupt:
         click.echo("interrupted: run the same command again to continue after the last finished stage", err=True)
         sys.exit(130)
     except MvreconError as e:
-        if as_json and getattr(e, "run_result", None) is not None:
-            click.echo(json.dumps(e.run_result.to_dict(), indent=2))
+        run_result = getattr(e, "run_result", None)  # set by run_pipeline for --json on failure
+        if as_json and run_result is not None:
+            click.echo(json.dumps(run_result.to_dict(), indent=2))
         raise
     finally:
         signal.signal(signal.SIGTERM, previous)
@@ -93,7 +96,7 @@ def calibrate_cmd(session: Path, as_json: bool) -> None:
     """Refine the rig's extrinsics from SESSION's own photos (a camera knocked since the rig was
     calibrated) and print how much each camera moved; writes SESSION/refine/, which later
     'mvrecon session run's use (and keep up to date)."""
-    from ..calibrate.refine import CameraMove, RefineResult, format_moves
+    from ..calibrate.refine import CameraMove, format_move_table
     from ..calibrate.stagedef import REFINE
     from ..config import pipeline_config
     from ..io import read_json
@@ -106,8 +109,7 @@ def calibrate_cmd(session: Path, as_json: bool) -> None:
         click.echo(json.dumps(rep, indent=2))
         return
     moves = tuple(CameraMove(**c) for c in rep["cameras"])
-    rr = RefineResult(None, moves, rep["n_points"], rep["rms_before_px"], rep["rms_after_px"])
-    click.echo(format_moves(rr))
+    click.echo(format_move_table(moves, rep["n_points"], rep["rms_before_px"], rep["rms_after_px"]))
     click.echo(f"wrote {REFINE.outputs.path(res.root / REFINE.name, 'rig')}")
 
 

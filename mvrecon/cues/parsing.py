@@ -58,6 +58,16 @@ class FaceParser(Protocol):
         ...
 
 
+class FrameParser(FaceParser, Protocol):
+    """A :class:`FaceParser` that also labels the views of one synchronized frame together
+    (:meth:`ModelParser.parse_frame`)."""
+
+    #: Per view of the last :meth:`parse_frame` call: whether it joined the shared fit.
+    last_frame_views: list[bool]
+
+    def parse_frame(self, images: list[np.ndarray], cues: list[FaceCues], cameras: list) -> list[np.ndarray]: ...
+
+
 class PolygonParser:
     """Part masks exactly as the shared iBUG-68 polygons (:func:`mvrecon.parts.part_label_image`)."""
 

@@ -28,7 +28,7 @@ import logging
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 
@@ -36,7 +36,7 @@ from ..errors import InputError
 from ..io import atomic_dir, read_image, read_json, sha256_file, write_image, write_json
 from ..parts import overlay as part_overlay
 from .facemesh import DetectConfig, FaceCues, detect, downscale
-from .parsing import FaceParser, get_parser
+from .parsing import FaceParser, FrameParser, get_parser
 
 log = logging.getLogger(__name__)
 
@@ -336,9 +336,15 @@ def label_frame(views: list[ViewResult], cameras: list, cfg: CuesConfig, parser:
     ):
         return False
     images = [read_image(v.image, max_pixels=cfg.max_image_pixels) for v in views]
-    cues = [load_view_cues(v.out_dir) for v in views]
+    cues: list[FaceCues] = []
+    for v in views:
+        cu = load_view_cues(v.out_dir)
+        if cu is None:  # run() hands over the views whose status is "ok": their records hold a face
+            raise InputError("no face in the landmarks of a view labelled with its frame", v.out_dir / LANDMARKS_FILE)
+        cues.append(cu)
     if len(views) >= 2:
-        labels = parser.parse_frame(images, cues, cameras)
+        # run() labels by frame only with a parser that has parse_frame (the model parser)
+        labels = cast(FrameParser, parser).parse_frame(images, cues, cameras)
         joined = list(getattr(parser, "last_frame_views", [True] * len(views)))
     else:
         labels = [parser.parse(images[0], cues[0], camera=cameras[0])]

@@ -6,19 +6,20 @@ import dataclasses
 from typing import Any
 
 from ..errors import MvreconError
-from ..stagedef import Context, StageDef, StageOutputs
+from ..stagedef import Context, StageDef, StageOutputs, stage_config
 from .stage import CuesConfig
 
 
 def _settings(ctx: Context) -> Any:
-    return ctx.cfg.cues.settings() | {"overlay": ctx.cfg.cues.overlay}
+    cfg = stage_config(ctx.cfg.cues, "cues")
+    return cfg.settings() | {"overlay": cfg.overlay}
 
 
 def _run(ctx: Context) -> dict[str, Any]:
     from .stage import run
 
     # a forced run redoes every view; otherwise views whose image, camera and settings match are kept
-    res = run(dataclasses.replace(ctx.cfg.cues, overwrite=ctx.force), ctx.session)
+    res = run(dataclasses.replace(stage_config(ctx.cfg.cues, "cues"), overwrite=ctx.force), ctx.session)
     if res.views and len(res.no_face) == len(res.views):
         raise MvreconError("no face found in any view", ctx.session.stage_dir("cues"))
     n_ok = len(res.views) - len(res.no_face)

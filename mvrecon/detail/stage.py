@@ -132,7 +132,8 @@ def run(cfg: DetailConfig, session) -> DetailStageResult:
     size, span = grid_size(head, views, cfg)
     log.info("detail: %d group(s), %d views, grid %dx%d over a %.0f mm face tile", len(head.groups), len(views),
              size, size, span)
-    fines, mids, groups_info, trusts = [], [], {}, []
+    fines, mids, trusts = [], [], []
+    groups_info: dict[str, dict] = {}
     for g, name in enumerate(head.groups):
         gviews = [v for v in views if v.group == g]
         if not gviews:

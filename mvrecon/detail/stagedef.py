@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..stagedef import Context, StageDef, StageOutputs
+from ..stagedef import Context, StageDef, StageOutputs, stage_config
 from .config import DetailConfig
 
 
@@ -15,7 +15,7 @@ def _run(ctx: Context) -> dict[str, Any]:
 
     from .stage import run
 
-    r = run(ctx.cfg.detail, ctx.session)
+    r = run(stage_config(ctx.cfg.detail, "detail"), ctx.session)
     groups = [g for g in r.summary["groups"].values() if g.get("views")]
     out: dict[str, Any] = {"grid": f"{r.maps.size}x{r.maps.size}"}
     if groups:

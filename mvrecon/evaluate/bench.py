@@ -106,7 +106,7 @@ class BenchResult:
 
 
 def _row(name: str, status: str, note: str = "", seconds: float = float("nan")) -> dict:
-    row = {c: float("nan") for c in COLUMNS}
+    row: dict[str, Any] = {c: float("nan") for c in COLUMNS}
     row.update(subject=name, status=status, protocol="", note=note, seconds=seconds)
     return row
 

@@ -6,14 +6,26 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ..errors import InputError, StageMissing
-from ..stagedef import Context
+from ..stagedef import Context, stage_config
+
+if TYPE_CHECKING:
+    from ..session import ScanRef
+    from .meshes import Units
 
 
 def applies(ctx: Context) -> bool:
     return ctx.session.scan is not None and ctx.session.scan.landmarks is not None
+
+
+def _scan(ctx: Context) -> tuple[ScanRef, Path]:
+    """The session's scan and its landmarks file: the stage's run, inputs and settings are asked
+    for only when it :func:`applies`, so both are there."""
+    scan = ctx.session.scan
+    assert scan is not None and scan.landmarks is not None  # applies(ctx) holds
+    return scan, scan.landmarks
 
 
 def fitted_mesh(ctx: Context) -> Path:
@@ -71,11 +83,12 @@ def run(ctx: Context) -> dict[str, Any]:
 
     s = ctx.session
     pred_path = fitted_mesh(ctx)
-    cfg = ctx.cfg.evaluate
-    if s.scan.units in ("m", "cm", "mm") and cfg.scan_units == "auto":
-        cfg = dataclasses.replace(cfg, scan_units=s.scan.units)
+    scan_ref, scan_landmarks = _scan(ctx)
+    cfg = stage_config(ctx.cfg.evaluate, "evaluate")
+    if scan_ref.units in ("m", "cm", "mm") and cfg.scan_units == "auto":
+        cfg = dataclasses.replace(cfg, scan_units=cast("Units", scan_ref.units))  # one of the units just checked
     # the fit writes metres, in the frame of the rig in force
-    cfg = dataclasses.replace(cfg, pred_units="m", scan_in_rig_frame=s.scan.frame == "rig")
+    cfg = dataclasses.replace(cfg, pred_units="m", scan_in_rig_frame=scan_ref.frame == "rig")
     out: dict[str, Any] = {}
     lm_points, used = model_landmarks(ctx.model(), read_mesh(pred_path)[0], cfg.pred_keypoints)
     with atomic_dir(s.stage_dir("evaluate")) as tmp:
@@ -87,7 +100,7 @@ def run(ctx: Context) -> dict[str, Any]:
             if misfit or not np.allclose(motion.matrix(), np.eye(4)):
                 pred = dataclasses.replace(pred, vertices=motion.apply(pred.vertices), landmarks=motion.apply(pred.landmarks))
                 out["recalibrated rig to the session rig (camera misfit, mm)"] = round(misfit, 3)
-        scan = load_face_mesh(s.scan.mesh, s.scan.landmarks, cfg.scan_units)
+        scan = load_face_mesh(scan_ref.mesh, scan_landmarks, cfg.scan_units)
         result = evaluate(pred, scan, cfg)
         write_outputs(result, tmp)
     if result.all_mm is not None:
@@ -113,13 +126,13 @@ def inputs(ctx: Context) -> list[Path]:
     MediaPipe embedding, which places the prediction's landmarks."""
     from ..facemodel.registry import search_dirs
 
-    scan = ctx.session.scan
-    files = [scan.mesh, scan.landmarks, *ctx.model_files()]
-    if ctx.session.scan is None or ctx.cfg.evaluate.pred_keypoints != "ibug":
+    scan, scan_landmarks = _scan(ctx)
+    files = [scan.mesh, scan_landmarks, *ctx.model_files()]
+    if stage_config(ctx.cfg.evaluate, "evaluate").pred_keypoints != "ibug":
         return files
     name = Path(str(ctx.session.options.get("model", "ict"))).stem
     return files + [p for d in search_dirs() if (p := Path(d) / f"{name}.mediapipe.npz").is_file()][:1]
 
 
 def settings(ctx: Context) -> Any:
-    return {"evaluate": ctx.cfg.evaluate, "scan_frame": ctx.session.scan.frame}
+    return {"evaluate": ctx.cfg.evaluate, "scan_frame": _scan(ctx)[0].frame}

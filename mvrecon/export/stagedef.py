@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..stagedef import Context, StageDef, StageOutputs
+from ..stagedef import Context, StageDef, StageOutputs, stage_config
 from .config import ExportConfig
 
 
 def _run(ctx: Context) -> dict[str, Any]:
     from .stage import export
 
-    r = export(ctx.session, ctx.cfg.export)
+    r = export(ctx.session, stage_config(ctx.cfg.export, "export"))
     return {"triangles": r.lod_triangles[0], "GLB (MB)": round(r.glb_bytes / 1e6, 2), "morph targets": len(r.target_names)}
 
 

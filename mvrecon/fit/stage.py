@@ -154,6 +154,7 @@ def fuse_displacement(geom: HeadGeometry, state: FitState, batch: ViewBatch, wor
     from ..render import vertex_normals
 
     p = state.params
+    assert state.visibility is not None  # set by the fitter before it returns the state
     with torch.no_grad():
         d = sample_uv_map(p.disp, geom.uv)[..., 0]  # (V, N)
         n = vertex_normals(world, geom.faces)

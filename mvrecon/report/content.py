@@ -119,11 +119,18 @@ def overlays_in(folder: str | Path) -> list[Overlay]:
 
 
 class _Outcome(Protocol):
-    stage: str
-    status: str
-    seconds: float | None
-    numbers: Mapping[str, Any]
-    note: str
+    """What a report needs of a stage's outcome in a run (:class:`mvrecon.pipeline.StageOutcome`)."""
+
+    @property
+    def stage(self) -> str: ...
+    @property
+    def status(self) -> StageStatus: ...
+    @property
+    def seconds(self) -> float | None: ...
+    @property
+    def numbers(self) -> Mapping[str, Any]: ...
+    @property
+    def note(self) -> str: ...
 
 
 class _Run(Protocol):
@@ -177,9 +184,9 @@ def report_content(session: Session, res: _Run | None = None) -> ReportContent:
                 rows.append(StageRow(name, "stale", None, {}, "outputs not current (run the session again); not shown"))
     metrics: dict[str, Any] = {}
     for name in ("calibrate", "refine", "fit", "detail", "texture", "export"):
-        prov = current.get(name)
-        if prov is not None and prov.numbers:
-            metrics[name] = dict(prov.numbers)
+        recorded = current.get(name)
+        if recorded is not None and recorded.numbers:
+            metrics[name] = dict(recorded.numbers)
     ev = output("evaluate", "metrics")
     if ev is not None:
         with contextlib.suppress(InputError):
@@ -205,6 +212,12 @@ def report_content(session: Session, res: _Run | None = None) -> ReportContent:
         metrics=metrics,
         glb=output("export", "glb"),
     )
+
+
+def _section(d: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    """``d[key]`` when it is a mapping, else an empty one."""
+    v = d.get(key)
+    return v if isinstance(v, Mapping) else {}
 
 
 def eval_metrics(d: Mapping[str, Any]) -> dict[str, Any]:
@@ -234,15 +247,15 @@ def eval_metrics(d: Mapping[str, Any]) -> dict[str, Any]:
     # the realy protocol runs on request; metrics.json then lacks its key (older ones always have it)
     if "realy" not in d and isinstance(head, Mapping) and head.get("protocol") != "realy":
         out[f"{PROTOCOL_TITLES['realy']} (mm)"] = REALY_NOT_COMPUTED
-    lm = d.get("landmarks") if isinstance(d.get("landmarks"), Mapping) else {}
+    lm = _section(d, "landmarks")
     if isinstance(lm.get("gap_median_mm"), Mapping):
         out["landmark gap after the 7-point alignment, median (mm)"] = dict(lm["gap_median_mm"])
     if lm.get("warning"):
         out["warning"] = lm["warning"]
-    now = d.get("now") if isinstance(d.get("now"), Mapping) else {}
+    now = _section(d, "now")
     if now:
         out["NoW (mm)"] = {k[:-3]: v for k, v in now.items() if k.endswith("_mm")}
-    chamfer = d.get("chamfer") if isinstance(d.get("chamfer"), Mapping) else {}
+    chamfer = _section(d, "chamfer")
     if chamfer.get("symmetric_mm") is not None:
         out["Chamfer, symmetric (mm)"] = chamfer["symmetric_mm"]
     for k, v in d.items():

@@ -6,14 +6,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..stagedef import Context, StageDef, StageOutputs
+from ..stagedef import Context, StageDef, StageOutputs, stage_config
 from .config import TextureConfig
 
 
 def _run(ctx: Context) -> dict[str, Any]:
     from .stage import run
 
-    t = run(ctx.cfg.texture, ctx.session).textures
+    t = run(stage_config(ctx.cfg.texture, "texture"), ctx.session).textures
     seen = float((t.skin_weight > 0)[t.skin_mask].mean()) if t.skin_mask.any() else 0.0
     return {"skin texels seen (%)": round(100 * seen, 1), "size": f"{t.skin.shape[1]}x{t.skin.shape[0]}"}
 
