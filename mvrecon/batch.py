@@ -36,8 +36,13 @@ Status = Literal["done", "up to date", "failed"]
 BATCH_JSON = "batch.json"
 BATCH_HTML = "batch.html"
 #: Ray settings (environment) a local batch turns off; a cluster keeps its own.
-QUIET_RAY = ("RAY_USAGE_STATS_ENABLED", "RAY_enable_metrics_collection", "RAY_event_stats", "RAY_enable_timeline",
-             "RAY_task_events_report_interval_ms")
+QUIET_RAY = (
+    "RAY_USAGE_STATS_ENABLED",
+    "RAY_enable_metrics_collection",
+    "RAY_event_stats",
+    "RAY_enable_timeline",
+    "RAY_task_events_report_interval_ms",
+)
 
 
 @dataclass
@@ -77,14 +82,22 @@ class BatchResult:
         return 3600.0 * len(self.rows) / self.seconds if self.seconds > 0 else float("nan")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"engine": self.engine, "workers": self.workers, "threads": self.threads, "preset": self.preset,
-                "seconds": round(self.seconds, 2), "sessions_per_hour": round(self.sessions_per_hour, 2),
-                "ok": not self.failed, "failed": [r.session for r in self.failed],
-                "rows": [asdict(r) for r in self.rows]}
+        return {
+            "engine": self.engine,
+            "workers": self.workers,
+            "threads": self.threads,
+            "preset": self.preset,
+            "seconds": round(self.seconds, 2),
+            "sessions_per_hour": round(self.sessions_per_hour, 2),
+            "ok": not self.failed,
+            "failed": [r.session for r in self.failed],
+            "rows": [asdict(r) for r in self.rows],
+        }
 
 
-def run_session(root: str, preset: PresetName, threads: int | None, settings: dict[str, Any] | None = None,
-                stop: str | None = None) -> BatchRow:
+def run_session(
+    root: str, preset: PresetName, threads: int | None, settings: dict[str, Any] | None = None, stop: str | None = None
+) -> BatchRow:
     """One session through the pipeline with ``threads`` (the body of a batch task). Never
     raises for a session's own problem: a failure is a row."""
     from . import threads as _threads
@@ -105,13 +118,20 @@ def run_session(root: str, preset: PresetName, threads: int | None, settings: di
         return row
     except Exception as e:  # a bug must not end the other sessions either; its row says what it was
         log.exception("%s: internal error", root)
-        return BatchRow(root, "failed", time.perf_counter() - t0, error=f"internal error: {type(e).__name__}: {e}",
-                        worker=worker)
+        return BatchRow(
+            root, "failed", time.perf_counter() - t0, error=f"internal error: {type(e).__name__}: {e}", worker=worker
+        )
     ran = sum(o.status == "done" for o in res.stages)
-    return BatchRow(root, "done" if ran else "up to date", time.perf_counter() - t0, stages_run=ran,
-                    numbers={o.stage: dict(o.numbers) for o in res.stages if o.numbers},
-                    report=None if res.report is None else str(res.report),
-                    log=None if res.log_file is None else str(res.log_file), worker=worker)
+    return BatchRow(
+        root,
+        "done" if ran else "up to date",
+        time.perf_counter() - t0,
+        stages_run=ran,
+        numbers={o.stage: dict(o.numbers) for o in res.stages if o.numbers},
+        report=None if res.report is None else str(res.report),
+        log=None if res.log_file is None else str(res.log_file),
+        worker=worker,
+    )
 
 
 def _check_sessions(sessions: Sequence[str | Path]) -> list[str]:
@@ -137,10 +157,18 @@ def _ray():
     return ray
 
 
-def run_batch(sessions: Sequence[str | Path], preset: PresetName = "default", workers: int | None = None,
-              threads: int | None = None, address: str | None = None, serial: bool = False,
-              settings: dict[str, Any] | None = None, stop: str | None = None, gpus: float = 0.0,
-              on_done: Callable[[BatchRow, int, int], None] | None = None) -> BatchResult:
+def run_batch(
+    sessions: Sequence[str | Path],
+    preset: PresetName = "default",
+    workers: int | None = None,
+    threads: int | None = None,
+    address: str | None = None,
+    serial: bool = False,
+    settings: dict[str, Any] | None = None,
+    stop: str | None = None,
+    gpus: float = 0.0,
+    on_done: Callable[[BatchRow, int, int], None] | None = None,
+) -> BatchResult:
     """Run every session through the pipeline; rows in the order given.
 
     ``serial``: one after another in this process with ``threads`` (default: all cores).
@@ -171,9 +199,17 @@ def run_batch(sessions: Sequence[str | Path], preset: PresetName = "default", wo
     return BatchResult([rows[r] for r in roots], engine, workers, threads, preset, time.perf_counter() - t0)
 
 
-def _run_on_ray(roots: list[str], preset: PresetName, workers: int, threads: int, address: str | None,
-                settings: dict[str, Any] | None, stop: str | None, gpus: float,
-                done: Callable[[BatchRow], None]) -> None:
+def _run_on_ray(
+    roots: list[str],
+    preset: PresetName,
+    workers: int,
+    threads: int,
+    address: str | None,
+    settings: dict[str, Any] | None,
+    stop: str | None,
+    gpus: float,
+    done: Callable[[BatchRow], None],
+) -> None:
     ray = _ray()
     started = not ray.is_initialized()
     if started:
@@ -237,8 +273,14 @@ def plan(workers: int | None, threads: int | None, serial: bool, address: str | 
 def _key_numbers(row: BatchRow) -> tuple[str, str]:
     fit = row.numbers.get("fit", {}).get("landmark error (px)")
     ev = row.numbers.get("evaluate", {})
-    scan = next((f"{v} ({k.removeprefix('scan error ').removesuffix(' (mm)')})" for k, v in ev.items()
-                 if k.startswith("scan error")), "")
+    scan = next(
+        (
+            f"{v} ({k.removeprefix('scan error ').removesuffix(' (mm)')})"
+            for k, v in ev.items()
+            if k.startswith("scan error")
+        ),
+        "",
+    )
     return ("" if fit is None else f"{fit:.3g}" if isinstance(fit, float) else str(fit)), scan
 
 
@@ -246,16 +288,20 @@ def format_table(res: BatchResult) -> str:
     """The summary table: one row a session (status, time, key numbers or the error)."""
     names = [Path(r.session).name for r in res.rows]
     w = max([7, *map(len, names)])
-    lines = [f"{'session':<{w}}  {'status':<10} {'time':>8}  {'landmarks px':>12}  {'scan error mm':<24} note",
-             "-" * (w + 72)]
+    lines = [
+        f"{'session':<{w}}  {'status':<10} {'time':>8}  {'landmarks px':>12}  {'scan error mm':<24} note",
+        "-" * (w + 72),
+    ]
     for name, r in zip(names, res.rows):
         lm, scan = _key_numbers(r)
         secs = "" if r.seconds != r.seconds else f"{r.seconds:6.1f} s"
         lines.append(f"{name:<{w}}  {r.status:<10} {secs:>8}  {lm:>12}  {scan:<24} {r.error}".rstrip())
     lines.append("-" * (w + 72))
     n_ok = len(res.rows) - len(res.failed)
-    lines.append(f"{n_ok}/{len(res.rows)} sessions ok, {res.engine}, {res.workers if res.workers < 10**6 else 'any'} "
-                 f"worker(s) x {res.threads} thread(s), {res.seconds:.1f} s, {res.sessions_per_hour:.1f} sessions/h")
+    lines.append(
+        f"{n_ok}/{len(res.rows)} sessions ok, {res.engine}, {res.workers if res.workers < 10**6 else 'any'} "
+        f"worker(s) x {res.threads} thread(s), {res.seconds:.1f} s, {res.sessions_per_hour:.1f} sessions/h"
+    )
     return "\n".join(lines)
 
 
@@ -272,16 +318,20 @@ def _html(res: BatchResult, out: Path) -> str:
         name = html.escape(Path(r.session).name)
         cell = f'<a href="{html.escape(link)}">{name}</a>' if link else name
         secs = "" if r.seconds != r.seconds else f"{r.seconds:.1f} s"
-        rows.append(f'<tr class="{r.status.replace(" ", "-")}"><td>{cell}</td><td>{html.escape(r.status)}</td>'
-                    f"<td>{secs}</td><td>{html.escape(lm)}</td><td>{html.escape(scan)}</td>"
-                    f"<td>{html.escape(r.error)}</td></tr>")
-    return ("<!doctype html><meta charset='utf-8'><title>mvrecon batch</title>"
-            "<style>body{font:14px sans-serif;margin:2em}td,th{padding:4px 10px;text-align:left}"
-            "tr.failed{background:#fdd}tr.up-to-date{color:#666}</style>"
-            f"<h1>mvrecon batch: {len(res.rows) - len(res.failed)}/{len(res.rows)} sessions ok</h1>"
-            f"<p>{html.escape(res.engine)}, preset {html.escape(res.preset)}, {res.seconds:.1f} s</p>"
-            "<table><tr><th>session</th><th>status</th><th>time</th><th>landmarks px</th><th>scan error mm</th>"
-            "<th>error</th></tr>" + "".join(rows) + "</table>\n")
+        rows.append(
+            f'<tr class="{r.status.replace(" ", "-")}"><td>{cell}</td><td>{html.escape(r.status)}</td>'
+            f"<td>{secs}</td><td>{html.escape(lm)}</td><td>{html.escape(scan)}</td>"
+            f"<td>{html.escape(r.error)}</td></tr>"
+        )
+    return (
+        "<!doctype html><meta charset='utf-8'><title>mvrecon batch</title>"
+        "<style>body{font:14px sans-serif;margin:2em}td,th{padding:4px 10px;text-align:left}"
+        "tr.failed{background:#fdd}tr.up-to-date{color:#666}</style>"
+        f"<h1>mvrecon batch: {len(res.rows) - len(res.failed)}/{len(res.rows)} sessions ok</h1>"
+        f"<p>{html.escape(res.engine)}, preset {html.escape(res.preset)}, {res.seconds:.1f} s</p>"
+        "<table><tr><th>session</th><th>status</th><th>time</th><th>landmarks px</th><th>scan error mm</th>"
+        "<th>error</th></tr>" + "".join(rows) + "</table>\n"
+    )
 
 
 def write_outputs(res: BatchResult, out: str | Path) -> tuple[Path, Path]:

@@ -113,7 +113,11 @@ class Camera:
         object.__setattr__(self, "dist", d)
         M = _as_array(self.world_to_cam, (4, 4), f"camera {self.name!r} world_to_cam")
         R = M[:3, :3]
-        if not np.allclose(R @ R.T, np.eye(3), atol=1e-6) or np.linalg.det(R) < 0 or not np.allclose(M[3], [0, 0, 0, 1]):
+        if (
+            not np.allclose(R @ R.T, np.eye(3), atol=1e-6)
+            or np.linalg.det(R) < 0
+            or not np.allclose(M[3], [0, 0, 0, 1])
+        ):
             raise ValueError(f"camera {self.name!r} world_to_cam is not a rigid transform")
         object.__setattr__(self, "world_to_cam", M)
         object.__setattr__(self, "width", int(self.width))
@@ -424,8 +428,9 @@ def to_colmap_camera(cam: Camera) -> tuple[str, np.ndarray]:
     return "FULL_OPENCV", np.array([fx, fy, cx, cy, *d])
 
 
-def from_colmap_camera(model: str, width: int, height: int, params: Sequence[float] | np.ndarray,
-                       name: str = "cam") -> Camera:
+def from_colmap_camera(
+    model: str, width: int, height: int, params: Sequence[float] | np.ndarray, name: str = "cam"
+) -> Camera:
     """A :class:`Camera` (identity pose) from a COLMAP camera model and its parameters."""
     p = np.asarray(params, dtype=np.float64)
     model = model.upper()
@@ -524,8 +529,14 @@ def to_pytorch3d(cam: Camera) -> dict[str, np.ndarray]:
     }
 
 
-def from_pytorch3d(R: np.ndarray, T: np.ndarray, focal_length: Sequence[float], principal_point: Sequence[float],
-                   image_size: Sequence[int], name: str = "cam") -> Camera:
+def from_pytorch3d(
+    R: np.ndarray,
+    T: np.ndarray,
+    focal_length: Sequence[float],
+    principal_point: Sequence[float],
+    image_size: Sequence[int],
+    name: str = "cam",
+) -> Camera:
     """Inverse of :func:`to_pytorch3d`."""
     h, w = int(image_size[0]), int(image_size[1])
     s = min(w, h) / 2.0
@@ -581,8 +592,16 @@ def from_nerfstudio(data: dict[str, Any]) -> Rig:
             K = np.array([[g["fl_x"], 0, g["cx"] - 0.5], [0, g["fl_y"], g["cy"] - 0.5], [0, 0, 1.0]])
             dist = np.array([g.get(k, 0.0) for k in _NS_DIST])
             name = fr.get("camera_name") or Path(fr["file_path"]).stem
-            cams.append(Camera(name=name, width=g["w"], height=g["h"], K=K, dist=dist,
-                               world_to_cam=from_opengl_cam_to_world(np.array(fr["transform_matrix"]))))
+            cams.append(
+                Camera(
+                    name=name,
+                    width=g["w"],
+                    height=g["h"],
+                    K=K,
+                    dist=dist,
+                    world_to_cam=from_opengl_cam_to_world(np.array(fr["transform_matrix"])),
+                )
+            )
         except KeyError as e:
             raise ValueError(f"frames[{i}] lacks {e.args[0]}") from None
     if not cams:

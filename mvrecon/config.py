@@ -163,8 +163,9 @@ def _with_field(obj: Any, path: Sequence[str], text: str, where: str) -> Any:
     fields = {f.name: f for f in dataclasses.fields(obj) if f.init}
     name = path[0]
     if name not in fields:
-        raise MvreconError(f"--set {where}: {type(obj).__name__} has no setting {name!r} "
-                           f"(its settings: {', '.join(fields)})")
+        raise MvreconError(
+            f"--set {where}: {type(obj).__name__} has no setting {name!r} (its settings: {', '.join(fields)})"
+        )
     value = getattr(obj, name)
     if len(path) > 1:
         if not dataclasses.is_dataclass(value):
@@ -197,11 +198,14 @@ def with_settings(cfg: PipelineConfig, assignments: Sequence[str]) -> PipelineCo
         if not eq or not path:
             raise MvreconError(f"--set {a}: expected STAGE.FIELD=VALUE, e.g. fit.crop_size=192")
         if stage not in stages:
-            raise MvreconError(f"--set {a}: unknown stage {stage!r} (stages with settings: "
-                               f"{', '.join(sorted(stages, key=[f.name for f in dataclasses.fields(cfg)].index))})")
+            raise MvreconError(
+                f"--set {a}: unknown stage {stage!r} (stages with settings: "
+                f"{', '.join(sorted(stages, key=[f.name for f in dataclasses.fields(cfg)].index))})"
+            )
         cfg = dataclasses.replace(cfg, **{stage: _with_field(getattr(cfg, stage), path.split("."), text.strip(), a)})
     own = any(a.strip().startswith("export.texture") for a in assignments)
     if cfg.texture != texture and cfg.export is not None and cfg.texture is not None and not own:
-        cfg = dataclasses.replace(cfg, export=dataclasses.replace(cfg.export, texture=cfg.texture,
-                                                                  texture_size=cfg.texture.size))
+        cfg = dataclasses.replace(
+            cfg, export=dataclasses.replace(cfg.export, texture=cfg.texture, texture_size=cfg.texture.size)
+        )
     return cfg

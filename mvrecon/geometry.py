@@ -180,8 +180,9 @@ def umeyama(src: np.ndarray, dst: np.ndarray, weights: np.ndarray | None = None,
 # triangulation
 
 
-def triangulate_homogeneous(P: np.ndarray, x: np.ndarray, weights: np.ndarray | None = None,
-                            normalize_rows: bool = False) -> np.ndarray:
+def triangulate_homogeneous(
+    P: np.ndarray, x: np.ndarray, weights: np.ndarray | None = None, normalize_rows: bool = False
+) -> np.ndarray:
     """Linear (DLT) triangulation of M points from C views, as homogeneous points.
 
     Args:
@@ -197,8 +198,9 @@ def triangulate_homogeneous(P: np.ndarray, x: np.ndarray, weights: np.ndarray | 
     P = np.asarray(P, dtype=np.float64)
     x = np.asarray(x, dtype=np.float64)
     Pb = np.broadcast_to(P, (x.shape[0], *P.shape[-3:]))
-    rows = np.concatenate([x[..., 0:1] * Pb[..., 2, :] - Pb[..., 0, :],
-                           x[..., 1:2] * Pb[..., 2, :] - Pb[..., 1, :]], axis=1)  # (M, 2C, 4)
+    rows = np.concatenate(
+        [x[..., 0:1] * Pb[..., 2, :] - Pb[..., 0, :], x[..., 1:2] * Pb[..., 2, :] - Pb[..., 1, :]], axis=1
+    )  # (M, 2C, 4)
     if weights is not None:
         w = np.asarray(weights, dtype=np.float64)
         rows = rows * np.concatenate([w, w], axis=1)[..., None]
@@ -207,8 +209,9 @@ def triangulate_homogeneous(P: np.ndarray, x: np.ndarray, weights: np.ndarray | 
     return np.linalg.svd(rows)[2][:, -1]
 
 
-def triangulate(P: np.ndarray, x: np.ndarray, weights: np.ndarray | None = None,
-                normalize_rows: bool = False) -> np.ndarray:
+def triangulate(
+    P: np.ndarray, x: np.ndarray, weights: np.ndarray | None = None, normalize_rows: bool = False
+) -> np.ndarray:
     """World points (M, 3) of :func:`triangulate_homogeneous` (same arguments); NaN where fewer
     than two views have a non-zero weight."""
     X = triangulate_homogeneous(P, x, weights, normalize_rows)

@@ -54,8 +54,11 @@ def check_name(value: object, what: str, path: str | Path | None = None) -> str:
     """``value`` when it is a safe file-name component (:data:`NAME_PATTERN`), else an
     :class:`InputError` naming ``what`` (e.g. "frame name") and the file it came from."""
     if not isinstance(value, str) or not NAME_PATTERN.fullmatch(value):
-        raise InputError(f"{what} {_short(value)} is not allowed: use at most 64 letters, digits, '-', '_' or '.', "
-                         "not starting with '.'", path)
+        raise InputError(
+            f"{what} {_short(value)} is not allowed: use at most 64 letters, digits, '-', '_' or '.', "
+            "not starting with '.'",
+            path,
+        )
     return value
 
 
@@ -145,9 +148,14 @@ def read_file_bytes(path: str | Path, what: str = "file", max_bytes: int | None 
 
 def _write_error(e: OSError, path: Path) -> MvreconError:
     """A machine fault while writing, in one line (disk full, read-only, permission)."""
-    reasons = {errno.ENOSPC: "no space left on the disk", errno.EDQUOT: "disk quota exceeded",
-               errno.EROFS: "the file system is read-only", errno.EACCES: "permission denied",
-               errno.EPERM: "permission denied", errno.EFBIG: "file too large"}
+    reasons = {
+        errno.ENOSPC: "no space left on the disk",
+        errno.EDQUOT: "disk quota exceeded",
+        errno.EROFS: "the file system is read-only",
+        errno.EACCES: "permission denied",
+        errno.EPERM: "permission denied",
+        errno.EFBIG: "file too large",
+    }
     return MvreconError(f"cannot write ({reasons.get(e.errno or 0, e.strerror or str(e))}); nothing was changed", path)
 
 
@@ -241,7 +249,7 @@ def write_json(path: str | Path, obj: Any) -> Path:
 def _json_depth(text: str) -> int:
     """The deepest nesting of ``[``/``{`` in JSON text (strings left out), without recursion."""
     data = np.frombuffer(re.sub(r'"(?:[^"\\]|\\.)*"', '""', text).encode("utf-8", "replace"), dtype=np.uint8)
-    step = (np.isin(data, (ord("["), ord("{"))).astype(np.int32) - np.isin(data, (ord("]"), ord("}"))))
+    step = np.isin(data, (ord("["), ord("{"))).astype(np.int32) - np.isin(data, (ord("]"), ord("}")))
     return int(np.cumsum(step).max(initial=0))
 
 
@@ -337,8 +345,9 @@ def _unbounded_pil():
 def _check_pixels(path: Path, w: int, h: int, max_pixels: int | None) -> None:
     limit = max_image_pixels() if max_pixels is None else max_pixels
     if w * h > limit:
-        raise InputError(f"image is {w}x{h}, above the limit of {limit} pixels; refused (set ${MAX_PIXELS_ENV} "
-                         "to raise it)", path)
+        raise InputError(
+            f"image is {w}x{h}, above the limit of {limit} pixels; refused (set ${MAX_PIXELS_ENV} to raise it)", path
+        )
 
 
 def image_size(path: str | Path, oriented: bool = True) -> tuple[int, int]:
@@ -355,9 +364,15 @@ def image_size(path: str | Path, oriented: bool = True) -> tuple[int, int]:
 
 def _orient(img: np.ndarray, orientation: int) -> np.ndarray:
     """Apply an EXIF orientation (as PIL's ``ImageOps.exif_transpose``) to ``(H, W[, C])`` pixels."""
-    ops = {2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[::-1],
-           5: lambda a: a.swapaxes(0, 1), 6: lambda a: np.rot90(a, -1), 7: lambda a: np.rot90(a, -1)[::-1],
-           8: lambda a: np.rot90(a, 1)}
+    ops = {
+        2: lambda a: a[:, ::-1],
+        3: lambda a: a[::-1, ::-1],
+        4: lambda a: a[::-1],
+        5: lambda a: a.swapaxes(0, 1),
+        6: lambda a: np.rot90(a, -1),
+        7: lambda a: np.rot90(a, -1)[::-1],
+        8: lambda a: np.rot90(a, 1),
+    }
     return np.ascontiguousarray(ops[orientation](img)) if orientation in ops else img
 
 

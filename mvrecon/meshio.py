@@ -11,8 +11,15 @@ from .errors import InputError
 from .io import open_regular, write_bytes
 
 
-def obj_text(verts: np.ndarray, faces: np.ndarray, uvs: np.ndarray | None = None, uv_faces: np.ndarray | None = None,
-             normals: np.ndarray | None = None, mtllib: str | None = None, material: str | None = None) -> str:
+def obj_text(
+    verts: np.ndarray,
+    faces: np.ndarray,
+    uvs: np.ndarray | None = None,
+    uv_faces: np.ndarray | None = None,
+    normals: np.ndarray | None = None,
+    mtllib: str | None = None,
+    material: str | None = None,
+) -> str:
     """OBJ text for vertices (N, 3), triangles (F, 3) (0-based), optional UVs (T, 2) with
     per-corner indices (F, 3), optional per-vertex normals (N, 3)."""
     buf = _io.StringIO()
@@ -47,12 +54,19 @@ def write_obj(path: str | Path, verts: np.ndarray, faces: np.ndarray, **kw) -> P
     return write_bytes(path, obj_text(verts, faces, **kw).encode())
 
 
-def write_ply(path: str | Path, verts: np.ndarray, faces: np.ndarray | None = None,
-              colors: np.ndarray | None = None) -> Path:
+def write_ply(
+    path: str | Path, verts: np.ndarray, faces: np.ndarray | None = None, colors: np.ndarray | None = None
+) -> Path:
     """Binary little-endian PLY: float32 xyz, optional uint8 rgb, int32 triangles."""
     v = np.asarray(verts, np.float32)
-    head = ["ply", "format binary_little_endian 1.0", f"element vertex {len(v)}",
-            "property float x", "property float y", "property float z"]
+    head = [
+        "ply",
+        "format binary_little_endian 1.0",
+        f"element vertex {len(v)}",
+        "property float x",
+        "property float y",
+        "property float z",
+    ]
     dt = [("p", "<f4", 3)]
     if colors is not None:
         head += ["property uchar red", "property uchar green", "property uchar blue"]
@@ -116,8 +130,11 @@ def check_read_whole(path: str | Path, n_vertices: int, n_faces: int) -> None:
     want_v, want_f = counts.get("vertex", 0), counts.get("face", 0)
     # more triangles than faces is a polygon fanned into triangles, not a short read
     if n_vertices != want_v or n_faces < want_f:
-        raise InputError(f"mesh file is cut short or malformed: its header declares {want_v} vertices and {want_f} "
-                         f"faces, {n_vertices} and {n_faces} were read", path)
+        raise InputError(
+            f"mesh file is cut short or malformed: its header declares {want_v} vertices and {want_f} "
+            f"faces, {n_vertices} and {n_faces} were read",
+            path,
+        )
 
 
 def read_mesh(path: str | Path) -> tuple[np.ndarray, np.ndarray]:

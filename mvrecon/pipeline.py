@@ -50,8 +50,21 @@ from .stagedef import Context, StageDef
 from .stages import STAGE_NAMES, STAGES, dependents, stage
 
 # what callers have imported from here, besides the running itself
-__all__ = ["STAGES", "STAGE_NAMES", "TEXTURE_SIZE", "Context", "PipelineConfig", "PresetName", "RunResult", "StageDef",
-           "StageOutcome", "format_outcome", "format_summary", "pipeline_config", "run_pipeline"]
+__all__ = [
+    "STAGES",
+    "STAGE_NAMES",
+    "TEXTURE_SIZE",
+    "Context",
+    "PipelineConfig",
+    "PresetName",
+    "RunResult",
+    "StageDef",
+    "StageOutcome",
+    "format_outcome",
+    "format_summary",
+    "pipeline_config",
+    "run_pipeline",
+]
 
 log = logging.getLogger("mvrecon.pipeline")
 
@@ -89,10 +102,16 @@ class RunResult:
         return self.error is None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"session": str(self.root), "preset": self.preset, "ok": self.ok, "error": self.error,
-                "seconds": round(self.seconds, 2), "stages": [s.to_dict() for s in self.stages],
-                "report": None if self.report is None else str(self.report),
-                "log": None if self.log_file is None else str(self.log_file)}
+        return {
+            "session": str(self.root),
+            "preset": self.preset,
+            "ok": self.ok,
+            "error": self.error,
+            "seconds": round(self.seconds, 2),
+            "stages": [s.to_dict() for s in self.stages],
+            "report": None if self.report is None else str(self.report),
+            "log": None if self.log_file is None else str(self.log_file),
+        }
 
 
 def _fmt_number(v: Any) -> str:
@@ -177,10 +196,17 @@ def _log_to(path: Path, verbose: bool):
         handler.close()
 
 
-def run_pipeline(root: str | Path, cfg: PipelineConfig | None = None, start: str | None = None,
-                 stop: str | None = None, force: bool = False, verbose: bool = False,
-                 echo: Callable[[str], None] | None = None, on_stage: Callable[[str, str], None] | None = None,
-                 report: bool = True) -> RunResult:
+def run_pipeline(
+    root: str | Path,
+    cfg: PipelineConfig | None = None,
+    start: str | None = None,
+    stop: str | None = None,
+    force: bool = False,
+    verbose: bool = False,
+    echo: Callable[[str], None] | None = None,
+    on_stage: Callable[[str, str], None] | None = None,
+    report: bool = True,
+) -> RunResult:
     """Run the stages of the session at ``root`` in order, from ``start`` to ``stop`` (names of
     :data:`STAGE_NAMES`), skipping up-to-date ones unless ``force``. With ``start`` that stage and
     the later ones run again, the stages before it are used as they are (even when out of date).
@@ -203,8 +229,14 @@ def run_pipeline(root: str | Path, cfg: PipelineConfig | None = None, start: str
     with threads.running(), session_lock(root), writes_confined_to(root):
         log_file = _next_log(refuse_symlink(root / "logs", "logs folder"))
         with _log_to(log_file, verbose):
-            log.info("run: %s, preset %s, stages %s..%s%s", root, cfg.preset, STAGE_NAMES[i0], STAGE_NAMES[i1],
-                     ", forced" if force else "")
+            log.info(
+                "run: %s, preset %s, stages %s..%s%s",
+                root,
+                cfg.preset,
+                STAGE_NAMES[i0],
+                STAGE_NAMES[i1],
+                ", forced" if force else "",
+            )
             for p in clean_temporaries(root, STAGE_NAMES):
                 log.info("removed %s (left by an interrupted run)", p)
             outcomes: list[StageOutcome] = []
@@ -234,15 +266,25 @@ def run_pipeline(root: str | Path, cfg: PipelineConfig | None = None, start: str
                             log.info("moved %s aside: made from outputs that are no longer current", p)
                     except OSError as e2:
                         log.warning("could not move stale outputs aside (%s)", e2)
-                outcomes += [StageOutcome(s.name, "not run") for s in STAGES if s.name not in {x.stage for x in outcomes}]
+                outcomes += [
+                    StageOutcome(s.name, "not run") for s in STAGES if s.name not in {x.stage for x in outcomes}
+                ]
             except KeyboardInterrupt:
-                log.error("interrupted; the next run continues after the last finished stage", extra={"file_only": True})
+                log.error(
+                    "interrupted; the next run continues after the last finished stage", extra={"file_only": True}
+                )
                 raise
             except Exception:
                 log.exception("internal error", extra={"file_only": True})
                 raise
-            res = RunResult(root, cfg.preset, outcomes, time.perf_counter() - t_run, log_file,
-                            error=None if error is None else str(error))
+            res = RunResult(
+                root,
+                cfg.preset,
+                outcomes,
+                time.perf_counter() - t_run,
+                log_file,
+                error=None if error is None else str(error),
+            )
             ingested = any(o.stage == STAGE_NAMES[0] and o.status in ("done", "skipped") for o in outcomes)
             old_report = root / "report.html"
             # bad input on a first run: nothing at all is written; on a re-run the earlier report
@@ -265,34 +307,54 @@ def run_pipeline(root: str | Path, cfg: PipelineConfig | None = None, start: str
             return res
 
 
-def _do_stage(ctx: Context, st: StageDef, i: int, i0: int, i1: int, force: bool,
-              echo: Callable[[str], None], on_stage: Callable[[str, str], None] | None) -> StageOutcome:
+def _do_stage(
+    ctx: Context,
+    st: StageDef,
+    i: int,
+    i0: int,
+    i1: int,
+    force: bool,
+    echo: Callable[[str], None],
+    on_stage: Callable[[str, str], None] | None,
+) -> StageOutcome:
     """Run, skip or use as it is stage ``st`` (index ``i``; ``i0``..``i1`` selected); one line to ``echo``."""
     o = _stage_outcome(ctx, st, i, i0, i1, force, on_stage)
     echo(format_outcome(o))
     return o
 
 
-def _stage_outcome(ctx: Context, st: StageDef, i: int, i0: int, i1: int, force: bool,
-                   on_stage: Callable[[str, str], None] | None) -> StageOutcome:
+def _stage_outcome(
+    ctx: Context, st: StageDef, i: int, i0: int, i1: int, force: bool, on_stage: Callable[[str, str], None] | None
+) -> StageOutcome:
     sdir = ctx.session.stage_dir(st.name)
     if not st.applies(ctx):
         return StageOutcome(st.name, "skipped", note=f"not needed: {st.not_applicable}")
     if i > i1:
         prov = read_provenance(sdir)
-        return StageOutcome(st.name, "not run", numbers=dict(prov.numbers) if prov else {},
-                            note="after --to" + (" (numbers of an earlier run)" if prov else ""))
+        return StageOutcome(
+            st.name,
+            "not run",
+            numbers=dict(prov.numbers) if prov else {},
+            note="after --to" + (" (numbers of an earlier run)" if prov else ""),
+        )
     if i < i0:
         # before --from: used as it is
         prov = read_provenance(sdir)
         if not sdir.is_dir():
-            if st.writes_rig or not any(st.name in s.upstream for s in STAGES[i0:i1 + 1]):
+            if st.writes_rig or not any(st.name in s.upstream for s in STAGES[i0 : i1 + 1]):
                 # the selected stages do not read it (texture from a fit, without the cues folder), or
                 # it is a rig stage that never ran: the rig in force is the next older one
-                return StageOutcome(st.name, "not run", note="before --from, no outputs; " + (
-                    "the older rig is in force" if st.writes_rig else "not read by the selected stages"))
-            raise StageMissing(f"no {st.name} yet: stage {st.name} has no outputs; run it first ('mvrecon session "
-                               f"run SESSION --to {st.name}')", sdir)
+                return StageOutcome(
+                    st.name,
+                    "not run",
+                    note="before --from, no outputs; "
+                    + ("the older rig is in force" if st.writes_rig else "not read by the selected stages"),
+                )
+            raise StageMissing(
+                f"no {st.name} yet: stage {st.name} has no outputs; run it first ('mvrecon session "
+                f"run SESSION --to {st.name}')",
+                sdir,
+            )
         ctx.digests[st.name] = prov.outputs_digest if prov else sha256_json(output_hashes(sdir))
         _put_rig_in_force(ctx, st)
         return StageOutcome(st.name, "skipped", numbers=dict(prov.numbers) if prov else {}, note="before --from")

@@ -120,8 +120,16 @@ def read_provenance(stage_dir: Path) -> Provenance | None:
         d = read_json(path)
         if d.get("format") != PROVENANCE_FORMAT:
             return None
-        return Provenance(d["stage"], d["key"], d["settings"], d["versions"], d["inputs"], d["outputs"],
-                          d.get("numbers", {}), float(d.get("seconds", 0.0)))
+        return Provenance(
+            d["stage"],
+            d["key"],
+            d["settings"],
+            d["versions"],
+            d["inputs"],
+            d["outputs"],
+            d.get("numbers", {}),
+            float(d.get("seconds", 0.0)),
+        )
     except (InputError, KeyError, TypeError, AttributeError, ValueError):
         return None
 
@@ -174,7 +182,7 @@ def current_stages(root: Path, names: Iterable[str], failed: Iterable[str] = ())
                 continue
         except MvreconError:  # a link or special file planted among the outputs
             continue
-        ups = {k[len("stage:"):]: v for k, v in prov.inputs.items() if k.startswith("stage:")}
+        ups = {k[len("stage:") :]: v for k, v in prov.inputs.items() if k.startswith("stage:")}
         if all(u in out and out[u].outputs_digest == d for u, d in ups.items()):
             out[name] = prov
     return out

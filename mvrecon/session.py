@@ -186,8 +186,9 @@ def current_rig(session: Session, stages: Sequence[str] | None = None) -> RigInF
         if p.is_file():
             return RigInForce(load_rig(p), name, p)
         if stages is not None:
-            raise StageMissing(f"the {name} stage has no rig.json: run it ('mvrecon session run SESSION "
-                               f"--to {name}')", p.parent)
+            raise StageMissing(
+                f"the {name} stage has no rig.json: run it ('mvrecon session run SESSION --to {name}')", p.parent
+            )
     if session.rig_source == "session":
         return RigInForce(session.rig, "session", session.rig_path)
     return RigInForce(load_rig(session.rig_path), "session", session.rig_path)
@@ -233,8 +234,9 @@ def load_session(root: str | Path, check_images: bool = True) -> Session:
         if not isinstance(fr, dict) or not isinstance(fr.get("images"), dict) or not fr["images"]:
             raise InputError(f"frames[{i}] needs a non-empty 'images' object (camera -> file)", sf)
         name = fr.get("name", f"{i:03d}")
-        name = check_name(str(name) if isinstance(name, int) and not isinstance(name, bool) else name,
-                          f"frames[{i}] name", sf)
+        name = check_name(
+            str(name) if isinstance(name, int) and not isinstance(name, bool) else name, f"frames[{i}] name", sf
+        )
         if name in seen:
             raise InputError(f"frame name {name!r} appears twice", sf)
         seen.add(name)
@@ -256,8 +258,13 @@ def load_session(root: str | Path, check_images: bool = True) -> Session:
                     turned = (h, w) == (cam.width, cam.height) and image_size(path, oriented=False) != (w, h)
                     raise InputError(
                         f"image is {w}x{h} but camera {cam_name!r} of the rig is {cam.width}x{cam.height}"
-                        + (" (its EXIF orientation turns it a quarter, and mvrecon applies EXIF orientation: "
-                           "save the photo without it)" if turned else ""), path
+                        + (
+                            " (its EXIF orientation turns it a quarter, and mvrecon applies EXIF orientation: "
+                            "save the photo without it)"
+                            if turned
+                            else ""
+                        ),
+                        path,
                     )
             images[cam_name] = path
         frames.append(Frame(name=name, images=images))
@@ -266,8 +273,11 @@ def load_session(root: str | Path, check_images: bool = True) -> Session:
         for cam_name in fr.images:
             key = View(fr.name, cam_name, Path()).key
             if key in keys:
-                raise InputError(f"frame {fr.name!r} camera {cam_name!r} and frame {keys[key][0]!r} camera "
-                                 f"{keys[key][1]!r} give the same view name {key!r}; rename a frame", sf)
+                raise InputError(
+                    f"frame {fr.name!r} camera {cam_name!r} and frame {keys[key][0]!r} camera "
+                    f"{keys[key][1]!r} give the same view name {key!r}; rename a frame",
+                    sf,
+                )
             keys[key] = (fr.name, cam_name)
 
     scan = None
@@ -345,13 +355,14 @@ def _pattern_regex(pattern: str) -> re.Pattern[str]:
     fields = _FIELD.findall(pattern)
     bad = [f for f in fields if f not in ("frame", "camera")]
     if bad or fields.count("camera") != 1 or fields.count("frame") > 1:
-        raise InputError(f"photo pattern {pattern!r} must hold {{camera}} once and may hold {{frame}} once "
-                         f"(nothing else in braces)")
+        raise InputError(
+            f"photo pattern {pattern!r} must hold {{camera}} once and may hold {{frame}} once (nothing else in braces)"
+        )
     if pattern.startswith("/") or ".." in pattern.split("/") or "\\" in pattern:
         raise InputError(f"photo pattern {pattern!r} must be a relative path inside the photo folder")
     out, pos = "", 0
     for m in _FIELD.finditer(pattern):
-        out += re.escape(pattern[pos:m.start()]) + f"(?P<{m.group(1)}>[^/]+?)"
+        out += re.escape(pattern[pos : m.start()]) + f"(?P<{m.group(1)}>[^/]+?)"
         pos = m.end()
     return re.compile(out + re.escape(pattern[pos:]))
 
@@ -385,15 +396,17 @@ def rig_folder(path: str | Path) -> Path:
     """``path`` when it is a rig folder (a folder holding ``rig.json``), else one :class:`InputError`."""
     p = Path(path)
     if not p.is_dir():
-        raise InputError("not a rig folder (expected a folder holding rig.json)" if p.exists() else
-                         "rig folder not found", p)
+        raise InputError(
+            "not a rig folder (expected a folder holding rig.json)" if p.exists() else "rig folder not found", p
+        )
     if not (p / "rig.json").is_file():
         raise InputError("not a rig folder: it holds no rig.json", p)
     return p
 
 
-def init_session(root: str | Path, rig: str | Path, images: str | Path, pattern: str = DEFAULT_PATTERN,
-                 subject: str | None = None) -> Session:
+def init_session(
+    root: str | Path, rig: str | Path, images: str | Path, pattern: str = DEFAULT_PATTERN, subject: str | None = None
+) -> Session:
     """Make the session folder ``root`` for photos of a rig: ``session.json`` naming the rig folder
     (relative to ``root``, e.g. ``../../rigs/studio8``) and every photo, which is copied into
     ``root/images/<frame>/<camera><ext>`` (the session then holds its own record of the capture,
@@ -413,10 +426,15 @@ def init_session(root: str | Path, rig: str | Path, images: str | Path, pattern:
     rig_dir = rig_folder(rig)
     the_rig = load_rig(rig_dir)
     centres = [c.center for c in the_rig.cameras]
-    if len(centres) > 1 and all(abs(x - y).max() < 1e-9 for x, y in zip(centres, centres[1:])) \
-            and (rig_dir / "calib").is_dir():
-        raise InputError("the rig has no extrinsics yet but board shots in calib/: run 'mvrecon rig calibrate "
-                         f"{rig}' first", rig_dir / "rig.json")
+    if (
+        len(centres) > 1
+        and all(abs(x - y).max() < 1e-9 for x, y in zip(centres, centres[1:]))
+        and (rig_dir / "calib").is_dir()
+    ):
+        raise InputError(
+            f"the rig has no extrinsics yet but board shots in calib/: run 'mvrecon rig calibrate {rig}' first",
+            rig_dir / "rig.json",
+        )
     if not images.is_dir():
         raise InputError("photo folder not found" if not images.exists() else "not a folder", images)
     rx = _pattern_regex(pattern)
@@ -428,13 +446,17 @@ def init_session(root: str | Path, rig: str | Path, images: str | Path, pattern:
         cam = m.group("camera")
         frame = m.group("frame") if "frame" in rx.groupindex else "f000"
         if cam not in the_rig.names:
-            raise InputError(f"camera {cam[:40]!r} (from the pattern {pattern!r}) is not in rig {rig_dir} "
-                             f"(cameras: {', '.join(the_rig.names)})", images / rel)
+            raise InputError(
+                f"camera {cam[:40]!r} (from the pattern {pattern!r}) is not in rig {rig_dir} "
+                f"(cameras: {', '.join(the_rig.names)})",
+                images / rel,
+            )
         check_name(frame, "frame name", images / rel)
         found.setdefault(frame, {})[cam] = images / rel
     if not found:
-        raise InputError(f"no photo matches the pattern {pattern!r} (e.g. {_example(pattern, the_rig.names[0])})",
-                         images)
+        raise InputError(
+            f"no photo matches the pattern {pattern!r} (e.g. {_example(pattern, the_rig.names[0])})", images
+        )
     for frame in sorted(found):
         for cam in the_rig.cameras:
             p = found[frame].get(cam.name)
@@ -481,8 +503,11 @@ def _lock_error(e: OSError, path: Path) -> MvreconError:
         return InputError("the lock file is a folder; remove it", path)
     if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
         why = "the session is on a read-only file system" if e.errno == errno.EROFS else "permission denied"
-        return MvreconError(f"cannot lock the session ({why}); 'mvrecon session report SESSION --out FILE' reports "
-                            "an up-to-date session without writing to it", path.parent)
+        return MvreconError(
+            f"cannot lock the session ({why}); 'mvrecon session report SESSION --out FILE' reports "
+            "an up-to-date session without writing to it",
+            path.parent,
+        )
     if e.errno == errno.ENOENT:
         return InputError("session folder not found", path.parent)
     return MvreconError(f"cannot lock the session ({e.strerror})", path)
@@ -530,14 +555,19 @@ def session_lock(root: str | Path) -> Iterator[None]:
             if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                 pid, host = _holder(fd)
                 where = f" on {host}" if host and host != _HOST else ""
-                raise SessionBusy(f"session is busy: another mvrecon run holds its lock{f' (pid {pid}{where})' if pid else ''}", root) from None
+                raise SessionBusy(
+                    f"session is busy: another mvrecon run holds its lock{f' (pid {pid}{where})' if pid else ''}", root
+                ) from None
             raise _lock_error(e, path) from None
         pid, host = _holder(fd)
         age = time.time() - os.fstat(fd).st_mtime
         if pid and host and host != _HOST and age < LEASE_SECONDS:
-            raise SessionBusy(f"session is busy: a run on {host} (pid {pid}) renewed its lease {age:.0f} s ago (this "
-                              f"file system does not carry locks between machines; a lease lapses after "
-                              f"{LEASE_SECONDS} s)", root)
+            raise SessionBusy(
+                f"session is busy: a run on {host} (pid {pid}) renewed its lease {age:.0f} s ago (this "
+                f"file system does not carry locks between machines; a lease lapses after "
+                f"{LEASE_SECONDS} s)",
+                root,
+            )
         try:
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"{os.getpid()} {_HOST}".encode(), 0)

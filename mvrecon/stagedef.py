@@ -29,7 +29,9 @@ def stage_config(cfg: _C | None, stage: str) -> _C:
     its field of that name), which :func:`~mvrecon.config.pipeline_config` fills for every stage;
     a ValueError (a programming error, not the user's) when a hand-built one holds none."""
     if cfg is None:
-        raise ValueError(f"the run's PipelineConfig has no settings for the {stage} stage (make it with pipeline_config)")
+        raise ValueError(
+            f"the run's PipelineConfig has no settings for the {stage} stage (make it with pipeline_config)"
+        )
     return cfg
 
 

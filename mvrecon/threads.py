@@ -36,8 +36,13 @@ log = logging.getLogger(__name__)
 
 #: Environment variables read by OpenMP, OpenBLAS, MKL, Accelerate and numexpr when they load:
 #: set so that libraries loaded after :func:`configure` and child processes follow the same count.
-ENV_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "VECLIB_MAXIMUM_THREADS",
-            "NUMEXPR_NUM_THREADS")
+ENV_VARS = (
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+)
 RECHECK_SECONDS = 0.5
 
 _state: dict = {"requested": None, "current": None, "entry": None, "checked": 0.0}

@@ -16,6 +16,19 @@ from .formats import export_rig, import_rig
 from .refine import RefineConfig, RefineResult, refine_extrinsics
 from .sfm import SfmConfig, SfmResult, calibrate_sfm
 
-__all__ = ["board_corners", "detect_corners", "render_board_shot", "CalibrationResult", "CharucoConfig",
-           "calibrate_charuco", "export_rig", "import_rig", "RefineConfig", "RefineResult", "refine_extrinsics",
-           "SfmConfig", "SfmResult", "calibrate_sfm"]
+__all__ = [
+    "board_corners",
+    "detect_corners",
+    "render_board_shot",
+    "CalibrationResult",
+    "CharucoConfig",
+    "calibrate_charuco",
+    "export_rig",
+    "import_rig",
+    "RefineConfig",
+    "RefineResult",
+    "refine_extrinsics",
+    "SfmConfig",
+    "SfmResult",
+    "calibrate_sfm",
+]

@@ -50,8 +50,14 @@ def _cv_board_cached(sx: int, sy: int, square: float, marker: float, dictionary:
 
 
 def _board_key(board: Board) -> tuple:
-    return (int(board.squares_x), int(board.squares_y), float(board.square_length), float(board.marker_length),
-            str(board.dictionary), bool(board.legacy_pattern))
+    return (
+        int(board.squares_x),
+        int(board.squares_y),
+        float(board.square_length),
+        float(board.marker_length),
+        str(board.dictionary),
+        bool(board.legacy_pattern),
+    )
 
 
 def validate_board(board: Board) -> None:
@@ -59,8 +65,10 @@ def validate_board(board: Board) -> None:
     if board.squares_x < 2 or board.squares_y < 2:
         raise ValueError(f"board has {board.squares_x}x{board.squares_y} squares, needs at least 2x2")
     if not 0 < board.marker_length < board.square_length:
-        raise ValueError(f"marker length {board.marker_length} m must be positive and below the square "
-                         f"length {board.square_length} m")
+        raise ValueError(
+            f"marker length {board.marker_length} m must be positive and below the square "
+            f"length {board.square_length} m"
+        )
     n_markers = (board.squares_x * board.squares_y) // 2
     d = _dictionary(board.dictionary)
     if n_markers > d.bytesList.shape[0]:
@@ -210,8 +218,9 @@ def camera_rays(camera: Camera, ss: int = SS) -> np.ndarray:
     return _normalized_rays(_cam_key(camera, ss))
 
 
-def plane_to_image_coords(camera: Camera, plane_to_world: np.ndarray, ss: int = SS,
-                          window: tuple[int, int, int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+def plane_to_image_coords(
+    camera: Camera, plane_to_world: np.ndarray, ss: int = SS, window: tuple[int, int, int, int] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Where each supersample ray of ``camera`` hits the plane z=0 of ``plane_to_world`` (4, 4).
 
     ``window`` (y0, y1, x0, x1) limits the work to those pixel rows and columns.
@@ -235,8 +244,14 @@ def plane_to_image_coords(camera: Camera, plane_to_world: np.ndarray, ss: int = 
     return XY, hit
 
 
-def render_plane(camera: Camera, plane_to_world: np.ndarray, texture: np.ndarray, px_per_m: float,
-                 origin_px: tuple[float, float] = (0.0, 0.0), ss: int = SS) -> tuple[np.ndarray, np.ndarray]:
+def render_plane(
+    camera: Camera,
+    plane_to_world: np.ndarray,
+    texture: np.ndarray,
+    px_per_m: float,
+    origin_px: tuple[float, float] = (0.0, 0.0),
+    ss: int = SS,
+) -> tuple[np.ndarray, np.ndarray]:
     """Render a textured plane (exact per-ray intersection, with lens distortion, supersampled).
 
     Args:
@@ -253,8 +268,9 @@ def render_plane(camera: Camera, plane_to_world: np.ndarray, texture: np.ndarray
     tex = np.asarray(texture, dtype=np.float32)
     th, tw = tex.shape[:2]
     H, W = camera.height, camera.width
-    y0, y1, x0, x1 = _plane_window(camera, plane_to_world, (tw / px_per_m, th / px_per_m),
-                                   (origin_px[0] / px_per_m, origin_px[1] / px_per_m))
+    y0, y1, x0, x1 = _plane_window(
+        camera, plane_to_world, (tw / px_per_m, th / px_per_m), (origin_px[0] / px_per_m, origin_px[1] / px_per_m)
+    )
     img_full = np.zeros((H, W), np.float32)
     cov_full = np.zeros((H, W), np.float32)
     if y1 <= y0 or x1 <= x0:
@@ -268,8 +284,14 @@ def render_plane(camera: Camera, plane_to_world: np.ndarray, texture: np.ndarray
     acc = np.zeros(h * w, np.float64)
     cov = np.zeros(h * w, np.float64)
     for k in range(XY.shape[0]):
-        s = cv2.remap(tex, tu[k].reshape(h, w), tv[k].reshape(h, w), cv2.INTER_LINEAR,
-                      borderMode=cv2.BORDER_CONSTANT, borderValue=0.0).ravel()
+        s = cv2.remap(
+            tex,
+            tu[k].reshape(h, w),
+            tv[k].reshape(h, w),
+            cv2.INTER_LINEAR,
+            borderMode=cv2.BORDER_CONSTANT,
+            borderValue=0.0,
+        ).ravel()
         inside = (tu[k] >= -0.5) & (tu[k] <= tw - 0.5) & (tv[k] >= -0.5) & (tv[k] <= th - 0.5)
         acc += np.where(inside, s, 0.0)
         cov += inside
@@ -280,8 +302,9 @@ def render_plane(camera: Camera, plane_to_world: np.ndarray, texture: np.ndarray
     return img_full, cov_full
 
 
-def _plane_window(camera: Camera, plane_to_world: np.ndarray, size_m: tuple[float, float],
-                  origin_m: tuple[float, float]) -> tuple[int, int, int, int]:
+def _plane_window(
+    camera: Camera, plane_to_world: np.ndarray, size_m: tuple[float, float], origin_m: tuple[float, float]
+) -> tuple[int, int, int, int]:
     """Pixel window (y0, y1, x0, x1) holding the projection of the textured rectangle, or the
     whole image when part of it lies behind the camera or outside the field of view (where a
     distortion polynomial may fold points back into the image)."""
@@ -296,7 +319,9 @@ def _plane_window(camera: Camera, plane_to_world: np.ndarray, size_m: tuple[floa
         return full
     xn = pc[:, :2] / pc[:, 2:3]
     # field of view of the image corners (undistorted), with a margin
-    corners = np.array([[0, 0], [camera.width - 1, 0], [0, camera.height - 1], [camera.width - 1, camera.height - 1]], float)
+    corners = np.array(
+        [[0, 0], [camera.width - 1, 0], [0, camera.height - 1], [camera.width - 1, camera.height - 1]], float
+    )
     lim = np.abs(camera.undistort_points(corners)).max(0) * 1.3
     if np.any(np.abs(xn) > lim):
         return full
@@ -322,8 +347,7 @@ def _projected_square_px(board: Board, camera: Camera, board_to_world: np.ndarra
     return float(max(dx, dy))
 
 
-def render_board_shot(board: Board, camera: Camera, board_to_world: np.ndarray,
-                      rng: np.random.Generator) -> np.ndarray:
+def render_board_shot(board: Board, camera: Camera, board_to_world: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """A realistic 8-bit gray photo (H, W) uint8 of ``board`` posed by ``board_to_world`` (4, 4)
     (board frame as in the module docstring, metres) seen by ``camera`` (with its distortion).
 
@@ -368,6 +392,7 @@ def read_gray(path: str | Path, camera: Camera | None = None) -> np.ndarray:
 
     img = read_image(path, gray=True)
     if camera is not None and (img.shape[1], img.shape[0]) != (camera.width, camera.height):
-        raise InputError(f"image is {img.shape[1]}x{img.shape[0]} but camera {camera.name!r} is "
-                         f"{camera.width}x{camera.height}", path)
+        raise InputError(
+            f"image is {img.shape[1]}x{img.shape[0]} but camera {camera.name!r} is {camera.width}x{camera.height}", path
+        )
     return img

@@ -117,8 +117,9 @@ def find_shots(directory: str | Path, rig: Rig) -> dict[str, dict[str, Path]]:
         for f in sorted(sub.iterdir()):
             if f.suffix.lower() in IMAGE_EXTS and not f.name.startswith("."):
                 if f.stem not in names:
-                    raise InputError(f"image for camera {f.stem!r}, which the rig does not have "
-                                     f"(cameras: {', '.join(rig.names)})", f)
+                    raise InputError(
+                        f"image for camera {f.stem!r}, which the rig does not have (cameras: {', '.join(rig.names)})", f
+                    )
                 imgs[f.stem] = f
         if imgs:
             shots[sub.name] = imgs
@@ -138,8 +139,9 @@ def detect_all(board: Board, rig: Rig, shots: dict[str, dict[str, Path]]) -> dic
 
     out = {}
     jobs = [(shot, cam_name, path) for shot, imgs in shots.items() for cam_name, path in imgs.items()]
-    for shot, cam_name, path in track(jobs, description="detecting ChArUco corners", transient=True,
-                                      disable=not sys.stderr.isatty()):
+    for shot, cam_name, path in track(
+        jobs, description="detecting ChArUco corners", transient=True, disable=not sys.stderr.isatty()
+    ):
         img = read_gray(path, rig[cam_name])
         det = detect_corners(board, img)
         # a few stray ids could be other markers in the room; several mean another board
@@ -147,7 +149,9 @@ def detect_all(board: Board, rig: Rig, shots: dict[str, dict[str, Path]]) -> dic
             raise InputError(
                 f"{det.foreign_markers} ArUco markers with ids the board definition lacks "
                 f"({board.squares_x}x{board.squares_y} squares, {board.dictionary}): the board "
-                "definition does not match the shots", path)
+                "definition does not match the shots",
+                path,
+            )
         out[(shot, cam_name)] = det
     return out
 
@@ -167,16 +171,23 @@ def _calib_flags(model: DistModel) -> int:
     }[model]
 
 
-def calibrate_camera(cam: Camera, obj: list[np.ndarray], img: list[np.ndarray], model: DistModel
-                     ) -> tuple[np.ndarray, np.ndarray, list[np.ndarray], float]:
+def calibrate_camera(
+    cam: Camera, obj: list[np.ndarray], img: list[np.ndarray], model: DistModel
+) -> tuple[np.ndarray, np.ndarray, list[np.ndarray], float]:
     """Intrinsics of one camera from its board views; returns K, dist (5,), board_to_cam (4, 4)
     per view and the RMS (px)."""
     import cv2
 
     crit = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 200, 1e-12)
     rms, K, dist, rvecs, tvecs = cv2.calibrateCamera(
-        [o.astype(np.float32) for o in obj], [i.astype(np.float32).reshape(-1, 1, 2) for i in img],
-        (cam.width, cam.height), None, None, flags=_calib_flags(model), criteria=crit)
+        [o.astype(np.float32) for o in obj],
+        [i.astype(np.float32).reshape(-1, 1, 2) for i in img],
+        (cam.width, cam.height),
+        None,
+        None,
+        flags=_calib_flags(model),
+        criteria=crit,
+    )
     poses = []
     for r, t in zip(rvecs, tvecs):
         M = np.eye(4)
@@ -190,8 +201,9 @@ def calibrate_camera(cam: Camera, obj: list[np.ndarray], img: list[np.ndarray], 
 # linking cameras
 
 
-def link_cameras(names: list[str], board_to_cam: dict[tuple[str, str], np.ndarray], min_shared: int,
-                 shots_dir: Path) -> dict[str, np.ndarray]:
+def link_cameras(
+    names: list[str], board_to_cam: dict[tuple[str, str], np.ndarray], min_shared: int, shots_dir: Path
+) -> dict[str, np.ndarray]:
     """``cam_from_ref`` (4, 4) of every camera, ``ref`` = ``names[0]``, chained along a maximum
     spanning tree of robustly averaged pairwise relative poses."""
     by_cam: dict[str, dict[str, np.ndarray]] = {n: {} for n in names}
@@ -199,7 +211,7 @@ def link_cameras(names: list[str], board_to_cam: dict[tuple[str, str], np.ndarra
         by_cam[cam][shot] = M
     edges = {}
     for i, a in enumerate(names):
-        for b in names[i + 1:]:
+        for b in names[i + 1 :]:
             shared = sorted(set(by_cam[a]) & set(by_cam[b]))
             if len(shared) < min_shared:
                 continue
@@ -218,7 +230,9 @@ def link_cameras(names: list[str], board_to_cam: dict[tuple[str, str], np.ndarra
             missing = [n for n in names if n not in placed]
             raise InputError(
                 f"camera {missing[0]!r} shares fewer than {min_shared} board shots with the cameras linked "
-                f"so far ({', '.join(placed)}): too few shared views to link it to the rest", shots_dir)
+                f"so far ({', '.join(placed)}): too few shared views to link it to the rest",
+                shots_dir,
+            )
         _, a, b, M = best
         placed[b] = M @ placed[a]
     return placed
@@ -247,7 +261,7 @@ def _unpack(x: np.ndarray, p: _Problem) -> tuple[np.ndarray, np.ndarray, np.ndar
     ni = p.n_intr
     intr = x[: p.n_cams * ni].reshape(p.n_cams, ni)
     o = p.n_cams * ni
-    cam_pose = np.concatenate([np.zeros((1, 6)), x[o: o + (p.n_cams - 1) * 6].reshape(-1, 6)])
+    cam_pose = np.concatenate([np.zeros((1, 6)), x[o : o + (p.n_cams - 1) * 6].reshape(-1, 6)])
     o += (p.n_cams - 1) * 6
     shot_pose = x[o:].reshape(p.n_shots, 6)
     return intr, cam_pose, shot_pose
@@ -416,8 +430,13 @@ def coverage_stats(uv: np.ndarray, width: int, height: int) -> tuple[float, dict
     return cov, gap
 
 
-def calibrate_from_detections(rig: Rig, board: Board, detections: dict[tuple[str, str], Detection],
-                              cfg: CharucoConfig, shots_dir: Path = Path(".")) -> CalibrationResult:
+def calibrate_from_detections(
+    rig: Rig,
+    board: Board,
+    detections: dict[tuple[str, str], Detection],
+    cfg: CharucoConfig,
+    shots_dir: Path = Path("."),
+) -> CalibrationResult:
     """The calibration from already detected corners (see the module docstring)."""
     import cv2
 
@@ -432,28 +451,44 @@ def calibrate_from_detections(rig: Rig, board: Board, detections: dict[tuple[str
         if not any(k[1] == cam.name for k in detections):
             raise InputError(f"camera {cam.name!r} has no image in any shot", shots_dir)
         if not keys:
-            markers = max((d.n_markers + d.foreign_markers for k, d in detections.items() if k[1] == cam.name), default=0)
+            markers = max(
+                (d.n_markers + d.foreign_markers for k, d in detections.items() if k[1] == cam.name), default=0
+            )
             if markers >= 4:
                 raise InputError(
                     f"camera {cam.name!r} sees up to {markers} ArUco markers of {board.dictionary} but no ChArUco "
                     f"corners fit a {board.squares_x}x{board.squares_y} board: the board definition does not match "
-                    "the shots", shots_dir)
-            raise InputError(f"no board found in any shot of camera {cam.name!r} (at least {cfg.min_corners} "
-                             "ChArUco corners needed)", shots_dir)
+                    "the shots",
+                    shots_dir,
+                )
+            raise InputError(
+                f"no board found in any shot of camera {cam.name!r} (at least {cfg.min_corners} "
+                "ChArUco corners needed)",
+                shots_dir,
+            )
         if len(keys) < cfg.min_shots:
-            raise InputError(f"camera {cam.name!r} sees the board in only {len(keys)} shots, needs "
-                             f"{cfg.min_shots} for its intrinsics", shots_dir)
+            raise InputError(
+                f"camera {cam.name!r} sees the board in only {len(keys)} shots, needs "
+                f"{cfg.min_shots} for its intrinsics",
+                shots_dir,
+            )
         obj = [corners3d[usable[k].ids] for k in keys]
         img = [usable[k].corners for k in keys]
         try:
             K, dist, poses, rms = calibrate_camera(cam, obj, img, cfg.dist_model)
         except cv2.error as e:
-            raise InputError(f"camera {cam.name!r}: OpenCV could not calibrate from its {len(keys)} board views "
-                             f"({str(e).strip().splitlines()[-1]}); add shots with the board tilted", shots_dir) from None
+            raise InputError(
+                f"camera {cam.name!r}: OpenCV could not calibrate from its {len(keys)} board views "
+                f"({str(e).strip().splitlines()[-1]}); add shots with the board tilted",
+                shots_dir,
+            ) from None
         log.info("camera %s: %d shots, intrinsics RMS %.3f px", cam.name, len(keys), rms)
         if rms > cfg.max_rms_px:
-            raise InputError(f"camera {cam.name!r}: reprojection RMS {rms:.1f} px from the board views; the "
-                             "board definition does not match the shots", shots_dir)
+            raise InputError(
+                f"camera {cam.name!r}: reprojection RMS {rms:.1f} px from the board views; the "
+                "board definition does not match the shots",
+                shots_dir,
+            )
         K_all[cam.name], dist_all[cam.name] = K, dist
         for k, M in zip(keys, poses):
             board_to_cam[k] = M
@@ -477,14 +512,21 @@ def calibrate_from_detections(rig: Rig, board: Board, detections: dict[tuple[str
     uv = np.concatenate([usable[k].corners for k in keys])
     prob = _Problem(cam_idx, shot_idx, obj, uv, len(names), len(shots), nd)
     x0 = np.concatenate(
-        [np.concatenate([[K_all[n][0, 0], K_all[n][1, 1], K_all[n][0, 2], K_all[n][1, 2]], dist_all[n][:nd]])
-         for n in names]
+        [
+            np.concatenate([[K_all[n][0, 0], K_all[n][1, 1], K_all[n][0, 2], K_all[n][1, 2]], dist_all[n][:nd]])
+            for n in names
+        ]
         + [pose_to_vec(cam_from_ref[n]) for n in names[1:]]
-        + [pose_to_vec(shot_pose[s]) for s in shots])
+        + [pose_to_vec(shot_pose[s]) for s in shots]
+    )
     r0 = _residuals(x0, prob).reshape(-1, 2)
     x, res = bundle_adjust(prob, x0, cfg.huber_px)
-    log.info("bundle adjustment: RMS %.3f -> %.3f px over %d corners", np.sqrt((r0**2).sum(1).mean()),
-             np.sqrt((res**2).sum(1).mean()), len(res))
+    log.info(
+        "bundle adjustment: RMS %.3f -> %.3f px over %d corners",
+        np.sqrt((r0**2).sum(1).mean()),
+        np.sqrt((res**2).sum(1).mean()),
+        len(res),
+    )
     intr, cposes, sposes = _unpack(x, prob)
     cam_from_ref_ba = [vec_to_pose(v) for v in cposes]
     board_ref = [vec_to_pose(v) for v in sposes]
@@ -504,24 +546,42 @@ def calibrate_from_detections(rig: Rig, board: Board, detections: dict[tuple[str
         cams.append(cam.replace(K=K, dist=dist, world_to_cam=cam_from_ref_ba[i] @ world_to_ref))
         m = cam_idx == i
         cov, gap = coverage_stats(uv[m], cam.width, cam.height)
-        warns = tuple(f"corners never came within {cfg.border_warn:.0%} of the {side} border "
-                      f"(closest {g:.0%}): distortion there is extrapolated"
-                      for side, g in gap.items() if g > cfg.border_warn)
-        reports.append(CameraReport(cam.name, float(np.sqrt((err[m] ** 2).mean())), float(err[m].max()),
-                                    int(m.sum()), int(len({s for s in shot_idx[m].tolist()})), cov, gap, warns))
+        warns = tuple(
+            f"corners never came within {cfg.border_warn:.0%} of the {side} border "
+            f"(closest {g:.0%}): distortion there is extrapolated"
+            for side, g in gap.items()
+            if g > cfg.border_warn
+        )
+        reports.append(
+            CameraReport(
+                cam.name,
+                float(np.sqrt((err[m] ** 2).mean())),
+                float(err[m].max()),
+                int(m.sum()),
+                int(len({s for s in shot_idx[m].tolist()})),
+                cov,
+                gap,
+                warns,
+            )
+        )
     rms = float(np.sqrt((err**2).mean()))
     meta = dict(rig.meta)
     meta["calibration"] = {
-        "method": "charuco", "rms_px": rms, "world_frame": cfg.world_frame, "dist_model": cfg.dist_model,
+        "method": "charuco",
+        "rms_px": rms,
+        "world_frame": cfg.world_frame,
+        "dist_model": cfg.dist_model,
         "cameras": {r.name: {"rms_px": r.rms_px, "max_px": r.max_px, "n_corners": r.n_corners} for r in reports},
     }
     new_rig = rig.replace(cameras=tuple(cams), board=board, meta=meta)
-    return CalibrationResult(new_rig, tuple(reports), rms, len(shots),
-                             {s: ref_to_world @ board_ref[i] for s, i in si.items()})
+    return CalibrationResult(
+        new_rig, tuple(reports), rms, len(shots), {s: ref_to_world @ board_ref[i] for s, i in si.items()}
+    )
 
 
-def calibrate_charuco(rig: Rig, shots_dir: str | Path, cfg: CharucoConfig = CharucoConfig(),
-                      board: Board | None = None) -> CalibrationResult:
+def calibrate_charuco(
+    rig: Rig, shots_dir: str | Path, cfg: CharucoConfig = CharucoConfig(), board: Board | None = None
+) -> CalibrationResult:
     """Calibrate ``rig`` (its camera names and image sizes; poses and intrinsics are estimated)
     from ChArUco shots in ``shots_dir`` (layout in the module docstring); ``board`` defaults to
     ``rig.board``. Nothing is written."""
@@ -550,6 +610,19 @@ def format_report(result: CalibrationResult) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["CharucoConfig", "CameraReport", "CalibrationResult", "find_shots", "detect_all", "calibrate_camera",
-           "link_cameras", "bundle_adjust", "calibrate_from_detections", "calibrate_charuco", "format_report",
-           "rig_world_frame", "board_world_frame", "coverage_stats"]
+__all__ = [
+    "CharucoConfig",
+    "CameraReport",
+    "CalibrationResult",
+    "find_shots",
+    "detect_all",
+    "calibrate_camera",
+    "link_cameras",
+    "bundle_adjust",
+    "calibrate_from_detections",
+    "calibrate_charuco",
+    "format_report",
+    "rig_world_frame",
+    "board_world_frame",
+    "coverage_stats",
+]

@@ -45,9 +45,17 @@ ExportFormat = Literal["colmap", "colmap-bin", "opencv", "nerfstudio", "metashap
 
 # COLMAP camera model ids and parameter counts (colmap/sensor/models.h)
 COLMAP_MODELS = {
-    0: ("SIMPLE_PINHOLE", 3), 1: ("PINHOLE", 4), 2: ("SIMPLE_RADIAL", 4), 3: ("RADIAL", 5),
-    4: ("OPENCV", 8), 5: ("OPENCV_FISHEYE", 8), 6: ("FULL_OPENCV", 12), 7: ("FOV", 5),
-    8: ("SIMPLE_RADIAL_FISHEYE", 4), 9: ("RADIAL_FISHEYE", 5), 10: ("THIN_PRISM_FISHEYE", 12),
+    0: ("SIMPLE_PINHOLE", 3),
+    1: ("PINHOLE", 4),
+    2: ("SIMPLE_RADIAL", 4),
+    3: ("RADIAL", 5),
+    4: ("OPENCV", 8),
+    5: ("OPENCV_FISHEYE", 8),
+    6: ("FULL_OPENCV", 12),
+    7: ("FOV", 5),
+    8: ("SIMPLE_RADIAL_FISHEYE", 4),
+    9: ("RADIAL_FISHEYE", 5),
+    10: ("THIN_PRISM_FISHEYE", 12),
 }
 COLMAP_MODEL_IDS = {name: (i, n) for i, (name, n) in COLMAP_MODELS.items()}
 
@@ -130,24 +138,41 @@ def _fmt(x: float) -> str:
 
 def write_colmap_text(model: ColmapModel, directory: Path) -> None:
     """Write cameras.txt, images.txt, points3D.txt into an existing folder."""
-    lines = ["# Camera list with one line of data per camera:",
-             "#   CAMERA_ID, MODEL, WIDTH, HEIGHT, PARAMS[]", f"# Number of cameras: {len(model.cameras)}"]
+    lines = [
+        "# Camera list with one line of data per camera:",
+        "#   CAMERA_ID, MODEL, WIDTH, HEIGHT, PARAMS[]",
+        f"# Number of cameras: {len(model.cameras)}",
+    ]
     for c in model.cameras.values():
         lines.append(" ".join([str(c.camera_id), c.model, str(c.width), str(c.height), *map(_fmt, c.params)]))
     (directory / "cameras.txt").write_text("\n".join(lines) + "\n")
-    lines = ["# Image list with two lines of data per image:",
-             "#   IMAGE_ID, QW, QX, QY, QZ, TX, TY, TZ, CAMERA_ID, NAME",
-             "#   POINTS2D[] as (X, Y, POINT3D_ID)", f"# Number of images: {len(model.images)}"]
+    lines = [
+        "# Image list with two lines of data per image:",
+        "#   IMAGE_ID, QW, QX, QY, QZ, TX, TY, TZ, CAMERA_ID, NAME",
+        "#   POINTS2D[] as (X, Y, POINT3D_ID)",
+        f"# Number of images: {len(model.images)}",
+    ]
     for im in model.images.values():
         lines.append(" ".join([str(im.image_id), *map(_fmt, im.qvec), *map(_fmt, im.tvec), str(im.camera_id), im.name]))
         lines.append(" ".join(f"{_fmt(x)} {_fmt(y)} {int(p)}" for (x, y), p in zip(im.xys, im.point3d_ids)))
     (directory / "images.txt").write_text("\n".join(lines) + "\n")
-    lines = ["# 3D point list with one line of data per point:",
-             "#   POINT3D_ID, X, Y, Z, R, G, B, ERROR, TRACK[] as (IMAGE_ID, POINT2D_IDX)",
-             f"# Number of points: {len(model.points)}"]
+    lines = [
+        "# 3D point list with one line of data per point:",
+        "#   POINT3D_ID, X, Y, Z, R, G, B, ERROR, TRACK[] as (IMAGE_ID, POINT2D_IDX)",
+        f"# Number of points: {len(model.points)}",
+    ]
     for p in model.points.values():
-        lines.append(" ".join([str(p.point_id), *map(_fmt, p.xyz), *(str(int(v)) for v in p.rgb), _fmt(p.error),
-                               *(f"{int(a)} {int(b)}" for a, b in p.track)]))
+        lines.append(
+            " ".join(
+                [
+                    str(p.point_id),
+                    *map(_fmt, p.xyz),
+                    *(str(int(v)) for v in p.rgb),
+                    _fmt(p.error),
+                    *(f"{int(a)} {int(b)}" for a, b in p.track),
+                ]
+            )
+        )
     (directory / "points3D.txt").write_text("\n".join(lines) + "\n")
 
 
@@ -197,8 +222,15 @@ def read_colmap_text(directory: Path) -> ColmapModel:
             if len(pts) % 3:
                 raise ValueError("POINTS2D line is not (X, Y, POINT3D_ID) triples")
             arr = np.array(pts, dtype=np.float64).reshape(-1, 3)
-            im = ColmapImage(int(tok[0]), np.array(tok[1:5], dtype=np.float64), np.array(tok[5:8], dtype=np.float64),
-                             int(tok[8]), " ".join(tok[9:]), arr[:, :2], arr[:, 2].astype(np.int64))
+            im = ColmapImage(
+                int(tok[0]),
+                np.array(tok[1:5], dtype=np.float64),
+                np.array(tok[5:8], dtype=np.float64),
+                int(tok[8]),
+                " ".join(tok[9:]),
+                arr[:, :2],
+                arr[:, 2].astype(np.int64),
+            )
             if not np.all(np.isfinite(im.qvec)) or np.linalg.norm(im.qvec) < 1e-9:
                 raise ValueError("bad quaternion")
             imgs[im.image_id] = im
@@ -214,8 +246,13 @@ def read_colmap_text(directory: Path) -> ColmapModel:
             try:
                 tok = s.split()
                 track = np.array(tok[8:], dtype=np.int64).reshape(-1, 2)
-                pts3[int(tok[0])] = ColmapPoint(int(tok[0]), np.array(tok[1:4], dtype=np.float64),
-                                                np.array(tok[4:7], dtype=np.uint8), float(tok[7]), track)
+                pts3[int(tok[0])] = ColmapPoint(
+                    int(tok[0]),
+                    np.array(tok[1:4], dtype=np.float64),
+                    np.array(tok[4:7], dtype=np.uint8),
+                    float(tok[7]),
+                    track,
+                )
             except (ValueError, IndexError) as e:
                 raise InputError(f"line {ln} does not parse as a COLMAP 3D point ({e})", f) from None
     return ColmapModel(cams, imgs, pts3)
@@ -234,7 +271,9 @@ def write_colmap_binary(model: ColmapModel, directory: Path) -> None:
     (directory / "cameras.bin").write_bytes(bytes(b))
     b = bytearray(struct.pack("<Q", len(model.images)))
     for im in model.images.values():
-        b += struct.pack("<i", im.image_id) + np.asarray(im.qvec, "<f8").tobytes() + np.asarray(im.tvec, "<f8").tobytes()
+        b += (
+            struct.pack("<i", im.image_id) + np.asarray(im.qvec, "<f8").tobytes() + np.asarray(im.tvec, "<f8").tobytes()
+        )
         b += struct.pack("<i", im.camera_id) + im.name.encode("utf-8") + b"\x00"
         b += struct.pack("<Q", len(im.xys))
         rec = np.zeros(len(im.xys), dtype=[("x", "<f8"), ("y", "<f8"), ("id", "<i8")])
@@ -278,13 +317,15 @@ class _Reader:
         end = self.data.find(b"\x00", self.pos)
         if end < 0:
             raise InputError(f"unterminated image name at byte {self.pos}", self.path)
-        s = self.data[self.pos:end].decode("utf-8", errors="replace")
+        s = self.data[self.pos : end].decode("utf-8", errors="replace")
         self.pos = end + 1
         return s
 
     def done(self) -> None:
         if self.pos != len(self.data):
-            raise InputError(f"{len(self.data) - self.pos} unexpected trailing bytes: not a COLMAP binary model", self.path)
+            raise InputError(
+                f"{len(self.data) - self.pos} unexpected trailing bytes: not a COLMAP binary model", self.path
+            )
 
 
 def read_colmap_binary(directory: Path) -> ColmapModel:
@@ -309,8 +350,15 @@ def read_colmap_binary(directory: Path) -> ColmapModel:
         rec = r.array("<f8", 0) if n == 0 else None
         raw = r.array("u1", 24 * n).view([("x", "<f8"), ("y", "<f8"), ("id", "<i8")])
         del rec
-        imgs[iid] = ColmapImage(iid, q, t, cid, name, np.stack([raw["x"], raw["y"]], 1) if n else np.zeros((0, 2)),
-                                raw["id"].astype(np.int64))
+        imgs[iid] = ColmapImage(
+            iid,
+            q,
+            t,
+            cid,
+            name,
+            np.stack([raw["x"], raw["y"]], 1) if n else np.zeros((0, 2)),
+            raw["id"].astype(np.int64),
+        )
     r.done()
     pts = {}
     p3 = directory / "points3D.bin"
@@ -392,8 +440,16 @@ def rig_from_opencv_yaml(text: str, path: Path) -> Rig:
             M[:3, :3] = R
             M[:3, 3] = np.asarray(t, dtype=np.float64).ravel()
             name = node.getNode("name").string() or f"cam{i}"
-            cams.append(Camera(name, int(node.getNode("image_width").real()), int(node.getNode("image_height").real()),
-                               K, np.zeros(0) if dist is None else np.asarray(dist).ravel(), M))
+            cams.append(
+                Camera(
+                    name,
+                    int(node.getNode("image_width").real()),
+                    int(node.getNode("image_height").real()),
+                    K,
+                    np.zeros(0) if dist is None else np.asarray(dist).ravel(),
+                    M,
+                )
+            )
         return Rig(cameras=tuple(cams), name=path.stem)
     except (ValueError, TypeError) as e:
         raise InputError(f"not an mvrecon OpenCV rig: {e}", path) from None

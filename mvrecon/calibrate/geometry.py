@@ -42,7 +42,9 @@ def mean_rotation(Rs: np.ndarray) -> np.ndarray:
     return U @ D @ Vt
 
 
-def robust_mean_pose(poses: np.ndarray, max_dev_deg: float = 2.0, max_dev_m: float = 0.02) -> tuple[np.ndarray, np.ndarray]:
+def robust_mean_pose(
+    poses: np.ndarray, max_dev_deg: float = 2.0, max_dev_m: float = 0.02
+) -> tuple[np.ndarray, np.ndarray]:
     """Robust average of rigid transforms (N, 4, 4): the medoid (least summed rotation angle)
     picks the inliers (within ``max_dev_deg`` and ``max_dev_m`` of it, or 3x the median
     deviation, whichever is larger), then the chordal mean rotation and the mean translation of
@@ -62,8 +64,16 @@ def robust_mean_pose(poses: np.ndarray, max_dev_deg: float = 2.0, max_dev_m: flo
     return out, inl
 
 
-def sparse_lm(fun, x0: np.ndarray, sparsity, robust_weights=None, lower: np.ndarray | None = None,
-              upper: np.ndarray | None = None, max_iter: int = 60, rtol: float = 1e-10) -> np.ndarray:
+def sparse_lm(
+    fun,
+    x0: np.ndarray,
+    sparsity,
+    robust_weights=None,
+    lower: np.ndarray | None = None,
+    upper: np.ndarray | None = None,
+    max_iter: int = 60,
+    rtol: float = 1e-10,
+) -> np.ndarray:
     """Levenberg-Marquardt for sparse least squares: minimise ``sum(w * fun(x)**2)``.
 
     The Jacobian is taken by finite differences over ``sparsity`` (an (M, P) 0/1 matrix; columns

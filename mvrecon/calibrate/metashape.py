@@ -129,10 +129,17 @@ def _sensor_camera(sensor: ET.Element) -> tuple[int, int, np.ndarray, np.ndarray
         raise ValueError(f"sensor {label!r} has no focal length f")
     for name in ("b2", "k4", "p3", "p4"):
         if _param(cal, name) != 0.0:
-            raise ValueError(f"sensor {label!r} has {name} = {_param(cal, name):g}, which mvrecon's OpenCV camera "
-                             "model cannot hold (fix it to zero in Metashape's camera calibration)")
-    K = np.array([[f + _param(cal, "b1"), 0.0, w / 2 + _param(cal, "cx") - 0.5],
-                  [0.0, f, h / 2 + _param(cal, "cy") - 0.5], [0.0, 0.0, 1.0]])
+            raise ValueError(
+                f"sensor {label!r} has {name} = {_param(cal, name):g}, which mvrecon's OpenCV camera "
+                "model cannot hold (fix it to zero in Metashape's camera calibration)"
+            )
+    K = np.array(
+        [
+            [f + _param(cal, "b1"), 0.0, w / 2 + _param(cal, "cx") - 0.5],
+            [0.0, f, h / 2 + _param(cal, "cy") - 0.5],
+            [0.0, 0.0, 1.0],
+        ]
+    )
     dist = np.array([_param(cal, "k1"), _param(cal, "k2"), _param(cal, "p2"), _param(cal, "p1"), _param(cal, "k3")])
     return w, h, K, dist
 
@@ -144,8 +151,9 @@ def rig_from_metashape(root: ET.Element, name: str = "rig") -> Rig:
     if chunk is None:
         raise ValueError("no <document><chunk>: not a Metashape camera file")
     sensors = {s.get("id"): s for s in chunk.iter("sensor")}
-    components = {c.get("id"): _similarity(c.find("transform"), f"component {c.get('id')}")
-                  for c in chunk.iter("component")}
+    components = {
+        c.get("id"): _similarity(c.find("transform"), f"component {c.get('id')}") for c in chunk.iter("component")
+    }
     chunk_to_world = _similarity(chunk.find("transform"), "chunk transform")
     cams = []
     for node in chunk.iter("camera"):
@@ -189,8 +197,17 @@ def rig_to_metashape(rig: Rig) -> str:
         ET.SubElement(s, "resolution", width=str(c.width), height=str(c.height))
         cal = ET.SubElement(s, "calibration", {"type": "frame", "class": "adjusted"})
         ET.SubElement(cal, "resolution", width=str(c.width), height=str(c.height))
-        values = {"f": c.K[1, 1], "cx": c.K[0, 2] + 0.5 - c.width / 2, "cy": c.K[1, 2] + 0.5 - c.height / 2,
-                  "b1": c.K[0, 0] - c.K[1, 1], "k1": d[0], "k2": d[1], "k3": d[4], "p1": d[3], "p2": d[2]}
+        values = {
+            "f": c.K[1, 1],
+            "cx": c.K[0, 2] + 0.5 - c.width / 2,
+            "cy": c.K[1, 2] + 0.5 - c.height / 2,
+            "b1": c.K[0, 0] - c.K[1, 1],
+            "k1": d[0],
+            "k2": d[1],
+            "k3": d[4],
+            "p1": d[3],
+            "p2": d[2],
+        }
         for k, v in values.items():
             ET.SubElement(cal, k).text = repr(float(v))
         cam = ET.SubElement(cameras, "camera", id=str(i), sensor_id=str(i), label=c.name)

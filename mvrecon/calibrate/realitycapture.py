@@ -56,15 +56,22 @@ def _value(desc: ET.Element, name: str, default: float | None = None) -> float:
 
 def camera_from_xmp(root: ET.Element, name: str, width: int, height: int) -> Camera:
     """One camera from a parsed XMP sidecar; ValueError for what it cannot hold."""
-    desc = next((d for d in root.iter(f"{{{RDF}}}Description")
-                 if any(k.startswith(f"{{{XCR}}}") for k in d.attrib) or d.find(f"{{{XCR}}}Rotation") is not None),
-                None)
+    desc = next(
+        (
+            d
+            for d in root.iter(f"{{{RDF}}}Description")
+            if any(k.startswith(f"{{{XCR}}}") for k in d.attrib) or d.find(f"{{{XCR}}}Rotation") is not None
+        ),
+        None,
+    )
     if desc is None:
         raise ValueError("no xcr: camera description (not a RealityCapture XMP)")
     model = desc.get(f"{{{XCR}}}DistortionModel", "brown3")
     if model not in BROWN_MODELS:
-        raise ValueError(f"distortion model {model!r} is not one mvrecon's OpenCV camera can hold "
-                         f"(use one of {', '.join(BROWN_MODELS)})")
+        raise ValueError(
+            f"distortion model {model!r} is not one mvrecon's OpenCV camera can hold "
+            f"(use one of {', '.join(BROWN_MODELS)})"
+        )
     rot, pos = desc.find(f"{{{XCR}}}Rotation"), desc.find(f"{{{XCR}}}Position")
     if rot is None or pos is None:
         raise ValueError("no xcr:Rotation and xcr:Position (the image is not registered)")
@@ -80,9 +87,17 @@ def camera_from_xmp(root: ET.Element, name: str, width: int, height: int) -> Cam
     fx = _value(desc, "FocalLength35mm") / 36.0 * side
     if not fx > 0:
         raise ValueError("xcr:FocalLength35mm must be positive")
-    K = np.array([[fx, 0.0, width / 2 + _value(desc, "PrincipalPointU", 0.0) * side - 0.5],
-                  [0.0, fx * _value(desc, "AspectRatio", 1.0), height / 2 + _value(desc, "PrincipalPointV", 0.0) * side - 0.5],
-                  [0.0, 0.0, 1.0]])
+    K = np.array(
+        [
+            [fx, 0.0, width / 2 + _value(desc, "PrincipalPointU", 0.0) * side - 0.5],
+            [
+                0.0,
+                fx * _value(desc, "AspectRatio", 1.0),
+                height / 2 + _value(desc, "PrincipalPointV", 0.0) * side - 0.5,
+            ],
+            [0.0, 0.0, 1.0],
+        ]
+    )
     M = np.eye(4)
     M[:3, :3] = R
     M[:3, 3] = -R @ C
@@ -93,12 +108,22 @@ def camera_to_xmp(cam: Camera) -> str:
     """The XMP sidecar of one camera (pose locked, distortion model brown3t2)."""
     d = brown_distortion(cam, "RealityCapture")
     side = max(cam.width, cam.height)
-    attrs = {"Version": "3", "PosePrior": "locked", "Coordinates": "absolute", "DistortionModel": "brown3t2",
-             "FocalLength35mm": cam.K[0, 0] * 36.0 / side, "Skew": 0.0, "AspectRatio": cam.K[1, 1] / cam.K[0, 0],
-             "PrincipalPointU": (cam.K[0, 2] + 0.5 - cam.width / 2) / side,
-             "PrincipalPointV": (cam.K[1, 2] + 0.5 - cam.height / 2) / side,
-             "CalibrationPrior": "locked", "CalibrationGroup": "-1", "DistortionGroup": "-1", "InTexturing": "1",
-             "InMeshing": "1"}
+    attrs = {
+        "Version": "3",
+        "PosePrior": "locked",
+        "Coordinates": "absolute",
+        "DistortionModel": "brown3t2",
+        "FocalLength35mm": cam.K[0, 0] * 36.0 / side,
+        "Skew": 0.0,
+        "AspectRatio": cam.K[1, 1] / cam.K[0, 0],
+        "PrincipalPointU": (cam.K[0, 2] + 0.5 - cam.width / 2) / side,
+        "PrincipalPointV": (cam.K[1, 2] + 0.5 - cam.height / 2) / side,
+        "CalibrationPrior": "locked",
+        "CalibrationGroup": "-1",
+        "DistortionGroup": "-1",
+        "InTexturing": "1",
+        "InMeshing": "1",
+    }
 
     def fmt(v) -> str:
         return v if isinstance(v, str) else repr(float(v))
@@ -107,13 +132,15 @@ def camera_to_xmp(cam: Camera) -> str:
         return " ".join(repr(float(x)) for x in np.ravel(a))
 
     attr_text = " ".join(f'xcr:{k}="{fmt(v)}"' for k, v in attrs.items())
-    return ('<x:xmpmeta xmlns:x="adobe:ns:meta/">\n'
-            f'  <rdf:RDF xmlns:rdf="{RDF}">\n'
-            f'    <rdf:Description xmlns:xcr="{XCR}" {attr_text}>\n'
-            f"      <xcr:Rotation>{nums(cam.R)}</xcr:Rotation>\n"
-            f"      <xcr:Position>{nums(cam.center)}</xcr:Position>\n"
-            f"      <xcr:DistortionCoeficients>{nums([d[0], d[1], d[4], 0.0, d[3], d[2]])}</xcr:DistortionCoeficients>\n"
-            "    </rdf:Description>\n  </rdf:RDF>\n</x:xmpmeta>\n")
+    return (
+        '<x:xmpmeta xmlns:x="adobe:ns:meta/">\n'
+        f'  <rdf:RDF xmlns:rdf="{RDF}">\n'
+        f'    <rdf:Description xmlns:xcr="{XCR}" {attr_text}>\n'
+        f"      <xcr:Rotation>{nums(cam.R)}</xcr:Rotation>\n"
+        f"      <xcr:Position>{nums(cam.center)}</xcr:Position>\n"
+        f"      <xcr:DistortionCoeficients>{nums([d[0], d[1], d[4], 0.0, d[3], d[2]])}</xcr:DistortionCoeficients>\n"
+        "    </rdf:Description>\n  </rdf:RDF>\n</x:xmpmeta>\n"
+    )
 
 
 def _image_size(xmp: Path) -> tuple[int, int]:

@@ -81,8 +81,13 @@ class RefineResult:
     rig_path: Path | None = None
 
     def report(self) -> dict:
-        return {"format": "mvrecon-refine/1", "n_points": self.n_points, "rms_before_px": self.rms_before_px,
-                "rms_after_px": self.rms_after_px, "cameras": [asdict(m) for m in self.moves]}
+        return {
+            "format": "mvrecon-refine/1",
+            "n_points": self.n_points,
+            "rms_before_px": self.rms_before_px,
+            "rms_after_px": self.rms_after_px,
+            "cameras": [asdict(m) for m in self.moves],
+        }
 
 
 # --------------------------------------------------------------------------------------------
@@ -108,8 +113,11 @@ def _match(da, db, ratio: float) -> np.ndarray:
     ab = bf.knnMatch(da, db, k=2)
     ba = bf.knnMatch(db, da, k=1)
     back = np.array([m[0].trainIdx for m in ba])
-    out = [(m[0].queryIdx, m[0].trainIdx) for m in ab
-           if len(m) == 2 and m[0].distance < ratio * m[1].distance and back[m[0].trainIdx] == m[0].queryIdx]
+    out = [
+        (m[0].queryIdx, m[0].trainIdx)
+        for m in ab
+        if len(m) == 2 and m[0].distance < ratio * m[1].distance and back[m[0].trainIdx] == m[0].queryIdx
+    ]
     return np.array(out, dtype=int).reshape(-1, 2)
 
 
@@ -142,8 +150,9 @@ def build_tracks(session: Session, cfg: RefineConfig) -> tuple[np.ndarray, np.nd
     for fr in session.frames:
         cams = [c for c in rig.cameras if c.name in fr.images]
         feats = {c.name: _features(read_image(fr.images[c.name], gray=True), cfg.max_features) for c in cams}
-        norm = {c.name: c.undistort_points(feats[c.name][0]) if len(feats[c.name][0]) else np.zeros((0, 2))
-                for c in cams}
+        norm = {
+            c.name: c.undistort_points(feats[c.name][0]) if len(feats[c.name][0]) else np.zeros((0, 2)) for c in cams
+        }
         offs = {}
         total = 0
         for c in cams:
@@ -151,7 +160,7 @@ def build_tracks(session: Session, cfg: RefineConfig) -> tuple[np.ndarray, np.nd
             total += len(feats[c.name][0])
         uf = _UnionFind(total)
         for i, a in enumerate(cams):
-            for b in cams[i + 1:]:
+            for b in cams[i + 1 :]:
                 m = _match(feats[a.name][1], feats[b.name][1], cfg.ratio)
                 if len(m) < cfg.min_matches:
                     continue
@@ -208,8 +217,9 @@ def _robust(r: np.ndarray, s: float, kind: str) -> np.ndarray:
     return np.sign(r) * np.sqrt(cost)
 
 
-def gauge_fit(R_old: np.ndarray, C_old: np.ndarray, R_new: np.ndarray, C_new: np.ndarray
-              ) -> tuple[float, np.ndarray, np.ndarray]:
+def gauge_fit(
+    R_old: np.ndarray, C_old: np.ndarray, R_new: np.ndarray, C_new: np.ndarray
+) -> tuple[float, np.ndarray, np.ndarray]:
     """Similarity (s, Rg (3, 3), tg (3,)) taking the refined frame to the calibrated one, from
     camera rotations (C, 3, 3) world-to-camera and centres (C, 3): the rotation from the
     orientations (well conditioned even for cameras on a shallow arc), scale and translation
@@ -225,8 +235,9 @@ def gauge_fit(R_old: np.ndarray, C_old: np.ndarray, R_new: np.ndarray, C_new: np
     return s, Rg, om - s * am
 
 
-def still_cameras(R_old: np.ndarray, C_old: np.ndarray, R_new: np.ndarray, C_new: np.ndarray, tol_m: float,
-                  tol_deg: float) -> np.ndarray:
+def still_cameras(
+    R_old: np.ndarray, C_old: np.ndarray, R_new: np.ndarray, C_new: np.ndarray, tol_m: float, tol_deg: float
+) -> np.ndarray:
     """Which cameras did not move: the largest set that one similarity maps onto the calibrated
     poses within ``tol_m`` / ``tol_deg`` (dropping the worst-explained camera one at a time; at
     least two are kept)."""
@@ -265,8 +276,9 @@ def _poses(delta: np.ndarray, R0: np.ndarray, C0: np.ndarray) -> tuple[np.ndarra
     return R, t
 
 
-def refine_poses(rig: Rig, xn: np.ndarray, valid: np.ndarray, cfg: RefineConfig
-                 ) -> tuple[np.ndarray, np.ndarray, float, float, int]:
+def refine_poses(
+    rig: Rig, xn: np.ndarray, valid: np.ndarray, cfg: RefineConfig
+) -> tuple[np.ndarray, np.ndarray, float, float, int]:
     """Bounded BA of all camera poses and the track points.
 
     Returns deltas (C, 6) (rotation vector, centre shift m), the per-camera observation count,
@@ -290,8 +302,10 @@ def refine_poses(rig: Rig, xn: np.ndarray, valid: np.ndarray, cfg: RefineConfig
     ok &= np.all((Xc[..., 2] > 0) | ~valid, 1) & np.all((err < 40) | ~valid, 1)
     xn, valid, X0 = xn[ok], valid[ok], X0[ok]
     if len(X0) < 20:
-        raise MvreconError(f"only {len(X0)} points triangulated from the session's matches: too little texture "
-                           "or overlap between the views to refine the rig")
+        raise MvreconError(
+            f"only {len(X0)} points triangulated from the session's matches: too little texture "
+            "or overlap between the views to refine the rig"
+        )
     ti, ci = np.nonzero(valid)
     obs = xn[ti, ci]
     n_t = len(X0)
@@ -300,7 +314,7 @@ def refine_poses(rig: Rig, xn: np.ndarray, valid: np.ndarray, cfg: RefineConfig
 
     def residuals(x):
         d = x[: 6 * n_c].reshape(n_c, 6)
-        X = x[6 * n_c:].reshape(n_t, 3)
+        X = x[6 * n_c :].reshape(n_t, 3)
         R, t = _poses(d, R0, C0)
         pc = np.einsum("nij,nj->ni", R[ci], X[ti]) + t[ci]
         r = (pc[:, :2] / pc[:, 2:3] - obs) * f[ci, None]
@@ -342,8 +356,10 @@ def refine_extrinsics(session: Session, cfg: RefineConfig = RefineConfig(), writ
     RMS before and after, the config) and ``colmap/`` (text model) when ``write``."""
     rig = session.rig
     if len(rig) < 3:
-        raise MvreconError(f"rig {session.rig_path} has {len(rig)} cameras: refining extrinsics needs 3 or more "
-                           "(with two, a moved camera cannot be told from the other)")
+        raise MvreconError(
+            f"rig {session.rig_path} has {len(rig)} cameras: refining extrinsics needs 3 or more "
+            "(with two, a moved camera cannot be told from the other)"
+        )
     xn, valid = build_tracks(session, cfg)
     log.info("refine: %d tracks over %d frames", len(xn), len(session.frames))
     deltas, counts, before, after, n_pts = refine_poses(rig, xn, valid, cfg)
@@ -362,8 +378,14 @@ def refine_extrinsics(session: Session, cfg: RefineConfig = RefineConfig(), writ
         M[:3, 3] = -M[:3, :3] @ (s * Rs @ new_c[i] + ts)
         new = c.replace(world_to_cam=M)
         cams.append(new)
-        moves.append(CameraMove(c.name, float(1000 * np.linalg.norm(new.center - c.center)),
-                                rotation_angle_deg(new.R, c.R), int(counts[i])))
+        moves.append(
+            CameraMove(
+                c.name,
+                float(1000 * np.linalg.norm(new.center - c.center)),
+                rotation_angle_deg(new.R, c.R),
+                int(counts[i]),
+            )
+        )
     meta = dict(rig.meta)
     meta["refined_from"] = str(session.rig_path)
     new_rig = rig.replace(cameras=tuple(cams), meta=meta)

@@ -105,8 +105,13 @@ def _board_scale(board: Board, rig: Rig, images: dict[str, Path], w2c_sfm: dict[
     return umeyama(X[ok], board_corners(board)[np.array(ids)[ok]]).scale
 
 
-def calibrate_sfm(rig: Rig, directory: str | Path, cfg: SfmConfig = SfmConfig(), board: Board | None = None,
-                  work_dir: Path | None = None) -> SfmResult:
+def calibrate_sfm(
+    rig: Rig,
+    directory: str | Path,
+    cfg: SfmConfig = SfmConfig(),
+    board: Board | None = None,
+    work_dir: Path | None = None,
+) -> SfmResult:
     """Poses (and intrinsics unless fixed) of ``rig``'s cameras from photos of a textured scene."""
     import pycolmap
 
@@ -120,8 +125,11 @@ def calibrate_sfm(rig: Rig, directory: str | Path, cfg: SfmConfig = SfmConfig(),
         if not m > 0:
             raise InputError(f"--scale-distance must be positive, got {m}", directory)
     elif (board or rig.board) is None:
-        raise InputError("no metric scale: give --scale-distance CAM_A CAM_B METRES, or a board definition (the "
-                         "rig's 'board') and show that board in at least two photos", directory)
+        raise InputError(
+            "no metric scale: give --scale-distance CAM_A CAM_B METRES, or a board definition (the "
+            "rig's 'board') and show that board in at least two photos",
+            directory,
+        )
     tmp = Path(tempfile.mkdtemp(prefix="mvrecon-sfm-", dir=work_dir))
     # COLMAP's glog chatter only when debugging
     old_level = pycolmap.logging.minloglevel
@@ -140,9 +148,15 @@ def calibrate_sfm(rig: Rig, directory: str | Path, cfg: SfmConfig = SfmConfig(),
             ro = pycolmap.ImageReaderOptions()
             ro.camera_model = model
             ro.camera_params = ",".join(repr(float(v)) for v in params)
-            pycolmap.extract_features(db, img_dir, image_names=[f"{n}{p.suffix.lower()}"],
-                                      camera_mode=pycolmap.CameraMode.PER_IMAGE, reader_options=ro,
-                                      extraction_options=ext_opts, device=pycolmap.Device.cpu)
+            pycolmap.extract_features(
+                db,
+                img_dir,
+                image_names=[f"{n}{p.suffix.lower()}"],
+                camera_mode=pycolmap.CameraMode.PER_IMAGE,
+                reader_options=ro,
+                extraction_options=ext_opts,
+                device=pycolmap.Device.cpu,
+            )
         pycolmap.match_exhaustive(db, device=pycolmap.Device.cpu)
         opts = pycolmap.IncrementalPipelineOptions()
         opts.min_num_matches = cfg.min_num_matches
@@ -171,8 +185,10 @@ def calibrate_sfm(rig: Rig, directory: str | Path, cfg: SfmConfig = SfmConfig(),
             intr[n] = from_colmap_camera(cam.model.name, cam.width, cam.height, np.asarray(cam.params), name=n)
         missing = [n for n in rig.names if n not in w2c]
         if missing:
-            raise InputError(f"SfM could not register camera(s) {', '.join(missing)}: too few matches with the "
-                             "other photos", directory)
+            raise InputError(
+                f"SfM could not register camera(s) {', '.join(missing)}: too few matches with the other photos",
+                directory,
+            )
         w2c = {n: np.vstack([M, [0, 0, 0, 1]]) if M.shape == (3, 4) else M for n, M in w2c.items()}
         n_points = rec.num_points3D()
         rms = float(rec.compute_mean_reprojection_error())
@@ -189,8 +205,11 @@ def calibrate_sfm(rig: Rig, directory: str | Path, cfg: SfmConfig = SfmConfig(),
         board = board or rig.board
         board_scale = _board_scale(board, rig, images, w2c) if board is not None else None
         if board_scale is None:
-            raise InputError("no metric scale: give --scale-distance CAM_A CAM_B METRES or show a ChArUco board "
-                             "(the rig's 'board') in at least two photos", directory)
+            raise InputError(
+                "no metric scale: give --scale-distance CAM_A CAM_B METRES or show a ChArUco board "
+                "(the rig's 'board') in at least two photos",
+                directory,
+            )
         scale, source = board_scale, "ChArUco board"
     cams = []
     scaled = {}

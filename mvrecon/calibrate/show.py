@@ -19,17 +19,27 @@ def baselines_mm(rig: Rig) -> np.ndarray:
 
 def describe_rig(rig: Rig) -> str:
     """Cameras, baselines and the last calibration's errors as text tables."""
-    lines = [f"rig {rig.name!r}: {len(rig)} cameras" + (f", board {rig.board.squares_x}x{rig.board.squares_y} "
-                                                         f"{rig.board.square_length * 1000:g} mm {rig.board.dictionary}"
-                                                         if rig.board else "")]
-    lines.append(f"{'camera':<10} {'size':>10} {'fx':>9} {'fy':>9} {'cx':>8} {'cy':>8} {'k1':>8} {'k2':>8} "
-                 f"{'centre x,y,z (mm)':>26}")
+    lines = [
+        f"rig {rig.name!r}: {len(rig)} cameras"
+        + (
+            f", board {rig.board.squares_x}x{rig.board.squares_y} "
+            f"{rig.board.square_length * 1000:g} mm {rig.board.dictionary}"
+            if rig.board
+            else ""
+        )
+    ]
+    lines.append(
+        f"{'camera':<10} {'size':>10} {'fx':>9} {'fy':>9} {'cx':>8} {'cy':>8} {'k1':>8} {'k2':>8} "
+        f"{'centre x,y,z (mm)':>26}"
+    )
     for c in rig.cameras:
         d = np.zeros(2)
         d[: min(2, c.dist.size)] = c.dist[:2]
         x, y, z = 1000 * c.center
-        lines.append(f"{c.name:<10} {c.width:>4}x{c.height:<5} {c.K[0, 0]:9.2f} {c.K[1, 1]:9.2f} {c.K[0, 2]:8.2f} "
-                     f"{c.K[1, 2]:8.2f} {d[0]:8.4f} {d[1]:8.4f} {x:8.1f},{y:8.1f},{z:8.1f}")
+        lines.append(
+            f"{c.name:<10} {c.width:>4}x{c.height:<5} {c.K[0, 0]:9.2f} {c.K[1, 1]:9.2f} {c.K[0, 2]:8.2f} "
+            f"{c.K[1, 2]:8.2f} {d[0]:8.4f} {d[1]:8.4f} {x:8.1f},{y:8.1f},{z:8.1f}"
+        )
     if len(rig) > 1:
         B = baselines_mm(rig)
         w = max(8, max(len(n) for n in rig.names) + 1)
@@ -42,8 +52,10 @@ def describe_rig(rig: Rig) -> str:
         lines.append(f"last calibration: {cal.get('method', '?')}, RMS {cal.get('rms_px', float('nan')):.3f} px")
         for name, e in (cal.get("cameras") or {}).items():
             if isinstance(e, dict) and "rms_px" in e:
-                lines.append(f"  {name:<10} rms {e['rms_px']:.3f} px  max {e.get('max_px', float('nan')):.3f} px  "
-                             f"corners {e.get('n_corners', '-')}")
+                lines.append(
+                    f"  {name:<10} rms {e['rms_px']:.3f} px  max {e.get('max_px', float('nan')):.3f} px  "
+                    f"corners {e.get('n_corners', '-')}"
+                )
     else:
         lines.append("last calibration: none recorded")
     return "\n".join(lines)
@@ -71,8 +83,10 @@ def plot_rig(rig: Rig, path: str | Path) -> Path:
     span = float(np.ptp(centers, axis=0).max()) if len(rig) > 1 else 1.0
     depth = max(0.05, 0.15 * span)
     fig, axes = plt.subplots(1, 2, figsize=(12, 6))
-    for ax, (i, j), title in ((axes[0], (0, 2), "top view (X right, Z out of the face)"),
-                              (axes[1], (2, 1), "side view (Z, Y up)")):
+    for ax, (i, j), title in (
+        (axes[0], (0, 2), "top view (X right, Z out of the face)"),
+        (axes[1], (2, 1), "side view (Z, Y up)"),
+    ):
         for cam in rig.cameras:
             f = _frustum(cam, depth)
             for k in range(1, 5):

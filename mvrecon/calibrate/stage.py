@@ -46,8 +46,11 @@ def calib_files(ctx: Context) -> list[Path]:
                 elif entry.is_file():
                     out.append(Path(entry.path))
                 if len(out) + len(subdirs) > MAX_CALIB_FILES:
-                    raise InputError(f"the calibration folder holds more than {MAX_CALIB_FILES} entries; refused "
-                                     "(expected CALIB/<shot>/<camera>.<ext>)", d)
+                    raise InputError(
+                        f"the calibration folder holds more than {MAX_CALIB_FILES} entries; refused "
+                        "(expected CALIB/<shot>/<camera>.<ext>)",
+                        d,
+                    )
         level = subdirs
     return sorted(out)
 
@@ -95,8 +98,15 @@ def run_calibrate(ctx: Context) -> dict[str, Any]:
                 os.symlink(p, Path(d) / f"{cam}{p.suffix.lower()}")
             sfm = calibrate_sfm(s.rig, d, SfmConfig())
         new_rig = sfm.rig
-        report = {"format": "mvrecon-calibration/1", "method": "sfm", "rms_px": sfm.rms_px, "n_points": sfm.n_points,
-                  "scale": sfm.scale, "scale_source": sfm.scale_source, "frame": s.frames[0].name}
+        report = {
+            "format": "mvrecon-calibration/1",
+            "method": "sfm",
+            "rms_px": sfm.rms_px,
+            "n_points": sfm.n_points,
+            "scale": sfm.scale,
+            "scale_source": sfm.scale_source,
+            "frame": s.frames[0].name,
+        }
         numbers = {"reprojection RMS (px)": round(sfm.rms_px, 4), "SfM points": sfm.n_points}
     with atomic_dir(s.stage_dir("calibrate")) as tmp:
         write_json(tmp / "calibration.json", report)
@@ -105,8 +115,11 @@ def run_calibrate(ctx: Context) -> dict[str, Any]:
 
 
 def refine_requested(ctx: Context) -> bool:
-    return bool(ctx.cfg.refine_extrinsics or ctx.session.options.get("refine_extrinsics")
-                or (ctx.session.stage_dir("refine") / PROVENANCE_FILE).is_file())
+    return bool(
+        ctx.cfg.refine_extrinsics
+        or ctx.session.options.get("refine_extrinsics")
+        or (ctx.session.stage_dir("refine") / PROVENANCE_FILE).is_file()
+    )
 
 
 def run_refine(ctx: Context) -> dict[str, Any]:
@@ -114,5 +127,9 @@ def run_refine(ctx: Context) -> dict[str, Any]:
 
     res = refine_extrinsics(ctx.session, stage_config(ctx.cfg.refine, "refine"), write=True)
     worst = max(res.moves, key=lambda m: m.shift_mm)
-    return {"largest move (mm)": round(worst.shift_mm, 3), "moved camera": worst.name,
-            "RMS before (px)": round(res.rms_before_px, 3), "RMS after (px)": round(res.rms_after_px, 3)}
+    return {
+        "largest move (mm)": round(worst.shift_mm, 3),
+        "moved camera": worst.name,
+        "RMS before (px)": round(res.rms_before_px, 3),
+        "RMS after (px)": round(res.rms_after_px, 3),
+    }

@@ -14,7 +14,9 @@ from ..io import write_image
 from .board import board_size_m, render_board_shot, render_plane
 
 
-def look_at_upright(center: np.ndarray, target: np.ndarray, up: tuple[float, float, float] = (0.0, 1.0, 0.0)) -> np.ndarray:
+def look_at_upright(
+    center: np.ndarray, target: np.ndarray, up: tuple[float, float, float] = (0.0, 1.0, 0.0)
+) -> np.ndarray:
     """``world_to_cam`` (4, 4) of a camera at ``center`` looking at ``target`` with world ``up``
     appearing upwards in the image (image y down, so camera +y is the world's down)."""
     # mvrecon.cameras.look_at (as of 68659fe) builds x = z x (-up), which turns the image upside
@@ -30,9 +32,18 @@ def look_at_upright(center: np.ndarray, target: np.ndarray, up: tuple[float, flo
     return M
 
 
-def arc_rig(n: int, width: int = 1600, height: int = 1200, focal_mm: float = 50.0, sensor_mm: float = 36.0,
-            radius: float = 1.0, span_deg: float | None = None, dist: tuple[float, ...] = (-0.08, 0.12, 4e-4, -3e-4, 0.0),
-            rng: np.random.Generator | None = None, board: Board | None = None) -> Rig:
+def arc_rig(
+    n: int,
+    width: int = 1600,
+    height: int = 1200,
+    focal_mm: float = 50.0,
+    sensor_mm: float = 36.0,
+    radius: float = 1.0,
+    span_deg: float | None = None,
+    dist: tuple[float, ...] = (-0.08, 0.12, 4e-4, -3e-4, 0.0),
+    rng: np.random.Generator | None = None,
+    board: Board | None = None,
+) -> Rig:
     """``n`` cameras on a horizontal arc of ``radius`` metres around the origin (the head), all
     looking at it, +Y up, the arc centred on +Z (the face direction). Focal length from a lens
     ``focal_mm`` on a sensor ``sensor_mm`` wide. Small random perturbations of height, aim,
@@ -45,8 +56,13 @@ def arc_rig(n: int, width: int = 1600, height: int = 1200, focal_mm: float = 50.
         j = rng.normal(size=6) if rng is not None else np.zeros(6)
         c = np.array([radius * np.sin(a), 0.05 * j[0], radius * np.cos(a)])
         target = np.array([0.01 * j[1], 0.01 * j[2], 0.0])
-        K = np.array([[f * (1 + 0.01 * j[3]), 0, (width - 1) / 2 + 4 * j[4]],
-                      [0, f * (1 + 0.01 * j[3]), (height - 1) / 2 + 4 * j[5]], [0, 0, 1.0]])
+        K = np.array(
+            [
+                [f * (1 + 0.01 * j[3]), 0, (width - 1) / 2 + 4 * j[4]],
+                [0, f * (1 + 0.01 * j[3]), (height - 1) / 2 + 4 * j[5]],
+                [0, 0, 1.0],
+            ]
+        )
         cams.append(Camera(f"cam{i}", width, height, K, np.array(dist, dtype=np.float64), look_at_upright(c, target)))
     return Rig(cameras=tuple(cams), name=f"arc{n}", board=board)
 
@@ -69,8 +85,9 @@ def board_pose(board: Board, center: np.ndarray, yaw_deg: float, pitch_deg: floa
     return M
 
 
-def board_poses(board: Board, rig: Rig, n_shots: int, rng: np.random.Generator, spread: float = 0.2,
-                tilt_deg: float = 40.0) -> list[np.ndarray]:
+def board_poses(
+    board: Board, rig: Rig, n_shots: int, rng: np.random.Generator, spread: float = 0.2, tilt_deg: float = 40.0
+) -> list[np.ndarray]:
     """Board poses through the working volume: centres within ``spread`` metres of the origin
     (less in depth), facing a random point of the camera arc, tilted up to ``tilt_deg``."""
     yaws = [np.degrees(np.arctan2(c.center[0], c.center[2])) for c in rig.cameras]
@@ -78,8 +95,15 @@ def board_poses(board: Board, rig: Rig, n_shots: int, rng: np.random.Generator, 
     out = []
     for _ in range(n_shots):
         c = rng.uniform([-spread, -0.7 * spread, -spread], [spread, 0.7 * spread, 0.5 * spread])
-        out.append(board_pose(board, c, rng.uniform(lo, hi) + rng.uniform(-tilt_deg, tilt_deg) / 2,
-                              rng.uniform(-tilt_deg, tilt_deg), rng.uniform(-25, 25)))
+        out.append(
+            board_pose(
+                board,
+                c,
+                rng.uniform(lo, hi) + rng.uniform(-tilt_deg, tilt_deg) / 2,
+                rng.uniform(-tilt_deg, tilt_deg),
+                rng.uniform(-25, 25),
+            )
+        )
     return out
 
 
@@ -89,14 +113,17 @@ def visible(board: Board, cam: Camera, board_to_world: np.ndarray, min_cos: floa
     mid = board_to_world[:3, :3] @ np.array([wm / 2, hm / 2, 0]) + board_to_world[:3, 3]
     v = cam.center - mid
     facing = float(-board_to_world[:3, 2] @ v / np.linalg.norm(v))
-    corners = np.array([[0, 0, 0], [wm, 0, 0], [0, hm, 0], [wm, hm, 0.0]]) @ board_to_world[:3, :3].T + board_to_world[:3, 3]
+    corners = (
+        np.array([[0, 0, 0], [wm, 0, 0], [0, hm, 0], [wm, hm, 0.0]]) @ board_to_world[:3, :3].T + board_to_world[:3, 3]
+    )
     uv, z = cam.project(corners)
     inside = np.sum((uv[:, 0] > 0) & (uv[:, 0] < cam.width - 1) & (uv[:, 1] > 0) & (uv[:, 1] < cam.height - 1))
     return bool(facing > min_cos and np.all(z > 0) and inside >= 2)
 
 
-def write_charuco_shots(directory: str | Path, board: Board, rig: Rig, poses: list[np.ndarray],
-                        rng: np.random.Generator) -> dict[str, list[str]]:
+def write_charuco_shots(
+    directory: str | Path, board: Board, rig: Rig, poses: list[np.ndarray], rng: np.random.Generator
+) -> dict[str, list[str]]:
     """Render every pose in every camera that sees it into ``DIR/shotNNN/<camera>.png``; returns
     ``{shot: [cameras]}``."""
     d = Path(directory)
@@ -162,8 +189,9 @@ def textured_scene(rng: np.random.Generator, n_planes: int = 6, extent: float = 
     return planes
 
 
-def render_scene(cam: Camera, planes: list[TexturedPlane], rng: np.random.Generator | None = None,
-                 noise: float = 1.0) -> np.ndarray:
+def render_scene(
+    cam: Camera, planes: list[TexturedPlane], rng: np.random.Generator | None = None, noise: float = 1.0
+) -> np.ndarray:
     """Gray uint8 image (H, W) of the planes (nearest plane wins per pixel), with lens distortion."""
     import cv2
 
@@ -175,8 +203,9 @@ def render_scene(cam: Camera, planes: list[TexturedPlane], rng: np.random.Genera
     for pl in planes:
         px_per_m = pl.texture.shape[1] / pl.size[0]
         # stretch the texture to the plane's aspect
-        tex = cv2.resize(pl.texture, (pl.texture.shape[1], max(2, int(round(pl.size[1] * px_per_m)))),
-                         interpolation=cv2.INTER_LINEAR)
+        tex = cv2.resize(
+            pl.texture, (pl.texture.shape[1], max(2, int(round(pl.size[1] * px_per_m)))), interpolation=cv2.INTER_LINEAR
+        )
         val, cov = render_plane(cam, pl.plane_to_world, tex, px_per_m)
         # depth of the plane along each pixel's centre ray decides occlusion between planes
         y0, y1, x0, x1 = _plane_window(cam, pl.plane_to_world, pl.size, (0.0, 0.0))

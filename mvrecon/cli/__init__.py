@@ -29,9 +29,14 @@ class _Main(click.Group):
 @click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="mvrecon")
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging and full tracebacks.")
-@click.option("--threads", type=click.IntRange(min=1), default=None, envvar="MVRECON_THREADS",
-              help="Threads this run may use (default: the cores it may run on); never more than its share "
-                   "of the cores with other mvrecon runs on the machine (env MVRECON_THREADS).")
+@click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    default=None,
+    envvar="MVRECON_THREADS",
+    help="Threads this run may use (default: the cores it may run on); never more than its share "
+    "of the cores with other mvrecon runs on the machine (env MVRECON_THREADS).",
+)
 @click.pass_context
 def main(ctx: click.Context, verbose: bool, threads: int | None) -> None:
     """mvrecon: calibrated multi-view 3D head reconstruction."""

@@ -31,7 +31,7 @@ def run_stage(session: Path, stage: str, cfg, *, start: str | None = None, force
     if not Path(session).is_dir():
         raise InputError("session folder not found", session)
     start = start or stage
-    selected = STAGE_NAMES[STAGE_NAMES.index(start): STAGE_NAMES.index(stage) + 1]
+    selected = STAGE_NAMES[STAGE_NAMES.index(start) : STAGE_NAMES.index(stage) + 1]
     previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         if not (Path(session) / "ingest" / "provenance.json").is_file():

@@ -1,7 +1,7 @@
 """``mvrecon bench``: benchmarks over many subjects.
 
-    mvrecon bench run DIR [--out OUT] [--preset fast|default|best] [--workers N] [--threads T]
-                          [--address auto|HOST:PORT] [--serial] [--realy]
+mvrecon bench run DIR [--out OUT] [--preset fast|default|best] [--workers N] [--threads T]
+                      [--address auto|HOST:PORT] [--serial] [--realy]
 """
 
 from __future__ import annotations
@@ -33,19 +33,44 @@ def bench() -> None:
 @click.argument("root", metavar="DIR", type=click.Path(path_type=Path))
 @click.option("--out", "out", type=click.Path(path_type=Path), default=None,
               help="Output folder (default DIR/_results): results.csv, results.md, one folder per subject.")  # fmt: skip
-@click.option("--pred-units", type=click.Choice(UNITS), default="auto", show_default=True, help="Units of every prediction.")
+@click.option(
+    "--pred-units", type=click.Choice(UNITS), default="auto", show_default=True, help="Units of every prediction."
+)
 @click.option("--scan-units", type=click.Choice(UNITS), default="auto", show_default=True, help="Units of every scan.")
-@click.option("--preset", type=click.Choice(PRESET_NAMES), default="default", show_default=True,
-              help="Pipeline preset for subjects that are sessions (fitted first).")
-@click.option("--workers", type=click.IntRange(min=1), default=None,
-              help="Session subjects run at once on Ray (as 'mvrecon batch run').")
+@click.option(
+    "--preset",
+    type=click.Choice(PRESET_NAMES),
+    default="default",
+    show_default=True,
+    help="Pipeline preset for subjects that are sessions (fitted first).",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Session subjects run at once on Ray (as 'mvrecon batch run').",
+)
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="Threads per session subject.")
 @click.option("--address", default=None, metavar="auto|HOST:PORT", help="Run the session subjects on a Ray cluster.")
 @click.option("--serial", is_flag=True, help="Session subjects one after another in this process (no Ray).")
-@click.option("--realy", "realy", is_flag=True,
-              help="Also run the REALY-parity protocol on every subject (the 'REALY all' column; several times the rest's CPU).")
-def run(root: Path, out: Path | None, pred_units: Units, scan_units: Units, preset: PresetName, workers: int | None,
-        threads: int | None, address: str | None, serial: bool, realy: bool) -> None:
+@click.option(
+    "--realy",
+    "realy",
+    is_flag=True,
+    help="Also run the REALY-parity protocol on every subject (the 'REALY all' column; several times the rest's CPU).",
+)
+def run(
+    root: Path,
+    out: Path | None,
+    pred_units: Units,
+    scan_units: Units,
+    preset: PresetName,
+    workers: int | None,
+    threads: int | None,
+    address: str | None,
+    serial: bool,
+    realy: bool,
+) -> None:
     """Score every subject folder of DIR (pred.obj|ply|glb, pred_landmarks.txt|npy|json,
     scan.obj|ply, scan_landmarks.txt|npy|json; or an mvrecon session with a scan, run through
     its evaluate stage first, several at once on Ray like 'mvrecon batch run') and print one
@@ -63,7 +88,9 @@ def run(root: Path, out: Path | None, pred_units: Units, scan_units: Units, pres
 COMMANDS = [bench]
 
 
-def _run_sessions(folders: list[Path], preset: PresetName, engine: dict[str, Any], evaluate: EvalConfig) -> dict[str, Any]:
+def _run_sessions(
+    folders: list[Path], preset: PresetName, engine: dict[str, Any], evaluate: EvalConfig
+) -> dict[str, Any]:
     """Every session subject through its evaluate stage (settings ``evaluate``) at once, on
     :func:`mvrecon.batch.run_batch` with the ``engine`` keywords (workers, threads, address,
     serial; a single session runs in this process); rows by resolved path."""

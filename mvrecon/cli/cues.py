@@ -1,7 +1,7 @@
 """``mvrecon cues``: face landmarks and part labels, for a session or a single photo.
 
-    mvrecon cues SESSION                 (same as ``mvrecon cues session SESSION``)
-    mvrecon cues image PHOTO [--out DIR]
+mvrecon cues SESSION                 (same as ``mvrecon cues session SESSION``)
+mvrecon cues image PHOTO [--out DIR]
 """
 
 from __future__ import annotations
@@ -27,9 +27,19 @@ class _SessionByDefault(click.Group):
 
 
 def _options(f):
-    f = click.option("--preset", type=click.Choice(PRESET_NAMES), default="default", show_default=True,
-                     help="fast: coarser crop and fewer tiles; best: finer crop, more tiles for tiny faces.")(f)
-    f = click.option("--parser", "parser", default=None, help="Face parser for the part labels (default: auto = model when the face model has a landmark embedding, else surface).")(f)
+    f = click.option(
+        "--preset",
+        type=click.Choice(PRESET_NAMES),
+        default="default",
+        show_default=True,
+        help="fast: coarser crop and fewer tiles; best: finer crop, more tiles for tiny faces.",
+    )(f)
+    f = click.option(
+        "--parser",
+        "parser",
+        default=None,
+        help="Face parser for the part labels (default: auto = model when the face model has a landmark embedding, else surface).",
+    )(f)
     f = click.option("--no-overlay", is_flag=True, help="Do not write overlay.png.")(f)
     f = click.option("--overwrite", is_flag=True, help="Redo views even when their cached outputs match.")(f)
     return f
@@ -58,10 +68,14 @@ def cues() -> None:
 @cues.command("session")
 @click.argument("session_dir", metavar="SESSION", type=click.Path(path_type=Path))
 @_options
-@click.option("--per-view", is_flag=True,
-              help="Label every view on its own (default: a frame's views together, when the parser can).")
-def session_cmd(session_dir: Path, preset: str, parser: str | None, no_overlay: bool, overwrite: bool,
-                per_view: bool) -> None:
+@click.option(
+    "--per-view",
+    is_flag=True,
+    help="Label every view on its own (default: a frame's views together, when the parser can).",
+)
+def session_cmd(
+    session_dir: Path, preset: str, parser: str | None, no_overlay: bool, overwrite: bool, per_view: bool
+) -> None:
     """Cues of every view of SESSION (views whose image, camera and settings did not change are
     skipped). Runs the cues stage of the pipeline ('mvrecon session run SESSION --from cues --to
     cues'), with the rig in force (refined over calibrated over the session's own)."""
@@ -74,10 +88,17 @@ def session_cmd(session_dir: Path, preset: str, parser: str | None, no_overlay: 
 
 @cues.command("image")
 @click.argument("photo", type=click.Path(path_type=Path))
-@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
-              help="Output folder (default: <PHOTO without extension>_cues next to the photo).")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Output folder (default: <PHOTO without extension>_cues next to the photo).",
+)
 @_options
-def image_cmd(photo: Path, out_dir: Path | None, preset: str, parser: str | None, no_overlay: bool, overwrite: bool) -> None:
+def image_cmd(
+    photo: Path, out_dir: Path | None, preset: str, parser: str | None, no_overlay: bool, overwrite: bool
+) -> None:
     """Cues of one PHOTO: landmarks.json, labels.png and overlay.png in --out."""
     from ..cues import process_image
 

@@ -11,8 +11,14 @@ from ..config import PRESET_NAMES
 
 @click.command("detail")
 @click.argument("session", type=click.Path(path_type=Path))
-@click.option("--preset", "preset_name", type=click.Choice(PRESET_NAMES), default="default",
-              show_default=True, help="Texel grid bounds over the face (512 / 1024-2048 / 1024-4096).")
+@click.option(
+    "--preset",
+    "preset_name",
+    type=click.Choice(PRESET_NAMES),
+    default="default",
+    show_default=True,
+    help="Texel grid bounds over the face (512 / 1024-2048 / 1024-4096).",
+)
 def detail_cmd(session: Path, preset_name: str) -> None:
     """Recover the fine layer of SESSION's fitted face from its photos (needs the fit); writes
     SESSION/detail/.

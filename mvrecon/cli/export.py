@@ -23,8 +23,13 @@ def _lods(ctx, param, value: str) -> tuple[float, ...]:
 
 @click.command("texture")
 @click.argument("session", type=click.Path(path_type=Path))
-@click.option("--size", type=click.IntRange(16, 16384), default=2048, show_default=True,
-              help="Skin atlas height in texels (its width is twice that).")
+@click.option(
+    "--size",
+    type=click.IntRange(16, 16384),
+    default=2048,
+    show_default=True,
+    help="Skin atlas height in texels (its width is twice that).",
+)
 def texture_cmd(session: Path, size: int) -> None:
     """Bake SESSION's textures from the fit and the photos; writes SESSION/texture/.
 
@@ -42,26 +47,74 @@ def texture_cmd(session: Path, size: int) -> None:
 
 @click.command("export")
 @click.argument("session", type=click.Path(path_type=Path))
-@click.option("--format", "formats", type=click.Choice(["glb", "obj", "usdz"]), multiple=True, default=("glb",),
-              show_default=True, help="Output format (repeat for several); usdz: LOD 0 for Apple AR Quick Look.")
-@click.option("--lod", "lods", default="1,0.25,0.05", show_default=True, callback=_lods,
-              help="Triangle fractions of the levels of detail.")
-@click.option("--texture-size", type=click.IntRange(16, 16384), default=2048, show_default=True,
-              help="Skin atlas height in texels (re-bakes when the texture stage used another size).")
+@click.option(
+    "--format",
+    "formats",
+    type=click.Choice(["glb", "obj", "usdz"]),
+    multiple=True,
+    default=("glb",),
+    show_default=True,
+    help="Output format (repeat for several); usdz: LOD 0 for Apple AR Quick Look.",
+)
+@click.option(
+    "--lod",
+    "lods",
+    default="1,0.25,0.05",
+    show_default=True,
+    callback=_lods,
+    help="Triangle fractions of the levels of detail.",
+)
+@click.option(
+    "--texture-size",
+    type=click.IntRange(16, 16384),
+    default=2048,
+    show_default=True,
+    help="Skin atlas height in texels (re-bakes when the texture stage used another size).",
+)
 @click.option("--no-morphs", is_flag=True, help="Leave out the expression morph targets.")
-@click.option("--morph-names", type=click.Choice(["arkit", "ict"]), default="arkit", show_default=True,
-              help="Morph targets as Apple ARKit's 52 blendshapes or the model's own.")
-@click.option("--expression", type=click.Choice(["clip", "default"]), default="clip", show_default=True,
-              help="Captured expression as an animation only (neutral rest pose) or also as default weights.")
+@click.option(
+    "--morph-names",
+    type=click.Choice(["arkit", "ict"]),
+    default="arkit",
+    show_default=True,
+    help="Morph targets as Apple ARKit's 52 blendshapes or the model's own.",
+)
+@click.option(
+    "--expression",
+    type=click.Choice(["clip", "default"]),
+    default="clip",
+    show_default=True,
+    help="Captured expression as an animation only (neutral rest pose) or also as default weights.",
+)
 @click.option("--no-skeleton", is_flag=True, help="Leave out the joints and skin weights.")
 @click.option("--compress", is_flag=True, help="EXT_meshopt_compression (quantised geometry, JPEG albedo).")
-@click.option("--units", type=click.Choice(["m", "cm"]), default="m", show_default=True,
-              help="Length unit of the files (cm for Unreal).")
-@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
-              help="Also copy the exported files to this folder (replaced as a whole).")
-def export_cmd(session: Path, formats: tuple[Format, ...], lods: tuple[float, ...], texture_size: int,
-               no_morphs: bool, morph_names: MorphNames, expression: Expression, no_skeleton: bool, compress: bool,
-               units: Units, out_dir: Path | None) -> None:
+@click.option(
+    "--units",
+    type=click.Choice(["m", "cm"]),
+    default="m",
+    show_default=True,
+    help="Length unit of the files (cm for Unreal).",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Also copy the exported files to this folder (replaced as a whole).",
+)
+def export_cmd(
+    session: Path,
+    formats: tuple[Format, ...],
+    lods: tuple[float, ...],
+    texture_size: int,
+    no_morphs: bool,
+    morph_names: MorphNames,
+    expression: Expression,
+    no_skeleton: bool,
+    compress: bool,
+    units: Units,
+    out_dir: Path | None,
+) -> None:
     """Export SESSION's fitted head as a textured asset with blendshapes; writes SESSION/export/.
 
     Runs the export stage of the pipeline ('mvrecon session run SESSION --from export --to
@@ -76,13 +129,22 @@ def export_cmd(session: Path, formats: tuple[Format, ...], lods: tuple[float, ..
     from ._stage import run_stage
 
     tex = TextureConfig(size=texture_size)
-    cfg = ExportConfig(formats=tuple(formats), lods=lods, texture_size=texture_size, morph_targets=not no_morphs,
-                       morph_names=morph_names, expression=expression, skeleton=not no_skeleton, units=units,
-                       compress=compress, texture=tex)
+    cfg = ExportConfig(
+        formats=tuple(formats),
+        lods=lods,
+        texture_size=texture_size,
+        morph_targets=not no_morphs,
+        morph_names=morph_names,
+        expression=expression,
+        skeleton=not no_skeleton,
+        units=units,
+        compress=compress,
+        texture=tex,
+    )
     baked = read_provenance(session.resolve() / "texture")
     start = "export" if baked is not None and baked.settings.get("size") == texture_size else "texture"
     if start == "texture" and read_provenance(session.resolve() / "detail") is None:
-        start = "detail"          # a session fitted before the detail stage existed
+        start = "detail"  # a session fitted before the detail stage existed
     res = run_stage(session, "export", pipeline_config("default", texture=tex, export=cfg), start=start)
     if out_dir is not None:
         made = res.root / "export"

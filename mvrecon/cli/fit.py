@@ -12,10 +12,21 @@ from ..config import PRESET_NAMES
 
 @click.command("fit")
 @click.argument("session", type=click.Path(path_type=Path))
-@click.option("--preset", "preset_name", type=click.Choice(PRESET_NAMES), default="default",
-              show_default=True, help="Schedule length, crop size and anchor density.")
-@click.option("--mode", type=click.Choice(["auto", "per_view", "per_frame"]), default="auto", show_default=True,
-              help="Expression and pose per view (MV-HRN) or per frame (synchronized rig).")
+@click.option(
+    "--preset",
+    "preset_name",
+    type=click.Choice(PRESET_NAMES),
+    default="default",
+    show_default=True,
+    help="Schedule length, crop size and anchor density.",
+)
+@click.option(
+    "--mode",
+    type=click.Choice(["auto", "per_view", "per_frame"]),
+    default="auto",
+    show_default=True,
+    help="Expression and pose per view (MV-HRN) or per frame (synchronized rig).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def fit(session: Path, preset_name: str, mode: str, as_json: bool) -> None:
     """Fit the face model to every view of SESSION (needs the cues stage); writes SESSION/fit/.

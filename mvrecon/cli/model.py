@@ -28,8 +28,16 @@ def _import(kind: str, path: Path, name: str, landmarks: Path | None):
             regular_file(p, "model file", MAX_MODEL_BYTES)
     try:
         return _import_kind(kind, path, name, landmarks)
-    except (ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError, MemoryError,
-            RecursionError) as e:
+    except (
+        ValueError,
+        TypeError,
+        KeyError,
+        IndexError,
+        AttributeError,
+        OverflowError,
+        MemoryError,
+        RecursionError,
+    ) as e:
         # the importers check what they expect; anything else a malformed file trips is still one line
         raise InputError(f"not a readable {kind} model file ({e.__class__.__name__}: {str(e)[:200]})", path) from None
 
@@ -150,8 +158,10 @@ def embed_cmd(name: str, seeds: int, cameras: int, force: bool) -> None:
     emb = build_embedding(m, seeds=range(1000, 1000 + seeds), cameras=cameras)
     emb.save(out)
     s = emb.spread_mm
-    click.echo(f"wrote {out} in {time.perf_counter() - t0:.1f} s: 478 points from {int(emb.n_obs.max())} views at most; "
-               f"spread on the mean shape median {np.median(s):.2f} mm, 90th percentile {np.percentile(s, 90):.2f} mm")
+    click.echo(
+        f"wrote {out} in {time.perf_counter() - t0:.1f} s: 478 points from {int(emb.n_obs.max())} views at most; "
+        f"spread on the mean shape median {np.median(s):.2f} mm, 90th percentile {np.percentile(s, 90):.2f} mm"
+    )
 
 
 @model.command("fetch")
@@ -180,7 +190,9 @@ def fetch_cmd(kind: str, url: str | None, name: str, force: bool) -> None:
                 shutil.copyfileobj(r, f, length=1 << 20)
         except (urllib.error.URLError, OSError, TimeoutError) as e:
             reason = getattr(e, "reason", e)
-            raise MvreconError(f"cannot download {url} ({reason}); offline? import a local copy with 'mvrecon model import ict PATH'") from None
+            raise MvreconError(
+                f"cannot download {url} ({reason}); offline? import a local copy with 'mvrecon model import ict PATH'"
+            ) from None
         m = import_ict(archive, name=name)
         out = _save(m, force)
     click.echo(f"fetched and imported ICT-FaceKit as '{name}' -> {out}")

@@ -25,7 +25,8 @@ def _board_from_options(rig, squares, square_mm, marker_mm, dictionary, path):
         raise InputError("the rig has no 'board': give --board-squares, --square-mm and --marker-mm", path)
     sx, sy = squares if squares is not None else (base.squares_x, base.squares_y)
     return Board(
-        squares_x=int(sx), squares_y=int(sy),
+        squares_x=int(sx),
+        squares_y=int(sy),
         square_length=square_mm / 1000.0 if square_mm is not None else base.square_length,
         marker_length=marker_mm / 1000.0 if marker_mm is not None else base.marker_length,
         dictionary=dictionary or (base.dictionary if base else "DICT_5X5_100"),
@@ -35,25 +36,61 @@ def _board_from_options(rig, squares, square_mm, marker_mm, dictionary, path):
 
 @rig_group.command("calibrate")
 @click.argument("rig_path", metavar="RIG", type=click.Path(path_type=Path))
-@click.option("--charuco", "charuco_dir", type=click.Path(path_type=Path),
-              help="ChArUco shots: DIR/<shot>/<camera>.png (one folder per board position).")
-@click.option("--sfm", "sfm_dir", type=click.Path(path_type=Path),
-              help="Textured-scene photos for SfM: DIR/<camera>.png.")
-@click.option("--out", type=click.Path(path_type=Path), default=None,
-              help="Where to write the calibrated rig.json (default: over RIG).")
-@click.option("--dist-model", type=click.Choice(["k1k2p1p2k3", "k1k2p1p2", "k1k2", "none"]), default="k1k2p1p2k3",
-              show_default=True, help="Distortion coefficients to estimate (ChArUco).")
-@click.option("--world-frame", type=click.Choice(["rig", "board"]), default="rig", show_default=True,
-              help="rig: origin where the cameras converge, +Y up; board: the first shot's board.")
+@click.option(
+    "--charuco",
+    "charuco_dir",
+    type=click.Path(path_type=Path),
+    help="ChArUco shots: DIR/<shot>/<camera>.png (one folder per board position).",
+)
+@click.option(
+    "--sfm", "sfm_dir", type=click.Path(path_type=Path), help="Textured-scene photos for SfM: DIR/<camera>.png."
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Where to write the calibrated rig.json (default: over RIG).",
+)
+@click.option(
+    "--dist-model",
+    type=click.Choice(["k1k2p1p2k3", "k1k2p1p2", "k1k2", "none"]),
+    default="k1k2p1p2k3",
+    show_default=True,
+    help="Distortion coefficients to estimate (ChArUco).",
+)
+@click.option(
+    "--world-frame",
+    type=click.Choice(["rig", "board"]),
+    default="rig",
+    show_default=True,
+    help="rig: origin where the cameras converge, +Y up; board: the first shot's board.",
+)
 @click.option("--board-squares", nargs=2, type=int, default=None, help="Board squares X Y (overrides the rig's board).")
 @click.option("--square-mm", type=float, default=None, help="Board square side, mm.")
 @click.option("--marker-mm", type=float, default=None, help="Board marker side, mm.")
 @click.option("--dictionary", default=None, help="ArUco dictionary, e.g. DICT_5X5_100.")
-@click.option("--scale-distance", nargs=3, type=(str, str, float), default=None,
-              help="SfM: CAM_A CAM_B METRES between their centres, for the metric scale.")
+@click.option(
+    "--scale-distance",
+    nargs=3,
+    type=(str, str, float),
+    default=None,
+    help="SfM: CAM_A CAM_B METRES between their centres, for the metric scale.",
+)
 @click.option("--free-intrinsics", is_flag=True, help="SfM: refine the rig's intrinsics instead of holding them.")
-def calibrate_cmd(rig_path, charuco_dir, sfm_dir, out, dist_model, world_frame, board_squares, square_mm, marker_mm,
-                  dictionary, scale_distance, free_intrinsics) -> None:
+def calibrate_cmd(
+    rig_path,
+    charuco_dir,
+    sfm_dir,
+    out,
+    dist_model,
+    world_frame,
+    board_squares,
+    square_mm,
+    marker_mm,
+    dictionary,
+    scale_distance,
+    free_intrinsics,
+) -> None:
     """Calibrate RIG (its camera names and image sizes) from ChArUco shots or an SfM capture;
     a rig folder's own calib/ (RIG/calib/<shot>/<camera>.png) when neither is given.
 
@@ -84,14 +121,24 @@ def calibrate_cmd(rig_path, charuco_dir, sfm_dir, out, dist_model, world_frame, 
     else:
         from ..calibrate.sfm import SfmConfig, calibrate_sfm
 
-        sfm_cfg = SfmConfig(fix_intrinsics=not free_intrinsics,
-                            scale_distance=tuple(scale_distance) if scale_distance else None)
+        sfm_cfg = SfmConfig(
+            fix_intrinsics=not free_intrinsics, scale_distance=tuple(scale_distance) if scale_distance else None
+        )
         sfm_result = calibrate_sfm(rig, sfm_dir, sfm_cfg, board=board)
-        report = {"format": "mvrecon-calibration/1", "method": "sfm", "rms_px": sfm_result.rms_px,
-                  "n_points": sfm_result.n_points, "scale": sfm_result.scale, "scale_source": sfm_result.scale_source,
-                  "config": dataclasses.asdict(sfm_cfg), "images": str(sfm_dir)}
-        click.echo(f"SfM: {len(new_rig := sfm_result.rig)} cameras, {sfm_result.n_points} points, RMS {sfm_result.rms_px:.3f} px, "
-                   f"scale from {sfm_result.scale_source}")
+        report = {
+            "format": "mvrecon-calibration/1",
+            "method": "sfm",
+            "rms_px": sfm_result.rms_px,
+            "n_points": sfm_result.n_points,
+            "scale": sfm_result.scale,
+            "scale_source": sfm_result.scale_source,
+            "config": dataclasses.asdict(sfm_cfg),
+            "images": str(sfm_dir),
+        }
+        click.echo(
+            f"SfM: {len(new_rig := sfm_result.rig)} cameras, {sfm_result.n_points} points, RMS {sfm_result.rms_px:.3f} px, "
+            f"scale from {sfm_result.scale_source}"
+        )
     write_json(out_path.parent / "calibration.json", report)
     save_rig(new_rig, out_path)
     click.echo(f"wrote {out_path}")
@@ -101,8 +148,12 @@ def calibrate_cmd(rig_path, charuco_dir, sfm_dir, out, dist_model, world_frame, 
 @click.argument("source", metavar="FILE_OR_DIR", type=click.Path(path_type=Path))
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Rig folder or rig.json to write.")
 @click.option("--name", default=None, help="Rig name (default: from the source).")
-@click.option("--image-size", default=None, metavar="WxH",
-              help="RealityCapture XMP: the image size, when the images are not beside the .xmp files.")
+@click.option(
+    "--image-size",
+    default=None,
+    metavar="WxH",
+    help="RealityCapture XMP: the image size, when the images are not beside the .xmp files.",
+)
 def import_cmd(source, out, name, image_size) -> None:
     """Import a COLMAP model (text/binary), OpenCV YAML, nerfstudio transforms.json, Agisoft
     Metashape camera XML or a folder of RealityCapture XMP sidecars as a rig."""
@@ -126,10 +177,14 @@ def import_cmd(source, out, name, image_size) -> None:
 @rig_group.command("export")
 @click.argument("rig_path", metavar="RIG", type=click.Path(path_type=Path))
 @click.argument("out", type=click.Path(path_type=Path))
-@click.option("--format", "fmt", required=True,
-              type=click.Choice(["colmap", "colmap-bin", "opencv", "nerfstudio", "metashape", "realitycapture"]),
-              help="colmap / colmap-bin: a model folder; opencv: a .yaml file; nerfstudio: transforms.json; "
-                   "metashape: a camera .xml; realitycapture: a folder of <camera>.xmp.")
+@click.option(
+    "--format",
+    "fmt",
+    required=True,
+    type=click.Choice(["colmap", "colmap-bin", "opencv", "nerfstudio", "metashape", "realitycapture"]),
+    help="colmap / colmap-bin: a model folder; opencv: a .yaml file; nerfstudio: transforms.json; "
+    "metashape: a camera .xml; realitycapture: a folder of <camera>.xmp.",
+)
 def export_cmd(rig_path, out, fmt) -> None:
     """Export RIG's cameras to OUT in another format."""
     from ..calibrate.formats import export_rig

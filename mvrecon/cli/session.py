@@ -32,23 +32,52 @@ def _echo_err(line: str) -> None:
 
 @session_group.command("run")
 @click.argument("session", type=click.Path(path_type=Path))
-@click.option("--preset", type=click.Choice(PRESET_NAMES), default="default", show_default=True,
-              help="Settings of every stage: " + ", ".join(f"{k} ({v})" for k, v in PRESETS.items()) + ".")
-@click.option("--set", "assignments", multiple=True, metavar="STAGE.FIELD=VALUE",
-              help="Override one setting of a stage's config (repeatable), e.g. fit.crop_size=192; a changed "
-                   "setting runs that stage and those after it again.")
-@click.option("--from", "start", type=click.Choice(STAGE_NAMES), default=None,
-              help="Run this stage and the later ones again; earlier ones are used as they are.")
+@click.option(
+    "--preset",
+    type=click.Choice(PRESET_NAMES),
+    default="default",
+    show_default=True,
+    help="Settings of every stage: " + ", ".join(f"{k} ({v})" for k, v in PRESETS.items()) + ".",
+)
+@click.option(
+    "--set",
+    "assignments",
+    multiple=True,
+    metavar="STAGE.FIELD=VALUE",
+    help="Override one setting of a stage's config (repeatable), e.g. fit.crop_size=192; a changed "
+    "setting runs that stage and those after it again.",
+)
+@click.option(
+    "--from",
+    "start",
+    type=click.Choice(STAGE_NAMES),
+    default=None,
+    help="Run this stage and the later ones again; earlier ones are used as they are.",
+)
 @click.option("--to", "stop", type=click.Choice(STAGE_NAMES), default=None, help="Stop after this stage.")
 @click.option("--force", is_flag=True, help="Run every selected stage even when its outputs are up to date.")
 @click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON on stdout (progress goes to stderr).")
 @click.option("--verbose", is_flag=True, help="Log details on the console too (they always go to SESSION/logs/).")
-@click.option("--realy", "realy", is_flag=True,
-              help="The evaluate stage also runs the REALY-parity protocol (several times the rest's CPU; a run without "
-                   "--realy evaluates again without it).")
+@click.option(
+    "--realy",
+    "realy",
+    is_flag=True,
+    help="The evaluate stage also runs the REALY-parity protocol (several times the rest's CPU; a run without "
+    "--realy evaluates again without it).",
+)
 @click.pass_context
-def run_cmd(ctx: click.Context, session: Path, preset: str, assignments: tuple[str, ...], start: str | None,
-            stop: str | None, force: bool, as_json: bool, verbose: bool, realy: bool) -> None:
+def run_cmd(
+    ctx: click.Context,
+    session: Path,
+    preset: str,
+    assignments: tuple[str, ...],
+    start: str | None,
+    stop: str | None,
+    force: bool,
+    as_json: bool,
+    verbose: bool,
+    realy: bool,
+) -> None:
     """Run SESSION's stages in order (ingest, calibrate, refine, cues, fit, detail, texture,
     export, evaluate), skipping those whose outputs are up to date; writes SESSION/report.html.
 
@@ -115,11 +144,20 @@ def calibrate_cmd(session: Path, as_json: bool) -> None:
 
 @session_group.command("init")
 @click.argument("session", type=click.Path(path_type=Path))
-@click.option("--rig", "rig", required=True, type=click.Path(path_type=Path),
-              help="The rig folder (holding rig.json), e.g. rigs/studio8; session.json names it relative to SESSION.")
+@click.option(
+    "--rig",
+    "rig",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="The rig folder (holding rig.json), e.g. rigs/studio8; session.json names it relative to SESSION.",
+)
 @click.option("--images", required=True, type=click.Path(path_type=Path), help="The folder of photos.")
-@click.option("--pattern", default="{frame}/{camera}.jpg", show_default=True,
-              help="Where each photo is in --images: {camera} (a camera of the rig) and optionally {frame}.")
+@click.option(
+    "--pattern",
+    default="{frame}/{camera}.jpg",
+    show_default=True,
+    help="Where each photo is in --images: {camera} (a camera of the rig) and optionally {frame}.",
+)
 @click.option("--subject", default=None, help="Subject name (default: the session folder's name).")
 def init_cmd(session: Path, rig: Path, images: Path, pattern: str, subject: str | None) -> None:
     """Make the session folder SESSION for photos taken with a rig: session.json and the photos,
@@ -128,16 +166,22 @@ def init_cmd(session: Path, rig: Path, images: Path, pattern: str, subject: str 
     from ..session import init_session
 
     s = init_session(session, rig, images, pattern, subject)
-    click.echo(f"{s.root}: {len(s.frames)} frame(s) x {len(s.rig)} cameras, photos copied into images/, "
-               f"rig {s.rig_path.parent.resolve()}")
+    click.echo(
+        f"{s.root}: {len(s.frames)} frame(s) x {len(s.rig)} cameras, photos copied into images/, "
+        f"rig {s.rig_path.parent.resolve()}"
+    )
     click.echo(f"next: mvrecon session run {session}")
 
 
 @session_group.command("report")
 @click.argument("session", type=click.Path(path_type=Path))
-@click.option("--out", type=click.Path(path_type=Path), default=None,
-              help="Where to write the report (default SESSION/report.html); a session on a read-only mount "
-                   "is reported elsewhere.")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Where to write the report (default SESSION/report.html); a session on a read-only mount "
+    "is reported elsewhere.",
+)
 def report_cmd(session: Path, out: Path | None) -> None:
     """Write the report of SESSION from what its stages recorded, without running anything and
     without writing into SESSION (unless --out points there): outputs whose provenance is not

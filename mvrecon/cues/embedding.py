@@ -80,9 +80,14 @@ class LandmarkEmbedding:
 
     def save(self, path: str | Path) -> Path:
         return write_npz(
-            path, format=np.array(FORMAT), model=np.array(self.model), topology=np.array(self.topology),
-            triangle=self.triangle.astype(np.int64), bary=self.bary.astype(np.float64),
-            spread_mm=self.spread_mm.astype(np.float64), n_obs=self.n_obs.astype(np.int64),
+            path,
+            format=np.array(FORMAT),
+            model=np.array(self.model),
+            topology=np.array(self.topology),
+            triangle=self.triangle.astype(np.int64),
+            bary=self.bary.astype(np.float64),
+            spread_mm=self.spread_mm.astype(np.float64),
+            n_obs=self.n_obs.astype(np.int64),
         )
 
     @classmethod
@@ -92,23 +97,34 @@ class LandmarkEmbedding:
             with np.load(path, allow_pickle=False) as z:
                 if str(z["format"]) != FORMAT:
                     raise InputError(f"not a {FORMAT} file (format {str(z['format'])!r})", path)
-                emb = cls(model=str(z["model"]), topology=str(z["topology"]), triangle=z["triangle"].astype(np.int64),
-                          bary=z["bary"].astype(np.float64), spread_mm=z["spread_mm"].astype(np.float64),
-                          n_obs=z["n_obs"].astype(np.int64))
+                emb = cls(
+                    model=str(z["model"]),
+                    topology=str(z["topology"]),
+                    triangle=z["triangle"].astype(np.int64),
+                    bary=z["bary"].astype(np.float64),
+                    spread_mm=z["spread_mm"].astype(np.float64),
+                    n_obs=z["n_obs"].astype(np.int64),
+                )
         except InputError:
             raise
         except (OSError, KeyError, ValueError) as e:
             raise InputError(f"unreadable landmark embedding ({e})", path) from None
         if emb.triangle.shape != (N_POINTS,) or emb.bary.shape != (N_POINTS, 3):
-            raise InputError(f"landmark embedding has shapes {emb.triangle.shape} / {emb.bary.shape}, "
-                             f"expected ({N_POINTS},) / ({N_POINTS}, 3)", path)
+            raise InputError(
+                f"landmark embedding has shapes {emb.triangle.shape} / {emb.bary.shape}, "
+                f"expected ({N_POINTS},) / ({N_POINTS}, 3)",
+                path,
+            )
         return emb
 
     def check(self, model, path: str | Path | None = None) -> LandmarkEmbedding:
         """This embedding, after checking it belongs to ``model``'s topology."""
         if self.topology != topology_hash(model.triangles) or self.triangle.max() >= len(model.triangles):
-            raise InputError(f"landmark embedding was made for another topology than model '{model.name}' "
-                             f"(run: mvrecon model embed {model.name})", path)
+            raise InputError(
+                f"landmark embedding was made for another topology than model '{model.name}' "
+                f"(run: mvrecon model embed {model.name})",
+                path,
+            )
         return self
 
 
@@ -173,11 +189,18 @@ def embed_observations(model, observations, min_views: int = 3, min_conf: float 
         spread[i] = float(np.median(np.linalg.norm(P - c, axis=1))) * 1000.0
     missing = np.flatnonzero(~np.isfinite(spread))
     if len(missing):
-        raise MvreconError(f"landmark embedding: {len(missing)} MediaPipe points were seen in fewer than "
-                           f"{min_views} views (e.g. {missing[:5].tolist()}); render more views")
+        raise MvreconError(
+            f"landmark embedding: {len(missing)} MediaPipe points were seen in fewer than "
+            f"{min_views} views (e.g. {missing[:5].tolist()}); render more views"
+        )
     prim, uv32, _ = MeshScene(mean, T[tri_ids]).closest(centre)
     uv = uv32.astype(np.float64)
     bary = np.stack([1 - uv[:, 0] - uv[:, 1], uv[:, 0], uv[:, 1]], 1)
-    return LandmarkEmbedding(model=model.name, topology=topology_hash(T), triangle=tri_ids[prim],
-                             bary=np.clip(bary, 0, 1) / np.clip(bary, 0, 1).sum(1, keepdims=True),
-                             spread_mm=spread, n_obs=n_obs)
+    return LandmarkEmbedding(
+        model=model.name,
+        topology=topology_hash(T),
+        triangle=tri_ids[prim],
+        bary=np.clip(bary, 0, 1) / np.clip(bary, 0, 1).sum(1, keepdims=True),
+        spread_mm=spread,
+        n_obs=n_obs,
+    )

@@ -219,7 +219,9 @@ def _resize_max(img: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
     return downscale(img, size), 0.5 * (size[0] / w + size[1] / h)
 
 
-def _detect_boxes(img: np.ndarray, cfg: DetectConfig, models: tuple[int, ...] = (1, 0)) -> tuple[np.ndarray, np.ndarray]:
+def _detect_boxes(
+    img: np.ndarray, cfg: DetectConfig, models: tuple[int, ...] = (1, 0)
+) -> tuple[np.ndarray, np.ndarray]:
     """Boxes ``(N, 4)`` x0 y0 x1 y1 in ``img`` pixels and scores ``(N,)``, from the first
     detector model that finds anything on ``img`` downscaled to ``detect_max_side``."""
     small, _ = _resize_max(img, cfg.detect_max_side)

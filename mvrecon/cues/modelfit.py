@@ -69,9 +69,17 @@ def _observation(emb: LandmarkEmbedding, points478: np.ndarray, conf478: np.ndar
     return xn, w, f
 
 
-def fit_view(model, emb: LandmarkEmbedding, points478: np.ndarray, conf478: np.ndarray,
-             camera: Camera, id_reg: float = 1.0, exp_reg: float = 0.3, iters: int = 10,
-             n_id: int | None = 60) -> ViewFit:
+def fit_view(
+    model,
+    emb: LandmarkEmbedding,
+    points478: np.ndarray,
+    conf478: np.ndarray,
+    camera: Camera,
+    id_reg: float = 1.0,
+    exp_reg: float = 0.3,
+    iters: int = 10,
+    n_id: int | None = 60,
+) -> ViewFit:
     """Fit pose, identity and expression of ``model`` to MediaPipe points (478, >=2) in ``camera``'s
     (distorted) pixels; the pose is in the camera's frame (its extrinsics are not used). Point
     weights: the embedding's reliability times MediaPipe's confidence (at least 0.1: hidden points
@@ -97,9 +105,15 @@ def fit_view(model, emb: LandmarkEmbedding, points478: np.ndarray, conf478: np.n
     return _solve(model, emb, obs, R, t, np.zeros(model.n_id + model.n_exp), id_reg, exp_reg, iters, n_id)
 
 
-def fit_views(model, emb: LandmarkEmbedding, views: list[tuple[np.ndarray, np.ndarray, Camera]],
-              id_reg: float = 1.0, exp_reg: float = 0.1, iters: int = 25,
-              init: list[ViewFit] | None = None) -> ViewFit:
+def fit_views(
+    model,
+    emb: LandmarkEmbedding,
+    views: list[tuple[np.ndarray, np.ndarray, Camera]],
+    id_reg: float = 1.0,
+    exp_reg: float = 0.1,
+    iters: int = 25,
+    init: list[ViewFit] | None = None,
+) -> ViewFit:
     """One head seen by several calibrated cameras at once (a synchronized frame): the loss of
     :func:`fit_view` summed over ``views`` (``(points478, conf478, camera)`` each, the cameras with
     their extrinsics), with one identity, one expression and one pose, model to world
@@ -157,8 +171,9 @@ def triangulate_views(obs) -> tuple[np.ndarray, np.ndarray]:
     return X, wsum
 
 
-def _rigid(src: np.ndarray, dst: np.ndarray, w: np.ndarray, iters: int = 5,
-           scale: float = 0.005) -> tuple[np.ndarray, np.ndarray] | tuple[None, None]:
+def _rigid(
+    src: np.ndarray, dst: np.ndarray, w: np.ndarray, iters: int = 5, scale: float = 0.005
+) -> tuple[np.ndarray, np.ndarray] | tuple[None, None]:
     """Rotation and translation taking ``src`` onto ``dst`` (P, 3): weighted Kabsch, made robust by
     re-weighting (Cauchy, ``scale`` metres) so points triangulated wrongly do not decide it."""
     wk = np.asarray(w, np.float64).copy()
@@ -174,20 +189,37 @@ def _rigid(src: np.ndarray, dst: np.ndarray, w: np.ndarray, iters: int = 5,
 
 def in_camera(fit: ViewFit, camera: Camera) -> ViewFit:
     """A world-frame fit (:func:`fit_views`) in ``camera``'s frame, as :func:`render_labels` takes it."""
-    return ViewFit(R=camera.R @ fit.R, t=camera.R @ fit.t + camera.t, id_coeffs=fit.id_coeffs,
-                   exp_coeffs=fit.exp_coeffs, rms_px=fit.rms_px)
+    return ViewFit(
+        R=camera.R @ fit.R,
+        t=camera.R @ fit.t + camera.t,
+        id_coeffs=fit.id_coeffs,
+        exp_coeffs=fit.exp_coeffs,
+        rms_px=fit.rms_px,
+    )
 
 
-def view_rms(model, emb: LandmarkEmbedding, fit: ViewFit, points478: np.ndarray, conf478: np.ndarray,
-             camera: Camera) -> float:
+def view_rms(
+    model, emb: LandmarkEmbedding, fit: ViewFit, points478: np.ndarray, conf478: np.ndarray, camera: Camera
+) -> float:
     """Weighted RMS (pixels) of one view's points against a world-frame fit (:func:`fit_views`)."""
     xn, w, f = _observation(emb, points478, conf478, camera)
-    return _solve(model, emb, [(xn, w, f, camera.R, camera.t)], fit.R, fit.t,
-                  np.r_[fit.id_coeffs, fit.exp_coeffs], 0.0, 0.0, 0).rms_px
+    return _solve(
+        model, emb, [(xn, w, f, camera.R, camera.t)], fit.R, fit.t, np.r_[fit.id_coeffs, fit.exp_coeffs], 0.0, 0.0, 0
+    ).rms_px
 
 
-def _solve(model, emb: LandmarkEmbedding, obs, R: np.ndarray, t: np.ndarray, c: np.ndarray,
-           id_reg: float, exp_reg: float, iters: int, n_id: int | None = None) -> ViewFit:
+def _solve(
+    model,
+    emb: LandmarkEmbedding,
+    obs,
+    R: np.ndarray,
+    t: np.ndarray,
+    c: np.ndarray,
+    id_reg: float,
+    exp_reg: float,
+    iters: int,
+    n_id: int | None = None,
+) -> ViewFit:
     """Levenberg-Marquardt (Gauss-Newton on the IRLS form of the Cauchy loss) from ``(R, t, c)``
     over the observations ``(xn, w, f, Rv, tv)``: each view's normalized points, weights, focal and
     world-to-camera rotation and translation. ``n_id``: only the first so many identity modes are
@@ -329,8 +361,9 @@ def _undistort_grid(camera: Camera, gx: np.ndarray, gy: np.ndarray, every: int =
     return full.reshape(-1, 2)
 
 
-def render_labels(model, fit: ViewFit, camera: Camera, box: tuple[int, int, int, int] | None = None,
-                  max_grid: int = 320) -> np.ndarray:
+def render_labels(
+    model, fit: ViewFit, camera: Camera, box: tuple[int, int, int, int] | None = None, max_grid: int = 320
+) -> np.ndarray:
     """(H, W) uint8 part codes of the fitted head seen by ``camera`` (its distortion included):
     the label of the first triangle each pixel's ray meets, background where none. Rays are cast
     on a grid of at most ``max_grid`` per side over ``box`` (x0, y0, x1, y1; default: the

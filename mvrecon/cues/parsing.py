@@ -122,7 +122,9 @@ def _fill(poly: np.ndarray, h: int, w: int) -> np.ndarray:
     import cv2
 
     m = np.zeros((h, w), np.uint8)
-    cv2.fillPoly(m, np.round(np.asarray(poly) * (1 << _SHIFT)).astype(np.int32)[None], 1, lineType=cv2.LINE_8, shift=_SHIFT)
+    cv2.fillPoly(
+        m, np.round(np.asarray(poly) * (1 << _SHIFT)).astype(np.int32)[None], 1, lineType=cv2.LINE_8, shift=_SHIFT
+    )
     return m.astype(bool)
 
 
@@ -210,8 +212,10 @@ class ModelParser:
         model = load_model(model_name)
         emb = find_embedding(model)
         if emb is None:
-            raise InputError(f"face model '{model_name}' has no MediaPipe landmark embedding; "
-                             f"make it with: mvrecon model embed {model_name}")
+            raise InputError(
+                f"face model '{model_name}' has no MediaPipe landmark embedding; "
+                f"make it with: mvrecon model embed {model_name}"
+            )
         return cls(model, emb, refine)
 
     def parse(self, image: np.ndarray, cues: FaceCues, camera=None) -> np.ndarray:
@@ -317,9 +321,28 @@ def get_parser(name: str) -> FaceParser:
 
 #: MediaPipe mirror pairs (subject's right, left) spread over the face, for its left-right axis.
 MIRROR_PAIRS: tuple[tuple[int, int], ...] = (
-    (33, 263), (133, 362), (61, 291), (127, 356), (234, 454), (93, 323), (132, 361), (58, 288),
-    (172, 397), (136, 365), (150, 379), (149, 378), (176, 400), (148, 377), (70, 300), (105, 334),
-    (107, 336), (98, 327), (160, 387), (144, 373), (40, 270), (91, 321),
+    (33, 263),
+    (133, 362),
+    (61, 291),
+    (127, 356),
+    (234, 454),
+    (93, 323),
+    (132, 361),
+    (58, 288),
+    (172, 397),
+    (136, 365),
+    (150, 379),
+    (149, 378),
+    (176, 400),
+    (148, 377),
+    (70, 300),
+    (105, 334),
+    (107, 336),
+    (98, 327),
+    (160, 387),
+    (144, 373),
+    (40, 270),
+    (91, 321),
 )
 
 

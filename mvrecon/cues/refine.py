@@ -54,8 +54,13 @@ class RefineConfig:
 
 
 #: Groups segmented together: their union is cut, then split back by the landmark masks.
-GROUPS: tuple[tuple[str, ...], ...] = (("right_brow",), ("left_brow",), ("right_eye",), ("left_eye",),
-                                       ("upper_lip", "lower_lip"))
+GROUPS: tuple[tuple[str, ...], ...] = (
+    ("right_brow",),
+    ("left_brow",),
+    ("right_eye",),
+    ("left_eye",),
+    ("upper_lip", "lower_lip"),
+)
 
 
 def _disk(r: int) -> np.ndarray:
@@ -97,8 +102,9 @@ def _contrast(bgr: np.ndarray, fg: np.ndarray, bg: np.ndarray) -> float:
     return float(np.linalg.norm(a.mean(0) - b.mean(0)) / pooled)
 
 
-def refine_labels(image: np.ndarray, labels: np.ndarray, cfg: RefineConfig = RefineConfig(),
-                  report: dict | None = None) -> np.ndarray:
+def refine_labels(
+    image: np.ndarray, labels: np.ndarray, cfg: RefineConfig = RefineConfig(), report: dict | None = None
+) -> np.ndarray:
     """Labels ``(H, W)`` with the parts of ``cfg.parts`` cut along the image's colour edges (see the
     module docstring). ``image`` RGB uint8 (H, W, 3). Returns a new array. ``report``, when given,
     receives per group ``"kept"`` or the reason it fell back."""

@@ -283,13 +283,18 @@ def run(cfg: CuesConfig, session) -> CuesResult:
     out = session.stage_dir("cues")
     parser = _parser(cfg.parser)
     cfg = dataclasses.replace(cfg, parser=parser.name)  # "auto" is recorded as what it chose
-    write_json(out / "config.json", {**cfg.settings(), "overlay": cfg.overlay, "max_image_pixels": cfg.max_image_pixels})
+    write_json(
+        out / "config.json", {**cfg.settings(), "overlay": cfg.overlay, "max_image_pixels": cfg.max_image_pixels}
+    )
     views = session.views()
     by_frame = cfg.frames and callable(getattr(parser, "parse_frame", None))
     results = []
     for v in track(views, description="cues", disable=not sys.stderr.isatty() or len(views) < 2, transient=True):
-        results.append(process_image(v.image, out / v.key, cfg, key=v.key, parser=parser,
-                                     camera=session.rig[v.camera], labels=not by_frame))
+        results.append(
+            process_image(
+                v.image, out / v.key, cfg, key=v.key, parser=parser, camera=session.rig[v.camera], labels=not by_frame
+            )
+        )
     if by_frame:
         frames: dict[str, list[int]] = {}
         for i, v in enumerate(views):
@@ -330,8 +335,7 @@ def label_frame(views: list[ViewResult], cameras: list, cfg: CuesConfig, parser:
     records = [read_json(v.out_dir / LANDMARKS_FILE) for v in views]
     key = _frame_key(records, cameras)
     if not cfg.overwrite and all(
-        isinstance(r.get("frame_fit"), dict) and r["frame_fit"].get("key") == key
-        and _has_label_files(v.out_dir, cfg)
+        isinstance(r.get("frame_fit"), dict) and r["frame_fit"].get("key") == key and _has_label_files(v.out_dir, cfg)
         for r, v in zip(records, views)
     ):
         return False
@@ -358,8 +362,9 @@ def label_frame(views: list[ViewResult], cameras: list, cfg: CuesConfig, parser:
             write_json(tmp / LANDMARKS_FILE, rec)
     left = [v.key for v, j in zip(views, joined) if not j]
     if len(views) >= 2 and left:
-        log.warning("cues: %s left out of the frame fit (points disagree with the other views); labelled alone",
-                    ", ".join(left))
+        log.warning(
+            "cues: %s left out of the frame fit (points disagree with the other views); labelled alone", ", ".join(left)
+        )
     return True
 
 

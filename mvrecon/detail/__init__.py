@@ -23,12 +23,22 @@ if TYPE_CHECKING:
     from .stage import DetailMaps, load_detail, run
 
 _WHERE = {
-    "PRESETS": "config", "DetailConfig": "config", "SolveSettings": "config",
-    "FaceGrid": "grid", "SurfaceTexels": "grid", "face_grid": "grid", "perturbed_normals": "grid",
+    "PRESETS": "config",
+    "DetailConfig": "config",
+    "SolveSettings": "config",
+    "FaceGrid": "grid",
+    "SurfaceTexels": "grid",
+    "face_grid": "grid",
+    "perturbed_normals": "grid",
     "surface_texels": "grid",
-    "ViewShading": "observe", "observe_views": "observe",
-    "DetailSolution": "solve", "albedo_trust": "solve", "solve_height": "solve",
-    "DetailMaps": "stage", "load_detail": "stage", "run": "stage",
+    "ViewShading": "observe",
+    "observe_views": "observe",
+    "DetailSolution": "solve",
+    "albedo_trust": "solve",
+    "solve_height": "solve",
+    "DetailMaps": "stage",
+    "load_detail": "stage",
+    "run": "stage",
 }
 __all__ = [
     "PRESETS",

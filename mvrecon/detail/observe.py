@@ -52,9 +52,17 @@ def irradiance_and_gradient(normals: np.ndarray, sh: np.ndarray) -> tuple[np.nda
     return E.detach().numpy(), n.grad.numpy()
 
 
-def observe_views(surf: SurfaceTexels, views: list[BakeView], verts: np.ndarray, occluders: np.ndarray,
-                  min_cos: float = 0.3, angle_power: float = 2.0, feather_px: float = 8.0,
-                  min_irradiance: float = 0.05, visible_from: np.ndarray | None = None) -> list[ViewShading]:
+def observe_views(
+    surf: SurfaceTexels,
+    views: list[BakeView],
+    verts: np.ndarray,
+    occluders: np.ndarray,
+    min_cos: float = 0.3,
+    angle_power: float = 2.0,
+    feather_px: float = 8.0,
+    min_irradiance: float = 0.05,
+    visible_from: np.ndarray | None = None,
+) -> list[ViewShading]:
     """Sample every view at the texels' points (see the module docstring). ``verts`` (N, 3) world
     vertices of the group's head and ``occluders`` (F, 3) its opaque triangles (visibility);
     ``visible_from`` (M, 3): test the visibility of these points instead (the fitted surface's,
@@ -97,11 +105,14 @@ def observe_views(surf: SurfaceTexels, views: list[BakeView], verts: np.ndarray,
             ray = -to_cam[cand] / np.maximum(np.linalg.norm(to_cam[cand], axis=1, keepdims=True), 1e-12)
             rn = np.einsum("mc,mc->m", ray, n)
             tang = (ray - rn[:, None] * n) / np.minimum(rn, -1e-3)[:, None]
-            tt = np.stack([np.einsum("mc,mc->m", tang, surf.dp_du[cand]), np.einsum("mc,mc->m", tang, surf.dp_dv[cand])], -1)
+            tt = np.stack(
+                [np.einsum("mc,mc->m", tang, surf.dp_du[cand]), np.einsum("mc,mc->m", tang, surf.dp_dv[cand])], -1
+            )
             par[cand] = np.einsum("mij,mj->mi", Ginv[cand], tt)
             density = (cam.K[0, 0] / z[cand]) ** 2
             w[cand] = np.clip(cos[cand], 0, 1) ** angle_power * fea * density * ok
         out.append(ViewShading(view.key, s, kap, w, delit, par))
     wmax = max((float(v.weight.max()) for v in out), default=1.0) or 1.0
-    return [ViewShading(v.key, v.log_ratio, v.kappa, (v.weight / wmax).astype(np.float32), v.delit, v.parallax)
-            for v in out]
+    return [
+        ViewShading(v.key, v.log_ratio, v.kappa, (v.weight / wmax).astype(np.float32), v.delit, v.parallax) for v in out
+    ]

@@ -26,8 +26,9 @@ def _masked_blur(x: np.ndarray, w: np.ndarray, sigma: float) -> np.ndarray:
     return num / np.maximum(den, 1e-6)[..., None]
 
 
-def view_flows(images: list[np.ndarray], weights: list[np.ndarray], texel_mm: float, smooth_mm: float = 2.0,
-               max_mm: float = 2.5) -> tuple[int, list[np.ndarray]]:
+def view_flows(
+    images: list[np.ndarray], weights: list[np.ndarray], texel_mm: float, smooth_mm: float = 2.0, max_mm: float = 2.5
+) -> tuple[int, list[np.ndarray]]:
     """(reference view index, per view (R, R, 2) flow in texels, x then y): view v's image at
     ``x + flow(x)`` matches the reference at ``x``. ``images`` (R, R) high-passed log images,
     ``weights`` (R, R) their view weights (0: not seen)."""
@@ -58,12 +59,24 @@ def warp(img: np.ndarray, flow: np.ndarray, nearest: bool = False) -> np.ndarray
     """``img`` (R, R[, C]) sampled at x + flow(x) (zeros outside)."""
     R = img.shape[0]
     gx, gy = np.meshgrid(np.arange(R, dtype=np.float32), np.arange(R, dtype=np.float32))
-    return cv2.remap(np.ascontiguousarray(img, np.float32), gx + flow[..., 0], gy + flow[..., 1],
-                     cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    return cv2.remap(
+        np.ascontiguousarray(img, np.float32),
+        gx + flow[..., 0],
+        gy + flow[..., 1],
+        cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_CONSTANT,
+        borderValue=0,
+    )
 
 
-def parallax_depth(ref: int, flows: list[np.ndarray], parallax: list[np.ndarray], weights: list[np.ndarray],
-                   texel_mm: float, smooth_mm: float = 2.0) -> np.ndarray:
+def parallax_depth(
+    ref: int,
+    flows: list[np.ndarray],
+    parallax: list[np.ndarray],
+    weights: list[np.ndarray],
+    texel_mm: float,
+    smooth_mm: float = 2.0,
+) -> np.ndarray:
     """(R, R) depth (mm, along the fitted normal) of the true surface that explains the views'
     registration flows: view v shows the true surface at x + e a_v(x) (``parallax`` (R, R, 2) in
     texels (column, row) per mm), so its flow to the reference is f_v = e (a_ref - a_v); e is their

@@ -129,8 +129,9 @@ def _laplacian(h: torch.Tensor) -> torch.Tensor:
     return p[..., :-2, 1:-1] + p[..., 2:, 1:-1] + p[..., 1:-1, :-2] + p[..., 1:-1, 2:] - 4 * h
 
 
-def parallax_depth_map(mask: np.ndarray, views: list[ViewShading], texel_mm: float,
-                       st: SolveSettings = SolveSettings()) -> np.ndarray:
+def parallax_depth_map(
+    mask: np.ndarray, views: list[ViewShading], texel_mm: float, st: SolveSettings = SolveSettings()
+) -> np.ndarray:
     """(R, R) mm: how far along the fitted normal the true surface lies, from the parallax between
     the views' registration flows (:func:`.register.parallax_depth`); zero with fewer than 2 views."""
     from .register import parallax_depth, view_flows
@@ -149,23 +150,32 @@ def parallax_depth_map(mask: np.ndarray, views: list[ViewShading], texel_mm: flo
     return (parallax_depth(ref, flows, par, ws, texel_mm, st.parallax_smooth_mm) * mask).astype(np.float32)
 
 
-def solve_height(mask: np.ndarray, views: list[ViewShading], texel_mm: float,
-                 st: SolveSettings = SolveSettings(), mid: np.ndarray | None = None) -> DetailSolution:
+def solve_height(
+    mask: np.ndarray,
+    views: list[ViewShading],
+    texel_mm: float,
+    st: SolveSettings = SolveSettings(),
+    mid: np.ndarray | None = None,
+) -> DetailSolution:
     """Solve for h on the grid of ``mask`` (R, R) from the views' shading (see the module
     docstring); ``mid`` (R, R) metres: the depth correction the views were sampled with (kept in
     the solution)."""
     t_start = time.perf_counter()
     R = mask.shape[0]
-    grids = [(scatter(mask, v.weight), scatter(mask, v.log_ratio), scatter(mask, v.kappa), scatter(mask, v.delit))
-             for v in views]
+    grids = [
+        (scatter(mask, v.weight), scatter(mask, v.log_ratio), scatter(mask, v.kappa), scatter(mask, v.delit))
+        for v in views
+    ]
     shifts = [0.0] * len(grids)
     if st.register and len(grids) > 1:
         from .register import view_flows, warp
 
         hp = [np.where(w > 0, s - _nblur(s, w, st.highpass_mm / texel_mm), 0.0) for w, s, _, _ in grids]
         ref, flows = view_flows(hp, [g[0] for g in grids], texel_mm)
-        grids = [(warp(w, f), warp(s, f), warp(k, f), warp(c, f)) if i != ref else (w, s, k, c)
-                 for i, ((w, s, k, c), f) in enumerate(zip(grids, flows))]
+        grids = [
+            (warp(w, f), warp(s, f), warp(k, f), warp(c, f)) if i != ref else (w, s, k, c)
+            for i, ((w, s, k, c), f) in enumerate(zip(grids, flows))
+        ]
         shifts = [float(np.percentile(np.linalg.norm(f, axis=-1)[mask], 95)) * texel_mm for f in flows]
     W = np.zeros((R, R), np.float32)
     acc = np.zeros((R, R, 3), np.float32)
@@ -195,7 +205,7 @@ def solve_height(mask: np.ndarray, views: list[ViewShading], texel_mm: float,
     mu = torch.as_tensor(st.albedo_prior * trust / np.maximum(1.0 - trust, 1e-2)) * Wt
     denom = Wt + mu
     inv = torch.where(denom > 0, 1.0 / denom.clamp_min(1e-12), torch.zeros_like(denom))
-    lam_c = st.curvature / texel_mm ** 4
+    lam_c = st.curvature / texel_mm**4
     lam_0 = st.height
 
     def shading(h: torch.Tensor) -> torch.Tensor:
@@ -219,9 +229,9 @@ def solve_height(mask: np.ndarray, views: list[ViewShading], texel_mm: float,
         return out + lam_c * _laplacian(_laplacian(p)) + lam_0 * p
 
     y0 = project(d_t)
-    b = (_du(ku_t * y0) + _dv(kv_t * y0)).sum(0)          # minus the linear term: H h = b
+    b = (_du(ku_t * y0) + _dv(kv_t * y0)).sum(0)  # minus the linear term: H h = b
     # Jacobi: the data's diagonal from the neighbours' central differences, the regulariser's own
-    diag = 0.5 * (w_t * (1 - w_t * inv) * (ku_t ** 2 + kv_t ** 2)).sum(0)
+    diag = 0.5 * (w_t * (1 - w_t * inv) * (ku_t**2 + kv_t**2)).sum(0)
     diag = torch.as_tensor(_blur(diag.numpy(), 1.0))
     M = diag + lam_c * 20.0 + lam_0
     t_cg = time.perf_counter()
@@ -267,8 +277,25 @@ def solve_height(mask: np.ndarray, views: list[ViewShading], texel_mm: float,
         gain = float(np.clip(num / den, 1.0, st.max_gain)) if den > 0 else 1.0
         fine_mm = fine_mm * gain
     fine = (fine_mm * 1e-3).astype(np.float32)
-    log.info("detail: solve %dx%d, %d CG iterations (registration and set-up %.1f s, CG %.1f s), data RMS %.4f -> %.4f",
-             R, R, it + 1, t_cg - t_start, time.perf_counter() - t_cg, np.sqrt(max(float(e0), 0) / tot), np.sqrt(max(float(e1), 0) / tot))
-    return DetailSolution(height=(h_mm * 1e-3).astype(np.float32), fine=fine, trust=trust, albedo=albedo, seen=W,
-                          residual=float(np.sqrt(max(float(e1), 0) / tot)), residual0=float(np.sqrt(max(float(e0), 0) / tot)),
-                          mid=None if mid is None else np.asarray(mid, np.float32), view_shift_mm=[round(x, 3) for x in shifts], gain=gain)
+    log.info(
+        "detail: solve %dx%d, %d CG iterations (registration and set-up %.1f s, CG %.1f s), data RMS %.4f -> %.4f",
+        R,
+        R,
+        it + 1,
+        t_cg - t_start,
+        time.perf_counter() - t_cg,
+        np.sqrt(max(float(e0), 0) / tot),
+        np.sqrt(max(float(e1), 0) / tot),
+    )
+    return DetailSolution(
+        height=(h_mm * 1e-3).astype(np.float32),
+        fine=fine,
+        trust=trust,
+        albedo=albedo,
+        seen=W,
+        residual=float(np.sqrt(max(float(e1), 0) / tot)),
+        residual0=float(np.sqrt(max(float(e0), 0) / tot)),
+        mid=None if mid is None else np.asarray(mid, np.float32),
+        view_shift_mm=[round(x, 3) for x in shifts],
+        gain=gain,
+    )

@@ -102,19 +102,27 @@ def refine_group(head: FittedHead, group: int, views, cfg: DetailConfig, size: i
         # where the fit is off the true surface each view sees another point of it: look again
         # from the surface the views' parallax shows (same normals; the fine band is on top of it)
         mid = parallax_depth_map(grid.mask, obs, texel_mm, cfg.solve) * 1e-3
-        moved = dataclasses.replace(surf, points=surf.points + mid[grid.mask][:, None].astype(np.float64) * surf.normals)
-        obs = observe_views(moved, views, verts, occluders, cfg.min_cos, cfg.angle_power, cfg.feather_px,
-                            visible_from=surf.points)
+        moved = dataclasses.replace(
+            surf, points=surf.points + mid[grid.mask][:, None].astype(np.float64) * surf.normals
+        )
+        obs = observe_views(
+            moved, views, verts, occluders, cfg.min_cos, cfg.angle_power, cfg.feather_px, visible_from=surf.points
+        )
     t1 = time.perf_counter()
     sol = solve_height(grid.mask, obs, texel_mm, cfg.solve, mid=mid)
     log.info("detail: group %d: grid and views %.1f s, solve %.1f s", group, t1 - t0, time.perf_counter() - t1)
     m = grid.mask & (sol.seen > 0)
-    info = {"views": [v.key for v in views], "texel_mm": round(texel_mm, 4),
-            "seen_fraction": float(m.sum() / max(grid.mask.sum(), 1)),
-            "trusted_fraction": float((sol.trust[m] > 0.5).mean()) if m.any() else 0.0,
-            "view_shift_p95_mm": sol.view_shift_mm, "residual_before": round(sol.residual0, 5),
-            "residual_after": round(sol.residual, 5), "gain": round(sol.gain, 3),
-            "fine_rms_um": round(float(np.sqrt((sol.fine[m] ** 2).mean())) * 1e6, 2) if m.any() else 0.0}
+    info = {
+        "views": [v.key for v in views],
+        "texel_mm": round(texel_mm, 4),
+        "seen_fraction": float(m.sum() / max(grid.mask.sum(), 1)),
+        "trusted_fraction": float((sol.trust[m] > 0.5).mean()) if m.any() else 0.0,
+        "view_shift_p95_mm": sol.view_shift_mm,
+        "residual_before": round(sol.residual0, 5),
+        "residual_after": round(sol.residual, 5),
+        "gain": round(sol.gain, 3),
+        "fine_rms_um": round(float(np.sqrt((sol.fine[m] ** 2).mean())) * 1e6, 2) if m.any() else 0.0,
+    }
     return sol, info
 
 
@@ -130,8 +138,14 @@ def run(cfg: DetailConfig, session) -> DetailStageResult:
     if not views:
         raise InputError("the fit has no views to refine the detail from", session.stage_dir("fit"))
     size, span = grid_size(head, views, cfg)
-    log.info("detail: %d group(s), %d views, grid %dx%d over a %.0f mm face tile", len(head.groups), len(views),
-             size, size, span)
+    log.info(
+        "detail: %d group(s), %d views, grid %dx%d over a %.0f mm face tile",
+        len(head.groups),
+        len(views),
+        size,
+        size,
+        span,
+    )
     fines, mids, trusts = [], [], []
     groups_info: dict[str, dict] = {}
     for g, name in enumerate(head.groups):

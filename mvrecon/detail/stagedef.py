@@ -36,6 +36,8 @@ STAGE = StageDef(
     run=_run,
     upstream=("ingest", "calibrate", "refine", "fit"),
     reads_rig=True,
-    outputs=StageOutputs(files={"fine": "fine.npz", "summary": "summary.json", "trust": "trust.png",
-                                "preview": "preview.png"}, load=_load),
+    outputs=StageOutputs(
+        files={"fine": "fine.npz", "summary": "summary.json", "trust": "trust.png", "preview": "preview.png"},
+        load=_load,
+    ),
 )

@@ -117,8 +117,12 @@ def _row(name: str, status: str, note: str = "", seconds: float = float("nan")) 
 SessionRunner = Callable[[list[Path], EvalConfig], Mapping[str, Any]]
 
 
-def run_bench(root: str | Path, out_dir: str | Path | None = None, cfg: EvalConfig = EvalConfig(),
-              run_sessions: SessionRunner | None = None) -> BenchResult:
+def run_bench(
+    root: str | Path,
+    out_dir: str | Path | None = None,
+    cfg: EvalConfig = EvalConfig(),
+    run_sessions: SessionRunner | None = None,
+) -> BenchResult:
     """Evaluate every subject of ``root`` (session subjects are run through their evaluate stage
     first by ``run_sessions``, whose evaluate stage follows ``cfg.compute_realy``; units and the
     rest of ``cfg`` are for the file subjects: a session knows its own; without ``run_sessions``
@@ -128,7 +132,10 @@ def run_bench(root: str | Path, out_dir: str | Path | None = None, cfg: EvalConf
     out = Path(out_dir) if out_dir is not None else root / "_results"
     subjects = find_subjects(root)
     if not subjects:
-        raise InputError("no subject folders (expected DIR/<subject>/pred.obj, pred_landmarks.txt, scan.ply, scan_landmarks.txt)", root)
+        raise InputError(
+            "no subject folders (expected DIR/<subject>/pred.obj, pred_landmarks.txt, scan.ply, scan_landmarks.txt)",
+            root,
+        )
     session_eval = dataclasses.replace(EvalConfig(), compute_realy=cfg.compute_realy)
     sessions = [s.folder for s in subjects if "session" in s.files]
     ran = run_sessions(sessions, session_eval) if sessions and run_sessions is not None else {}
@@ -142,8 +149,9 @@ def run_bench(root: str | Path, out_dir: str | Path | None = None, cfg: EvalConf
         try:
             if "session" in s.files:
                 if str(s.folder.resolve()) not in ran:
-                    raise MvreconError("a session subject: run the benchmark with 'mvrecon bench run' (which runs "
-                                       "its pipeline first)")
+                    raise MvreconError(
+                        "a session subject: run the benchmark with 'mvrecon bench run' (which runs its pipeline first)"
+                    )
                 if ran[str(s.folder.resolve())].status == "failed":
                     raise MvreconError(ran[str(s.folder.resolve())].error)
                 metrics = _session_metrics(s.folder, out / s.name)
@@ -151,8 +159,14 @@ def run_bench(root: str | Path, out_dir: str | Path | None = None, cfg: EvalConf
                     rows.append(_row(s.name, "skipped", "session has no scan", time.perf_counter() - t))
                     continue
             else:
-                res, _ = evaluate_to_dir(s.files["pred"], s.files["pred_landmarks"], s.files["scan"],
-                                         s.files["scan_landmarks"], out / s.name, cfg)
+                res, _ = evaluate_to_dir(
+                    s.files["pred"],
+                    s.files["pred_landmarks"],
+                    s.files["scan"],
+                    s.files["scan_landmarks"],
+                    out / s.name,
+                    cfg,
+                )
                 metrics = res.to_dict()
         except MvreconError as e:
             rows.append(_row(s.name, "error", str(e), time.perf_counter() - t))
@@ -199,9 +213,13 @@ def _metrics_row(name: str, m: dict, seconds: float) -> dict:
     strict = m.get("realy") or m.get("realy_strict")
     row["strict_all_mm"] = num((strict or {}).get("all_mm"))
     row["_realy_computed"] = strict is not None  # for the table's note; not a CSV column
-    row.update(now_median_mm=num(m["now"]["median_mm"]), now_mean_mm=num(m["now"]["mean_mm"]),
-               now_std_mm=num(m["now"]["std_mm"]), chamfer_mm=num(m["chamfer"]["symmetric_mm"]),
-               normal_consistency=num(m["normal_consistency"]))
+    row.update(
+        now_median_mm=num(m["now"]["median_mm"]),
+        now_mean_mm=num(m["now"]["mean_mm"]),
+        now_std_mm=num(m["now"]["std_mm"]),
+        chamfer_mm=num(m["chamfer"]["symmetric_mm"]),
+        normal_consistency=num(m["normal_consistency"]),
+    )
     row["fscore_1mm"] = num(m.get("fscore_1mm", {}).get("f"))
     row["fscore_2.5mm"] = num(m.get("fscore_2.5mm", {}).get("f"))
     if missing:
@@ -232,7 +250,12 @@ def _csv(rows: list[dict]) -> str:
     w = csv.DictWriter(buf, fieldnames=list(COLUMNS), lineterminator="\n", extrasaction="ignore")
     w.writeheader()
     for r in rows:
-        w.writerow({k: (f"{v:.4f}" if isinstance(v, float) and np.isfinite(v) else ("" if isinstance(v, float) else v)) for k, v in r.items()})
+        w.writerow(
+            {
+                k: (f"{v:.4f}" if isinstance(v, float) and np.isfinite(v) else ("" if isinstance(v, float) else v))
+                for k, v in r.items()
+            }
+        )
     return buf.getvalue()
 
 
@@ -246,8 +269,10 @@ def format_table(rows: list[dict], mean: dict) -> str:
     def strict(r: dict) -> str:
         return "" if r.get("_realy_computed") is False else f(r["strict_all_mm"])
 
-    head = ("| subject | status | protocol | nose | mouth | forehead | cheek | all | REALY all | NoW median | "
-            "Chamfer | F@2.5mm | s | note |")
+    head = (
+        "| subject | status | protocol | nose | mouth | forehead | cheek | all | REALY all | NoW median | "
+        "Chamfer | F@2.5mm | s | note |"
+    )
     lines = [head, "|" + "---|" * 14]
     for r in rows + [mean]:
         lines.append(
@@ -255,8 +280,11 @@ def format_table(rows: list[dict], mean: dict) -> str:
             f"{f(r['forehead_mm'])} | {f(r['cheek_mm'])} | {f(r['all_mm'])} | {strict(r)} | "
             f"{f(r['now_median_mm'])} | {f(r['chamfer_mm'])} | {f(r['fscore_2.5mm'])} | {f(r['seconds'], 1)} | {r['note']} |"
         )
-    text = ("Region errors in mm (mean distance, scan to prediction) by each subject's headline protocol\n\n"
-            + "\n".join(lines) + "\n")
+    text = (
+        "Region errors in mm (mean distance, scan to prediction) by each subject's headline protocol\n\n"
+        + "\n".join(lines)
+        + "\n"
+    )
     if any(r.get("_realy_computed") is False for r in rows):
         text += f"\nREALY all: {REALY_NOT_COMPUTED} where empty.\n"
     return text

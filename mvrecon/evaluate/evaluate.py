@@ -76,7 +76,9 @@ class EvalConfig:
         if self.headline == "auto":
             return "unaligned" if self.scan_in_rig_frame else "robust"
         if self.headline == "unaligned" and not self.scan_in_rig_frame:
-            raise InputError("the unaligned headline needs a scan in the rig's frame (session.json scan \"frame\": \"rig\")")
+            raise InputError(
+                'the unaligned headline needs a scan in the rig\'s frame (session.json scan "frame": "rig")'
+            )
         return self.headline
 
     def runs_realy(self) -> bool:
@@ -182,8 +184,7 @@ class EvalResult:
 
         head = self.protocols[self.headline]
         fs = {
-            f"fscore_{t:g}mm": {"f": f, "precision": p, "recall": rc}
-            for t, (f, p, rc) in self.surface.fscore.items()
+            f"fscore_{t:g}mm": {"f": f, "precision": p, "recall": rc} for t, (f, p, rc) in self.surface.fscore.items()
         }
         return {
             "prediction": src(self.pred),
@@ -251,14 +252,16 @@ def evaluate(pred: FaceMesh, scan: FaceMesh, cfg: EvalConfig = EvalConfig()) -> 
 
     protocols: dict[str, ProtocolResult] = {}
     t = time.perf_counter()
-    protocols["robust"] = robust_protocol(query, align, pa.landmarks, regions, scan.landmarks, cfg.realy, cfg.robust,
-                                          cfg.seed)
+    protocols["robust"] = robust_protocol(
+        query, align, pa.landmarks, regions, scan.landmarks, cfg.realy, cfg.robust, cfg.seed
+    )
     timings["robust"] = time.perf_counter() - t
     if cfg.runs_realy():
         # REALY aligns with its own similarity (not align's), from the prediction as given
         t = time.perf_counter()
-        protocols["realy"] = realy_protocol(pred.vertices, pred.triangles, pred.landmarks, regions, scan.landmarks,
-                                            cfg.realy, timings)
+        protocols["realy"] = realy_protocol(
+            pred.vertices, pred.triangles, pred.landmarks, regions, scan.landmarks, cfg.realy, timings
+        )
         timings["realy"] = time.perf_counter() - t
     if cfg.scan_in_rig_frame:
         t = time.perf_counter()

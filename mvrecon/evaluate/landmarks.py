@@ -109,14 +109,18 @@ class LandmarkAgreement:
         }
 
 
-def landmark_agreement(pred_landmarks: np.ndarray, scan_landmarks: np.ndarray, warn_mm: float = 2.5) -> LandmarkAgreement:
+def landmark_agreement(
+    pred_landmarks: np.ndarray, scan_landmarks: np.ndarray, warn_mm: float = 2.5
+) -> LandmarkAgreement:
     """:class:`LandmarkAgreement` of aligned prediction and scan landmarks ``(68, 3)`` (metres)."""
     gap = np.linalg.norm(np.asarray(pred_landmarks) - np.asarray(scan_landmarks), axis=1) * 1e3
     groups = {name: (float(np.median(gap[sl])), float(gap[sl].max())) for name, sl in _group_slices()}
     off = [f"{g} {m:.1f} mm" for g, (m, _) in groups.items() if m > warn_mm]
     warning = ""
     if off:
-        warning = (f"landmark conventions differ (or the prediction is off there): {', '.join(off)} apart (median, "
-                   f"after the 7-point alignment; > {warn_mm:g} mm); the REALY (realy) figures measure that more than "
-                   "the surface")
+        warning = (
+            f"landmark conventions differ (or the prediction is off there): {', '.join(off)} apart (median, "
+            f"after the 7-point alignment; > {warn_mm:g} mm); the REALY (realy) figures measure that more than "
+            "the surface"
+        )
     return LandmarkAgreement(gap, groups, warn_mm, warning)

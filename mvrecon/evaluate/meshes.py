@@ -103,7 +103,9 @@ def validate_mesh(vertices: np.ndarray, triangles: np.ndarray, source: str | Pat
         raise InputError(f"mesh has no triangles ({len(v)} vertices, 0 faces); a point cloud is not a mesh", source)
     bad = ~np.isfinite(v).all(1)
     if bad.any():
-        raise InputError(f"{int(bad.sum())} of {len(v)} vertices are NaN or infinite (first: {int(np.argmax(bad))})", source)
+        raise InputError(
+            f"{int(bad.sum())} of {len(v)} vertices are NaN or infinite (first: {int(np.argmax(bad))})", source
+        )
     if f.min() < 0 or f.max() >= len(v):
         raise InputError(f"triangles index vertex {int(f.max())} but the mesh has {len(v)} vertices", source)
     edges = np.sort(np.concatenate([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]], 0), 1)
@@ -167,7 +169,9 @@ def _read_gltf(path: Path) -> tuple[np.ndarray, np.ndarray]:
         raise InputError(f"cannot read glTF ({e.__class__.__name__}: {e})", path) from None
     if not isinstance(mesh, trimesh.Trimesh):  # force="mesh" makes one; the type says it may not
         raise InputError("cannot read glTF (no triangle mesh)", path)
-    return np.asarray(mesh.vertices, dtype=np.float64).copy(), np.asarray(mesh.faces, dtype=np.int64).reshape(-1, 3).copy()
+    return np.asarray(mesh.vertices, dtype=np.float64).copy(), np.asarray(mesh.faces, dtype=np.int64).reshape(
+        -1, 3
+    ).copy()
 
 
 def _read_obj(path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -251,7 +255,9 @@ def resolve_landmarks(arr: np.ndarray, vertices: np.ndarray | None, source: str 
         if vertices is None:
             raise InputError("landmarks are vertex indices but no mesh was given to look them up", source)
         if idx.min() < 0 or idx.max() >= len(vertices):
-            raise InputError(f"landmark vertex index {int(idx.max())} is out of range for a mesh of {len(vertices)} vertices", source)
+            raise InputError(
+                f"landmark vertex index {int(idx.max())} is out of range for a mesh of {len(vertices)} vertices", source
+            )
         return np.asarray(vertices, dtype=np.float64)[idx].copy()
     if arr.shape != (68, 3):
         raise InputError(f"expected 68 landmarks of 3 coordinates, got shape {tuple(arr.shape)}", source)
@@ -281,7 +287,9 @@ def make_face_mesh(
     check_ibug_order(lm, landmarks_source or source)
     width = face_width(lm)
     if width <= 0:
-        raise InputError("landmarks 36 and 45 (outer eye corners) coincide; cannot tell the face's size", landmarks_source or source)
+        raise InputError(
+            "landmarks 36 and 45 (outer eye corners) coincide; cannot tell the face's size", landmarks_source or source
+        )
     detected = units == "auto"
     unit = detect_units(width) if detected else units
     if unit not in UNIT_SCALE:

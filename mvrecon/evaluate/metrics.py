@@ -132,4 +132,6 @@ def surface_metrics(
         f = 0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall)
         fs[float(tau)] = (f, precision, recall)
     nc = 0.5 * (np.abs((pn * to_scan_normals).sum(1)).mean() + np.abs((sn * to_pred.normals).sum(1)).mean())
-    return SurfaceMetrics(float(0.5 * (d_ps.mean() + d_sp.mean())), float(d_ps.mean()), float(d_sp.mean()), fs, float(nc))
+    return SurfaceMetrics(
+        float(0.5 * (d_ps.mean() + d_sp.mean())), float(d_ps.mean()), float(d_sp.mean()), fs, float(nc)
+    )

@@ -155,8 +155,9 @@ def nested_dissection(edges: np.ndarray, points: np.ndarray, leaf: int = 32) -> 
     import scipy.sparse as sp
 
     n = len(points)
-    adj = sp.csr_matrix((np.ones(2 * len(edges)), (np.r_[edges[:, 0], edges[:, 1]], np.r_[edges[:, 1], edges[:, 0]])),
-                        shape=(n, n))
+    adj = sp.csr_matrix(
+        (np.ones(2 * len(edges)), (np.r_[edges[:, 0], edges[:, 1]], np.r_[edges[:, 1], edges[:, 0]])), shape=(n, n)
+    )
     order: list[np.ndarray] = []
     side = np.zeros(n, bool)
 
@@ -213,14 +214,22 @@ class _VertexSystem:
     A data step that does not converge falls back on a float64 factorization of its own matrix.
     """
 
-    def __init__(self, edges: np.ndarray, points: np.ndarray, rtol: float, refactor_iterations: int,
-                 refactor_stiffness_ratio: float = 4.0):
+    def __init__(
+        self,
+        edges: np.ndarray,
+        points: np.ndarray,
+        rtol: float,
+        refactor_iterations: int,
+        refactor_stiffness_ratio: float = 4.0,
+    ):
         import scipy.sparse as sp
 
         n = len(points)
         self.n, self.rtol, self.refactor_iterations = n, rtol, refactor_iterations
         self.refactor_stiffness_ratio = refactor_stiffness_ratio
-        order = nested_dissection(np.asarray(edges, dtype=np.int64).reshape(-1, 2), np.asarray(points, dtype=np.float64))
+        order = nested_dissection(
+            np.asarray(edges, dtype=np.int64).reshape(-1, 2), np.asarray(points, dtype=np.float64)
+        )
         self.order = order
         newid = np.empty(n, np.int64)
         newid[order] = np.arange(n)
@@ -280,12 +289,14 @@ class _VertexSystem:
         self.n_factor += 1
         dtype = np.float32
         try:
-            lu = spla.splu(a.astype(dtype), permc_spec="NATURAL", diag_pivot_thresh=0.0,
-                           options=dict(SymmetricMode=True))
+            lu = spla.splu(
+                a.astype(dtype), permc_spec="NATURAL", diag_pivot_thresh=0.0, options=dict(SymmetricMode=True)
+            )
         except RuntimeError:  # a pivot that only the faint regularization keeps off zero is 0 in float32
             dtype = np.float64
-            lu = spla.splu(a.astype(dtype), permc_spec="NATURAL", diag_pivot_thresh=0.0,
-                           options=dict(SymmetricMode=True))
+            lu = spla.splu(
+                a.astype(dtype), permc_spec="NATURAL", diag_pivot_thresh=0.0, options=dict(SymmetricMode=True)
+            )
         return lambda r: lu.solve(r.reshape(-1, 3).astype(dtype)).astype(np.float64).reshape(self.n, 4, 3)
 
     def _stiffness_solves(self, alpha2: float, g2: np.ndarray, reg: float) -> list:
@@ -298,13 +309,15 @@ class _VertexSystem:
             key = (float(alpha2 * g2[c]), float(reg))
             if key not in self.scalar:
                 m = (key[0] * self.lap + reg * sp.eye(self.n)).tocsc()
-                self.scalar[key] = spla.splu(m, permc_spec="NATURAL", diag_pivot_thresh=0.0,
-                                             options=dict(SymmetricMode=True))
+                self.scalar[key] = spla.splu(
+                    m, permc_spec="NATURAL", diag_pivot_thresh=0.0, options=dict(SymmetricMode=True)
+                )
             out.append(self.scalar[key])
         return out
 
-    def _keypoint_step(self, alpha2: float, g2: np.ndarray, reg: float, rhs: np.ndarray, kp_ids: np.ndarray,
-                       kp_vecs: np.ndarray) -> np.ndarray:
+    def _keypoint_step(
+        self, alpha2: float, g2: np.ndarray, reg: float, rhs: np.ndarray, kp_ids: np.ndarray, kp_vecs: np.ndarray
+    ) -> np.ndarray:
         """Exact solve of ``(S + sum_j e_j e_j^T (x) c_j c_j^T) X = rhs`` by the Woodbury identity,
         ``S = alpha2 kron(L, G^2) + reg I``: keypoint ``j`` at vertex ``kp_ids[j]`` (new order)
         with ``c_j = kp_vecs[j]`` ``(4,)``. ``rhs`` ``(n, 4, 3)``."""
@@ -329,8 +342,9 @@ class _VertexSystem:
             y[:, c] -= e[c] @ (kp_vecs[:, c, None] * z)
         return y
 
-    def solve_keypoint_step(self, alpha2: float, g2: np.ndarray, reg: float, rhs: np.ndarray, kp_ids: np.ndarray,
-                            kp_vecs: np.ndarray) -> np.ndarray:
+    def solve_keypoint_step(
+        self, alpha2: float, g2: np.ndarray, reg: float, rhs: np.ndarray, kp_ids: np.ndarray, kp_vecs: np.ndarray
+    ) -> np.ndarray:
         """Maps ``(n, 4, 3)`` of the keypoint-only step (caller's vertex order): stiffness ``alpha2``,
         ``G^2`` ``(4,)``, regularization ``reg``, keypoint blocks ``c_j c_j^T`` at vertices ``kp_ids``
         ``(k,)`` with ``c_j = kp_vecs[j]`` ``(k, 4)``."""
@@ -338,8 +352,9 @@ class _VertexSystem:
         newid[self.order] = np.arange(self.n)
         return self.from_new(self._keypoint_step(alpha2, g2, reg, self.to_new(rhs), newid[kp_ids], kp_vecs))
 
-    def solve(self, alpha2: float, g2: np.ndarray, blocks: np.ndarray, rhs: np.ndarray, x0: np.ndarray | None,
-              fresh: bool) -> np.ndarray:
+    def solve(
+        self, alpha2: float, g2: np.ndarray, blocks: np.ndarray, rhs: np.ndarray, x0: np.ndarray | None, fresh: bool
+    ) -> np.ndarray:
         """Maps ``(n, 4, 3)`` solving a data step (arrays in the caller's vertex order; ``blocks``
         ``(n, 4, 4)`` hold the data, keypoint and regularization terms); ``fresh``: factor this
         step's matrix for the preconditioner."""
@@ -362,8 +377,12 @@ class _VertexSystem:
             import scipy.sparse.linalg as spla
 
             self.n_factor += 1
-            lu = spla.splu(self._matrix(alpha2, g2, b), permc_spec="NATURAL", diag_pivot_thresh=0.0,
-                           options=dict(SymmetricMode=True))
+            lu = spla.splu(
+                self._matrix(alpha2, g2, b),
+                permc_spec="NATURAL",
+                diag_pivot_thresh=0.0,
+                options=dict(SymmetricMode=True),
+            )
             x = lu.solve(r.reshape(-1, 3)).reshape(self.n, 4, 3)
         return self.from_new(x)
 
@@ -423,8 +442,9 @@ class _Solver:
         import scipy.sparse.linalg as spla
 
         # the matrix is symmetric positive definite: diagonal pivots, symmetric ordering
-        self.factor = spla.splu(sp.csc_matrix(a), permc_spec="MMD_AT_PLUS_A", diag_pivot_thresh=0.0,
-                                options=dict(SymmetricMode=True))
+        self.factor = spla.splu(
+            sp.csc_matrix(a), permc_spec="MMD_AT_PLUS_A", diag_pivot_thresh=0.0, options=dict(SymmetricMode=True)
+        )
         self.n_factor += 1
 
     def solve(self, a, b: np.ndarray, x0: np.ndarray | None, fresh: bool = False) -> np.ndarray:
@@ -534,9 +554,21 @@ def optimal_step_nicp(
             if has_kp:
                 kw = cfg.keypoint_weight if keypoint_only else cfg.keypoint_weight * np.exp(-0.9 * count) / 10.0
             if skin is None:
-                maps = _vertex_step(system, cur, tree, targets, kp_ids, kp_tgt, kw, alpha,
-                                    g2_kp_diag if keypoint_only else g2_diag, reg_block, keypoint_only,
-                                    None if solved is None else solved.reshape(n, 4, 3), cfg.regularization)
+                maps = _vertex_step(
+                    system,
+                    cur,
+                    tree,
+                    targets,
+                    kp_ids,
+                    kp_tgt,
+                    kw,
+                    alpha,
+                    g2_kp_diag if keypoint_only else g2_diag,
+                    reg_block,
+                    keypoint_only,
+                    None if solved is None else solved.reshape(n, 4, 3),
+                    cfg.regularization,
+                )
                 x = maps.reshape(4 * n, 3)
                 cur = np.einsum("ni,nic->nc", np.concatenate([cur, np.ones((n, 1))], 1), maps)
             else:
@@ -573,10 +605,21 @@ def optimal_step_nicp(
     return cur if cur_all is None else cur_all
 
 
-
-def _vertex_step(system: _VertexSystem, cur: np.ndarray, tree, targets: np.ndarray, kp_ids: np.ndarray,
-                 kp_tgt: np.ndarray, kw: float, alpha: float, g2: np.ndarray, reg_block: np.ndarray,
-                 keypoint_only: bool, x0: np.ndarray | None, reg: float) -> np.ndarray:
+def _vertex_step(
+    system: _VertexSystem,
+    cur: np.ndarray,
+    tree,
+    targets: np.ndarray,
+    kp_ids: np.ndarray,
+    kp_tgt: np.ndarray,
+    kw: float,
+    alpha: float,
+    g2: np.ndarray,
+    reg_block: np.ndarray,
+    keypoint_only: bool,
+    x0: np.ndarray | None,
+    reg: float,
+) -> np.ndarray:
     """One step with one affine map per vertex: the maps ``(n, 4, 3)`` taking the current vertices
     ``(n, 3)`` towards their closest targets (data term weight 1 within REALY's outlier threshold,
     else 0) and the keypoints to theirs (weight ``kw``), under stiffness ``alpha`` and ``G^2`` ``(4,)``."""
@@ -677,15 +720,18 @@ def _nicp(vertices, triangles, target_points, keypoint_ids, keypoint_targets, cf
     dist, idx = cKDTree(nodes).query(vs, k=k + 1)
     w = np.clip(1.0 - dist[:, :k] / np.maximum(dist[:, k:], 1e-12), 0.0, None) ** 2
     w = w / np.maximum(w.sum(1, keepdims=True), 1e-12)
-    skin = sp.csr_matrix((w.ravel(), (np.repeat(np.arange(len(vs)), k), idx[:, :k].ravel())), shape=(len(vs), len(nodes)))
+    skin = sp.csr_matrix(
+        (w.ravel(), (np.repeat(np.arange(len(vs)), k), idx[:, :k].ravel())), shape=(len(vs), len(nodes))
+    )
     if cfg.max_data_points is not None and len(vs) > cfg.max_data_points:
         # the graph's 4 * max_nodes unknowns are pinned by a few thousand vertices as well as by
         # all of them; every vertex still follows the maps
         sub = np.random.default_rng(0).choice(len(vs), cfg.max_data_points, replace=False)
         sub = np.union1d(sub, kp_ids)
         pos = np.searchsorted(sub, kp_ids)
-        deformed = optimal_step_nicp(vs[sub], node_edges, tgt, pos, kp_tgt, cfg, skin=skin[sub], all_vertices=vs,
-                                     all_skin=(idx[:, :k], w))
+        deformed = optimal_step_nicp(
+            vs[sub], node_edges, tgt, pos, kp_tgt, cfg, skin=skin[sub], all_vertices=vs, all_skin=(idx[:, :k], w)
+        )
     else:
         deformed = optimal_step_nicp(vs, node_edges, tgt, kp_ids, kp_tgt, cfg, skin=skin)
     return deformed * u + centre

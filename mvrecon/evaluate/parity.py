@@ -44,8 +44,13 @@ def load_parity_pair(path: str | Path) -> ParityPair:
         n: Region(n, d[f"{n}_ids"].astype(np.int64), d[f"{n}_v"].astype(np.float64), d[f"{n}_f"].astype(np.int64))
         for n in REGION_NAMES
     }
-    return ParityPair(d["pred_v"].astype(np.float64), d["pred_f"].astype(np.int64), d["pred_lm"].astype(np.float64),
-                      d["scan_lm"].astype(np.float64), regions)
+    return ParityPair(
+        d["pred_v"].astype(np.float64),
+        d["pred_f"].astype(np.int64),
+        d["pred_lm"].astype(np.float64),
+        d["scan_lm"].astype(np.float64),
+        regions,
+    )
 
 
 @dataclass(frozen=True)
@@ -67,8 +72,9 @@ class ParityResult:
 def run_parity(pair: ParityPair, cfg: RealyConfig = RealyConfig()) -> ParityResult:
     """Run the ``realy`` protocol on the pair and compare it with :data:`OFFICIAL_MM`."""
     w0, c0 = time.perf_counter(), time.process_time()
-    r = realy_protocol(pair.pred_vertices, pair.pred_triangles, pair.pred_landmarks, pair.regions,
-                       pair.scan_landmarks, cfg)
+    r = realy_protocol(
+        pair.pred_vertices, pair.pred_triangles, pair.pred_landmarks, pair.regions, pair.scan_landmarks, cfg
+    )
     wall, cpu = time.perf_counter() - w0, time.process_time() - c0
     ours = {n: r.regions[n].mean_mm for n in REGION_NAMES}
     ours["all"] = r.all_mm

@@ -225,8 +225,17 @@ def evaluate_region(
     if n < cfg.min_region_vertices or len(region.triangles) == 0:
         return RegionResult(name, "empty", None, n, 0.0, region.vertex_ids, empty, note=f"scan region has {n} vertices")
     rk = list(RIGID_KEYPOINTS[name])
-    motion, iters = regional_rigid_icp(query, region.vertices, name, pred_landmarks[rk], scan_landmarks[rk], cfg,
-                                       keypoint_total, rigid_points, rigid_iterations)
+    motion, iters = regional_rigid_icp(
+        query,
+        region.vertices,
+        name,
+        pred_landmarks[rk],
+        scan_landmarks[rk],
+        cfg,
+        keypoint_total,
+        rigid_points,
+        rigid_iterations,
+    )
     verts = motion.apply(region.vertices)
     scan_lm = motion.apply(scan_landmarks)
 
@@ -251,12 +260,23 @@ def evaluate_region(
         kp_ids, kp_tgt = _one_anchor_per_vertex(kp_ids[on_region], kp_tgt)
     else:
         kp_ids, kp_tgt = np.zeros(0, np.int64), np.zeros((0, 3))
-    deformed = nicp(verts, region.triangles, cp0.points, kp_ids, kp_tgt, nicp_cfg or cfg.nicp,
-                    origin=_nicp_origin(scan_lm, motion, verts, cfg))
+    deformed = nicp(
+        verts,
+        region.triangles,
+        cp0.points,
+        kp_ids,
+        kp_tgt,
+        nicp_cfg or cfg.nicp,
+        origin=_nicp_origin(scan_lm, motion, verts, cfg),
+    )
     cp1 = query.closest(deformed)
     err_mm = np.linalg.norm(cp1.points - verts, axis=1) * 1e3
     # scored like REALY over every vertex, but a partly uncovered region says so
-    note = "" if coverage >= 0.995 else f"prediction covers {100 * coverage:.0f}%; uncovered vertices count as their distance to its border"
+    note = (
+        ""
+        if coverage >= 0.995
+        else f"prediction covers {100 * coverage:.0f}%; uncovered vertices count as their distance to its border"
+    )
     return RegionResult(name, "ok", float(err_mm.mean()), n, coverage, region.vertex_ids, err_mm, iters, motion, note)
 
 

@@ -43,21 +43,32 @@ def markdown_table(result: EvalResult) -> str:
         status = r.status if not r.note else f"{r.status}: {r.note}"
         lines.append(f"| {name} | {_fmt(r.mean_mm)} | {r.n_vertices} | {100 * r.coverage:.0f}% | {status} |")
     lines.append(f"| **all** | **{_fmt(result.all_mm)}** | | | |")
-    lines += ["", "| protocol (mm) | " + " | ".join(REGION_NAMES) + " | all |", "|---|" + "---:|" * (len(REGION_NAMES) + 1)]
+    lines += [
+        "",
+        "| protocol (mm) | " + " | ".join(REGION_NAMES) + " | all |",
+        "|---|" + "---:|" * (len(REGION_NAMES) + 1),
+    ]
     for name, p in result.protocols.items():
         cells = " | ".join(_fmt(p.regions[n].mean_mm) for n in REGION_NAMES)
-        lines.append(f"| {PROTOCOL_TITLES[name]}{' (headline)' if name == result.headline else ''} | {cells} | {_fmt(p.all_mm)} |")
+        lines.append(
+            f"| {PROTOCOL_TITLES[name]}{' (headline)' if name == result.headline else ''} | {cells} | {_fmt(p.all_mm)} |"
+        )
     if "realy" not in result.protocols:
         lines.append(f"| {PROTOCOL_TITLES['realy']} | {REALY_NOT_COMPUTED} |" + " |" * len(REGION_NAMES))
     lm = result.landmarks
-    lines += ["", "| landmark gap after the 7-point alignment (mm) | " + " | ".join(lm.groups) + " |",
-              "|---|" + "---:|" * len(lm.groups)]
+    lines += [
+        "",
+        "| landmark gap after the 7-point alignment (mm) | " + " | ".join(lm.groups) + " |",
+        "|---|" + "---:|" * len(lm.groups),
+    ]
     lines.append("| median | " + " | ".join(_fmt(m, 2) for m, _ in lm.groups.values()) + " |")
     lines.append("| max | " + " | ".join(_fmt(x, 2) for _, x in lm.groups.values()) + " |")
     if lm.warning:
         lines += ["", f"**Warning:** {lm.warning}."]
     lines += ["", "| metric | value |", "|---|---:|"]
-    lines.append(f"| NoW median / mean / std (mm) | {_fmt(result.now.median_mm)} / {_fmt(result.now.mean_mm)} / {_fmt(result.now.std_mm)} |")
+    lines.append(
+        f"| NoW median / mean / std (mm) | {_fmt(result.now.median_mm)} / {_fmt(result.now.mean_mm)} / {_fmt(result.now.std_mm)} |"
+    )
     s = result.surface
     lines.append(f"| Chamfer, symmetric (mm) | {_fmt(s.chamfer_mm)} |")
     for tau, (fs, prec, rc) in s.fscore.items():

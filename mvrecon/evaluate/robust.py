@@ -148,16 +148,29 @@ def robust_protocol(
     motion, _ = face_icp(query, face, cfg, seed) if len(face) else (IDENTITY, 0)
     # the scan moves onto the prediction (its scene is built once); per-vertex errors are the same
     scan_lm = motion.apply(scan_landmarks)
-    nicp_cfg = dataclasses.replace(realy_cfg.nicp, keypoint_step=cfg.nicp_keypoint_step,
-                                   max_data_points=cfg.nicp_data_points, max_nodes=cfg.nicp_max_nodes,
-                                   cap_keypoint_free=True)
+    nicp_cfg = dataclasses.replace(
+        realy_cfg.nicp,
+        keypoint_step=cfg.nicp_keypoint_step,
+        max_data_points=cfg.nicp_data_points,
+        max_nodes=cfg.nicp_max_nodes,
+        cap_keypoint_free=True,
+    )
     realy_cfg = dataclasses.replace(realy_cfg, nicp_origin=cfg.nicp_origin, keypoint_snap_mm=cfg.keypoint_snap_mm)
     results = {}
     for name in REGION_NAMES:
-        r = evaluate_region(query, _moved(regions[name], motion), pred_landmarks, scan_lm, realy_cfg,
-                            keypoint_total=cfg.keypoint_vertices, nicp_keypoints=ROBUST_NICP_KEYPOINTS,
-                            anchor_offset=True, nicp_cfg=nicp_cfg, rigid_points=cfg.rigid_points,
-                            rigid_iterations=cfg.rigid_max_iterations)
+        r = evaluate_region(
+            query,
+            _moved(regions[name], motion),
+            pred_landmarks,
+            scan_lm,
+            realy_cfg,
+            keypoint_total=cfg.keypoint_vertices,
+            nicp_keypoints=ROBUST_NICP_KEYPOINTS,
+            anchor_offset=True,
+            nicp_cfg=nicp_cfg,
+            rigid_points=cfg.rigid_points,
+            rigid_iterations=cfg.rigid_max_iterations,
+        )
         # the transform reported is the region's motion from the scan's own frame
         results[name] = dataclasses.replace(r, transform=None if r.transform is None else motion.then(r.transform))
     return ProtocolResult("robust", results, align.then(motion.inverse()))
@@ -171,8 +184,9 @@ def unaligned_protocol(query: MeshQuery, regions: dict[str, Region], realy_cfg: 
         region = regions[name]
         n = len(region.vertex_ids)
         if n < realy_cfg.min_region_vertices or len(region.triangles) == 0:
-            results[name] = RegionResult(name, "empty", None, n, 0.0, region.vertex_ids, np.zeros(0),
-                                         note=f"scan region has {n} vertices")
+            results[name] = RegionResult(
+                name, "empty", None, n, 0.0, region.vertex_ids, np.zeros(0), note=f"scan region has {n} vertices"
+            )
             continue
         cp = query.closest(region.vertices)
         uncovered = query.on_boundary(cp) & (cp.distances > realy_cfg.boundary_tol_mm * 1e-3)
@@ -180,10 +194,18 @@ def unaligned_protocol(query: MeshQuery, regions: dict[str, Region], realy_cfg: 
         err = cp.distances * 1e3
         if coverage < realy_cfg.min_coverage:
             results[name] = RegionResult(
-                name, "missing", None, n, coverage, region.vertex_ids, err, transform=IDENTITY,
+                name,
+                "missing",
+                None,
+                n,
+                coverage,
+                region.vertex_ids,
+                err,
+                transform=IDENTITY,
                 note=f"prediction covers {100 * coverage:.0f}% of the scan's {name} (< {100 * realy_cfg.min_coverage:.0f}%)",
             )
             continue
-        results[name] = RegionResult(name, "ok", float(err.mean()), n, coverage, region.vertex_ids, err,
-                                     transform=IDENTITY)
+        results[name] = RegionResult(
+            name, "ok", float(err.mean()), n, coverage, region.vertex_ids, err, transform=IDENTITY
+        )
     return ProtocolResult("unaligned", results, IDENTITY)

@@ -54,8 +54,11 @@ def rig_frame_motion(ctx: Context):
     shipped = load_rig(ctx.session.rig_path)
     centres = np.stack([c.center for c in shipped.cameras])
     if len(shipped) > 1 and np.all(np.abs(centres - centres[0]) < 1e-9):
-        raise InputError("the scan is in the rig's frame (session.json scan \"frame\": \"rig\") but the rig has "
-                         "no extrinsics to define that frame", ctx.session.rig_path)
+        raise InputError(
+            'the scan is in the rig\'s frame (session.json scan "frame": "rig") but the rig has '
+            "no extrinsics to define that frame",
+            ctx.session.rig_path,
+        )
     used = ctx.session.rig
     if all(np.allclose(used[c.name].world_to_cam, c.world_to_cam, atol=1e-9) for c in shipped.cameras):
         return IDENTITY, 0.0
@@ -92,13 +95,17 @@ def run(ctx: Context) -> dict[str, Any]:
     out: dict[str, Any] = {}
     lm_points, used = model_landmarks(ctx.model(), read_mesh(pred_path)[0], cfg.pred_keypoints)
     with atomic_dir(s.stage_dir("evaluate")) as tmp:
-        lm = write_json(tmp / "pred_landmarks.json", {"mesh": ctx.rel(pred_path), "keypoints": used,
-                                                      "landmarks": np.round(lm_points, 7).tolist()})
+        lm = write_json(
+            tmp / "pred_landmarks.json",
+            {"mesh": ctx.rel(pred_path), "keypoints": used, "landmarks": np.round(lm_points, 7).tolist()},
+        )
         pred = load_face_mesh(pred_path, lm, "m")
         if cfg.scan_in_rig_frame:
             motion, misfit = rig_frame_motion(ctx)
             if misfit or not np.allclose(motion.matrix(), np.eye(4)):
-                pred = dataclasses.replace(pred, vertices=motion.apply(pred.vertices), landmarks=motion.apply(pred.landmarks))
+                pred = dataclasses.replace(
+                    pred, vertices=motion.apply(pred.vertices), landmarks=motion.apply(pred.landmarks)
+                )
                 out["recalibrated rig to the session rig (camera misfit, mm)"] = round(misfit, 3)
         scan = load_face_mesh(scan_ref.mesh, scan_landmarks, cfg.scan_units)
         result = evaluate(pred, scan, cfg)

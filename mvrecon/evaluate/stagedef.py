@@ -17,6 +17,12 @@ STAGE = StageDef(
     inputs=inputs,
     upstream=("fit",),
     reads_rig=True,
-    outputs=StageOutputs(files={"metrics": "metrics.json", "table": "metrics.md", "heatmap": "heatmap.png",
-                                "landmarks": "pred_landmarks.json"}),
+    outputs=StageOutputs(
+        files={
+            "metrics": "metrics.json",
+            "table": "metrics.md",
+            "heatmap": "heatmap.png",
+            "landmarks": "pred_landmarks.json",
+        }
+    ),
 )

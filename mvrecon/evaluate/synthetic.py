@@ -33,7 +33,7 @@ def face_height(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     # the cap is clamped far outside the domain so that z stays finite everywhere
     base = 0.095 * np.sqrt(np.maximum(1.0 - (x / 0.1) ** 2 - (y / 0.145) ** 2, 0.02))
     ramp = _smoothstep((0.035 - y) / 0.06)
-    amp = 0.022 * (0.2 + 0.8 * ramp) * np.exp(-np.maximum(0.0, -0.026 - y) ** 2 / (2 * 0.005**2))
+    amp = 0.022 * (0.2 + 0.8 * ramp) * np.exp(-(np.maximum(0.0, -0.026 - y) ** 2) / (2 * 0.005**2))
     amp = amp * _smoothstep((0.05 - y) / 0.02)
     sigma = 0.0065 + 0.005 * ramp
     nose = amp * np.exp(-(x**2) / (2 * sigma**2))

@@ -18,15 +18,35 @@ if TYPE_CHECKING:
     from .stage import ExportResult, export
 
 _WHERE = {
-    "HeadAsset": "asset", "Primitive": "asset", "build_asset": "asset",
+    "HeadAsset": "asset",
+    "Primitive": "asset",
+    "build_asset": "asset",
     "ExportConfig": "config",
-    "Glb": "gltf", "glb_bytes": "gltf", "read_glb": "gltf",
-    "decimate_asset": "lod", "decimate_primitive": "lod",
-    "mtl_text": "objfile", "obj_text": "objfile",
-    "ExportResult": "stage", "export": "stage",
+    "Glb": "gltf",
+    "glb_bytes": "gltf",
+    "read_glb": "gltf",
+    "decimate_asset": "lod",
+    "decimate_primitive": "lod",
+    "mtl_text": "objfile",
+    "obj_text": "objfile",
+    "ExportResult": "stage",
+    "export": "stage",
 }
-__all__ = ["ExportConfig", "ExportResult", "Glb", "HeadAsset", "Primitive", "build_asset", "decimate_asset",
-    "decimate_primitive", "export", "glb_bytes", "mtl_text", "obj_text", "read_glb"]
+__all__ = [
+    "ExportConfig",
+    "ExportResult",
+    "Glb",
+    "HeadAsset",
+    "Primitive",
+    "build_asset",
+    "decimate_asset",
+    "decimate_primitive",
+    "export",
+    "glb_bytes",
+    "mtl_text",
+    "obj_text",
+    "read_glb",
+]
 
 
 def __getattr__(name: str) -> Any:

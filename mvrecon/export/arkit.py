@@ -28,15 +28,58 @@ from ..geometry import axis_angle_to_matrix
 
 #: Apple's ARKit blendshape locations, in ARFaceAnchor.BlendShapeLocation's documented order
 ARKIT_NAMES: tuple[str, ...] = (
-    "eyeBlinkLeft", "eyeLookDownLeft", "eyeLookInLeft", "eyeLookOutLeft", "eyeLookUpLeft", "eyeSquintLeft",
-    "eyeWideLeft", "eyeBlinkRight", "eyeLookDownRight", "eyeLookInRight", "eyeLookOutRight", "eyeLookUpRight",
-    "eyeSquintRight", "eyeWideRight", "jawForward", "jawLeft", "jawRight", "jawOpen", "mouthClose", "mouthFunnel",
-    "mouthPucker", "mouthLeft", "mouthRight", "mouthSmileLeft", "mouthSmileRight", "mouthFrownLeft",
-    "mouthFrownRight", "mouthDimpleLeft", "mouthDimpleRight", "mouthStretchLeft", "mouthStretchRight",
-    "mouthRollLower", "mouthRollUpper", "mouthShrugLower", "mouthShrugUpper", "mouthPressLeft", "mouthPressRight",
-    "mouthLowerDownLeft", "mouthLowerDownRight", "mouthUpperUpLeft", "mouthUpperUpRight", "browDownLeft",
-    "browDownRight", "browInnerUp", "browOuterUpLeft", "browOuterUpRight", "cheekPuff", "cheekSquintLeft",
-    "cheekSquintRight", "noseSneerLeft", "noseSneerRight", "tongueOut",
+    "eyeBlinkLeft",
+    "eyeLookDownLeft",
+    "eyeLookInLeft",
+    "eyeLookOutLeft",
+    "eyeLookUpLeft",
+    "eyeSquintLeft",
+    "eyeWideLeft",
+    "eyeBlinkRight",
+    "eyeLookDownRight",
+    "eyeLookInRight",
+    "eyeLookOutRight",
+    "eyeLookUpRight",
+    "eyeSquintRight",
+    "eyeWideRight",
+    "jawForward",
+    "jawLeft",
+    "jawRight",
+    "jawOpen",
+    "mouthClose",
+    "mouthFunnel",
+    "mouthPucker",
+    "mouthLeft",
+    "mouthRight",
+    "mouthSmileLeft",
+    "mouthSmileRight",
+    "mouthFrownLeft",
+    "mouthFrownRight",
+    "mouthDimpleLeft",
+    "mouthDimpleRight",
+    "mouthStretchLeft",
+    "mouthStretchRight",
+    "mouthRollLower",
+    "mouthRollUpper",
+    "mouthShrugLower",
+    "mouthShrugUpper",
+    "mouthPressLeft",
+    "mouthPressRight",
+    "mouthLowerDownLeft",
+    "mouthLowerDownRight",
+    "mouthUpperUpLeft",
+    "mouthUpperUpRight",
+    "browDownLeft",
+    "browDownRight",
+    "browInnerUp",
+    "browOuterUpLeft",
+    "browOuterUpRight",
+    "cheekPuff",
+    "cheekSquintLeft",
+    "cheekSquintRight",
+    "noseSneerLeft",
+    "noseSneerRight",
+    "tongueOut",
 )
 assert len(ARKIT_NAMES) == 52 and len(set(ARKIT_NAMES)) == 52
 
@@ -71,7 +114,7 @@ def _eye_centre(points: np.ndarray) -> np.ndarray:
     """Least-squares sphere centre of the eyeball's vertices (the rotation centre; the mean lies
     forward of it because of the cornea)."""
     A = np.c_[2 * points, np.ones(len(points))]
-    b = (points ** 2).sum(1)
+    b = (points**2).sum(1)
     sol = np.linalg.lstsq(A, b, rcond=None)[0]
     return sol[:3]
 
@@ -126,16 +169,16 @@ def tongue_weights(model, neutral: np.ndarray, basis: np.ndarray, names: list[st
     p = np.asarray(neutral[a:b], np.float64)
     dist, _ = cKDTree(np.asarray(neutral[ta:tb], np.float64)).query(p)
     jaw = np.linalg.norm(basis[names.index("jawOpen")][a:b], axis=1)
-    moves = np.clip((jaw / max(jaw.max(), 1e-12) - 0.3) / 0.2, 0, 1)      # lower half of the mouth
-    away = np.clip((dist - 0.002) / 0.003, 0, 1)                             # off the gums around the teeth
+    moves = np.clip((jaw / max(jaw.max(), 1e-12) - 0.3) / 0.2, 0, 1)  # lower half of the mouth
+    away = np.clip((dist - 0.002) / 0.003, 0, 1)  # off the gums around the teeth
     z = p[:, 2]
     sel = (moves > 0) & (away > 0)
     if not sel.any():
         return w
     front, back = z[sel].max(), z[sel].max() - 0.045
     along = np.clip((z - back) / (front - back), 0, 1)
-    t = moves * away * along ** 1.5
-    w[a:b] = t / max(t.max(), 1e-12)                                         # the tip moves the full distance
+    t = moves * away * along**1.5
+    w[a:b] = t / max(t.max(), 1e-12)  # the tip moves the full distance
     return w
 
 
@@ -153,7 +196,9 @@ def morph_set(model, neutral: np.ndarray, naming: str = "arkit") -> MorphSet:
             arkit = ict_to_arkit_name(n)
             if arkit in eye:
                 deltas[i] += eye[arkit]
-                sources[n] = f"{n} + eyeball rotation {GAZE_DEG[arkit[7:].replace('Left', '').replace('Right', '')]:g} deg"
+                sources[n] = (
+                    f"{n} + eyeball rotation {GAZE_DEG[arkit[7:].replace('Left', '').replace('Right', '')]:g} deg"
+                )
         return MorphSet(names, deltas, np.eye(K0), sources)
     index = {ict_to_arkit_name(n): i for i, n in enumerate(names)}
     out, rows, sources = [], [], {}

@@ -58,15 +58,25 @@ class Primitive:
     def subset(self, used: np.ndarray, indices: np.ndarray) -> Primitive:
         """The primitive restricted to vertices ``used`` (k,) with triangles ``indices`` (m, 3)
         into them: every per-vertex array (morph targets and skin included) follows."""
+
         def take(a, axis=0):
             return None if a is None else np.ascontiguousarray(np.take(a, used, axis=axis))
+
         pos, nrm, uvs = self.positions[used], self.normals[used], self.uvs[used]
         ind = np.asarray(indices, np.uint32)
-        return Primitive(material=self.material, positions=pos, normals=nrm, uvs=uvs, indices=ind,
-                         source_vertex=self.source_vertex[used], targets=take(self.targets, 1),
-                         normal_targets=take(self.normal_targets, 1),
-                         tangents=None if self.tangents is None else vertex_tangents(pos, nrm, uvs, ind),
-                         joints=take(self.joints), weights=take(self.weights))
+        return Primitive(
+            material=self.material,
+            positions=pos,
+            normals=nrm,
+            uvs=uvs,
+            indices=ind,
+            source_vertex=self.source_vertex[used],
+            targets=take(self.targets, 1),
+            normal_targets=take(self.normal_targets, 1),
+            tangents=None if self.tangents is None else vertex_tangents(pos, nrm, uvs, ind),
+            joints=take(self.joints),
+            weights=take(self.weights),
+        )
 
 
 @dataclass(frozen=True)
@@ -127,23 +137,31 @@ def vertex_tangents(positions: np.ndarray, normals: np.ndarray, uvs: np.ndarray,
     ln = np.linalg.norm(tang, axis=1, keepdims=True)
     # no usable UV direction: any unit vector perpendicular to the normal
     alt = np.cross(n, np.where(np.abs(n[:, :1]) < 0.9, [[1.0, 0, 0]], [[0, 1.0, 0]]))
-    tang = np.where(ln > 1e-12, tang / np.maximum(ln, 1e-300), alt / np.maximum(np.linalg.norm(alt, axis=1, keepdims=True), 1e-12))
+    tang = np.where(
+        ln > 1e-12, tang / np.maximum(ln, 1e-300), alt / np.maximum(np.linalg.norm(alt, axis=1, keepdims=True), 1e-12)
+    )
     w = np.where((np.cross(n, tang) * acc_b).sum(1) < 0, -1.0, 1.0)
     out = np.concatenate([tang, w[:, None]], 1).astype(np.float32)
     out[:, :3] /= np.linalg.norm(out[:, :3], axis=1, keepdims=True)
     return out
 
 
-def split_primitive(model, verts: np.ndarray, normals: np.ndarray, mat: Material,
-                    deltas: np.ndarray | None, normal_deltas: np.ndarray | None = None,
-                    skeleton: Skeleton | None = None) -> Primitive | None:
+def split_primitive(
+    model,
+    verts: np.ndarray,
+    normals: np.ndarray,
+    mat: Material,
+    deltas: np.ndarray | None,
+    normal_deltas: np.ndarray | None = None,
+    skeleton: Skeleton | None = None,
+) -> Primitive | None:
     """The triangles of ``mat`` as a primitive with one vertex per (model vertex, UV) pair."""
     tri_ids = material_triangles(model, mat)
     if len(tri_ids) == 0:
         return None
-    corners = model.triangles[tri_ids].astype(np.int64)                   # (F, 3)
-    uv_c = corner_uvs(model, tri_ids, mat)                                # (F, 3, 2)
-    uv_idx = (model.uv_triangles[tri_ids].astype(np.int64) if model.uvs.shape[0] else np.zeros_like(corners))
+    corners = model.triangles[tri_ids].astype(np.int64)  # (F, 3)
+    uv_c = corner_uvs(model, tri_ids, mat)  # (F, 3, 2)
+    uv_idx = model.uv_triangles[tri_ids].astype(np.int64) if model.uvs.shape[0] else np.zeros_like(corners)
     key = corners.reshape(-1) * (int(uv_idx.max()) + 1) + uv_idx.reshape(-1)
     uniq, first, inverse = np.unique(key, return_index=True, return_inverse=True)
     src = corners.reshape(-1)[first]
@@ -152,7 +170,12 @@ def split_primitive(model, verts: np.ndarray, normals: np.ndarray, mat: Material
     uvs = uv_c.reshape(-1, 2)[first].astype(np.float32)
     ind = inverse.reshape(-1, 3).astype(np.uint32)
     return Primitive(
-        material=mat, positions=pos, normals=nrm, uvs=uvs, indices=ind, source_vertex=src,
+        material=mat,
+        positions=pos,
+        normals=nrm,
+        uvs=uvs,
+        indices=ind,
+        source_vertex=src,
         targets=None if deltas is None else np.ascontiguousarray(deltas[:, src], dtype=np.float32),
         normal_targets=None if normal_deltas is None else np.ascontiguousarray(normal_deltas[:, src], dtype=np.float32),
         tangents=vertex_tangents(pos, nrm, uvs, ind) if mat.name == "skin" else None,
@@ -178,8 +201,13 @@ def normal_deltas(verts: np.ndarray, triangles: np.ndarray, deltas: np.ndarray) 
     return out
 
 
-def build_asset(head: FittedHead, morph_targets: bool = True, morph_names: str = "arkit",
-                expression: str = "clip", skeleton: bool = True) -> HeadAsset:
+def build_asset(
+    head: FittedHead,
+    morph_targets: bool = True,
+    morph_names: str = "arkit",
+    expression: str = "clip",
+    skeleton: bool = True,
+) -> HeadAsset:
     """The neutral head of a fit as an asset (see the module docstring). ``morph_names``:
     'arkit' (Apple's 52) or 'ict' (the model's own); ``expression``: 'clip' (the captured
     expression as an animation, rest pose neutral) or 'default' (also the mesh's default weights)."""
@@ -196,24 +224,44 @@ def build_asset(head: FittedHead, morph_targets: bool = True, morph_names: str =
     ndeltas = normal_deltas(verts, model.triangles, deltas) if deltas is not None else None
     skel = None
     if skeleton:
-        jaw = (np.asarray(model.exp_basis[list(model.exp_names).index("jawOpen")], np.float64)
-               if "jawOpen" in model.exp_names else None)
+        jaw = (
+            np.asarray(model.exp_basis[list(model.exp_names).index("jawOpen")], np.float64)
+            if "jawOpen" in model.exp_names
+            else None
+        )
         skel = build_skeleton(model, verts, jaw)
-    prims = [p for m in MATERIALS
-             if (p := split_primitive(model, verts, normals, m, deltas, ndeltas, skel)) is not None]
+    prims = [
+        p for m in MATERIALS if (p := split_primitive(model, verts, normals, m, deltas, ndeltas, skel)) is not None
+    ]
     if ms is None:
-        return HeadAsset(primitives=prims, target_names=[], default_weights=np.zeros(0), skeleton=skel,
-                         meta=_meta(head, None))
+        return HeadAsset(
+            primitives=prims, target_names=[], default_weights=np.zeros(0), skeleton=skel, meta=_meta(head, None)
+        )
     clip = captured_weights(head) @ ms.from_model.T
-    dflt = clip[int(head.group_of_view[0]) if len(head.group_of_view) else 0] if expression == "default" \
+    dflt = (
+        clip[int(head.group_of_view[0]) if len(head.group_of_view) else 0]
+        if expression == "default"
         else np.zeros(len(ms.names))
-    return HeadAsset(primitives=prims, target_names=list(ms.names), default_weights=dflt, clip_weights=clip,
-                     clip_keys=list(head.groups), skeleton=skel, meta=_meta(head, ms))
+    )
+    return HeadAsset(
+        primitives=prims,
+        target_names=list(ms.names),
+        default_weights=dflt,
+        clip_weights=clip,
+        clip_keys=list(head.groups),
+        skeleton=skel,
+        meta=_meta(head, ms),
+    )
 
 
 def _meta(head: FittedHead, ms) -> dict:
-    out = {"model": head.model.name, "units": "m", "up": "+Y", "forward": "+Z (out of the face)",
-           "scale": float(head.scale)}
+    out = {
+        "model": head.model.name,
+        "units": "m",
+        "up": "+Y",
+        "forward": "+Z (out of the face)",
+        "scale": float(head.scale),
+    }
     if ms is not None:
         out["morph_sources"] = ms.sources
     return out

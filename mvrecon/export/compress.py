@@ -63,14 +63,29 @@ def _view_uses(doc: dict) -> dict[int, dict]:
             else:
                 # a view may hold several accessors (a primitive's morph targets, one after another)
                 stride = view.get("byteStride", size)
-                uses[a["bufferView"]] = {"mode": "ATTRIBUTES", "stride": stride, "count": view["byteLength"] // stride,
-                                         "role": role, "float": a["componentType"] == 5126}
+                uses[a["bufferView"]] = {
+                    "mode": "ATTRIBUTES",
+                    "stride": stride,
+                    "count": view["byteLength"] // stride,
+                    "role": role,
+                    "float": a["componentType"] == 5126,
+                }
         sp = a.get("sparse")
         if sp:
             isz = np.dtype(_NP[sp["indices"]["componentType"]]).itemsize
-            uses[sp["indices"]["bufferView"]] = {"mode": "INDICES", "stride": isz, "count": sp["count"], "role": "SPARSE"}
-            uses[sp["values"]["bufferView"]] = {"mode": "ATTRIBUTES", "stride": size, "count": sp["count"],
-                                                "role": "TARGET", "float": a["componentType"] == 5126}
+            uses[sp["indices"]["bufferView"]] = {
+                "mode": "INDICES",
+                "stride": isz,
+                "count": sp["count"],
+                "role": "SPARSE",
+            }
+            uses[sp["values"]["bufferView"]] = {
+                "mode": "ATTRIBUTES",
+                "stride": size,
+                "count": sp["count"],
+                "role": "TARGET",
+                "float": a["componentType"] == 5126,
+            }
     return uses
 
 
@@ -94,7 +109,7 @@ def compress_glb(glb: Glb, mantissa_bits: int = 12, jpeg_quality: int = 90) -> b
     new_views = []
     for vi, v in enumerate(doc["bufferViews"]):
         o = v.get("byteOffset", 0)
-        raw = glb.bin[o:o + v["byteLength"]]
+        raw = glb.bin[o : o + v["byteLength"]]
         if vi in images and images[vi].get("name") == "skin":
             img = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_COLOR)
             ok, jpg = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality])
@@ -119,8 +134,11 @@ def compress_glb(glb: Glb, mantissa_bits: int = 12, jpeg_quality: int = 90) -> b
         else:
             idx = np.frombuffer(raw, np.uint16 if use["stride"] == 2 else np.uint32).astype(np.uint32)
             n_vert = int(idx.max()) + 1 if len(idx) else 0
-            enc = (mo.encode_index_buffer(idx, len(idx), n_vert) if use["mode"] == "TRIANGLES"
-                   else mo.encode_index_sequence(idx, len(idx), n_vert))
+            enc = (
+                mo.encode_index_buffer(idx, len(idx), n_vert)
+                if use["mode"] == "TRIANGLES"
+                else mo.encode_index_sequence(idx, len(idx), n_vert)
+            )
         fallback_len += -fallback_len % 4
         nv = {k: x for k, x in v.items() if k not in ("byteOffset", "byteLength", "buffer")}
         nv.update(buffer=1, byteOffset=fallback_len, byteLength=len(raw))
@@ -128,24 +146,37 @@ def compress_glb(glb: Glb, mantissa_bits: int = 12, jpeg_quality: int = 90) -> b
             nv["byteStride"] = use["stride"] if "target" in v else nv.get("byteStride", use["stride"])
             if "target" not in v:
                 nv.pop("byteStride", None)
-        ext = {"buffer": 0, "byteOffset": put(enc), "byteLength": len(enc), "byteStride": use["stride"],
-               "mode": use["mode"], "count": use["count"]}
+        ext = {
+            "buffer": 0,
+            "byteOffset": put(enc),
+            "byteLength": len(enc),
+            "byteStride": use["stride"],
+            "mode": use["mode"],
+            "count": use["count"],
+        }
         if filt:
             ext["filter"] = filt
         nv["extensions"] = {EXT: ext}
         fallback_len += len(raw)
         new_views.append(nv)
     doc["bufferViews"] = new_views
-    doc["buffers"] = [{"byteLength": len(out)},
-                      {"byteLength": max(fallback_len, 4), "extensions": {EXT: {"fallback": True}}}]
+    doc["buffers"] = [
+        {"byteLength": len(out)},
+        {"byteLength": max(fallback_len, 4), "extensions": {EXT: {"fallback": True}}},
+    ]
     doc["extensionsUsed"] = sorted(set(doc.get("extensionsUsed", [])) | {EXT})
     doc["extensionsRequired"] = sorted(set(doc.get("extensionsRequired", [])) | {EXT})
     js = json.dumps(doc, separators=(",", ":")).encode("utf-8")
     js += b" " * (-len(js) % 4)
     blob = bytes(out) + b"\0" * (-len(out) % 4)
     total = 12 + 8 + len(js) + 8 + len(blob)
-    return (struct.pack("<III", GLB_MAGIC, 2, total) + struct.pack("<II", len(js), CHUNK_JSON) + js
-            + struct.pack("<II", len(blob), CHUNK_BIN) + blob)
+    return (
+        struct.pack("<III", GLB_MAGIC, 2, total)
+        + struct.pack("<II", len(js), CHUNK_JSON)
+        + js
+        + struct.pack("<II", len(blob), CHUNK_BIN)
+        + blob
+    )
 
 
 def decompress_glb(glb: Glb) -> Glb:
@@ -160,9 +191,9 @@ def decompress_glb(glb: Glb) -> Glb:
         ext = v.pop("extensions", {}).get(EXT)
         if ext is None:
             o = v.get("byteOffset", 0)
-            raw = glb.bin[o:o + v["byteLength"]]
+            raw = glb.bin[o : o + v["byteLength"]]
         else:
-            enc = glb.bin[ext.get("byteOffset", 0):ext.get("byteOffset", 0) + ext["byteLength"]]
+            enc = glb.bin[ext.get("byteOffset", 0) : ext.get("byteOffset", 0) + ext["byteLength"]]
             n, stride = ext["count"], ext["byteStride"]
             if ext["mode"] == "ATTRIBUTES":
                 # the binding's default mode decodes n * stride bytes (its dtype mode allocates n items)
@@ -175,7 +206,7 @@ def decompress_glb(glb: Glb) -> Glb:
                 # decoded as 32-bit (the binding's buffer is uint32), narrowed to the view's size
                 fn = mo.decode_index_buffer if ext["mode"] == "TRIANGLES" else mo.decode_index_sequence
                 dec = np.asarray(fn(n, 4, enc), np.uint32).astype(np.uint16 if stride == 2 else np.uint32)
-            raw = np.ascontiguousarray(dec).tobytes()[:n * stride]
+            raw = np.ascontiguousarray(dec).tobytes()[: n * stride]
         out.extend(b"\0" * (-len(out) % 4))
         v.update(buffer=0, byteOffset=len(out), byteLength=len(raw))
         out.extend(raw)

@@ -49,8 +49,10 @@ class ExportConfig:
     def __post_init__(self) -> None:
         bad = [f for f in self.formats if f not in ("glb", "obj", "usdz")]
         if bad or not self.formats:
-            raise MvreconError("export formats must be among 'glb', 'obj' and 'usdz', got "
-                               f"{', '.join(map(str, self.formats)) or 'none'}")
+            raise MvreconError(
+                "export formats must be among 'glb', 'obj' and 'usdz', got "
+                f"{', '.join(map(str, self.formats)) or 'none'}"
+            )
         if not self.lods or any(not (0 < f <= 1) for f in self.lods):
             raise MvreconError(f"LOD fractions must lie in (0, 1], got {', '.join(map(str, self.lods))}")
         if self.morph_names not in ("arkit", "ict"):

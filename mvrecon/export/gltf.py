@@ -49,8 +49,12 @@ class _Builder:
 
     def accessor(self, arr: np.ndarray, ctype: int, atype: str, target: int | None, minmax: bool = False) -> int:
         a = np.ascontiguousarray(arr, dtype=_NP[ctype])
-        acc = {"bufferView": self.view(a.tobytes(), target), "componentType": ctype, "count": int(a.shape[0]),
-               "type": atype}
+        acc = {
+            "bufferView": self.view(a.tobytes(), target),
+            "componentType": ctype,
+            "count": int(a.shape[0]),
+            "type": atype,
+        }
         if minmax:
             flat = a.reshape(a.shape[0], -1)
             acc["min"] = [float(x) for x in flat.min(0)]
@@ -58,8 +62,9 @@ class _Builder:
         self.accessors.append(acc)
         return len(self.accessors) - 1
 
-    def strided(self, arr: np.ndarray, ctype: int, atype: str, normalized: bool = False, minmax: bool = False,
-                blocks: int = 1) -> list[int]:
+    def strided(
+        self, arr: np.ndarray, ctype: int, atype: str, normalized: bool = False, minmax: bool = False, blocks: int = 1
+    ) -> list[int]:
         """Integer accessors (KHR_mesh_quantization) with every element padded to a multiple of 4
         bytes (``byteStride``), as vertex attributes must be aligned. ``arr`` (blocks * n, c):
         ``blocks`` accessors of n rows each over one bufferView (a primitive's morph targets share
@@ -82,7 +87,7 @@ class _Builder:
             if normalized:
                 acc["normalized"] = True
             if minmax:
-                blk = a[k * n:(k + 1) * n]
+                blk = a[k * n : (k + 1) * n]
                 acc["min"] = [int(x) for x in blk.min(0)]
                 acc["max"] = [int(x) for x in blk.max(0)]
             self.accessors.append(acc)
@@ -101,8 +106,13 @@ class _Builder:
         hi = np.maximum(vals.max(0), 0) if len(keep) else np.zeros(3)
         if len(keep) == n:
             lo, hi = vals.min(0), vals.max(0)
-        acc = {"componentType": FLOAT, "count": n, "type": "VEC3", "min": [float(x) for x in lo],
-               "max": [float(x) for x in hi]}
+        acc = {
+            "componentType": FLOAT,
+            "count": n,
+            "type": "VEC3",
+            "min": [float(x) for x in lo],
+            "max": [float(x) for x in hi],
+        }
         if len(keep):
             itype = UINT16 if n <= 65535 else UINT32
             acc["sparse"] = {
@@ -129,10 +139,10 @@ def _material_json(prim, tex_index: dict[str, int], normal_tex: int | None) -> d
     if m.blend:
         out["alphaMode"] = "BLEND"
     if m.name == "eyelashes" and "baseColorTexture" in pbr:
-        out["alphaMode"] = "MASK"          # strands: alpha-tested, no sorting trouble
+        out["alphaMode"] = "MASK"  # strands: alpha-tested, no sorting trouble
         out["alphaCutoff"] = 0.4
     if m.name in ("eyelashes", "eye_wet"):
-        out["doubleSided"] = True        # open, thin shells seen from both sides
+        out["doubleSided"] = True  # open, thin shells seen from both sides
     return out
 
 
@@ -171,8 +181,15 @@ def position_grid(lods: list[HeadAsset], bits: int = QUANT_POSITION_BITS) -> Pos
     """One grid for every LOD (they share the skin and its inverse bind matrices): the bounding
     box of the positions padded by the largest morph delta (as gltfpack does)."""
     pos = np.concatenate([p.positions for a in lods for p in a.primitives]).astype(np.float64)
-    pad = max((float(np.abs(p.targets).max()) for a in lods for p in a.primitives
-               if p.targets is not None and p.targets.size), default=0.0)
+    pad = max(
+        (
+            float(np.abs(p.targets).max())
+            for a in lods
+            for p in a.primitives
+            if p.targets is not None and p.targets.size
+        ),
+        default=0.0,
+    )
     lo, hi = pos.min(0) - pad, pos.max(0) + pad
     return PositionGrid(offset=lo, step=float((hi - lo).max()) / ((1 << bits) - 1))
 
@@ -211,20 +228,30 @@ def _snorm(x: np.ndarray, bits: int) -> np.ndarray:
     return np.clip(np.round(np.asarray(x, np.float64) * m), -m, m)
 
 
-def _quantized_primitive_json(b: _Builder, p, material: int, use_targets: bool, grid: PositionGrid,
-                              zero: float, zero_n: float, normal_targets: bool) -> dict:
+def _quantized_primitive_json(
+    b: _Builder,
+    p,
+    material: int,
+    use_targets: bool,
+    grid: PositionGrid,
+    zero: float,
+    zero_n: float,
+    normal_targets: bool,
+) -> dict:
     """A primitive with KHR_mesh_quantization storage (as gltfpack writes it): positions as
     unsigned shorts on ``grid``, normals and tangents as normalized bytes, texture coordinates as
     normalized unsigned shorts, skin weights as normalized bytes; morph position deltas as
     (short or byte) integers on the grid and normal deltas as normalized bytes, dense (meshopt's
     codec packs the zeros of the vertices a target does not move into almost nothing)."""
     q = np.round((np.asarray(p.positions, np.float64) - grid.offset) / grid.step)
-    attrs = {"POSITION": b.strided(q, UINT16, "VEC3", minmax=True)[0],
-             "NORMAL": b.strided(_snorm(p.normals, 8), INT8, "VEC3", normalized=True)[0]}
+    attrs = {
+        "POSITION": b.strided(q, UINT16, "VEC3", minmax=True)[0],
+        "NORMAL": b.strided(_snorm(p.normals, 8), INT8, "VEC3", normalized=True)[0],
+    }
     uv = np.stack([p.uvs[:, 0], 1.0 - p.uvs[:, 1]], -1).astype(np.float64)
     if uv.min() >= 0 and uv.max() <= 1:
         attrs["TEXCOORD_0"] = b.strided(np.round(uv * 65535), UINT16, "VEC2", normalized=True)[0]
-    else:                               # outside [0, 1] a normalized type cannot hold it
+    else:  # outside [0, 1] a normalized type cannot hold it
         attrs["TEXCOORD_0"] = b.accessor(uv, FLOAT, "VEC2", ARRAY_BUFFER)
     if p.tangents is not None:
         attrs["TANGENT"] = b.strided(_snorm(p.tangents, 8), INT8, "VEC4", normalized=True)[0]
@@ -234,8 +261,12 @@ def _quantized_primitive_json(b: _Builder, p, material: int, use_targets: bool, 
         attrs["JOINTS_0"] = b.accessor(np.where(wq > 0, p.joints, 0), UINT8, "VEC4", ARRAY_BUFFER)
         attrs["WEIGHTS_0"] = b.strided(wq, UINT8, "VEC4", normalized=True)[0]
     ctype = UINT16 if len(p.positions) < 65535 else UINT32
-    prim: dict[str, Any] = {"attributes": attrs, "indices": b.accessor(p.indices.reshape(-1), ctype, "SCALAR", ELEMENT_ARRAY_BUFFER),
-            "material": material, "mode": 4}
+    prim: dict[str, Any] = {
+        "attributes": attrs,
+        "indices": b.accessor(p.indices.reshape(-1), ctype, "SCALAR", ELEMENT_ARRAY_BUFFER),
+        "material": material,
+        "mode": 4,
+    }
     if use_targets:
         d = np.asarray(p.targets, np.float64)
         d = np.where(np.abs(d).max(-1, keepdims=True) >= zero, d, 0.0)
@@ -255,8 +286,15 @@ def _quantized_primitive_json(b: _Builder, p, material: int, use_targets: bool, 
     return prim
 
 
-def _primitive_json(b: _Builder, p, material: int, use_targets: bool, zero: float | None = None,
-                    zero_n: float | None = None, normal_targets: bool = True) -> dict:
+def _primitive_json(
+    b: _Builder,
+    p,
+    material: int,
+    use_targets: bool,
+    zero: float | None = None,
+    zero_n: float | None = None,
+    normal_targets: bool = True,
+) -> dict:
     attrs = {
         "POSITION": b.accessor(p.positions, FLOAT, "VEC3", ARRAY_BUFFER, minmax=True),
         "NORMAL": b.accessor(p.normals, FLOAT, "VEC3", ARRAY_BUFFER),
@@ -268,8 +306,12 @@ def _primitive_json(b: _Builder, p, material: int, use_targets: bool, zero: floa
         attrs["JOINTS_0"] = b.accessor(p.joints, UINT8, "VEC4", ARRAY_BUFFER)
         attrs["WEIGHTS_0"] = b.accessor(p.weights, FLOAT, "VEC4", ARRAY_BUFFER)
     ctype = UINT16 if len(p.positions) < 65535 else UINT32
-    prim: dict[str, Any] = {"attributes": attrs, "indices": b.accessor(p.indices.reshape(-1), ctype, "SCALAR", ELEMENT_ARRAY_BUFFER),
-            "material": material, "mode": 4}
+    prim: dict[str, Any] = {
+        "attributes": attrs,
+        "indices": b.accessor(p.indices.reshape(-1), ctype, "SCALAR", ELEMENT_ARRAY_BUFFER),
+        "material": material,
+        "mode": 4,
+    }
     if use_targets:
         prim["targets"] = []
         for k, t in enumerate(p.targets):
@@ -298,13 +340,23 @@ def _skin_json(b: _Builder, skel, first_node: int, dequantize: np.ndarray | None
         ibm = (ibm.astype(np.float64) @ dequantize).astype(np.float32)
     # glTF matrices are column-major
     acc = b.accessor(np.ascontiguousarray(ibm.transpose(0, 2, 1)).reshape(len(skel.names), 16), FLOAT, "MAT4", None)
-    skin = {"name": "head_rig", "inverseBindMatrices": acc, "skeleton": first_node,
-            "joints": [first_node + j for j in range(len(skel.names))]}
+    skin = {
+        "name": "head_rig",
+        "inverseBindMatrices": acc,
+        "skeleton": first_node,
+        "joints": [first_node + j for j in range(len(skel.names))],
+    }
     return nodes, skin
 
 
-def glb_bytes(asset: HeadAsset | list[HeadAsset], images: dict[str, bytes], name: str = "head",
-              morph_targets: bool = True, image_uris: dict[str, str] | None = None, compact: bool = False) -> bytes:
+def glb_bytes(
+    asset: HeadAsset | list[HeadAsset],
+    images: dict[str, bytes],
+    name: str = "head",
+    morph_targets: bool = True,
+    image_uris: dict[str, str] | None = None,
+    compact: bool = False,
+) -> bytes:
     """Encode an asset (or its LODs, LOD 0 first) as GLB. ``images``: PNG bytes per material
     name ("skin", "eyes", "mouth", "eyelashes", "eye_wet") plus "normal" for the skin's
     tangent-space normal map; materials without an image get their constant colour.
@@ -320,11 +372,13 @@ def glb_bytes(asset: HeadAsset | list[HeadAsset], images: dict[str, bytes], name
     base = lods[0]
     b = _Builder()
     grid = position_grid(lods) if compact else None
-    unit = 100.0 if base.meta.get("units") == "cm" else 1.0         # COMPACT_ZERO is in metres
+    unit = 100.0 if base.meta.get("units") == "cm" else 1.0  # COMPACT_ZERO is in metres
     src = image_uris if image_uris is not None else images
     tex_names = [k for k in ("skin", "eyes", "mouth", "normal", "eyelashes", "eye_wet") if k in src]
     if image_uris is not None:
-        gl_images: list[dict[str, Any]] = [{"uri": image_uris[k], "mimeType": "image/png", "name": k} for k in tex_names]
+        gl_images: list[dict[str, Any]] = [
+            {"uri": image_uris[k], "mimeType": "image/png", "name": k} for k in tex_names
+        ]
     else:
         gl_images = [{"bufferView": b.view(images[k]), "mimeType": "image/png", "name": k} for k in tex_names]
     tex_index = {k: i for i, k in enumerate(tex_names)}
@@ -344,12 +398,23 @@ def glb_bytes(asset: HeadAsset | list[HeadAsset], images: dict[str, bytes], name
                 mat_of[p.material.name] = len(materials)
                 materials.append(_material_json(p, tex_index, tex_index.get("normal")))
         if grid is not None:
-            prims = [_quantized_primitive_json(b, p, mat_of[p.material.name], use_targets, grid,
-                                               zero=COMPACT_ZERO * unit, zero_n=COMPACT_ZERO_NORMAL, normal_targets=li == 0)
-                     for p in a.primitives]
+            prims = [
+                _quantized_primitive_json(
+                    b,
+                    p,
+                    mat_of[p.material.name],
+                    use_targets,
+                    grid,
+                    zero=COMPACT_ZERO * unit,
+                    zero_n=COMPACT_ZERO_NORMAL,
+                    normal_targets=li == 0,
+                )
+                for p in a.primitives
+            ]
         else:
-            prims = [_primitive_json(b, p, mat_of[p.material.name], use_targets, normal_targets=True)
-                     for p in a.primitives]
+            prims = [
+                _primitive_json(b, p, mat_of[p.material.name], use_targets, normal_targets=True) for p in a.primitives
+            ]
         mesh: dict[str, Any] = {"name": name if li == 0 else f"{name}_lod{li}", "primitives": prims}
         if use_targets:
             mesh["weights"] = [float(w) for w in a.default_weights]
@@ -376,20 +441,27 @@ def glb_bytes(asset: HeadAsset | list[HeadAsset], images: dict[str, bytes], name
         doc["skins"] = [skin]
         roots = [skin["skeleton"]]
     doc["nodes"] = nodes
-    doc["scenes"] = [{"name": name if li == 0 else f"{name}_lod{li}", "nodes": [li] + roots, "extras": {"lod": li}}
-                     for li in range(n_lod)]
+    doc["scenes"] = [
+        {"name": name if li == 0 else f"{name}_lod{li}", "nodes": [li] + roots, "extras": {"lod": li}}
+        for li in range(n_lod)
+    ]
     clip = base.clip_weights
     if morph_targets and clip is not None and len(base.target_names) and "targets" in meshes[0]["primitives"][0]:
         G, K = clip.shape
         times = b.accessor(np.arange(G, dtype=np.float32) * CLIP_FRAME_S, FLOAT, "SCALAR", None, minmax=True)
         vals = b.accessor(np.asarray(clip, np.float32).reshape(-1), FLOAT, "SCALAR", None)
-        doc["animations"] = [{
-            "name": "captured",
-            "samplers": [{"input": times, "output": vals, "interpolation": "STEP" if G == 1 else "LINEAR"}],
-            "channels": [{"sampler": 0, "target": {"node": li, "path": "weights"}}
-                         for li in range(n_lod) if "targets" in meshes[li]["primitives"][0]],
-            "extras": {"frames": list(base.clip_keys)},
-        }]
+        doc["animations"] = [
+            {
+                "name": "captured",
+                "samplers": [{"input": times, "output": vals, "interpolation": "STEP" if G == 1 else "LINEAR"}],
+                "channels": [
+                    {"sampler": 0, "target": {"node": li, "path": "weights"}}
+                    for li in range(n_lod)
+                    if "targets" in meshes[li]["primitives"][0]
+                ],
+                "extras": {"frames": list(base.clip_keys)},
+            }
+        ]
     if grid is not None:
         doc["extensionsUsed"] = [KHR_QUANT]
         doc["extensionsRequired"] = [KHR_QUANT]
@@ -405,8 +477,13 @@ def glb_bytes(asset: HeadAsset | list[HeadAsset], images: dict[str, bytes], name
     js += b" " * (-len(js) % 4)
     blob = bytes(b.blob) + b"\0" * (-len(b.blob) % 4)
     total = 12 + 8 + len(js) + 8 + len(blob)
-    return (struct.pack("<III", GLB_MAGIC, 2, total) + struct.pack("<II", len(js), CHUNK_JSON) + js
-            + struct.pack("<II", len(blob), CHUNK_BIN) + blob)
+    return (
+        struct.pack("<III", GLB_MAGIC, 2, total)
+        + struct.pack("<II", len(js), CHUNK_JSON)
+        + js
+        + struct.pack("<II", len(blob), CHUNK_BIN)
+        + blob
+    )
 
 
 @dataclass(frozen=True)
@@ -428,15 +505,20 @@ class Glb:
         if "bufferView" in a:
             stride = self.doc["bufferViews"][a["bufferView"]].get("byteStride", dt.itemsize * n)
             rows = self._view(a["bufferView"], np.uint8, a["count"] * stride, a.get("byteOffset", 0))
-            arr = rows.reshape(a["count"], stride)[:, :dt.itemsize * n].copy().view(dt).reshape(a["count"], n)
+            arr = rows.reshape(a["count"], stride)[:, : dt.itemsize * n].copy().view(dt).reshape(a["count"], n)
         else:
             arr = np.zeros((a["count"], n), dt)
         sp = a.get("sparse")
         if sp:
-            idx = self._view(sp["indices"]["bufferView"], _NP[sp["indices"]["componentType"]], sp["count"],
-                             sp["indices"].get("byteOffset", 0)).astype(np.int64)
-            arr[idx] = self._view(sp["values"]["bufferView"], dt, sp["count"] * n,
-                                  sp["values"].get("byteOffset", 0)).reshape(-1, n)
+            idx = self._view(
+                sp["indices"]["bufferView"],
+                _NP[sp["indices"]["componentType"]],
+                sp["count"],
+                sp["indices"].get("byteOffset", 0),
+            ).astype(np.int64)
+            arr[idx] = self._view(
+                sp["values"]["bufferView"], dt, sp["count"] * n, sp["values"].get("byteOffset", 0)
+            ).reshape(-1, n)
         return arr if n > 1 else arr[:, 0].copy()
 
     def values(self, index: int) -> np.ndarray:
@@ -455,7 +537,7 @@ class Glb:
             if im.get("name") == name:
                 v = self.doc["bufferViews"][im["bufferView"]]
                 o = v.get("byteOffset", 0)
-                return self.bin[o:o + v["byteLength"]]
+                return self.bin[o : o + v["byteLength"]]
         raise KeyError(name)
 
 
@@ -475,11 +557,11 @@ def parse_glb(data: bytes, path: str | Path = "<bytes>") -> Glb:
     jlen, jtype = struct.unpack_from("<II", data, 12)
     if jtype != CHUNK_JSON:
         raise InputError("GLB's first chunk is not JSON", path)
-    doc = json.loads(data[20:20 + jlen])
+    doc = json.loads(data[20 : 20 + jlen])
     off = 20 + jlen
     binary = b""
     if off + 8 <= len(data):
         blen, btype = struct.unpack_from("<II", data, off)
         if btype == CHUNK_BIN:
-            binary = data[off + 8: off + 8 + blen]
+            binary = data[off + 8 : off + 8 + blen]
     return Glb(doc, binary)

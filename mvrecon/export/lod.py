@@ -36,8 +36,9 @@ def face_flip_share(prim: Primitive) -> float:
     return float(_flipped(prim).mean())
 
 
-def _simplify(idx: np.ndarray, pos: np.ndarray, normals: np.ndarray, lock: np.ndarray, target: int,
-              options: int) -> np.ndarray:
+def _simplify(
+    idx: np.ndarray, pos: np.ndarray, normals: np.ndarray, lock: np.ndarray, target: int, options: int
+) -> np.ndarray:
     """meshopt_simplifyWithAttributes (normals as attributes, ``lock`` (n,) uint8 vertices kept)
     through the binding's library handle: the binding's own wrapper passes the float arguments
     without ctypes types and fails, so the C signature is declared here."""
@@ -48,17 +49,46 @@ def _simplify(idx: np.ndarray, pos: np.ndarray, normals: np.ndarray, lock: np.nd
     fn = lib.meshopt_simplifyWithAttributes
     fn.restype = C.c_size_t
     fp, up = C.POINTER(C.c_float), C.POINTER(C.c_uint)
-    fn.argtypes = [up, up, C.c_size_t, fp, C.c_size_t, C.c_size_t, fp, C.c_size_t, fp, C.c_size_t,
-                   C.POINTER(C.c_ubyte), C.c_size_t, C.c_float, C.c_uint, fp]
+    fn.argtypes = [
+        up,
+        up,
+        C.c_size_t,
+        fp,
+        C.c_size_t,
+        C.c_size_t,
+        fp,
+        C.c_size_t,
+        fp,
+        C.c_size_t,
+        C.POINTER(C.c_ubyte),
+        C.c_size_t,
+        C.c_float,
+        C.c_uint,
+        fp,
+    ]
     dest = np.zeros(len(idx), np.uint32)
     attr = np.ascontiguousarray(normals, np.float32)
     weights = np.full(3, NORMAL_WEIGHT, np.float32)
     lock = np.ascontiguousarray(lock, np.uint8)
     err = C.c_float(0.0)
     # target_error is relative to the mesh extent: 1.0 lets the triangle count decide
-    n = fn(dest.ctypes.data_as(up), idx.ctypes.data_as(up), len(idx), pos.ctypes.data_as(fp), len(pos), 12,
-           attr.ctypes.data_as(fp), 12, weights.ctypes.data_as(fp), 3, lock.ctypes.data_as(C.POINTER(C.c_ubyte)),
-           target, 1.0, options, C.byref(err))
+    n = fn(
+        dest.ctypes.data_as(up),
+        idx.ctypes.data_as(up),
+        len(idx),
+        pos.ctypes.data_as(fp),
+        len(pos),
+        12,
+        attr.ctypes.data_as(fp),
+        12,
+        weights.ctypes.data_as(fp),
+        3,
+        lock.ctypes.data_as(C.POINTER(C.c_ubyte)),
+        target,
+        1.0,
+        options,
+        C.byref(err),
+    )
     return dest[:n].reshape(-1, 3).astype(np.int64)
 
 
@@ -139,9 +169,9 @@ def _fold_cost(tris: np.ndarray | list, pos: np.ndarray, normals: np.ndarray) ->
     """Folds of triangles ``tris`` (m, 3) over poses (P, n, 3): a fold in the rest pose (P index 0)
     outweighs folds under every morph target together (at most m (P - 1))."""
     t = np.asarray(tris, np.int64)
-    p = pos[:, t]                                                    # (P, m, 3 corners, 3)
+    p = pos[:, t]  # (P, m, 3 corners, 3)
     fn = np.cross(p[:, :, 1] - p[:, :, 0], p[:, :, 2] - p[:, :, 0])
-    bad = (fn * normals[:, t].sum(2)).sum(-1) < 0                    # (P, m)
+    bad = (fn * normals[:, t].sum(2)).sum(-1) < 0  # (P, m)
     return int(bad[0].sum()) * len(t) * len(pos) + int(bad[1:].sum())
 
 
@@ -156,7 +186,7 @@ def repair_folds(tri: np.ndarray, pos: np.ndarray, normals: np.ndarray, passes: 
     edge: dict[tuple[int, int], int] = {}
     for i, (a, b, c) in enumerate(tri.tolist()):
         for e in ((a, b), (b, c), (c, a)):
-            edge[e] = -1 if e in edge else i         # a directed edge used twice (non-manifold): never flipped
+            edge[e] = -1 if e in edge else i  # a directed edge used twice (non-manifold): never flipped
     for _ in range(passes):
         t = tri
         p = pos[:, t]
@@ -171,7 +201,7 @@ def repair_folds(tri: np.ndarray, pos: np.ndarray, normals: np.ndarray, passes: 
                 if j < 0 or j == i or any(edge.get(e) != i for e in ((a, b), (b, c), (c, a))):
                     continue
                 u = tri[j].tolist()
-                d = u[(u.index(a) + 1) % 3]                          # u is (b, a, d) up to rotation
+                d = u[(u.index(a) + 1) % 3]  # u is (b, a, d) up to rotation
                 if d == c or (c, d) in edge or (d, c) in edge or edge.get((a, d)) != j or edge.get((d, b)) != j:
                     continue
                 new = [(a, d, c), (d, b, c)]

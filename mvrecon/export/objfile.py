@@ -41,8 +41,10 @@ def mtl_text(asset: HeadAsset) -> str:
     for p in asset.primitives:
         m = p.material
         r, g, b, a = m.color
-        out.append(f"\nnewmtl {m.name}\nKa 0 0 0\nKd {r:.4f} {g:.4f} {b:.4f}\nKs 0.04 0.04 0.04\n"
-                   f"Ns {max(1.0, (1 - m.roughness) * 200):.1f}\nd {a:.3f}\nillum 2\n")
+        out.append(
+            f"\nnewmtl {m.name}\nKa 0 0 0\nKd {r:.4f} {g:.4f} {b:.4f}\nKs 0.04 0.04 0.04\n"
+            f"Ns {max(1.0, (1 - m.roughness) * 200):.1f}\nd {a:.3f}\nillum 2\n"
+        )
         if m.textured and m.name in TEXTURE_FILES:
             out.append(f"map_Kd {TEXTURE_FILES[m.name]}\n")
             if m.name == "eyelashes":

@@ -104,7 +104,7 @@ def build_skeleton(model, verts: np.ndarray, jaw_delta: np.ndarray | None) -> Sk
         w_jaw = np.zeros(N)
     w_jaw = w_jaw * (1 - w_neck)
     w_head = 1 - w_neck - w_jaw
-    joints = np.tile(np.array([2, 1, 3, 0], np.uint8), (N, 1))               # head, neck, jaw, root
+    joints = np.tile(np.array([2, 1, 3, 0], np.uint8), (N, 1))  # head, neck, jaw, root
     weights = np.stack([w_head, w_neck, w_jaw, np.zeros(N)], 1)
     for sub, j in (("eyeball_left", 4), ("eyeball_right", 5)):
         if sub in model.submeshes:

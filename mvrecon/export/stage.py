@@ -42,6 +42,8 @@ log = logging.getLogger(__name__)
 
 #: The texture stage's images the asset carries (material slot -> output role of the texture stage).
 IMAGE_ROLES = {"skin": "albedo", "eyes": "eyes", "mouth": "mouth", "eyelashes": "eyelashes", "normal": "normal"}
+
+
 @dataclass(frozen=True)
 class ExportResult:
     """What the export stage wrote."""
@@ -59,15 +61,21 @@ def _texture_images(session, cfg: ExportConfig) -> dict[str, bytes]:
     """The texture stage's images as encoded bytes (material slot -> PNG), checked to be baked at
     the export's texture size."""
     tdir = session.stage_dir(TEXTURE.name)
-    missing = [role for role in (*IMAGE_ROLES.values(), "displacement", "displacement scale")
-               if not TEXTURE.outputs.path(tdir, role).is_file()]
+    missing = [
+        role
+        for role in (*IMAGE_ROLES.values(), "displacement", "displacement scale")
+        if not TEXTURE.outputs.path(tdir, role).is_file()
+    ]
     if missing:
         raise StageMissing(f"no textures yet ({', '.join(missing)} missing): run the texture stage first", tdir)
     summary = TEXTURE.outputs.path(tdir, "summary")
     size = (read_json(summary).get("size") or [None])[0] if summary.is_file() else None
     if size != cfg.texture_size:
-        raise StageMissing(f"the texture stage baked {size} px textures, the export asks for {cfg.texture_size} "
-                           f"(its texture_size): run the texture stage at size {cfg.texture_size} first", tdir)
+        raise StageMissing(
+            f"the texture stage baked {size} px textures, the export asks for {cfg.texture_size} "
+            f"(its texture_size): run the texture stage at size {cfg.texture_size} first",
+            tdir,
+        )
     return {k: TEXTURE.outputs.path(tdir, role).read_bytes() for k, role in IMAGE_ROLES.items()}
 
 
@@ -78,9 +86,15 @@ def with_displacement(asset: HeadAsset, meta: dict) -> HeadAsset:
 
     unit = 100.0 if asset.meta.get("units") == "cm" else 1.0
     scale = float(meta["scale_m"])
-    d = {"uri": "displacement.png", "scale_m": scale, "scale": scale * unit, "midlevel": float(meta.get("midlevel", 0.5)),
-         "encoding": "displacement = (png / 65535 - midlevel) * 2 * scale (asset units), along the normal",
-         "material": "skin", "uv_layout": meta.get("uv_layout", "")}
+    d = {
+        "uri": "displacement.png",
+        "scale_m": scale,
+        "scale": scale * unit,
+        "midlevel": float(meta.get("midlevel", 0.5)),
+        "encoding": "displacement = (png / 65535 - midlevel) * 2 * scale (asset units), along the normal",
+        "material": "skin",
+        "uv_layout": meta.get("uv_layout", ""),
+    }
     return replace(asset, meta={**asset.meta, "displacement": d})
 
 
@@ -94,11 +108,16 @@ def _lod_assets(asset: HeadAsset, lods: tuple[float, ...]) -> list[HeadAsset]:
 def export(session, cfg: ExportConfig = ExportConfig()) -> ExportResult:
     """Write the head asset of a fitted session (see the module docstring)."""
     t0 = time.perf_counter()
-    head = load_fit(session.stage_dir("fit"))          # StageMissing names the fit stage
+    head = load_fit(session.stage_dir("fit"))  # StageMissing names the fit stage
     out = Path(cfg.out_dir) if cfg.out_dir else session.stage_dir("export")
     images = _texture_images(session, cfg)
-    full = build_asset(head, morph_targets=cfg.morph_targets, morph_names=cfg.morph_names,
-                       expression=cfg.expression, skeleton=cfg.skeleton)
+    full = build_asset(
+        head,
+        morph_targets=cfg.morph_targets,
+        morph_names=cfg.morph_names,
+        expression=cfg.expression,
+        skeleton=cfg.skeleton,
+    )
     lods = _lod_assets(full, cfg.lods)
     if cfg.units == "cm":
         lods = [scale_asset(a, 100.0) for a in lods]
@@ -125,8 +144,9 @@ def export(session, cfg: ExportConfig = ExportConfig()) -> ExportResult:
                 if i == 0:
                     data = glb_bytes(lods, images, name=stem, morph_targets=cfg.morph_targets, compact=cfg.compress)
                 else:
-                    data = glb_bytes(a, images, name=stem, morph_targets=cfg.morph_targets, image_uris=uris,
-                                     compact=cfg.compress)
+                    data = glb_bytes(
+                        a, images, name=stem, morph_targets=cfg.morph_targets, image_uris=uris, compact=cfg.compress
+                    )
                 if cfg.compress:
                     data = compress_glb(parse_glb(data))
                 if i == 0:
@@ -143,31 +163,52 @@ def export(session, cfg: ExportConfig = ExportConfig()) -> ExportResult:
             write_bytes(tmp / "head.usdz", usdz_bytes(full, images, units=cfg.units))
             files.append("head.usdz")
         summary = {
-            "units": cfg.units, "up": "+Y", "forward": "+Z (out of the face)", "model": head.model.name,
+            "units": cfg.units,
+            "up": "+Y",
+            "forward": "+Z (out of the face)",
+            "model": head.model.name,
             "scale": float(head.scale),
-            "lods": [{"fraction": f, "vertices": a.n_vertices, "triangles": a.n_triangles,
-                      "per_material": {p.material.name: int(len(p.indices)) for p in a.primitives}}
-                     for f, a in zip(cfg.lods, lods)],
+            "lods": [
+                {
+                    "fraction": f,
+                    "vertices": a.n_vertices,
+                    "triangles": a.n_triangles,
+                    "per_material": {p.material.name: int(len(p.indices)) for p in a.primitives},
+                }
+                for f, a in zip(cfg.lods, lods)
+            ],
             "morph_targets": full.target_names,
             "morph_names": cfg.morph_names,
             "morph_sources": full.meta.get("morph_sources", {}),
             "default_weights": {n: float(w) for n, w in zip(full.target_names, full.default_weights)},
-            "captured_expression": {"animation": "captured", "frames": full.clip_keys,
-                                    "weights": {} if full.clip_weights is None else
-                                    {n: [float(x) for x in full.clip_weights[:, k]]
-                                     for k, n in enumerate(full.target_names)}},
-            "skeleton": None if full.skeleton is None else
-            {"joints": list(full.skeleton.names), "parents": list(full.skeleton.parents),
-             "positions": full.skeleton.positions.tolist()},
+            "captured_expression": {
+                "animation": "captured",
+                "frames": full.clip_keys,
+                "weights": {}
+                if full.clip_weights is None
+                else {n: [float(x) for x in full.clip_weights[:, k]] for k, n in enumerate(full.target_names)},
+            },
+            "skeleton": None
+            if full.skeleton is None
+            else {
+                "joints": list(full.skeleton.names),
+                "parents": list(full.skeleton.parents),
+                "positions": full.skeleton.positions.tolist(),
+            },
             "morph_target_note": "ICT blendshape deltas applied to this identity as is (a linear model has no "
-                                 "identity-specific expressions), times the fitted scale; mapped to ARKit's "
-                                 "names and shapes as morph_sources says",
+            "identity-specific expressions), times the fitted scale; mapped to ARKit's "
+            "names and shapes as morph_sources says",
         }
         write_json(tmp / "asset.json", summary)
         write_json(tmp / "config.json", cfg.to_dict())
         files += ["asset.json", "config.json"]
     secs = time.perf_counter() - t0
-    return ExportResult(out_dir=out, files=files, lod_triangles=[a.n_triangles for a in lods],
-                        lod_vertices=[a.n_vertices for a in lods], glb_bytes=glb_size,
-                        target_names=full.target_names, seconds=secs)
-
+    return ExportResult(
+        out_dir=out,
+        files=files,
+        lod_triangles=[a.n_triangles for a in lods],
+        lod_vertices=[a.n_vertices for a in lods],
+        glb_bytes=glb_size,
+        target_names=full.target_names,
+        seconds=secs,
+    )

@@ -12,7 +12,11 @@ def _run(ctx: Context) -> dict[str, Any]:
     from .stage import export
 
     r = export(ctx.session, stage_config(ctx.cfg.export, "export"))
-    return {"triangles": r.lod_triangles[0], "GLB (MB)": round(r.glb_bytes / 1e6, 2), "morph targets": len(r.target_names)}
+    return {
+        "triangles": r.lod_triangles[0],
+        "GLB (MB)": round(r.glb_bytes / 1e6, 2),
+        "morph targets": len(r.target_names),
+    }
 
 
 # it reads the fit's head and the texture stage's images, never bakes them itself

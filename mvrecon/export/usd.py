@@ -83,14 +83,16 @@ def _material(stage, path: str, prim, has_texture: bool, normal_map: bool):
     if has_texture:
         tex = UsdShade.Shader.Define(stage, f"{path}/Albedo")
         tex.CreateIdAttr("UsdUVTexture")
-        tex.CreateInput("file", Sdf.ValueTypeNames.Asset).Set(f"./{_TEXTURES[m.name]}")  # anchored: "x.png" is a search path
+        tex.CreateInput("file", Sdf.ValueTypeNames.Asset).Set(
+            f"./{_TEXTURES[m.name]}"
+        )  # anchored: "x.png" is a search path
         tex.CreateInput("sourceColorSpace", Sdf.ValueTypeNames.Token).Set("sRGB")
         tex.CreateInput("st", Sdf.ValueTypeNames.Float2).ConnectToSource(st)
         tex.CreateInput("wrapS", Sdf.ValueTypeNames.Token).Set("clamp")
         tex.CreateInput("wrapT", Sdf.ValueTypeNames.Token).Set("clamp")
         rgb = tex.CreateOutput("rgb", Sdf.ValueTypeNames.Float3)
         surf.CreateInput("diffuseColor", Sdf.ValueTypeNames.Color3f).ConnectToSource(rgb)
-        if m.name == "eyelashes":       # strands: alpha-tested as in the glb
+        if m.name == "eyelashes":  # strands: alpha-tested as in the glb
             a = tex.CreateOutput("a", Sdf.ValueTypeNames.Float)
             surf.CreateInput("opacity", Sdf.ValueTypeNames.Float).ConnectToSource(a)
             surf.CreateInput("opacityThreshold", Sdf.ValueTypeNames.Float).Set(0.4)
@@ -167,8 +169,12 @@ def usd_stage(asset: HeadAsset, images: dict[str, bytes], folder: Path, units: s
         binding = UsdSkel.BindingAPI.Apply(mesh.GetPrim())
         binding.CreateSkeletonRel().SetTargets([skel.GetPath()])
         if asset.skeleton is not None and p.joints is not None and p.weights is not None:
-            binding.CreateJointIndicesPrimvar(False, 4).Set(Vt.IntArray.FromNumpy(p.joints.astype(np.int32).reshape(-1)))
-            binding.CreateJointWeightsPrimvar(False, 4).Set(Vt.FloatArray.FromNumpy(p.weights.astype(np.float32).reshape(-1)))
+            binding.CreateJointIndicesPrimvar(False, 4).Set(
+                Vt.IntArray.FromNumpy(p.joints.astype(np.int32).reshape(-1))
+            )
+            binding.CreateJointWeightsPrimvar(False, 4).Set(
+                Vt.FloatArray.FromNumpy(p.weights.astype(np.float32).reshape(-1))
+            )
             binding.CreateGeomBindTransformAttr(Gf.Matrix4d(1.0))
         if p.targets is None or not names:
             continue
@@ -181,7 +187,8 @@ def usd_stage(asset: HeadAsset, images: dict[str, bytes], folder: Path, units: s
             bs.CreateOffsetsAttr(Vt.Vec3fArray.FromNumpy(np.ascontiguousarray(p.targets[k][moved], np.float32)))
             if p.normal_targets is not None:
                 bs.CreateNormalOffsetsAttr(
-                    Vt.Vec3fArray.FromNumpy(np.ascontiguousarray(p.normal_targets[k][moved], np.float32)))
+                    Vt.Vec3fArray.FromNumpy(np.ascontiguousarray(p.normal_targets[k][moved], np.float32))
+                )
             bs.CreatePointIndicesAttr(Vt.IntArray.FromNumpy(moved.astype(np.int32)))
             shapes.append(sname)
             targets.append(bs.GetPath())

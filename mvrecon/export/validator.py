@@ -49,8 +49,12 @@ def ensure_validator(install: bool = True) -> Path:
     if not install or shutil.which("npm") is None:
         raise ValidatorUnavailable(f"gltf-validator is not installed under {prefix} and npm is not available")
     prefix.mkdir(parents=True, exist_ok=True)
-    r = subprocess.run(["npm", "install", "--prefix", str(prefix), "gltf-validator", "--no-audit", "--no-fund"],
-                       capture_output=True, text=True, timeout=600)
+    r = subprocess.run(
+        ["npm", "install", "--prefix", str(prefix), "gltf-validator", "--no-audit", "--no-fund"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     if r.returncode != 0 or not (pkg / "index.js").is_file():
         tail = (r.stderr or r.stdout).strip().splitlines()[-1:] or ["no output"]
         raise ValidatorUnavailable(f"npm install gltf-validator failed: {tail[0]}")

@@ -220,9 +220,9 @@ def import_ict(path: str | Path, name: str = "ict", progress: Callable[[str], No
     license_text = LICENSE_FILE.read_text(encoding="utf-8")
     extras = {}
     if extra_names:
-        extras["exp_extra_basis"] = (
-            np.stack([verts[e] - neutral.vertices for e in extra_names]) * CM_TO_M
-        ).astype(np.float32)
+        extras["exp_extra_basis"] = (np.stack([verts[e] - neutral.vertices for e in extra_names]) * CM_TO_M).astype(
+            np.float32
+        )
         extras["exp_extra_names"] = np.array(extra_names, dtype=str)
     model = FaceModel(
         name=name,

@@ -58,9 +58,7 @@ def read_mat(path: Path) -> dict[str, np.ndarray]:
         try:
             import h5py
         except ImportError:
-            raise InputError(
-                "MATLAB v7.3 (HDF5) file: install h5py, or re-save it in MATLAB with -v7", path
-            ) from None
+            raise InputError("MATLAB v7.3 (HDF5) file: install h5py, or re-save it in MATLAB with -v7", path) from None
         with h5py.File(path, "r") as f:
             # MATLAB stores column-major: transpose to the loadmat layout
             return {k: np.asarray(f[k]).T for k in f.keys() if isinstance(f[k], h5py.Dataset)}
@@ -251,7 +249,15 @@ def import_bfm2009(path: str | Path, name: str = "bfm", landmarks: Any = None) -
         exp_names = [f"exp{i:03d}" for i in range(len(std))]
         note = f"{len(std)} expression modes (Exp_Pca.bin * std_exp.txt), cut to {len(trim)} vertices"
     return build_model(
-        name, path, mean, id_basis, exp_basis, exp_names, tris, lm, BFM_LICENSE,
+        name,
+        path,
+        mean,
+        id_basis,
+        exp_basis,
+        exp_names,
+        tris,
+        lm,
+        BFM_LICENSE,
         f"Basel Face Model 2009 from {path.name}: {len(id_basis)} identity modes (shapePC*shapeEV), "
         f"{note}, micrometres -> metres",
         id_std=ev * um,
@@ -276,8 +282,15 @@ def import_bfm_front(path: str | Path, name: str = "bfm-front") -> FaceModel:
     if "texBase" in d:
         extras["tex_basis"] = _basis(d["texBase"], n, "texBase", path).astype(np.float32)
     return build_model(
-        name, path, mu.reshape(n, 3) * dm, id_basis, exp_basis,
-        [f"exp{i:03d}" for i in range(len(exp_basis))], tris, lm, BFM_LICENSE,
+        name,
+        path,
+        mu.reshape(n, 3) * dm,
+        id_basis,
+        exp_basis,
+        [f"exp{i:03d}" for i in range(len(exp_basis))],
+        tris,
+        lm,
+        BFM_LICENSE,
         f"Deep3DFaceRecon BFM_model_front.mat ({path.name}): BFM 2009 front face, {len(id_basis)} identity "
         f"and {len(exp_basis)} expression modes (std-scaled), decimetres -> metres",
         extras=extras,
@@ -309,14 +322,24 @@ def import_faceverse(path: str | Path, name: str = "faceverse") -> FaceModel:
     units = (1.0, 0.1, 0.01, 0.001)
     scale = min(units, key=lambda s: abs(np.log(max(corner * s, 1e-12) / 0.09)))
     names = d.get("exp_name_list_52")
-    exp_names = [str(s) for s in names] if names is not None and len(names) == len(ex_raw) else [
-        f"exp{i:03d}" for i in range(len(ex_raw))
-    ]
+    exp_names = (
+        [str(s) for s in names]
+        if names is not None and len(names) == len(ex_raw)
+        else [f"exp{i:03d}" for i in range(len(ex_raw))]
+    )
     extras = {}
     if "meantex" in d:
         extras["tex_mean"] = np.asarray(d["meantex"], np.float32).reshape(n, 3)
     return build_model(
-        name, path, raw * scale, id_raw * scale, ex_raw * scale, exp_names, tris, lm, FACEVERSE_LICENSE,
+        name,
+        path,
+        raw * scale,
+        id_raw * scale,
+        ex_raw * scale,
+        exp_names,
+        tris,
+        lm,
+        FACEVERSE_LICENSE,
         f"FaceVerse model dict {path.name}: {len(id_raw)} identity and {len(ex_raw)} expression modes, "
         f"unit {scale} m inferred from the eye-corner distance",
         extras=extras,
@@ -348,7 +371,9 @@ def _flame_landmarks(path: Path, faces: np.ndarray, n: int, landmarks: Any) -> n
     fi = np.asarray(emb["full_lmk_faces_idx"]).reshape(-1).astype(np.int64)
     bc = np.asarray(emb["full_lmk_bary_coords"], np.float64).reshape(-1, 3)
     if fi.shape != (68,) or bc.shape != (68, 3) or fi.min() < 0 or fi.max() >= len(faces):
-        raise InputError(f"embedding has {fi.size} faces / {bc.shape} weights, expected 68 on {len(faces)} faces", emb_path)
+        raise InputError(
+            f"embedding has {fi.size} faces / {bc.shape} weights, expected 68 on {len(faces)} faces", emb_path
+        )
     return faces[fi, np.argmax(bc, 1)].astype(np.int64)
 
 
@@ -376,8 +401,15 @@ def import_flame(path: str | Path, name: str = "flame", landmarks: Any = None, n
         jr = d["J_regressor"]
         extras["J_regressor"] = np.asarray(jr.toarray() if hasattr(jr, "toarray") else jr, np.float32)
     return build_model(
-        name, path, vt, basis[:n_shape], basis[n_shape:], [f"exp{i:03d}" for i in range(len(basis) - n_shape)],
-        faces, lm, FLAME_LICENSE,
+        name,
+        path,
+        vt,
+        basis[:n_shape],
+        basis[n_shape:],
+        [f"exp{i:03d}" for i in range(len(basis) - n_shape)],
+        faces,
+        lm,
+        FLAME_LICENSE,
         f"FLAME {path.name}: {n_shape} shape and {len(basis) - n_shape} expression modes (shapedirs), metres; "
         "skinning in extras",
         extras=extras,

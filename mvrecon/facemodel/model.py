@@ -325,7 +325,9 @@ def load_model_file(path: str | Path) -> FaceModel:
         with zipfile.ZipFile(path) as zf:  # a zip bomb is refused from its directory, unpacked never
             unpacked = sum(i.file_size for i in zf.infolist())
         if unpacked > MAX_MODEL_BYTES:
-            raise InputError(f"face model unpacks to {unpacked} bytes, above the limit of {MAX_MODEL_BYTES}; refused", path)
+            raise InputError(
+                f"face model unpacks to {unpacked} bytes, above the limit of {MAX_MODEL_BYTES}; refused", path
+            )
         with np.load(path, allow_pickle=False) as z:
             data = {k: z[k] for k in z.files}
     except (OSError, ValueError, zipfile.BadZipFile, EOFError, MemoryError, NotImplementedError) as e:
@@ -337,7 +339,9 @@ def load_model_file(path: str | Path) -> FaceModel:
     except (TypeError, ValueError):
         raise InputError("not a mvrecon face model (a malformed 'format_version')", path) from None
     if version != FORMAT_VERSION:
-        raise InputError(f"face model format version {version}, this mvrecon reads {FORMAT_VERSION}; re-import it", path)
+        raise InputError(
+            f"face model format version {version}, this mvrecon reads {FORMAT_VERSION}; re-import it", path
+        )
     missing = [k for k in _ARRAYS + _STRINGS + ("exp_names",) if k not in data]
     if missing:
         raise InputError(f"missing array(s) {', '.join(repr(k) for k in missing)}", path)

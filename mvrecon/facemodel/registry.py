@@ -60,7 +60,5 @@ def load_model(name_or_path: str | os.PathLike) -> FaceModel:
     found = model_path(s)
     if found is None:
         where = ", ".join(str(d) for d in search_dirs())
-        raise MvreconError(
-            f"face model '{s}' not found (looked in {where}); import it with 'mvrecon model import'"
-        )
+        raise MvreconError(f"face model '{s}' not found (looked in {where}); import it with 'mvrecon model import'")
     return load_model_file(found)

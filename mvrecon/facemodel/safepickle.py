@@ -77,7 +77,13 @@ for _mod in ("numpy.core.multiarray", "numpy._core.multiarray"):
 for _mod in ("numpy.core.numeric", "numpy._core.numeric"):
     _ALLOWED[(_mod, "_frombuffer")] = _numeric._frombuffer
 for _b in ("builtins", "__builtin__"):
-    for _n, _obj in (("set", set), ("frozenset", frozenset), ("slice", slice), ("complex", complex), ("object", object)):
+    for _n, _obj in (
+        ("set", set),
+        ("frozenset", frozenset),
+        ("slice", slice),
+        ("complex", complex),
+        ("object", object),
+    ):
         _ALLOWED[(_b, _n)] = _obj
 for _cls, _stub in _SPARSE.items():
     fmt = _cls[:3]
@@ -195,8 +201,17 @@ def load_pickle(path: str | Path) -> Any:
         return safe_loads(data)
     except pickle.UnpicklingError as e:
         raise InputError(f"unsafe or unsupported pickle content: {e}", path) from None
-    except (EOFError, ValueError, TypeError, KeyError, IndexError, AttributeError, MemoryError, RecursionError,
-            OverflowError) as e:
+    except (
+        EOFError,
+        ValueError,
+        TypeError,
+        KeyError,
+        IndexError,
+        AttributeError,
+        MemoryError,
+        RecursionError,
+        OverflowError,
+    ) as e:
         raise InputError(f"not a readable pickle ({e.__class__.__name__}: {str(e)[:200]})", path) from None
 
 
@@ -225,6 +240,15 @@ def load_npy(path: str | Path) -> Any:
         return safe_loads(payload)
     except pickle.UnpicklingError as e:
         raise InputError(f"unsafe or unsupported pickle content: {e}", path) from None
-    except (EOFError, ValueError, TypeError, KeyError, IndexError, AttributeError, MemoryError, RecursionError,
-            OverflowError) as e:
+    except (
+        EOFError,
+        ValueError,
+        TypeError,
+        KeyError,
+        IndexError,
+        AttributeError,
+        MemoryError,
+        RecursionError,
+        OverflowError,
+    ) as e:
         raise InputError(f"not a readable .npy object array ({e.__class__.__name__}: {e})", path) from None

@@ -36,8 +36,9 @@ def face_vertices(model) -> np.ndarray:
     return m & (model.part_labels > 0)
 
 
-def surface_error(fitted: np.ndarray, truth: np.ndarray, model, mask: np.ndarray | None = None,
-                  subset: np.ndarray | None = None) -> SurfaceError:
+def surface_error(
+    fitted: np.ndarray, truth: np.ndarray, model, mask: np.ndarray | None = None, subset: np.ndarray | None = None
+) -> SurfaceError:
     """Distances from ``fitted`` (N, 3) face vertices to the surface of ``truth`` (N, 3), metres in,
     mm out; both in the model topology and the same (world) frame. ``mask`` (N,) bool: the region
     (default :func:`face_vertices`); ``subset`` (N,) bool: report only these of its vertices (e.g.

@@ -6,10 +6,40 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-Param = Literal["alpha", "log_scale", "deform", "beta", "rot", "trans", "sh", "disp", "albedo", "bias", "cam_pose",
-                "key_dir", "key", "spec"]
-Loss = Literal["landmark", "prdl", "photo", "contour", "id_prior", "exp_prior", "deform_tv", "deform_tvstd",
-               "deform_mag", "deform_bend", "disp_tv", "disp_mag", "disp_consistency", "mask_iou", "consistency", "cam_prior"]
+Param = Literal[
+    "alpha",
+    "log_scale",
+    "deform",
+    "beta",
+    "rot",
+    "trans",
+    "sh",
+    "disp",
+    "albedo",
+    "bias",
+    "cam_pose",
+    "key_dir",
+    "key",
+    "spec",
+]
+Loss = Literal[
+    "landmark",
+    "prdl",
+    "photo",
+    "contour",
+    "id_prior",
+    "exp_prior",
+    "deform_tv",
+    "deform_tvstd",
+    "deform_mag",
+    "deform_bend",
+    "disp_tv",
+    "disp_mag",
+    "disp_consistency",
+    "mask_iou",
+    "consistency",
+    "cam_prior",
+]
 
 
 @dataclass(frozen=True)
@@ -63,10 +93,19 @@ def _schedule(scale: float) -> tuple[Stage, ...]:
         Stage("rigid", n(40), ("rot", "trans"), {"landmark": 1.0}),
         Stage("shape", n(240), ("rot", "trans", "alpha", "beta"), {"landmark": 1.0, **_PRIORS}),
         Stage("photo", n(160), ("rot", "trans", "alpha", "beta", "sh", "albedo", "bias"), photo),
-        Stage("deform", n(80), ("rot", "trans", "beta", "sh", "albedo", "bias", "deform"),
-              {**photo, "deform_bend": 0.03, "deform_mag": 1e-4}),
-        Stage("detail", n(30), ("sh", "albedo", "bias", "disp"),
-              {"photo": 1.0, "disp_tv": 0.5, "disp_mag": 0.05, "disp_consistency": 0.5}, requires=("photo",)),
+        Stage(
+            "deform",
+            n(80),
+            ("rot", "trans", "beta", "sh", "albedo", "bias", "deform"),
+            {**photo, "deform_bend": 0.03, "deform_mag": 1e-4},
+        ),
+        Stage(
+            "detail",
+            n(30),
+            ("sh", "albedo", "bias", "disp"),
+            {"photo": 1.0, "disp_tv": 0.5, "disp_mag": 0.05, "disp_consistency": 0.5},
+            requires=("photo",),
+        ),
     )
 
 
@@ -97,8 +136,15 @@ def _schedule_legacy(scale: float) -> tuple[Stage, ...]:
             "photo",
             n(160),
             ("rot", "trans", "alpha", "beta", "sh", "albedo", "deform"),
-            {"landmark": 0.05, "prdl": 0.02, "photo": 1.0, "contour": 0.5, **_PRIORS,
-             "deform_tv": 1e-2, "deform_mag": 1e-4},
+            {
+                "landmark": 0.05,
+                "prdl": 0.02,
+                "photo": 1.0,
+                "contour": 0.5,
+                **_PRIORS,
+                "deform_tv": 1e-2,
+                "deform_mag": 1e-4,
+            },
         ),
         Stage(
             "detail",
@@ -222,19 +268,33 @@ def legacy(name: str = "default") -> FitConfig:
     in the photometric stage, a plain robust photometric term over every face pixel, no stage
     check (kept to measure against)."""
     scale = {"fast": 0.5, "default": 1.0, "best": 2.0}[name]
-    return dataclasses.replace(PRESETS[name], schedule=_schedule_legacy(scale), deform_kind="free", photo_truncate=0.0,
-                               skin_evidence=False, heldout_fraction=0.0, stage_check=False, key_light=False)
+    return dataclasses.replace(
+        PRESETS[name],
+        schedule=_schedule_legacy(scale),
+        deform_kind="free",
+        photo_truncate=0.0,
+        skin_evidence=False,
+        heldout_fraction=0.0,
+        stage_check=False,
+        key_light=False,
+    )
 
 
 #: Every preset fits a key light beside the SH ambient (:func:`with_key_light`): a studio's key
 #: light casts shadows and makes highlights that a Lambertian SH model can only explain by bending
 #: the surface (bench/realism.py, the ``skin`` factor).
 PRESETS: dict[str, FitConfig] = {
-    "fast": with_key_light(FitConfig(preset="fast", crop_size=192, anchor_grid=16, mask_points=800,
-                                     schedule=_schedule(0.5)), light_iters=30),
+    "fast": with_key_light(
+        FitConfig(preset="fast", crop_size=192, anchor_grid=16, mask_points=800, schedule=_schedule(0.5)),
+        light_iters=30,
+    ),
     "default": with_key_light(FitConfig()),
-    "best": with_key_light(FitConfig(preset="best", crop_size=384, anchor_grid=32, mask_points=3000,
-                                     schedule=_schedule(2.0), visibility_every=5), light_iters=120),
+    "best": with_key_light(
+        FitConfig(
+            preset="best", crop_size=384, anchor_grid=32, mask_points=3000, schedule=_schedule(2.0), visibility_every=5
+        ),
+        light_iters=120,
+    ),
 }
 
 

@@ -37,8 +37,9 @@ class ConsistencySample:
     """(Q, 2) view index pairs of the same frame (expression group)."""
 
 
-def choose_sample(sel_vertices: torch.Tensor, group_of_view: torch.Tensor, max_vertices: int = 4000,
-                  seed: int = 0) -> ConsistencySample | None:
+def choose_sample(
+    sel_vertices: torch.Tensor, group_of_view: torch.Tensor, max_vertices: int = 4000, seed: int = 0
+) -> ConsistencySample | None:
     """Up to ``max_vertices`` of the selected vertices (random, seeded) and every pair of views
     that share an expression group (None when no two views do: per-view expressions have no
     common surface)."""
@@ -64,10 +65,20 @@ def _tangents(n: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return t1, torch.linalg.cross(n, t1)
 
 
-def consistency_sums(world: torch.Tensor, faces: torch.Tensor, sample: ConsistencySample, gray: torch.Tensor,
-                     K: torch.Tensor, world_to_cam: torch.Tensor, visible: torch.Tensor, half: int = 2,
-                     min_cos: float = 0.3, spacing: float = 1.0, size: int | None = None,
-                     fixed: list[torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+def consistency_sums(
+    world: torch.Tensor,
+    faces: torch.Tensor,
+    sample: ConsistencySample,
+    gray: torch.Tensor,
+    K: torch.Tensor,
+    world_to_cam: torch.Tensor,
+    visible: torch.Tensor,
+    half: int = 2,
+    min_cos: float = 0.3,
+    spacing: float = 1.0,
+    size: int | None = None,
+    fixed: list[torch.Tensor] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
     """The texture-weighted sum of ZNCC over the sample's patches and view pairs, the sum of the
     weights (detached) and, per pair, which sampled vertices took part; differentiable in ``world``.
 
@@ -82,7 +93,7 @@ def consistency_sums(world: torch.Tensor, faces: torch.Tensor, sample: Consisten
     views = sorted({int(v) for v in sample.pairs.flatten()})
     k = torch.arange(-half, half + 1, dtype=world.dtype)
     gu, gv = torch.meshgrid(k, k, indexing="ij")
-    grid = torch.stack([gu.flatten(), gv.flatten()], 1)                        # (P, 2)
+    grid = torch.stack([gu.flatten(), gv.flatten()], 1)  # (P, 2)
     with torch.no_grad():
         # one tangent patch per sampled vertex, shared by every view (the views of a frame see one
         # surface), about one crop pixel of the nearest view per step
@@ -91,7 +102,7 @@ def consistency_sums(world: torch.Tensor, faces: torch.Tensor, sample: Consisten
         z = torch.stack([(ref @ R[v].T + t[v])[:, 2] / K[v, 0, 0] for v in views]).min(0).values
         t1, t2 = _tangents(n)
         offs = (z * spacing)[:, None, None] * (grid[None, :, :1] * t1[:, None] + grid[None, :, 1:] * t2[:, None])
-        centre = -(R.transpose(1, 2) @ t[..., None])[..., 0]                  # (V, 3)
+        centre = -(R.transpose(1, 2) @ t[..., None])[..., 0]  # (V, 3)
         facing = {}
         for v in views:
             d = centre[v] - ref
@@ -102,9 +113,10 @@ def consistency_sums(world: torch.Tensor, faces: torch.Tensor, sample: Consisten
         # correction (the fit's ``cam_pose``)
         pc = (world[v, idx][:, None] + offs) @ R[v].T + t[v]
         px = pc[..., :2] / pc[..., 2:].clamp_min(1e-6) @ K[v, :2, :2].T + K[v, :2, 2]
-        g = (px + 0.5) / S * 2 - 1                                            # pixel centres at integers
-        s_ = F.grid_sample(gray[v:v + 1], g[None].to(gray.dtype), mode="bilinear", padding_mode="border",
-                           align_corners=False)[0, 0]                         # (M, P)
+        g = (px + 0.5) / S * 2 - 1  # pixel centres at integers
+        s_ = F.grid_sample(
+            gray[v : v + 1], g[None].to(gray.dtype), mode="bilinear", padding_mode="border", align_corners=False
+        )[0, 0]  # (M, P)
         a = s_ - s_.mean(1, keepdim=True)
         sd = (a.pow(2).mean(1) + 1e-12).sqrt()
         vals[v] = (a, sd)
@@ -125,24 +137,42 @@ def consistency_sums(world: torch.Tensor, faces: torch.Tensor, sample: Consisten
     return total, total_w, used
 
 
-def consistency_loss(world: torch.Tensor, faces: torch.Tensor, sample: ConsistencySample, gray: torch.Tensor,
-                     K: torch.Tensor, world_to_cam: torch.Tensor, visible: torch.Tensor, half: int = 2,
-                     coarse: torch.Tensor | None = None) -> torch.Tensor:
+def consistency_loss(
+    world: torch.Tensor,
+    faces: torch.Tensor,
+    sample: ConsistencySample,
+    gray: torch.Tensor,
+    K: torch.Tensor,
+    world_to_cam: torch.Tensor,
+    visible: torch.Tensor,
+    half: int = 2,
+    coarse: torch.Tensor | None = None,
+) -> torch.Tensor:
     """``1 - weighted mean ZNCC`` as a differentiable loss (multi-view stereo's data term); with
     ``coarse`` (the views at half size) the mean of that and the full-size score, whose patches,
     twice as wide, pull from further away."""
     out = []
     for img, spacing in ((gray, 1.0),) + (((coarse, 2.0),) if coarse is not None else ()):
-        total, total_w, _ = consistency_sums(world, faces, sample, img, K, world_to_cam, visible, half,
-                                             spacing=spacing, size=gray.shape[-1])
+        total, total_w, _ = consistency_sums(
+            world, faces, sample, img, K, world_to_cam, visible, half, spacing=spacing, size=gray.shape[-1]
+        )
         if float(total_w) > 0:
             out.append(1.0 - total / total_w)
     return torch.stack(out).sum() / len(out) if out else world.new_zeros(())
 
 
-def photo_consistency(world: torch.Tensor, faces: torch.Tensor, sample: ConsistencySample, image: torch.Tensor,
-                      K: torch.Tensor, world_to_cam: torch.Tensor, visible: torch.Tensor, half: int = 2,
-                      min_cos: float = 0.3, fixed: list[torch.Tensor] | None = None) -> dict:
+def photo_consistency(
+    world: torch.Tensor,
+    faces: torch.Tensor,
+    sample: ConsistencySample,
+    image: torch.Tensor,
+    K: torch.Tensor,
+    world_to_cam: torch.Tensor,
+    visible: torch.Tensor,
+    half: int = 2,
+    min_cos: float = 0.3,
+    fixed: list[torch.Tensor] | None = None,
+) -> dict:
     """Cross-view ZNCC score of a surface (see the module docstring).
 
     Args:
@@ -161,8 +191,9 @@ def photo_consistency(world: torch.Tensor, faces: torch.Tensor, sample: Consiste
     """
     with torch.no_grad():
         gray = image.mean(-1)[:, None]
-        total, total_w, used = consistency_sums(world, faces, sample, gray, K, world_to_cam, visible, half, min_cos,
-                                                fixed=fixed)
+        total, total_w, used = consistency_sums(
+            world, faces, sample, gray, K, world_to_cam, visible, half, min_cos, fixed=fixed
+        )
         count = int(sum(int(u.sum()) for u in used))
         if float(total_w) <= 0:
             return {"score": float("nan"), "pairs": 0, "used": used}

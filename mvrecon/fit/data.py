@@ -130,11 +130,14 @@ def undistort_cues(cues: ViewCues, cam: Camera) -> tuple[ViewCues, Camera]:
     cam0, mx, my = cam.undistorted()
     img = cv2.remap(cues.image, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     lab = cv2.remap(cues.labels, mx, my, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+
     def fix(px):
         return cam.undistort_points(px) @ cam0.K[:2, :2].T + cam0.K[:2, 2]
 
     dense = None if cues.lm478 is None else fix(cues.lm478[:, :2])
-    return ViewCues(cues.key, cues.frame, cues.camera, img, fix(cues.lm68), cues.lm_conf, lab, dense, cues.conf478), cam0
+    return ViewCues(
+        cues.key, cues.frame, cues.camera, img, fix(cues.lm68), cues.lm_conf, lab, dense, cues.conf478
+    ), cam0
 
 
 def crop_box(lm68: np.ndarray, width: int, height: int, margin: float = 1.9) -> tuple[float, float, float]:
@@ -165,9 +168,16 @@ def _warp(img: np.ndarray, A: np.ndarray, size: int, nearest: bool) -> np.ndarra
     return cv2.warpAffine(src, A[:2], (size, size), flags=flags, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
 
 
-def prepare_views(cues: list[ViewCues], cams: list[Camera], world_to_cam: list[np.ndarray] | None = None,
-                  size: int = 256, anchor_n: int = 24, mask_points: int = 3000,
-                  dtype: torch.dtype = torch.float32, response: str = "linear") -> ViewBatch:
+def prepare_views(
+    cues: list[ViewCues],
+    cams: list[Camera],
+    world_to_cam: list[np.ndarray] | None = None,
+    size: int = 256,
+    anchor_n: int = 24,
+    mask_points: int = 3000,
+    dtype: torch.dtype = torch.float32,
+    response: str = "linear",
+) -> ViewBatch:
     """Undistort, crop and stack the views, and precompute the loss targets.
 
     ``response``: how the photos encode light, ``"srgb"`` (cameras' JPEGs: decoded to linear light,

@@ -49,12 +49,12 @@ def skin_weights(image: np.ndarray, labels: np.ndarray, min_seed: int = 200) -> 
     l_mad = np.median(np.abs(lum[seed] - l_med)) * 1.4826 + 0.05
     dc = np.sqrt((((chrom - c_med) / c_mad) ** 2).sum(-1))
     w = np.exp(-0.5 * np.clip(dc - 2.5, 0, None) ** 2)
-    dark = lum < l_med - max(4 * l_mad, 0.9)                  # hair, stubble: far darker than any shaded skin
+    dark = lum < l_med - max(4 * l_mad, 0.9)  # hair, stubble: far darker than any shaded skin
     w[dark] = 0.0
     # the parts (brows, eyes, nose, lips) are not skin-coloured but the albedo map paints them, and
     # their edges are the photometric term's sharpest multi-view cue: colour judges only the skin
     # and the face's border; a highlight (brighter and paler than skin) leaves wherever it is
-    parts = (labels > PART_CODES["skin"])
+    parts = labels > PART_CODES["skin"]
     w[parts] = 1.0
     sat = 1 - img.min(-1) / (img.max(-1) + 1e-6)
     s_med = np.median(sat[seed])

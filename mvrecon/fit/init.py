@@ -46,8 +46,9 @@ class Triangulation:
     """(L,) RMS reprojection error over inliers."""
 
 
-def triangulate_landmarks(P: np.ndarray, lm: np.ndarray, conf: np.ndarray, threshold_px: float = 8.0,
-                          min_conf: float = 0.3) -> Triangulation:
+def triangulate_landmarks(
+    P: np.ndarray, lm: np.ndarray, conf: np.ndarray, threshold_px: float = 8.0, min_conf: float = 0.3
+) -> Triangulation:
     """Robustly triangulate L landmarks seen in M views.
 
     Args:
@@ -106,8 +107,16 @@ class InitResult:
 INNER = np.arange(17, 68)
 
 
-def fit_landmarks_3d(model, points: np.ndarray, valid: np.ndarray, id_reg: float = 3.0, exp_reg: float = 3.0,
-                     n_id: int = 40, iters: int = 6, with_scale: bool = False) -> InitResult:
+def fit_landmarks_3d(
+    model,
+    points: np.ndarray,
+    valid: np.ndarray,
+    id_reg: float = 3.0,
+    exp_reg: float = 3.0,
+    n_id: int = 40,
+    iters: int = 6,
+    with_scale: bool = False,
+) -> InitResult:
     """Alternate a similarity and a regularised linear identity/expression solve on the 3D
     landmarks (``points`` (68, 3), ``valid`` (68,) bool).
 
@@ -151,8 +160,9 @@ def fit_landmarks_3d(model, points: np.ndarray, valid: np.ndarray, id_reg: float
     return InitResult(s, R, t, full_alpha, beta, rms, int(use.sum()))
 
 
-def reprojection_from_others(P: np.ndarray, lm: np.ndarray, conf: np.ndarray, v: int,
-                             threshold_px: float) -> np.ndarray | None:
+def reprojection_from_others(
+    P: np.ndarray, lm: np.ndarray, conf: np.ndarray, v: int, threshold_px: float
+) -> np.ndarray | None:
     """(L, 2) the points the views other than ``v`` triangulate, reprojected into view ``v`` (NaN
     rows where a point is missing or behind it), so that view ``v`` cannot pull the points it
     is compared with; None with fewer than two other views."""
@@ -168,8 +178,9 @@ def reprojection_from_others(P: np.ndarray, lm: np.ndarray, conf: np.ndarray, v:
     return px
 
 
-def consistency_scores(P: np.ndarray, lm: np.ndarray, conf: np.ndarray, face_size: np.ndarray,
-                       min_conf: float = 0.3) -> np.ndarray:
+def consistency_scores(
+    P: np.ndarray, lm: np.ndarray, conf: np.ndarray, face_size: np.ndarray, min_conf: float = 0.3
+) -> np.ndarray:
     """(V + 1,) how well views agree on the landmarks: the median reprojection error (face
     widths) of the points triangulated (plain DLT) from all views [0], or from all views but
     view ``v`` [v + 1]. A view displaced as a whole raises every score but the one leaving it out."""
@@ -207,8 +218,15 @@ class ViewVerdict:
     """Consistency of all views (face widths) before and after the verdict."""
 
 
-def judge_views(P: np.ndarray, lm: np.ndarray, conf: np.ndarray, face_size: np.ndarray, factor: float = 1.5,
-                floor: float = 0.02, threshold_px: float = 15.0) -> list[ViewVerdict]:
+def judge_views(
+    P: np.ndarray,
+    lm: np.ndarray,
+    conf: np.ndarray,
+    face_size: np.ndarray,
+    factor: float = 1.5,
+    floor: float = 0.02,
+    threshold_px: float = 15.0,
+) -> list[ViewVerdict]:
     """Find views whose landmarks disagree with the others', one at a time (never leaving fewer
     than three views to judge by).
 

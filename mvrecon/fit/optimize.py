@@ -75,8 +75,15 @@ class FitState:
 class Fitter:
     """Holds the per-fit tensors; :meth:`run` executes the schedule."""
 
-    def __init__(self, geom: HeadGeometry, views: ViewBatch, params: FitParams, group_of_view: np.ndarray,
-                 cfg: FitConfig, progress: bool | None = None):
+    def __init__(
+        self,
+        geom: HeadGeometry,
+        views: ViewBatch,
+        params: FitParams,
+        group_of_view: np.ndarray,
+        cfg: FitConfig,
+        progress: bool | None = None,
+    ):
         self.g = geom
         self.views = views
         self.p = params
@@ -94,8 +101,13 @@ class Fitter:
         # term when both are there (views left out of the 68 are left out of these too)
         # (the data reads the dense points and their confidences together, the geometry the
         # embedding's indices and reliabilities)
-        self.dense = (geom.dense_idx is not None and views.lm_dense is not None and cfg.dense_landmarks
-                      and views.lm_dense_conf is not None and bool(views.lm_dense_conf.sum() > 0))
+        self.dense = (
+            geom.dense_idx is not None
+            and views.lm_dense is not None
+            and cfg.dense_landmarks
+            and views.lm_dense_conf is not None
+            and bool(views.lm_dense_conf.sum() > 0)
+        )
         if self.dense:
             assert views.lm_dense_conf is not None and geom.dense_reliability is not None
             on = (views.lm_conf.sum(1) > 0).to(views.lm_dense_conf.dtype)
@@ -121,7 +133,8 @@ class Fitter:
         # when the schedule or the stage check uses it
         self.cons_sample = None
         if cfg.consistency_slack is not None or any(
-                st.weights.get("consistency") or "cam_pose" in st.params for st in cfg.schedule):
+            st.weights.get("consistency") or "cam_pose" in st.params for st in cfg.schedule
+        ):
             self.gray = views.image.mean(-1)[:, None]
             self.gray_coarse = torch.nn.functional.avg_pool2d(self.gray, 2)
             self.cons_sample = choose_sample(torch.as_tensor(face_vertices(geom.model)), self.gidx, seed=cfg.seed)
@@ -163,8 +176,10 @@ class Fitter:
     def camera_changes(self) -> dict[str, tuple[float, float]]:
         """Per camera: the fitted correction's rotation (degrees) and translation (mm)."""
         cp = zero_mean(self.p.cam_pose.detach())
-        return {n: (round(float(cp[i, :3].norm()) * 180 / math.pi, 4), round(float(cp[i, 3:].norm()) * 1000, 3))
-                for i, n in enumerate(self.camera_names)}
+        return {
+            n: (round(float(cp[i, :3].norm()) * 180 / math.pi, 4), round(float(cp[i, 3:].norm()) * 1000, 3))
+            for i, n in enumerate(self.camera_names)
+        }
 
     def refresh_visibility(self, world: torch.Tensor) -> None:
         S = self.views.size
@@ -193,8 +208,17 @@ class Fitter:
             px = px_all[:, self.g.prdl_vertices]
             vis = self.visible[:, self.g.prdl_vertices]
             scale = torch.full((vb.n_views,), float(vb.size), dtype=px.dtype)
-            out["prdl"] = prdl_loss(px, self.g.prdl_labels, vis, vb.prdl_target, vb.prdl_has, vb.anchors, scale,
-                                    PART_WEIGHTS.to(px.dtype), vert_weight=area)
+            out["prdl"] = prdl_loss(
+                px,
+                self.g.prdl_labels,
+                vis,
+                vb.prdl_target,
+                vb.prdl_has,
+                vb.anchors,
+                scale,
+                PART_WEIGHTS.to(px.dtype),
+                vert_weight=area,
+            )
         if w.get("contour"):
             px = project(world[:, self.g.contour_vertices], vb.K, vb.world_to_cam)
             vis = self.visible[:, self.g.contour_vertices]
@@ -205,11 +229,18 @@ class Fitter:
             prob = interpolate(fr, self.g.faces, self.g.part_onehot)
             out["mask_iou"] = mask_iou_loss(prob, vb.labels, self.g.part_codes) / vb.n_views
         if w.get("photo"):
-            out["photo"] = self.photo_term(world, self.face_pixels, self.face_valid, self.face_target,
-                                           self.face_weight)
+            out["photo"] = self.photo_term(world, self.face_pixels, self.face_valid, self.face_target, self.face_weight)
         if w.get("consistency") and self.cons_sample is not None:
-            out["consistency"] = consistency_loss(world, self.g.faces, self.cons_sample, self.gray, vb.K,
-                                                  vb.world_to_cam, self.visible, coarse=self.gray_coarse)
+            out["consistency"] = consistency_loss(
+                world,
+                self.g.faces,
+                self.cons_sample,
+                self.gray,
+                vb.K,
+                vb.world_to_cam,
+                self.visible,
+                coarse=self.gray_coarse,
+            )
         if w.get("cam_prior"):
             cp = zero_mean(self.p.cam_pose)
             # in units of a typical drift (0.1 degree, 1 mm)
@@ -228,7 +259,7 @@ class Fitter:
                 out["deform_mag"] = ((self.p.deform * 1000.0)[..., self.g.deform_mask] ** 2).mean()
             else:
                 d = self.g.deform_values(self.p)[self.g._lap_rows] * 1000.0
-                out["deform_mag"] = (d ** 2).mean()
+                out["deform_mag"] = (d**2).mean()
         if w.get("deform_bend"):
             out["deform_bend"] = self.g.bending(self.p)
         if w.get("disp_tv") or w.get("disp_mag") or w.get("disp_consistency"):
@@ -244,8 +275,19 @@ class Fitter:
         the photo, truncated L1 (``cfg.photo_truncate``), weighted by skin evidence."""
         vb = self.views
         frags = rasterize_pixels(world, self.g.faces, vb.K, vb.world_to_cam, pixels)
-        r = render_mesh(world, self.g.faces, vb.K, vb.world_to_cam, 0, 0, uv_faces=self.g.faces,
-                        uvs=self.g.uv, texture=self.p.albedo[0].clamp(0, 1), sh=self.p.sh, frags=frags)
+        r = render_mesh(
+            world,
+            self.g.faces,
+            vb.K,
+            vb.world_to_cam,
+            0,
+            0,
+            uv_faces=self.g.faces,
+            uvs=self.g.uv,
+            texture=self.p.albedo[0].clamp(0, 1),
+            sh=self.p.sh,
+            frags=frags,
+        )
         img = r.image
         m = (r.mask & valid).to(img.dtype) * weight
         if self.cfg.key_light:
@@ -253,8 +295,9 @@ class Fitter:
         img = img + self.p.bias[:, None, :]
         return photometric_loss(img, target, m, truncate=self.cfg.photo_truncate) / vb.n_views
 
-    def key_light(self, world: torch.Tensor, frags, r, pixels: torch.Tensor, target: torch.Tensor,
-                  m: torch.Tensor) -> torch.Tensor:
+    def key_light(
+        self, world: torch.Tensor, frags, r, pixels: torch.Tensor, target: torch.Tensor, m: torch.Tensor
+    ) -> torch.Tensor:
         """(V, P, 3) what a key light adds to the Lambertian SH image at the pixels: minus the
         light its cast shadows take away (``albedo key (n.l)(1 - visibility)``: the SH carries the
         unshadowed light) plus its Blinn-Phong specular lobe ``spec (n.h)^e (n.l)``, white light in
@@ -276,15 +319,15 @@ class Fitter:
         ndl = (n * light).sum(-1).clamp_min(0)
         half = torch.nn.functional.normalize(to_cam + light, dim=-1)
         ndh = (n * half).sum(-1).clamp_min(0)
-        out = (ndh ** self.cfg.spec_exponent * ndl)[..., None] * self.p.spec.clamp_min(0)[:, None]
+        out = (ndh**self.cfg.spec_exponent * ndl)[..., None] * self.p.spec.clamp_min(0)[:, None]
         if self.cfg.key_shadows:
             key = id(pixels)
             if key not in self._shadow:
-                self._shadow[key] = key_visibility(world.detach(), self.g.faces, pts.detach(), n.detach(),
-                                                   light.detach())
+                self._shadow[key] = key_visibility(
+                    world.detach(), self.g.faces, pts.detach(), n.detach(), light.detach()
+                )
             out = out - r.albedo * ((1 - self._shadow[key]) * ndl)[..., None] * self.p.key.clamp_min(0)[:, None]
         return out * r.mask[..., None].to(n.dtype)
-
 
     def evidence(self, fixed: dict | None = None) -> dict:
         """What the stages after the landmark ones are judged on: the photometric term on the held
@@ -295,13 +338,23 @@ class Fitter:
             world = self.world_vertices(use_disp=True)
             out = {}
             if bool(self.held_valid.any()):
-                out["heldout_photo"] = float(self.photo_term(world, self.held_pixels, self.held_valid,
-                                                             self.held_target, self.held_weight))
+                out["heldout_photo"] = float(
+                    self.photo_term(world, self.held_pixels, self.held_valid, self.held_target, self.held_weight)
+                )
             if self.cons_sample is not None:
-                vis = vertex_visibility(world, self.g.faces, self.views.K, self.views.world_to_cam, self.views.size,
-                                        self.views.size)
-                pc = photo_consistency(world, self.g.faces, self.cons_sample, self.views.image, self.views.K,
-                                       self.views.world_to_cam, vis, fixed=None if fixed is None else fixed["_patches"])
+                vis = vertex_visibility(
+                    world, self.g.faces, self.views.K, self.views.world_to_cam, self.views.size, self.views.size
+                )
+                pc = photo_consistency(
+                    world,
+                    self.g.faces,
+                    self.cons_sample,
+                    self.views.image,
+                    self.views.K,
+                    self.views.world_to_cam,
+                    vis,
+                    fixed=None if fixed is None else fixed["_patches"],
+                )
                 out["consistency"] = pc["score"]
                 out["_patches"] = pc["used"]
             px = project(world[:, self.g.landmarks], self.views.K, self.views.world_to_cam)
@@ -318,8 +371,14 @@ class Fitter:
             why.append(f"held-out photometric error {hb:.5f} -> {ha:.5f}")
         cb, ca = before.get("consistency"), after.get("consistency")
         slack = self.cfg.consistency_slack
-        if slack is not None and cb is not None and ca is not None and math.isfinite(cb) and math.isfinite(ca) \
-                and ca > cb + slack:
+        if (
+            slack is not None
+            and cb is not None
+            and ca is not None
+            and math.isfinite(cb)
+            and math.isfinite(ca)
+            and ca > cb + slack
+        ):
             why.append(f"cross-view photo-consistency {cb:.4f} -> {ca:.4f}")
         if after["landmark"] > before["landmark"] * 1.5 + 0.01:
             why.append(f"landmark error {before['landmark']:.4f} -> {after['landmark']:.4f} face widths")
@@ -379,13 +438,18 @@ class Fitter:
             px = project(world[:, self.g.landmarks], self.views.K, self.views.world_to_cam)
             err = (px - self.views.lm68).norm(dim=-1) / self.views.face_size[:, None]
             active = self.lm_weight.sum(1) > 0
-            e = np.array([float(err[v][self.lm_weight[v] > 0].median()) if active[v] else np.nan
-                          for v in range(len(err))])
+            e = np.array(
+                [float(err[v][self.lm_weight[v] > 0].median()) if active[v] else np.nan for v in range(len(err))]
+            )
             bad = outlier_views(e, self.cfg.landmark_view_outlier, floor=0.02)
             for v in bad:
-                log.warning("fit: the landmarks of view %s disagree with the other views (median error %.2f vs "
-                            "%.2f face widths); left out of the landmark term", self.views.keys[v], e[v],
-                            float(np.nanmedian(e)))
+                log.warning(
+                    "fit: the landmarks of view %s disagree with the other views (median error %.2f vs "
+                    "%.2f face widths); left out of the landmark term",
+                    self.views.keys[v],
+                    e[v],
+                    float(np.nanmedian(e)),
+                )
                 self.lm_weight[v] = 0
                 if self.dense:
                     self.dense_weight[v] = 0
@@ -430,8 +494,12 @@ class Fitter:
             p = self.p
             state.key_light = {
                 "direction": [round(float(x), 4) for x in torch.nn.functional.normalize(p.key_dir.detach(), dim=0)],
-                "shadow_rgb": {k: [round(float(x), 4) for x in c] for k, c in zip(self.views.keys, p.key.detach().clamp_min(0))},
-                "specular_rgb": {k: [round(float(x), 4) for x in c] for k, c in zip(self.views.keys, p.spec.detach().clamp_min(0))},
+                "shadow_rgb": {
+                    k: [round(float(x), 4) for x in c] for k, c in zip(self.views.keys, p.key.detach().clamp_min(0))
+                },
+                "specular_rgb": {
+                    k: [round(float(x), 4) for x in c] for k, c in zip(self.views.keys, p.spec.detach().clamp_min(0))
+                },
             }
         return state
 
@@ -474,8 +542,15 @@ def key_direction(normals: torch.Tensor, target: torch.Tensor, weight: torch.Ten
     return d / d.norm().clamp_min(1e-9)
 
 
-def key_visibility(world: torch.Tensor, faces: torch.Tensor, pts: torch.Tensor, normals: torch.Tensor,
-                   light: torch.Tensor, cone_deg: float = 4.0, lift_m: float = 5e-4) -> torch.Tensor:
+def key_visibility(
+    world: torch.Tensor,
+    faces: torch.Tensor,
+    pts: torch.Tensor,
+    normals: torch.Tensor,
+    light: torch.Tensor,
+    cone_deg: float = 4.0,
+    lift_m: float = 5e-4,
+) -> torch.Tensor:
     """(V, P) share of a small cone of rays toward the light (unit ``light`` (3,), world) that leave
     each view's mesh ``world`` (V, N, 3) unblocked from the surface points ``pts`` (V, P, 3),
     lifted ``lift_m`` along their ``normals``: soft cast shadows (1 lit, 0 in shadow)."""
@@ -487,8 +562,10 @@ def key_visibility(world: torch.Tensor, faces: torch.Tensor, pts: torch.Tensor, 
     a = torch.nn.functional.normalize(torch.cross(light, up, dim=0), dim=0)
     b = torch.cross(light, a, dim=0)
     tan = math.tan(math.radians(cone_deg))
-    dirs = [light] + [torch.nn.functional.normalize(light + tan * (math.cos(k) * a + math.sin(k) * b), dim=0)
-                      for k in (0.0, math.pi / 2, math.pi, 1.5 * math.pi)]
+    dirs = [light] + [
+        torch.nn.functional.normalize(light + tan * (math.cos(k) * a + math.sin(k) * b), dim=0)
+        for k in (0.0, math.pi / 2, math.pi, 1.5 * math.pi)
+    ]
     origin = pts + lift_m * normals
     V, P = pts.shape[:2]
     rays = torch.cat([torch.cat([origin, d.expand_as(origin)], -1) for d in dirs], 1)  # (V, 5P, 6)
@@ -511,8 +588,14 @@ class _Progress:
         if enabled:
             from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-            self.bar = Progress(TextColumn(f"fit {name:<7}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                                TimeElapsedColumn(), TextColumn("{task.fields[info]}"), transient=True)
+            self.bar = Progress(
+                TextColumn(f"fit {name:<7}"),
+                BarColumn(),
+                TextColumn("{task.completed}/{task.total}"),
+                TimeElapsedColumn(),
+                TextColumn("{task.fields[info]}"),
+                transient=True,
+            )
             self.bar.start()
             self.task = self.bar.add_task(name, total=total, info="")
 

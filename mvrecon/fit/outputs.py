@@ -57,8 +57,9 @@ def render_part_labels(world: torch.Tensor, geom, K: torch.Tensor, w2c: torch.Te
     return torch.where(fr.mask, lab, torch.zeros_like(lab)).numpy().astype(np.uint8)
 
 
-def draw_overlay(image: np.ndarray, px_edges: np.ndarray, fitted_labels: np.ndarray, cue_labels: np.ndarray,
-                 A_inv: np.ndarray) -> np.ndarray:
+def draw_overlay(
+    image: np.ndarray, px_edges: np.ndarray, fitted_labels: np.ndarray, cue_labels: np.ndarray, A_inv: np.ndarray
+) -> np.ndarray:
     """Photo with the mesh wireframe (thin grey), the cue part outlines (white) and the fitted
     model's part outlines (part colours)."""
     import cv2

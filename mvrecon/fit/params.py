@@ -75,9 +75,18 @@ class Layout:
 class FitParams(torch.nn.Module):
     """All unknowns as parameters; which are optimised is decided by the schedule."""
 
-    def __init__(self, model, n_views: int, layout: Layout, deform_res: int = 64, disp_res: int = 256,
-                 albedo_res: int = 256, dtype: torch.dtype = torch.float32, deform_channels: int = 3,
-                 n_cameras: int | None = None):
+    def __init__(
+        self,
+        model,
+        n_views: int,
+        layout: Layout,
+        deform_res: int = 64,
+        disp_res: int = 256,
+        albedo_res: int = 256,
+        dtype: torch.dtype = torch.float32,
+        deform_channels: int = 3,
+        n_cameras: int | None = None,
+    ):
         super().__init__()
         G = layout.n_groups
         P = torch.nn.Parameter
@@ -105,8 +114,22 @@ class FitParams(torch.nn.Module):
         self.blendshape = model.exp_kind == "blendshape"
 
     def groups(self) -> list[str]:
-        return ["alpha", "log_scale", "deform", "beta", "rot", "trans", "sh", "disp", "albedo", "bias", "cam_pose",
-                "key_dir", "key", "spec"]
+        return [
+            "alpha",
+            "log_scale",
+            "deform",
+            "beta",
+            "rot",
+            "trans",
+            "sh",
+            "disp",
+            "albedo",
+            "bias",
+            "cam_pose",
+            "key_dir",
+            "key",
+            "spec",
+        ]
 
     def snapshot(self) -> dict[str, torch.Tensor]:
         """Copies of every parameter (to revert a stage)."""
@@ -135,8 +158,15 @@ class FitParams(torch.nn.Module):
 #: Largest deformation along the normal per region (metres): the lips, the eyelids and the nose
 #: are where a free map swelled or slid on real photos; elsewhere the linear model's misses
 #: (cheek and jaw shape, contours) are a few mm.
-DEFORM_BOUNDS = {"upper_lip": 1.5e-3, "lower_lip": 1.5e-3, "right_eye": 1.0e-3, "left_eye": 1.0e-3,
-                 "nose": 3.0e-3, "right_brow": 3.0e-3, "left_brow": 3.0e-3}
+DEFORM_BOUNDS = {
+    "upper_lip": 1.5e-3,
+    "lower_lip": 1.5e-3,
+    "right_eye": 1.0e-3,
+    "left_eye": 1.0e-3,
+    "nose": 3.0e-3,
+    "right_brow": 3.0e-3,
+    "left_brow": 3.0e-3,
+}
 DEFORM_BOUND_DEFAULT = 5.0e-3
 
 
@@ -189,10 +219,12 @@ def _bending_operator(model, mask: np.ndarray, dtype) -> tuple[torch.Tensor, tor
     h = np.bincount(e.ravel(), weights=np.repeat(length, 2), minlength=n) / np.maximum(deg, 1)
     rows = np.concatenate([e[:, 0], e[:, 1], np.arange(n)])
     cols = np.concatenate([e[:, 1], e[:, 0], np.arange(n)])
-    w = np.concatenate([-1.0 / np.maximum(deg[e[:, 0]], 1), -1.0 / np.maximum(deg[e[:, 1]], 1),
-                        (deg > 0).astype(np.float64)])
-    L = torch.sparse_coo_tensor(torch.as_tensor(np.stack([rows, cols])), torch.as_tensor(w, dtype=dtype), (n, n),
-                                check_invariants=False).coalesce()
+    w = np.concatenate(
+        [-1.0 / np.maximum(deg[e[:, 0]], 1), -1.0 / np.maximum(deg[e[:, 1]], 1), (deg > 0).astype(np.float64)]
+    )
+    L = torch.sparse_coo_tensor(
+        torch.as_tensor(np.stack([rows, cols])), torch.as_tensor(w, dtype=dtype), (n, n), check_invariants=False
+    ).coalesce()
     h2 = torch.as_tensor(np.where(deg > 0, h * h, 1.0), dtype=dtype)
     return L, h2
 
@@ -200,8 +232,15 @@ def _bending_operator(model, mask: np.ndarray, dtype) -> tuple[torch.Tensor, tor
 class HeadGeometry:
     """Precomputed model-side data and the differentiable vertex evaluation."""
 
-    def __init__(self, model, deform_res: int = 64, disp_res: int = 256, dtype: torch.dtype = torch.float32,
-                 embedding=None, deform_kind: str = "free"):
+    def __init__(
+        self,
+        model,
+        deform_res: int = 64,
+        disp_res: int = 256,
+        dtype: torch.dtype = torch.float32,
+        embedding=None,
+        deform_kind: str = "free",
+    ):
         self.model = model
         self.dtype = dtype
         self.deform_kind = deform_kind
@@ -242,8 +281,12 @@ class HeadGeometry:
         F_ = len(self.faces_np)
         rows = torch.as_tensor(self.faces_np.reshape(-1))
         cols = torch.arange(F_).repeat_interleave(3)
-        self._vt = torch.sparse_coo_tensor(torch.stack([rows, cols]), torch.full((3 * F_,), 1 / 3, dtype=dtype),
-                                           (model.n_vertices, F_), check_invariants=False).coalesce()
+        self._vt = torch.sparse_coo_tensor(
+            torch.stack([rows, cols]),
+            torch.full((3 * F_,), 1 / 3, dtype=dtype),
+            (model.n_vertices, F_),
+            check_invariants=False,
+        ).coalesce()
         # face-boundary candidates for the contour loss: skin vertices of the face sub-mesh
         self.contour_vertices = torch.as_tensor(np.flatnonzero((model.part_labels == 1) & ~model.forehead & used))
         self._lap, self._lap_h2 = _bending_operator(model, deformable, dtype)
@@ -297,7 +340,7 @@ class HeadGeometry:
     def deform_offsets(self, p: FitParams) -> torch.Tensor:
         """(N, 3) model-space offsets the deformation map adds to every expression."""
         if not p.deform.requires_grad and not bool(p.deform.detach().any()):
-            return torch.zeros(self.model.n_vertices, 3, dtype=self.dtype)      # before the deform stage
+            return torch.zeros(self.model.n_vertices, 3, dtype=self.dtype)  # before the deform stage
         d = self.deform_values(p)
         if d.shape[1] == 3:
             return d
@@ -308,9 +351,9 @@ class HeadGeometry:
         ``|L d|^2 / h^2`` per vertex with the uniform mesh Laplacian ``L`` and the local edge length
         ``h``, a smoothness energy of the surface, not of the map's texels (so it does not change
         with the map's resolution)."""
-        d = self.deform_values(p) * 1000.0                      # mm
+        d = self.deform_values(p) * 1000.0  # mm
         Ld = torch.sparse.mm(self._lap, d)
-        return ((Ld ** 2).sum(1) / self._lap_h2)[self._lap_rows].mean()
+        return ((Ld**2).sum(1) / self._lap_h2)[self._lap_rows].mean()
 
     def fold_ratio(self, p: FitParams) -> float:
         """Smallest signed area ratio of the deformable triangles (all but slivers under 5 % of the
@@ -350,11 +393,17 @@ class HeadGeometry:
         m = np.zeros(model.n_vertices, bool)
         for name in ("face", "head_neck"):
             if name in sub:
-                m[sub[name][0]:sub[name][1]] = True
+                m[sub[name][0] : sub[name][1]] = True
         return m if m.any() else model.render_vertex_mask()
 
-    def model_vertices(self, p: FitParams, group_idx: torch.Tensor, view_idx: torch.Tensor | None,
-                       use_deform: bool = True, use_disp: bool = True) -> torch.Tensor:
+    def model_vertices(
+        self,
+        p: FitParams,
+        group_idx: torch.Tensor,
+        view_idx: torch.Tensor | None,
+        use_deform: bool = True,
+        use_disp: bool = True,
+    ) -> torch.Tensor:
         """Model-space vertices (B, N, 3) for the given groups (and views, for displacement)."""
         alpha = p.alpha[None].expand(len(group_idx), -1)
         v = self.model.vertices_torch(alpha, p.beta[group_idx])

@@ -91,7 +91,7 @@ def load_fit(fit_dir: str | Path, model: FaceModel | None = None) -> FittedHead:
 
     if "deform_offsets" in z:
         off = z["deform_offsets"].astype(np.float64)
-    else:                                   # a fit written before the offsets were stored: a 3D map
+    else:  # a fit written before the offsets were stored: a 3D map
         uv = torch.as_tensor(vertex_uvs(model))
         deform = torch.as_tensor(z["deform"])
         geom_mask = HeadGeometry.deformable_mask(model)

@@ -87,8 +87,9 @@ def initialise(model: FaceModel, batch: ViewBatch, layout: Layout) -> InitResult
     # disagrees otherwise leaves the landmarks (its masks and photo stay).
     idx = np.flatnonzero(sel)
     moved = {}
-    for vd in judge_views(P[sel], lm[sel], conf[sel], batch.face_size.double().numpy()[sel],
-                          threshold_px=0.06 * batch.size):
+    for vd in judge_views(
+        P[sel], lm[sel], conf[sel], batch.face_size.double().numpy()[sel], threshold_px=0.06 * batch.size
+    ):
         k = idx[vd.view]
         if vd.action == "shift":
             d = torch.as_tensor(vd.shift_px, dtype=batch.lm68.dtype)
@@ -97,36 +98,60 @@ def initialise(model: FaceModel, batch: ViewBatch, layout: Layout) -> InitResult
                 batch.lm_dense[k] += d
             scale = batch.cameras_full[k].K[0, 0] / float(batch.K[k, 0, 0])
             moved[batch.keys[k]] = dx, dy = [round(float(-x * scale), 2) for x in vd.shift_px]
-            log.warning("fit: the landmarks of view %s are displaced as a whole from the other views' by "
-                        "(%.1f, %.1f) px; moved back (view consistency %.3f -> %.3f face widths)", batch.keys[k],
-                        dx, dy, vd.score_before, vd.score_after)
+            log.warning(
+                "fit: the landmarks of view %s are displaced as a whole from the other views' by "
+                "(%.1f, %.1f) px; moved back (view consistency %.3f -> %.3f face widths)",
+                batch.keys[k],
+                dx,
+                dy,
+                vd.score_before,
+                vd.score_after,
+            )
         else:
             batch.lm_conf[k] = 0
-            log.warning("fit: the landmarks of view %s disagree with the other views (consistency %.3f, "
-                        "%.3f without it); left out of the triangulation and the landmark term", batch.keys[k],
-                        vd.score_before, vd.score_after)
+            log.warning(
+                "fit: the landmarks of view %s disagree with the other views (consistency %.3f, "
+                "%.3f without it); left out of the triangulation and the landmark term",
+                batch.keys[k],
+                vd.score_before,
+                vd.score_after,
+            )
     lm = batch.lm68.double().numpy()
     conf = batch.lm_conf.double().numpy()
     tri = triangulate_landmarks(P[sel], lm[sel], conf[sel], threshold_px=0.06 * batch.size)
     valid = np.isfinite(tri.points).all(1)
     if valid.sum() < 6:
-        raise InputError(f"only {int(valid.sum())} landmarks could be triangulated from frame {first!r}: "
-                         "the views do not agree on the face (check the cues and the rig calibration)")
+        raise InputError(
+            f"only {int(valid.sum())} landmarks could be triangulated from frame {first!r}: "
+            "the views do not agree on the face (check the cues and the rig calibration)"
+        )
     init = fit_landmarks_3d(model, np.nan_to_num(tri.points), valid)
     init.landmarks_moved = moved
-    log.info("init: %d landmarks triangulated (median reprojection %.2f px), model fit RMS %.2f mm, scale %.3f",
-             int(valid.sum()), float(np.nanmedian(tri.error_px)), init.rms_m * 1000, init.scale)
+    log.info(
+        "init: %d landmarks triangulated (median reprojection %.2f px), model fit RMS %.2f mm, scale %.3f",
+        int(valid.sum()),
+        float(np.nanmedian(tri.error_px)),
+        init.rms_m * 1000,
+        init.scale,
+    )
     return init
 
 
-def fit_views(model: FaceModel, cues: list[ViewCues], cams: list[Camera], cfg: FitConfig, synchronized: bool = True,
-              progress: bool | None = None, response: str = "srgb"
-              ) -> tuple[FitState, HeadGeometry, ViewBatch, Layout, list[str], InitResult]:
+def fit_views(
+    model: FaceModel,
+    cues: list[ViewCues],
+    cams: list[Camera],
+    cfg: FitConfig,
+    synchronized: bool = True,
+    progress: bool | None = None,
+    response: str = "srgb",
+) -> tuple[FitState, HeadGeometry, ViewBatch, Layout, list[str], InitResult]:
     """The fit itself on in-memory views (the Python API below the session stage). ``response``:
     the photos' encoding (:func:`camera_response`)."""
     torch.manual_seed(cfg.seed)
-    batch = prepare_views(cues, cams, size=cfg.crop_size, anchor_n=cfg.anchor_grid, mask_points=cfg.mask_points,
-                          response=response)
+    batch = prepare_views(
+        cues, cams, size=cfg.crop_size, anchor_n=cfg.anchor_grid, mask_points=cfg.mask_points, response=response
+    )
     layout, group_names = make_layout(batch.frames, cfg.mode, synchronized)
     init = initialise(model, batch, layout)
     emb = None
@@ -137,9 +162,16 @@ def fit_views(model: FaceModel, cues: list[ViewCues], cams: list[Camera], cfg: F
         if emb is None:
             log.info("fit: model '%s' has no landmark embedding; landmarks on the 68 iBUG points", model.name)
     geom = HeadGeometry(model, cfg.deform_res, cfg.disp_res, embedding=emb, deform_kind=cfg.deform_kind)
-    params = FitParams(model, batch.n_views, layout, cfg.deform_res, cfg.disp_res, cfg.albedo_res,
-                       deform_channels=1 if cfg.deform_kind == "normal" else 3,
-                       n_cameras=len(set(batch.cameras or batch.keys)))
+    params = FitParams(
+        model,
+        batch.n_views,
+        layout,
+        cfg.deform_res,
+        cfg.disp_res,
+        cfg.albedo_res,
+        deform_channels=1 if cfg.deform_kind == "normal" else 3,
+        n_cameras=len(set(batch.cameras or batch.keys)),
+    )
     params.set_init(init)
     with torch.no_grad():
         img = batch.image[batch.labels == 1]
@@ -166,8 +198,9 @@ def fuse_displacement(geom: HeadGeometry, state: FitState, batch: ViewBatch, wor
         return (w * d).sum(0) / w.sum(0)
 
 
-def finish(model: FaceModel, state: FitState, geom: HeadGeometry, batch: ViewBatch, layout: Layout,
-           group_names: list[str]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], np.ndarray, np.ndarray]:
+def finish(
+    model: FaceModel, state: FitState, geom: HeadGeometry, batch: ViewBatch, layout: Layout, group_names: list[str]
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], np.ndarray, np.ndarray]:
     """World meshes per group: without and with the fused displacement; the neutral head."""
     from ..render import vertex_normals
 
@@ -187,8 +220,12 @@ def finish(model: FaceModel, state: FitState, geom: HeadGeometry, batch: ViewBat
         neutral_model = model.vertices_torch(p.alpha[None], zero) + geom.deform_offsets(p)[None]
         neutral = geom.to_world(p, neutral_model, groups[:1]).numpy()[0]
     names = list(group_names)
-    return ({names[g]: meshes[g] for g in range(layout.n_groups)}, {names[g]: det[g] for g in range(layout.n_groups)},
-            neutral, fused.numpy())
+    return (
+        {names[g]: meshes[g] for g in range(layout.n_groups)},
+        {names[g]: det[g] for g in range(layout.n_groups)},
+        neutral,
+        fused.numpy(),
+    )
 
 
 # ------------------------------------------------------------------------------------------ session
@@ -212,8 +249,19 @@ def load_fit_views(session) -> tuple[list[ViewCues], list[Camera], dict[str, str
             log.warning("fit: view %s has no face; left out", v.key)
             continue
         img = read_image(v.image)
-        out.append(ViewCues(v.key, v.frame, v.camera, img, fc.points68, fc.conf68, load_view_labels(vd),
-                            fc.points478[:, :2], fc.conf478))
+        out.append(
+            ViewCues(
+                v.key,
+                v.frame,
+                v.camera,
+                img,
+                fc.points68,
+                fc.conf68,
+                load_view_labels(vd),
+                fc.points478[:, :2],
+                fc.conf478,
+            )
+        )
         cams.append(session.rig[v.camera])
     if len(out) < 2:
         raise InputError(f"only {len(out)} view(s) with a face; a multi-view fit needs at least 2", session.root)
@@ -225,22 +273,42 @@ def camera_response(session) -> str:
     (``"srgb"``, what cameras write, by default; ``"linear"`` for renders that skip the encoding)."""
     r = str(session.options.get("camera_response", "srgb"))
     if r not in ("srgb", "linear"):
-        raise InputError(f"options.camera_response must be 'srgb' or 'linear', got {r!r}", session.root / "session.json")
+        raise InputError(
+            f"options.camera_response must be 'srgb' or 'linear', got {r!r}", session.root / "session.json"
+        )
     return r
 
 
-def fit_session(session, config: FitConfig | None = None, progress: bool | None = None,
-                write: bool = True, model: FaceModel | None = None) -> FitResult:
+def fit_session(
+    session,
+    config: FitConfig | None = None,
+    progress: bool | None = None,
+    write: bool = True,
+    model: FaceModel | None = None,
+) -> FitResult:
     """Fit the session's views and (by default) write ``fit/``."""
     cfg = config or preset("default")
     t0 = time.perf_counter()
     model = model or load_model(session.options.get("model", "ict"))
     cues, cams, skipped = load_fit_views(session)
-    state, geom, batch, layout, names, init = fit_views(model, cues, cams, cfg, session.rig.synchronized, progress,
-                                                        response=camera_response(session))
+    state, geom, batch, layout, names, init = fit_views(
+        model, cues, cams, cfg, session.rig.synchronized, progress, response=camera_response(session)
+    )
     meshes, detailed, neutral, fused = finish(model, state, geom, batch, layout, names)
-    res = FitResult(session.stage_dir("fit") if write else None, batch.keys, skipped, layout, init, state, geom,
-                    batch, meshes, detailed, neutral, time.perf_counter() - t0)
+    res = FitResult(
+        session.stage_dir("fit") if write else None,
+        batch.keys,
+        skipped,
+        layout,
+        init,
+        state,
+        geom,
+        batch,
+        meshes,
+        detailed,
+        neutral,
+        time.perf_counter() - t0,
+    )
     res.summary = summarise(res)
     if write:
         from .outputs import write_fit
@@ -271,8 +339,10 @@ def summarise(res: FitResult) -> dict[str, Any]:
         "init_landmark_rms_mm": round(res.init.rms_m * 1000, 3),
         # left out at the initialisation (no landmark confidence left) or after a stage
         "landmark_views_moved_px": res.init.landmarks_moved,
-        "landmark_outlier_views": sorted({k for k, c in zip(res.batch.keys, res.batch.lm_conf) if float(c.sum()) == 0}
-                                         | set(res.state.landmark_outliers)),
+        "landmark_outlier_views": sorted(
+            {k for k, c in zip(res.batch.keys, res.batch.lm_conf) if float(c.sum()) == 0}
+            | set(res.state.landmark_outliers)
+        ),
         "landmark_error_px_median": round(float(np.median(err_full[:, 17:])), 3),
         # every stage after the landmark ones is judged on held-out pixels and landmarks
         "stage_checks": res.state.checks,
@@ -282,9 +352,11 @@ def summarise(res: FitResult) -> dict[str, Any]:
         "camera_corrections": res.state.camera_changes,
         # the key light the image model fitted: world direction, per view shadow and specular colour
         "key_light": res.state.key_light,
-        "skin_pixels_kept": {k: round(float(w[m].mean()), 3) for k, w, m in
-                             zip(res.batch.keys, res.batch.skin_weight, res.batch.labels > 0)}
-        if res.batch.skin_weight is not None else {},
+        "skin_pixels_kept": {
+            k: round(float(w[m].mean()), 3)
+            for k, w, m in zip(res.batch.keys, res.batch.skin_weight, res.batch.labels > 0)
+        }
+        if res.batch.skin_weight is not None
+        else {},
         "final_losses": {k: v for k, v in last.items() if k != "stage"},
     }
-

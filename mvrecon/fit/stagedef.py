@@ -41,9 +41,15 @@ STAGE = StageDef(
     upstream=("ingest", "calibrate", "refine", "cues"),
     reads_rig=True,
     outputs=StageOutputs(
-        files={"params": "params.npz", "summary": "summary.json", "losses": "losses.png", "overlays": "overlays",
-               "neutral": "neutral.obj",
-               # the head of the first expression group with its fused displacement, else the neutral one
-               "head mesh": ("detailed_*.obj", "neutral.obj")},
-        load=_load),
+        files={
+            "params": "params.npz",
+            "summary": "summary.json",
+            "losses": "losses.png",
+            "overlays": "overlays",
+            "neutral": "neutral.obj",
+            # the head of the first expression group with its fused displacement, else the neutral one
+            "head mesh": ("detailed_*.obj", "neutral.obj"),
+        },
+        load=_load,
+    ),
 )

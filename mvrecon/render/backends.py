@@ -24,8 +24,9 @@ def _import_pytorch3d():
         from pytorch3d.structures import Meshes
         from pytorch3d.utils import cameras_from_opencv_projection
     except ImportError as e:
-        raise BackendUnavailable(f"render backend 'pytorch3d' requested but pytorch3d is not importable ({e}); "
-                                 "use backend='raycast'") from None
+        raise BackendUnavailable(
+            f"render backend 'pytorch3d' requested but pytorch3d is not importable ({e}); use backend='raycast'"
+        ) from None
     return MeshRasterizer, RasterizationSettings, Meshes, cameras_from_opencv_projection
 
 
@@ -33,8 +34,9 @@ def _import_nvdiffrast():
     try:
         import nvdiffrast.torch as dr
     except ImportError as e:
-        raise BackendUnavailable(f"render backend 'nvdiffrast' requested but nvdiffrast is not importable ({e}); "
-                                 "use backend='raycast'") from None
+        raise BackendUnavailable(
+            f"render backend 'nvdiffrast' requested but nvdiffrast is not importable ({e}); use backend='raycast'"
+        ) from None
     if not torch.cuda.is_available():
         raise BackendUnavailable("render backend 'nvdiffrast' needs CUDA, and torch sees no GPU; use backend='raycast'")
     return dr
@@ -49,8 +51,15 @@ def nvdiffrast_available() -> bool:
     return True
 
 
-def pytorch3d_ids(verts: torch.Tensor, faces: torch.Tensor, K: torch.Tensor, world_to_cam: torch.Tensor,
-                  height: int, width: int, origin: torch.Tensor) -> torch.Tensor:
+def pytorch3d_ids(
+    verts: torch.Tensor,
+    faces: torch.Tensor,
+    K: torch.Tensor,
+    world_to_cam: torch.Tensor,
+    height: int,
+    width: int,
+    origin: torch.Tensor,
+) -> torch.Tensor:
     """(V, H, W) triangle ids (-1 = none) from pytorch3d's MeshRasterizer.
 
     ``origin`` (V, 2) is the window's top-left pixel. pytorch3d puts pixel centres at half-integers
@@ -65,13 +74,21 @@ def pytorch3d_ids(verts: torch.Tensor, faces: torch.Tensor, K: torch.Tensor, wor
         Kp[:, 1, 2] += 0.5 - origin[:, 1].float()
         w2c = world_to_cam.detach().float()
         cams = cameras_from_opencv_projection(
-            R=w2c[:, :3, :3], tvec=w2c[:, :3, 3], camera_matrix=Kp,
-            image_size=torch.tensor([[height, width]] * V, dtype=torch.float32, device=K.device))
+            R=w2c[:, :3, :3],
+            tvec=w2c[:, :3, 3],
+            camera_matrix=Kp,
+            image_size=torch.tensor([[height, width]] * V, dtype=torch.float32, device=K.device),
+        )
         vv = verts.detach().float()
         vv = vv.expand(V, -1, -1) if vv.ndim == 2 else vv
         meshes = Meshes(verts=list(vv), faces=[faces] * V)
-        settings = RasterizationSettings(image_size=(height, width), blur_radius=0.0, faces_per_pixel=1,
-                                         perspective_correct=False, cull_backfaces=False)
+        settings = RasterizationSettings(
+            image_size=(height, width),
+            blur_radius=0.0,
+            faces_per_pixel=1,
+            perspective_correct=False,
+            cull_backfaces=False,
+        )
         frags = MeshRasterizer(cameras=cams, raster_settings=settings)(meshes)
         p2f = frags.pix_to_face[..., 0].long()
         # packed face index -> per-mesh index (mesh v's faces start at v * F)
@@ -84,8 +101,15 @@ def _cuda_context():
     return _import_nvdiffrast().RasterizeCudaContext()
 
 
-def nvdiffrast_ids(verts: torch.Tensor, faces: torch.Tensor, K: torch.Tensor, world_to_cam: torch.Tensor,
-                   height: int, width: int, origin: torch.Tensor) -> torch.Tensor:
+def nvdiffrast_ids(
+    verts: torch.Tensor,
+    faces: torch.Tensor,
+    K: torch.Tensor,
+    world_to_cam: torch.Tensor,
+    height: int,
+    width: int,
+    origin: torch.Tensor,
+) -> torch.Tensor:
     """(V, H, W) triangle ids (-1 = none) from nvdiffrast's CUDA rasteriser.
 
     The OpenCV camera becomes an OpenGL clip-space projection whose NDC [-1, 1] spans the pixel
@@ -94,7 +118,7 @@ def nvdiffrast_ids(verts: torch.Tensor, faces: torch.Tensor, K: torch.Tensor, wo
     """
     dr = _import_nvdiffrast()
     with torch.no_grad():
-        pc = to_camera(verts.detach(), world_to_cam.detach()).float()        # (V, N, 3) OpenCV camera
+        pc = to_camera(verts.detach(), world_to_cam.detach()).float()  # (V, N, 3) OpenCV camera
         z = pc[..., 2]
         front = z[z > 0]
         near = float(front.min()) * 0.5 if front.numel() else 0.01
@@ -112,11 +136,14 @@ def nvdiffrast_ids(verts: torch.Tensor, faces: torch.Tensor, K: torch.Tensor, wo
         P[:, 2, 2] = -(far + near) / (far - near)
         P[:, 2, 3] = -2 * far * near / (far - near)
         P[:, 3, 2] = -1
-        gl = pc * torch.tensor([1.0, -1.0, -1.0], device=pc.device)          # OpenCV -> OpenGL camera axes
+        gl = pc * torch.tensor([1.0, -1.0, -1.0], device=pc.device)  # OpenCV -> OpenGL camera axes
         clip = torch.cat([gl, torch.ones_like(gl[..., :1])], dim=-1) @ P.transpose(1, 2)
         # nvdiffrast runs on the GPU whatever device the caller's tensors are on
-        rast, _ = dr.rasterize(_cuda_context(), clip.to(NVDIFFRAST_DEVICE).contiguous(),
-                               faces.to(device=NVDIFFRAST_DEVICE, dtype=torch.int32).contiguous(),
-                               resolution=[height, width])
-        tri = rast[..., 3].round().long().to(pc.device) - 1                                 # 0 = empty in nvdiffrast
+        rast, _ = dr.rasterize(
+            _cuda_context(),
+            clip.to(NVDIFFRAST_DEVICE).contiguous(),
+            faces.to(device=NVDIFFRAST_DEVICE, dtype=torch.int32).contiguous(),
+            resolution=[height, width],
+        )
+        tri = rast[..., 3].round().long().to(pc.device) - 1  # 0 = empty in nvdiffrast
         return tri.flip(1)

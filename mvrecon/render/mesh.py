@@ -31,11 +31,24 @@ class RenderResult:
     """(V, H, W, 3) unshaded colour, 0 on background."""
 
 
-def render_mesh(verts: torch.Tensor, faces: torch.Tensor, K: torch.Tensor, world_to_cam: torch.Tensor,
-                H: int, W: int, *, vertex_colors: torch.Tensor | None = None, uv_faces: torch.Tensor | None = None,
-                uvs: torch.Tensor | None = None, texture: torch.Tensor | None = None, sh: torch.Tensor | None = None,
-                background: float | torch.Tensor = 0.0, backend: Backend = "auto",
-                window_origin=None, frags: Fragments | None = None) -> RenderResult:
+def render_mesh(
+    verts: torch.Tensor,
+    faces: torch.Tensor,
+    K: torch.Tensor,
+    world_to_cam: torch.Tensor,
+    H: int,
+    W: int,
+    *,
+    vertex_colors: torch.Tensor | None = None,
+    uv_faces: torch.Tensor | None = None,
+    uvs: torch.Tensor | None = None,
+    texture: torch.Tensor | None = None,
+    sh: torch.Tensor | None = None,
+    background: float | torch.Tensor = 0.0,
+    backend: Backend = "auto",
+    window_origin=None,
+    frags: Fragments | None = None,
+) -> RenderResult:
     """Render V views of a mesh.
 
     verts (N, 3) or (V, N, 3) world metres, faces (F, 3), K (V, 3, 3), world_to_cam (V, 4, 4).
@@ -55,12 +68,14 @@ def render_mesh(verts: torch.Tensor, faces: torch.Tensor, K: torch.Tensor, world
     if texture is None and vertex_colors is not None:
         # normals and colours share the triangles: one gather and one blend for both
         if vertex_colors.ndim not in (2, 3) or vertex_colors.shape[-2:] != normals.shape[-2:]:
-            raise RenderInputError(f"render: vertex_colors must be (N, 3) or (V, N, 3) like verts, "
-                                   f"got {tuple(vertex_colors.shape)}")
+            raise RenderInputError(
+                f"render: vertex_colors must be (N, 3) or (V, N, 3) like verts, got {tuple(vertex_colors.shape)}"
+            )
         if vertex_colors.shape[:-1] != normals.shape[:-1]:
             V = frags.num_views
-            normals, vertex_colors = (x.expand(V, -1, -1) if x.ndim == 2 or x.shape[0] == 1 else x
-                                      for x in (normals, vertex_colors))
+            normals, vertex_colors = (
+                x.expand(V, -1, -1) if x.ndim == 2 or x.shape[0] == 1 else x for x in (normals, vertex_colors)
+            )
         both = torch.cat([normals, vertex_colors.to(normals.dtype)], dim=-1)
         _, both_hit = _interpolate_hits(frags, faces, both, "vertex_colors")
         n_hit, albedo_hit = both_hit[:, :3], both_hit[:, 3:]
@@ -80,8 +95,13 @@ def render_mesh(verts: torch.Tensor, faces: torch.Tensor, K: torch.Tensor, world
                 raise RenderInputError(f"render: sh has {sh.shape[0]} views, expected {frags.num_views}")
             # per-view lighting: hits are sorted by view, so each view's block gets one matmul
             counts = torch.bincount(view, minlength=frags.num_views).tolist()
-            color_hit = torch.cat([shade_sh(a, n, sh[v]) for v, (a, n) in enumerate(
-                zip(torch.split(albedo_hit, counts), torch.split(n_hit, counts)))], dim=0)
+            color_hit = torch.cat(
+                [
+                    shade_sh(a, n, sh[v])
+                    for v, (a, n) in enumerate(zip(torch.split(albedo_hit, counts), torch.split(n_hit, counts)))
+                ],
+                dim=0,
+            )
         else:
             color_hit = shade_sh(albedo_hit, n_hit, sh)
     else:
@@ -91,9 +111,15 @@ def render_mesh(verts: torch.Tensor, faces: torch.Tensor, K: torch.Tensor, world
     bg = torch.as_tensor(background, dtype=color_hit.dtype, device=color_hit.device)
     if bg.ndim not in (0, 1, 4) or (bg.ndim and bg.shape[-1] != 3):
         raise RenderInputError(f"render: background must be a scalar, (3,) or (V, H, W, 3), got {tuple(bg.shape)}")
-    image = bg.expand(shape).reshape(-1, 3).index_copy(0, idx, color_hit).reshape(shape)   # out of place
-    return RenderResult(image=image, mask=frags.mask, depth=frags.depth, normals=_scatter_hits(frags, idx, n_hit),
-                        frags=frags, albedo=_scatter_hits(frags, idx, albedo_hit))
+    image = bg.expand(shape).reshape(-1, 3).index_copy(0, idx, color_hit).reshape(shape)  # out of place
+    return RenderResult(
+        image=image,
+        mask=frags.mask,
+        depth=frags.depth,
+        normals=_scatter_hits(frags, idx, n_hit),
+        frags=frags,
+        albedo=_scatter_hits(frags, idx, albedo_hit),
+    )
 
 
 def _sample_hits(texture: torch.Tensor, uv_hit: torch.Tensor, view: torch.Tensor, V: int) -> torch.Tensor:

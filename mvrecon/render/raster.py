@@ -81,7 +81,9 @@ def _check_inputs(verts: torch.Tensor, faces: torch.Tensor, K: torch.Tensor, wor
         if not isinstance(x, torch.Tensor):
             raise RenderInputError(f"render: {name} must be a torch tensor, got {type(x).__name__}")
     if not verts.is_floating_point() or verts.ndim not in (2, 3) or verts.shape[-1] != 3:
-        raise RenderInputError(f"render: verts must be float (N, 3) or (V, N, 3), got {tuple(verts.shape)} {verts.dtype}")
+        raise RenderInputError(
+            f"render: verts must be float (N, 3) or (V, N, 3), got {tuple(verts.shape)} {verts.dtype}"
+        )
     if faces.ndim != 2 or faces.shape[1] != 3 or faces.is_floating_point():
         raise RenderInputError(f"render: faces must be integer (F, 3), got {tuple(faces.shape)} {faces.dtype}")
     if K.ndim == 2:
@@ -89,11 +91,16 @@ def _check_inputs(verts: torch.Tensor, faces: torch.Tensor, K: torch.Tensor, wor
     if world_to_cam.ndim == 2:
         world_to_cam = world_to_cam[None]
     if K.shape[1:] != (3, 3) or world_to_cam.shape[1:] != (4, 4):
-        raise RenderInputError(f"render: K must be (V, 3, 3) and world_to_cam (V, 4, 4), got "
-                               f"{tuple(K.shape)} and {tuple(world_to_cam.shape)}")
+        raise RenderInputError(
+            f"render: K must be (V, 3, 3) and world_to_cam (V, 4, 4), got "
+            f"{tuple(K.shape)} and {tuple(world_to_cam.shape)}"
+        )
     V = max(K.shape[0], world_to_cam.shape[0], verts.shape[0] if verts.ndim == 3 else 1)
-    for name, n in (("K", K.shape[0]), ("world_to_cam", world_to_cam.shape[0]),
-                    ("verts", verts.shape[0] if verts.ndim == 3 else V)):
+    for name, n in (
+        ("K", K.shape[0]),
+        ("world_to_cam", world_to_cam.shape[0]),
+        ("verts", verts.shape[0] if verts.ndim == 3 else V),
+    ):
         if n not in (1, V):
             raise RenderInputError(f"render: {name} has {n} views, expected {V} (or 1)")
     K = K.to(verts.dtype).expand(V, 3, 3)
@@ -145,20 +152,27 @@ def _hit_pixels(pixels: torch.Tensor | PixelGrid, hit: torch.Tensor, M: int, dty
 
 def _projected_vertices(verts: torch.Tensor, K: torch.Tensor, world_to_cam: torch.Tensor) -> torch.Tensor:
     """(V*N, 3) per view and vertex: pixel x, pixel y and 1/z (z = camera-space depth)."""
-    pc = to_camera(verts, world_to_cam)                                     # (V, N, 3)
+    pc = to_camera(verts, world_to_cam)  # (V, N, 3)
     z = pc[..., 2]
     # vertices exactly on the camera plane are singular; the formulas below hold for any other z,
     # including z < 0 (a large triangle crossing the camera plane)
     tiny = torch.finfo(z.dtype).tiny ** 0.5
     z = torch.where(z.abs() < tiny, torch.full_like(z, tiny), z)
     inv_z = 1.0 / z
-    proj = pc @ K[:, :2].transpose(1, 2)                                   # (V, N, 2): K rows x and y
+    proj = pc @ K[:, :2].transpose(1, 2)  # (V, N, 2): K rows x and y
     uv = proj * inv_z[..., None]
     return torch.cat([uv, inv_z[..., None]], dim=-1).reshape(-1, 3)
 
 
-def fragments_from_ids(tri_id: torch.Tensor, verts: torch.Tensor, faces: torch.Tensor, K: torch.Tensor,
-                       world_to_cam: torch.Tensor, pixels: torch.Tensor | PixelGrid, shape: Sequence[int]) -> Fragments:
+def fragments_from_ids(
+    tri_id: torch.Tensor,
+    verts: torch.Tensor,
+    faces: torch.Tensor,
+    K: torch.Tensor,
+    world_to_cam: torch.Tensor,
+    pixels: torch.Tensor | PixelGrid,
+    shape: Sequence[int],
+) -> Fragments:
     """Differentiable :class:`Fragments` from per-pixel triangle ids.
 
     tri_id (V, M) long (-1 = none) at ``pixels``: (V, M, 2) pixel coordinates (centres at integers)
@@ -178,7 +192,7 @@ def fragments_from_ids(tri_id: torch.Tensor, verts: torch.Tensor, faces: torch.T
     pix = _hit_pixels(pixels, hit, M, verts.dtype)
     table = _projected_vertices(verts, K, world_to_cam)
     corner = faces.index_select(0, tri_flat.index_select(0, hit)) + (view * N)[:, None]
-    g = table.index_select(0, corner.reshape(-1)).reshape(-1, 3, 3)       # (P, corner, [x, y, 1/z])
+    g = table.index_select(0, corner.reshape(-1)).reshape(-1, 3, 3)  # (P, corner, [x, y, 1/z])
     du0, du1, du2 = (g[..., 0] - pix[:, 0:1]).unbind(1)
     dv0, dv1, dv2 = (g[..., 1] - pix[:, 1:2]).unbind(1)
     # plain column arithmetic: advanced indexing of the corner axis costs more than the math
@@ -217,9 +231,16 @@ def _resolve_backend(backend: str) -> str:
     return "nvdiffrast" if nvdiffrast_available() else "raycast"
 
 
-def rasterize(verts: torch.Tensor, faces: torch.Tensor, K: torch.Tensor, world_to_cam: torch.Tensor,
-              height: int, width: int, backend: Backend = "auto",
-              window_origin: Sequence[float] | torch.Tensor | None = None) -> Fragments:
+def rasterize(
+    verts: torch.Tensor,
+    faces: torch.Tensor,
+    K: torch.Tensor,
+    world_to_cam: torch.Tensor,
+    height: int,
+    width: int,
+    backend: Backend = "auto",
+    window_origin: Sequence[float] | torch.Tensor | None = None,
+) -> Fragments:
     """Rasterise a triangle mesh into V views (two-sided: back faces are drawn too).
 
     verts (N, 3) or (V, N, 3) world metres; faces (F, 3) long; K (V, 3, 3); world_to_cam (V, 4, 4)
@@ -244,21 +265,29 @@ def rasterize(verts: torch.Tensor, faces: torch.Tensor, K: torch.Tensor, world_t
     if name == "raycast":
         v_np = verts.detach().cpu().numpy()
         if v_np.ndim == 3 and verts.stride(0) == 0:
-            v_np = v_np[0]      # expanded single mesh: one scene serves all views
-        tri = torch.from_numpy(raycast.grid_ids(v_np, faces.cpu().numpy(), K.detach().cpu().double().numpy(),
-                                                world_to_cam.detach().cpu().double().numpy(), height, width,
-                                                origin.numpy()))
+            v_np = v_np[0]  # expanded single mesh: one scene serves all views
+        tri = torch.from_numpy(
+            raycast.grid_ids(
+                v_np,
+                faces.cpu().numpy(),
+                K.detach().cpu().double().numpy(),
+                world_to_cam.detach().cpu().double().numpy(),
+                height,
+                width,
+                origin.numpy(),
+            )
+        )
     else:
         from . import backends
 
         fn = backends.pytorch3d_ids if name == "pytorch3d" else backends.nvdiffrast_ids
         tri = fn(verts, faces, K, world_to_cam, height, width, origin.to(K.device))
-    return fragments_from_ids(tri.reshape(V, -1).to(verts.device), verts, faces, K, world_to_cam, grid,
-                              (height, width))
+    return fragments_from_ids(tri.reshape(V, -1).to(verts.device), verts, faces, K, world_to_cam, grid, (height, width))
 
 
-def rasterize_pixels(verts: torch.Tensor, faces: torch.Tensor, K: torch.Tensor, world_to_cam: torch.Tensor,
-                     pixels: torch.Tensor) -> Fragments:
+def rasterize_pixels(
+    verts: torch.Tensor, faces: torch.Tensor, K: torch.Tensor, world_to_cam: torch.Tensor, pixels: torch.Tensor
+) -> Fragments:
     """Rasterise only the given pixel positions (V, P, 2) (x, y; any real values, e.g. sampled
     pixels or landmark positions). Ray-cast backend. Returns :class:`Fragments` of shape (V, P)."""
     verts, faces, K, world_to_cam = _check_inputs(verts, faces, K, world_to_cam)
@@ -269,21 +298,29 @@ def rasterize_pixels(verts: torch.Tensor, faces: torch.Tensor, K: torch.Tensor, 
         raise RenderInputError(f"render: pixels must be (V, P, 2), got {tuple(pixels.shape)}")
     pixels = pixels.detach().expand(K.shape[0], -1, -1)
     tri = _raycast_ids(verts, faces, K, world_to_cam, pixels)
-    return fragments_from_ids(tri.to(verts.device), verts, faces, K, world_to_cam, pixels.to(verts.device),
-                              (pixels.shape[1],))
+    return fragments_from_ids(
+        tri.to(verts.device), verts, faces, K, world_to_cam, pixels.to(verts.device), (pixels.shape[1],)
+    )
 
 
 def _raycast_ids(verts, faces, K, world_to_cam, pixels) -> torch.Tensor:
     rays = raycast.camera_rays(K, world_to_cam, pixels)
     v_np = verts.detach().cpu().numpy()
     if v_np.ndim == 3 and verts.stride(0) == 0:
-        v_np = v_np[0]      # expanded single mesh: one scene serves all views
+        v_np = v_np[0]  # expanded single mesh: one scene serves all views
     tri, _ = raycast.cast(v_np, faces.cpu().numpy(), rays)
     return torch.from_numpy(tri)
 
 
-def vertex_visibility(verts: torch.Tensor, faces: torch.Tensor, K: torch.Tensor, world_to_cam: torch.Tensor,
-                      height: int, width: int, eps: float = 1e-4) -> torch.Tensor:
+def vertex_visibility(
+    verts: torch.Tensor,
+    faces: torch.Tensor,
+    K: torch.Tensor,
+    world_to_cam: torch.Tensor,
+    height: int,
+    width: int,
+    eps: float = 1e-4,
+) -> torch.Tensor:
     """(V, N) bool: the vertex is in front of the camera, projects inside the image (pixel edges
     -0.5 .. size-0.5) and no triangle lies on the segment from the camera centre to it.
 
@@ -295,12 +332,14 @@ def vertex_visibility(verts: torch.Tensor, faces: torch.Tensor, K: torch.Tensor,
     with torch.no_grad():
         v64 = verts.detach().to(torch.float64).cpu()
         K64, w2c = K.detach().to(torch.float64).cpu(), world_to_cam.detach().to(torch.float64).cpu()
-        pc = to_camera(v64, w2c)                                          # (V, N, 3)
+        pc = to_camera(v64, w2c)  # (V, N, 3)
         z = pc[..., 2]
         front = z > 0
         uvw = pc @ K64.transpose(1, 2)
         uv = uvw[..., :2] / torch.where(front, z, torch.ones_like(z))[..., None]
-        inside = (uv[..., 0] >= -0.5) & (uv[..., 0] <= width - 0.5) & (uv[..., 1] >= -0.5) & (uv[..., 1] <= height - 0.5)
+        inside = (
+            (uv[..., 0] >= -0.5) & (uv[..., 0] <= width - 0.5) & (uv[..., 1] >= -0.5) & (uv[..., 1] <= height - 0.5)
+        )
         R, t = w2c[:, :3, :3], w2c[:, :3, 3]
         centre = -(R.transpose(1, 2) @ t[..., None])[..., 0]
         targets = v64.expand(K.shape[0], -1, -1) if v64.ndim == 2 else v64

@@ -69,8 +69,11 @@ class MeshScene:
         its Open3D ``primitive_uvs`` (Q, 2) float32 (as :attr:`RayHits.uv`) and the triangle's unit
         normal (Q, 3) float32."""
         ans = self._scene.compute_closest_points(_tensor(points, np.float32), nthreads=threads.count())
-        return (ans["primitive_ids"].numpy().astype(np.int64), ans["primitive_uvs"].numpy(),
-                ans["primitive_normals"].numpy())
+        return (
+            ans["primitive_ids"].numpy().astype(np.int64),
+            ans["primitive_uvs"].numpy(),
+            ans["primitive_normals"].numpy(),
+        )
 
 
 def _tensor(a: np.ndarray, dtype: type) -> o3d.core.Tensor:
@@ -155,10 +158,10 @@ def camera_rays(K: torch.Tensor, world_to_cam: torch.Tensor, pixels: torch.Tenso
     w2c = world_to_cam.detach().to(torch.float64).cpu()
     pix = pixels.detach().to(torch.float64).cpu()
     R, t = w2c[:, :3, :3], w2c[:, :3, 3]
-    centre = -(R.transpose(1, 2) @ t[..., None])[..., 0]                     # (V, 3)
+    centre = -(R.transpose(1, 2) @ t[..., None])[..., 0]  # (V, 3)
     # world dir = R^T K^-1 [x y 1]^T, as a row-vector product for all pixels at once
-    M = (R.transpose(1, 2) @ torch.linalg.inv(K)).transpose(1, 2)             # (V, 3, 3)
-    d = pix @ M[:, :2] + M[:, 2:3]                                            # (V, P, 3)
+    M = (R.transpose(1, 2) @ torch.linalg.inv(K)).transpose(1, 2)  # (V, 3, 3)
+    d = pix @ M[:, :2] + M[:, 2:3]  # (V, P, 3)
     o = centre[:, None].expand_as(d)
     return torch.cat([o, d], dim=-1).to(torch.float32).numpy()
 
@@ -177,8 +180,15 @@ def _bbox(verts: np.ndarray, K: np.ndarray, w2c: np.ndarray, origin: np.ndarray,
     return r0, max(r0, r1), c0, max(c0, c1)
 
 
-def grid_ids(verts: np.ndarray, faces: np.ndarray, K: np.ndarray, world_to_cam: np.ndarray, height: int,
-             width: int, origin: np.ndarray) -> np.ndarray:
+def grid_ids(
+    verts: np.ndarray,
+    faces: np.ndarray,
+    K: np.ndarray,
+    world_to_cam: np.ndarray,
+    height: int,
+    width: int,
+    origin: np.ndarray,
+) -> np.ndarray:
     """(V, height, width) int64 triangle ids (-1 = none) of the pixel block with top-left pixel
     ``origin`` (V, 2) in each view. verts (N, 3) shared or (V, N, 3); K (V, 3, 3); world_to_cam (V, 4, 4).
 
@@ -192,7 +202,7 @@ def grid_ids(verts: np.ndarray, faces: np.ndarray, K: np.ndarray, world_to_cam: 
         r0, r1, c0, c1 = _bbox(mesh, K[v], world_to_cam[v], origin[v], height, width)
         boxes.append((r0, r1, c0, c1))
         R, t = world_to_cam[v, :3, :3], world_to_cam[v, :3, 3]
-        M = R.T @ np.linalg.inv(K[v])                       # columns: d/dx, d/dy, offset of the world direction
+        M = R.T @ np.linalg.inv(K[v])  # columns: d/dx, d/dy, offset of the world direction
         xs = (np.arange(c0, c1) + origin[v, 0])[None, :, None]
         ys = (np.arange(r0, r1) + origin[v, 1])[:, None, None]
         block = np.empty((r1 - r0, c1 - c0, 6), np.float32)
@@ -222,8 +232,7 @@ def cast(verts: np.ndarray, faces: np.ndarray, rays: np.ndarray) -> tuple[np.nda
     return np.stack([h.triangles for h in per_view]), np.stack([h.t_hit for h in per_view])
 
 
-def occluded(verts: np.ndarray, faces: np.ndarray, origins: np.ndarray, targets: np.ndarray,
-             eps: float) -> np.ndarray:
+def occluded(verts: np.ndarray, faces: np.ndarray, origins: np.ndarray, targets: np.ndarray, eps: float) -> np.ndarray:
     """(V, P) bool: does the segment from ``origins`` (V, 3) to ``targets`` (V, P, 3) hit the mesh
     before ``1 - eps`` of its length? ``verts`` is (N, 3) or (V, N, 3)."""
     V = targets.shape[0]

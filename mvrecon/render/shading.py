@@ -18,7 +18,9 @@ def _scatter_hits(frags: Fragments, hit_index: torch.Tensor, values: torch.Tenso
     return out.reshape(*frags.tri_id.shape, values.shape[-1])
 
 
-def _interpolate_hits(frags: Fragments, faces: torch.Tensor, attrs: torch.Tensor, what: str) -> tuple[torch.Tensor, torch.Tensor]:
+def _interpolate_hits(
+    frags: Fragments, faces: torch.Tensor, attrs: torch.Tensor, what: str
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(hit_index (P,), values (P, C)): barycentric blend of per-vertex ``attrs`` at covered pixels."""
     idx, view, tri, bary = frags.hits()
     faces = faces.to(device=tri.device, dtype=torch.long)
@@ -31,7 +33,7 @@ def _interpolate_hits(frags: Fragments, faces: torch.Tensor, attrs: torch.Tensor
         table, offset = attrs.reshape(-1, attrs.shape[-1]), view * attrs.shape[1]
     else:
         raise RenderInputError(f"render: {what} must be (N, C) or (V, N, C) with V={V}, got {tuple(attrs.shape)}")
-    corner = faces.index_select(0, tri)                                   # (P, 3)
+    corner = faces.index_select(0, tri)  # (P, 3)
     if offset is not None:
         corner = corner + offset[:, None]
     vals = table.index_select(0, corner.reshape(-1)).reshape(-1, 3, table.shape[-1])
@@ -65,7 +67,9 @@ def interpolate_uv(frags: Fragments, uv_faces: torch.Tensor, uvs: torch.Tensor) 
     return _scatter_hits(frags, idx, vals)
 
 
-def sample_texture(texture: torch.Tensor, uv: torch.Tensor, mode: Literal["bilinear", "nearest"] = "bilinear") -> torch.Tensor:
+def sample_texture(
+    texture: torch.Tensor, uv: torch.Tensor, mode: Literal["bilinear", "nearest"] = "bilinear"
+) -> torch.Tensor:
     """Sample texture (C, Ht, Wt) or (V, C, Ht, Wt) at uv (V, *S, 2): returns (V, *S, C).
 
     uv in [0, 1] with v up (OBJ): (0, 0) is the bottom-left corner of the texture image and
@@ -76,8 +80,10 @@ def sample_texture(texture: torch.Tensor, uv: torch.Tensor, mode: Literal["bilin
     if mode not in ("bilinear", "nearest"):
         raise RenderInputError(f"render: sample_texture mode must be 'bilinear' or 'nearest', got {mode!r}")
     if texture.ndim not in (3, 4) or uv.shape[-1] != 2 or uv.ndim < 2:
-        raise RenderInputError(f"render: texture must be (C, Ht, Wt) or (V, C, Ht, Wt) and uv (V, ..., 2), got "
-                               f"{tuple(texture.shape)} and {tuple(uv.shape)}")
+        raise RenderInputError(
+            f"render: texture must be (C, Ht, Wt) or (V, C, Ht, Wt) and uv (V, ..., 2), got "
+            f"{tuple(texture.shape)} and {tuple(uv.shape)}"
+        )
     V = uv.shape[0]
     spatial = uv.shape[1:-1]
     grid = uv.reshape(V, 1, -1, 2).to(texture.dtype)
@@ -99,7 +105,11 @@ def sample_texture(texture: torch.Tensor, uv: torch.Tensor, mode: Literal["bilin
 # Deep3DFaceRecon (Deng et al. 2019) constants: a_l (Lambertian kernel factors) times the real SH
 # normalisation c_l, bands 0..2.
 SH_A = (math.pi, 2 * math.pi / math.sqrt(3.0), 2 * math.pi / math.sqrt(8.0))
-SH_C = (1 / math.sqrt(4 * math.pi), math.sqrt(3.0) / math.sqrt(4 * math.pi), 3 * math.sqrt(5.0) / math.sqrt(12 * math.pi))
+SH_C = (
+    1 / math.sqrt(4 * math.pi),
+    math.sqrt(3.0) / math.sqrt(4 * math.pi),
+    3 * math.sqrt(5.0) / math.sqrt(12 * math.pi),
+)
 
 
 def sh_basis(normals: torch.Tensor) -> torch.Tensor:
@@ -111,17 +121,20 @@ def sh_basis(normals: torch.Tensor) -> torch.Tensor:
     a0c0 = SH_A[0] * SH_C[0]
     a1c1 = SH_A[1] * SH_C[1]
     a2c2 = SH_A[2] * SH_C[2]
-    return torch.stack([
-        torch.full_like(x, a0c0),
-        -a1c1 * y,
-        a1c1 * z,
-        -a1c1 * x,
-        a2c2 * x * y,
-        -a2c2 * y * z,
-        0.5 * a2c2 / math.sqrt(3.0) * (3 * z * z - 1),
-        -a2c2 * x * z,
-        0.5 * a2c2 * (x * x - y * y),
-    ], dim=-1)
+    return torch.stack(
+        [
+            torch.full_like(x, a0c0),
+            -a1c1 * y,
+            a1c1 * z,
+            -a1c1 * x,
+            a2c2 * x * y,
+            -a2c2 * y * z,
+            0.5 * a2c2 / math.sqrt(3.0) * (3 * z * z - 1),
+            -a2c2 * x * z,
+            0.5 * a2c2 * (x * x - y * y),
+        ],
+        dim=-1,
+    )
 
 
 def _sh_quadratic(sh: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -134,15 +147,16 @@ def _sh_quadratic(sh: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """
     k0, k1, k2 = SH_A[0] * SH_C[0], SH_A[1] * SH_C[1], SH_A[2] * SH_C[2]
     k3, k4 = 0.5 * k2 / math.sqrt(3.0), 0.5 * k2
-    s = sh.unbind(-2)                                   # nine (..., 3) coefficient rows
-    const = k0 * s[0] - k3 * s[6]                       # the constant term, spread over x^2+y^2+z^2 = 1
+    s = sh.unbind(-2)  # nine (..., 3) coefficient rows
+    const = k0 * s[0] - k3 * s[6]  # the constant term, spread over x^2+y^2+z^2 = 1
     xx = const + k4 * s[8]
     yy = const - k4 * s[8]
     zz = const + 3 * k3 * s[6]
     xy, yz, xz = 0.5 * k2 * s[4], -0.5 * k2 * s[5], -0.5 * k2 * s[7]
-    A = torch.stack([torch.stack([xx, xy, xz], -2), torch.stack([xy, yy, yz], -2),
-                     torch.stack([xz, yz, zz], -2)], -3)              # (..., 3 n_i, 3 n_j, 3 channels)
-    b = torch.stack([-k1 * s[3], -k1 * s[1], k1 * s[2]], -2)          # (..., 3, 3)
+    A = torch.stack(
+        [torch.stack([xx, xy, xz], -2), torch.stack([xy, yy, yz], -2), torch.stack([xz, yz, zz], -2)], -3
+    )  # (..., 3 n_i, 3 n_j, 3 channels)
+    b = torch.stack([-k1 * s[3], -k1 * s[1], k1 * s[2]], -2)  # (..., 3, 3)
     return A.flatten(-2), b
 
 
@@ -160,6 +174,6 @@ def shade_sh(albedo: torch.Tensor, normals: torch.Tensor, sh: torch.Tensor) -> t
         raise RenderInputError(f"render: sh has {sh.shape[0]} views, normals have {normals.shape[0]}")
     A, b = _sh_quadratic(sh)
     n = normals.reshape(sh.shape[0], -1, 3) if sh.ndim == 3 else normals.reshape(-1, 3)
-    quad = (n @ A).unflatten(-1, (3, 3))                                 # (..., P, 3 n_j, 3 channels)
+    quad = (n @ A).unflatten(-1, (3, 3))  # (..., P, 3 n_j, 3 channels)
     irradiance = (quad * n[..., None]).sum(-2) + n @ b
     return albedo * irradiance.reshape(*normals.shape[:-1], 3)

@@ -183,12 +183,21 @@ def _viewer_section(content: ReportContent, cfg: ReportConfig, texture_uri: str 
                     textures.append({"src": _data_uri(Path(part.texture), "map", cfg)})
                 seen[key] = len(textures) - 1
             tex_index = seen[key]
-        parts.append({"start": part.start, "count": part.count, "texture": tex_index, "color": list(part.color),
-                      "name": part.name})
+        parts.append(
+            {
+                "start": part.start,
+                "count": part.count,
+                "texture": tex_index,
+                "color": list(part.color),
+                "name": part.name,
+            }
+        )
     blob["textures"] = textures
     blob["parts"] = parts
     decimated = (
-        f" (decimated from {data.source_triangles:,} for the viewer)" if data.source_triangles != len(data.indices) else ""
+        f" (decimated from {data.source_triangles:,} for the viewer)"
+        if data.source_triangles != len(data.indices)
+        else ""
     )
     names = [p.name for p in data.parts if p.name]
     part_info = f" in {len(data.parts)} parts" if len(data.parts) > 1 else ""
@@ -220,11 +229,16 @@ def _game_section(content: ReportContent) -> tuple[str, str]:
     try:
         html, scripts = viewer_fragment(Path(content.glb).read_bytes())
     except ThreeUnavailable as e:
-        return (f'<section id="game"><h2>Game asset</h2><p class="sub">The three.js viewer is not available '
-                f"here ({_e(e)}).</p></section>", "")
-    head = (f'<section id="game"><h2>Game asset ({_e(Path(content.glb).name)} in three.js)</h2>'
-            '<p class="sub">As a game engine shows it: its materials (transparent eye film), every morph '
-            f"target as a slider, the levels of detail.</p><style>{CSS}</style>")
+        return (
+            f'<section id="game"><h2>Game asset</h2><p class="sub">The three.js viewer is not available '
+            f"here ({_e(e)}).</p></section>",
+            "",
+        )
+    head = (
+        f'<section id="game"><h2>Game asset ({_e(Path(content.glb).name)} in three.js)</h2>'
+        '<p class="sub">As a game engine shows it: its materials (transparent eye film), every morph '
+        f"target as a slider, the levels of detail.</p><style>{CSS}</style>"
+    )
     return head + html + "</section>", scripts
 
 
@@ -247,7 +261,9 @@ def render_html(content: ReportContent, cfg: ReportConfig = ReportConfig()) -> s
         maps.append(_figure(texture_uri, "Baked albedo texture (UV layout)", img_id="texture-img"))
     if content.heatmap is not None:
         maps.append(_figure(_data_uri(content.heatmap, "map", cfg), "Scan error heatmap", img_id="heatmap-img"))
-    loss_html = "" if content.loss_curve is None else _figure(_data_uri(content.loss_curve, "map", cfg), "Fit loss per step")
+    loss_html = (
+        "" if content.loss_curve is None else _figure(_data_uri(content.loss_curve, "map", cfg), "Fit loss per step")
+    )
     viewer_html, mesh_json = _viewer_section(content, cfg, texture_uri)
 
     sections = [
@@ -260,7 +276,9 @@ def render_html(content: ReportContent, cfg: ReportConfig = ReportConfig()) -> s
             f'(click to enlarge).</p><div class="grid">{overlay_html}</div></section>'
         )
     if maps:
-        sections.append(f'<section id="maps"><h2>Texture and scan error</h2><div class="pair">{"".join(maps)}</div></section>')
+        sections.append(
+            f'<section id="maps"><h2>Texture and scan error</h2><div class="pair">{"".join(maps)}</div></section>'
+        )
     if content.metrics:
         sections.append(
             '<section id="metrics"><h2>Metrics</h2><table class="metrics"><tbody>'

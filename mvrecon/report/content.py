@@ -110,7 +110,9 @@ def overlays_in(folder: str | Path) -> list[Overlay]:
     folder = Path(folder)
     if not folder.is_dir():
         return []
-    files = [p for p in folder.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png") and not p.name.startswith(".")]
+    files = [
+        p for p in folder.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png") and not p.name.startswith(".")
+    ]
     return [Overlay(p, p.stem) for p in sorted(files)]
 
 
@@ -173,8 +175,9 @@ def report_content(session: Session, res: _Run | None = None) -> ReportContent:
             status, note = o.status, o.note
             if status in ("done", "skipped", "not run") and stale(o.stage):
                 status, note = "stale", "outputs made from inputs that are no longer current; not shown"
-            rows.append(StageRow(o.stage, status, o.seconds, {k: v for k, v in o.numbers.items() if v is not None},
-                                 note))
+            rows.append(
+                StageRow(o.stage, status, o.seconds, {k: v for k, v in o.numbers.items() if v is not None}, note)
+            )
     else:  # a report outside a run: what the recorded provenance says
         for name in STAGE_NAMES:
             if name in current:
@@ -201,9 +204,13 @@ def report_content(session: Session, res: _Run | None = None) -> ReportContent:
     fit = stage("fit")
     return ReportContent(
         subject=session.subject,
-        provenance={"session": root.name, "rig": f"{session.rig.name} ({len(session.rig)} cameras)",
-                    "views": str(len(session.views())), "mvrecon": __version__,
-                    **({"preset": res.preset} if res is not None else {})},
+        provenance={
+            "session": root.name,
+            "rig": f"{session.rig.name} ({len(session.rig)} cameras)",
+            "views": str(len(session.views())),
+            "mvrecon": __version__,
+            **({"preset": res.preset} if res is not None else {}),
+        },
         stages=rows,
         overlays=overlays_in(fit.outputs.path(fit.folder(session), "overlays")) if "fit" in current else [],
         texture=output("texture", "albedo"),
@@ -260,7 +267,7 @@ def eval_metrics(d: Mapping[str, Any]) -> dict[str, Any]:
         out["Chamfer, symmetric (mm)"] = chamfer["symmetric_mm"]
     for k, v in d.items():
         if k.startswith("fscore_") and isinstance(v, Mapping) and "f" in v:
-            out[f"F-score @ {k[len('fscore_'):]}"] = v["f"]
+            out[f"F-score @ {k[len('fscore_') :]}"] = v["f"]
     if d.get("normal_consistency") is not None:
         out["normal consistency"] = d["normal_consistency"]
     return out

@@ -40,8 +40,12 @@ def three_dir(install: bool = True) -> Path:
     if not install or shutil.which("npm") is None:
         raise ThreeUnavailable(f"three.js is not installed under {prefix} and npm is not available")
     prefix.mkdir(parents=True, exist_ok=True)
-    r = subprocess.run(["npm", "install", "--prefix", str(prefix), f"three@{THREE_VERSION}", "--no-audit", "--no-fund"],
-                       capture_output=True, text=True, timeout=600)
+    r = subprocess.run(
+        ["npm", "install", "--prefix", str(prefix), f"three@{THREE_VERSION}", "--no-audit", "--no-fund"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     if r.returncode != 0 or not (pkg / "build" / "three.module.min.js").is_file():
         tail = (r.stderr or r.stdout).strip().splitlines()[-1:] or ["no output"]
         raise ThreeUnavailable(f"npm install three failed: {tail[0]}")
@@ -206,6 +210,8 @@ def viewer_fragment(glb: bytes) -> tuple[str, str]:
 def viewer_page(glb: bytes, title: str = "head.glb") -> str:
     """A standalone HTML page showing ``glb`` (see the module docstring)."""
     html, scripts = viewer_fragment(glb)
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title><style>{CSS}"
-            "body{font-family:sans-serif;margin:12px}</style></head><body>"
-            f"{html}\n{scripts}</body></html>")
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title><style>{CSS}"
+        "body{font-family:sans-serif;margin:12px}</style></head><body>"
+        f"{html}\n{scripts}</body></html>"
+    )

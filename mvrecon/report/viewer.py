@@ -300,7 +300,15 @@ def prepare(meshes: ViewerMesh | Sequence[ViewerMesh], max_triangles: int = DEFA
         nrm_l.append(nrm)
         uv_l.append(puv if textured else np.zeros((len(pos), 2)))
         idx_l.append(idx + n_vert)
-        parts.append(ViewerPart(n_tri, len(idx), m.texture if textured else None, (float(m.color[0]), float(m.color[1]), float(m.color[2])), m.name))
+        parts.append(
+            ViewerPart(
+                n_tri,
+                len(idx),
+                m.texture if textured else None,
+                (float(m.color[0]), float(m.color[1]), float(m.color[2])),
+                m.name,
+            )
+        )
         n_vert += len(pos)
         n_tri += len(idx)
     any_tex = any(p.texture is not None for p in parts)
@@ -345,7 +353,11 @@ def mesh_from_glb(path: str | Path) -> list[ViewerMesh]:
         mat = getattr(geom.visual, "material", None)
         img = getattr(mat, "baseColorTexture", None) or getattr(mat, "image", None)
         factor = getattr(mat, "baseColorFactor", None)
-        color = (0.78, 0.72, 0.68) if factor is None else tuple(float(c) / (255 if np.max(factor) > 1 else 1) for c in factor[:3])
+        color = (
+            (0.78, 0.72, 0.68)
+            if factor is None
+            else tuple(float(c) / (255 if np.max(factor) > 1 else 1) for c in factor[:3])
+        )
         texture = None
         if img is not None and uv is not None and len(uv) == len(v):
             import io

@@ -65,7 +65,7 @@ def make_albedo(model: FaceModel, topo: SkinTopology, rng: np.random.Generator, 
     labels = model.part_labels[topo.vids]
     groups = [("right_brow", "left_brow"), ("upper_lip", "lower_lip"), ("right_eye", "left_eye")]
     onehot = np.stack([np.isin(labels, [PART_CODES[a], PART_CODES[b]]) for a, b in groups], 1)
-    brow, lip, eye = np.moveaxis(mo.interpolate_texels(tri, bary, faces, onehot), -1, 0)   # soft labels
+    brow, lip, eye = np.moveaxis(mo.interpolate_texels(tri, bary, faces, onehot), -1, 0)  # soft labels
     covered = tri >= 0
     lm = model.mean[model.landmarks68].astype(np.float64)
     iod = float(np.linalg.norm(lm[45] - lm[36]))
@@ -84,9 +84,13 @@ def make_albedo(model: FaceModel, topo: SkinTopology, rng: np.random.Generator, 
         return np.exp(-d2 / np.float32(2 * radius**2)) * covered
 
     # flushed cheeks and nose tip, darker under the eyes
-    red = blob(lm[[2, 31]].mean(0), 0.35 * iod) + blob(lm[[14, 35]].mean(0), 0.35 * iod) + 0.6 * blob(lm[30], 0.15 * iod)
+    red = (
+        blob(lm[[2, 31]].mean(0), 0.35 * iod) + blob(lm[[14, 35]].mean(0), 0.35 * iod) + 0.6 * blob(lm[30], 0.15 * iod)
+    )
     tex += 0.07 * red[..., None] * np.array([1.0, -0.4, -0.3]) * skin / skin.max()
-    under = blob(lm[[40, 41]].mean(0) - [0, 0.12 * iod, 0], 0.12 * iod) + blob(lm[[46, 47]].mean(0) - [0, 0.12 * iod, 0], 0.12 * iod)
+    under = blob(lm[[40, 41]].mean(0) - [0, 0.12 * iod, 0], 0.12 * iod) + blob(
+        lm[[46, 47]].mean(0) - [0, 0.12 * iod, 0], 0.12 * iod
+    )
     tex *= (1 - 0.08 * under)[..., None]
     # pores and speckle: small dark dots
     speckle = cv2.GaussianBlur(rng.standard_normal((H, W), dtype=np.float32), (0, 0), 0.7)
@@ -145,10 +149,13 @@ def _vertex_colors(model: FaceModel, rng: np.random.Generator, skin: np.ndarray)
         d = p - c
         theta = np.arccos(np.clip((d @ axis) / np.linalg.norm(d, axis=1), -1, 1))
         sclera = np.array([0.86, 0.83, 0.78])
-        ring = np.clip((theta - 0.40) / 0.1, 0, 1)                      # darker limbal ring
+        ring = np.clip((theta - 0.40) / 0.1, 0, 1)  # darker limbal ring
         c_iris = iris * (1 - 0.4 * np.clip((theta - 0.35) / 0.12, 0, 1))[:, None]
-        eye = np.where((theta < 0.18)[:, None], np.array([0.03, 0.03, 0.03]),
-                       np.where((theta < 0.50)[:, None], c_iris, sclera * (0.9 + 0.1 * ring[:, None])))
+        eye = np.where(
+            (theta < 0.18)[:, None],
+            np.array([0.03, 0.03, 0.03]),
+            np.where((theta < 0.50)[:, None], c_iris, sclera * (0.9 + 0.1 * ring[:, None])),
+        )
         col[a:b] = eye
     paint = {"mouth_socket": [0.30, 0.07, 0.08], "gums_tongue": [0.62, 0.27, 0.28], "teeth": [0.85, 0.82, 0.72]}
     for name in MOUTH_SUBMESHES:

@@ -75,7 +75,10 @@ class SynthConfig:
             (self.identity_scale >= 0, f"identity_scale must be >= 0, got {self.identity_scale}"),
             (0 <= self.subdivision <= 3, f"subdivision must be 0..3, got {self.subdivision}"),
             (1 <= self.supersample <= 4, f"supersample must be 1..4, got {self.supersample}"),
-            (min(self.mid_map_size, self.fine_map_size, self.texture_size) >= 16, "map and texture sizes must be >= 16"),
+            (
+                min(self.mid_map_size, self.fine_map_size, self.texture_size) >= 16,
+                "map and texture sizes must be >= 16",
+            ),
             (self.noise_sigma >= 0 and self.scan_noise_mm >= 0, "noise levels must be >= 0"),
             (self.scan_holes >= 0, f"scan_holes must be >= 0, got {self.scan_holes}"),
         ]

@@ -36,10 +36,12 @@ from .head import SkinTopology
 MATERIALS: tuple[str, ...] = ("background", "skin", "hair", "beard", "cloth", "eye", "mouth")
 MATERIAL_CODES: dict[str, int] = {n: i for i, n in enumerate(MATERIALS)}
 
-_HAIR_COLOURS = np.array([[0.03, 0.025, 0.02], [0.08, 0.05, 0.03], [0.18, 0.11, 0.06], [0.45, 0.33, 0.18],
-                          [0.35, 0.34, 0.33]])
-_CLOTH_COLOURS = np.array([[0.92, 0.92, 0.9], [0.55, 0.68, 0.85], [0.08, 0.1, 0.2], [0.5, 0.08, 0.1],
-                           [0.25, 0.3, 0.22]])
+_HAIR_COLOURS = np.array(
+    [[0.03, 0.025, 0.02], [0.08, 0.05, 0.03], [0.18, 0.11, 0.06], [0.45, 0.33, 0.18], [0.35, 0.34, 0.33]]
+)
+_CLOTH_COLOURS = np.array(
+    [[0.92, 0.92, 0.9], [0.55, 0.68, 0.85], [0.08, 0.1, 0.2], [0.5, 0.08, 0.1], [0.25, 0.3, 0.22]]
+)
 
 
 @dataclass(frozen=True)
@@ -86,18 +88,20 @@ def _smoothstep(x: np.ndarray) -> np.ndarray:
     return t * t * (3 - 2 * t)
 
 
-def make_dress(model: FaceModel, topo: SkinTopology, neutral: np.ndarray, rng: np.random.Generator,
-               size: int, skin_tiles: int) -> Dress:
+def make_dress(
+    model: FaceModel, topo: SkinTopology, neutral: np.ndarray, rng: np.random.Generator, size: int, skin_tiles: int
+) -> Dress:
     """Hair, beard and collar for the neutral head ``neutral`` (N, 3) model space; textures at
     ``size`` texels a tile."""
     H, Ws = size, size * skin_tiles
     tri, bary = mo.rasterize_uv(topo.uvs, topo.uv_faces, H, Ws, u_range=(0.0, float(skin_tiles)))
     covered = tri >= 0
     faces = topo.faces
-    P = mo.interpolate_texels(tri, bary, faces, neutral[topo.vids].astype(np.float64))       # (H, Ws, 3)
+    P = mo.interpolate_texels(tri, bary, faces, neutral[topo.vids].astype(np.float64))  # (H, Ws, 3)
     labels = model.part_labels[topo.vids]
-    lipmask = mo.interpolate_texels(tri, bary, faces, np.isin(labels, [PART_CODES["upper_lip"],
-                                                                      PART_CODES["lower_lip"]]).astype(np.float64))[..., 0]
+    lipmask = mo.interpolate_texels(
+        tri, bary, faces, np.isin(labels, [PART_CODES["upper_lip"], PART_CODES["lower_lip"]]).astype(np.float64)
+    )[..., 0]
     lm = neutral[model.landmarks68].astype(np.float64)
     x, y, z = P[..., 0], P[..., 1], P[..., 2]
     brow_y = lm[17:27, 1].max()
@@ -105,7 +109,7 @@ def make_dress(model: FaceModel, topo: SkinTopology, neutral: np.ndarray, rng: n
     eye_y = lm[[36, 45], 1].mean()
     # the head's vertical axis: behind the face, between the ears
     cz = lm[[0, 16], 2].mean() - 0.03
-    theta = np.arctan2(x, z - cz)                        # 0 in front, +-pi at the back
+    theta = np.arctan2(x, z - cz)  # 0 in front, +-pi at the back
 
     # ---- hairline: height above which the scalp is hair, per azimuth (front, temples, back)
     front = brow_y + rng.uniform(0.045, 0.065)
@@ -117,7 +121,7 @@ def make_dress(model: FaceModel, topo: SkinTopology, neutral: np.ndarray, rng: n
     b = (front - back) / 2
     wav = 0.004 * np.sin(5 * theta + rng.uniform(0, 2 * np.pi)) + 0.003 * _noise(rng, (H, Ws), size / 60, size / 60)
     hairline = a + b * np.cos(theta) + c * np.cos(2 * theta) + wav
-    above = (y - hairline) / 0.01                           # 1 cm soft fringe
+    above = (y - hairline) / 0.01  # 1 cm soft fringe
     alpha_hair = _smoothstep(above + 0.3) * covered
     thick_max = rng.uniform(0.006, 0.014)
     thickness = thick_max * _smoothstep((y - hairline) / 0.025) * covered
@@ -129,9 +133,13 @@ def make_dress(model: FaceModel, topo: SkinTopology, neutral: np.ndarray, rng: n
     ax = np.abs(x)
     x_ear = abs(lm[0, 0] - lm[16, 0]) / 2
     # the cheek line: from under the nose, low across the cheek, up to the sideburns at the ears
-    top = lm[33, 1] - 0.004 + (lm[0, 1] + 0.005 - (lm[33, 1] - 0.004)) * np.clip((ax - 0.015) / (x_ear - 0.015), 0, 1) ** 3
+    top = (
+        lm[33, 1]
+        - 0.004
+        + (lm[0, 1] + 0.005 - (lm[33, 1] - 0.004)) * np.clip((ax - 0.015) / (x_ear - 0.015), 0, 1) ** 3
+    )
     region = _smoothstep((top - y) / 0.006) * _smoothstep((y - (chin_y - 0.035)) / 0.01)
-    region *= _smoothstep((z - (cz + 0.005)) / 0.01)                    # in front of the ears
+    region *= _smoothstep((z - (cz + 0.005)) / 0.01)  # in front of the ears
     region *= 1 - np.clip(lipmask * 1.6, 0, 1)
     dots = np.clip(_noise(rng, (H, Ws), 0.7, 0.7) * 0.6 + 0.2, 0, 1)
     if style == "none":
@@ -145,7 +153,7 @@ def make_dress(model: FaceModel, topo: SkinTopology, neutral: np.ndarray, rng: n
     tint = np.zeros((H, Ws, 4), np.float32)
     alpha_fringe = alpha_hair * (0.6 + 0.4 * strands)
     alpha = 1 - (1 - alpha_fringe) * (1 - alpha_beard)
-    col = (hair_col[None, None] * (0.6 + 0.6 * strands)[..., None])
+    col = hair_col[None, None] * (0.6 + 0.6 * strands)[..., None]
     tint[..., :3] = np.clip(col, 0, 1)
     tint[..., 3] = np.clip(alpha, 0, 1)
 
@@ -160,16 +168,25 @@ def make_dress(model: FaceModel, topo: SkinTopology, neutral: np.ndarray, rng: n
     m_skin[(alpha_beard > 0.35) & covered] = MATERIAL_CODES["beard"]
     m_skin[(alpha_hair > 0.5) & covered] = MATERIAL_CODES["hair"]
     material[:, :Ws] = m_skin
-    material[:, Ws: 2 * Ws] = MATERIAL_CODES["hair"]
-    material[:, 2 * Ws:] = MATERIAL_CODES["cloth"]
+    material[:, Ws : 2 * Ws] = MATERIAL_CODES["hair"]
+    material[:, 2 * Ws :] = MATERIAL_CODES["cloth"]
     texture = np.concatenate([hair_tex, ctex], 1).astype(np.float32)
-    return Dress(texture=np.round(texture * 255).astype(np.float32) / 255, skin_tint=tint, material=material,
-                 thickness=thickness.astype(np.float32), skin_tiles=skin_tiles, collar_verts=cv, collar_faces=cf,
-                 collar_uvs=cuv, beard_style=style)
+    return Dress(
+        texture=np.round(texture * 255).astype(np.float32) / 255,
+        skin_tint=tint,
+        material=material,
+        thickness=thickness.astype(np.float32),
+        skin_tiles=skin_tiles,
+        collar_verts=cv,
+        collar_faces=cf,
+        collar_uvs=cuv,
+        beard_style=style,
+    )
 
 
-def _collar(model: FaceModel, neutral: np.ndarray, rng: np.random.Generator, size: int,
-            skin_tiles: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _collar(
+    model: FaceModel, neutral: np.ndarray, rng: np.random.Generator, size: int, skin_tiles: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """A shirt collar around the neck: (verts (V, 3), faces (F, 3), atlas uvs (V, 2), tile (size, size, 3)).
 
     A band 6-10 mm off the neck from the neck's lower end up to a top edge that is lowest in front
@@ -188,7 +205,7 @@ def _collar(model: FaceModel, neutral: np.ndarray, rng: np.random.Generator, siz
     rows = []
     ks = np.linspace(0, 1, n_y)
     dip = np.clip(np.cos(thetas), 0, 1) ** 3
-    y_top = y_top_back - (y_top_back - y_top_front) * dip        # the top edge dips towards the front
+    y_top = y_top_back - (y_top_back - y_top_front) * dip  # the top edge dips towards the front
     for k in ks:
         yk = y_min + k * (y_top - y_min)
         ring = np.zeros((n_t, 3))
@@ -225,8 +242,14 @@ def _collar(model: FaceModel, neutral: np.ndarray, rng: np.random.Generator, siz
     uvs = np.stack([tile0 + u, v], 1)
     col = _CLOTH_COLOURS[rng.integers(len(_CLOTH_COLOURS))] * rng.uniform(0.85, 1.1)
     weave = _noise(rng, (size, size), 0.6, 0.6)
-    stripes = 0.5 + 0.5 * np.sin(np.arange(size) * 2 * np.pi / rng.uniform(12, 40))[None, :] if rng.uniform() < 0.4 else 1.0
-    tex = col[None, None] * (1 + 0.05 * weave)[..., None] * (0.85 + 0.15 * np.broadcast_to(stripes, (size, size)))[..., None]
+    stripes = (
+        0.5 + 0.5 * np.sin(np.arange(size) * 2 * np.pi / rng.uniform(12, 40))[None, :] if rng.uniform() < 0.4 else 1.0
+    )
+    tex = (
+        col[None, None]
+        * (1 + 0.05 * weave)[..., None]
+        * (0.85 + 0.15 * np.broadcast_to(stripes, (size, size)))[..., None]
+    )
     return V, F.astype(np.int64), uvs, np.clip(tex, 0, 1)
 
 

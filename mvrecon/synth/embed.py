@@ -47,8 +47,14 @@ def observe_session(root: str | Path, model) -> list[tuple[np.ndarray, np.ndarra
     return out
 
 
-def build_embedding(model, seeds=range(1000, 1008), cameras: int = 6, width: int = 800, height: int = 600,
-                    work: str | Path | None = None) -> LandmarkEmbedding:
+def build_embedding(
+    model,
+    seeds=range(1000, 1008),
+    cameras: int = 6,
+    width: int = 800,
+    height: int = 600,
+    work: str | Path | None = None,
+) -> LandmarkEmbedding:
     """Render synthetic sessions of ``model`` (one per seed), observe MediaPipe on every view and
     embed (see the module docstring). ``work``: keep the sessions there (default: a temp dir)."""
     from .config import SynthConfig
@@ -60,9 +66,18 @@ def build_embedding(model, seeds=range(1000, 1008), cameras: int = 6, width: int
         for seed in seeds:
             root = base / f"seed{seed}"
             if not (root / "gt" / "gt.npz").is_file():
-                cfg = SynthConfig(seed=int(seed), cameras=cameras, width=width, height=height, board=False,
-                                  subdivision=1, supersample=1, fine_map_size=256, texture_size=512,
-                                  scan_holes=0)
+                cfg = SynthConfig(
+                    seed=int(seed),
+                    cameras=cameras,
+                    width=width,
+                    height=height,
+                    board=False,
+                    subdivision=1,
+                    supersample=1,
+                    fine_map_size=256,
+                    texture_size=512,
+                    scan_holes=0,
+                )
                 make_session(root, cfg, model=model, overwrite=True)
             got = observe_session(root, model)
             log.info("embed: seed %d: %d views with a face", seed, len(got))

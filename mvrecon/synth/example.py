@@ -39,8 +39,9 @@ class ExampleRig:
     n_board_shots: int
 
 
-def make_example_rig(rig_dir: str | Path, photos_dir: str | Path, config: SynthConfig = SynthConfig(),
-                     overwrite: bool = False) -> ExampleRig:
+def make_example_rig(
+    rig_dir: str | Path, photos_dir: str | Path, config: SynthConfig = SynthConfig(), overwrite: bool = False
+) -> ExampleRig:
     """Write the example rig folder ``rig_dir`` and its photos ``photos_dir`` (each replaced as a
     whole with ``overwrite``; otherwise an existing one is an :class:`InputError`)."""
     from ..session import load_session
@@ -56,9 +57,10 @@ def make_example_rig(rig_dir: str | Path, photos_dir: str | Path, config: SynthC
         res = make_session(Path(tmp) / "session", config)
         truth = res.rig
         # what a studio knows before calibrating: names, sizes, the lenses' focal lengths
-        nominal = truth.replace(cameras=tuple(c.replace(dist=np.zeros(0), world_to_cam=np.eye(4))
-                                              for c in truth.cameras),
-                                meta={"example": True, "seed": int(config.seed)})
+        nominal = truth.replace(
+            cameras=tuple(c.replace(dist=np.zeros(0), world_to_cam=np.eye(4)) for c in truth.cameras),
+            meta={"example": True, "seed": int(config.seed)},
+        )
         n_shots = 0
         with atomic_dir(rig_dir) as out:
             save_rig(nominal, out / "rig.json")

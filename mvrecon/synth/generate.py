@@ -48,8 +48,25 @@ log = logging.getLogger(__name__)
 # Independent random streams, so that changing one part (e.g. the number of calibration shots)
 # leaves every other part of the session unchanged.
 # New streams go at the end: spawned children are identified by their index.
-_STREAMS = ("identity", "maps", "albedo", "rig", "light", "board", "scan", "frames", "views", "backdrop",
-            "deform", "dress", "key", "response", "calib_error", "clutter", "annotator")
+_STREAMS = (
+    "identity",
+    "maps",
+    "albedo",
+    "rig",
+    "light",
+    "board",
+    "scan",
+    "frames",
+    "views",
+    "backdrop",
+    "deform",
+    "dress",
+    "key",
+    "response",
+    "calib_error",
+    "clutter",
+    "annotator",
+)
 
 
 def _streams(seed: int) -> dict[str, np.random.SeedSequence]:
@@ -60,8 +77,10 @@ def _check_model(model: FaceModel) -> None:
     missing = [s for s in H.SKIN_SUBMESHES + H.EYE_SUBMESHES if s not in model.submesh_triangles]
     if missing or len(model.uvs) == 0:
         what = f"sub-meshes {', '.join(missing)}" if missing else "UVs"
-        raise MvreconError(f"synth: face model '{model.name}' lacks {what}; synthetic heads need a model "
-                           "with skin and eyeball sub-meshes and UVs (ICT-FaceKit)")
+        raise MvreconError(
+            f"synth: face model '{model.name}' lacks {what}; synthetic heads need a model "
+            "with skin and eyeball sub-meshes and UVs (ICT-FaceKit)"
+        )
 
 
 def _pupil_vertices(model: FaceModel) -> np.ndarray:
@@ -83,8 +102,9 @@ def _submesh_tris(model: FaceModel, names) -> np.ndarray:
     return np.concatenate(ids) if ids else np.zeros(0, np.int64)
 
 
-def make_session(out: str | Path, config: SynthConfig = SynthConfig(), model: FaceModel | None = None,
-                 overwrite: bool = False) -> SynthResult:
+def make_session(
+    out: str | Path, config: SynthConfig = SynthConfig(), model: FaceModel | None = None, overwrite: bool = False
+) -> SynthResult:
     """Render a synthetic session with ground truth into ``out`` (see the module docstring).
 
     ``model`` defaults to ``load_model(config.model)``. An existing session at ``out`` is an
@@ -114,10 +134,16 @@ def make_session(out: str | Path, config: SynthConfig = SynthConfig(), model: Fa
     id_coeffs = H.sample_identity(model, rng["identity"], cfg.identity_scale)
     offset, attribution = _head_offset(model, topo, cfg, id_coeffs, rng["deform"])
     if cfg.head_mesh:
-        id_coeffs = np.zeros_like(id_coeffs)        # the registered scan is the identity
+        id_coeffs = np.zeros_like(id_coeffs)  # the registered scan is the identity
     lap("head")
-    maps = H.make_detail_maps(model, rng["maps"], mid_size=cfg.mid_map_size, fine_size=cfg.fine_map_size,
-                              mid_amplitude_mm=cfg.mid_amplitude_mm, fine_amplitude_mm=cfg.fine_amplitude_mm)
+    maps = H.make_detail_maps(
+        model,
+        rng["maps"],
+        mid_size=cfg.mid_map_size,
+        fine_size=cfg.fine_map_size,
+        mid_amplitude_mm=cfg.mid_amplitude_mm,
+        fine_amplitude_mm=cfg.fine_amplitude_mm,
+    )
     lap("detail maps")
     alb = albedo_mod.make_albedo(model, topo, rng["albedo"], size=cfg.texture_size)
     lap("albedo")
@@ -132,7 +158,9 @@ def make_session(out: str | Path, config: SynthConfig = SynthConfig(), model: Fa
     key = None
     if real.skin:
         sh, key = _key_and_ambient(rng["key"])
-    responses = [RL.CameraResponse.sample(rng["response"], cfg.width) for _ in range(cfg.cameras)] if real.camera else None
+    responses = (
+        [RL.CameraResponse.sample(rng["response"], cfg.width) for _ in range(cfg.cameras)] if real.camera else None
+    )
     # the rig the session ships: the one that took the photos, or one that drifted after calibration
     shipped = RL.perturb_rig(rig, rng["calib_error"], real.calib_mm, real.calib_deg) if real.calib else rig
     neutral = model.vertices(id_coeffs, np.zeros(model.n_exp)).astype(np.float64) + (0 if offset is None else offset)
@@ -155,9 +183,14 @@ def make_session(out: str | Path, config: SynthConfig = SynthConfig(), model: Fa
     frame_seqs = seq["frames"].spawn(cfg.frames)
     view_seqs = seq["views"].spawn(cfg.frames * cfg.cameras)
     # the wall behind the subject stays put between frames: one backdrop per camera
-    backdrops = [R.backdrop(c, np.random.default_rng(s)) for c, s in zip(rig.cameras, seq["backdrop"].spawn(cfg.cameras))]
+    backdrops = [
+        R.backdrop(c, np.random.default_rng(s)) for c, s in zip(rig.cameras, seq["backdrop"].spawn(cfg.cameras))
+    ]
     if real.backdrop:
-        backdrops = [RL.clutter_backdrop(c, np.random.default_rng(s)) for c, s in zip(rig.cameras, seq["clutter"].spawn(cfg.cameras))]
+        backdrops = [
+            RL.clutter_backdrop(c, np.random.default_rng(s))
+            for c, s in zip(rig.cameras, seq["clutter"].spawn(cfg.cameras))
+        ]
     face_tris = _submesh_tris(model, ["face"])
     ext = ".jpg" if responses is not None else ".png"
     spec_v = _specular(model, neutral, real.specular) if real.skin else None
@@ -167,7 +200,9 @@ def make_session(out: str | Path, config: SynthConfig = SynthConfig(), model: Fa
         if attribution:
             write_text(tmp / "ATTRIBUTION.txt", attribution)
             write_text(tmp / "scan" / "ATTRIBUTION.txt", attribution)
-        per_frame: dict[str, list] = {k: [] for k in ("exp", "pose", "verts", "mid", "detail", "lm3d", "pupils", "mouth_open")}
+        per_frame: dict[str, list] = {
+            k: [] for k in ("exp", "pose", "verts", "mid", "detail", "lm3d", "pupils", "mouth_open")
+        }
         lm2d: dict[str, dict] = {}
         scan_info = (0, 0)
         for fi, fname in enumerate(frames):
@@ -179,19 +214,40 @@ def make_session(out: str | Path, config: SynthConfig = SynthConfig(), model: Fa
             lap("geometry")
             mouth_open = H.mouth_gap(model, geo.verts_base) > 1e-3
             extra = np.concatenate([eye_tris, mouth_tris]) if mouth_open else eye_tris
-            scene = R.build_scene(model, geo.skin, geo.verts_detail, extra, pose, texture, u_tiles,
-                                  alb.vertex_colors)
-            scene = _realistic_scene(scene, model, topo, geo, pose, extra, real, dress, spec_v, face_material, key,
-                                     linear=responses is not None)
+            scene = R.build_scene(model, geo.skin, geo.verts_detail, extra, pose, texture, u_tiles, alb.vertex_colors)
+            scene = _realistic_scene(
+                scene,
+                model,
+                topo,
+                geo,
+                pose,
+                extra,
+                real,
+                dress,
+                spec_v,
+                face_material,
+                key,
+                linear=responses is not None,
+            )
             caster = scene.raycaster()
             lap("scene")
             lm_world = H.transform(geo.verts_detail[model.landmarks68], pose)
             for ci, cam in enumerate(rig.cameras):
                 vrng = np.random.default_rng(view_seqs[fi * cfg.cameras + ci])
-                view = R.render_view(scene, caster, cam, sh, vrng, ss=cfg.supersample, gain=gains[ci],
-                                     gamma=float(gammas[ci]), noise_sigma=cfg.noise_sigma / 255.0,
-                                     background=backdrops[ci], key=key,
-                                     response=None if responses is None else responses[ci])
+                view = R.render_view(
+                    scene,
+                    caster,
+                    cam,
+                    sh,
+                    vrng,
+                    ss=cfg.supersample,
+                    gain=gains[ci],
+                    gamma=float(gammas[ci]),
+                    noise_sigma=cfg.noise_sigma / 255.0,
+                    background=backdrops[ci],
+                    key=key,
+                    response=None if responses is None else responses[ci],
+                )
                 img_path = tmp / "images" / fname / f"{cam.name}{ext}"
                 if responses is not None:
                     write_bytes(img_path, responses[ci].jpeg(view.image))
@@ -201,15 +257,25 @@ def make_session(out: str | Path, config: SynthConfig = SynthConfig(), model: Fa
                 if view.material is not None:
                     write_image(tmp / "gt" / "material" / f"{fname}_{cam.name}.png", view.material)
                 uv, vis = R.landmarks_2d(caster, cam, lm_world)
-                lm2d[f"{fname}_{cam.name}"] = {"frame": fname, "camera": cam.name,
-                                               "points": np.round(uv, 4).tolist(), "visible": vis.tolist()}
+                lm2d[f"{fname}_{cam.name}"] = {
+                    "frame": fname,
+                    "camera": cam.name,
+                    "points": np.round(uv, 4).tolist(),
+                    "visible": vis.tolist(),
+                }
             lap("render")
             if fi == 0:
                 skin_world = H.transform(geo.skin.verts, pose)
                 # holes where a scanner loses the surface of a face, not on the back of the head
                 face_v = np.unique(geo.skin.faces[np.isin(geo.skin.parent, face_tris)])
-                sv, sf, _ = scan_mod.make_scan(skin_world, geo.skin.faces, rng["scan"], noise_m=cfg.scan_noise_mm * 1e-3,
-                                               n_holes=cfg.scan_holes, hole_candidates=face_v)
+                sv, sf, _ = scan_mod.make_scan(
+                    skin_world,
+                    geo.skin.faces,
+                    rng["scan"],
+                    noise_m=cfg.scan_noise_mm * 1e-3,
+                    n_holes=cfg.scan_holes,
+                    hole_candidates=face_v,
+                )
                 write_bytes(tmp / "scan" / "scan.ply", scan_mod.ply_bytes(sv, sf))
                 scan_lm = lm_world
                 if real.annotator:
@@ -284,21 +350,34 @@ def make_session(out: str | Path, config: SynthConfig = SynthConfig(), model: Fa
             frames=[{"name": f, "images": {c.name: f"images/{f}/{c.name}{ext}" for c in rig.cameras}} for f in frames],
             subject=cfg.subject,
             # the clean renders skip the sRGB encoding (a gamma of 1.0-1.12); the camera factor's JPEGs are sRGB
-            options={"camera_response": "srgb" if responses is not None else "linear",
-                     "synthetic": {"seed": int(cfg.seed), "ground_truth": "gt",
-                                   **({"realism": list(real.factors)} if real.factors else {}),
-                                   **({"attribution": attribution} if attribution else {})}},
+            options={
+                "camera_response": "srgb" if responses is not None else "linear",
+                "synthetic": {
+                    "seed": int(cfg.seed),
+                    "ground_truth": "gt",
+                    **({"realism": list(real.factors)} if real.factors else {}),
+                    **({"attribution": attribution} if attribution else {}),
+                },
+            },
             scan={"mesh": "scan/scan.ply", "landmarks": "scan/landmarks.txt", "units": "m", "frame": "rig"},
             calib="calib" if board is not None else None,
         )
         lap("write")
-    return SynthResult(root=out, rig=rig, frames=tuple(frames), n_views=len(frames) * len(rig),
-                       n_calib_images=n_calib, scan_vertices=scan_info[0], scan_triangles=scan_info[1],
-                       timings=timings)
+    return SynthResult(
+        root=out,
+        rig=rig,
+        frames=tuple(frames),
+        n_views=len(frames) * len(rig),
+        n_calib_images=n_calib,
+        scan_vertices=scan_info[0],
+        scan_triangles=scan_info[1],
+        timings=timings,
+    )
 
 
-def _head_offset(model: FaceModel, topo: H.SkinTopology, cfg: SynthConfig, id_coeffs: np.ndarray,
-                 rng: np.random.Generator) -> tuple[np.ndarray | None, str]:
+def _head_offset(
+    model: FaceModel, topo: H.SkinTopology, cfg: SynthConfig, id_coeffs: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray | None, str]:
     """(N, 3) offset of the subject's head from the linear model (or None) and the attribution
     text of a head mesh: a registered scan replaces the identity; the ``head`` factor adds a smooth
     deformation outside the model's span to a random identity."""
@@ -346,7 +425,11 @@ def _specular(model: FaceModel, neutral: np.ndarray, strength: float) -> np.ndar
     def blob(c, r):
         return np.exp(-np.sum((neutral - c) ** 2, 1) / (2 * r * r))
 
-    oil = 0.5 * blob(lm[30], 0.35 * iod) + 0.4 * blob(lm[27] + [0, 0.45 * iod, 0], 0.45 * iod) + 0.3 * blob(lm[8], 0.3 * iod)
+    oil = (
+        0.5 * blob(lm[30], 0.35 * iod)
+        + 0.4 * blob(lm[27] + [0, 0.45 * iod, 0], 0.45 * iod)
+        + 0.3 * blob(lm[8], 0.3 * iod)
+    )
     ks = (0.035 + 0.09 * np.clip(oil, 0, 1)) * strength
     ex = 25.0 + 35.0 * np.clip(oil, 0, 1)
     out = np.stack([ks, ex], 1)
@@ -365,9 +448,20 @@ def _face_material(model: FaceModel) -> np.ndarray:
     return mat
 
 
-def _realistic_scene(scene: R.Scene, model: FaceModel, topo: H.SkinTopology, geo: H.HeadGeometry, pose: np.ndarray, extra: np.ndarray,
-                     real: RL.Realism, dress, spec_model: np.ndarray | None, face_material: np.ndarray | None,
-                     key: R.KeyLight | None, linear: bool) -> R.Scene:
+def _realistic_scene(
+    scene: R.Scene,
+    model: FaceModel,
+    topo: H.SkinTopology,
+    geo: H.HeadGeometry,
+    pose: np.ndarray,
+    extra: np.ndarray,
+    real: RL.Realism,
+    dress,
+    spec_model: np.ndarray | None,
+    face_material: np.ndarray | None,
+    key: R.KeyLight | None,
+    linear: bool,
+) -> R.Scene:
     """The clean scene plus what the realism factors add: specular strengths, the hair shell and
     the collar (with their material map), the key light's soft shadows, linear albedo."""
     import dataclasses as dc
@@ -378,7 +472,7 @@ def _realistic_scene(scene: R.Scene, model: FaceModel, topo: H.SkinTopology, geo
         spec = np.zeros((len(scene.verts), 2))
         vids = topo.vids
         spec[: len(vids)] = spec_model[vids]
-        tri_first = model.triangles[geo.skin.parent]                 # parent's corners for the new vertices
+        tri_first = model.triangles[geo.skin.parent]  # parent's corners for the new vertices
         rest = np.arange(len(vids), n_skin)
         if len(rest):
             owner = np.zeros(n_skin, np.int64)
@@ -405,10 +499,16 @@ def _realistic_scene(scene: R.Scene, model: FaceModel, topo: H.SkinTopology, geo
         uv_used = np.unique(sk.uv_faces[keep])
         uremap = np.full(len(sk.uvs), -1, np.int64)
         uremap[uv_used] = np.arange(len(uv_used))
-        scene = R.append_mesh(scene, shell[used], remap[sk.faces[keep]], sk.uvs[uv_used] + [dress.hair_u_offset, 0.0],
-                              uremap[sk.uv_faces[keep]])
-        scene = R.append_mesh(scene, H.transform(dress.collar_verts, pose), dress.collar_faces, dress.collar_uvs,
-                              dress.collar_faces)
+        scene = R.append_mesh(
+            scene,
+            shell[used],
+            remap[sk.faces[keep]],
+            sk.uvs[uv_used] + [dress.hair_u_offset, 0.0],
+            uremap[sk.uv_faces[keep]],
+        )
+        scene = R.append_mesh(
+            scene, H.transform(dress.collar_verts, pose), dress.collar_faces, dress.collar_uvs, dress.collar_faces
+        )
     if key is not None:
         scene = dc.replace(scene, key_visibility=R.key_visibility(scene, key))
     if linear:
@@ -507,9 +607,15 @@ def load_ground_truth(root: str | Path) -> GroundTruth:
     missing = sorted(names - set(d))
     if missing:
         raise InputError(f"missing array(s) {', '.join(missing)}", p)
-    conv: dict[str, Callable[[Any], Any]] = {"model": str, "albedo_u_tiles": int, "subdivision": int, "noise_sigma": float,
-            "frames": lambda a: tuple(str(x) for x in a), "cameras": lambda a: tuple(str(x) for x in a),
-            "exp_names": lambda a: tuple(str(x) for x in a)}
+    conv: dict[str, Callable[[Any], Any]] = {
+        "model": str,
+        "albedo_u_tiles": int,
+        "subdivision": int,
+        "noise_sigma": float,
+        "frames": lambda a: tuple(str(x) for x in a),
+        "cameras": lambda a: tuple(str(x) for x in a),
+        "exp_names": lambda a: tuple(str(x) for x in a),
+    }
     return GroundTruth(**{k: conv[k](d[k]) if k in conv else d[k] for k in names})
 
 

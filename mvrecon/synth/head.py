@@ -72,15 +72,15 @@ def sample_expression(model: FaceModel, rng: np.random.Generator, scale: float, 
     return w
 
 
-def random_pose(rng: np.random.Generator, centre: np.ndarray, max_angles_deg=(8.0, 5.0, 3.0),
-                jitter_m: float = 0.01) -> np.ndarray:
+def random_pose(
+    rng: np.random.Generator, centre: np.ndarray, max_angles_deg=(8.0, 5.0, 3.0), jitter_m: float = 0.01
+) -> np.ndarray:
     """``head_to_world`` (4, 4): a small yaw/pitch/roll and the face centre (model space) placed
     within ``jitter_m`` of the world origin."""
     from ..geometry import axis_angle_to_matrix
 
     yaw, pitch, roll = (np.radians(rng.uniform(-a, a)) for a in max_angles_deg)
-    R = (axis_angle_to_matrix([0, yaw, 0]) @ axis_angle_to_matrix([pitch, 0, 0])
-         @ axis_angle_to_matrix([0, 0, roll]))
+    R = axis_angle_to_matrix([0, yaw, 0]) @ axis_angle_to_matrix([pitch, 0, 0]) @ axis_angle_to_matrix([0, 0, roll])
     M = np.eye(4)
     M[:3, :3] = R
     M[:3, 3] = -R @ np.asarray(centre, np.float64) + rng.uniform(-jitter_m, jitter_m, 3)
@@ -109,14 +109,24 @@ class SkinTopology:
 
     @staticmethod
     def of(model: FaceModel) -> SkinTopology:
-        tri_ids = np.concatenate([np.arange(*model.submesh_triangles[s]) for s in SKIN_SUBMESHES
-                                  if s in model.submesh_triangles]) if model.submesh_triangles else np.arange(len(model.triangles))
+        tri_ids = (
+            np.concatenate(
+                [np.arange(*model.submesh_triangles[s]) for s in SKIN_SUBMESHES if s in model.submesh_triangles]
+            )
+            if model.submesh_triangles
+            else np.arange(len(model.triangles))
+        )
         tris = model.triangles[tri_ids].astype(np.int64)
         vids = np.unique(tris)
         remap = np.full(model.n_vertices, -1, np.int64)
         remap[vids] = np.arange(len(vids))
-        return SkinTopology(vids=vids, faces=remap[tris], tri_ids=tri_ids,
-                            uvs=model.uvs.astype(np.float64), uv_faces=model.uv_triangles[tri_ids].astype(np.int64))
+        return SkinTopology(
+            vids=vids,
+            faces=remap[tris],
+            tri_ids=tri_ids,
+            uvs=model.uvs.astype(np.float64),
+            uv_faces=model.uv_triangles[tri_ids].astype(np.int64),
+        )
 
     def vertex_uvs(self) -> np.ndarray:
         return mo.vertex_uvs(len(self.vids), self.faces, self.uvs, self.uv_faces)
@@ -156,8 +166,11 @@ class DetailMaps:
 
 def _face_tris(model: FaceModel) -> tuple[np.ndarray, np.ndarray]:
     """The face sub-mesh's vertex triangles (F, 3) and UV triangles (F, 3)."""
-    ids = np.arange(*model.submesh_triangles["face"]) if "face" in model.submesh_triangles \
+    ids = (
+        np.arange(*model.submesh_triangles["face"])
+        if "face" in model.submesh_triangles
         else np.arange(len(model.triangles))
+    )
     return model.triangles[ids].astype(np.int64), model.uv_triangles[ids].astype(np.int64)
 
 
@@ -174,8 +187,15 @@ def _groove(s: np.ndarray, width: float) -> np.ndarray:
     return np.exp(-0.5 * (d / width) ** 2)
 
 
-def make_detail_maps(model: FaceModel, rng: np.random.Generator, mid_size: int = 256, fine_size: int = 1024,
-                     mid_amplitude_mm: float = 3.0, fine_amplitude_mm: float = 0.35, n_bumps: int = 12) -> DetailMaps:
+def make_detail_maps(
+    model: FaceModel,
+    rng: np.random.Generator,
+    mid_size: int = 256,
+    fine_size: int = 1024,
+    mid_amplitude_mm: float = 3.0,
+    fine_amplitude_mm: float = 0.35,
+    n_bumps: int = 12,
+) -> DetailMaps:
     """Random mid bumps and fine wrinkles for ``model`` (laid out from its own landmarks)."""
     from scipy.ndimage import gaussian_filter
 
@@ -193,14 +213,14 @@ def make_detail_maps(model: FaceModel, rng: np.random.Generator, mid_size: int =
     amp = rng.uniform(0.4, 1.0, n_bumps) * rng.choice([-1.0, 1.0], n_bumps)
     jj, ii = np.meshgrid((np.arange(mid_size) + 0.5) / mid_size, 1.0 - (np.arange(mid_size) + 0.5) / mid_size)
     field = np.zeros((mid_size, mid_size))
-    for c, s, a in zip(centres, sig, amp):          # a dozen bumps: a loop over bumps, not texels
+    for c, s, a in zip(centres, sig, amp):  # a dozen bumps: a loop over bumps, not texels
         field += a * np.exp(-((jj - c[0]) ** 2 + (ii - c[1]) ** 2) / (2 * s * s))
     field *= w_tex
     mid = field / max(np.abs(field).max(), 1e-12) * mid_amplitude_mm * MM
 
     # fine: wrinkles defined on the mean face's 3D surface, evaluated per texel
     tri, bary, ftris = _face_texels(model, fine_size)
-    P = mo.interpolate_texels(tri, bary, ftris, model.mean)               # (S, S, 3) model space
+    P = mo.interpolate_texels(tri, bary, ftris, model.mean)  # (S, S, 3) model space
     w_tex = mo.interpolate_texels(tri, bary, ftris, weight)[..., 0]
     x, y = P[..., 0], P[..., 1]
     iod = np.linalg.norm(lm[45] - lm[36])
@@ -251,8 +271,15 @@ class HeadGeometry:
     """The detailed, subdivided skin; ``skin.parent`` are model triangle ids."""
 
 
-def build_geometry(model: FaceModel, topo: SkinTopology, maps: DetailMaps, id_coeffs: np.ndarray,
-                   exp_coeffs: np.ndarray, levels: int, offset: np.ndarray | None = None) -> HeadGeometry:
+def build_geometry(
+    model: FaceModel,
+    topo: SkinTopology,
+    maps: DetailMaps,
+    id_coeffs: np.ndarray,
+    exp_coeffs: np.ndarray,
+    levels: int,
+    offset: np.ndarray | None = None,
+) -> HeadGeometry:
     """Apply identity, expression, mid bumps, ``levels`` Loop subdivisions and fine detail.
 
     ``offset`` (N, 3), metres, model space: added to the linear model's vertices before the detail
@@ -263,7 +290,7 @@ def build_geometry(model: FaceModel, topo: SkinTopology, maps: DetailMaps, id_co
     skin_v = base[topo.vids]
     n_skin = vertex_normals(skin_v, topo.faces)
     vuv = topo.vertex_uvs()
-    on_face = np.isfinite(vuv[:, 0]) & (vuv[:, 0] < 1.0)     # the face tile holds the maps
+    on_face = np.isfinite(vuv[:, 0]) & (vuv[:, 0] < 1.0)  # the face tile holds the maps
     mid = np.zeros(len(skin_v))
     mid[on_face] = mo.sample_map(maps.mid, vuv[on_face])[:, 0]
     skin_mid = skin_v + mid[:, None] * n_skin

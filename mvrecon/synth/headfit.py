@@ -42,8 +42,36 @@ MM = 1e-3
 # MediaPipe points that sit elsewhere on a head with closed eyes or a closed mouth (most head
 # scans are taken so) than on the model's open eyes and parted lips: the lid contours without
 # the eye corners, the inner lip contour and the irises (MediaPipe's face_mesh_connections).
-MP_LIDS = (7, 144, 145, 153, 154, 155, 157, 158, 159, 160, 161, 163, 173, 246,
-           249, 373, 374, 380, 381, 382, 384, 385, 386, 387, 388, 390, 398, 466)
+MP_LIDS = (
+    7,
+    144,
+    145,
+    153,
+    154,
+    155,
+    157,
+    158,
+    159,
+    160,
+    161,
+    163,
+    173,
+    246,
+    249,
+    373,
+    374,
+    380,
+    381,
+    382,
+    384,
+    385,
+    386,
+    387,
+    388,
+    390,
+    398,
+    466,
+)
 MP_INNER_LIPS = (13, 14, 78, 80, 81, 82, 87, 88, 95, 178, 191, 308, 310, 311, 312, 317, 318, 324, 402, 415)
 MP_IRISES = tuple(range(468, 478))
 
@@ -105,13 +133,14 @@ class Caster:
         return tri, pts, nrm
 
 
-def view_camera(centre: np.ndarray, back: np.ndarray, up: np.ndarray, distance: float, fov_extent: float,
-                size: int) -> Camera:
+def view_camera(
+    centre: np.ndarray, back: np.ndarray, up: np.ndarray, distance: float, fov_extent: float, size: int
+) -> Camera:
     """A square pinhole camera ``distance`` from ``centre`` along ``back`` (the direction from the
     subject towards the camera), ``up`` up in the image, seeing ``fov_extent`` across at ``centre``."""
     z = -np.asarray(back, np.float64)
     z /= np.linalg.norm(z)
-    y = -(np.asarray(up, np.float64) - (np.asarray(up, np.float64) @ z) * z)   # image y points down
+    y = -(np.asarray(up, np.float64) - (np.asarray(up, np.float64) @ z) * z)  # image y points down
     y /= np.linalg.norm(y)
     x = np.cross(y, z)
     R = np.stack([x, y, z])
@@ -140,10 +169,10 @@ def shade(caster: Caster, camera: Camera, colors: np.ndarray | None = None) -> t
     tri, _, nrm = caster.cast(o, d)
     hit = tri >= 0
     R = camera.world_to_cam[:3, :3]
-    light = R.T @ np.array([-0.35, -0.45, -0.82])          # camera frame: up-left, towards the subject
+    light = R.T @ np.array([-0.35, -0.45, -0.82])  # camera frame: up-left, towards the subject
     light /= np.linalg.norm(light)
     lam = np.clip(nrm[hit] @ light, 0, 1)
-    lam2 = np.clip(nrm[hit] @ (-R[2]), 0, 1)               # a fill light from the camera
+    lam2 = np.clip(nrm[hit] @ (-R[2]), 0, 1)  # a fill light from the camera
     albedo = np.array([0.86, 0.68, 0.58]) if colors is None else colors[tri[hit]]
     img = np.empty((H * W, 3))
     img[:] = (0.42, 0.44, 0.47)
@@ -237,8 +266,14 @@ MIN_LANDMARKS = 30
 #: Where to look for a face on a mesh of unknown orientation: (direction from the head to the
 #: camera, up), the glTF convention first (+Y up, face towards +Z), then Z-up (Blender: face
 #: towards -Y), then the rest.
-ORIENTATIONS = (((0, 0, 1), (0, 1, 0)), ((0, -1, 0), (0, 0, 1)), ((0, 1, 0), (0, 0, 1)),
-                ((0, 0, -1), (0, 1, 0)), ((1, 0, 0), (0, 1, 0)), ((-1, 0, 0), (0, 1, 0)))
+ORIENTATIONS = (
+    ((0, 0, 1), (0, 1, 0)),
+    ((0, -1, 0), (0, 0, 1)),
+    ((0, 1, 0), (0, 0, 1)),
+    ((0, 0, -1), (0, 1, 0)),
+    ((1, 0, 0), (0, 1, 0)),
+    ((-1, 0, 0), (0, 1, 0)),
+)
 
 
 def scan_points(lifted: LiftedLandmarks, rows: LandmarkRows) -> tuple[np.ndarray, np.ndarray]:
@@ -261,8 +296,9 @@ def robust_similarity(src: np.ndarray, dst: np.ndarray, w: np.ndarray, scale_hin
     return S
 
 
-def find_landmarks(caster: Caster, rows: LandmarkRows, model: FaceModel, size: int,
-                   refinements: int = 2) -> tuple[LiftedLandmarks, Similarity]:
+def find_landmarks(
+    caster: Caster, rows: LandmarkRows, model: FaceModel, size: int, refinements: int = 2
+) -> tuple[LiftedLandmarks, Similarity]:
     """Landmarks of the mesh and the similarity model -> mesh they give.
 
     A first pass frames the whole mesh from each of :data:`ORIENTATIONS` until MediaPipe finds a
@@ -278,12 +314,16 @@ def find_landmarks(caster: Caster, rows: LandmarkRows, model: FaceModel, size: i
         if lifted is not None:
             break
     if lifted is None:
-        raise MvreconError("no face found on the head mesh from the front, back, sides, top or bottom "
-                           "(MediaPipe on a shaded render); is it a head?")
+        raise MvreconError(
+            "no face found on the head mesh from the front, back, sides, top or bottom "
+            "(MediaPipe on a shaded render); is it a head?"
+        )
     pts, w = scan_points(lifted, rows)
     if (w > 0).sum() < MIN_LANDMARKS:
-        raise MvreconError(f"MediaPipe's face on the head mesh has only {(w > 0).sum()} points on its surface "
-                           f"(need {MIN_LANDMARKS}); is the face's surface part of the mesh?")
+        raise MvreconError(
+            f"MediaPipe's face on the head mesh has only {(w > 0).sum()} points on its surface "
+            f"(need {MIN_LANDMARKS}); is the face's surface part of the mesh?"
+        )
     S = robust_similarity(model_points, pts, w, 0.003 * diag)
     cam_m = front_camera(model, size)
     for _ in range(refinements):
@@ -315,8 +355,15 @@ class Matches:
     weights: np.ndarray
 
 
-def match(query: MeshQuery, scan_normals: np.ndarray, verts: np.ndarray, normals: np.ndarray,
-          base_w: np.ndarray, max_dist: float, min_cos: float) -> Matches:
+def match(
+    query: MeshQuery,
+    scan_normals: np.ndarray,
+    verts: np.ndarray,
+    normals: np.ndarray,
+    base_w: np.ndarray,
+    max_dist: float,
+    min_cos: float,
+) -> Matches:
     """Closest points of ``verts`` (Q, 3) on the mesh, rejected when farther than ``max_dist``,
     when the normals disagree (cosine below ``min_cos``) or on the mesh's open border (the model
     reaches where the scan does not)."""
@@ -334,14 +381,34 @@ def match(query: MeshQuery, scan_normals: np.ndarray, verts: np.ndarray, normals
 def _skew(p: np.ndarray) -> np.ndarray:
     """(..., 3, 3) matrices of ``p x``."""
     z = np.zeros(p.shape[:-1])
-    return np.stack([np.stack([z, -p[..., 2], p[..., 1]], -1), np.stack([p[..., 2], z, -p[..., 0]], -1),
-                     np.stack([-p[..., 1], p[..., 0], z], -1)], -2)
+    return np.stack(
+        [
+            np.stack([z, -p[..., 2], p[..., 1]], -1),
+            np.stack([p[..., 2], z, -p[..., 0]], -1),
+            np.stack([-p[..., 1], p[..., 0], z], -1),
+        ],
+        -2,
+    )
 
 
-def fit_identity(model: FaceModel, rows: LandmarkRows, scan_lm: np.ndarray, lm_w: np.ndarray,
-                 query: MeshQuery, scan_normals: np.ndarray, skin_vids: np.ndarray, skin_faces: np.ndarray,
-                 data_w: np.ndarray, S: Similarity, steps: int, prior_mm: float, max_dist: float,
-                 min_cos: float, n_eff: float = 300.0, n_landmarks: float = 3.0) -> tuple[np.ndarray, Similarity]:
+def fit_identity(
+    model: FaceModel,
+    rows: LandmarkRows,
+    scan_lm: np.ndarray,
+    lm_w: np.ndarray,
+    query: MeshQuery,
+    scan_normals: np.ndarray,
+    skin_vids: np.ndarray,
+    skin_faces: np.ndarray,
+    data_w: np.ndarray,
+    S: Similarity,
+    steps: int,
+    prior_mm: float,
+    max_dist: float,
+    min_cos: float,
+    n_eff: float = 300.0,
+    n_landmarks: float = 3.0,
+) -> tuple[np.ndarray, Similarity]:
     """Identity coefficients (K_id,) and the similarity model -> mesh, by ``steps`` Gauss-Newton
     steps on both together; the similarity's scale stays that of ``S``.
 
@@ -362,7 +429,7 @@ def fit_identity(model: FaceModel, rows: LandmarkRows, scan_lm: np.ndarray, lm_w
     from ..geometry import axis_angle_to_matrix
 
     K = model.n_id
-    Bv = model.id_basis[:, skin_vids].astype(np.float64)                  # (K, M, 3)
+    Bv = model.id_basis[:, skin_vids].astype(np.float64)  # (K, M, 3)
     Bl = np.einsum("lk,mlkd->mld", rows.w, model.id_basis[:, rows.vids].astype(np.float64))
     c = np.zeros(K)
     s2 = (prior_mm * MM) ** 2
@@ -373,7 +440,7 @@ def fit_identity(model: FaceModel, rows: LandmarkRows, scan_lm: np.ndarray, lm_w
         X = verts[skin_vids]
         nX = vertex_normals(X, skin_faces)
         m = match(query, scan_normals, S.apply(X), nX @ S.rotation.T, data_w, max_dist * S.scale, min_cos)
-        p, n = Sinv.apply(m.points), m.normals @ S.rotation                  # model space
+        p, n = Sinv.apply(m.points), m.normals @ S.rotation  # model space
         # dense point-to-plane rows: d/d[c, rotation, translation] of n . (G X(c) - p)
         Jd = np.concatenate([np.einsum("kmd,md->mk", Bv, n), np.cross(X, n), n], 1)
         rd = np.einsum("md,md->m", X - p, n)
@@ -388,7 +455,7 @@ def fit_identity(model: FaceModel, rows: LandmarkRows, scan_lm: np.ndarray, lm_w
         b[:K] -= c
         delta = np.linalg.solve(A, b)
         c = c + delta[:K]
-        G = Similarity(1.0, axis_angle_to_matrix(delta[K:K + 3]), delta[K + 3:K + 6])
+        G = Similarity(1.0, axis_angle_to_matrix(delta[K : K + 3]), delta[K + 3 : K + 6])
         S = G.then(S)
     return c, S
 
@@ -416,9 +483,19 @@ def solve_spd(A, rhs: np.ndarray) -> np.ndarray:
     return lu.solve(np.asarray(rhs, np.float64))
 
 
-def nonrigid(x0: np.ndarray, faces: np.ndarray, query: MeshQuery, scan_normals: np.ndarray, zones: Zones,
-             data_w: np.ndarray, stiffness: tuple[float, ...], steps: int, max_dist: float,
-             min_cos: float, zone_weight: float = 30.0) -> tuple[np.ndarray, dict[str, Similarity]]:
+def nonrigid(
+    x0: np.ndarray,
+    faces: np.ndarray,
+    query: MeshQuery,
+    scan_normals: np.ndarray,
+    zones: Zones,
+    data_w: np.ndarray,
+    stiffness: tuple[float, ...],
+    steps: int,
+    max_dist: float,
+    min_cos: float,
+    zone_weight: float = 30.0,
+) -> tuple[np.ndarray, dict[str, Similarity]]:
     """Skin vertices (M, 3) pulled onto the mesh (all in model space), and the rigid motion of
     each of the ``zones``.
 
@@ -513,8 +590,9 @@ def opening_rim(verts: np.ndarray, loops: list[np.ndarray], near: np.ndarray) ->
     return np.concatenate(ids) if ids else np.zeros(0, np.int64)
 
 
-def ear_vertices(verts: np.ndarray, faces: np.ndarray, temple: np.ndarray, side: float,
-                 thickness: float = 0.012) -> np.ndarray:
+def ear_vertices(
+    verts: np.ndarray, faces: np.ndarray, temple: np.ndarray, side: float, thickness: float = 0.012
+) -> np.ndarray:
     """Vertex ids of one ear: skin thinner than ``thickness`` (a ray inwards along the normal
     meets the surface again that soon) lateral to 85 % of the temple landmark ``temple`` (3,) and
     behind it, on the ``side`` (+1: +x) of the head."""
@@ -525,15 +603,16 @@ def ear_vertices(verts: np.ndarray, faces: np.ndarray, temple: np.ndarray, side:
     return np.flatnonzero((depth < thickness) & lateral & (verts[:, 2] < temple[2]))
 
 
-def cavity_weights(verts: np.ndarray, faces: np.ndarray, n_rays: int = 32, lo: float = 0.25,
-                   hi: float = 0.5) -> np.ndarray:
+def cavity_weights(
+    verts: np.ndarray, faces: np.ndarray, n_rays: int = 32, lo: float = 0.25, hi: float = 0.5
+) -> np.ndarray:
     """(M,) data weights against cavities: the share of ``n_rays`` rays (cosine-spread over the
     normal's hemisphere) from each vertex that leave the skin without meeting it again, mapped
     smoothly from 0 at ``lo`` to 1 at ``hi``. Nostrils, the ear canal and deep creases get
     little weight: a scanner does not see into them, so the mesh there is guesswork."""
     k = np.arange(n_rays) + 0.5
-    r, azim = np.sqrt(k / n_rays), np.pi * (1 + 5 ** 0.5) * k
-    local = np.stack([r * np.cos(azim), r * np.sin(azim), np.sqrt(1 - r * r)], 1)        # (R, 3), z up
+    r, azim = np.sqrt(k / n_rays), np.pi * (1 + 5**0.5) * k
+    local = np.stack([r * np.cos(azim), r * np.sin(azim), np.sqrt(1 - r * r)], 1)  # (R, 3), z up
     n = vertex_normals(verts, faces)
     a = np.where(np.abs(n[:, :1]) < 0.9, np.array([[1.0, 0, 0]]), np.array([[0, 1.0, 0]]))
     t1 = np.cross(n, a)
@@ -570,8 +649,14 @@ def soft_zones(verts: np.ndarray, seeds: dict[str, tuple[np.ndarray, float, floa
 # ------------------------------------------------------------------------------ interior parts
 
 
-def carry_interior(model: FaceModel, base: np.ndarray, skin_vids: np.ndarray, skin_new: np.ndarray,
-                   eye_motions: dict[str, Similarity], k: int = 8) -> np.ndarray:
+def carry_interior(
+    model: FaceModel,
+    base: np.ndarray,
+    skin_vids: np.ndarray,
+    skin_new: np.ndarray,
+    eye_motions: dict[str, Similarity],
+    k: int = 8,
+) -> np.ndarray:
     """All N vertices (N, 3): the skin at ``skin_new`` (M, 3), every other vertex of ``base``
     (N, 3) moved with the skin. Eye groups (:data:`EYE_GROUPS`) move by their eye's rigid
     motion (``eye_motions['right' | 'left']``, the one the lids around them made); the rest by

@@ -83,8 +83,10 @@ def read_head_mesh(path: str | Path) -> HeadScan:
     v, f = read_mesh(path)
     size = float(np.ptp(v, axis=0).max())
     if len(f) < 200 or size <= 0:
-        raise InputError(f"a head mesh needs at least 200 triangles with some extent (got {len(f)} triangles, "
-                         f"extent {size:.3g})", path)
+        raise InputError(
+            f"a head mesh needs at least 200 triangles with some extent (got {len(f)} triangles, extent {size:.3g})",
+            path,
+        )
     v, f, _ = mo.weld(v, f, tol=1e-6 * size)
     f = f[(f[:, 0] != f[:, 1]) & (f[:, 1] != f[:, 2]) & (f[:, 2] != f[:, 0])]
     v, f, _ = mo.compact(v, f)
@@ -92,12 +94,23 @@ def read_head_mesh(path: str | Path) -> HeadScan:
     if ext[0] < 0.05 * ext[2]:
         raise InputError(f"mesh is flat (extents {ext.round(4).tolist()}): not a head", path)
     attribution, text = find_license(path)
-    return HeadScan(verts=v, faces=f, path=path, sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
-                    attribution=attribution, license=text)
+    return HeadScan(
+        verts=v,
+        faces=f,
+        path=path,
+        sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
+        attribution=attribution,
+        license=text,
+    )
 
 
-_CC_PARTS = (("Attribution", "BY"), ("NonCommercial", "NC"), ("NoDerivatives", "ND"), ("NoDerivs", "ND"),
-             ("ShareAlike", "SA"))
+_CC_PARTS = (
+    ("Attribution", "BY"),
+    ("NonCommercial", "NC"),
+    ("NoDerivatives", "ND"),
+    ("NoDerivs", "ND"),
+    ("ShareAlike", "SA"),
+)
 
 
 def summarize_license(text: str) -> str:
@@ -105,8 +118,9 @@ def summarize_license(text: str) -> str:
     licensed under a Creative Commons Attribution 3.0 Unported License. Based on a work at
     <site>.') '<work>, based on a work at <site>, CC BY 3.0'; otherwise its first line."""
     flat = " ".join(text.split())
-    m = re.search(r"(.+?)\s+is licensed under an?\s+Creative Commons\s+(.+?)\s+([0-9.]+)(?:\s+\w+)?\s+License",
-                  flat, flags=re.I)
+    m = re.search(
+        r"(.+?)\s+is licensed under an?\s+Creative Commons\s+(.+?)\s+([0-9.]+)(?:\s+\w+)?\s+License", flat, flags=re.I
+    )
     if not m:
         lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
         return lines[0] if lines else ""
@@ -123,8 +137,11 @@ def find_license(mesh_path: Path) -> tuple[str, str]:
     """(attribution line, full text) of a licence file beside ``mesh_path`` (the one sharing the
     mesh's stem first), or ('', '')."""
     folder = Path(mesh_path).parent
-    files = sorted(p for p in folder.iterdir() if p.is_file() and re.search(r"licen[cs]e", p.name, re.I)
-                   and p.suffix.lower() in ("", ".txt", ".md"))
+    files = sorted(
+        p
+        for p in folder.iterdir()
+        if p.is_file() and re.search(r"licen[cs]e", p.name, re.I) and p.suffix.lower() in ("", ".txt", ".md")
+    )
     files.sort(key=lambda p: not p.name.lower().startswith(Path(mesh_path).stem.lower()))
     if not files:
         return "", ""
@@ -221,14 +238,28 @@ class RegisteredHead:
     def save(self, path: str | Path) -> Path:
         S = self.to_model
         return write_npz(
-            path, format=np.array(FORMAT), version=np.array(VERSION), verts=self.verts, id_coeffs=self.id_coeffs,
-            scale=np.array(S.scale), rotation=S.rotation, translation=S.translation,
-            residual_mm=self.residual_mm, fitted_residual_mm=self.fitted_residual_mm,
-            min_area_ratio=np.array(self.min_area_ratio), n_new_crossings=np.array(self.n_new_crossings),
+            path,
+            format=np.array(FORMAT),
+            version=np.array(VERSION),
+            verts=self.verts,
+            id_coeffs=self.id_coeffs,
+            scale=np.array(S.scale),
+            rotation=S.rotation,
+            translation=S.translation,
+            residual_mm=self.residual_mm,
+            fitted_residual_mm=self.fitted_residual_mm,
+            min_area_ratio=np.array(self.min_area_ratio),
+            n_new_crossings=np.array(self.n_new_crossings),
             pupils_visible=self.pupils_visible,
-            landmark_ids=self.landmark_ids, landmarks=self.landmarks, model=np.array(self.model),
-            topology=np.array(self.topology), mesh_sha256=np.array(self.mesh_sha256),
-            attribution=np.array(self.attribution), license=np.array(self.license), seconds=np.array(self.seconds))
+            landmark_ids=self.landmark_ids,
+            landmarks=self.landmarks,
+            model=np.array(self.model),
+            topology=np.array(self.topology),
+            mesh_sha256=np.array(self.mesh_sha256),
+            attribution=np.array(self.attribution),
+            license=np.array(self.license),
+            seconds=np.array(self.seconds),
+        )
 
     @classmethod
     def load(cls, path: str | Path) -> RegisteredHead:
@@ -237,14 +268,24 @@ class RegisteredHead:
             with np.load(path, allow_pickle=False) as z:
                 if str(z["format"]) != FORMAT:
                     raise InputError(f"not a {FORMAT} file", path)
-                return cls(verts=z["verts"], id_coeffs=z["id_coeffs"],
-                           to_model=Similarity(float(z["scale"]), z["rotation"], z["translation"]),
-                           residual_mm=z["residual_mm"], fitted_residual_mm=z["fitted_residual_mm"],
-                           min_area_ratio=float(z["min_area_ratio"]),
-                           n_new_crossings=int(z["n_new_crossings"]), pupils_visible=z["pupils_visible"],
-                           landmark_ids=z["landmark_ids"], landmarks=z["landmarks"], model=str(z["model"]),
-                           topology=str(z["topology"]), mesh_sha256=str(z["mesh_sha256"]),
-                           attribution=str(z["attribution"]), license=str(z["license"]), seconds=float(z["seconds"]))
+                return cls(
+                    verts=z["verts"],
+                    id_coeffs=z["id_coeffs"],
+                    to_model=Similarity(float(z["scale"]), z["rotation"], z["translation"]),
+                    residual_mm=z["residual_mm"],
+                    fitted_residual_mm=z["fitted_residual_mm"],
+                    min_area_ratio=float(z["min_area_ratio"]),
+                    n_new_crossings=int(z["n_new_crossings"]),
+                    pupils_visible=z["pupils_visible"],
+                    landmark_ids=z["landmark_ids"],
+                    landmarks=z["landmarks"],
+                    model=str(z["model"]),
+                    topology=str(z["topology"]),
+                    mesh_sha256=str(z["mesh_sha256"]),
+                    attribution=str(z["attribution"]),
+                    license=str(z["license"]),
+                    seconds=float(z["seconds"]),
+                )
         except InputError:
             raise
         except (OSError, KeyError, ValueError) as e:
@@ -288,8 +329,11 @@ def skin_crossings(model: FaceModel, verts: np.ndarray) -> np.ndarray:
     topo = SkinTopology.of(model)
     v = np.asarray(verts, np.float64)
     caster = hf.Caster(v[topo.vids], topo.faces)
-    tris = [model.triangles[np.arange(*model.submesh_triangles[s])] for s in INTERIOR_SUBMESHES
-            if s in model.submesh_triangles]
+    tris = [
+        model.triangles[np.arange(*model.submesh_triangles[s])]
+        for s in INTERIOR_SUBMESHES
+        if s in model.submesh_triangles
+    ]
     if not tris:
         return np.zeros(0, bool)
     edges, _ = mo._edges(np.concatenate(tris).astype(np.int64))
@@ -366,9 +410,23 @@ def register_model(model: FaceModel, scan: HeadScan, cfg: RegisterConfig = Regis
     scan_lm, lm_w = hf.scan_points(lifted, rows)
     zones = skin_zones(model, vids, faces, cfg)
     data_w = zones.weight * hf.cavity_weights(mean[vids], faces)
-    c, S = hf.fit_identity(model, rows, scan_lm, lm_w, query, caster.normals, vids, faces, data_w, S,
-                           cfg.identity_steps, cfg.identity_prior_mm, cfg.max_distance_mm * MM, cfg.min_normal_cos,
-                           n_landmarks=cfg.identity_landmarks)
+    c, S = hf.fit_identity(
+        model,
+        rows,
+        scan_lm,
+        lm_w,
+        query,
+        caster.normals,
+        vids,
+        faces,
+        data_w,
+        S,
+        cfg.identity_steps,
+        cfg.identity_prior_mm,
+        cfg.max_distance_mm * MM,
+        cfg.min_normal_cos,
+        n_landmarks=cfg.identity_landmarks,
+    )
     log.info("headmesh: similarity scale %.4g, identity |c| %.2f", S.scale, np.linalg.norm(c))
 
     # 3: non-rigid, in model space
@@ -377,8 +435,18 @@ def register_model(model: FaceModel, scan: HeadScan, cfg: RegisterConfig = Regis
     q_m = MeshQuery(scan_m, scan.faces)
     n_m = caster.normals @ to_model.rotation.T
     base = model.vertices(c).astype(np.float64)
-    x, motions = hf.nonrigid(base[vids], faces, q_m, n_m, zones, data_w, cfg.stiffness, cfg.steps_per_stage,
-                             cfg.max_distance_mm * MM, cfg.min_normal_cos)
+    x, motions = hf.nonrigid(
+        base[vids],
+        faces,
+        q_m,
+        n_m,
+        zones,
+        data_w,
+        cfg.stiffness,
+        cfg.steps_per_stage,
+        cfg.max_distance_mm * MM,
+        cfg.min_normal_cos,
+    )
 
     # 4: the interior parts follow
     verts = hf.carry_interior(model, base, vids, x, motions)
@@ -388,19 +456,31 @@ def register_model(model: FaceModel, scan: HeadScan, cfg: RegisterConfig = Regis
     held = data_w[np.searchsorted(vids, face_v)] > 0.99
     lm_found = np.where((lm_w > 0)[:, None], to_model.apply(scan_lm), np.nan)
     return RegisteredHead(
-        verts=verts, id_coeffs=c, to_model=to_model, residual_mm=_stats_mm(d), fitted_residual_mm=_stats_mm(d[held]),
+        verts=verts,
+        id_coeffs=c,
+        to_model=to_model,
+        residual_mm=_stats_mm(d),
+        fitted_residual_mm=_stats_mm(d[held]),
         min_area_ratio=min_area_ratio(model, verts),
         n_new_crossings=int((skin_crossings(model, verts) & ~skin_crossings(model, base)).sum()),
-        pupils_visible=pupils_visible(model, verts), landmark_ids=rows.ids, landmarks=lm_found,
-        model=model.name, topology=topology_hash(model.triangles), mesh_sha256=scan.sha256,
-        attribution=scan.attribution, license=scan.license, seconds=time.perf_counter() - t0)
+        pupils_visible=pupils_visible(model, verts),
+        landmark_ids=rows.ids,
+        landmarks=lm_found,
+        model=model.name,
+        topology=topology_hash(model.triangles),
+        mesh_sha256=scan.sha256,
+        attribution=scan.attribution,
+        license=scan.license,
+        seconds=time.perf_counter() - t0,
+    )
 
 
 # ------------------------------------------------------------------------------ cache
 
 
-def cache_path(model: FaceModel, sha256: str, cfg: RegisterConfig = RegisterConfig(),
-               cache_dir: str | Path | None = None) -> Path:
+def cache_path(
+    model: FaceModel, sha256: str, cfg: RegisterConfig = RegisterConfig(), cache_dir: str | Path | None = None
+) -> Path:
     """Where the registration of the mesh with file hash ``sha256`` is cached: ``heads/`` under the
     models folder (as the landmark embedding), named by model, mesh, topology, the model's shape
     (mean and identity modes: a re-imported model with the same triangles is another model),
@@ -408,14 +488,21 @@ def cache_path(model: FaceModel, sha256: str, cfg: RegisterConfig = RegisterConf
     from ..cues.embedding import topology_hash
     from ..facemodel.registry import models_dir
 
-    shape = hashlib.sha256(np.ascontiguousarray(model.mean, np.float32).tobytes()
-                           + np.ascontiguousarray(model.id_basis, np.float32).tobytes()).hexdigest()[:8]
+    shape = hashlib.sha256(
+        np.ascontiguousarray(model.mean, np.float32).tobytes()
+        + np.ascontiguousarray(model.id_basis, np.float32).tobytes()
+    ).hexdigest()[:8]
     folder = Path(cache_dir) if cache_dir is not None else models_dir() / "heads"
     return folder / f"{model.name}.{sha256[:16]}.{topology_hash(model.triangles)}.{shape}.{cfg.key()}.v{VERSION}.npz"
 
 
-def registered_head(model: FaceModel, mesh_path: str | Path, cfg: RegisterConfig = RegisterConfig(),
-                    cache_dir: str | Path | None = None, refresh: bool = False) -> RegisteredHead:
+def registered_head(
+    model: FaceModel,
+    mesh_path: str | Path,
+    cfg: RegisterConfig = RegisterConfig(),
+    cache_dir: str | Path | None = None,
+    refresh: bool = False,
+) -> RegisteredHead:
     """:func:`register_model` of the mesh at ``mesh_path``, from the cache when it was done before
     (``refresh`` redoes it). A cache folder that cannot be written only costs the next run."""
     path = Path(mesh_path)
@@ -437,6 +524,7 @@ def registered_head(model: FaceModel, mesh_path: str | Path, cfg: RegisterConfig
     except OSError as e:
         log.warning("headmesh: cannot cache the registration at %s (%s)", cached, e)
     return head
+
 
 def followed_face_vertices(model: FaceModel, cfg: RegisterConfig | None = None) -> np.ndarray:
     """Vertex ids of the face sub-mesh that the registration follows the scan on (not the rigid

@@ -39,7 +39,7 @@ def weld(verts: np.ndarray, faces: np.ndarray, tol: float = 1e-7) -> tuple[np.nd
     key = np.round(v / tol).astype(np.int64)
     _, first, inverse = np.unique(key, axis=0, return_index=True, return_inverse=True)
     inverse = inverse.reshape(-1)
-    order = np.argsort(first, kind="stable")           # unique groups sorted by first occurrence
+    order = np.argsort(first, kind="stable")  # unique groups sorted by first occurrence
     rank = np.empty_like(order)
     rank[order] = np.arange(len(order))
     old_to_new = rank[inverse]
@@ -50,7 +50,7 @@ def _edges(faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Unique undirected edges (E, 2) and, per face corner k, the id of edge (k, k+1): (F, 3)."""
     faces = np.asarray(faces, dtype=np.int64)
     a = faces.reshape(-1)
-    b = np.roll(faces, -1, axis=1).reshape(-1)                                   # half-edge (k, k+1)
+    b = np.roll(faces, -1, axis=1).reshape(-1)  # half-edge (k, k+1)
     lo, hi = np.minimum(a, b), np.maximum(a, b)
     n = int(hi.max()) + 1 if len(hi) else 1
     # one int64 key per undirected edge: a 1-D unique is much faster than unique(axis=0)
@@ -72,12 +72,15 @@ def _children(faces: np.ndarray, emid: np.ndarray) -> np.ndarray:
     """The 4 children (4F, 3) of each face, child j of face i at row 4i + j (0-2 corners, 3 centre)."""
     a, b, c = faces[:, 0], faces[:, 1], faces[:, 2]
     ab, bc, ca = emid[:, 0], emid[:, 1], emid[:, 2]
-    ch = np.stack([
-        np.stack([a, ab, ca], 1),
-        np.stack([ab, b, bc], 1),
-        np.stack([ca, bc, c], 1),
-        np.stack([ab, bc, ca], 1),
-    ], axis=1)
+    ch = np.stack(
+        [
+            np.stack([a, ab, ca], 1),
+            np.stack([ab, b, bc], 1),
+            np.stack([ca, bc, c], 1),
+            np.stack([ab, bc, ca], 1),
+        ],
+        axis=1,
+    )
     return ch.reshape(-1, 3)
 
 
@@ -114,8 +117,9 @@ def _loop_once(mesh: UVMesh) -> UVMesh:
     valence = np.bincount(edges.reshape(-1), minlength=n).astype(np.float64)
     nsum = np.zeros((n, 3))
     for c in range(3):
-        nsum[:, c] = (np.bincount(edges[:, 0], weights=v[edges[:, 1], c], minlength=n)
-                      + np.bincount(edges[:, 1], weights=v[edges[:, 0], c], minlength=n))
+        nsum[:, c] = np.bincount(edges[:, 0], weights=v[edges[:, 1], c], minlength=n) + np.bincount(
+            edges[:, 1], weights=v[edges[:, 0], c], minlength=n
+        )
     beta = np.where(valence > 3, 3.0 / (8.0 * np.maximum(valence, 1)), 3.0 / 16.0)
     even = (1 - valence * beta)[:, None] * v + beta[:, None] * nsum
     even[valence == 0] = v[valence == 0]
@@ -123,11 +127,12 @@ def _loop_once(mesh: UVMesh) -> UVMesh:
     bval = np.bincount(bedges.reshape(-1), minlength=n)
     bsum = np.zeros((n, 3))
     for c in range(3):
-        bsum[:, c] = (np.bincount(bedges[:, 0], weights=v[bedges[:, 1], c], minlength=n)
-                      + np.bincount(bedges[:, 1], weights=v[bedges[:, 0], c], minlength=n))
+        bsum[:, c] = np.bincount(bedges[:, 0], weights=v[bedges[:, 1], c], minlength=n) + np.bincount(
+            bedges[:, 1], weights=v[bedges[:, 0], c], minlength=n
+        )
     on_boundary = bval > 0
     regular_b = bval == 2
-    even[on_boundary] = v[on_boundary]            # corners (non-manifold boundary) stay put
+    even[on_boundary] = v[on_boundary]  # corners (non-manifold boundary) stay put
     even[regular_b] = 0.75 * v[regular_b] + 0.125 * bsum[regular_b]
 
     new_v = np.concatenate([even, epts], 0)
@@ -148,8 +153,9 @@ def vertex_uvs(n_verts: int, faces: np.ndarray, uvs: np.ndarray, uv_faces: np.nd
     return out
 
 
-def rasterize_uv(uvs: np.ndarray, uv_faces: np.ndarray, height: int, width: int,
-                 u_range: tuple[float, float] = (0.0, 1.0)) -> tuple[np.ndarray, np.ndarray]:
+def rasterize_uv(
+    uvs: np.ndarray, uv_faces: np.ndarray, height: int, width: int, u_range: tuple[float, float] = (0.0, 1.0)
+) -> tuple[np.ndarray, np.ndarray]:
     """Which UV triangle covers each texel centre of an (H, W) map spanning ``u_range`` x [0, 1].
 
     Returns tri (H, W) int64 (-1 where none; index into ``uv_faces``) and barycentrics (H, W, 3).
@@ -182,7 +188,7 @@ def interpolate_texels(tri: np.ndarray, bary: np.ndarray, faces: np.ndarray, att
         attrs = attrs[:, None]
     flat = tri.reshape(-1)
     hit = np.flatnonzero(flat >= 0)
-    corners = np.asarray(faces)[flat[hit]]                               # (P, 3)
+    corners = np.asarray(faces)[flat[hit]]  # (P, 3)
     b = bary.reshape(-1, 3)[hit].astype(np.float32)
     vals = attrs[corners[:, 0]] * b[:, 0:1]
     vals += attrs[corners[:, 1]] * b[:, 1:2]

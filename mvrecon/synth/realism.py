@@ -64,10 +64,15 @@ class Realism:
     """Scan landmarks in an annotator's convention."""
 
     def __post_init__(self) -> None:
-        if not (0 <= self.deform_mm <= 30 and 0 <= self.specular <= 5 and 0 <= self.calib_mm <= 50
-                and 0 <= self.calib_deg <= 5):
-            raise MvreconError("synth: realism strengths out of range (deform_mm 0-30, specular 0-5, "
-                               "calib_mm 0-50, calib_deg 0-5)")
+        if not (
+            0 <= self.deform_mm <= 30
+            and 0 <= self.specular <= 5
+            and 0 <= self.calib_mm <= 50
+            and 0 <= self.calib_deg <= 5
+        ):
+            raise MvreconError(
+                "synth: realism strengths out of range (deform_mm 0-30, specular 0-5, calib_mm 0-50, calib_deg 0-5)"
+            )
 
     @property
     def factors(self) -> tuple[str, ...]:
@@ -96,8 +101,10 @@ class Realism:
         names = [s.strip() for s in spec.split(",") if s.strip()]
         bad = [n for n in names if n not in FACTORS]
         if bad:
-            raise MvreconError(f"synth: unknown realism factor(s) {', '.join(bad)} "
-                               f"(use clean, full, full-FACTOR or a comma list of {', '.join(FACTORS)})")
+            raise MvreconError(
+                f"synth: unknown realism factor(s) {', '.join(bad)} "
+                f"(use clean, full, full-FACTOR or a comma list of {', '.join(FACTORS)})"
+            )
         return Realism(**{n: True for n in names})
 
     def replace(self, **changes) -> Realism:
@@ -107,8 +114,14 @@ class Realism:
 # ------------------------------------------------------------------------------ head
 
 
-def smooth_deformation(points: np.ndarray, anchors: np.ndarray, normals: np.ndarray, rng: np.random.Generator,
-                       peak_mm: float, n_blobs: int = 10) -> np.ndarray:
+def smooth_deformation(
+    points: np.ndarray,
+    anchors: np.ndarray,
+    normals: np.ndarray,
+    rng: np.random.Generator,
+    peak_mm: float,
+    n_blobs: int = 10,
+) -> np.ndarray:
     """A smooth random displacement field (P, 3) metres evaluated at ``points`` (P, 3), model space.
 
     Gaussian blobs of 2-4.5 cm radius centred on random ``anchors`` (skin vertices, (A, 3), with
@@ -124,7 +137,7 @@ def smooth_deformation(points: np.ndarray, anchors: np.ndarray, normals: np.ndar
     tang = rng.standard_normal((n_blobs, 3)) * 0.35
     dirs = normals[pick] * amp[:, None] + tang
     field = np.zeros((len(points), 3))
-    for k in range(n_blobs):                        # ten blobs: a loop over blobs, not points
+    for k in range(n_blobs):  # ten blobs: a loop over blobs, not points
         w = np.exp(-np.sum((points - c[k]) ** 2, 1) / (2 * sig[k] ** 2))
         field += w[:, None] * dirs[k]
     peak = np.linalg.norm(field, axis=1).max()
@@ -196,16 +209,21 @@ class CameraResponse:
     @staticmethod
     def sample(rng: np.random.Generator, width: int) -> CameraResponse:
         wb = np.array([rng.uniform(0.85, 1.15), 1.0, rng.uniform(0.85, 1.15)])
-        return CameraResponse(exposure=float(rng.uniform(0.75, 1.3)), white_balance=wb,
-                              vignetting=float(rng.uniform(0.15, 0.35)),
-                              blur_px=float(rng.uniform(0.4, 1.1) * width / 1024),
-                              shot=float(rng.uniform(0.006, 0.012)), read=float(rng.uniform(0.002, 0.004)),
-                              quality=int(rng.integers(85, 96)))
+        return CameraResponse(
+            exposure=float(rng.uniform(0.75, 1.3)),
+            white_balance=wb,
+            vignetting=float(rng.uniform(0.15, 0.35)),
+            blur_px=float(rng.uniform(0.4, 1.1) * width / 1024),
+            shot=float(rng.uniform(0.006, 0.012)),
+            read=float(rng.uniform(0.002, 0.004)),
+            quality=int(rng.integers(85, 96)),
+        )
 
     def as_array(self) -> np.ndarray:
         """(10,) exposure, white balance (3), vignetting, blur, shot, read, quality, 0."""
-        return np.array([self.exposure, *self.white_balance, self.vignetting, self.blur_px, self.shot,
-                         self.read, self.quality, 0.0])
+        return np.array(
+            [self.exposure, *self.white_balance, self.vignetting, self.blur_px, self.shot, self.read, self.quality, 0.0]
+        )
 
     def apply(self, linear: np.ndarray, camera: Camera, rng: np.random.Generator) -> np.ndarray:
         """Linear radiance (H, W, 3) -> 8-bit sRGB image (before JPEG)."""
@@ -220,15 +238,14 @@ class CameraResponse:
         if self.blur_px > 0:
             img = cv2.GaussianBlur(img.astype(np.float32), (0, 0), self.blur_px).astype(np.float64)
         img = np.clip(img, 0, None)
-        img = img + rng.standard_normal(img.shape) * np.sqrt(self.shot ** 2 * img + self.read ** 2)
+        img = img + rng.standard_normal(img.shape) * np.sqrt(self.shot**2 * img + self.read**2)
         return np.clip(np.round(srgb_encode(img) * 255), 0, 255).astype(np.uint8)
 
     def jpeg(self, image: np.ndarray) -> bytes:
         """JPEG bytes of an RGB uint8 image at this camera's quality (libjpeg is deterministic)."""
         import cv2
 
-        ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(image[..., ::-1]),
-                               [cv2.IMWRITE_JPEG_QUALITY, self.quality])
+        ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(image[..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, self.quality])
         if not ok:
             raise MvreconError("synth: JPEG encoding failed")
         return buf.tobytes()
@@ -264,8 +281,13 @@ def clutter_backdrop(camera: Camera, rng: np.random.Generator, blur_px: float | 
             ax = (int(rng.integers(5, w // 14)), int(rng.integers(5, h // 10)))
             cv2.ellipse(img, (cx, cy), ax, float(rng.uniform(0, 180)), 0, 360, tuple(float(c) for c in col), -1)
         else:
-            cv2.rectangle(img, (cx, cy), (cx + int(rng.integers(4, w // 30)), cy + int(rng.integers(h // 20, h // 6))),
-                          tuple(float(c) for c in col), -1)
+            cv2.rectangle(
+                img,
+                (cx, cy),
+                (cx + int(rng.integers(4, w // 30)), cy + int(rng.integers(h // 20, h // 6))),
+                tuple(float(c) for c in col),
+                -1,
+            )
     # edges of shelves: thin dark lines
     for _ in range(int(rng.integers(3, 7))):
         y = int(rng.integers(0, h))
@@ -278,9 +300,15 @@ def clutter_backdrop(camera: Camera, rng: np.random.Generator, blur_px: float | 
 # ------------------------------------------------------------------------------ annotator landmarks
 
 
-def annotator_landmarks(verts: np.ndarray, faces: np.ndarray, landmarks: np.ndarray, head_to_world: np.ndarray,
-                        brow_lift_mm: tuple[float, float] = (4.0, 6.0), rng: np.random.Generator | None = None,
-                        max_slide_mm: float = 12.0) -> np.ndarray:
+def annotator_landmarks(
+    verts: np.ndarray,
+    faces: np.ndarray,
+    landmarks: np.ndarray,
+    head_to_world: np.ndarray,
+    brow_lift_mm: tuple[float, float] = (4.0, 6.0),
+    rng: np.random.Generator | None = None,
+    max_slide_mm: float = 12.0,
+) -> np.ndarray:
     """The 68 landmarks (68, 3) as a person annotates iBUG points on the scan (world, metres).
 
     ``verts`` (V, 3), ``faces`` (F, 3): the scan surface (world); ``landmarks`` (68, 3) the model's
@@ -339,5 +367,15 @@ def annotator_landmarks(verts: np.ndarray, faces: np.ndarray, landmarks: np.ndar
     return out
 
 
-__all__ = ["FACTORS", "Realism", "CameraResponse", "smooth_deformation", "perturb_rig", "rig_difference",
-           "srgb_encode", "srgb_decode", "clutter_backdrop", "annotator_landmarks"]
+__all__ = [
+    "FACTORS",
+    "Realism",
+    "CameraResponse",
+    "smooth_deformation",
+    "perturb_rig",
+    "rig_difference",
+    "srgb_encode",
+    "srgb_decode",
+    "clutter_backdrop",
+    "annotator_landmarks",
+]

@@ -62,8 +62,16 @@ class Scene:
         return MeshScene(self.verts, self.faces)
 
 
-def build_scene(model: FaceModel, skin: mo.UVMesh, verts_model: np.ndarray, extra_tri_ids: np.ndarray,
-                head_to_world: np.ndarray, texture: np.ndarray, u_tiles: int, vertex_colors: np.ndarray) -> Scene:
+def build_scene(
+    model: FaceModel,
+    skin: mo.UVMesh,
+    verts_model: np.ndarray,
+    extra_tri_ids: np.ndarray,
+    head_to_world: np.ndarray,
+    texture: np.ndarray,
+    u_tiles: int,
+    vertex_colors: np.ndarray,
+) -> Scene:
     """Combine the detailed skin (textured) with model triangles ``extra_tri_ids`` (eyeballs, mouth
     interior; vertex-coloured, at ``verts_model`` (N, 3) model space) and move it to the world."""
     tri_labels = triangle_labels(model)
@@ -77,34 +85,63 @@ def build_scene(model: FaceModel, skin: mo.UVMesh, verts_model: np.ndarray, extr
     verts = np.concatenate([skin_w, extra_w], 0)
     faces = np.concatenate([skin.faces, remap[extra]], 0)
     n_skin_f = len(skin.faces)
-    normals = np.concatenate([vertex_normals(skin_w, skin.faces),
-                              vertex_normals(verts, remap[extra])[len(skin_w):]], 0)
+    normals = np.concatenate(
+        [vertex_normals(skin_w, skin.faces), vertex_normals(verts, remap[extra])[len(skin_w) :]], 0
+    )
     colors = np.zeros((len(verts), 3), np.float32)
-    colors[len(skin_w):] = vertex_colors[used]
+    colors[len(skin_w) :] = vertex_colors[used]
     uv_faces = np.concatenate([skin.uv_faces, np.zeros((len(extra), 3), np.int64)], 0)
     textured = np.zeros(len(faces), bool)
     textured[:n_skin_f] = True
     labels = np.concatenate([tri_labels[skin.parent], tri_labels[extra_tri_ids]])
-    return Scene(verts=verts, faces=faces, textured=textured, uvs=skin.uvs, uv_faces=uv_faces, colors=colors,
-                 labels=labels, normals=normals, texture=texture, u_tiles=u_tiles)
+    return Scene(
+        verts=verts,
+        faces=faces,
+        textured=textured,
+        uvs=skin.uvs,
+        uv_faces=uv_faces,
+        colors=colors,
+        labels=labels,
+        normals=normals,
+        texture=texture,
+        u_tiles=u_tiles,
+    )
 
 
-def append_mesh(scene: Scene, verts: np.ndarray, faces: np.ndarray, uvs: np.ndarray, uv_faces: np.ndarray,
-                material_tex_codes: bool = True) -> Scene:
+def append_mesh(
+    scene: Scene,
+    verts: np.ndarray,
+    faces: np.ndarray,
+    uvs: np.ndarray,
+    uv_faces: np.ndarray,
+    material_tex_codes: bool = True,
+) -> Scene:
     """``scene`` plus a textured mesh (world ``verts`` (V, 3), ``faces`` (F, 3), atlas ``uvs`` (T, 2),
     ``uv_faces`` (F, 3)): part label 0 (not a face part), material from the atlas's material map."""
     n_v, n_t = len(scene.verts), len(scene.uvs)
     v = np.concatenate([scene.verts, verts], 0)
     f = np.concatenate([scene.faces, np.asarray(faces, np.int64) + n_v], 0)
-    normals = np.concatenate([scene.normals, vertex_normals(np.asarray(verts, np.float64), np.asarray(faces, np.int64))], 0)
+    normals = np.concatenate(
+        [scene.normals, vertex_normals(np.asarray(verts, np.float64), np.asarray(faces, np.int64))], 0
+    )
     colors = np.concatenate([scene.colors, np.zeros((len(verts), 3), scene.colors.dtype)], 0)
     fm = None if scene.face_material is None else np.concatenate([scene.face_material, np.zeros(len(faces), np.uint8)])
-    spec = None if scene.specular is None else np.concatenate([scene.specular, np.tile([[0.01, 8.0]], (len(verts), 1))], 0)
+    spec = (
+        None if scene.specular is None else np.concatenate([scene.specular, np.tile([[0.01, 8.0]], (len(verts), 1))], 0)
+    )
     return dataclasses.replace(
-        scene, verts=v, faces=f, normals=normals, colors=colors, face_material=fm, specular=spec,
-        uvs=np.concatenate([scene.uvs, uvs], 0), uv_faces=np.concatenate([scene.uv_faces, np.asarray(uv_faces, np.int64) + n_t], 0),
+        scene,
+        verts=v,
+        faces=f,
+        normals=normals,
+        colors=colors,
+        face_material=fm,
+        specular=spec,
+        uvs=np.concatenate([scene.uvs, uvs], 0),
+        uv_faces=np.concatenate([scene.uv_faces, np.asarray(uv_faces, np.int64) + n_t], 0),
         textured=np.concatenate([scene.textured, np.ones(len(faces), bool)]),
-        labels=np.concatenate([scene.labels, np.zeros(len(faces), scene.labels.dtype)]))
+        labels=np.concatenate([scene.labels, np.zeros(len(faces), scene.labels.dtype)]),
+    )
 
 
 @dataclass(frozen=True)
@@ -148,7 +185,7 @@ def world_rays(camera: Camera, ss: int, sample: int | None = None, pixels: np.nd
     z = 1, so a hit distance is the camera depth."""
     from ..calibrate.board import camera_rays
 
-    xn = camera_rays(camera, ss)                                           # (S, H*W, 2) undistorted
+    xn = camera_rays(camera, ss)  # (S, H*W, 2) undistorted
     if sample is not None:
         xn = xn[sample] if pixels is None else xn[sample][pixels]
     R = camera.world_to_cam[:3, :3].astype(np.float32)
@@ -223,12 +260,13 @@ def irradiance_polynomial(sh: np.ndarray) -> np.ndarray:
 def shade(scene: Scene, prim: np.ndarray, bary: np.ndarray, sh_poly: np.ndarray) -> np.ndarray:
     """Linear colour (P, 3) of ray hits (prim >= 0 only): albedo times SH irradiance
     (``sh_poly`` from :func:`irradiance_polynomial`), normals interpolated per ray."""
-    irr = _monomials(_hit_normals(scene, prim, bary)) @ sh_poly                                          # (P, 3)
+    irr = _monomials(_hit_normals(scene, prim, bary)) @ sh_poly  # (P, 3)
     return _albedo(scene, prim, bary) * np.clip(irr, 0, None)
 
 
-def shade_key(scene: Scene, prim: np.ndarray, bary: np.ndarray, sh_poly: np.ndarray, key: KeyLight,
-              view_dirs: np.ndarray) -> np.ndarray:
+def shade_key(
+    scene: Scene, prim: np.ndarray, bary: np.ndarray, sh_poly: np.ndarray, key: KeyLight, view_dirs: np.ndarray
+) -> np.ndarray:
     """Linear colour (P, 3) of ray hits under the SH ambient (``sh_poly``) and the key light with
     its soft shadows (``scene.key_visibility``) and a Blinn-Phong specular lobe
     (``scene.specular``); ``view_dirs`` (P, 3) the rays' directions."""
@@ -250,7 +288,7 @@ def shade_key(scene: Scene, prim: np.ndarray, bary: np.ndarray, sh_poly: np.ndar
         hv /= np.maximum(np.linalg.norm(hv, axis=1, keepdims=True), 1e-12)
         ndh = np.clip(np.einsum("pc,pc->p", n, hv), 0, None)
         fres = 0.04 + 0.96 * (1 - np.clip(np.einsum("pc,pc->p", v, hv), 0, 1)) ** 5
-        spec = ks * (ex + 8) / (8 * np.pi) * ndh ** ex * ndl * fres / 0.04
+        spec = ks * (ex + 8) / (8 * np.pi) * ndh**ex * ndl * fres / 0.04
         out = out + spec[:, None] * key.rgb[None]
     return out
 
@@ -274,10 +312,20 @@ def _albedo(scene: Scene, prim: np.ndarray, bary: np.ndarray) -> np.ndarray:
     return albedo
 
 
-def render_view(scene: Scene, raycaster: MeshScene, camera: Camera, sh: np.ndarray, rng: np.random.Generator,
-                ss: int = 2, gain: np.ndarray | None = None, gamma: float = 1.0,
-                noise_sigma: float = 1.5 / 255, background: np.ndarray | None = None,
-                key: KeyLight | None = None, response=None) -> ViewRender:
+def render_view(
+    scene: Scene,
+    raycaster: MeshScene,
+    camera: Camera,
+    sh: np.ndarray,
+    rng: np.random.Generator,
+    ss: int = 2,
+    gain: np.ndarray | None = None,
+    gamma: float = 1.0,
+    noise_sigma: float = 1.5 / 255,
+    background: np.ndarray | None = None,
+    key: KeyLight | None = None,
+    response=None,
+) -> ViewRender:
     """Render one camera: supersampled colour over ``background`` (H, W, 3) in [0, 1] (default: a
     :func:`backdrop` drawn from ``rng``), sensor response and noise; part labels and the mask from
     the ray through each pixel centre.
@@ -295,10 +343,10 @@ def render_view(scene: Scene, raycaster: MeshScene, camera: Camera, sh: np.ndarr
         bg = srgb_decode(bg)
     gain = np.ones(3) if gain is None or response is not None else np.asarray(gain, np.float64)
     sh_poly = irradiance_polynomial(sh)
-    idx = _covered_pixels(scene, camera)                 # only rays that can hit the head are cast
+    idx = _covered_pixels(scene, camera)  # only rays that can hit the head are cast
     acc = bg.astype(np.float64) * (ss * ss)
     acc[idx] = 0.0
-    for s in range(ss * ss):                # one sub-pixel offset at a time bounds the memory
+    for s in range(ss * ss):  # one sub-pixel offset at a time bounds the memory
         rays = world_rays(camera, ss, s, idx)
         prim, bary = _cast(raycaster, rays)
         col = bg[idx].astype(np.float64)
@@ -351,11 +399,13 @@ def _covered_pixels(scene: Scene, camera: Camera, margin: int = 3) -> np.ndarray
     y0, y1 = np.clip([y0, y1], 0, h - 1)
     if x1 < x0 or y1 < y0:
         return np.zeros(0, np.int64)
-    yy, xx = np.mgrid[y0: y1 + 1, x0: x1 + 1]
+    yy, xx = np.mgrid[y0 : y1 + 1, x0 : x1 + 1]
     return (yy * w + xx).reshape(-1)
 
 
-def landmarks_2d(raycaster: MeshScene, camera: Camera, points: np.ndarray, eps_m: float = 1e-3) -> tuple[np.ndarray, np.ndarray]:
+def landmarks_2d(
+    raycaster: MeshScene, camera: Camera, points: np.ndarray, eps_m: float = 1e-3
+) -> tuple[np.ndarray, np.ndarray]:
     """Projected pixels (L, 2) (distortion on) of world points (L, 3) and their visibility (L,):
     in front of the camera, inside the image, and nothing on the ray closer than ``eps_m`` before
     the point (the surface the point lies on does not hide it)."""
@@ -367,5 +417,7 @@ def landmarks_2d(raycaster: MeshScene, camera: Camera, points: np.ndarray, eps_m
     tfar = (1.0 - eps_m / np.maximum(dist, 1e-9)).astype(np.float32)
     t = raycaster.cast(rays).t_hit
     occluded = np.isfinite(t) & (t < tfar)
-    inside = (uv[:, 0] >= -0.5) & (uv[:, 0] <= camera.width - 0.5) & (uv[:, 1] >= -0.5) & (uv[:, 1] <= camera.height - 0.5)
+    inside = (
+        (uv[:, 0] >= -0.5) & (uv[:, 0] <= camera.width - 0.5) & (uv[:, 1] >= -0.5) & (uv[:, 1] <= camera.height - 0.5)
+    )
     return uv, (z > 0) & inside & ~occluded

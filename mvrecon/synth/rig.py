@@ -47,8 +47,9 @@ def camera_azimuths(n: int) -> np.ndarray:
     return np.linspace(-spread, spread, n)
 
 
-def make_rig(n_cameras: int, width: int, height: int, rng: np.random.Generator,
-             distortion: bool = True, name: str = "synthetic") -> Rig:
+def make_rig(
+    n_cameras: int, width: int, height: int, rng: np.random.Generator, distortion: bool = True, name: str = "synthetic"
+) -> Rig:
     """A rig of ``n_cameras`` cameras looking at the origin (see the module docstring)."""
     cams = []
     elev_pattern = np.array([5.0, 15.0, -5.0, 10.0, 0.0, 20.0])
@@ -65,14 +66,17 @@ def make_rig(n_cameras: int, width: int, height: int, rng: np.random.Generator,
         w2c = roll @ w2c
         f_mm = rng.uniform(55.0, 80.0)
         fx = f_mm / SENSOR_WIDTH_MM * width
-        K = np.array([
-            [fx, 0.0, (width - 1) / 2 + rng.normal(0, 0.01 * width)],
-            [0.0, fx * rng.uniform(0.999, 1.001), (height - 1) / 2 + rng.normal(0, 0.01 * height)],
-            [0.0, 0.0, 1.0],
-        ])
+        K = np.array(
+            [
+                [fx, 0.0, (width - 1) / 2 + rng.normal(0, 0.01 * width)],
+                [0.0, fx * rng.uniform(0.999, 1.001), (height - 1) / 2 + rng.normal(0, 0.01 * height)],
+                [0.0, 0.0, 1.0],
+            ]
+        )
         if distortion:
-            dist_c = np.array([rng.uniform(-0.12, 0.08), rng.uniform(-0.2, 0.2), rng.normal(0, 4e-4),
-                               rng.normal(0, 4e-4), 0.0])
+            dist_c = np.array(
+                [rng.uniform(-0.12, 0.08), rng.uniform(-0.2, 0.2), rng.normal(0, 4e-4), rng.normal(0, 4e-4), 0.0]
+            )
         else:
             dist_c = np.zeros(0)
         cams.append(Camera(name=f"cam{i}", width=width, height=height, K=K, dist=dist_c, world_to_cam=w2c))
@@ -92,8 +96,12 @@ def board_poses(board: Board, n_shots: int, rng: np.random.Generator, volume_m: 
         yaw = np.radians(rng.uniform(-35, 35))
         pitch = np.radians(rng.uniform(-25, 25))
         roll = np.radians(rng.uniform(-15, 15))
-        R = (axis_angle_to_matrix([0, yaw, 0]) @ axis_angle_to_matrix([pitch, 0, 0])
-             @ axis_angle_to_matrix([0, 0, roll]) @ base)
+        R = (
+            axis_angle_to_matrix([0, yaw, 0])
+            @ axis_angle_to_matrix([pitch, 0, 0])
+            @ axis_angle_to_matrix([0, 0, roll])
+            @ base
+        )
         centre = rng.uniform(-volume_m, volume_m, 3)
         M = np.eye(4)
         M[:3, :3] = R

@@ -12,9 +12,15 @@ from ..geometry import vertex_normals
 from . import meshops as mo
 
 
-def make_scan(verts: np.ndarray, faces: np.ndarray, rng: np.random.Generator, noise_m: float = 1e-4,
-              n_holes: int = 5, hole_radius_m: tuple[float, float] = (0.003, 0.006),
-              hole_candidates: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def make_scan(
+    verts: np.ndarray,
+    faces: np.ndarray,
+    rng: np.random.Generator,
+    noise_m: float = 1e-4,
+    n_holes: int = 5,
+    hole_radius_m: tuple[float, float] = (0.003, 0.006),
+    hole_candidates: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Noisy, holed copy of a mesh: verts (N, 3), faces (F, 3) -> (verts', faces', centres (H, 3)).
 
     Noise is Gaussian along the vertex normals (std ``noise_m``). Each hole removes the triangles
@@ -30,7 +36,7 @@ def make_scan(verts: np.ndarray, faces: np.ndarray, rng: np.random.Generator, no
     radii = rng.uniform(*hole_radius_m, n_holes)
     cent = v[f].mean(1)
     keep = np.ones(len(f), bool)
-    for c, r in zip(centres, radii):        # a handful of holes: a loop over holes, not triangles
+    for c, r in zip(centres, radii):  # a handful of holes: a loop over holes, not triangles
         keep &= np.sum((cent - c) ** 2, 1) > r * r
     out_v, out_f, _ = mo.compact(noisy, f[keep])
     return out_v, out_f, centres

@@ -31,12 +31,24 @@ def write_truth_fit(root: str | Path, model) -> Path:
     sh = np.stack([gt.sh * gain[c][None] for c in range(n_views)]).astype(np.float32)
     out = root / "fit"
     out.mkdir(exist_ok=True)
-    np.savez(out / "params.npz", alpha=gt.id_coeffs.astype(np.float32), beta=gt.exp_coeffs[:1].astype(np.float32),
-             rot=matrix_to_axis_angle(R).reshape(1, 3).astype(np.float32), trans=t.reshape(1, 3).astype(np.float32),
-             log_scale=np.array(0.0, np.float32), deform_offsets=off.astype(np.float32),
-             fused_disp_vertex=np.zeros(model.n_vertices, np.float32),
-             disp=np.zeros((n_views, 1, 16, 16), np.float32), sh=sh, albedo=np.full((1, 3, 8, 8), 0.5, np.float32),
-             bias=np.zeros((n_views, 3), np.float32), views=np.array(keys), group_of_view=np.zeros(n_views, np.int64),
-             groups=np.array([gt.frames[0]]), mode=np.array("per_frame"), model=np.array(model.name))
+    np.savez(
+        out / "params.npz",
+        alpha=gt.id_coeffs.astype(np.float32),
+        beta=gt.exp_coeffs[:1].astype(np.float32),
+        rot=matrix_to_axis_angle(R).reshape(1, 3).astype(np.float32),
+        trans=t.reshape(1, 3).astype(np.float32),
+        log_scale=np.array(0.0, np.float32),
+        deform_offsets=off.astype(np.float32),
+        fused_disp_vertex=np.zeros(model.n_vertices, np.float32),
+        disp=np.zeros((n_views, 1, 16, 16), np.float32),
+        sh=sh,
+        albedo=np.full((1, 3, 8, 8), 0.5, np.float32),
+        bias=np.zeros((n_views, 3), np.float32),
+        views=np.array(keys),
+        group_of_view=np.zeros(n_views, np.int64),
+        groups=np.array([gt.frames[0]]),
+        mode=np.array("per_frame"),
+        model=np.array(model.name),
+    )
     write_json(out / "summary.json", {"views": keys, "truth": True})
     return out / "params.npz"

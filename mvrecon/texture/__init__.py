@@ -28,11 +28,20 @@ if TYPE_CHECKING:
     from .uvraster import UVRaster, push_pull_fill, rasterize_uv
 
 _WHERE = {
-    "BakeView": "bake", "TextureResult": "bake", "bake_texture": "bake", "normal_map_from_displacement": "bake",
+    "BakeView": "bake",
+    "TextureResult": "bake",
+    "bake_texture": "bake",
+    "normal_map_from_displacement": "bake",
     "TextureConfig": "config",
-    "MATERIALS": "layout", "Material": "layout", "atlas_uv": "layout", "corner_uvs": "layout", "material": "layout",
+    "MATERIALS": "layout",
+    "Material": "layout",
+    "atlas_uv": "layout",
+    "corner_uvs": "layout",
+    "material": "layout",
     "material_triangles": "layout",
-    "UVRaster": "uvraster", "push_pull_fill": "uvraster", "rasterize_uv": "uvraster",
+    "UVRaster": "uvraster",
+    "push_pull_fill": "uvraster",
+    "rasterize_uv": "uvraster",
 }
 __all__ = [
     "MATERIALS",

@@ -128,21 +128,24 @@ def _bilinear(image: np.ndarray, xy: np.ndarray) -> np.ndarray:
     y0 = np.minimum(np.floor(y).astype(np.int64), H - 2 if H > 1 else 0)
     fx, fy = (x - x0).astype(image.dtype)[:, None], (y - y0).astype(image.dtype)[:, None]
     x1, y1 = np.minimum(x0 + 1, W - 1), np.minimum(y0 + 1, H - 1)
-    return ((image[y0, x0] * (1 - fx) + image[y0, x1] * fx) * (1 - fy)
-            + (image[y1, x0] * (1 - fx) + image[y1, x1] * fx) * fy)
+    return (image[y0, x0] * (1 - fx) + image[y0, x1] * fx) * (1 - fy) + (
+        image[y1, x0] * (1 - fx) + image[y1, x1] * fx
+    ) * fy
 
 
 def _silhouette_feather(verts: np.ndarray, faces: np.ndarray, cam: Camera, feather_px: float) -> np.ndarray:
     """(H, W) float32 in [0, 1]: distance to the mesh's silhouette in the view over ``feather_px``."""
-    ids = raycast.grid_ids(verts, faces, cam.K[None], cam.world_to_cam[None], cam.height, cam.width,
-                           np.zeros((1, 2)))[0]
+    ids = raycast.grid_ids(verts, faces, cam.K[None], cam.world_to_cam[None], cam.height, cam.width, np.zeros((1, 2)))[
+        0
+    ]
     inside = (ids >= 0).astype(np.uint8)
     dist = cv2.distanceTransform(inside, cv2.DIST_L2, 5)
     return np.clip(dist / max(feather_px, 1e-6), 0, 1).astype(np.float32)
 
 
-def facing_points(P: np.ndarray, N: np.ndarray, cam, min_cos: float
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def facing_points(
+    P: np.ndarray, N: np.ndarray, cam, min_cos: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Where a camera sees world points ``P`` (M, 3) with unit normals ``N`` (M, 3): pixels ``xy``
     (M, 2), depths ``z`` (M,), the cosine of each point's viewing angle (M,), the vectors from the
     points to the camera centre (M, 3), and the indices of the points in front of the camera,
@@ -157,8 +160,9 @@ def facing_points(P: np.ndarray, N: np.ndarray, cam, min_cos: float
     return xy, z, cos, to_cam, np.flatnonzero(inside & (cos > min_cos))
 
 
-def sample_views(head: FittedHead, samples: _Samples, views: list[BakeView], cfg: TextureConfig,
-                 occluders: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
+def sample_views(
+    head: FittedHead, samples: _Samples, views: list[BakeView], cfg: TextureConfig, occluders: np.ndarray
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Per view, the de-lit colour (M, 3) and weight (M,) (0 = not seen) of every sample point."""
     colours, weights = [], []
     world: dict[int, np.ndarray] = {}
@@ -184,7 +188,7 @@ def sample_views(head: FittedHead, samples: _Samples, views: list[BakeView], cfg
             fea = _bilinear(feather[..., None], xy[cand])[:, 0]
             # float32 is plenty for a colour ratio and halves the memory traffic on big atlases
             Y = sh_basis(torch.as_tensor(N[cand], dtype=torch.float32)).numpy()
-            irr = Y @ np.asarray(view.sh, np.float32)                           # (m, 3)
+            irr = Y @ np.asarray(view.sh, np.float32)  # (m, 3)
             lit = irr.min(1) > cfg.min_irradiance
             rgb = _bilinear(np.asarray(view.image, np.float32), xy[cand].astype(np.float32))
             if view.bias is not None:
@@ -226,8 +230,9 @@ def _smooth(img: np.ndarray, sigma: float) -> np.ndarray:
     return cv2.resize(small, (W, H), interpolation=cv2.INTER_LINEAR)
 
 
-def _blend_two_band(mask: np.ndarray, colours: list[np.ndarray], weights: list[np.ndarray],
-                    sigma: float) -> tuple[np.ndarray, np.ndarray]:
+def _blend_two_band(
+    mask: np.ndarray, colours: list[np.ndarray], weights: list[np.ndarray], sigma: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Blend per-view texel colours: weighted-mean low band + best-view high band."""
     H, W = mask.shape
     low_sum = np.zeros((H, W, 3), np.float32)
@@ -255,8 +260,9 @@ def _blend_two_band(mask: np.ndarray, colours: list[np.ndarray], weights: list[n
     return np.clip(out, 0, 1), wsum
 
 
-def _eyes_texture(head: FittedHead, views: list[BakeView], cfg: TextureConfig, size: int,
-                  occluders: np.ndarray, encode: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def _eyes_texture(
+    head: FittedHead, views: list[BakeView], cfg: TextureConfig, size: int, occluders: np.ndarray, encode: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
     """Procedural eyeball texture and the iris colour seen in the photos."""
     model = head.model
     mat = material("eyes")
@@ -274,8 +280,9 @@ def _eyes_texture(head: FittedHead, views: list[BakeView], cfg: TextureConfig, s
     raster = None
     for side in ("eyeball_left", "eyeball_right"):
         tri_ids = np.arange(*model.submesh_triangles[side])
-        r = rasterize_uv(corner_uvs(model, tri_ids, mat).reshape(-1, 2), np.arange(3 * len(tri_ids)).reshape(-1, 3),
-                         size, size)
+        r = rasterize_uv(
+            corner_uvs(model, tri_ids, mat).reshape(-1, 2), np.arange(3 * len(tri_ids)).reshape(-1, 3), size, size
+        )
         a, b = model.submeshes[side]
         v = neutral[a:b]
         front = int(np.argmax(v[:, 2]))
@@ -291,7 +298,7 @@ def _eyes_texture(head: FittedHead, views: list[BakeView], cfg: TextureConfig, s
         band = np.abs(ang_v - cfg.iris_deg) < 5
         r_iris = float(np.median(du_v[band])) if band.any() else 0.12
         du = np.linalg.norm(tuv[r.mask] - vuv[a + front], axis=1)
-        ang = du / max(r_iris, 1e-6) * cfg.iris_deg          # UV distance as a pseudo viewing angle
+        ang = du / max(r_iris, 1e-6) * cfg.iris_deg  # UV distance as a pseudo viewing angle
         angles_all.append(ang)
         sel = (ang > cfg.pupil_deg * 1.2) & (ang < cfg.iris_deg * 0.85)
         s = _surface_samples(head, r, tri_ids, detail=False)
@@ -315,13 +322,14 @@ def _eyes_texture(head: FittedHead, views: list[BakeView], cfg: TextureConfig, s
     yy, xx = np.nonzero(m)
     cy, cx = yy[np.argmin(ang)], xx[np.argmin(ang)]
     fibres = 0.92 + 0.08 * np.sin(np.arctan2(yy - cy, xx - cx) * 37.0)
-    shade = (1.15 - 0.45 * t ** 3)[:, None] * fibres[:, None]
+    shade = (1.15 - 0.45 * t**3)[:, None] * fibres[:, None]
     colour = np.where((ang < cfg.iris_deg)[:, None], iris_colour * shade, SCLERA)
     colour = np.where((ang < cfg.pupil_deg)[:, None], 0.02, colour)
     # soft limbus: blend sclera and iris over a degree
     edge = np.clip((ang - cfg.iris_deg) / 1.5, 0, 1)[:, None]
-    colour = np.where(((ang >= cfg.iris_deg) & (edge[:, 0] < 1))[:, None], (1 - edge) * iris_colour * 0.6 + edge * SCLERA,
-                      colour)
+    colour = np.where(
+        ((ang >= cfg.iris_deg) & (edge[:, 0] < 1))[:, None], (1 - edge) * iris_colour * 0.6 + edge * SCLERA, colour
+    )
     vals = np.zeros((size, size, 3))
     vals[m] = colour
     tex = push_pull_fill(vals, m.astype(np.float64), SCLERA)
@@ -376,8 +384,9 @@ def _tangent_frames(verts: np.ndarray, corners: np.ndarray, uv: np.ndarray) -> t
     return T, B
 
 
-def normal_map_from_displacement(disp: np.ndarray, raster: UVRaster, verts: np.ndarray, corners: np.ndarray,
-                                 uv: np.ndarray) -> np.ndarray:
+def normal_map_from_displacement(
+    disp: np.ndarray, raster: UVRaster, verts: np.ndarray, corners: np.ndarray, uv: np.ndarray
+) -> np.ndarray:
     """Tangent-space normal map (H, W, 3) in [0, 1] of a displacement map ``disp`` (H, W) metres
     over the base mesh: n = normalize(-dD/ds, -dD/dt, 1) where s, t are arc lengths along the UV
     tangent and bitangent (``corners`` (F, 3), ``uv`` (F, 3, 2) atlas UVs of the raster's triangles)."""
@@ -433,8 +442,9 @@ def _with_person_masks(head: FittedHead, views: list[BakeView], response: str) -
             out.append(v)
             continue
         cam = v.camera
-        ids = raycast.grid_ids(head.world(v.group), faces, cam.K[None], cam.world_to_cam[None], cam.height,
-                               cam.width, np.zeros((1, 2)))[0]
+        ids = raycast.grid_ids(
+            head.world(v.group), faces, cam.K[None], cam.world_to_cam[None], cam.height, cam.width, np.zeros((1, 2))
+        )[0]
         display = srgb_encode(v.image) if response == "srgb" else v.image
         out.append(replace(v, person=person_mask(display, ids >= 0)))
     return out
@@ -452,8 +462,14 @@ def srgb_decode(x: np.ndarray) -> np.ndarray:
     return np.where(x <= 0.04045, x / 12.92, np.power((x + 0.055) / 1.055, 2.4))
 
 
-def _region_fill(albedo: np.ndarray, known: np.ndarray, raster_mask: np.ndarray, region: np.ndarray,
-                 fallback: np.ndarray, reach_px: float) -> np.ndarray:
+def _region_fill(
+    albedo: np.ndarray,
+    known: np.ndarray,
+    raster_mask: np.ndarray,
+    region: np.ndarray,
+    fallback: np.ndarray,
+    reach_px: float,
+) -> np.ndarray:
     """Fill unseen texels: the smooth continuation of the seen ones (push-pull), fading with the
     distance from the seen area into the robust (median) seen colour of the texel's region
     (``region`` (H, W) int, -1 outside the skin)."""
@@ -493,8 +509,13 @@ def add_fine_band(disp: np.ndarray, raster: UVRaster, tri_ids: np.ndarray, model
     return out
 
 
-def bake_texture(head: FittedHead, views: list[BakeView], cfg: TextureConfig = TextureConfig(),
-                 response: str = "linear", fine: np.ndarray | None = None) -> TextureResult:
+def bake_texture(
+    head: FittedHead,
+    views: list[BakeView],
+    cfg: TextureConfig = TextureConfig(),
+    response: str = "linear",
+    fine: np.ndarray | None = None,
+) -> TextureResult:
     """Bake the skin albedo atlas from ``views``, the procedural eye and mouth textures and the
     detail maps of a fitted head (see the module docstring). ``response`` 'srgb': the views'
     images are linear light decoded from sRGB photos (de-lighting is a division in linear light)
@@ -508,14 +529,16 @@ def bake_texture(head: FittedHead, views: list[BakeView], cfg: TextureConfig = T
         raise InputError(f"texture size {cfg.size} is too small (at least 16)")
     for v in views:
         if v.image.shape[:2] != (v.camera.height, v.camera.width):
-            raise InputError(f"view {v.key}: image is {v.image.shape[1]}x{v.image.shape[0]} but its camera is "
-                             f"{v.camera.width}x{v.camera.height}")
+            raise InputError(
+                f"view {v.key}: image is {v.image.shape[1]}x{v.image.shape[0]} but its camera is "
+                f"{v.camera.width}x{v.camera.height}"
+            )
         if not 0 <= v.group < len(head.groups):
             raise InputError(f"view {v.key}: expression group {v.group} does not exist in the fit")
     S = cfg.size
     skin = material("skin")
     tri_ids = material_triangles(model, skin)
-    uv_c = corner_uvs(model, tri_ids, skin)                                   # (F, 3, 2) atlas
+    uv_c = corner_uvs(model, tri_ids, skin)  # (F, 3, 2) atlas
     raster = rasterize_uv(uv_c.reshape(-1, 2), np.arange(3 * len(tri_ids)).reshape(-1, 3), S, 2 * S)
     # everything opaque hides skin: the mouth interior and teeth too (an open mouth shows teeth
     # right behind the inner lips); eyelashes and the transparent eye layers do not count
@@ -570,7 +593,16 @@ def bake_texture(head: FittedHead, views: list[BakeView], cfg: TextureConfig = T
     n_mask = max(int(raster.mask.sum()), 1)
     coverage = {v.key: float((w > 0).sum() / n_mask) for v, w in zip(views, ws)}
     log.info("texture: %d views, %.0f%% of skin texels seen", len(views), 100 * known[raster.mask].mean())
-    return TextureResult(skin=skin_tex.astype(np.float32), skin_weight=wsum.astype(np.float32),
-                         skin_mask=raster.mask, eyes=eyes.astype(np.float32), mouth=_mouth_texture(E).astype(np.float32),
-                         normal=normal, displacement=disp, mean_skin=mean_skin, iris_color=iris,
-                         view_coverage=coverage, lashes=lash_texture(E))
+    return TextureResult(
+        skin=skin_tex.astype(np.float32),
+        skin_weight=wsum.astype(np.float32),
+        skin_mask=raster.mask,
+        eyes=eyes.astype(np.float32),
+        mouth=_mouth_texture(E).astype(np.float32),
+        normal=normal,
+        displacement=disp,
+        mean_skin=mean_skin,
+        iris_color=iris,
+        view_coverage=coverage,
+        lashes=lash_texture(E),
+    )

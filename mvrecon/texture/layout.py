@@ -38,17 +38,38 @@ class Material:
 
 
 MATERIALS: tuple[Material, ...] = (
-    Material("skin", ("face", "head_neck", "mouth_socket", "eye_socket_left", "eye_socket_right"), 0, 2, True,
-             (1, 1, 1, 1), 0.55),
+    Material(
+        "skin",
+        ("face", "head_neck", "mouth_socket", "eye_socket_left", "eye_socket_right"),
+        0,
+        2,
+        True,
+        (1, 1, 1, 1),
+        0.55,
+    ),
     Material("eyes", ("eyeball_left", "eyeball_right"), 0, 1, True, (1, 1, 1, 1), 0.1),
     Material("mouth", ("gums_tongue", "teeth"), 2, 2, True, (1, 1, 1, 1), 0.35),
     # alpha-tested strands (texture from :func:`mvrecon.texture.bake.lash_texture`), not a black ribbon
     Material("eyelashes", ("eyelashes_left", "eyelashes_right"), 6, 1, True, (1, 1, 1, 1), 0.8),
     # lacrimal film, eye blend and occlusion shells: a thin clear film over the eyes that shows
     # as a specular glint (nearly no colour of its own: at more it reads as a grey band)
-    Material("eye_wet", ("lacrimal_fluid_left", "lacrimal_fluid_right", "eye_blend_left", "eye_blend_right",
-                         "eye_occlusion_left", "eye_occlusion_right"), -1, 1, False, (1.0, 1.0, 1.0, 0.02), 0.05,
-             blend=True),
+    Material(
+        "eye_wet",
+        (
+            "lacrimal_fluid_left",
+            "lacrimal_fluid_right",
+            "eye_blend_left",
+            "eye_blend_right",
+            "eye_occlusion_left",
+            "eye_occlusion_right",
+        ),
+        -1,
+        1,
+        False,
+        (1.0, 1.0, 1.0, 0.02),
+        0.05,
+        blend=True,
+    ),
 )
 
 

@@ -59,8 +59,9 @@ def _gauss_loglik(x: np.ndarray, samples: np.ndarray) -> np.ndarray:
     return -0.5 * np.einsum("nc,cd,nd->n", d, inv, d) - 0.5 * np.log(np.linalg.det(cov))
 
 
-def refine_by_colour(image: np.ndarray, mask: np.ndarray, band_px: int = 12, max_samples: int = 20000,
-                     seed: int = 0) -> np.ndarray:
+def refine_by_colour(
+    image: np.ndarray, mask: np.ndarray, band_px: int = 12, max_samples: int = 20000, seed: int = 0
+) -> np.ndarray:
     """(H, W) float32: ``mask`` with its boundary band (``band_px`` either side of the 0.5 level)
     re-estimated from colour models of the sure backdrop and the sure person."""
     img = np.asarray(image, np.float64)
@@ -87,8 +88,9 @@ def refine_by_colour(image: np.ndarray, mask: np.ndarray, band_px: int = 12, max
     return out
 
 
-def person_mask(image: np.ndarray, silhouette: np.ndarray | None = None, min_agreement: float = 0.6
-                ) -> np.ndarray | None:
+def person_mask(
+    image: np.ndarray, silhouette: np.ndarray | None = None, min_agreement: float = 0.6
+) -> np.ndarray | None:
     """(H, W) float32 person probability of a photo (H, W, 3) in [0, 1], or None when the
     segmentation disagrees with ``silhouette`` (H, W) bool, the fitted head's projection: fewer
     than ``min_agreement`` of its pixels are on the person."""
@@ -96,7 +98,6 @@ def person_mask(image: np.ndarray, silhouette: np.ndarray | None = None, min_agr
     if silhouette is not None and silhouette.any():
         agree = float((m[silhouette] > 0.5).mean())
         if agree < min_agreement:
-            log.info("person mask: only %.0f%% of the fitted head lies on the segmented person; not used",
-                     100 * agree)
+            log.info("person mask: only %.0f%% of the fitted head lies on the segmented person; not used", 100 * agree)
             return None
     return m

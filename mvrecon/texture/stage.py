@@ -85,16 +85,21 @@ def bake_views(session, head: FittedHead) -> list[BakeView]:
     out = []
     for i, key in enumerate(head.views):
         if key not in by_key:
-            raise InputError(f"the fit has view {key!r}, which the session no longer lists "
-                             "(re-run 'mvrecon fit SESSION')", session.session_file)
+            raise InputError(
+                f"the fit has view {key!r}, which the session no longer lists (re-run 'mvrecon fit SESSION')",
+                session.session_file,
+            )
         v = by_key[key]
         img = read_image(v.image)
         und, cam0 = session.rig[v.camera].undistort_image(img)
         img01 = und.astype(np.float32) / 255.0
         if linearise:
             img01 = srgb_decode(img01).astype(np.float32)
-        out.append(BakeView(key, img01, cam0, int(head.group_of_view[i]),
-                            np.asarray(head.sh[i], np.float64), bias=head.view_bias(i)))
+        out.append(
+            BakeView(
+                key, img01, cam0, int(head.group_of_view[i]), np.asarray(head.sh[i], np.float64), bias=head.view_bias(i)
+            )
+        )
     return out
 
 
@@ -167,12 +172,18 @@ def load_textures(tex_dir: str | Path) -> TextureResult:
     skin = img("albedo.png")
     weight = img("weight.png")[..., 0] if (d / "weight.png").is_file() else np.ones(skin.shape[:2], np.float32)
     summ = read_json(d / "summary.json") if (d / "summary.json").is_file() else {}
-    return TextureResult(skin=skin, skin_weight=weight, skin_mask=np.ones(skin.shape[:2], bool), eyes=img("eyes.png"),
-                         mouth=img("mouth.png"), normal=img("normal.png"),
-                         displacement=decode_displacement(disp_png, meta).astype(np.float32),
-                         mean_skin=np.asarray(summ.get("mean_skin", skin.reshape(-1, 3).mean(0))),
-                         iris_color=np.asarray(summ.get("iris_color", [0.33, 0.21, 0.12])),
-                         view_coverage=summ.get("view_coverage", {}))
+    return TextureResult(
+        skin=skin,
+        skin_weight=weight,
+        skin_mask=np.ones(skin.shape[:2], bool),
+        eyes=img("eyes.png"),
+        mouth=img("mouth.png"),
+        normal=img("normal.png"),
+        displacement=decode_displacement(disp_png, meta).astype(np.float32),
+        mean_skin=np.asarray(summ.get("mean_skin", skin.reshape(-1, 3).mean(0))),
+        iris_color=np.asarray(summ.get("iris_color", [0.33, 0.21, 0.12])),
+        view_coverage=summ.get("view_coverage", {}),
+    )
 
 
 __all__ = ["TextureStageResult", "bake_views", "decode_displacement", "encode_displacement", "load_textures", "run"]

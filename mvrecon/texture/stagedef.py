@@ -31,8 +31,17 @@ STAGE = StageDef(
     upstream=("ingest", "calibrate", "refine", "fit", "detail"),
     reads_rig=True,
     outputs=StageOutputs(
-        files={"albedo": "albedo.png", "eyes": "eyes.png", "mouth": "mouth.png", "eyelashes": "eyelashes.png",
-               "normal": "normal.png", "displacement": "displacement.png", "displacement scale": "displacement.json",
-               "weight": "weight.png", "summary": "summary.json"},
-        load=_load),
+        files={
+            "albedo": "albedo.png",
+            "eyes": "eyes.png",
+            "mouth": "mouth.png",
+            "eyelashes": "eyelashes.png",
+            "normal": "normal.png",
+            "displacement": "displacement.png",
+            "displacement scale": "displacement.json",
+            "weight": "weight.png",
+            "summary": "summary.json",
+        },
+        load=_load,
+    ),
 )

@@ -41,7 +41,7 @@ class UVRaster:
         indices at the covered texels: returns (M, C) in row-major order of :attr:`mask`."""
         t = self.tri[self.mask]
         b = self.bary[self.mask]
-        idx = corners[t]                                        # (M, 3)
+        idx = corners[t]  # (M, 3)
         return np.einsum("mk,mkc->mc", b.astype(np.float64), np.asarray(values, np.float64)[idx])
 
 

@@ -16,7 +16,9 @@ def row_spans(mask: torch.Tensor) -> torch.Tensor:
     return torch.stack([left, right], -1)
 
 
-def contour_loss(vert_px: torch.Tensor, visible: torch.Tensor, spans: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+def contour_loss(
+    vert_px: torch.Tensor, visible: torch.Tensor, spans: torch.Tensor, scale: torch.Tensor
+) -> torch.Tensor:
     """Squared horizontal distance (in face-size units) of visible vertices outside their row's span.
 
     Args:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import torch
 
 
-def landmark_loss(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor, scale: torch.Tensor,
-                  robust: float = 0.05) -> torch.Tensor:
+def landmark_loss(
+    pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor, scale: torch.Tensor, robust: float = 0.05
+) -> torch.Tensor:
     """Geman-McClure-like robust distance between projected and detected 2D landmarks.
 
     Args:

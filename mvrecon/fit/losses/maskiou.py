@@ -12,8 +12,9 @@ from __future__ import annotations
 import torch
 
 
-def mask_iou_loss(part_prob: torch.Tensor, target_labels: torch.Tensor, codes: torch.Tensor,
-                  reduce: bool = True) -> torch.Tensor:
+def mask_iou_loss(
+    part_prob: torch.Tensor, target_labels: torch.Tensor, codes: torch.Tensor, reduce: bool = True
+) -> torch.Tensor:
     """Soft IoU loss per part.
 
     Args:

@@ -5,8 +5,14 @@ from __future__ import annotations
 import torch
 
 
-def photometric_loss(rendered: torch.Tensor, image: torch.Tensor, mask: torch.Tensor, eps: float = 1e-6,
-                     reduce: bool = True, truncate: float = 0.0) -> torch.Tensor:
+def photometric_loss(
+    rendered: torch.Tensor,
+    image: torch.Tensor,
+    mask: torch.Tensor,
+    eps: float = 1e-6,
+    reduce: bool = True,
+    truncate: float = 0.0,
+) -> torch.Tensor:
     """Mean robust colour distance over masked pixels.
 
     Args:
