@@ -1,5 +1,6 @@
 """Shared geometry, one implementation of each routine: rotation conversions (named by direction,
-as pytorch3d does), similarity and rigid fits, linear triangulation and vertex normals.
+as pytorch3d does), similarity and rigid fits, linear triangulation, vertex normals and camera
+centres.
 
 numpy in, float64 numpy out, unless a function says it also takes torch tensors (then the result is
 a tensor of the input's dtype and device, differentiable). Inputs are never modified.
@@ -266,3 +267,14 @@ def _vertex_normals_torch(verts: torch.Tensor, faces: Any) -> torch.Tensor:
     acc = flat.new_zeros(B * N, 3).index_add(0, corners.reshape(-1), fn[:, None].expand(B, 3, -1, 3).reshape(-1, 3))
     n = F.normalize(acc.reshape(B, N, 3), dim=-1, eps=1e-20)
     return n if verts.ndim == 3 else n[0]
+
+
+# --------------------------------------------------------------------------------------------
+# cameras
+
+
+def camera_centres(world_to_cam: torch.Tensor) -> torch.Tensor:
+    """World positions (V, 3) of the cameras of rigid transforms ``world_to_cam`` (V, 4, 4):
+    ``-R^T t``, in the input's dtype and device (differentiable)."""
+    R, t = world_to_cam[:, :3, :3], world_to_cam[:, :3, 3]
+    return -(R.transpose(1, 2) @ t[..., None])[..., 0]

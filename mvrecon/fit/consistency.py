@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ..geometry import vertex_normals
+from ..geometry import camera_centres, vertex_normals
 
 
 @dataclass(frozen=True)
@@ -102,7 +102,7 @@ def consistency_sums(
         z = torch.stack([(ref @ R[v].T + t[v])[:, 2] / K[v, 0, 0] for v in views]).min(0).values
         t1, t2 = _tangents(n)
         offs = (z * spacing)[:, None, None] * (grid[None, :, :1] * t1[:, None] + grid[None, :, 1:] * t2[:, None])
-        centre = -(R.transpose(1, 2) @ t[..., None])[..., 0]  # (V, 3)
+        centre = camera_centres(world_to_cam)  # (V, 3)
         facing = {}
         for v in views:
             d = centre[v] - ref

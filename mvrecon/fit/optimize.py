@@ -18,7 +18,7 @@ import torch
 
 from .. import threads
 from ..errors import FitDiverged
-from ..geometry import axis_angle_to_matrix
+from ..geometry import axis_angle_to_matrix, camera_centres
 from ..render import interpolate, rasterize, rasterize_pixels, render_mesh, vertex_visibility
 from .accuracy import face_vertices
 from .config import DEFAULT_LR, FitConfig, Stage
@@ -313,9 +313,7 @@ class Fitter:
         light = torch.nn.functional.normalize(self.p.key_dir, dim=0)
         n = r.normals
         pts = interpolate(frags, self.g.faces, world)
-        R, t = vb.world_to_cam[:, :3, :3], vb.world_to_cam[:, :3, 3]
-        centre = -(R.transpose(1, 2) @ t[..., None])[..., 0]
-        to_cam = torch.nn.functional.normalize(centre[:, None] - pts, dim=-1)
+        to_cam = torch.nn.functional.normalize(camera_centres(vb.world_to_cam)[:, None] - pts, dim=-1)
         ndl = (n * light).sum(-1).clamp_min(0)
         half = torch.nn.functional.normalize(to_cam + light, dim=-1)
         ndh = (n * half).sum(-1).clamp_min(0)

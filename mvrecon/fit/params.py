@@ -113,24 +113,6 @@ class FitParams(torch.nn.Module):
         self.spec = P(torch.zeros(n_views, 3, dtype=dtype))
         self.blendshape = model.exp_kind == "blendshape"
 
-    def groups(self) -> list[str]:
-        return [
-            "alpha",
-            "log_scale",
-            "deform",
-            "beta",
-            "rot",
-            "trans",
-            "sh",
-            "disp",
-            "albedo",
-            "bias",
-            "cam_pose",
-            "key_dir",
-            "key",
-            "spec",
-        ]
-
     def snapshot(self) -> dict[str, torch.Tensor]:
         """Copies of every parameter (to revert a stage)."""
         return {k: v.detach().clone() for k, v in self.named_parameters()}

@@ -21,6 +21,7 @@ from typing import Literal
 import torch
 
 from ..errors import InputError, MvreconError
+from ..geometry import camera_centres
 from . import raycast
 
 Backend = Literal["auto", "raycast", "pytorch3d", "nvdiffrast"]
@@ -340,8 +341,7 @@ def vertex_visibility(
         inside = (
             (uv[..., 0] >= -0.5) & (uv[..., 0] <= width - 0.5) & (uv[..., 1] >= -0.5) & (uv[..., 1] <= height - 0.5)
         )
-        R, t = w2c[:, :3, :3], w2c[:, :3, 3]
-        centre = -(R.transpose(1, 2) @ t[..., None])[..., 0]
+        centre = camera_centres(w2c)
         targets = v64.expand(K.shape[0], -1, -1) if v64.ndim == 2 else v64
         mesh = v64.numpy()
         if mesh.ndim == 3 and verts.stride(0) == 0:

@@ -17,6 +17,7 @@ import open3d as o3d
 import torch
 
 from .. import threads
+from ..geometry import camera_centres
 
 INVALID_ID = np.uint32(o3d.t.geometry.RaycastingScene.INVALID_ID)
 """Open3D's triangle id of a ray that hits nothing."""
@@ -157,8 +158,8 @@ def camera_rays(K: torch.Tensor, world_to_cam: torch.Tensor, pixels: torch.Tenso
     K = K.detach().to(torch.float64).cpu()
     w2c = world_to_cam.detach().to(torch.float64).cpu()
     pix = pixels.detach().to(torch.float64).cpu()
-    R, t = w2c[:, :3, :3], w2c[:, :3, 3]
-    centre = -(R.transpose(1, 2) @ t[..., None])[..., 0]  # (V, 3)
+    R = w2c[:, :3, :3]
+    centre = camera_centres(w2c)  # (V, 3)
     # world dir = R^T K^-1 [x y 1]^T, as a row-vector product for all pixels at once
     M = (R.transpose(1, 2) @ torch.linalg.inv(K)).transpose(1, 2)  # (V, 3, 3)
     d = pix @ M[:, :2] + M[:, 2:3]  # (V, P, 3)
