@@ -1,7 +1,7 @@
 """The realism ladder: how the fit fares as synthetic sessions gain what real captures have.
 
     python bench/realism.py [--seeds 7 8] [--scan PATH|none] [--views 2 4] [--rungs clean,head,...,full,full-skin]
-                            [--presets fast,default,best] [--ablations] [--true-cameras] [--key-light on|specular] [--size 1024x768]
+                            [--presets fast,default,best] [--ablations] [--true-cameras] [--key-light preset|off|specular] [--size 1024x768]
                             [--threads 2] [--work DIR]
 
 Subjects: the random heads of ``--seeds`` and the scanned head (``--scan``, default the Lee
@@ -102,9 +102,10 @@ def main() -> None:
     ap.add_argument("--preset", default="default")
     ap.add_argument("--legacy", action="store_true",
                     help="fit with the settings from before the fit was made to hold on real heads (mvrecon.fit.config.legacy)")
-    ap.add_argument("--key-light", choices=("off", "on", "specular"), default="off",
-                    help="fit with a key light in the image model (mvrecon.fit.config.with_key_light): its cast "
-                         "shadows and specular lobe, or its specular lobe only")
+    ap.add_argument("--key-light", choices=("preset", "off", "specular"), default="preset",
+                    help="the key light of the fit's image model (mvrecon.fit.config.with_key_light, on in every "
+                         "preset): as the preset has it, off (mvrecon.fit.config.without_key_light), or its "
+                         "specular lobe only (no cast shadows)")
     ap.add_argument("--true-cameras", action="store_true",
                     help="fit with the cameras the photos were rendered with, not the session's (drifted) rig")
     ap.add_argument("--size", default="1024x768")
@@ -116,7 +117,7 @@ def main() -> None:
 
     logging.basicConfig(level=logging.ERROR)
     from mvrecon.facemodel import load_model
-    from mvrecon.fit.config import legacy, preset, with_key_light
+    from mvrecon.fit.config import legacy, preset, with_key_light, without_key_light
 
     size = tuple(int(x) for x in a.size.lower().split("x"))
     model = load_model("ict")
@@ -124,8 +125,10 @@ def main() -> None:
 
     def get(name: str):
         c = base_get(name)
-        if a.key_light != "off":
-            c = dataclasses.replace(with_key_light(c), key_shadows=a.key_light == "on")
+        if a.key_light == "off":
+            c = without_key_light(c)
+        elif a.key_light == "specular":
+            c = dataclasses.replace(with_key_light(c), key_shadows=False)
         return c
 
     cfg = get(a.preset)
@@ -140,7 +143,7 @@ def main() -> None:
     a.work.mkdir(parents=True, exist_ok=True)
     print(f"realism ladder: preset {a.preset}{' (legacy settings)' if a.legacy else ''}"
           f"{', true (render) cameras' if a.true_cameras else ''}"
-          f"{', key light ' + a.key_light if a.key_light != 'off' else ''}, {size[0]}x{size[1]} px, subjects "
+          f"{', key light ' + a.key_light if a.key_light != 'preset' else ''}, {size[0]}x{size[1]} px, subjects "
           f"{', '.join('scan' if isinstance(s, Path) else f'seed {s}' for s in subjects)}, torch threads {a.threads}; "
           "errors: face vertices -> true surface in the rig's frame (no alignment), mm")
     if any(isinstance(s, Path) for s in subjects):

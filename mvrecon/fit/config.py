@@ -246,21 +246,38 @@ def with_consistency(cfg: FitConfig, weight: float = 0.2, cameras: bool = True, 
     return dataclasses.replace(cfg, schedule=tuple(sched))
 
 
+#: The key light's parameters (:attr:`FitConfig.key_light`).
+KEY_LIGHT_PARAMS = ("key_dir", "key", "spec")
+
+
 def with_key_light(cfg: FitConfig, light_iters: int = 60) -> FitConfig:
     """``cfg`` whose photometric stages also fit a key light (:attr:`FitConfig.key_light`): its
     direction, the colour its shadows take away and its specular colour, per view. A ``light``
     stage of ``light_iters`` steps first fits the appearance alone (SH, albedo, bias, key light)
     on the landmark stages' head, so that the surface does not bend towards highlights and
-    shadows while the light is still learning them."""
-    extra = ("key_dir", "key", "spec")
+    shadows while the light is still learning them. A ``cfg`` that fits one already is returned
+    as it is."""
+    if cfg.key_light:
+        return cfg
     sched: list[Stage] = []
     for st in cfg.schedule:
         if st.weights.get("photo"):
             if not any(s.name == "light" for s in sched) and light_iters > 0:
-                sched.append(Stage("light", light_iters, ("sh", "albedo", "bias") + extra, {"photo": 1.0}))
-            st = dataclasses.replace(st, params=st.params + extra)
+                sched.append(Stage("light", light_iters, ("sh", "albedo", "bias") + KEY_LIGHT_PARAMS, {"photo": 1.0}))
+            st = dataclasses.replace(st, params=st.params + KEY_LIGHT_PARAMS)
         sched.append(st)
     return dataclasses.replace(cfg, schedule=tuple(sched), key_light=True)
+
+
+def without_key_light(cfg: FitConfig) -> FitConfig:
+    """``cfg`` without the key light (the Lambertian SH image model): no ``light`` stage, no key
+    light parameters (what :func:`with_key_light` adds, taken away)."""
+    sched = tuple(
+        dataclasses.replace(st, params=tuple(p for p in st.params if p not in KEY_LIGHT_PARAMS))
+        for st in cfg.schedule
+        if st.name != "light"
+    )
+    return dataclasses.replace(cfg, schedule=sched, key_light=False)
 
 
 def legacy(name: str = "default") -> FitConfig:

@@ -53,3 +53,19 @@ def test_key_visibility_is_the_shadow_of_an_occluder():
     # the light from the side moves the shadow: the point under the plate is lit
     side = torch.nn.functional.normalize(torch.tensor([1.0, 0.0, 0.3], dtype=torch.float64), dim=0)
     assert key_visibility(plate, faces, pts, normals, side)[0, 0] == 1
+
+
+def test_key_light_config_is_added_once_and_taken_away_whole():
+    """Every preset fits the key light; adding it again changes nothing, and taking it away gives
+    back the preset as it was built without it (the Lambertian SH model, no light stage)."""
+    import dataclasses
+
+    from mvrecon.fit.config import PRESETS, FitConfig, _schedule, preset, with_key_light, without_key_light
+
+    cfg = preset("default")
+    assert cfg.key_light and [s.name for s in cfg.schedule].count("light") == 1
+    assert with_key_light(cfg) == cfg
+    assert without_key_light(cfg) == FitConfig()
+    fast = without_key_light(PRESETS["fast"])
+    assert fast == dataclasses.replace(fast, schedule=_schedule(0.5)) and not fast.key_light
+    assert with_key_light(without_key_light(cfg)) == cfg
