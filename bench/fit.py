@@ -3,11 +3,13 @@
     python bench/fit.py [--views 2 4 8] [--size 1024x768] [--seed 7] [--preset default]
                         [--threads 2] [--work DIR] [--only accuracy,ablation,modes,losses,dense,seeds,presets,robust]
     python bench/fit.py --realism full [--views 2 4 8] [--seeds 7 8] [--scan PATH|none] [--presets fast,default,best]
+                        [--variants noprdl,seed1,seed2]
 
 ``--realism RUNG``: instead of the tables below, the fit on a rung of the realism ladder
 (``bench/realism.py``; ``full``: every factor) for each view count and subject (``--seeds`` and the
 scanned head), with the landmark-only fit and the mean face beside it, and every preset; the
-error is to the true surface in the rig's frame, no alignment. Last line: the mean default-preset
+error is to the true surface in the rig's frame, no alignment; ``--variants`` adds columns of the
+default preset without PRDL or with another seed of the fit's own random choices. Last line: the mean default-preset
 error per view count and on how many subjects the presets are ordered (best <= default <= fast).
 
 Each synthetic session (``mvrecon.synth``: a random ICT identity and expression, mid-frequency
@@ -240,12 +242,13 @@ def realism_table(a) -> None:
         subjects.append(scan)
     presets = [p for p in a.presets.split(",") if p]
     lm_only = dict(ablations(preset("default")))["landmarks only"]
+    variants = {v: realism_variant(v) for v in a.variants.split(",") if v}
     print(f"fit on the realism rung '{a.realism}': {size[0]}x{size[1]} px, subjects "
           f"{', '.join('scan' if isinstance(s, Path) else f'seed {s}' for s in subjects)}, torch threads {a.threads}; "
           "errors: face vertices -> true surface in the rig's frame (no alignment), mean mm")
     if scan is not None and scan == LPS and scan.is_file():
         print("scanned head: \"Infinite, 3D Head Scan\" by Lee Perry-Smith, CC BY 3.0 (triplegangers.com)")
-    header = ["views", "subject", *presets, "landmark-only", "mean face", "fit s (default)", "verdict", "reverted (default)"]
+    header = ["views", "subject", *presets, *variants, "landmark-only", "mean face", "fit s (default)", "verdict", "reverted (default)"]
     rows, per_views, ordered, total = [], {}, 0, 0
     print("  ".join(header), flush=True)
     for n in a.views:
@@ -253,6 +256,7 @@ def realism_table(a) -> None:
             name = "scan" if isinstance(subj, Path) else f"seed {subj}"
             root = realism_session(work, subj, n, size, a.realism)
             res = {p: fit_and_measure(root, preset(p), model) for p in presets}
+            var = {v: fit_and_measure(root, cfg, model) for v, cfg in variants.items()}
             lo = fit_and_measure(root, lm_only, model)
             mf = mean_face_error(root, model, preset("default"))
             d = res.get("default") or res[presets[0]]
@@ -268,13 +272,28 @@ def realism_table(a) -> None:
                     ordered += 1
                 else:
                     verdict.append("presets not ordered")
-            row = [n, name, *(f"{res[p]['mean']:.3f}" for p in presets), f"{lo['mean']:.3f}", f"{mf['mean']:.3f}",
+            row = [n, name, *(f"{res[p]['mean']:.3f}" for p in presets), *(f"{var[v]['mean']:.3f}" for v in variants),
+                   f"{lo['mean']:.3f}", f"{mf['mean']:.3f}",
                    f"{d['seconds']:.1f}", "; ".join(verdict) or "ok", ", ".join(d["reverted"]) or "-"]
             rows.append(row)
             print("  ".join(str(c) for c in row), flush=True)
     table(f"Realism rung '{a.realism}' (mean mm)", header, rows)
     by = ", ".join(f"{n} views {np.mean(per_views[n]):.3f} mm" for n in a.views)
     print(f"fit realism {a.realism}: {by}; presets ordered on {ordered}/{total} subjects")
+
+
+def realism_variant(name: str):
+    """A variant of the default preset fitted beside the presets in the realism table: ``noprdl``
+    (without PRDL), ``seedK`` (the fit's random choices, such as the held-out pixels, drawn with
+    seed K: how much of a difference between two fits is chance)."""
+    from mvrecon.fit.config import preset
+
+    base = preset("default")
+    if name == "noprdl":
+        return base.without("prdl")
+    if name.startswith("seed") and name[4:].isdigit():
+        return dataclasses.replace(base, seed=int(name[4:]))
+    raise SystemExit(f"bench/fit.py: unknown --variants entry {name!r} (noprdl, seedK)")
 
 
 def main() -> None:
@@ -291,6 +310,8 @@ def main() -> None:
     ap.add_argument("--realism", default="", help="a rung of the realism ladder (e.g. full): the realism table instead")
     ap.add_argument("--scan", default="", help="--realism: head mesh of the scanned subject ('none': leave it out)")
     ap.add_argument("--presets", default="fast,default,best", help="--realism: presets fitted on every subject")
+    ap.add_argument("--variants", default="", help="--realism: variants of the default preset fitted beside it, "
+                    "comma list of noprdl (without PRDL) and seedK (the fit's own random seed K)")
     a = ap.parse_args()
     if a.realism:
         return realism_table(a)
