@@ -195,6 +195,9 @@ class FitConfig:
     """Truncated L1 photometric norm: a pixel's colour distance counts up to this much (0: plain)."""
     skin_evidence: bool = True
     """Pixels whose colour says they are not skin (hair, beard, brows, highlights, backdrop) leave the photometric term."""
+    part_cuts: tuple[str, ...] = ()
+    """Parts whose PRDL masks are redrawn from the photo's colour, seeded by the cue masks
+    (:func:`mvrecon.fit.evidence.part_cuts`): evidence whose errors do not follow the landmarks'."""
     heldout_fraction: float = 0.125
     """Share of the face pixels held out of the photometric term to judge the stages after the landmark ones."""
     stage_check: bool = True

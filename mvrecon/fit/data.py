@@ -8,7 +8,7 @@ whatever the photo size, and the cost of a view does not grow with the sensor.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -177,15 +177,22 @@ def prepare_views(
     mask_points: int = 3000,
     dtype: torch.dtype = torch.float32,
     response: str = "linear",
+    part_cuts: tuple[str, ...] = (),
 ) -> ViewBatch:
     """Undistort, crop and stack the views, and precompute the loss targets.
 
     ``response``: how the photos encode light, ``"srgb"`` (cameras' JPEGs: decoded to linear light,
-    where shading is a product) or ``"linear"``."""
+    where shading is a product) or ``"linear"``. ``part_cuts``: parts whose masks are redrawn from
+    the photo's colour at full resolution before cropping (:func:`.evidence.part_cuts`), so that
+    PRDL has evidence of its own for them."""
     keys, frames, full_cams, affines, Ks, w2c, imgs, labs, lms, confs = [], [], [], [], [], [], [], [], [], []
     dense, dense_conf = [], []
     for cv, cam in zip(cues, cams):
         u, cam0 = undistort_cues(cv, cam)
+        if part_cuts:
+            from .evidence import part_cuts as cut_parts
+
+            u = replace(u, labels=cut_parts(u.image, u.labels, part_cuts)[0])
         x0, y0, side = crop_box(u.lm68, cam0.width, cam0.height)
         A = crop_affine(x0, y0, side, size)
         keys.append(cv.key)

@@ -150,7 +150,13 @@ def fit_views(
     the photos' encoding (:func:`camera_response`)."""
     torch.manual_seed(cfg.seed)
     batch = prepare_views(
-        cues, cams, size=cfg.crop_size, anchor_n=cfg.anchor_grid, mask_points=cfg.mask_points, response=response
+        cues,
+        cams,
+        size=cfg.crop_size,
+        anchor_n=cfg.anchor_grid,
+        mask_points=cfg.mask_points,
+        response=response,
+        part_cuts=cfg.part_cuts,
     )
     layout, group_names = make_layout(batch.frames, cfg.mode, synchronized)
     init = initialise(model, batch, layout)
