@@ -37,7 +37,8 @@ import numpy as np
 
 
 def make_session(work: Path, seed: int, views: int, size: tuple[int, int], rung: str, preset: str) -> Path:
-    from mvrecon.pipeline import pipeline_config, run_pipeline
+    from mvrecon.config import pipeline_config
+    from mvrecon.pipeline import run_pipeline
     from mvrecon.synth import SynthConfig
     from mvrecon.synth import make_session as synth
     from mvrecon.synth.realism import Realism
