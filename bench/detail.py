@@ -37,7 +37,8 @@ import numpy as np
 
 
 def make_session(work: Path, seed: int, views: int, size: tuple[int, int], rung: str, preset: str) -> Path:
-    from mvrecon.pipeline import pipeline_config, run_pipeline
+    from mvrecon.config import pipeline_config
+    from mvrecon.pipeline import run_pipeline
     from mvrecon.synth import SynthConfig
     from mvrecon.synth import make_session as synth
     from mvrecon.synth.realism import Realism
@@ -91,15 +92,10 @@ def true_skin(root: Path, model, frame: int = 0):
 
 def closest(verts, faces, points):
     """Nearest points on a mesh: (points (P, 3), triangle ids (P,), barycentrics (P, 3))."""
-    import open3d as o3d
+    from mvrecon.render.raycast import MeshQuery
 
-    scene = o3d.t.geometry.RaycastingScene()
-    scene.add_triangles(o3d.core.Tensor.from_numpy(verts.astype(np.float32)),
-                        o3d.core.Tensor.from_numpy(faces.astype(np.uint32)))
-    r = scene.compute_closest_points(o3d.core.Tensor.from_numpy(points.astype(np.float32)))
-    ab = r["primitive_uvs"].numpy().astype(np.float64)
-    bary = np.stack([1 - ab[:, 0] - ab[:, 1], ab[:, 0], ab[:, 1]], -1)
-    return r["points"].numpy().astype(np.float64), r["primitive_ids"].numpy().astype(np.int64), bary
+    cp = MeshQuery(verts, faces).closest(points)
+    return cp.points, cp.triangles, cp.barycentric
 
 
 def corr(a: np.ndarray, b: np.ndarray) -> float:

@@ -19,8 +19,10 @@ import threading
 import time
 from pathlib import Path
 
+from mvrecon.config import pipeline_config
 from mvrecon.facemodel import load_model
-from mvrecon.pipeline import STAGE_NAMES, pipeline_config, run_pipeline
+from mvrecon.pipeline import run_pipeline
+from mvrecon.stages import STAGE_NAMES
 from mvrecon.synth import SynthConfig, make_session
 
 

@@ -28,7 +28,7 @@ from .io import write_json, write_text
 from .threads import waiting as threads_waiting
 
 if TYPE_CHECKING:
-    from .pipeline import PresetName
+    from .config import PresetName
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +101,8 @@ def run_session(
     """One session through the pipeline with ``threads`` (the body of a batch task). Never
     raises for a session's own problem: a failure is a row."""
     from . import threads as _threads
-    from .pipeline import pipeline_config, run_pipeline
+    from .config import pipeline_config
+    from .pipeline import run_pipeline
 
     t0 = time.perf_counter()
     worker = f"{os.uname().nodename}:{os.getpid()}"

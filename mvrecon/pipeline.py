@@ -19,8 +19,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-import os
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,43 +26,21 @@ from pathlib import Path
 from typing import Any, Literal
 
 from . import threads
-from .config import TEXTURE_SIZE, PipelineConfig, PresetName, pipeline_config
+from .config import PipelineConfig, pipeline_config
 from .errors import InputError, MvreconError, StageMissing
-from .io import refuse_symlink, write_json, writes_confined_to
+from .io import writes_confined_to
 from .provenance import (
     PROVENANCE_FILE,
-    Provenance,
+    StageKey,
     clean_temporaries,
-    input_hashes,
-    jsonable,
     move_aside,
-    output_hashes,
+    outputs_digest,
     read_provenance,
-    sha256_json,
-    stage_key,
     up_to_date,
-    versions,
 )
-from .report.content import write_session_report
+from .report.content import report_after_run
 from .stagedef import Context, StageDef
-from .stages import STAGE_NAMES, STAGES, dependents, stage
-
-# what callers have imported from here, besides the running itself
-__all__ = [
-    "STAGES",
-    "STAGE_NAMES",
-    "TEXTURE_SIZE",
-    "Context",
-    "PipelineConfig",
-    "PresetName",
-    "RunResult",
-    "StageDef",
-    "StageOutcome",
-    "format_outcome",
-    "format_summary",
-    "pipeline_config",
-    "run_pipeline",
-]
+from .stages import STAGE_NAMES, STAGES, stage_index, stale_after_failure
 
 log = logging.getLogger("mvrecon.pipeline")
 
@@ -137,28 +113,6 @@ def format_summary(res: RunResult) -> str:
     return "\n".join(lines)
 
 
-def _stage_index(name: str | None, default: int) -> int:
-    if name is None:
-        return default
-    if name not in STAGE_NAMES:
-        raise MvreconError(f"unknown stage {name!r} (stages: {', '.join(STAGE_NAMES)})")
-    return STAGE_NAMES.index(name)
-
-
-def _next_log(logs: Path) -> Path:
-    try:
-        logs.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise MvreconError(f"cannot create the logs folder ({e.strerror})", logs) from None
-    nums = [int(m.group(1)) for p in logs.glob("run-*.log") if (m := re.fullmatch(r"run-(\d+)\.log", p.name))]
-    path = logs / f"run-{max(nums, default=0) + 1:03d}.log"
-    try:  # made here, new, never through a link; the log handler then appends to it
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644))
-    except OSError as e:
-        raise MvreconError(f"cannot create the run log ({e.strerror})", path) from None
-    return path
-
-
 @contextlib.contextmanager
 def _log_to(path: Path, verbose: bool):
     """Send the package's log records (and Python warnings, e.g. torch's) to ``path``; on the
@@ -214,12 +168,12 @@ def run_pipeline(
     the session lock throughout (:class:`~mvrecon.errors.SessionBusy` when another run has it);
     writes ``SESSION/logs/run-NNN.log`` and, at the end, ``SESSION/report.html``.
     User-fixable errors are raised (after the report of what exists) as :class:`MvreconError`."""
-    from .session import load_session, session_lock
+    from .session import load_session, new_run_log, session_lock
 
     cfg = cfg or pipeline_config()
     echo = echo or (lambda s: None)
-    i0 = _stage_index(start, 0)
-    i1 = _stage_index(stop, len(STAGES) - 1)
+    i0 = stage_index(start, 0)
+    i1 = stage_index(stop, len(STAGES) - 1)
     if i0 > i1:
         raise MvreconError(f"--from {start} comes after --to {stop}")
     root = Path(root).resolve()
@@ -227,7 +181,7 @@ def run_pipeline(
         raise InputError("not a session folder (no session.json)", root)
     t_run = time.perf_counter()
     with threads.running(), session_lock(root), writes_confined_to(root):
-        log_file = _next_log(refuse_symlink(root / "logs", "logs folder"))
+        log_file = new_run_log(root)
         with _log_to(log_file, verbose):
             log.info(
                 "run: %s, preset %s, stages %s..%s%s",
@@ -247,8 +201,8 @@ def run_pipeline(
                 ctx = Context(session=session, cfg=cfg, force=force)
                 for i, st in enumerate(STAGES):
                     forced = force or (start is not None and i >= i0)
-                    o = _do_stage(ctx, st, i, i0, i1, forced, echo, on_stage)
-                    outcomes.append(o)
+                    outcomes.append(_do_stage(ctx, st, i, i0, i1, forced, on_stage))
+                    echo(format_outcome(outcomes[-1]))
             except MvreconError as e:
                 error = e
                 log.error("%s", e, exc_info=True, extra={"file_only": True})
@@ -260,9 +214,8 @@ def run_pipeline(
                     echo(format_outcome(o))
                     # what the failed stage made before, and what was made from it, is no longer
                     # true: moved aside, never shown as the result of this run
-                    stale = [n for n in dependents(failed) if not (n == failed and stage(failed).keeps_cache)]
                     try:
-                        for p in move_aside(root, stale):
+                        for p in move_aside(root, stale_after_failure(failed)):
                             log.info("moved %s aside: made from outputs that are no longer current", p)
                     except OSError as e2:
                         log.warning("could not move stale outputs aside (%s)", e2)
@@ -285,21 +238,9 @@ def run_pipeline(
                 log_file,
                 error=None if error is None else str(error),
             )
-            ingested = any(o.stage == STAGE_NAMES[0] and o.status in ("done", "skipped") for o in outcomes)
-            old_report = root / "report.html"
-            # bad input on a first run: nothing at all is written; on a re-run the earlier report
-            # would show results of inputs that are gone: rewritten (all stale) when the session
-            # loads, else moved aside
-            if report and ctx is not None and (ingested or old_report.is_file()):
-                try:
-                    res.report = write_session_report(ctx.session, res)
-                except MvreconError as e:  # a report problem must not hide the run's outcome
-                    log.warning("report not written: %s", e)
+            if report:  # what exists (none on bad input in a first run), never hiding the outcome
+                res.report = report_after_run(root, None if ctx is None else ctx.session, res)
                 res.seconds = time.perf_counter() - t_run
-            elif report and error is not None and old_report.is_file() and not old_report.is_symlink():
-                with contextlib.suppress(OSError):
-                    os.replace(old_report, root / "report.stale.html")
-                    log.info("moved the previous report aside (report.stale.html): the session no longer loads")
             log.info("run finished in %.1f s%s", res.seconds, "" if error is None else f": {error}")
             if error is not None:
                 error.run_result = res  # type: ignore[attr-defined]  # for --json on failure
@@ -308,24 +249,9 @@ def run_pipeline(
 
 
 def _do_stage(
-    ctx: Context,
-    st: StageDef,
-    i: int,
-    i0: int,
-    i1: int,
-    force: bool,
-    echo: Callable[[str], None],
-    on_stage: Callable[[str, str], None] | None,
-) -> StageOutcome:
-    """Run, skip or use as it is stage ``st`` (index ``i``; ``i0``..``i1`` selected); one line to ``echo``."""
-    o = _stage_outcome(ctx, st, i, i0, i1, force, on_stage)
-    echo(format_outcome(o))
-    return o
-
-
-def _stage_outcome(
     ctx: Context, st: StageDef, i: int, i0: int, i1: int, force: bool, on_stage: Callable[[str, str], None] | None
 ) -> StageOutcome:
+    """Run, skip or use as it is stage ``st`` (index ``i``; ``i0``..``i1`` selected)."""
     sdir = ctx.session.stage_dir(st.name)
     if not st.applies(ctx):
         return StageOutcome(st.name, "skipped", note=f"not needed: {st.not_applicable}")
@@ -355,17 +281,12 @@ def _stage_outcome(
                 f"run SESSION --to {st.name}')",
                 sdir,
             )
-        ctx.digests[st.name] = prov.outputs_digest if prov else sha256_json(output_hashes(sdir))
-        _put_rig_in_force(ctx, st)
+        ctx.outputs_ready(st, outputs_digest(sdir, prov))
         return StageOutcome(st.name, "skipped", numbers=dict(prov.numbers) if prov else {}, note="before --from")
-    settings = st.settings_of(ctx)
-    vers = versions()
-    inputs = input_hashes(ctx, st)
-    key = stage_key(st.name, settings, vers, inputs)
-    prov = None if force else up_to_date(sdir, key)
+    key = StageKey.of(ctx, st)
+    prov = None if force else up_to_date(sdir, key.key)
     if prov is not None:
-        ctx.digests[st.name] = prov.outputs_digest
-        _put_rig_in_force(ctx, st)
+        ctx.outputs_ready(st, prov.outputs_digest)
         log.info("%s: up to date, skipped", st.name)
         return StageOutcome(st.name, "skipped", 0.0, dict(prov.numbers), note="up to date")
     log.info("%s: running", st.name)
@@ -379,19 +300,7 @@ def _stage_outcome(
         secs = time.perf_counter() - t0
         if on_stage:
             on_stage(st.name, "end")
-        outputs = output_hashes(sdir)
-        prov = Provenance(st.name, key, jsonable(settings), vers, inputs, outputs, jsonable(numbers), round(secs, 3))
-        write_json(sdir / PROVENANCE_FILE, prov.to_dict())  # last: its presence means the stage finished
-    ctx.digests[st.name] = prov.outputs_digest
-    _put_rig_in_force(ctx, st)
+        prov = key.record(sdir, numbers, secs)  # last: its presence means the stage finished
+    ctx.outputs_ready(st, prov.outputs_digest)
     log.info("%s: done in %.1f s: %s", st.name, secs, numbers)
     return StageOutcome(st.name, "done", secs, numbers)
-
-
-def _put_rig_in_force(ctx: Context, st: StageDef) -> None:
-    """After a stage that writes a rig ran, was up to date or was used as it is: its rig is in
-    force for the later stages."""
-    if st.writes_rig:
-        ctx.rig_stages.append(st.name)
-        ctx.session = ctx.session.in_force(ctx.rig_stages)
-        log.info("rig in force: %s/rig.json", ctx.session.rig_source)

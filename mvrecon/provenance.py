@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import InputError, MvreconError
-from .io import read_json, refuse_symlink, sha256_file
+from .io import read_json, refuse_symlink, sha256_file, write_json
 
 if TYPE_CHECKING:
     from .stagedef import Context, StageDef
@@ -153,6 +153,44 @@ def input_hashes(ctx: Context, st: StageDef) -> dict[str, str]:
 def stage_key(name: str, settings: Any, vers: Mapping[str, str], inputs: Mapping[str, str]) -> str:
     """The key of a stage's outputs: equal keys, equal outputs."""
     return sha256_json({"stage": name, "settings": settings, "versions": vers, "inputs": inputs})
+
+
+@dataclass(frozen=True)
+class StageKey:
+    """What a stage's outputs are made from in this run (settings, library versions, input hashes)
+    and their key (:func:`stage_key`)."""
+
+    stage: str
+    settings: Any
+    versions: Mapping[str, str]
+    inputs: Mapping[str, str]
+    key: str
+
+    @classmethod
+    def of(cls, ctx: Context, st: StageDef) -> StageKey:
+        settings, vers, inputs = st.settings_of(ctx), versions(), input_hashes(ctx, st)
+        return cls(st.name, settings, vers, inputs, stage_key(st.name, settings, vers, inputs))
+
+    def record(self, stage_dir: Path, numbers: Mapping[str, Any], seconds: float) -> Provenance:
+        """Write ``<stage>/provenance.json`` for the outputs the stage just made in ``stage_dir``
+        (call it last: its presence means the stage finished)."""
+        prov = Provenance(
+            self.stage,
+            self.key,
+            jsonable(self.settings),
+            self.versions,
+            self.inputs,
+            output_hashes(stage_dir),
+            jsonable(numbers),
+            round(seconds, 3),
+        )
+        write_json(stage_dir / PROVENANCE_FILE, prov.to_dict())
+        return prov
+
+
+def outputs_digest(stage_dir: Path, prov: Provenance | None) -> str:
+    """The digest of a stage's outputs: the recorded one (``prov``), else that of what its folder holds."""
+    return prov.outputs_digest if prov is not None else sha256_json(output_hashes(stage_dir))
 
 
 def up_to_date(stage_dir: Path, key: str) -> Provenance | None:

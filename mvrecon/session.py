@@ -522,6 +522,23 @@ def _holder(fd: int) -> tuple[str, str]:
     return (text[0] if text else ""), (text[1] if len(text) > 1 else "")
 
 
+def new_run_log(root: str | Path) -> Path:
+    """A new, empty ``root/logs/run-NNN.log`` (the number after the highest there), made here and
+    never through a link; the run's log handler then appends to it."""
+    logs = refuse_symlink(Path(root) / "logs", "logs folder")
+    try:
+        logs.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise MvreconError(f"cannot create the logs folder ({e.strerror})", logs) from None
+    nums = [int(m.group(1)) for p in logs.glob("run-*.log") if (m := re.fullmatch(r"run-(\d+)\.log", p.name))]
+    path = logs / f"run-{max(nums, default=0) + 1:03d}.log"
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644))
+    except OSError as e:
+        raise MvreconError(f"cannot create the run log ({e.strerror})", path) from None
+    return path
+
+
 @contextlib.contextmanager
 def session_lock(root: str | Path) -> Iterator[None]:
     """An exclusive lock on ``root/.mvrecon.lock``, held for the block.

@@ -9,6 +9,7 @@ pipeline, and a consumer of a stage's files asks that stage's ``outputs`` for th
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -20,6 +21,8 @@ if TYPE_CHECKING:
     from .facemodel import FaceModel
     from .session import Session
 
+
+log = logging.getLogger("mvrecon.pipeline")
 
 _C = TypeVar("_C")
 
@@ -72,6 +75,15 @@ class Context:
     def model_files(self) -> list[Path]:
         p = self.model_file()
         return [p] if p is not None else []
+
+    def outputs_ready(self, st: StageDef, digest: str) -> None:
+        """Stage ``st`` ran, was up to date or is used as it is: the digest of its outputs for the
+        stages that read them, and its rig, when it writes one, in force for the later stages."""
+        self.digests[st.name] = digest
+        if st.writes_rig:
+            self.rig_stages.append(st.name)
+            self.session = self.session.in_force(self.rig_stages)
+            log.info("rig in force: %s/rig.json", self.session.rig_source)
 
     def rel(self, p: Path) -> str:
         """``p`` relative to the session folder (POSIX), or as it is when outside it."""

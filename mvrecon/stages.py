@@ -21,6 +21,7 @@ from __future__ import annotations
 from .calibrate.stagedef import CALIBRATE, REFINE
 from .cues.stagedef import STAGE as CUES
 from .detail.stagedef import STAGE as DETAIL
+from .errors import MvreconError
 from .evaluate.stagedef import STAGE as EVALUATE
 from .export.stagedef import STAGE as EXPORT
 from .fit.stagedef import STAGE as FIT
@@ -47,3 +48,19 @@ def dependents(name: str) -> list[str]:
         if st.name not in out and any(u in out for u in st.upstream):
             out.append(st.name)
     return out
+
+
+def stage_index(name: str | None, default: int) -> int:
+    """The run-order index of stage ``name`` (``default`` for None); an unknown name is the user's
+    error (:class:`~mvrecon.errors.MvreconError`)."""
+    if name is None:
+        return default
+    if name not in STAGE_NAMES:
+        raise MvreconError(f"unknown stage {name!r} (stages: {', '.join(STAGE_NAMES)})")
+    return STAGE_NAMES.index(name)
+
+
+def stale_after_failure(name: str) -> list[str]:
+    """The stages whose outputs are no longer true when stage ``name`` failed: it and every stage
+    made from it, in run order; the failed stage itself not when it keeps a per-item cache."""
+    return [n for n in dependents(name) if not (n == name and stage(name).keeps_cache)]

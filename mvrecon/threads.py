@@ -1,9 +1,9 @@
 """A run owns its threads: one place sets how many threads torch, OpenMP, BLAS, OpenCV and
 Open3D's ray casts may start, from the run's share of the cores.
 
-Why: on a small machine two mvrecon processes that each start a thread per core make both 5-10
-times slower (busy-waiting OpenMP and BLAS pools fight over the cores), far worse than the 2x a
-fair split costs. So every run
+Why: on a small machine two mvrecon processes that each start a thread per core make both
+several times slower (busy-waiting OpenMP and BLAS pools fight over the cores), far worse than
+the halving a fair split costs. So every run
 
 - asks for ``--threads N`` (default: the cores this process may use, ``os.sched_getaffinity``);
 - registers itself in a small per-user ledger of running mvrecon processes on this machine
@@ -17,7 +17,7 @@ The ledger is local to one machine on purpose: cores are per machine. Ray worker
 batch run``) register like any other run, each with the threads its task reserved.
 
 Small solves (the cue fit's normal equations) run single-threaded inside :func:`single_threaded`:
-with 2 threads OpenBLAS is 2-4 times slower on them than with 1.
+with 2 threads OpenBLAS is several times slower on them than with 1.
 """
 
 from __future__ import annotations

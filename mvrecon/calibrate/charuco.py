@@ -320,9 +320,9 @@ def bundle_adjust(p: _Problem, x0: np.ndarray, huber_px: float, max_iter: int = 
     finite differences over the sparsity pattern (scipy's ``approx_derivative`` with the
     ``jac_sparsity`` grouping: columns sharing no residual are perturbed together, ~30 residual
     evaluations per Jacobian whatever the rig size); the normal matrix has only a few hundred
-    unknowns, so it is solved densely. (``least_squares`` with ``jac_sparsity`` was measured
-    here: its ``lsmr`` inner solver needed 200 iterations, and the ``exact`` solver's SVD of the
-    tall Jacobian dominated the run time.)
+    unknowns, so it is solved densely. (``least_squares`` with ``jac_sparsity`` was tried here: its
+    ``lsmr`` inner solver needed many iterations, and the ``exact`` solver's SVD of the tall
+    Jacobian dominated the run time.)
     """
     from scipy.optimize._numdiff import approx_derivative, group_columns
 

@@ -1,8 +1,8 @@
 """Where MediaPipe's 478 face-mesh points lie on a face model's surface: a landmark embedding.
 
 The fixed 478 -> iBUG-68 table (:mod:`mvrecon.cues.mapping`) keeps 68 points and places them by
-MediaPipe's index, not by the model's anatomy: on synthetic sessions the mapped points sit a
-median 4 px from the model's own landmark vertices, and part masks drawn from them miss the
+MediaPipe's index, not by the model's anatomy: on synthetic sessions the mapped points sit
+pixels away from the model's own landmark vertices, and part masks drawn from them miss the
 model's part outlines. An embedding instead gives every MediaPipe point a fixed surface point of
 the model (a triangle and barycentric weights), the way FLAME ships a MediaPipe embedding. With it
 the model can be fitted to all 478 points of a view (:mod:`mvrecon.cues.modelfit`), and the part

@@ -42,7 +42,7 @@ class DetectConfig:
     """Face detector score below which a box is ignored."""
     tile_grids: tuple[int, ...] = (2, 4, 8)
     """n x n grids of overlapping tiles tried in turn when the whole frame shows no face (() = off);
-    8 finds faces down to about 1/50 of the frame width, at up to ~1 s for a frame with no face."""
+    the finer grids find smaller faces and cost the most on a frame with no face."""
     offcentre_recheck: float = 0.5
     """When the best whole-frame face is farther than this from the centre (fraction of half the
     diagonal), the tiles are searched too, for a central face too small for the whole-frame pass."""
@@ -67,7 +67,7 @@ class FaceCues:
         conf478: (478,) confidence in [0, 1]: cosine of the angle between the surface normal and
             the direction to the camera, 0 where the face itself hides the point. Silhouette
             points (the jaw line) score low although visible; as a visible/hidden call,
-            ``conf >= 0.2`` agreed with the truth for 88 % of landmarks on synthetic sessions
+            ``conf >= 0.2`` agreed with the truth for most landmarks on synthetic sessions
             (``bench/cues.py session``).
         points68: (68, 2) iBUG-68 landmarks, pixels (see :mod:`mvrecon.cues.mapping`).
         conf68: (68,) their confidence.
@@ -197,7 +197,7 @@ def as_rgb(image: np.ndarray) -> np.ndarray:
 
 def downscale(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Resample to ``size`` (width, height), anti-aliased: halvings by 2x2 area averaging (OpenCV's
-    fast path; its general area filter costs 20x more), then one bilinear step of less than 2x."""
+    fast path; its general area filter costs far more), then one bilinear step of less than 2x."""
     import cv2
 
     w, h = size
@@ -324,7 +324,7 @@ def _run_mesh(img: np.ndarray, cfg: DetectConfig) -> tuple[np.ndarray, int] | No
     if not res.multi_face_landmarks:
         return None
     # MediaPipe hands back protobuf messages with no array accessor: this boundary copy is the one
-    # per-point loop (478 attribute reads, ~0.3 ms); everything after works on arrays.
+    # per-point loop (478 attribute reads); everything after works on arrays.
     faces = [
         np.array([(p.x, p.y, p.z) for p in f.landmark], np.float64) * [w, h, w] - [0.5, 0.5, 0.0]
         for f in res.multi_face_landmarks

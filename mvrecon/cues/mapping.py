@@ -17,9 +17,9 @@ outer and inner lip contours). Two sources fixed the table:
    Measured on ``mvrecon.synth`` sessions (ICT-FaceKit heads, true projected landmarks; chosen on
    seeds 1-2, checked on seed 3): each point took the contour point, or mean of two neighbours,
    with the lowest median error over frontal views, kept only where both sessions agreed. On
-   seed 3 this cut the median error (per cent of the inter-ocular distance) of the jaw from 12.1
-   to 4.6, the brows from 5.6 to 4.3 and the nose from 5.1 to 4.2 on frontal views, and of the jaw
-   from 20.0 to 12.9 on views turned up to ~60 degrees. The jaw then starts at the temple
+   seed 3 this cut the median error (relative to the inter-ocular distance) of the jaw, the brows
+   and the nose on frontal views, and of the jaw on views turned up to ~60 degrees, the jaw's
+   most. The jaw then starts at the temple
    (0 = mean of 162 and 127) and reaches mouth height at 4; the brow points sit half-way between
    MediaPipe's upper-brow points (the brow spans from 70/63 to 107); the tip 30 is 4, the bridge
    29 the mean of 5 and 195.

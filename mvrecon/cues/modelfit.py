@@ -2,7 +2,7 @@
 
 The part masks PRDL pulls the geometry onto are defined by the face model's per-vertex part labels
 (:mod:`mvrecon.parts`). Outlines drawn from 68 landmarks follow another definition and miss them
-(on synthetic sessions even the true landmarks' polygons reach only ~0.6 IoU on the brows). This
+(on synthetic sessions even the true landmarks' polygons overlap the model's brows poorly). This
 module fits the model to all 478 points of a view through a landmark embedding
 (:mod:`mvrecon.cues.embedding`): pose, identity and expression by robust, weighted least squares
 in pixels (perspective, with the view's calibrated camera when known), and renders the fitted
@@ -88,8 +88,7 @@ def fit_view(
     plus ``id_reg |alpha|^2 + exp_reg |beta|^2`` (identity coefficients are N(0, 1)): a MAP fit.
     ARKit weights are kept in [0, 1]. ``n_id``: the identity modes fitted (the first ones; None:
     all). One view hardly constrains the small ones: on ``bench/cues.py`` sessions 60 modes and 10
-    iterations label as well as 100 modes and 15 iterations (mean IoU within 0.01 per part), in
-    half the time (29 vs 55 ms)."""
+    iterations label as well as 100 modes and 15 iterations, in less time."""
     import cv2
 
     mean_e, _ = _basis(model, emb)
@@ -138,7 +137,7 @@ def fit_views(
     if len(obs) >= 2:
         # start: the embedded points of the median shape, fitted rigidly (robust) to the points
         # triangulated from all views; a view's own pose is off in depth and scale (starting
-        # from one of those, the frame's RMS begins at 30-80 px; from this, at 4-6 px)
+        # from one of those, the frame's RMS begins many times higher than from this)
         mean_e, basis_e = _basis(model, emb)
         X_tri, w_tri = triangulate_views(obs)
         src = mean_e + np.einsum("kpd,k->pd", basis_e, coeffs)

@@ -15,7 +15,7 @@ definition.
 - ``surface`` (:class:`SurfaceParser`, ``auto``'s fallback): the polygons drawn in the face's own
   frontal view and carried to the image through MediaPipe's 3D mesh, with occlusion.
 - ``landmarks`` (:class:`LandmarkParser`): the polygons of the projected landmarks in the image,
-  skin extended to the silhouette where a turned head hides the jaw line. 10x faster.
+  skin extended to the silhouette where a turned head hides the jaw line. Much faster.
 - ``polygons`` (:class:`PolygonParser`): :func:`mvrecon.parts.part_label_image`, nothing else.
 
 A learned parser (e.g. a BiSeNet face parser with user-supplied weights) implements
@@ -200,8 +200,8 @@ class ModelParser:
     """A view whose points miss the frame's shared fit by more than ``max_frame_rms`` times the
     median view's RMS and by more than ``max_frame_miss`` of its face's size (a wrong face, a
     camera knocked after calibration: tens of pixels) is labelled on its own (see
-    :meth:`parse_frame`). A turned view's MediaPipe points miss more than the others' (up to
-    ~4 % of the face on the bench), but the frame's head is still the better answer there."""
+    :meth:`parse_frame`). A turned view's MediaPipe points miss more than the others' (though well
+    below ``max_frame_miss`` on the bench), but the frame's head is still the better answer there."""
 
     @classmethod
     def from_registry(cls, model_name: str = "ict", refine: bool = True) -> ModelParser:
@@ -238,7 +238,7 @@ class ModelParser:
         rendered in each view, then cut along each image's colour edges. Each view's MediaPipe
         errors are its own, so the shared fit averages them out, and a turned view is held by
         the others where its own points are guesses (on ``bench/cues.py synth`` sessions of 6
-        cameras the nose gains ~0.05 IoU and the far eye ~0.1 over :meth:`parse`).
+        cameras the nose and the far eye gain IoU over :meth:`parse`).
 
         A view whose points disagree with the others' fit (:attr:`max_frame_miss`: a wrong face,
         a camera moved since calibration) is left out of the shared fit and labelled on its own.

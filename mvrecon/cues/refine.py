@@ -1,8 +1,8 @@
 """Part outlines moved onto the image's own edges: brows, eye openings and lips by colour.
 
-Landmark-derived masks are only as good as the landmarks (MediaPipe is a median ~4 px off on a
-1024 px studio view), and the thin parts suffer most: a brow 12 px tall loses half its IoU to a
-4 px shift. Those parts are also the ones with their own colour: brow hair is darker than the skin
+Landmark-derived masks are only as good as the landmarks (MediaPipe's are a few pixels off on a
+studio view), and the thin parts suffer most: a shift of a few pixels costs a brow a large share
+of its IoU. Those parts are also the ones with their own colour: brow hair is darker than the skin
 around it, the eye opening (sclera and iris) differs from the lids, the lips are redder. A face
 parser learns exactly these cues; without trained weights, mvrecon segments each part by GrabCut
 (OpenCV) in a small window around its landmark mask: the eroded mask seeds the part's colour
@@ -31,9 +31,9 @@ from ..parts import PART_CODES
 class RefineConfig:
     band: float = 0.13
     """Half-width of the uncertain band around a landmark mask, in inter-ocular distances.
-    Measured (bench/cues.py, model parser, frame fits, mean IoU with band 0.07 -> 0.10 -> 0.13):
-    on seeds 1-3 upper lip 0.70 -> 0.77 -> 0.80, brows 0.65 -> 0.69 -> 0.69; on held-out seeds 4-6
-    upper lip 0.76 -> 0.80 -> 0.80, brows 0.71 -> 0.74 -> 0.74; wider (0.16) loses again."""
+    Chosen with bench/cues.py (model parser, frame fits, mean IoU per part): widening the band from
+    0.07 through 0.10 to 0.13 helped the upper lip and the brows, on the seeds it was chosen on and
+    on held-out ones; wider (0.16) loses again."""
     iterations: int = 2
     """GrabCut iterations per part."""
     min_area_ratio: float = 0.5
@@ -43,12 +43,11 @@ class RefineConfig:
     """Least distance between the mean colours of the part's sure pixels and its surroundings',
     in units of their pooled standard deviation (CIELAB), for a cut to be tried."""
     parts: tuple[str, ...] = ("right_brow", "left_brow", "upper_lip")
-    """Parts whose outline the cut replaces. Measured on synthetic sessions (bench/cues.py, 18
-    views; the model parser's mean IoU without -> with the cut, band 0.07): brows 0.58 -> 0.64,
-    upper lip 0.69 -> 0.75, but the eyes 0.66 -> 0.66 (no gain, one eye up, the other down) and
-    the lower lip 0.77 -> 0.69 (the synthetic albedo's lip colour bleeds past the lower lip's
-    label), so those keep the model's outline by default. With band 0.13 and frame fits the same
-    holds (eyes 0.76 / 0.68 -> 0.76 / 0.65, lower lip 0.82 -> 0.77)."""
+    """Parts whose outline the cut replaces. On synthetic sessions (bench/cues.py: the model
+    parser's mean IoU without and with the cut) it helps the brows and the upper lip, but not the
+    eyes (one eye up, the other down) and it hurts the lower lip (the synthetic albedo's lip colour
+    bleeds past the lower lip's label), so those keep the model's outline by default; with band
+    0.13 and frame fits the same holds."""
     max_band_px: float = 8.0
     """Windows whose band is wider are cut at a scale that makes it this wide (time)."""
 

@@ -35,13 +35,13 @@ class SolveSettings:
     """Estimate the fit's depth error from the registration flows (the views' parallax) and sample
     the views where the true surface is (the fitted point moved along its normal by it), so each
     wrinkle lands where the fitted point's normal meets the true surface. Off by default: on the
-    synthetic heads it lowered the p95 surface error (2.45 -> 2.04 mm at 1024x768) but neither the
+    synthetic heads it lowered the p95 surface error (bench/detail.py) but improved neither the
     wrinkles' placement nor the normals, and it costs a second look at every view."""
     parallax_smooth_mm: float = 4.0
     """Gaussian sigma (mm) of that depth estimate: the fit's errors are smooth, the flows' noise is not."""
     debias: bool = False
     """Rescale the fine band by the one gain that fits the data best (undo the priors' shrinkage;
-    off: on fitted heads the gain (1.4) brought the fit's own errors in and raised the normal error)."""
+    off: on fitted heads the gain brought the fit's own errors in and raised the normal error)."""
     max_gain: float = 3.0
     """Largest such gain."""
     iterations: int = 150
@@ -78,5 +78,5 @@ PRESETS = {
     "default": DetailConfig(),
     "best": DetailConfig(min_size=1024, max_size=4096),
 }
-# (a 2048 grid on 2048x1536 photos took 3 minutes here and correlated worse with the truth than
-# the 1024 one: 0.66 against 0.72; 'best' goes there for photos whose pixels are finer still)
+# (a 2048 grid on 2048x1536 photos took far longer and correlated worse with the truth than the
+# 1024 one, bench/detail.py; 'best' goes there for photos whose pixels are finer still)

@@ -5,11 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 
-# re-exported: mvrecon/pipeline.py imports them from here
-from ..geometry import IDENTITY, umeyama
-
-__all__ = ["IDENTITY", "sample_surface", "umeyama"]
-
 
 def sample_surface(
     vertices: np.ndarray, triangles: np.ndarray, n: int, seed: int = 0, mask: np.ndarray | None = None

@@ -9,9 +9,9 @@ rendered synthetic heads of the model, on the mean shape): iBUG point ``i`` is t
 MediaPipe points' embedded positions on the mean shape, snapped to the mean surface, and kept as a
 triangle with barycentric weights, so that it follows any identity and expression.
 
-On the ICT model the two sets differ by a median 1.6 mm (``bench/eval.py --conventions`` prints
-it per part): eyes 1.0, lips 1.1, nose 1.6, brows 2.1 and jaw 4.5 mm, the jaw's cheek-side points
-up to 2.4 cm deeper (on the face's outline seen from the side, not on its front).
+On the ICT model the two sets differ by millimetres (``bench/eval.py --conventions`` prints it per
+part), least on the eyes and lips, most on the jaw, whose cheek-side points lie centimetres deeper
+(on the face's outline seen from the side, not on its front).
 
 It is not the default (:attr:`EvalConfig.pred_keypoints` is ``"model"``), because it does not
 bring the model's landmarks nearer to how people annotate a scan: the placement of the mapping's
@@ -19,10 +19,11 @@ contour points (jaw, brows, nose bridge) was itself tuned to the model's landmar
 (:mod:`mvrecon.cues.mapping`), so for exactly the parts where conventions differ MediaPipe is not
 an independent annotator. Measured on a synthetic session whose scan landmarks follow the
 annotator convention of :mod:`mvrecon.synth.realism` (brows on the upper edge, jaw on the frontal
-silhouette), with the true surface as the prediction: brows 5.5 mm from the model's vertices and
-6.2 mm from the ``ibug`` set, jaw 11.9 and 11.6 mm; the REALY figure (then a transcription, before ``realy`` reached parity) 1.11 mm with the
-model's vertices and 2.51 mm with the ``ibug`` set (robust: 0.085 and 0.103 mm). The convention
-gap is therefore met by the robust protocol, which does not depend on it, not by a keypoint set.
+silhouette), with the true surface as the prediction: the ``ibug`` set lies farther from the
+annotated brows than the model's vertices and about as far from the annotated jaw, and it made
+the REALY figure (then a transcription, before ``realy`` reached parity) worse, the robust figure
+staying small with either. The convention gap is therefore met by the robust protocol, which
+does not depend on it, not by a keypoint set.
 """
 
 from __future__ import annotations

@@ -36,10 +36,10 @@ LANDMARK_GROUPS: dict[str, tuple[int, int]] = {
     "lips": (48, 68),
 }
 #: A part whose points lie farther than this (median, in eye distances) from the fitted iBUG
-#: layout is not where iBUG numbers it. Measured: at most 0.29 for ICT heads of random identity and
-#: expression, in the model's convention and in MediaPipe's (tests/evaluate/test_eval_conventions.py);
-#: nose 1.7 and eyes 1.2 for a file grouped jaw, eyes, brows, nose, mouth; nose 0.7 and lips 0.6
-#: for left and right swapped.
+#: layout is not where iBUG numbers it. It lies above what ICT heads of random identity and
+#: expression reach in the model's convention and in MediaPipe's, and well below what a file
+#: grouped jaw, eyes, brows, nose, mouth or with left and right swapped gives
+#: (tests/evaluate/test_eval_conventions.py).
 ORDER_TOLERANCE = 0.35
 
 

@@ -21,8 +21,8 @@ Units. REALY's scans are stored in units of about 8.9 mm (the mean of its
 mean the same thing in those units; positions are therefore divided by :attr:`NicpConfig.unit_m`
 before the solve.
 
-Solving. REALY factors every step's normal equations afresh with CHOLMOD (about 47 s for a
-subject's four regions on a 2-core CPU). Here a step's system differs from the previous one only by
+Solving. REALY factors every step's normal equations afresh with CHOLMOD, which is slow on a
+subject's four regions. Here a step's system differs from the previous one only by
 its data term (the vertices moved a little) and, between stages, by the stiffness weight, so a
 float32 SuperLU factorization of an earlier step's matrix (in a nested-dissection order,
 :func:`nested_dissection`) serves as the preconditioner of a block conjugate-gradient solve
@@ -90,11 +90,11 @@ class NicpConfig:
     cap_keypoint_free: bool = False
     """Stop the keypoint-free schedule's stages after ``max_steps + 1`` steps too (REALY: no cap)."""
     solver_rtol: float = 1e-6
-    """Relative residual at which a deformation graph's conjugate-gradient solve stops (1e-5 moves
-    the robust protocol's figure on a 100k-vertex synthetic scan by 0.3 %)."""
+    """Relative residual at which a deformation graph's conjugate-gradient solve stops (1e-5
+    already moves the robust protocol's figure on a 100k-vertex synthetic scan)."""
     vertex_solver_rtol: float = 1e-5
     """Relative residual at which a per-vertex step's block conjugate-gradient solve stops (1e-5 and
-    1e-6 give the parity pair's regions within 0.005 % of each other; 1e-4 moves the mouth 0.25 %)."""
+    1e-6 give the parity pair's regions alike; 1e-4 moves the mouth)."""
     refactor_iterations: int = 25
     """Factor the step's own matrix when the solve with the previous factor takes more iterations."""
 
@@ -148,10 +148,10 @@ def nested_dissection(edges: np.ndarray, points: np.ndarray, leaf: int = 32) -> 
     one of four directions (its principal axis, the second one and the two diagonals between them),
     the one with the smallest separator (the vertices of the first half with a neighbour in the
     second); the halves are ordered recursively and the separator last. SuperLU's minimum-degree
-    orderings give a factor of a 20k-vertex region several times denser (about 17 s to factor
-    instead of well under 1 s) or, on the vertex graph, a slightly sparser factor that solves 3-5
-    times slower (small supernodes); the principal axis alone gives a nose region a separator twice
-    as long and a factor 1.5 times slower to make and to apply."""
+    orderings give a factor of a 20k-vertex region several times denser (far slower to make) or, on
+    the vertex graph, a slightly sparser factor that solves several times slower (small
+    supernodes); the principal axis alone gives a nose region a longer separator and a factor
+    slower to make and to apply."""
     import scipy.sparse as sp
 
     n = len(points)
@@ -363,7 +363,7 @@ class _VertexSystem:
         x = None if x0 is None else self.to_new(x0)
         matvec = lambda v: self._matvec(alpha2, g2, b, v)  # noqa: E731
         # a factor made with a stiffness several times this step's preconditions it poorly (REALY's
-        # third stage, e^-2 of the first: 2-3 times the iterations a factor of its own needs)
+        # third stage, e^-2 of the first: several times the iterations a factor of its own needs)
         if fresh or self.factor is None or alpha2 * self.refactor_stiffness_ratio < self.factor_alpha2:
             self.factor = self._factor32(self._matrix(alpha2, g2, b))
             self.factor_alpha2 = alpha2
@@ -389,7 +389,7 @@ class _VertexSystem:
     def _pcg(self, matvec, b: np.ndarray, x0: np.ndarray | None, prec, max_iter: int) -> np.ndarray | None:
         """Block preconditioned CG (O'Leary 1980) from ``x0`` (None: from the preconditioned
         right-hand side): the right-hand side's columns share one search space, which takes fewer
-        iterations than a CG per column (about 10 % on the parity pair). None when the relative
+        iterations than a CG per column (on the parity pair). None when the relative
         residual of a column is not below ``rtol`` after ``max_iter`` iterations (or the float32
         preconditioner is useless here: a direction only the faint regularization pins, such as the
         normal row of a flat patch's maps, is below float32's precision)."""

@@ -30,9 +30,9 @@ landmarks, decide where things are:
 
 The price: the rigid steps follow the surface, so a region that is wrong as a whole is partly
 forgiven. A smooth +-2 mm field along the normals (tests/evaluate/conftest.py ``wave_field``)
-reads within 2 % of the true gap at a 35 mm wavelength (REALY's steps: 1 %), 3-5 % low on nose
-and mouth at 50 mm (REALY's: 1-2 %). The true surface under another landmark convention reads
-0.08 mm against REALY's 0.66-1.14 mm (``bench/eval.py --conventions``).
+reads a little below the true gap, a little more so than with REALY's steps, most on nose and
+mouth at longer wavelengths. In exchange the true surface under another landmark convention reads
+a small fraction of what REALY's protocol reads (``bench/eval.py --conventions``).
 
 The unaligned protocol (a scan in the rig's frame, :attr:`EvalConfig.scan_in_rig_frame`): the
 prediction and the scan share one calibrated frame, so nothing is aligned; each region's error is
@@ -83,12 +83,13 @@ class RobustConfig:
     """The regional rigid ICP fits a fixed random subset of at most this many region vertices."""
     rigid_max_iterations: int = 10
     """Iterations cap of the regional rigid ICP (light keypoints let a smooth region creep along
-    itself for many small steps; 10 take it within hundredths of a millimetre, bench/eval.py)."""
+    itself for many small steps; 10 take it as far as more would, to well under the figures'
+    precision, bench/eval.py)."""
     nicp_data_points: int | None = 2000
     """The non-rigid ICP fits its deformation graph to at most this many of a region's vertices."""
     nicp_max_nodes: int = 150
-    """Nodes of the non-rigid ICP's deformation graph for large regions (REALY steps: 400); with
-    150, a smooth +-2 mm field reads 1 % higher than with 400 and costs half (bench/eval.py)."""
+    """Nodes of the non-rigid ICP's deformation graph for large regions (REALY steps: 400): 150
+    read a smooth +-2 mm field nearly as 400 do, at a fraction of the cost (bench/eval.py)."""
     nicp_origin: Literal["head", "scan", "region"] = "head"
     """Origin of the non-rigid ICP's coordinates (the translation's stiffness depends on it): a
     head centre from the scan's landmarks, so that a scan's file frame does not matter."""

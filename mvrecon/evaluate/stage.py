@@ -49,7 +49,7 @@ def rig_frame_motion(ctx: Context):
     import numpy as np
 
     from ..cameras import load_rig
-    from .geometry import IDENTITY, umeyama
+    from ..geometry import IDENTITY, umeyama
 
     shipped = load_rig(ctx.session.rig_path)
     centres = np.stack([c.center for c in shipped.cameras])

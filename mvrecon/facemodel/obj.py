@@ -16,7 +16,7 @@ class ObjError(ValueError):
 
 
 def _floats(lines: list[bytes], width: int, what: str) -> np.ndarray:
-    # One join + split + array conversion is ~20x faster than per-line float parsing.
+    # One join + split + array conversion is much faster than per-line float parsing.
     flat = b" ".join(lines).split()
     try:
         arr = np.array(flat, dtype=np.float64)

@@ -35,8 +35,8 @@ def part_trust(lm_conf: np.ndarray, low: float = 0.1, high: float = 0.3) -> np.n
     part's landmarks, ramped from 0 at ``low`` to 1 at ``high`` (skin: 1).
 
     On a head turned ~60 degrees the far eye and brow are nearly hidden: MediaPipe's confidence
-    there drops to ~0.05, and a parser's masks of them are guesses (IoU ~0 on synthetic
-    sessions). PRDL's min/max statistics would pull the model's visible eye vertices onto such a
+    there drops to near zero, and a parser's masks of them are guesses (they hardly overlap the
+    true parts on synthetic sessions). PRDL's min/max statistics would pull the model's visible eye vertices onto such a
     guess; this weight leaves them out (bench/fit.py)."""
     c = np.asarray(lm_conf, np.float64)
     out = np.ones(len(PRDL_PARTS))

@@ -8,6 +8,8 @@ Paths point at files the stages wrote; the builder embeds them, it never links t
 from __future__ import annotations
 
 import contextlib
+import logging
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +20,8 @@ import numpy as np
 if TYPE_CHECKING:
     from ..session import Session
     from .build import ReportConfig
+
+log = logging.getLogger("mvrecon.pipeline")
 
 StageStatus = Literal["done", "skipped", "failed", "not run", "stale"]
 
@@ -278,3 +282,27 @@ def write_session_report(session: Session, res: _Run | None = None, cfg: ReportC
     from .build import ReportConfig, build_report
 
     return build_report(session.root, report_content(session, res), cfg or ReportConfig())
+
+
+def report_after_run(root: Path, session: Session | None, res: _Run) -> Path | None:
+    """The report at the end of a run on the session at ``root`` (``session`` None: it did not
+    load): ``SESSION/report.html`` rewritten from what exists, or None. Bad input on a first run:
+    nothing at all is written; on a re-run the earlier report would show results of inputs that are
+    gone: rewritten (all stale) when the session loads, else moved aside (``report.stale.html``).
+    A report problem is logged, never raised: it must not hide the run's outcome."""
+    from ..errors import MvreconError
+    from ..stages import STAGE_NAMES
+    from .build import REPORT_NAME
+
+    ingested = any(o.stage == STAGE_NAMES[0] and o.status in ("done", "skipped") for o in res.stages)
+    old = root / REPORT_NAME
+    if session is not None and (ingested or old.is_file()):
+        try:
+            return write_session_report(session, res)
+        except MvreconError as e:
+            log.warning("report not written: %s", e)
+    elif session is None and old.is_file() and not old.is_symlink():
+        with contextlib.suppress(OSError):
+            os.replace(old, root / "report.stale.html")
+            log.info("moved the previous report aside (report.stale.html): the session no longer loads")
+    return None

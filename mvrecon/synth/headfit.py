@@ -476,7 +476,7 @@ def uniform_laplacian(faces: np.ndarray, n: int):
 
 def solve_spd(A, rhs: np.ndarray) -> np.ndarray:
     """``A^-1 rhs`` for a sparse symmetric positive definite ``A`` (n, n): SuperLU in symmetric
-    mode (no pivoting, minimum degree on A + A^T), 20x faster than its default on these systems."""
+    mode (no pivoting, minimum degree on A + A^T), much faster than its default on these systems."""
     import scipy.sparse.linalg as spla
 
     lu = spla.splu(A.tocsc(), permc_spec="MMD_AT_PLUS_A", diag_pivot_thresh=0.0, options={"SymmetricMode": True})
@@ -512,7 +512,7 @@ def nonrigid(
 
     No landmark term: MediaPipe places its points on two heads a little differently, and held
     to them the skin slid along the surface (on synthetic heads the p95 correspondence error
-    doubled); the identity fit has already placed the skin."""
+    grew); the identity fit has already placed the skin."""
     import scipy.sparse as sp
 
     M = len(x0)

@@ -140,7 +140,10 @@ def test_stage_reruns_when_the_fit_changes_and_is_skipped_otherwise(detail_sessi
     """Provenance: the detail stage's key holds the fit's outputs; same fit, skipped."""
     import shutil
 
-    from mvrecon.pipeline import STAGES, Context, _do_stage, pipeline_config
+    from mvrecon.config import pipeline_config
+    from mvrecon.pipeline import _do_stage
+    from mvrecon.stagedef import Context
+    from mvrecon.stages import STAGES
 
     root = tmp_path / "session"
     shutil.copytree(detail_session, root, ignore=shutil.ignore_patterns("detail", "texture"))
@@ -152,7 +155,7 @@ def test_stage_reruns_when_the_fit_changes_and_is_skipped_otherwise(detail_sessi
 
     def once(fit_digest):
         ctx.digests["fit"] = fit_digest
-        return _do_stage(ctx, st, i, 0, len(STAGES) - 1, False, lambda s: None, None).status
+        return _do_stage(ctx, st, i, 0, len(STAGES) - 1, False, None).status
 
     assert once("a" * 64) == "done"
     assert (root / "detail" / "provenance.json").is_file()

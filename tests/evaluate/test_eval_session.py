@@ -10,10 +10,12 @@ import json
 import numpy as np
 import pytest
 
+from mvrecon.config import pipeline_config
 from mvrecon.meshio import write_obj
-from mvrecon.pipeline import STAGES, Context, pipeline_config
 from mvrecon.report import StageRow
 from mvrecon.session import load_session
+from mvrecon.stagedef import Context
+from mvrecon.stages import STAGES
 
 pytestmark = pytest.mark.slow
 
@@ -88,9 +90,9 @@ def test_rig_frame_scan_headline_is_unaligned_and_shown_in_the_report(rig_sessio
 
     # the report shows only current outputs (a stage run here writes no provenance): the evaluate
     # metrics as the session report puts them, rendered by the report's own builder
-    from mvrecon.report.content import eval_metrics
     from mvrecon.report import ReportContent
     from mvrecon.report.build import render_html
+    from mvrecon.report.content import eval_metrics
 
     metrics = {"evaluate": eval_metrics(json.loads((root / "evaluate" / "metrics.json").read_text()))}
     rows = [StageRow("evaluate", "done", 1.0, {k: v for k, v in last["numbers"].items() if v is not None}, "")]
