@@ -256,7 +256,8 @@ def realism_table(a) -> None:
             name = "scan" if isinstance(subj, Path) else f"seed {subj}"
             root = realism_session(work, subj, n, size, a.realism)
             res = {p: fit_and_measure(root, preset(p), model) for p in presets}
-            var = {v: fit_and_measure(root, cfg, model) for v, cfg in variants.items()}
+            var = {v: fit_and_measure(root, cfg, model, mutate=None if mut is None else mut(root))
+                   for v, (cfg, mut) in variants.items()}
             lo = fit_and_measure(root, lm_only, model)
             mf = mean_face_error(root, model, preset("default"))
             d = res.get("default") or res[presets[0]]
@@ -283,17 +284,61 @@ def realism_table(a) -> None:
 
 
 def realism_variant(name: str):
-    """A variant of the default preset fitted beside the presets in the realism table: ``noprdl``
-    (without PRDL), ``seedK`` (the fit's random choices, such as the held-out pixels, drawn with
-    seed K: how much of a difference between two fits is chance)."""
+    """A variant of the default preset fitted beside the presets in the realism table, as
+    ``(config, mutate(root) or None)``; ``+``-joined names combine:
+
+    - ``noprdl``: without PRDL;
+    - ``seedK``: the fit's random choices (the held-out pixels, the mask samples) drawn with seed K:
+      how much of a difference between two fits is chance;
+    - ``prdlhi``: PRDL also in the landmark shape stage (0.3) and at 0.1 in the photometric ones;
+    - ``truemasks``: PRDL on the true part masks of the photos (``gt/parts``; the cues' skin kept,
+      since it carries the photometric term's face area): the bound of what part masks with
+      evidence of their own could give;
+    - ``cuteyes`` / ``cutparts``: PRDL's eye (and brow) masks redrawn from the photo's colour
+      (:attr:`mvrecon.fit.config.FitConfig.part_cuts`)."""
     from mvrecon.fit.config import preset
 
-    base = preset("default")
-    if name == "noprdl":
-        return base.without("prdl")
-    if name.startswith("seed") and name[4:].isdigit():
-        return dataclasses.replace(base, seed=int(name[4:]))
-    raise SystemExit(f"bench/fit.py: unknown --variants entry {name!r} (noprdl, seedK)")
+    cfg, mutate = preset("default"), None
+    for part in name.split("+"):
+        if part == "noprdl":
+            cfg = cfg.without("prdl")
+        elif part.startswith("seed") and part[4:].isdigit():
+            cfg = dataclasses.replace(cfg, seed=int(part[4:]))
+        elif part == "prdlhi":
+            sched = []
+            for st in cfg.schedule:
+                w = dict(st.weights)
+                if "prdl" in w:
+                    w["prdl"] = 0.1
+                if st.name == "shape":
+                    w["prdl"] = 0.3
+                sched.append(dataclasses.replace(st, weights=w))
+            cfg = dataclasses.replace(cfg, schedule=tuple(sched))
+        elif part == "truemasks":
+            mutate = true_parts_kept_skin
+        elif part in ("cuteyes", "cutparts"):
+            eyes = ("right_eye", "left_eye")
+            cfg = dataclasses.replace(cfg, part_cuts=eyes if part == "cuteyes" else eyes + ("right_brow", "left_brow"))
+        else:
+            raise SystemExit(f"bench/fit.py: unknown --variants entry {part!r} "
+                             "(noprdl, seedK, prdlhi, truemasks, cuteyes, cutparts; join with +)")
+    return cfg, mutate
+
+
+def true_parts_kept_skin(root: Path):
+    """The cue part masks with every part but the skin replaced by the rendered truth (``gt/parts``)."""
+    from mvrecon.io import read_image
+
+    def f(cues):
+        out = []
+        for c in cues:
+            t = read_image(root / "gt" / "parts" / f"{c.key}.png", gray=True)
+            lab = c.labels.copy()
+            lab[lab >= 2] = 1
+            lab[t >= 2] = t[t >= 2]
+            out.append(dataclasses.replace(c, labels=lab))
+        return out
+    return f
 
 
 def main() -> None:
@@ -311,7 +356,8 @@ def main() -> None:
     ap.add_argument("--scan", default="", help="--realism: head mesh of the scanned subject ('none': leave it out)")
     ap.add_argument("--presets", default="fast,default,best", help="--realism: presets fitted on every subject")
     ap.add_argument("--variants", default="", help="--realism: variants of the default preset fitted beside it, "
-                    "comma list of noprdl (without PRDL) and seedK (the fit's own random seed K)")
+                    "comma list of noprdl, seedK, prdlhi, truemasks, cuteyes, cutparts, joined by + to combine "
+                    "(see realism_variant)")
     a = ap.parse_args()
     if a.realism:
         return realism_table(a)
