@@ -9,7 +9,8 @@ the fit's (its deformation map and displacement); this stage adds the fine band 
 Outputs::
 
     fine.npz        fine (G, R, R) float32 metres along the fitted normal over the face UV tile
-                    (v up, rows from the top), groups (G,), size; shared (R, R): their mean
+                    (v up, rows from the top), groups (G,), size; mid (G, R, R) the mid band
+                    (when ``SolveSettings.mid_mm`` is set or the parallax depth is on)
     trust.png       8-bit: where the shading was taken as geometry (0: an albedo feature)
     preview.png     the shared fine band, grey (mid-grey 0, +-0.5 mm full scale)
     summary.json    per group: texel size, views, data residual before/after, fine RMS; seconds
@@ -48,13 +49,25 @@ class DetailMaps:
     groups: list[str]
     """The fit's expression groups (frames), in the fit's order."""
     mid: np.ndarray | None = None
-    """(G, R, R) float32 metres: the depth correction of the fitted surface the views' parallax
-    shows (the mid band, smooth; None when not estimated)."""
+    """(G, R, R) float32 metres: the mid band, a smooth correction of the fitted surface along its
+    normal (the views' shading between the fine cut and ``SolveSettings.mid_mm``, plus the
+    parallax depth when that is on; None when not estimated)."""
 
     @property
     def shared(self) -> np.ndarray:
         """(R, R) the fine band common to every group (their mean): the identity's detail."""
         return self.fine.mean(0)
+
+    @property
+    def shared_mid(self) -> np.ndarray | None:
+        """(R, R) the mid band's mean over the groups (None when not estimated)."""
+        return None if self.mid is None else self.mid.mean(0)
+
+    @property
+    def displacement(self) -> np.ndarray:
+        """(R, R) what the texture stage adds to the fit's displacement: fine plus mid band."""
+        mid = self.shared_mid
+        return self.shared if mid is None else self.shared + mid
 
     @property
     def size(self) -> int:
@@ -146,24 +159,29 @@ def run(cfg: DetailConfig, session) -> DetailStageResult:
         size,
         span,
     )
-    fines, mids, trusts = [], [], []
+    fines: list[np.ndarray] = []
+    mids: list[np.ndarray | None] = []
+    trusts: list[np.ndarray] = []
     groups_info: dict[str, dict] = {}
     for g, name in enumerate(head.groups):
         gviews = [v for v in views if v.group == g]
         if not gviews:
             fines.append(np.zeros((size, size), np.float32))
-            mids.append(np.zeros((size, size), np.float32))
+            mids.append(None)
             trusts.append(np.zeros((size, size), np.float32))
             groups_info[name] = {"views": []}
             continue
         sol, info = refine_group(head, g, gviews, cfg, size)
         fines.append(sol.fine)
-        mids.append(sol.mid if sol.mid is not None else np.zeros((size, size), np.float32))
+        mids.append(sol.mid)
         trusts.append(sol.trust)
         groups_info[name] = info
         log.info("detail: %s: %s", name, info)
     secs = time.perf_counter() - t0
-    maps = DetailMaps(np.stack(fines).astype(np.float32), list(head.groups), np.stack(mids).astype(np.float32))
+    mid = None
+    if any(m is not None for m in mids):
+        mid = np.stack([np.zeros((size, size), np.float32) if m is None else m for m in mids]).astype(np.float32)
+    maps = DetailMaps(np.stack(fines).astype(np.float32), list(head.groups), mid)
     summary = {"size": size, "face_tile_mm": round(span, 1), "groups": groups_info, "seconds": round(secs, 2)}
     write_detail(out, maps, np.mean(trusts, 0), cfg, summary)
     return DetailStageResult(out, maps, summary, secs)
