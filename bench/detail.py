@@ -1,7 +1,7 @@
 """The fine layer: how much of the synthetic heads' wrinkles and pores the detail stage recovers.
 
     python bench/detail.py [--sizes 1024x768,2048x1536] [--rungs clean,full] [--seed 7] [--views 4]
-                           [--preset default] [--work DIR] [--mid-mm MM]
+                           [--preset default] [--work DIR] [--mid-mm MM] [--repeats N] [--profile N]
 
 Each session (``mvrecon.synth``, cached in ``--work``) goes through the pipeline up to the fit
 (preset ``--preset``), then the detail stage runs (timed). Against the truth (the synthetic head's
@@ -21,7 +21,8 @@ the face tile on the fitted surface:
   fine band along the normal) to the true surface, mm;
 - nmap var: the exported normal map's variance (x and y, x 1e4) over the wrinkle regions with the
   fine band (today's: the fit's 256-texel displacement alone), skin atlas 2048;
-- the stage's time (wall, this machine; shared, so rough);
+- the stage's time (wall, this machine; shared, so rough: with ``--repeats N`` the fastest of N
+  runs; every run's wall and CPU time and the load average are printed beside it);
 - with ``--mid-mm MM`` the stage also solves the mid band (``SolveSettings.mid_mm``): the normal
   error and p95 with fine + mid (what the texture stage exports) are printed beside the fine band's,
   and the last line's normal error is the exported one's;
@@ -36,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 import time
 from pathlib import Path
@@ -296,6 +298,11 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--mid-mm", type=float, default=None,
                     help="Also solve the mid band up to this Gaussian sigma (mm) (SolveSettings.mid_mm).")
+    ap.add_argument("--repeats", type=int, default=1,
+                    help="Run the stage this many times; its time is the fastest run's (the machine is shared).")
+    ap.add_argument("--profile", type=int, default=0, metavar="N",
+                    help="Profile the stage (cProfile) and print its N most costly functions (own time); "
+                         "the stage's time then includes the profiler's overhead.")
     ap.add_argument("--truth-fit", action="store_true",
                     help="Also run the stage on a copy of each session whose fit is its truth (no fine layer).")
     args = ap.parse_args()
@@ -317,16 +324,32 @@ def main() -> None:
             if args.truth_fit:
                 kinds.append(("truth", truth_fit_copy(root, model)))
             for kind, r in kinds:
-                t0 = time.perf_counter()
                 cfg = PRESETS[args.preset]
                 if args.mid_mm is not None:
                     cfg = dataclasses.replace(cfg, solve=dataclasses.replace(cfg.solve, mid_mm=args.mid_mm))
-                res = run_detail(cfg, load_session(r))
-                secs = time.perf_counter() - t0
+                walls, cpus = [], []
+                for _ in range(max(1, args.repeats)):
+                    t0, c0 = time.perf_counter(), time.process_time()
+                    if args.profile:
+                        import cProfile
+                        import pstats
+
+                        prof = cProfile.Profile()
+                        res = prof.runcall(run_detail, cfg, load_session(r))
+                        walls.append(time.perf_counter() - t0)
+                        pstats.Stats(prof).sort_stats("tottime").print_stats(args.profile)
+                    else:
+                        res = run_detail(cfg, load_session(r))
+                        walls.append(time.perf_counter() - t0)
+                    cpus.append(time.process_time() - c0)
+                secs = min(walls)
                 m = measure(r, model)
                 if args.mid_mm is not None:
                     m["mid_signal"] = mid_band_signal(r, model, hi=args.mid_mm)
                 rows.append((rung, kind, size, secs, m, res.summary))
+                print(f"  {r.name}: the stage took " + ", ".join(f"{w:.1f}" for w in walls) + " s wall ("
+                      + ", ".join(f"{c:.1f}" for c in cpus) + f" s CPU), load average {os.getloadavg()[0]:.1f} after",
+                      flush=True)
                 print(f"  {r.name}: {m}", flush=True)
     hdr = (f"{'rung':<6} {'fit':<6} {'photos':>10} {'grid':>5} {'corr wrinkle':>12} {'corr face':>9} {'normal face (deg)':>18} "
            f"{'normal wrinkle':>15} {'oracle':>13} {'p95 mm':>13} {'nmap var x1e4':>14} {'time s':>6}")

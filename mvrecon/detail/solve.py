@@ -188,6 +188,12 @@ class _Problem:
         self.inv = torch.where(denom > 0, 1.0 / denom.clamp_min(1e-12), torch.zeros_like(denom))
         self.lam_c = curvature / texel_mm**4
         self.lam_0 = height
+        # the data's Hessian is, per texel, a 2x2 form in the gradient (h_u, h_v): with the albedo
+        # eliminated, sum_v w_v k_v k_v' - (sum_v w_v k_v)(sum_v w_v k_v)' / (W + mu)
+        wku, wkv = (self.w * self.ku).sum(0), (self.w * self.kv).sum(0)
+        self.a_uu = (self.w * self.ku * self.ku).sum(0) - wku * wku * self.inv
+        self.a_uv = (self.w * self.ku * self.kv).sum(0) - wku * wkv * self.inv
+        self.a_vv = (self.w * self.kv * self.kv).sum(0) - wkv * wkv * self.inv
 
     def shading(self, h: torch.Tensor) -> torch.Tensor:
         """(V, R, R) kappa_v . grad h: each view's linear change of log shading (sign folded)."""
@@ -204,9 +210,9 @@ class _Problem:
 
     def hess(self, p: torch.Tensor) -> torch.Tensor:
         """The energy's Hessian times p (halved): D'QD p + lam_c L'L p + lam_0 p."""
-        y = self.project(self.shading(p))
+        gu, gv = _du(p), _dv(p)
         # adjoints of the zero-padded central differences are their negatives
-        out = -(_du(self.ku * y) + _dv(self.kv * y)).sum(0)
+        out = -(_du(self.a_uu * gu + self.a_uv * gv) + _dv(self.a_uv * gu + self.a_vv * gv))
         return out + self.lam_c * _laplacian(_laplacian(p)) + self.lam_0 * p
 
     def solve(self, iterations: int, tolerance: float) -> tuple[torch.Tensor, int]:
