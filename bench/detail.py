@@ -306,14 +306,14 @@ def main() -> None:
     ap.add_argument("--truth-fit", action="store_true",
                     help="Also run the stage on a copy of each session whose fit is its truth (no fine layer).")
     args = ap.parse_args()
-    import torch
-
+    from mvrecon import threads
     from mvrecon.detail import PRESETS
     from mvrecon.detail import run as run_detail
     from mvrecon.facemodel import load_model
     from mvrecon.session import load_session
 
-    torch.set_num_threads(args.threads)
+    # as the command line does: the stage's ray casts would otherwise set every library to all cores
+    threads.configure(args.threads)
     model = load_model("ict")
     sizes = [tuple(int(x) for x in s.split("x")) for s in args.sizes.split(",")]
     rows = []

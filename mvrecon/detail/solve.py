@@ -129,6 +129,32 @@ def _laplacian(h: torch.Tensor) -> torch.Tensor:
     return p[..., :-2, 1:-1] + p[..., 2:, 1:-1] + p[..., 1:-1, :-2] + p[..., 1:-1, 2:] - 4 * h
 
 
+def _du_into(h: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """:func:`_du` of an (R, R) ``h`` written into ``out`` (no allocation)."""
+    torch.sub(h[:, 2:], h[:, :-2], out=out[:, 1:-1])
+    out[:, 0].copy_(h[:, 1])
+    out[:, -1].copy_(h[:, -2]).neg_()
+    return out.mul_(0.5)
+
+
+def _dv_into(h: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """:func:`_dv` of an (R, R) ``h`` written into ``out`` (no allocation)."""
+    torch.sub(h[:-2], h[2:], out=out[1:-1])
+    out[0].copy_(h[1]).neg_()
+    out[-1].copy_(h[-2])
+    return out.mul_(0.5)
+
+
+def _laplacian_into(h: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """:func:`_laplacian` of an (R, R) ``h`` written into ``out`` (no allocation)."""
+    torch.mul(h, -4.0, out=out)
+    out[1:].add_(h[:-1])
+    out[:-1].add_(h[1:])
+    out[:, 1:].add_(h[:, :-1])
+    out[:, :-1].add_(h[:, 1:])
+    return out
+
+
 def parallax_depth_map(
     mask: np.ndarray, views: list[ViewShading], texel_mm: float, st: SolveSettings = SolveSettings()
 ) -> np.ndarray:
@@ -188,6 +214,7 @@ class _Problem:
         self.inv = torch.where(denom > 0, 1.0 / denom.clamp_min(1e-12), torch.zeros_like(denom))
         self.lam_c = curvature / texel_mm**4
         self.lam_0 = height
+        self._work: list[torch.Tensor] | None = None
         # the data's Hessian is, per texel, a 2x2 form in the gradient (h_u, h_v): with the albedo
         # eliminated, sum_v w_v k_v k_v' - (sum_v w_v k_v)(sum_v w_v k_v)' / (W + mu)
         wku, wkv = (self.w * self.ku).sum(0), (self.w * self.kv).sum(0)
@@ -208,15 +235,38 @@ class _Problem:
         e = self.shading(h) + self.d
         return (e * self.project(e)).sum()
 
-    def hess(self, p: torch.Tensor) -> torch.Tensor:
-        """The energy's Hessian times p (halved): D'QD p + lam_c L'L p + lam_0 p."""
-        gu, gv = _du(p), _dv(p)
+    def hess(self, p: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        """The energy's Hessian times p (halved): D'QD p + lam_c L'L p + lam_0 p, into ``out``
+        (allocated when None). Works in place in buffers kept between calls: a loop that allocates
+        its (R, R) temporaries anew runs 3-10 times slower once the process's heap has served the
+        photos (each allocation faults its pages in again)."""
+        if out is None:
+            out = torch.empty_like(p)
+        if self._work is None or self._work[0].shape != p.shape:
+            self._work = [torch.empty_like(p) for _ in range(4)]
+        gu, gv, t1, t2 = self._work
+        _du_into(p, gu)
+        _dv_into(p, gv)
+        torch.mul(self.a_uu, gu, out=t1).addcmul_(self.a_uv, gv)
+        torch.mul(self.a_uv, gu, out=t2).addcmul_(self.a_vv, gv)
         # adjoints of the zero-padded central differences are their negatives
-        out = -(_du(self.a_uu * gu + self.a_uv * gv) + _dv(self.a_uv * gu + self.a_vv * gv))
-        return out + self.lam_c * _laplacian(_laplacian(p)) + self.lam_0 * p
+        _du_into(t1, gu)
+        _dv_into(t2, gv)
+        torch.add(gu, gv, out=out).neg_()
+        _laplacian_into(p, t1)
+        _laplacian_into(t1, t2)
+        return out.add_(t2, alpha=self.lam_c).add_(p, alpha=self.lam_0)
 
     def solve(self, iterations: int, tolerance: float) -> tuple[torch.Tensor, int]:
-        """(h (R, R) mm, CG iterations)."""
+        """(h (R, R) mm, CG iterations). On one thread: the iterations are a few dozen element-wise
+        passes over (R, R) arrays each, where a second torch thread costs more in wake-ups than it
+        saves (on this 2-core machine, with other work beside it, 2 threads took 3-4 times as long)."""
+        from ..threads import single_threaded
+
+        with single_threaded():
+            return self._solve(iterations, tolerance)
+
+    def _solve(self, iterations: int, tolerance: float) -> tuple[torch.Tensor, int]:
         R = self.R
         y0 = self.project(self.d)
         b = (_du(self.ku * y0) + _dv(self.kv * y0)).sum(0)  # minus the linear term: H h = b
@@ -228,19 +278,21 @@ class _Problem:
         r = b.clone()
         z = r / M
         p = z.clone()
-        rz = (r * z).sum()
+        Hp = torch.empty_like(p)
+        rz = float(torch.dot(r.view(-1), z.view(-1)))
         b_norm = float(b.norm()) or 1.0
         it = 0
+        # in place throughout (see hess)
         for it in range(iterations):  # noqa: B007 (the count is returned)
-            Hp = self.hess(p)
-            alpha = rz / (p * Hp).sum().clamp_min(1e-30)
-            x = x + alpha * p
-            r = r - alpha * Hp
-            if float(r.norm()) < tolerance * b_norm:
+            self.hess(p, Hp)
+            alpha = rz / max(float(torch.dot(p.view(-1), Hp.view(-1))), 1e-30)
+            x.add_(p, alpha=alpha)
+            r.add_(Hp, alpha=-alpha)
+            if float(torch.linalg.vector_norm(r)) < tolerance * b_norm:
                 break
-            z = r / M
-            rz_new = (r * z).sum()
-            p = z + (rz_new / rz) * p
+            torch.div(r, M, out=z)
+            rz_new = float(torch.dot(r.view(-1), z.view(-1)))
+            p.mul_(rz_new / rz).add_(z)
             rz = rz_new
         return x, it + 1
 
