@@ -77,6 +77,12 @@ class DetailConfig:
     """Distance (image pixels) from a view's silhouette over which its weight ramps up."""
     solve: SolveSettings = field(default_factory=SolveSettings)
     """Weights of the height solve."""
+    expression_stretch: tuple[float, float] = (0.02, 0.06)
+    """Multi-frame sessions: a frame's surface stretched or compressed by this much against the
+    fit's neutral (largest |log principal stretch|) ramps its texel from identity detail (the
+    frames' shared fine band) to its own (:mod:`.frames`)."""
+    expression_blur_mm: float = 3.0
+    """... its expression region grown and blurred by this much."""
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
