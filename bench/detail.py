@@ -1,7 +1,7 @@
 """The fine layer: how much of the synthetic heads' wrinkles and pores the detail stage recovers.
 
     python bench/detail.py [--sizes 1024x768,2048x1536] [--rungs clean,full] [--seed 7] [--views 4]
-                           [--preset default] [--work DIR]
+                           [--preset default] [--work DIR] [--mid-mm MM] [--repeats N] [--profile N]
 
 Each session (``mvrecon.synth``, cached in ``--work``) goes through the pipeline up to the fit
 (preset ``--preset``), then the detail stage runs (timed). Against the truth (the synthetic head's
@@ -21,7 +21,14 @@ the face tile on the fitted surface:
   fine band along the normal) to the true surface, mm;
 - nmap var: the exported normal map's variance (x and y, x 1e4) over the wrinkle regions with the
   fine band (today's: the fit's 256-texel displacement alone), skin atlas 2048;
-- the stage's time (wall, this machine; shared, so rough).
+- the stage's time (wall, this machine; shared, so rough: with ``--repeats N`` the fastest of N
+  runs; every run's wall and CPU time and the load average are printed beside it);
+- with ``--mid-mm MM`` the stage also solves the mid band (``SolveSettings.mid_mm``): the normal
+  error and p95 with fine + mid (what the texture stage exports) are printed beside the fine band's,
+  and the last line's normal error is the exported one's;
+- mid-band ceiling: the normal error of the fitted surface corrected by the true depth error
+  (closest-point distance along the fitted normal) band-passed between 3 mm and 12 / 25 mm and
+  above 1 mm, plus the recovered fine band: what a perfect mid band of that width could give.
 
 The last line sums up the clean rung at the largest size.
 """
@@ -29,6 +36,8 @@ The last line sums up the clean rung at the largest size.
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import os
 import sys
 import time
 from pathlib import Path
@@ -108,7 +117,7 @@ def angle_deg(n1: np.ndarray, n2: np.ndarray) -> np.ndarray:
     return np.degrees(np.arccos(np.clip(np.einsum("mc,mc->m", n1, n2), -1, 1)))
 
 
-def measure(root: Path, model) -> dict:
+def measure(root: Path, model, maps=None) -> dict:
     from scipy.ndimage import gaussian_filter
 
     from mvrecon.detail import face_grid, load_detail, perturbed_normals, surface_texels
@@ -117,7 +126,7 @@ def measure(root: Path, model) -> dict:
     from mvrecon.synth import meshops as mo
 
     head = load_fit(root / "fit", model)
-    maps = load_detail(root / "detail")
+    maps = load_detail(root / "detail") if maps is None else maps
     R = maps.size
     grid = face_grid(head, R)
     surf = surface_texels(head, grid, 0)
@@ -168,9 +177,84 @@ def measure(root: Path, model) -> dict:
             ang_or = angle_deg(perturbed_normals(surf, mask, ht), nt)
             out["normal_face_oracle"] = float(ang_or[face].mean())
             out["normal_wrinkle_oracle"] = float(ang_or[wr].mean())
+        if name == "without":
+            out["mid_ceiling"] = mid_ceiling(surf, mask, np.einsum("mc,mc->m", q - P, surf.normals), fine, nt, face,
+                                             surf.texel_mm(R))
     out["size"] = R
     out["normal_map_variance_ratio"] = normal_map_variance_ratio(head, fine, wr, mask)
     return out
+
+
+def mid_ceiling(surf, mask: np.ndarray, depth: np.ndarray, fine: np.ndarray, nt: np.ndarray, face: np.ndarray,
+                texel_mm: float) -> dict:
+    """Face normal error (deg) of the fitted surface corrected by the true depth error ``depth`` (M,)
+    metres band-passed (Gaussian sigmas in mm, lo-hi; hi None: everything above lo), with the
+    recovered ``fine`` band on top: the ceiling of a mid band of that width."""
+    from mvrecon.detail.grid import perturbed_normals, scatter
+    from mvrecon.detail.solve import _nblur
+
+    D = scatter(mask, depth.astype(np.float32))
+    W = mask.astype(np.float32)
+    out = {}
+    for lo, hi in ((3.0, 12.0), (3.0, 25.0), (1.0, None)):
+        band = _nblur(D, W, lo / texel_mm) - (_nblur(D, W, hi / texel_mm) if hi else 0.0)
+        n = perturbed_normals(surf, mask, band * mask + fine)
+        out[f"{lo:g}-{hi:g}" if hi else f"{lo:g}-"] = float(angle_deg(n, nt)[face].mean())
+    return out
+
+
+def mid_band_signal(root: Path, model, lo: float = 3.0, hi: float = 12.0) -> list[tuple[str, float, float, float]]:
+    """Per view of frame 0, on the trusted face texels (the stage's albedo test above 0.95): the RMS
+    of its de-lit log shading band-passed between ``lo`` and ``hi`` mm (what a mid-band solve must
+    explain), the RMS of the shading the true depth error's same band would make (-kappa . grad),
+    and their correlation. (key, data RMS, geometry RMS, correlation)."""
+    from mvrecon.detail import PRESETS, albedo_trust, face_grid, observe_views, surface_texels
+    from mvrecon.detail.grid import scatter, uv_gradient
+    from mvrecon.detail.solve import _nblur
+    from mvrecon.facemodel.model import RENDER_SUBMESHES
+    from mvrecon.fit.accuracy import face_vertices
+    from mvrecon.fit.result import load_fit
+    from mvrecon.session import load_session
+    from mvrecon.texture.bake import OPAQUE_INNER
+    from mvrecon.texture.stage import bake_views
+
+    cfg = PRESETS["default"]
+    head = load_fit(root / "fit", model)
+    R = load_detail_size(root)
+    grid = face_grid(head, R)
+    mask = grid.mask
+    surf = surface_texels(head, grid, 0)
+    views = [v for v in bake_views(load_session(root), head) if v.group == 0]
+    occ = model.render_triangles(tuple(RENDER_SUBMESHES) + OPAQUE_INNER)
+    obs = observe_views(surf, views, head.world(0, detail=True), occ, cfg.min_cos, cfg.angle_power, cfg.feather_px)
+    texel_mm = surf.texel_mm(R)
+    tv, tf, _, _, _, gt = true_skin(root, model, 0)
+    q, _, _ = closest(tv, tf, surf.points)
+    D = scatter(mask, np.einsum("mc,mc->m", q - surf.points, surf.normals).astype(np.float32))
+    ones = mask.astype(np.float32)
+    Db = (_nblur(D, ones, lo / texel_mm) - _nblur(D, ones, hi / texel_mm)) * mask
+    du, dv = uv_gradient(Db)
+    W = sum(scatter(mask, v.weight) for v in obs)
+    alb = sum(scatter(mask, v.weight)[..., None] * scatter(mask, v.delit) for v in obs) / np.maximum(W, 1e-12)[..., None]
+    trust = albedo_trust(alb, W, texel_mm, cfg.solve)
+    corners = model.triangles[grid.tri_ids]
+    wface = grid.raster.interpolate(gt.face_weight[:, None].astype(np.float64), corners)[:, 0]
+    inner = grid.raster.interpolate(face_vertices(model)[:, None].astype(np.float64), corners)[:, 0] > 0.5
+    face = (scatter(mask, ((wface > 0.5) & inner).astype(np.float32)) > 0) & (trust > 0.95)
+    out = []
+    for v in obs:
+        w, s, k = scatter(mask, v.weight), scatter(mask, v.log_ratio), scatter(mask, v.kappa)
+        pred = -(k[..., 0] * du + k[..., 1] * dv)
+        sb = _nblur(s, w, lo / texel_mm) - _nblur(s, w, hi / texel_mm)
+        m = face & (w > 0.3)
+        out.append((v.key, float(sb[m].std()), float(pred[m].std()), corr(sb[m], pred[m])))
+    return out
+
+
+def load_detail_size(root: Path) -> int:
+    from mvrecon.detail import load_detail
+
+    return load_detail(root / "detail").size
 
 
 def normal_map_variance_ratio(head, fine: np.ndarray, region_texels: np.ndarray, mask: np.ndarray, S: int = 2048) -> float:
@@ -208,17 +292,24 @@ def main() -> None:
     ap.add_argument("--preset", default="default")
     ap.add_argument("--work", type=Path, default=Path("/tmp/mvrecon-bench-detail"))
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--mid-mm", type=float, default=None,
+                    help="Also solve the mid band up to this Gaussian sigma (mm) (SolveSettings.mid_mm).")
+    ap.add_argument("--repeats", type=int, default=1,
+                    help="Run the stage this many times; its time is the fastest run's (the machine is shared).")
+    ap.add_argument("--profile", type=int, default=0, metavar="N",
+                    help="Profile the stage (cProfile) and print its N most costly functions (own time); "
+                         "the stage's time then includes the profiler's overhead.")
     ap.add_argument("--truth-fit", action="store_true",
                     help="Also run the stage on a copy of each session whose fit is its truth (no fine layer).")
     args = ap.parse_args()
-    import torch
-
+    from mvrecon import threads
     from mvrecon.detail import PRESETS
     from mvrecon.detail import run as run_detail
     from mvrecon.facemodel import load_model
     from mvrecon.session import load_session
 
-    torch.set_num_threads(args.threads)
+    # as the command line does: the stage's ray casts would otherwise set every library to all cores
+    threads.configure(args.threads)
     model = load_model("ict")
     sizes = [tuple(int(x) for x in s.split("x")) for s in args.sizes.split(",")]
     rows = []
@@ -229,11 +320,32 @@ def main() -> None:
             if args.truth_fit:
                 kinds.append(("truth", truth_fit_copy(root, model)))
             for kind, r in kinds:
-                t0 = time.perf_counter()
-                res = run_detail(PRESETS[args.preset], load_session(r))
-                secs = time.perf_counter() - t0
+                cfg = PRESETS[args.preset]
+                if args.mid_mm is not None:
+                    cfg = dataclasses.replace(cfg, solve=dataclasses.replace(cfg.solve, mid_mm=args.mid_mm))
+                walls, cpus = [], []
+                for _ in range(max(1, args.repeats)):
+                    t0, c0 = time.perf_counter(), time.process_time()
+                    if args.profile:
+                        import cProfile
+                        import pstats
+
+                        prof = cProfile.Profile()
+                        res = prof.runcall(run_detail, cfg, load_session(r))
+                        walls.append(time.perf_counter() - t0)
+                        pstats.Stats(prof).sort_stats("tottime").print_stats(args.profile)
+                    else:
+                        res = run_detail(cfg, load_session(r))
+                        walls.append(time.perf_counter() - t0)
+                    cpus.append(time.process_time() - c0)
+                secs = min(walls)
                 m = measure(r, model)
+                if args.mid_mm is not None:
+                    m["mid_signal"] = mid_band_signal(r, model, hi=args.mid_mm)
                 rows.append((rung, kind, size, secs, m, res.summary))
+                print(f"  {r.name}: the stage took " + ", ".join(f"{w:.1f}" for w in walls) + " s wall ("
+                      + ", ".join(f"{c:.1f}" for c in cpus) + f" s CPU), load average {os.getloadavg()[0]:.1f} after",
+                      flush=True)
                 print(f"  {r.name}: {m}", flush=True)
     hdr = (f"{'rung':<6} {'fit':<6} {'photos':>10} {'grid':>5} {'corr wrinkle':>12} {'corr face':>9} {'normal face (deg)':>18} "
            f"{'normal wrinkle':>15} {'oracle':>13} {'p95 mm':>13} {'nmap var x1e4':>14} {'time s':>6}")
@@ -249,13 +361,23 @@ def main() -> None:
           "identity, pose and light in place of the fit")
     mids = [(r, k, sz, m["mid+fine"]) for r, k, sz, _, m, _ in rows if "mid+fine" in m]
     if mids:
-        print("with the parallax depth (mid band) as well: " + "; ".join(
+        print("with the mid band as well (fine + mid, as exported): " + "; ".join(
             f"{r} {k} {sz[0]}x{sz[1]}: normal face {x['normal_face']:.2f}, wrinkle {x['normal_wrinkle']:.2f}, "
             f"p95 {x['p95']:.3f}" for r, k, sz, x in mids))
+    print("mid-band ceiling, normal face (deg) with the true depth error's band (Gaussian sigmas, mm) and the "
+          "recovered fine band: " + "; ".join(
+              f"{r} {k} {sz[0]}x{sz[1]}: " + ", ".join(f"{b} {v:.2f}" for b, v in m["mid_ceiling"].items())
+              for r, k, sz, _, m, _ in rows))
+    for r, k, sz, _, m, _ in rows:
+        if "mid_signal" in m:
+            print(f"mid band 3-{args.mid_mm:g} mm on trusted face skin, {r} {k} {sz[0]}x{sz[1]}, per view: log-shading "
+                  "RMS of the data / of the true depth error's shading (correlation): " + ", ".join(
+                      f"{key} {a:.3f}/{b:.3f} ({c:.2f})" for key, a, b, c in m["mid_signal"]))
     clean = [r for r in rows if r[0] == "clean" and r[1] == "fitted"]
     last = max(clean or rows, key=lambda r: r[2][0] * r[2][1])
     m = last[4]
-    print(f"detail: fine-map correlation {m['corr_wrinkle']:.2f}, normal error {m['with']['normal_face']:.1f} deg "
+    exported = m.get("mid+fine", m["with"])
+    print(f"detail: fine-map correlation {m['corr_wrinkle']:.2f}, normal error {exported['normal_face']:.1f} deg "
           f"(without {m['without']['normal_face']:.1f} deg), {last[3]:.0f} s at {last[2][0]}x{last[2][1]}")
 
 

@@ -44,6 +44,16 @@ class SolveSettings:
     off: on fitted heads the gain brought the fit's own errors in and raised the normal error)."""
     max_gain: float = 3.0
     """Largest such gain."""
+    mid_mm: float | None = None
+    """Gaussian sigma (mm) of the mid band's upper cut: a second solve, on a grid ``mid_factor``
+    times coarser with the data high-passed at this sigma, gives the correction of the fitted
+    surface between ``fine_mm`` and ``mid_mm`` (``mid`` in fine.npz; None: no mid band)."""
+    mid_factor: int = 4
+    """The mid solve's grid is this many times coarser than the fine one."""
+    mid_curvature: float = 3e-2
+    """Weight of the squared curvature of the mid band (1/mm)."""
+    mid_height: float = 1e-3
+    """Weight of its h^2 (mm): far weaker than ``height``, or it would hold the band at zero."""
     iterations: int = 150
     """Most conjugate-gradient iterations."""
     tolerance: float = 1e-3
@@ -67,6 +77,12 @@ class DetailConfig:
     """Distance (image pixels) from a view's silhouette over which its weight ramps up."""
     solve: SolveSettings = field(default_factory=SolveSettings)
     """Weights of the height solve."""
+    expression_stretch: tuple[float, float] = (0.02, 0.06)
+    """Multi-frame sessions: a frame's surface stretched or compressed by this much against the
+    fit's neutral (largest |log principal stretch|) ramps its texel from identity detail (the
+    frames' shared fine band) to its own (:mod:`.frames`)."""
+    expression_blur_mm: float = 3.0
+    """... its expression region grown and blurred by this much."""
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -79,8 +79,11 @@ def face_grid(head: FittedHead, size: int) -> FaceGrid:
 def surface_texels(head: FittedHead, grid: FaceGrid, group: int, detail: bool = True) -> SurfaceTexels:
     """The fitted world surface of ``group`` at the grid's texels (``detail``: with the fit's own
     fused displacement, the surface the texture bake samples)."""
-    model = head.model
-    verts = head.world(group, detail=detail)
+    return surface_of(head.model, grid, head.world(group, detail=detail))
+
+
+def surface_of(model, grid: FaceGrid, verts: np.ndarray) -> SurfaceTexels:
+    """The surface of ``verts`` (N, 3) (any frame: world, model space) at the grid's texels."""
     corners = model.triangles[grid.tri_ids]
     n = vertex_normals(verts, model.render_triangles()).astype(np.float32)
     P = grid.raster.interpolate(verts, corners)

@@ -129,6 +129,32 @@ def _laplacian(h: torch.Tensor) -> torch.Tensor:
     return p[..., :-2, 1:-1] + p[..., 2:, 1:-1] + p[..., 1:-1, :-2] + p[..., 1:-1, 2:] - 4 * h
 
 
+def _du_into(h: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """:func:`_du` of an (R, R) ``h`` written into ``out`` (no allocation)."""
+    torch.sub(h[:, 2:], h[:, :-2], out=out[:, 1:-1])
+    out[:, 0].copy_(h[:, 1])
+    out[:, -1].copy_(h[:, -2]).neg_()
+    return out.mul_(0.5)
+
+
+def _dv_into(h: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """:func:`_dv` of an (R, R) ``h`` written into ``out`` (no allocation)."""
+    torch.sub(h[:-2], h[2:], out=out[1:-1])
+    out[0].copy_(h[1]).neg_()
+    out[-1].copy_(h[-2])
+    return out.mul_(0.5)
+
+
+def _laplacian_into(h: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """:func:`_laplacian` of an (R, R) ``h`` written into ``out`` (no allocation)."""
+    torch.mul(h, -4.0, out=out)
+    out[1:].add_(h[:-1])
+    out[:-1].add_(h[1:])
+    out[:, 1:].add_(h[:, :-1])
+    out[:, :-1].add_(h[:, 1:])
+    return out
+
+
 def parallax_depth_map(
     mask: np.ndarray, views: list[ViewShading], texel_mm: float, st: SolveSettings = SolveSettings()
 ) -> np.ndarray:
@@ -150,6 +176,171 @@ def parallax_depth_map(
     return (parallax_depth(ref, flows, par, ws, texel_mm, st.parallax_smooth_mm) * mask).astype(np.float32)
 
 
+class _Problem:
+    """The quadratic energy in h (mm) of the module docstring on one grid, its data high-passed at
+    ``highpass_mm``; matrix-free, solved by Jacobi-preconditioned conjugate gradients."""
+
+    def __init__(
+        self,
+        grids: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
+        trust: np.ndarray,
+        texel_mm: float,
+        highpass_mm: float,
+        curvature: float,
+        height: float,
+        albedo_prior: float,
+    ) -> None:
+        R = trust.shape[0]
+        sig_d = highpass_mm / texel_mm
+        # kappa is per UV unit; h is solved in mm and differenced per texel: fold both scales in
+        # h_u (metres per UV unit) = 1e-3 * R * (central texel difference of h in mm)
+        to_texel = 1e-3 * R
+        ws, ds, ku, kv = [], [], [], []
+        for w, s, k in grids:
+            # each view's low band from the texels it sees and trusts (an albedo step never leaks into it)
+            low = _nblur(s, w * np.maximum(trust, 1e-3), sig_d)
+            ws.append(w)
+            ds.append(np.where(w > 0, s - low, 0.0))
+            ku.append(k[..., 0] * to_texel)
+            kv.append(k[..., 1] * to_texel)
+        self.R = R
+        self.w = torch.as_tensor(np.stack(ws).astype(np.float32))
+        self.d = torch.as_tensor(np.stack(ds).astype(np.float32))
+        self.ku = torch.as_tensor(np.stack(ku).astype(np.float32))
+        self.kv = torch.as_tensor(np.stack(kv).astype(np.float32))
+        self.W = self.w.sum(0)
+        mu = torch.as_tensor(albedo_prior * trust / np.maximum(1.0 - trust, 1e-2)) * self.W
+        denom = self.W + mu
+        self.inv = torch.where(denom > 0, 1.0 / denom.clamp_min(1e-12), torch.zeros_like(denom))
+        self.lam_c = curvature / texel_mm**4
+        self.lam_0 = height
+        self._work: list[torch.Tensor] | None = None
+        # the data's Hessian is, per texel, a 2x2 form in the gradient (h_u, h_v): with the albedo
+        # eliminated, sum_v w_v k_v k_v' - (sum_v w_v k_v)(sum_v w_v k_v)' / (W + mu)
+        wku, wkv = (self.w * self.ku).sum(0), (self.w * self.kv).sum(0)
+        self.a_uu = (self.w * self.ku * self.ku).sum(0) - wku * wku * self.inv
+        self.a_uv = (self.w * self.ku * self.kv).sum(0) - wku * wkv * self.inv
+        self.a_vv = (self.w * self.kv * self.kv).sum(0) - wkv * wkv * self.inv
+
+    def shading(self, h: torch.Tensor) -> torch.Tensor:
+        """(V, R, R) kappa_v . grad h: each view's linear change of log shading (sign folded)."""
+        return self.ku * _du(h) + self.kv * _dv(h)
+
+    def project(self, e: torch.Tensor) -> torch.Tensor:
+        """Q e per texel: w_v e_v - w_v (sum_u w_u e_u) / (W + mu) (the albedo eliminated)."""
+        we = self.w * e
+        return we - self.w * (we.sum(0) * self.inv)
+
+    def data_energy(self, h: torch.Tensor) -> torch.Tensor:
+        e = self.shading(h) + self.d
+        return (e * self.project(e)).sum()
+
+    def hess(self, p: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        """The energy's Hessian times p (halved): D'QD p + lam_c L'L p + lam_0 p, into ``out``
+        (allocated when None). Works in place in buffers kept between calls: a loop that allocates
+        its (R, R) temporaries anew runs 3-10 times slower once the process's heap has served the
+        photos (each allocation faults its pages in again)."""
+        if out is None:
+            out = torch.empty_like(p)
+        if self._work is None or self._work[0].shape != p.shape:
+            self._work = [torch.empty_like(p) for _ in range(4)]
+        gu, gv, t1, t2 = self._work
+        _du_into(p, gu)
+        _dv_into(p, gv)
+        torch.mul(self.a_uu, gu, out=t1).addcmul_(self.a_uv, gv)
+        torch.mul(self.a_uv, gu, out=t2).addcmul_(self.a_vv, gv)
+        # adjoints of the zero-padded central differences are their negatives
+        _du_into(t1, gu)
+        _dv_into(t2, gv)
+        torch.add(gu, gv, out=out).neg_()
+        _laplacian_into(p, t1)
+        _laplacian_into(t1, t2)
+        return out.add_(t2, alpha=self.lam_c).add_(p, alpha=self.lam_0)
+
+    def solve(self, iterations: int, tolerance: float) -> tuple[torch.Tensor, int]:
+        """(h (R, R) mm, CG iterations). On one thread: the iterations are a few dozen element-wise
+        passes over (R, R) arrays each, where a second torch thread costs more in wake-ups than it
+        saves (on this 2-core machine, with other work beside it, 2 threads took 3-4 times as long)."""
+        from ..threads import single_threaded
+
+        with single_threaded():
+            return self._solve(iterations, tolerance)
+
+    def _solve(self, iterations: int, tolerance: float) -> tuple[torch.Tensor, int]:
+        R = self.R
+        y0 = self.project(self.d)
+        b = (_du(self.ku * y0) + _dv(self.kv * y0)).sum(0)  # minus the linear term: H h = b
+        # Jacobi: the data's diagonal from the neighbours' central differences, the regulariser's own
+        diag = 0.5 * (self.w * (1 - self.w * self.inv) * (self.ku**2 + self.kv**2)).sum(0)
+        diag = torch.as_tensor(_blur(diag.numpy(), 1.0))
+        M = diag + self.lam_c * 20.0 + self.lam_0
+        x = torch.zeros((R, R))
+        r = b.clone()
+        z = r / M
+        p = z.clone()
+        Hp = torch.empty_like(p)
+        rz = float(torch.dot(r.view(-1), z.view(-1)))
+        b_norm = float(b.norm()) or 1.0
+        it = 0
+        # in place throughout (see hess)
+        for it in range(iterations):  # noqa: B007 (the count is returned)
+            self.hess(p, Hp)
+            alpha = rz / max(float(torch.dot(p.view(-1), Hp.view(-1))), 1e-30)
+            x.add_(p, alpha=alpha)
+            r.add_(Hp, alpha=-alpha)
+            if float(torch.linalg.vector_norm(r)) < tolerance * b_norm:
+                break
+            torch.div(r, M, out=z)
+            rz_new = float(torch.dot(r.view(-1), z.view(-1)))
+            p.mul_(rz_new / rz).add_(z)
+            rz = rz_new
+        return x, it + 1
+
+
+def _shrink(img: np.ndarray, weight: np.ndarray, f: int) -> np.ndarray:
+    """(R, R[, C]) -> (R/f, R/f[, C]): the ``weight``-weighted mean of each f x f block."""
+    R = img.shape[0]
+    n = R // f
+    w = weight[: n * f, : n * f].reshape(n, f, n, f)
+    x = img[: n * f, : n * f].reshape((n, f, n, f) + img.shape[2:])
+    ww = w if img.ndim == 2 else w[..., None]
+    den = w.sum((1, 3))
+    num = (x * ww).sum((1, 3))
+    return (num / np.maximum(den if img.ndim == 2 else den[..., None], 1e-12)).astype(np.float32)
+
+
+def solve_mid(
+    grids: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
+    trust: np.ndarray,
+    mask: np.ndarray,
+    texel_mm: float,
+    st: SolveSettings,
+) -> np.ndarray:
+    """(R, R) mm: the mid band of the height field, the correction of the fitted surface between
+    the fine cut (``st.fine_mm``) and ``st.mid_mm``, solved on a grid ``st.mid_factor`` times
+    coarser from the views' registered (weight, log shading, kappa) ``grids``: the same energy,
+    its data high-passed at ``mid_mm`` instead of ``highpass_mm``."""
+    if st.mid_mm is None:
+        raise ValueError("solve_mid needs SolveSettings.mid_mm")
+    R = mask.shape[0]
+    f = max(1, int(st.mid_factor))
+    small = []
+    for w, s, k in grids:
+        ws = _shrink(w, np.ones_like(w), f)
+        small.append((ws, _shrink(s, w, f), _shrink(k, w, f)))
+    tr = _shrink(trust, np.ones_like(trust), f)
+    prob = _Problem(small, tr, texel_mm * f, st.mid_mm, st.mid_curvature, st.mid_height, st.albedo_prior)
+    h, _ = prob.solve(st.iterations, st.tolerance)
+    hs = h.numpy()
+    W = prob.W.numpy()
+    # the band above the fine cut only (the fine solve owns what is finer), from trusted texels
+    hs = _nblur(hs, np.maximum(tr, 1e-3) * (W > 0), st.fine_mm / (texel_mm * f))
+    cover = np.clip(_blur((W > 0).astype(np.float32), 1.0), 0, 1)
+    hs = hs * cover
+    up = cv2.resize(hs, (R, R), interpolation=cv2.INTER_CUBIC)
+    return (up * mask).astype(np.float32)
+
+
 def solve_height(
     mask: np.ndarray,
     views: list[ViewShading],
@@ -158,8 +349,8 @@ def solve_height(
     mid: np.ndarray | None = None,
 ) -> DetailSolution:
     """Solve for h on the grid of ``mask`` (R, R) from the views' shading (see the module
-    docstring); ``mid`` (R, R) metres: the depth correction the views were sampled with (kept in
-    the solution)."""
+    docstring); ``mid`` (R, R) metres: the depth correction the views were sampled with (added to
+    the solution's mid band)."""
     t_start = time.perf_counter()
     R = mask.shape[0]
     grids = [
@@ -184,80 +375,16 @@ def solve_height(
         acc += w[..., None] * c
     albedo = acc / np.maximum(W, 1e-12)[..., None]
     trust = albedo_trust(albedo, W, texel_mm, st)
-    sig_d = st.highpass_mm / texel_mm
-    # kappa is per UV unit; h is solved in mm and differenced per texel: fold both scales in
-    # h_u (metres per UV unit) = 1e-3 * R * (central texel difference of h in mm)
-    to_texel = 1e-3 * R
-    ws, ds, ku, kv = [], [], [], []
-    for w, s, k, _ in grids:
-        # each view's low band from the texels it sees and trusts (an albedo step never leaks into it)
-        low = _nblur(s, w * np.maximum(trust, 1e-3), sig_d)
-        d = np.where(w > 0, s - low, 0.0)
-        ws.append(w)
-        ds.append(d)
-        ku.append(k[..., 0] * to_texel)
-        kv.append(k[..., 1] * to_texel)
-    w_t = torch.as_tensor(np.stack(ws))
-    d_t = torch.as_tensor(np.stack(ds).astype(np.float32))
-    ku_t = torch.as_tensor(np.stack(ku).astype(np.float32))
-    kv_t = torch.as_tensor(np.stack(kv).astype(np.float32))
-    Wt = w_t.sum(0)
-    mu = torch.as_tensor(st.albedo_prior * trust / np.maximum(1.0 - trust, 1e-2)) * Wt
-    denom = Wt + mu
-    inv = torch.where(denom > 0, 1.0 / denom.clamp_min(1e-12), torch.zeros_like(denom))
-    lam_c = st.curvature / texel_mm**4
-    lam_0 = st.height
-
-    def shading(h: torch.Tensor) -> torch.Tensor:
-        """(V, R, R) kappa_v . grad h: each view's linear change of log shading (sign folded)."""
-        return ku_t * _du(h) + kv_t * _dv(h)
-
-    def project(e: torch.Tensor) -> torch.Tensor:
-        """Q e per texel: w_v e_v - w_v (sum_u w_u e_u) / (W + mu) (the albedo eliminated)."""
-        we = w_t * e
-        return we - w_t * (we.sum(0) * inv)
-
-    def data_energy(h: torch.Tensor) -> torch.Tensor:
-        e = shading(h) + d_t
-        return (e * project(e)).sum()
-
-    def hess(p: torch.Tensor) -> torch.Tensor:
-        """The energy's Hessian times p (halved): D'QD p + lam_c L'L p + lam_0 p."""
-        y = project(shading(p))
-        # adjoints of the zero-padded central differences are their negatives
-        out = -(_du(ku_t * y) + _dv(kv_t * y)).sum(0)
-        return out + lam_c * _laplacian(_laplacian(p)) + lam_0 * p
-
-    y0 = project(d_t)
-    b = (_du(ku_t * y0) + _dv(kv_t * y0)).sum(0)  # minus the linear term: H h = b
-    # Jacobi: the data's diagonal from the neighbours' central differences, the regulariser's own
-    diag = 0.5 * (w_t * (1 - w_t * inv) * (ku_t**2 + kv_t**2)).sum(0)
-    diag = torch.as_tensor(_blur(diag.numpy(), 1.0))
-    M = diag + lam_c * 20.0 + lam_0
+    prob = _Problem(
+        [(w, s, k) for w, s, k, _ in grids], trust, texel_mm, st.highpass_mm, st.curvature, st.height, st.albedo_prior
+    )
     t_cg = time.perf_counter()
-    x = torch.zeros((R, R))
-    r = b.clone()
-    z = r / M
-    p = z.clone()
-    rz = (r * z).sum()
-    b_norm = float(b.norm()) or 1.0
-    it = 0
-    for it in range(st.iterations):  # noqa: B007 (the count is logged after the loop)
-        Hp = hess(p)
-        alpha = rz / (p * Hp).sum().clamp_min(1e-30)
-        x = x + alpha * p
-        r = r - alpha * Hp
-        if float(r.norm()) < st.tolerance * b_norm:
-            break
-        z = r / M
-        rz_new = (r * z).sum()
-        p = z + (rz_new / rz) * p
-        rz = rz_new
+    x, iters = prob.solve(st.iterations, st.tolerance)
     zero = torch.zeros((R, R))
     with torch.no_grad():
-        e0 = data_energy(zero)
-        e1 = data_energy(x)
-    tot = float(Wt.sum()) or 1.0
+        e0 = prob.data_energy(zero)
+        e1 = prob.data_energy(x)
+    tot = float(prob.W.sum()) or 1.0
     h_mm = x.numpy()
     # the low band from the trusted texels only: h under an albedo feature is the regulariser's
     # guess and must not leak into the split around it
@@ -271,19 +398,27 @@ def solve_height(
         # the priors shrink the whole band alike: one gain, fitted to the data alone, restores
         # its depth (the shape, and so the correlation, is the solve's)
         with torch.no_grad():
-            df = shading(torch.as_tensor(fine_mm.astype(np.float32)))
-            num = -float((df * project(d_t)).sum())
-            den = float((df * project(df)).sum())
+            df = prob.shading(torch.as_tensor(fine_mm.astype(np.float32)))
+            num = -float((df * prob.project(prob.d)).sum())
+            den = float((df * prob.project(df)).sum())
         gain = float(np.clip(num / den, 1.0, st.max_gain)) if den > 0 else 1.0
         fine_mm = fine_mm * gain
     fine = (fine_mm * 1e-3).astype(np.float32)
+    t_mid = time.perf_counter()
+    mid_band = None
+    if st.mid_mm is not None and st.mid_mm > st.fine_mm:
+        mid_band = solve_mid([(w, s, k) for w, s, k, _ in grids], trust, mask, texel_mm, st) * 1e-3
+    if mid is not None:
+        mid_band = np.asarray(mid, np.float32) + (0.0 if mid_band is None else mid_band)
     log.info(
-        "detail: solve %dx%d, %d CG iterations (registration and set-up %.1f s, CG %.1f s), data RMS %.4f -> %.4f",
+        "detail: solve %dx%d, %d CG iterations (registration and set-up %.1f s, CG %.1f s, mid %.1f s), "
+        "data RMS %.4f -> %.4f",
         R,
         R,
-        it + 1,
+        iters,
         t_cg - t_start,
-        time.perf_counter() - t_cg,
+        t_mid - t_cg,
+        time.perf_counter() - t_mid,
         np.sqrt(max(float(e0), 0) / tot),
         np.sqrt(max(float(e1), 0) / tot),
     )
@@ -295,7 +430,7 @@ def solve_height(
         seen=W,
         residual=float(np.sqrt(max(float(e1), 0) / tot)),
         residual0=float(np.sqrt(max(float(e0), 0) / tot)),
-        mid=None if mid is None else np.asarray(mid, np.float32),
+        mid=None if mid_band is None else np.asarray(mid_band, np.float32),
         view_shift_mm=[round(x, 3) for x in shifts],
         gain=gain,
     )

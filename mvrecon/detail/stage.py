@@ -9,7 +9,11 @@ the fit's (its deformation map and displacement); this stage adds the fine band 
 Outputs::
 
     fine.npz        fine (G, R, R) float32 metres along the fitted normal over the face UV tile
-                    (v up, rows from the top), groups (G,), size; shared (R, R): their mean
+                    (v up, rows from the top), groups (G,), size; mid (G, R, R) the mid band
+                    (when ``SolveSettings.mid_mm`` is set or the parallax depth is on); with
+                    several groups identity (R, R), the fine band they share, and expression
+                    (G, R, R) float16, where each group keeps its own (:mod:`.frames`); fine is
+                    then identity + expression x (the group's own solve - identity)
     trust.png       8-bit: where the shading was taken as geometry (0: an albedo feature)
     preview.png     the shared fine band, grey (mid-grey 0, +-0.5 mm full scale)
     summary.json    per group: texel size, views, data residual before/after, fine RMS; seconds
@@ -48,13 +52,33 @@ class DetailMaps:
     groups: list[str]
     """The fit's expression groups (frames), in the fit's order."""
     mid: np.ndarray | None = None
-    """(G, R, R) float32 metres: the depth correction of the fitted surface the views' parallax
-    shows (the mid band, smooth; None when not estimated)."""
+    """(G, R, R) float32 metres: the mid band, a smooth correction of the fitted surface along its
+    normal (the views' shading between the fine cut and ``SolveSettings.mid_mm``, plus the
+    parallax depth when that is on; None when not estimated)."""
+
+    identity: np.ndarray | None = None
+    """(R, R) float32 metres: the fine band shared by the groups (:mod:`.frames`; None for a
+    single group or an older stage output)."""
+    expression: np.ndarray | None = None
+    """(G, R, R) float32 in [0, 1]: each group's expression region (where its own fine band
+    replaces the identity's; None with the identity)."""
 
     @property
     def shared(self) -> np.ndarray:
-        """(R, R) the fine band common to every group (their mean): the identity's detail."""
-        return self.fine.mean(0)
+        """(R, R) the fine band common to every group: the identity's detail (their mean when the
+        stage did not split them)."""
+        return self.identity if self.identity is not None else self.fine.mean(0)
+
+    @property
+    def shared_mid(self) -> np.ndarray | None:
+        """(R, R) the mid band's mean over the groups (None when not estimated)."""
+        return None if self.mid is None else self.mid.mean(0)
+
+    @property
+    def displacement(self) -> np.ndarray:
+        """(R, R) what the texture stage adds to the fit's displacement: fine plus mid band."""
+        mid = self.shared_mid
+        return self.shared if mid is None else self.shared + mid
 
     @property
     def size(self) -> int:
@@ -126,6 +150,28 @@ def refine_group(head: FittedHead, group: int, views, cfg: DetailConfig, size: i
     return sol, info
 
 
+def split_groups(
+    head: FittedHead, cfg: DetailConfig, size: int, fines: np.ndarray, solved: list[int]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(identity (R, R), expression regions (G, R, R), fine bands (G, R, R)) from the groups' own
+    fine bands ``fines`` (G, R, R) of the groups in ``solved`` (the others are left as they are,
+    with expression 1)."""
+    from .frames import expression_regions, principal_log_stretch, split_frames
+    from .grid import surface_of
+
+    grid = face_grid(head, size)
+    neutral = surface_of(head.model, grid, head.neutral_model_space() * head.scale)
+    texel_mm = neutral.texel_mm(size)
+    E = np.ones_like(fines)
+    for g in solved:
+        stretch = principal_log_stretch(neutral, surface_texels(head, grid, g, detail=False))
+        E[g] = expression_regions(stretch, grid.mask, texel_mm, cfg.expression_stretch, cfg.expression_blur_mm)
+    identity, frames = split_frames(fines[solved], E[solved])
+    out = np.array(fines, np.float32, copy=True)
+    out[solved] = frames
+    return identity, E, out
+
+
 def run(cfg: DetailConfig, session) -> DetailStageResult:
     """The fine band of every fitted group from the fit and the photos, into ``detail/`` (the
     pipeline runs it through :data:`mvrecon.detail.stagedef.STAGE`)."""
@@ -146,24 +192,37 @@ def run(cfg: DetailConfig, session) -> DetailStageResult:
         size,
         span,
     )
-    fines, mids, trusts = [], [], []
+    fines: list[np.ndarray] = []
+    mids: list[np.ndarray | None] = []
+    trusts: list[np.ndarray] = []
     groups_info: dict[str, dict] = {}
     for g, name in enumerate(head.groups):
         gviews = [v for v in views if v.group == g]
         if not gviews:
             fines.append(np.zeros((size, size), np.float32))
-            mids.append(np.zeros((size, size), np.float32))
+            mids.append(None)
             trusts.append(np.zeros((size, size), np.float32))
             groups_info[name] = {"views": []}
             continue
         sol, info = refine_group(head, g, gviews, cfg, size)
         fines.append(sol.fine)
-        mids.append(sol.mid if sol.mid is not None else np.zeros((size, size), np.float32))
+        mids.append(sol.mid)
         trusts.append(sol.trust)
         groups_info[name] = info
         log.info("detail: %s: %s", name, info)
+    identity = expression = None
+    solved = [g for g, name in enumerate(head.groups) if groups_info[name].get("views")]
+    if len(solved) > 1:
+        identity, expression, split = split_groups(head, cfg, size, np.stack(fines), solved)
+        fines = list(split)
+        face = face_grid(head, size).mask
+        for g in solved:
+            groups_info[head.groups[g]]["expression_fraction"] = round(float((expression[g][face] > 0.5).mean()), 4)
     secs = time.perf_counter() - t0
-    maps = DetailMaps(np.stack(fines).astype(np.float32), list(head.groups), np.stack(mids).astype(np.float32))
+    mid = None
+    if any(m is not None for m in mids):
+        mid = np.stack([np.zeros((size, size), np.float32) if m is None else m for m in mids]).astype(np.float32)
+    maps = DetailMaps(np.stack(fines).astype(np.float32), list(head.groups), mid, identity, expression)
     summary = {"size": size, "face_tile_mm": round(span, 1), "groups": groups_info, "seconds": round(secs, 2)}
     write_detail(out, maps, np.mean(trusts, 0), cfg, summary)
     return DetailStageResult(out, maps, summary, secs)
@@ -176,6 +235,8 @@ def write_detail(out_dir: Path, maps: DetailMaps, trust: np.ndarray, cfg: Detail
 
     buf = io.BytesIO()
     extra = {} if maps.mid is None else {"mid": maps.mid}
+    if maps.identity is not None and maps.expression is not None:
+        extra.update(identity=maps.identity, expression=maps.expression.astype(np.float16))
     np.savez_compressed(buf, fine=maps.fine, groups=np.array(maps.groups), size=np.array(maps.size), **extra)
     with atomic_dir(out_dir) as tmp:
         write_bytes(tmp / "fine.npz", buf.getvalue())
@@ -197,8 +258,12 @@ def load_detail(detail_dir: str | Path) -> DetailMaps:
             fine = np.asarray(z["fine"], np.float32)
             groups = [str(g) for g in z["groups"]]
             mid = np.asarray(z["mid"], np.float32) if "mid" in z.files else None
+            identity = np.asarray(z["identity"], np.float32) if "identity" in z.files else None
+            expression = np.asarray(z["expression"], np.float32) if "expression" in z.files else None
     except (OSError, ValueError, KeyError) as e:
         raise InputError(f"cannot read the detail maps ({e})", p) from None
     if fine.ndim != 3 or fine.shape[1] != fine.shape[2] or len(groups) != fine.shape[0]:
         raise InputError(f"detail maps of shape {fine.shape} do not match {len(groups)} group(s)", p)
-    return DetailMaps(fine, groups, mid if mid is not None and mid.shape == fine.shape else None)
+    if identity is None or expression is None or identity.shape != fine.shape[1:] or expression.shape != fine.shape:
+        identity = expression = None
+    return DetailMaps(fine, groups, mid if mid is not None and mid.shape == fine.shape else None, identity, expression)

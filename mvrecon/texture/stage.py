@@ -104,13 +104,13 @@ def bake_views(session, head: FittedHead) -> list[BakeView]:
 
 
 def fine_band(session) -> np.ndarray | None:
-    """The detail stage's fine band shared by the session's frames (R, R) metres over the face UV
-    tile, or None when the detail stage has not run."""
+    """The detail stage's fine and mid bands shared by the session's frames (R, R) metres over the
+    face UV tile, or None when the detail stage has not run."""
     from ..detail.stagedef import STAGE as DETAIL
 
     if not DETAIL.outputs.path(DETAIL.folder(session), "fine").is_file():
         return None
-    return DETAIL.load(session).shared
+    return DETAIL.load(session).displacement
 
 
 def write_textures(out_dir: Path, tex: TextureResult, cfg: TextureConfig, summary: dict) -> Path:

@@ -17,7 +17,38 @@ def detail_session(tmp_path_factory, ict_model) -> Path:
     from mvrecon.synth import SynthConfig, make_session
 
     root = tmp_path_factory.mktemp("detail") / "session"
-    make_session(root, SynthConfig(seed=3, cameras=3, width=1024, height=768, board=False, supersample=1,
-                                   fine_amplitude_mm=0.5, scan_holes=0), model=ict_model)
+    make_session(
+        root,
+        SynthConfig(
+            seed=3, cameras=3, width=1024, height=768, board=False, supersample=1, fine_amplitude_mm=0.5, scan_holes=0
+        ),
+        model=ict_model,
+    )
     write_truth_fit(root, ict_model)
+    return root
+
+
+@pytest.fixture(scope="session")
+def detail_session_2f(tmp_path_factory, ict_model) -> Path:
+    """The same head in two frames (two expressions and poses), 3 cameras each, with a fit made of
+    the truth of both frames (one expression group per frame)."""
+    from mvrecon.synth import SynthConfig, make_session
+
+    root = tmp_path_factory.mktemp("detail2f") / "session"
+    make_session(
+        root,
+        SynthConfig(
+            seed=3,
+            cameras=3,
+            frames=2,
+            width=1024,
+            height=768,
+            board=False,
+            supersample=1,
+            fine_amplitude_mm=0.5,
+            scan_holes=0,
+        ),
+        model=ict_model,
+    )
+    write_truth_fit(root, ict_model, frames=0)
     return root

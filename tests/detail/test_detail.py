@@ -28,8 +28,9 @@ def _truth_on_grid(root, model, size):
     env = gaussian_filter(np.abs(gt.fine_map), 10.0 * gt.fine_map.shape[0] / 1024)
     env = cv2.resize(env, (size, size), interpolation=cv2.INTER_AREA)
     w = np.zeros((size, size))
-    w[grid.mask] = grid.raster.interpolate(gt.face_weight[:, None].astype(np.float64),
-                                           model.triangles[grid.tri_ids])[:, 0]
+    w[grid.mask] = grid.raster.interpolate(gt.face_weight[:, None].astype(np.float64), model.triangles[grid.tri_ids])[
+        :, 0
+    ]
     face = grid.mask & (w > 0.5)
     return fine, face & (env > 40e-6), face
 
@@ -83,8 +84,9 @@ def test_albedo_edges_do_not_become_geometry(detail_session, recovered, ict_mode
     assert brows.sum() > 200
     session = load_session(detail_session)
     head = load_fit(detail_session / "fit", ict_model)
-    naive = dataclasses.replace(CFG, solve=dataclasses.replace(CFG.solve, dark_log=(9.0, 10.0), bright_log=(9.0, 10.0),
-                                                               chroma_log=(9.0, 10.0)))
+    naive = dataclasses.replace(
+        CFG, solve=dataclasses.replace(CFG.solve, dark_log=(9.0, 10.0), bright_log=(9.0, 10.0), chroma_log=(9.0, 10.0))
+    )
     sol, _ = refine_group(head, 0, bake_views(session, head), naive, size)
 
     def rms_um(f):
@@ -92,7 +94,7 @@ def test_albedo_edges_do_not_become_geometry(detail_session, recovered, ict_mode
 
     ours, shading_only = rms_um(recovered.maps.fine[0]), rms_um(sol.fine)
     print("brows RMS um", ours, shading_only)
-    assert shading_only > 40.0, shading_only           # the brows would turn into relief
+    assert shading_only > 40.0, shading_only  # the brows would turn into relief
     assert ours < 0.25 * shading_only and ours < 15.0, (ours, shading_only)
 
 
@@ -128,9 +130,12 @@ def test_mtl_and_glb_extras_carry_the_displacement_scale():
     from mvrecon.texture.layout import material
 
     z = np.zeros((0, 3), np.float32)
-    prim = Primitive(material("skin"), z, z, np.zeros((0, 2), np.float32), np.zeros((0, 3), np.uint32),
-                     np.zeros(0, np.int64))
-    asset = with_displacement(HeadAsset([prim], [], np.zeros(0), meta={"units": "cm"}), {"scale_m": 4e-4, "midlevel": 0.5})
+    prim = Primitive(
+        material("skin"), z, z, np.zeros((0, 2), np.float32), np.zeros((0, 3), np.uint32), np.zeros(0, np.int64)
+    )
+    asset = with_displacement(
+        HeadAsset([prim], [], np.zeros(0), meta={"units": "cm"}), {"scale_m": 4e-4, "midlevel": 0.5}
+    )
     d = asset.meta["displacement"]
     assert d["scale_m"] == 4e-4 and abs(d["scale"] - 0.04) < 1e-12 and d["uri"] == "displacement.png"
     assert "disp -mm -0.04 0.08 displacement.png" in mtl_text(asset)
