@@ -31,6 +31,7 @@ views run in ascending order, so each row's peak is normally its own fit's).
 from __future__ import annotations
 
 import argparse
+import functools
 import dataclasses
 import resource
 import sys
@@ -178,17 +179,24 @@ def with_mask_iou(cfg, weight: float = 0.05):
     return dataclasses.replace(cfg, schedule=tuple(sched))
 
 
-def true_part_masks(root: Path):
+def true_part_masks(root: Path, keep_skin: bool = False):
     """Replace the cue part masks by the rendered truth (``gt/parts``), skin left out: the truth's
     skin has no forehead cut, PRDL's model skin has. Only for configurations without the
-    photometric term (its face mask is the labelled area)."""
+    photometric term (its face mask is the labelled area), unless ``keep_skin``: then every part
+    but the skin is the truth and the cues' skin (the photometric term's face area) stays."""
     from mvrecon.io import read_image
 
     def f(cues):
         out = []
         for c in cues:
-            lab = read_image(root / "gt" / "parts" / f"{c.key}.png", gray=True).copy()
-            lab[lab == 1] = 0
+            truth = read_image(root / "gt" / "parts" / f"{c.key}.png", gray=True)
+            if keep_skin:
+                lab = c.labels.copy()
+                lab[lab >= 2] = 1
+                lab[truth >= 2] = truth[truth >= 2]
+            else:
+                lab = truth.copy()
+                lab[lab == 1] = 0
             out.append(dataclasses.replace(c, labels=lab))
         return out
     return f
@@ -315,7 +323,7 @@ def realism_variant(name: str):
                 sched.append(dataclasses.replace(st, weights=w))
             cfg = dataclasses.replace(cfg, schedule=tuple(sched))
         elif part == "truemasks":
-            mutate = true_parts_kept_skin
+            mutate = functools.partial(true_part_masks, keep_skin=True)
         elif part in ("cuteyes", "cutparts"):
             eyes = ("right_eye", "left_eye")
             cfg = dataclasses.replace(cfg, part_cuts=eyes if part == "cuteyes" else eyes + ("right_brow", "left_brow"))
@@ -323,22 +331,6 @@ def realism_variant(name: str):
             raise SystemExit(f"bench/fit.py: unknown --variants entry {part!r} "
                              "(noprdl, seedK, prdlhi, truemasks, cuteyes, cutparts; join with +)")
     return cfg, mutate
-
-
-def true_parts_kept_skin(root: Path):
-    """The cue part masks with every part but the skin replaced by the rendered truth (``gt/parts``)."""
-    from mvrecon.io import read_image
-
-    def f(cues):
-        out = []
-        for c in cues:
-            t = read_image(root / "gt" / "parts" / f"{c.key}.png", gray=True)
-            lab = c.labels.copy()
-            lab[lab >= 2] = 1
-            lab[t >= 2] = t[t >= 2]
-            out.append(dataclasses.replace(c, labels=lab))
-        return out
-    return f
 
 
 def main() -> None:
