@@ -62,7 +62,7 @@ def fit_and_measure(root: Path, cfg, model, mutate=None, true_cameras: bool = Fa
     fit with the cameras the photos were rendered with (``gt.npz`` ``render_world_to_cam``)
     instead of the session's rig, which the realism ladder's calibration factor has drifted: how
     much of the error the calibration costs."""
-    from mvrecon.fit.accuracy import surface_error
+    from mvrecon.fit.accuracy import rigid_surface_error, surface_error
     from mvrecon.fit.stage import camera_response, finish, fit_views, load_fit_views
     from mvrecon.session import load_session
 
@@ -82,18 +82,19 @@ def fit_and_measure(root: Path, cfg, model, mutate=None, true_cameras: bool = Fa
     _, detailed, _, _ = finish(model, state, geom, batch, layout, names)
     secs = time.perf_counter() - t0
     frames = [str(f) for f in gt["frames"]]
-    errs, seen_errs, seen_frac = [], [], []
+    errs, seen_errs, seen_frac, rigid = [], [], [], []
     for g, name in enumerate(names):
         views = [i for i, gv in enumerate(layout.group_of_view) if gv == g]
         frame = batch.frames[views[0]]
         truth = gt["verts_detail"][frames.index(frame)]
         errs.append(surface_error(detailed[name], truth, model))
+        rigid.append(rigid_surface_error(detailed[name], truth, model)[0].mean_mm)
         seen = seen_by_a_camera(truth, model, cams)
         seen_errs.append(surface_error(detailed[name], truth, model, subset=seen))
         seen_frac.append(seen_errs[-1].n_points / errs[-1].n_points)
     return {
         "views": batch.n_views, "groups": layout.n_groups, "mean": float(np.mean([e.mean_mm for e in errs])),
-        "mean_seen": float(np.mean([e.mean_mm for e in seen_errs])), "seen_frac": float(np.mean(seen_frac)),
+        "rigid": float(np.mean(rigid)), "mean_seen": float(np.mean([e.mean_mm for e in seen_errs])), "seen_frac": float(np.mean(seen_frac)),
         "p95": float(np.mean([e.p95_mm for e in errs])), "median": float(np.mean([e.median_mm for e in errs])),
         "init_rms": init.rms_m * 1000, "seconds": secs, "skipped": skipped, "moved": init.landmarks_moved,
         "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -253,10 +254,13 @@ def realism_table(a) -> None:
     variants = {v: realism_variant(v) for v in a.variants.split(",") if v}
     print(f"fit on the realism rung '{a.realism}': {size[0]}x{size[1]} px, subjects "
           f"{', '.join('scan' if isinstance(s, Path) else f'seed {s}' for s in subjects)}, torch threads {a.threads}; "
-          "errors: face vertices -> true surface in the rig's frame (no alignment), mean mm")
+          "errors: face vertices -> true surface in the rig's frame (no alignment), mean mm; 'shape': the same "
+          "after a rigid ICP of the face onto the true surface (rigid_surface_error: where the drifted rig put the head "
+          "does not count)")
     if scan is not None and scan == LPS and scan.is_file():
         print("scanned head: \"Infinite, 3D Head Scan\" by Lee Perry-Smith, CC BY 3.0 (triplegangers.com)")
-    header = ["views", "subject", *presets, *variants, "landmark-only", "mean face", "fit s (default)", "verdict", "reverted (default)"]
+    header = ["views", "subject", *presets, *variants, "landmark-only", "mean face",
+              "shape: default / landmark-only / mean face", "fit s (default)", "verdict", "reverted (default)"]
     rows, per_views, ordered, total = [], {}, 0, 0
     print("  ".join(header), flush=True)
     for n in a.views:
@@ -283,7 +287,7 @@ def realism_table(a) -> None:
                     verdict.append("presets not ordered")
             row = [n, name, *(f"{res[p]['mean']:.3f}" for p in presets), *(f"{var[v]['mean']:.3f}" for v in variants),
                    f"{lo['mean']:.3f}", f"{mf['mean']:.3f}",
-                   f"{d['seconds']:.1f}", "; ".join(verdict) or "ok", ", ".join(d["reverted"]) or "-"]
+                   f"{d['rigid']:.3f} / {lo['rigid']:.3f} / {mf['rigid']:.3f}", f"{d['seconds']:.1f}", "; ".join(verdict) or "ok", ", ".join(d["reverted"]) or "-"]
             rows.append(row)
             print("  ".join(str(c) for c in row), flush=True)
     table(f"Realism rung '{a.realism}' (mean mm)", header, rows)
@@ -303,7 +307,9 @@ def realism_variant(name: str):
       since it carries the photometric term's face area): the bound of what part masks with
       evidence of their own could give;
     - ``cuteyes`` / ``cutparts``: PRDL's eye (and brow) masks redrawn from the photo's colour
-      (:attr:`mvrecon.fit.config.FitConfig.part_cuts`)."""
+      (:attr:`mvrecon.fit.config.FitConfig.part_cuts`);
+    - ``sharedlight``: one SH light per frame, each view keeping its per-channel gain
+      (:attr:`mvrecon.fit.config.FitConfig.shared_light`)."""
     from mvrecon.fit.config import preset
 
     cfg, mutate = preset("default"), None
@@ -324,12 +330,14 @@ def realism_variant(name: str):
             cfg = dataclasses.replace(cfg, schedule=tuple(sched))
         elif part == "truemasks":
             mutate = functools.partial(true_part_masks, keep_skin=True)
+        elif part == "sharedlight":
+            cfg = dataclasses.replace(cfg, shared_light=True)
         elif part in ("cuteyes", "cutparts"):
             eyes = ("right_eye", "left_eye")
             cfg = dataclasses.replace(cfg, part_cuts=eyes if part == "cuteyes" else eyes + ("right_brow", "left_brow"))
         else:
             raise SystemExit(f"bench/fit.py: unknown --variants entry {part!r} "
-                             "(noprdl, seedK, prdlhi, truemasks, cuteyes, cutparts; join with +)")
+                             "(noprdl, seedK, prdlhi, truemasks, cuteyes, cutparts, sharedlight; join with +)")
     return cfg, mutate
 
 
@@ -348,7 +356,7 @@ def main() -> None:
     ap.add_argument("--scan", default="", help="--realism: head mesh of the scanned subject ('none': leave it out)")
     ap.add_argument("--presets", default="fast,default,best", help="--realism: presets fitted on every subject")
     ap.add_argument("--variants", default="", help="--realism: variants of the default preset fitted beside it, "
-                    "comma list of noprdl, seedK, prdlhi, truemasks, cuteyes, cutparts, joined by + to combine "
+                    "comma list of noprdl, seedK, prdlhi, truemasks, cuteyes, cutparts, sharedlight, joined by + to combine "
                     "(see realism_variant)")
     a = ap.parse_args()
     if a.realism:

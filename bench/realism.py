@@ -61,7 +61,7 @@ def make_session(work: Path, subject, cams: int, size: tuple[int, int], rung: st
 def mean_face_error(root: Path, model, cfg) -> dict:
     """The model's mean face (no identity, no expression) rigidly aligned to the landmarks the
     views triangulate (as the fit's initialisation does), against the true surface."""
-    from mvrecon.fit.accuracy import surface_error
+    from mvrecon.fit.accuracy import rigid_surface_error, surface_error
     from mvrecon.fit.data import prepare_views
     from mvrecon.fit.init import INNER, triangulate_landmarks
     from mvrecon.geometry import umeyama
@@ -83,7 +83,8 @@ def mean_face_error(root: Path, model, cfg) -> dict:
     world = s * mean @ R.T + t
     gt = np.load(root / "gt" / "gt.npz")
     e = surface_error(world, gt["verts_detail"][0], model)
-    return {"mean": e.mean_mm, "median": e.median_mm, "p95": e.p95_mm}
+    rigid = rigid_surface_error(world, gt["verts_detail"][0], model)[0].mean_mm
+    return {"mean": e.mean_mm, "median": e.median_mm, "p95": e.p95_mm, "rigid": rigid}
 
 
 def main() -> None:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..geometry import umeyama
 from ..render.raycast import MeshQuery
 
 
@@ -50,3 +51,24 @@ def surface_error(
     pick = mask if subset is None else mask & subset
     d = q.closest(np.asarray(fitted, np.float64)[pick]).distances * 1e3
     return SurfaceError(float(d.mean()), float(np.median(d)), float(np.percentile(d, 95)), int(len(d)))
+
+
+def rigid_surface_error(fitted: np.ndarray, truth: np.ndarray, model, iters: int = 30) -> tuple[SurfaceError, float]:
+    """:func:`surface_error` after the fitted face is moved rigidly (rotation and translation, no
+    scale) onto the true surface by point-to-point ICP: the error of the shape alone, without
+    where the rig put it. Also returns how far the alignment moved the face (mean, mm).
+
+    A rig whose cameras moved since their calibration places the head a millimetre or two off
+    (the cameras' common drift cannot be seen in the photos); this measure does not count that,
+    as a scan comparison (REALY, NoW) does not."""
+    mask = face_vertices(model)
+    tri = model.triangles
+    q = MeshQuery(np.asarray(truth, np.float64), tri[mask[tri].any(1)])
+    start = np.asarray(fitted, np.float64)[mask]
+    pts = start
+    for _ in range(iters):
+        t = umeyama(pts, q.closest(pts).points, with_scale=False)
+        pts = pts @ t.rotation.T + t.translation
+    d = q.closest(pts).distances * 1e3
+    moved = float(np.linalg.norm(pts - start, axis=1).mean() * 1e3)
+    return SurfaceError(float(d.mean()), float(np.median(d)), float(np.percentile(d, 95)), int(len(d))), moved

@@ -206,6 +206,8 @@ class FitConfig:
     """The image model gains a key light beside the SH ambient: the colour its cast shadows take
     away (shadows cast by the fitted head, refreshed with the visibility) and a Blinn-Phong
     specular lobe (exponent :attr:`spec_exponent`); see :func:`with_key_light`."""
+    shared_light: bool = False
+    """One SH light per frame, shared by its views (each keeps a per-channel gain)."""
     key_shadows: bool = True
     """With the key light: its cast shadows too (else only its specular lobe)."""
     spec_exponent: float = 40.0
@@ -230,23 +232,55 @@ class FitConfig:
         return dataclasses.replace(self, schedule=tuple(sched))
 
 
+def with_camera_correction(
+    cfg: FitConfig, prior: float = 1e-4, stages: tuple[str, ...] = ("photo", "deform")
+) -> FitConfig:
+    """``cfg`` whose ``stages`` also fit a per-camera pose correction (``cam_pose``: a rotation
+    about the head and a translation per camera, zero-mean over the cameras so that the rig as a
+    whole stays where its calibration put it), held by a prior of weight ``prior`` in units of a
+    typical drift (0.1 degree, 1 mm). A rig's cameras move by that much between the board shots
+    and the capture, and views that disagree by a millimetre or two pull the surface apart; the
+    photometric stages see it (the landmarks do not: a correction fitted to them alone left the
+    error where it was). The corrected cameras go to the texture and detail stages
+    (:attr:`mvrecon.fit.result.FittedHead.camera_correction`). A stage that has it already is
+    left as it is."""
+    sched = []
+    for st in cfg.schedule:
+        if st.name in stages and "cam_pose" not in st.params:
+            st = dataclasses.replace(st, weights={**st.weights, "cam_prior": prior}, params=st.params + ("cam_pose",))
+        sched.append(st)
+    return dataclasses.replace(cfg, schedule=tuple(sched))
+
+
+def without_camera_correction(cfg: FitConfig) -> FitConfig:
+    """``cfg`` with the calibrated cameras as they are (what :func:`with_camera_correction` adds, taken away)."""
+    sched = tuple(
+        dataclasses.replace(
+            st,
+            weights={k: v for k, v in st.weights.items() if k != "cam_prior"},
+            params=tuple(p for p in st.params if p != "cam_pose"),
+        )
+        for st in cfg.schedule
+    )
+    return dataclasses.replace(cfg, schedule=sched)
+
+
 def with_consistency(cfg: FitConfig, weight: float = 0.2, cameras: bool = True, prior: float = 1e-3) -> FitConfig:
     """``cfg`` with the cross-view photo-consistency term (:mod:`.consistency`) in its photometric
-    and deformation stages and, with ``cameras``, a per-camera pose correction held by a prior in
-    units of a typical drift (0.1 degree, 1 mm). Not a preset: on the realism ladder's full rung it
-    lowered the consistency score below the true surface's and raised the surface error
-    (bench/fit.py's ablation row)."""
+    and deformation stages and, with ``cameras``, a per-camera pose correction
+    (:func:`with_camera_correction`, here with ``prior``). Not a preset: on the realism ladder's
+    full rung it lowered the consistency score below the true surface's and raised the surface
+    error (bench/fit.py's ablation row)."""
     sched = []
     for st in cfg.schedule:
         if st.name in ("photo", "deform"):
-            w = {**st.weights, "consistency": weight}
-            ps = st.params
-            if cameras:
-                w["cam_prior"] = prior
-                ps = ps + ("cam_pose",)
-            st = dataclasses.replace(st, weights=w, params=ps)
+            st = dataclasses.replace(st, weights={**st.weights, "consistency": weight})
         sched.append(st)
-    return dataclasses.replace(cfg, schedule=tuple(sched))
+    cfg = dataclasses.replace(cfg, schedule=tuple(sched))
+    if cameras:
+        cfg = without_camera_correction(cfg)
+        cfg = with_camera_correction(cfg, prior)
+    return cfg
 
 
 #: The key light's parameters (:attr:`FitConfig.key_light`).
@@ -302,18 +336,29 @@ def legacy(name: str = "default") -> FitConfig:
 
 #: Every preset fits a key light beside the SH ambient (:func:`with_key_light`): a studio's key
 #: light casts shadows and makes highlights that a Lambertian SH model can only explain by bending
-#: the surface (bench/realism.py, the ``skin`` factor).
+#: the surface (bench/realism.py, the ``skin`` factor). And every preset corrects the rig's
+#: cameras in its photometric stages (:func:`with_camera_correction`): cameras that moved since
+#: their calibration pull the surface apart (bench/fit.py --realism, the ``calib`` factor).
 PRESETS: dict[str, FitConfig] = {
-    "fast": with_key_light(
-        FitConfig(preset="fast", crop_size=192, anchor_grid=16, mask_points=800, schedule=_schedule(0.5)),
-        light_iters=30,
+    "fast": with_camera_correction(
+        with_key_light(
+            FitConfig(preset="fast", crop_size=192, anchor_grid=16, mask_points=800, schedule=_schedule(0.5)),
+            light_iters=30,
+        )
     ),
-    "default": with_key_light(FitConfig()),
-    "best": with_key_light(
-        FitConfig(
-            preset="best", crop_size=384, anchor_grid=32, mask_points=3000, schedule=_schedule(2.0), visibility_every=5
-        ),
-        light_iters=120,
+    "default": with_camera_correction(with_key_light(FitConfig())),
+    "best": with_camera_correction(
+        with_key_light(
+            FitConfig(
+                preset="best",
+                crop_size=384,
+                anchor_grid=32,
+                mask_points=3000,
+                schedule=_schedule(2.0),
+                visibility_every=5,
+            ),
+            light_iters=120,
+        )
     ),
 }
 

@@ -226,6 +226,7 @@ def judge_views(
     factor: float = 1.5,
     floor: float = 0.02,
     threshold_px: float = 15.0,
+    tolerate: float = 0.0,
 ) -> list[ViewVerdict]:
     """Find views whose landmarks disagree with the others', one at a time (never leaving fewer
     than three views to judge by).
@@ -235,7 +236,9 @@ def judge_views(
     suspect (:func:`consistency_scores`). A detection displaced as a whole (a detector's wrong
     crop; the case of a 30 px shift) keeps its shape: its landmarks are moved by the median
     offset to the points the other views triangulate, and kept when that makes the views
-    consistent. Otherwise the view's landmarks are dropped.
+    consistent. Otherwise the view's landmarks are dropped. A view displaced as a whole by less
+    than ``tolerate`` face sizes is left as it is (and the judging stops): for a fit that corrects
+    the cameras, that is what a camera moved since its calibration looks like.
     """
     lm = lm.copy()
     conf = conf.copy()
@@ -265,6 +268,8 @@ def judge_views(
                 after = float(consistency_scores(P, moved, conf, face_size)[0])
                 if after <= factor * best + floor:
                     verdict = ViewVerdict(v, "shift", d, float(s[0]), after)
+                    if float(np.linalg.norm(d)) < tolerate * float(face_size[v]):
+                        break
         if verdict.action == "shift":
             lm[v] += verdict.shift_px
         else:

@@ -67,6 +67,9 @@ class FitState:
     """Per judged stage: the held-out evidence before and after, kept or reverted and why."""
     camera_changes: dict[str, tuple[float, float]] = field(default_factory=dict)
     """Per camera: the fitted pose correction (degrees, mm), when the schedule fits one."""
+    camera_corrections: np.ndarray | None = None
+    """(V, 4, 4) per view, when the schedule fits a camera correction: ``M`` such that the view's
+    corrected camera is ``world_to_cam @ M`` (:func:`correction_matrices`)."""
     key_light: dict = field(default_factory=dict)
     """With :attr:`FitConfig.key_light`: the fitted key light's world direction and, per view, the
     colour its shadows take away and its specular colour."""
@@ -92,6 +95,9 @@ class Fitter:
         self.vidx = torch.arange(views.n_views)
         names = views.cameras or views.keys
         self.camera_names = list(dict.fromkeys(names))
+        frames = list(dict.fromkeys(views.frames))
+        self.n_frames = len(frames)
+        self.fidx = torch.as_tensor([frames.index(f) for f in views.frames], dtype=torch.long)
         self.cam_of_view = torch.as_tensor([self.camera_names.index(c) for c in names], dtype=torch.long)
         self.progress = sys.stderr.isatty() if progress is None else progress
         lw = torch.ones(68)
@@ -172,6 +178,19 @@ class Fitter:
         if not cp.requires_grad and not bool(cp.detach().abs().max() > 0):
             return world
         return correct_views(world, cp, self.cam_of_view)
+
+    def share_light_(self) -> None:
+        """One light per frame: every view of a frame keeps its own per-channel gain (the SH's
+        constant term: exposure, white balance) and takes the frame's mean of the directional
+        terms relative to it. The light of a studio is fixed in the world; per-view SH would let
+        each view explain its shading alone, and the surface stops having to agree with all of them."""
+        with torch.no_grad():
+            sh = self.p.sh
+            dc = sh[:, :1]
+            rel = sh[:, 1:] / dc.abs().clamp_min(1e-3)
+            mean = torch.zeros((self.n_frames,) + rel.shape[1:], dtype=rel.dtype).index_add_(0, self.fidx, rel)
+            mean = mean / torch.bincount(self.fidx, minlength=self.n_frames).to(rel.dtype)[:, None, None]
+            sh[:, 1:] = dc.abs().clamp_min(1e-3) * mean[self.fidx]
 
     def camera_changes(self) -> dict[str, tuple[float, float]]:
         """Per camera: the fitted correction's rotation (degrees) and translation (mm)."""
@@ -415,6 +434,8 @@ class Fitter:
                     raise FitDiverged(f"fit stage '{st.name}' step {it}: non-finite gradient")
             opt.step()
             self.p.clamp_()
+            if self.cfg.shared_light and "sh" in st.params:
+                self.share_light_()
             rec: dict[str, Any] = {"stage": st.name, "step": len(state.history), "total": tv}
             rec.update({k: float(v.detach()) for k, v in terms.items()})
             state.history.append(rec)
@@ -488,6 +509,15 @@ class Fitter:
         state.visibility = self.visible
         if any("cam_pose" in st.params for st in self.cfg.schedule):
             state.camera_changes = self.camera_changes()
+            with torch.no_grad():
+                plain = self.g.to_world(
+                    self.p,
+                    self.g.model_vertices(self.p, self.gidx, self.vidx, use_deform=True, use_disp=True),
+                    self.gidx,
+                )
+                state.camera_corrections = correction_matrices(
+                    plain, self.p.cam_pose.detach(), self.cam_of_view
+                ).numpy()
         if self.cfg.key_light:
             p = self.p
             state.key_light = {
@@ -517,6 +547,18 @@ def correct_views(world: torch.Tensor, cam_pose: torch.Tensor, cam_of_view: torc
     R = axis_angle_to_matrix(r)
     c = world.detach().mean(1, keepdim=True)
     return (world - c) @ R.transpose(1, 2) + c + t[:, None]
+
+
+def correction_matrices(world: torch.Tensor, cam_pose: torch.Tensor, cam_of_view: torch.Tensor) -> torch.Tensor:
+    """(V, 4, 4) the rigid motion :func:`correct_views` applies to each view's vertices ``world``
+    (V, N, 3) as a matrix ``M`` (``x' = M x``): the view's camera, corrected, is ``world_to_cam @ M``."""
+    cp = zero_mean(cam_pose)
+    R = axis_angle_to_matrix(cp[cam_of_view, :3])
+    c = world.mean(1)
+    M = torch.eye(4, dtype=world.dtype).repeat(len(R), 1, 1)
+    M[:, :3, :3] = R
+    M[:, :3, 3] = c - (R @ c[..., None])[..., 0] + cp[cam_of_view, 3:]
+    return M
 
 
 def key_direction(normals: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor | None:

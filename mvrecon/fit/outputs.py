@@ -107,6 +107,11 @@ def write_fit(res, session, cfg: FitConfig, model, fused_disp: np.ndarray, cues)
             init_R=res.init.R,
             init_t=res.init.t,
             model=np.array(model.name),
+            **(
+                {}
+                if res.state.camera_corrections is None
+                else {"camera_correction": res.state.camera_corrections.astype(np.float64)}
+            ),
         )
         tri = model.triangles
         write_obj(tmp / "neutral.obj", res.neutral, tri, uvs=model.uvs, uv_faces=model.uv_triangles)

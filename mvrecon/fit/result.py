@@ -49,6 +49,20 @@ class FittedHead:
     """(V, 3) per-view colour bias the fit adds to the rendered linear colour (photo ~ albedo x
     SH irradiance + bias); None for a fit written before it had one (zero)."""
 
+    camera_correction: np.ndarray | None = None
+    """(V, 4, 4) per view, when the fit corrected the rig's cameras: ``M`` such that the view's
+    camera as the fit saw it is ``world_to_cam @ M``; None: the calibrated cameras."""
+
+    def view_camera(self, view: int, cam):
+        """``cam`` (the calibrated camera of view index ``view``) as the fit corrected it."""
+        if self.camera_correction is None:
+            return cam
+        import dataclasses
+
+        return dataclasses.replace(
+            cam, world_to_cam=np.asarray(cam.world_to_cam, np.float64) @ self.camera_correction[view]
+        )
+
     def view_bias(self, view: int) -> np.ndarray:
         """(3,) the colour bias of view index ``view`` (zero when the fit has none)."""
         return np.zeros(3) if self.bias is None else np.asarray(self.bias[view], np.float64)
@@ -115,4 +129,5 @@ def load_fit(fit_dir: str | Path, model: FaceModel | None = None) -> FittedHead:
         groups=[str(g) for g in z["groups"]],
         mode=str(z["mode"]),
         bias=z["bias"].astype(np.float64) if "bias" in z else None,
+        camera_correction=z["camera_correction"].astype(np.float64) if "camera_correction" in z else None,
     )

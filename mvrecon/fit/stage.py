@@ -72,8 +72,17 @@ def make_layout(views_frames: list[str], mode: str, synchronized: bool) -> tuple
     return Layout(group_of_view=gov, n_groups=len(names), mode=mode), names
 
 
-def initialise(model: FaceModel, batch: ViewBatch, layout: Layout) -> InitResult:
-    """Triangulate the landmarks of all views (per frame when there are several) and fit the model."""
+#: A view displaced as a whole by less than this (face sizes, the inter-ocular distance: about
+#: 3 mm at the head) is left to a fit that corrects the cameras (:func:`initialise`).
+CAMERA_DRIFT_TOLERANCE = 0.05
+
+
+def initialise(model: FaceModel, batch: ViewBatch, layout: Layout, cameras_corrected: bool = False) -> InitResult:
+    """Triangulate the landmarks of all views (per frame when there are several) and fit the model.
+    With ``cameras_corrected`` (the fit corrects the rig's cameras), a view whose landmarks are
+    displaced as a whole by less than :data:`CAMERA_DRIFT_TOLERANCE` face sizes keeps them: a
+    camera that moved since its calibration by a millimetre or two shifts its view so, and the
+    correction, not the landmarks, should take it."""
     P = (batch.K @ batch.world_to_cam[:, :3, :]).double().numpy()
     lm = batch.lm68.double().numpy()
     conf = batch.lm_conf.double().numpy()
@@ -88,7 +97,12 @@ def initialise(model: FaceModel, batch: ViewBatch, layout: Layout) -> InitResult
     idx = np.flatnonzero(sel)
     moved = {}
     for vd in judge_views(
-        P[sel], lm[sel], conf[sel], batch.face_size.double().numpy()[sel], threshold_px=0.06 * batch.size
+        P[sel],
+        lm[sel],
+        conf[sel],
+        batch.face_size.double().numpy()[sel],
+        threshold_px=0.06 * batch.size,
+        tolerate=CAMERA_DRIFT_TOLERANCE if cameras_corrected else 0.0,
     ):
         k = idx[vd.view]
         if vd.action == "shift":
@@ -159,7 +173,7 @@ def fit_views(
         part_cuts=cfg.part_cuts,
     )
     layout, group_names = make_layout(batch.frames, cfg.mode, synchronized)
-    init = initialise(model, batch, layout)
+    init = initialise(model, batch, layout, cameras_corrected=any("cam_pose" in st.params for st in cfg.schedule))
     emb = None
     if cfg.dense_landmarks and batch.lm_dense is not None:
         from ..cues.embedding import find_embedding
@@ -331,6 +345,9 @@ def summarise(res: FitResult) -> dict[str, Any]:
         p = res.state.params
         gidx = torch.as_tensor(res.layout.group_of_view)
         world = res.geometry.to_world(p, res.geometry.model_vertices(p, gidx, torch.arange(res.batch.n_views)), gidx)
+        if res.state.camera_corrections is not None:  # each view as its corrected camera sees it
+            M = torch.as_tensor(res.state.camera_corrections, dtype=world.dtype)
+            world = world @ M[:, :3, :3].transpose(1, 2) + M[:, None, :3, 3]
         px = project(world[:, res.geometry.landmarks], res.batch.K, res.batch.world_to_cam)
         err = (px - res.batch.lm68).norm(dim=-1)
         scale = np.array([c.K[0, 0] for c in res.batch.cameras_full]) / res.batch.K[:, 0, 0].numpy()

@@ -77,7 +77,7 @@ def photo_response(session) -> str:
 def bake_views(session, head: FittedHead) -> list[BakeView]:
     """The session's photos of the fitted views, undistorted, in linear light (decoded from sRGB
     when the session's camera response says so, as the fit reads them), with their fitted group,
-    SH and colour bias."""
+    SH and colour bias; each view's camera as the fit corrected it (when it did)."""
     from .bake import srgb_decode
 
     linearise = photo_response(session) == "srgb"
@@ -92,6 +92,7 @@ def bake_views(session, head: FittedHead) -> list[BakeView]:
         v = by_key[key]
         img = read_image(v.image)
         und, cam0 = session.rig[v.camera].undistort_image(img)
+        cam0 = head.view_camera(i, cam0)
         img01 = und.astype(np.float32) / 255.0
         if linearise:
             img01 = srgb_decode(img01).astype(np.float32)
