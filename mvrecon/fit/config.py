@@ -340,15 +340,15 @@ def legacy(name: str = "default") -> FitConfig:
 #: cameras in its photometric stages (:func:`with_camera_correction`): cameras that moved since
 #: their calibration pull the surface apart (bench/fit.py --realism, the ``calib`` factor).
 PRESETS: dict[str, FitConfig] = {
-    "fast": with_camera_correction(
-        with_key_light(
-            FitConfig(preset="fast", crop_size=192, anchor_grid=16, mask_points=800, schedule=_schedule(0.5)),
-            light_iters=30,
-        )
+    "fast": with_key_light(
+        with_camera_correction(
+            FitConfig(preset="fast", crop_size=192, anchor_grid=16, mask_points=800, schedule=_schedule(0.5))
+        ),
+        light_iters=30,
     ),
-    "default": with_camera_correction(with_key_light(FitConfig())),
-    "best": with_camera_correction(
-        with_key_light(
+    "default": with_key_light(with_camera_correction(FitConfig())),
+    "best": with_key_light(
+        with_camera_correction(
             FitConfig(
                 preset="best",
                 crop_size=384,
@@ -356,9 +356,9 @@ PRESETS: dict[str, FitConfig] = {
                 mask_points=3000,
                 schedule=_schedule(2.0),
                 visibility_every=5,
-            ),
-            light_iters=120,
-        )
+            )
+        ),
+        light_iters=120,
     ),
 }
 

@@ -57,15 +57,24 @@ def test_key_visibility_is_the_shadow_of_an_occluder():
 
 def test_key_light_config_is_added_once_and_taken_away_whole():
     """Every preset fits the key light; adding it again changes nothing, and taking it away gives
-    back the preset as it was built without it (the Lambertian SH model, no light stage)."""
+    back the preset as it was built without it (the Lambertian SH model, no light stage; the
+    camera correction stays)."""
     import dataclasses
 
-    from mvrecon.fit.config import PRESETS, FitConfig, _schedule, preset, with_key_light, without_key_light
+    from mvrecon.fit.config import (
+        PRESETS,
+        FitConfig,
+        _schedule,
+        preset,
+        with_key_light,
+        without_camera_correction,
+        without_key_light,
+    )
 
     cfg = preset("default")
     assert cfg.key_light and [s.name for s in cfg.schedule].count("light") == 1
     assert with_key_light(cfg) == cfg
-    assert without_key_light(cfg) == FitConfig()
-    fast = without_key_light(PRESETS["fast"])
+    assert without_camera_correction(without_key_light(cfg)) == FitConfig()
+    fast = without_camera_correction(without_key_light(PRESETS["fast"]))
     assert fast == dataclasses.replace(fast, schedule=_schedule(0.5)) and not fast.key_light
     assert with_key_light(without_key_light(cfg)) == cfg
