@@ -24,6 +24,11 @@ class SurfaceError:
     p95_mm: float
     n_points: int
 
+    @classmethod
+    def of(cls, distances_mm: np.ndarray) -> SurfaceError:
+        d = distances_mm
+        return cls(float(d.mean()), float(np.median(d)), float(np.percentile(d, 95)), int(len(d)))
+
     def as_dict(self) -> dict[str, float]:
         return {"mean_mm": self.mean_mm, "median_mm": self.median_mm, "p95_mm": self.p95_mm, "n": self.n_points}
 
@@ -49,8 +54,7 @@ def surface_error(
     keep = mask[tri].any(1)
     q = MeshQuery(np.asarray(truth, np.float64), tri[keep])
     pick = mask if subset is None else mask & subset
-    d = q.closest(np.asarray(fitted, np.float64)[pick]).distances * 1e3
-    return SurfaceError(float(d.mean()), float(np.median(d)), float(np.percentile(d, 95)), int(len(d)))
+    return SurfaceError.of(q.closest(np.asarray(fitted, np.float64)[pick]).distances * 1e3)
 
 
 def rigid_surface_error(fitted: np.ndarray, truth: np.ndarray, model, iters: int = 30) -> tuple[SurfaceError, float]:
@@ -67,8 +71,6 @@ def rigid_surface_error(fitted: np.ndarray, truth: np.ndarray, model, iters: int
     start = np.asarray(fitted, np.float64)[mask]
     pts = start
     for _ in range(iters):
-        t = umeyama(pts, q.closest(pts).points, with_scale=False)
-        pts = pts @ t.rotation.T + t.translation
-    d = q.closest(pts).distances * 1e3
+        pts = umeyama(pts, q.closest(pts).points, with_scale=False).apply(pts)
     moved = float(np.linalg.norm(pts - start, axis=1).mean() * 1e3)
-    return SurfaceError(float(d.mean()), float(np.median(d)), float(np.percentile(d, 95)), int(len(d))), moved
+    return SurfaceError.of(q.closest(pts).distances * 1e3), moved

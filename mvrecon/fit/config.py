@@ -221,6 +221,11 @@ class FitConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    @property
+    def corrects_cameras(self) -> bool:
+        """Some stage fits the per-camera pose correction (:func:`with_camera_correction`)."""
+        return any("cam_pose" in st.params for st in self.schedule)
+
     def without(self, *losses: str, params: tuple[str, ...] = ()) -> FitConfig:
         """A copy with some losses (and parameters) switched off in every stage (ablations)."""
         sched = []

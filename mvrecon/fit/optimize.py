@@ -138,9 +138,7 @@ class Fitter:
         # and the stage check's geometric evidence, on a fixed sample of face vertices; set up only
         # when the schedule or the stage check uses it
         self.cons_sample = None
-        if cfg.consistency_slack is not None or any(
-            st.weights.get("consistency") or "cam_pose" in st.params for st in cfg.schedule
-        ):
+        if cfg.consistency_slack is not None or any(st.weights.get("consistency") for st in cfg.schedule):
             self.gray = views.image.mean(-1)[:, None]
             self.gray_coarse = torch.nn.functional.avg_pool2d(self.gray, 2)
             self.cons_sample = choose_sample(torch.as_tensor(face_vertices(geom.model)), self.gidx, seed=cfg.seed)
@@ -167,10 +165,12 @@ class Fitter:
         return pix, valid, target, weight
 
     # ------------------------------------------------------------------ pieces
-    def world_vertices(self, use_disp: bool) -> torch.Tensor:
-        """(V, N, 3) each view's vertices in the world, as its camera (corrected) sees them."""
+    def world_vertices(self, use_disp: bool, corrected: bool = True) -> torch.Tensor:
+        """(V, N, 3) each view's vertices in the world, as its camera (corrected, unless not
+        ``corrected``) sees them."""
         v = self.g.model_vertices(self.p, self.gidx, self.vidx, use_deform=True, use_disp=use_disp)
-        return self.camera_correction(self.g.to_world(self.p, v, self.gidx))
+        world = self.g.to_world(self.p, v, self.gidx)
+        return self.camera_correction(world) if corrected else world
 
     def camera_correction(self, world: torch.Tensor) -> torch.Tensor:
         """Each view's vertices as its camera, corrected by ``cam_pose``, sees them (:func:`correct_views`)."""
@@ -507,14 +507,10 @@ class Fitter:
         world = self.world_vertices(use_disp=True)
         self.refresh_visibility(world)
         state.visibility = self.visible
-        if any("cam_pose" in st.params for st in self.cfg.schedule):
+        if self.cfg.corrects_cameras:
             state.camera_changes = self.camera_changes()
             with torch.no_grad():
-                plain = self.g.to_world(
-                    self.p,
-                    self.g.model_vertices(self.p, self.gidx, self.vidx, use_deform=True, use_disp=True),
-                    self.gidx,
-                )
+                plain = self.world_vertices(use_disp=True, corrected=False)
                 state.camera_corrections = correction_matrices(
                     plain, self.p.cam_pose.detach(), self.cam_of_view
                 ).numpy()

@@ -173,7 +173,7 @@ def fit_views(
         part_cuts=cfg.part_cuts,
     )
     layout, group_names = make_layout(batch.frames, cfg.mode, synchronized)
-    init = initialise(model, batch, layout, cameras_corrected=any("cam_pose" in st.params for st in cfg.schedule))
+    init = initialise(model, batch, layout, cameras_corrected=cfg.corrects_cameras)
     emb = None
     if cfg.dense_landmarks and batch.lm_dense is not None:
         from ..cues.embedding import find_embedding
