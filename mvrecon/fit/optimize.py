@@ -19,7 +19,7 @@ import torch
 from .. import threads
 from ..errors import FitDiverged
 from ..geometry import axis_angle_to_matrix, camera_centres
-from ..render import interpolate, rasterize, rasterize_pixels, render_mesh, vertex_visibility
+from ..render import RayMeshes, interpolate, rasterize, rasterize_pixels, render_mesh, vertex_visibility
 from .accuracy import face_vertices
 from .config import DEFAULT_LR, FitConfig, Stage
 from .consistency import choose_sample, consistency_loss, photo_consistency
@@ -93,6 +93,10 @@ class Fitter:
         self.cfg = cfg
         self.gidx = torch.as_tensor(group_of_view, dtype=torch.long)
         self.vidx = torch.arange(views.n_views)
+        # the views' groups as ray-casting meshes: mesh m is view first_view[m]'s, seen by mesh_of_view
+        groups, mesh_of_view = np.unique(np.asarray(group_of_view), return_inverse=True)
+        self.first_view = torch.as_tensor([int(np.flatnonzero(np.asarray(group_of_view) == g)[0]) for g in groups])
+        self.mesh_of_view = torch.as_tensor(mesh_of_view.reshape(-1), dtype=torch.long)
         names = views.cameras or views.keys
         self.camera_names = list(dict.fromkeys(names))
         frames = list(dict.fromkeys(views.frames))
@@ -174,10 +178,26 @@ class Fitter:
 
     def camera_correction(self, world: torch.Tensor) -> torch.Tensor:
         """Each view's vertices as its camera, corrected by ``cam_pose``, sees them (:func:`correct_views`)."""
-        cp = self.p.cam_pose
-        if not cp.requires_grad and not bool(cp.detach().abs().max() > 0):
+        if not self.cameras_corrected():
             return world
-        return correct_views(world, cp, self.cam_of_view)
+        return correct_views(world, self.p.cam_pose, self.cam_of_view)
+
+    def cameras_corrected(self) -> bool:
+        cp = self.p.cam_pose
+        return cp.requires_grad or bool(cp.detach().abs().max() > 0)
+
+    def ray_meshes(self, plain: torch.Tensor, use_disp: bool) -> RayMeshes | None:
+        """The photometric term's rays cast into one mesh per group (frame), the views' uncorrected
+        vertices ``plain`` (V, N, 3), through the corrected cameras: the same triangles as each view's
+        corrected mesh through its shipped camera, with one ray-casting scene per frame instead of
+        per view. None when a per-view displacement gives every view a surface of its own."""
+        if use_disp and bool(self.p.disp.detach().abs().max() > 0):
+            return None
+        plain = plain.detach()
+        cams = self.views.world_to_cam
+        if self.cameras_corrected():
+            cams = cams @ correction_matrices(plain, self.p.cam_pose.detach(), self.cam_of_view).to(cams.dtype)
+        return RayMeshes(plain[self.first_view], cams, self.mesh_of_view)
 
     def share_light_(self) -> None:
         """One light per frame: every view of a frame keeps its own per-channel gain (the SH's
@@ -209,7 +229,8 @@ class Fitter:
         w = st.weights
         vb = self.views
         use_disp = "disp" in st.params or bool(self.p.disp.detach().abs().max() > 0)
-        world = self.world_vertices(use_disp)
+        plain = self.world_vertices(use_disp, corrected=False)
+        world = self.camera_correction(plain)
         if self.visible is None or step % self.cfg.visibility_every == 0:
             self.refresh_visibility(world)
         assert self.visible is not None
@@ -248,7 +269,14 @@ class Fitter:
             prob = interpolate(fr, self.g.faces, self.g.part_onehot)
             out["mask_iou"] = mask_iou_loss(prob, vb.labels, self.g.part_codes) / vb.n_views
         if w.get("photo"):
-            out["photo"] = self.photo_term(world, self.face_pixels, self.face_valid, self.face_target, self.face_weight)
+            out["photo"] = self.photo_term(
+                world,
+                self.face_pixels,
+                self.face_valid,
+                self.face_target,
+                self.face_weight,
+                self.ray_meshes(plain, use_disp),
+            )
         if w.get("consistency") and self.cons_sample is not None:
             out["consistency"] = consistency_loss(
                 world,
@@ -289,11 +317,12 @@ class Fitter:
             out["disp_consistency"] = ((d - d.mean(0, keepdim=True))[..., m] ** 2).mean()
         return out
 
-    def photo_term(self, world: torch.Tensor, pixels, valid, target, weight) -> torch.Tensor:
+    def photo_term(self, world: torch.Tensor, pixels, valid, target, weight, rays: RayMeshes | None) -> torch.Tensor:
         """The photometric term over the given pixels: rendered colour plus the view's bias against
-        the photo, truncated L1 (``cfg.photo_truncate``), weighted by skin evidence."""
+        the photo, truncated L1 (``cfg.photo_truncate``), weighted by skin evidence; ``rays``: see
+        :meth:`ray_meshes`."""
         vb = self.views
-        frags = rasterize_pixels(world, self.g.faces, vb.K, vb.world_to_cam, pixels)
+        frags = rasterize_pixels(world, self.g.faces, vb.K, vb.world_to_cam, pixels, rays)
         r = render_mesh(
             world,
             self.g.faces,
@@ -352,11 +381,19 @@ class Fitter:
         call's result, when given) and the median landmark error (face widths) over the views
         that count."""
         with torch.no_grad():
-            world = self.world_vertices(use_disp=True)
+            plain = self.world_vertices(use_disp=True, corrected=False)
+            world = self.camera_correction(plain)
             out = {}
             if bool(self.held_valid.any()):
                 out["heldout_photo"] = float(
-                    self.photo_term(world, self.held_pixels, self.held_valid, self.held_target, self.held_weight)
+                    self.photo_term(
+                        world,
+                        self.held_pixels,
+                        self.held_valid,
+                        self.held_target,
+                        self.held_weight,
+                        self.ray_meshes(plain, use_disp=True),
+                    )
                 )
             if self.cons_sample is not None:
                 vis = vertex_visibility(

@@ -387,8 +387,10 @@ class HeadGeometry:
         use_disp: bool = True,
     ) -> torch.Tensor:
         """Model-space vertices (B, N, 3) for the given groups (and views, for displacement)."""
-        alpha = p.alpha[None].expand(len(group_idx), -1)
-        v = self.model.vertices_torch(alpha, p.beta[group_idx])
+        # once per group (a frame's views share it), then a row per view
+        groups, row_of = torch.unique(group_idx, return_inverse=True)
+        v = self.model.vertices_torch(p.alpha[None].expand(len(groups), -1), p.beta[groups])
+        v = v.expand(len(group_idx), -1, -1) if len(groups) == 1 else v.index_select(0, row_of)
         if use_deform:
             v = v + self.deform_offsets(p)[None]
         if use_disp and view_idx is not None:

@@ -286,11 +286,30 @@ def rasterize(
     return fragments_from_ids(tri.reshape(V, -1).to(verts.device), verts, faces, K, world_to_cam, grid, (height, width))
 
 
+@dataclass(frozen=True)
+class RayMeshes:
+    """Where :func:`rasterize_pixels` casts its rays when several views see one surface moved
+    rigidly (a synchronized frame seen through per-camera corrections): view ``v``'s rays leave
+    camera ``world_to_cam[v]`` (V, 4, 4) towards mesh ``verts[mesh_of_view[v]]`` (M, N, 3).
+    One ray-casting scene is built per mesh instead of per view. Only the triangle each ray hits
+    first is taken from them; barycentrics and depth still come from the views' own vertices."""
+
+    verts: torch.Tensor
+    world_to_cam: torch.Tensor
+    mesh_of_view: torch.Tensor
+
+
 def rasterize_pixels(
-    verts: torch.Tensor, faces: torch.Tensor, K: torch.Tensor, world_to_cam: torch.Tensor, pixels: torch.Tensor
+    verts: torch.Tensor,
+    faces: torch.Tensor,
+    K: torch.Tensor,
+    world_to_cam: torch.Tensor,
+    pixels: torch.Tensor,
+    rays: RayMeshes | None = None,
 ) -> Fragments:
     """Rasterise only the given pixel positions (V, P, 2) (x, y; any real values, e.g. sampled
-    pixels or landmark positions). Ray-cast backend. Returns :class:`Fragments` of shape (V, P)."""
+    pixels or landmark positions). Ray-cast backend (into ``rays``'s meshes when given). Returns
+    :class:`Fragments` of shape (V, P)."""
     verts, faces, K, world_to_cam = _check_inputs(verts, faces, K, world_to_cam)
     pixels = torch.as_tensor(pixels)
     if pixels.ndim == 2:
@@ -298,15 +317,23 @@ def rasterize_pixels(
     if pixels.ndim != 3 or pixels.shape[-1] != 2 or pixels.shape[0] not in (1, K.shape[0]):
         raise RenderInputError(f"render: pixels must be (V, P, 2), got {tuple(pixels.shape)}")
     pixels = pixels.detach().expand(K.shape[0], -1, -1)
-    tri = _raycast_ids(verts, faces, K, world_to_cam, pixels)
+    if rays is None:
+        tri = _raycast_ids(verts, faces, K, world_to_cam, pixels)
+    else:
+        if rays.world_to_cam.shape != world_to_cam.shape or len(rays.mesh_of_view) != K.shape[0]:
+            raise RenderInputError("render: RayMeshes must give every view a camera and a mesh")
+        tri = _raycast_ids(rays.verts, faces, K, rays.world_to_cam, pixels, rays.mesh_of_view)
     return fragments_from_ids(
         tri.to(verts.device), verts, faces, K, world_to_cam, pixels.to(verts.device), (pixels.shape[1],)
     )
 
 
-def _raycast_ids(verts, faces, K, world_to_cam, pixels) -> torch.Tensor:
+def _raycast_ids(verts, faces, K, world_to_cam, pixels, mesh_of_view=None) -> torch.Tensor:
     rays = raycast.camera_rays(K, world_to_cam, pixels)
     v_np = verts.detach().cpu().numpy()
+    if mesh_of_view is not None:
+        tri, _ = raycast.cast(v_np, faces.cpu().numpy(), rays, mesh_of_view.cpu().numpy())
+        return torch.from_numpy(tri)
     if v_np.ndim == 3 and verts.stride(0) == 0:
         v_np = v_np[0]  # expanded single mesh: one scene serves all views
     tri, _ = raycast.cast(v_np, faces.cpu().numpy(), rays)

@@ -221,16 +221,30 @@ def grid_ids(
     return out
 
 
-def cast(verts: np.ndarray, faces: np.ndarray, rays: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """First hits of rays (V, P, 6) against one mesh (verts (N, 3) shared) or one mesh per view
-    (verts (V, N, 3)). Returns triangle ids (V, P) int64 (-1 = miss) and t_hit (V, P) float32."""
+def cast(
+    verts: np.ndarray, faces: np.ndarray, rays: np.ndarray, mesh_of_view: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """First hits of rays (V, P, 6) against one mesh (verts (N, 3) shared), one mesh per view
+    (verts (V, N, 3)) or, with ``mesh_of_view`` (V,), view v's rays against mesh
+    ``verts[mesh_of_view[v]]`` of verts (M, N, 3). Returns triangle ids (V, P) int64 (-1 = miss)
+    and t_hit (V, P) float32.
+
+    Embree builds its BVH on the first cast (most of a cast's time for a face model's mesh), so
+    views that see the same surface should share a mesh: one scene is built per mesh and all of
+    its views' rays go in one call."""
     faces = np.asarray(faces)
     if verts.ndim == 2:
         hits = MeshScene(verts, faces).cast(rays)
         return hits.triangles, hits.t_hit
-    # a scene per view: each view sees its own mesh state
-    per_view = [MeshScene(verts[v], faces).cast(rays[v]) for v in range(verts.shape[0])]
-    return np.stack([h.triangles for h in per_view]), np.stack([h.t_hit for h in per_view])
+    V, P = rays.shape[:2]
+    owner = np.arange(V) if mesh_of_view is None else np.asarray(mesh_of_view)
+    tri = np.empty((V, P), np.int64)
+    t_hit = np.empty((V, P), np.float32)
+    for m in np.unique(owner):
+        views = np.flatnonzero(owner == m)
+        hits = MeshScene(verts[m], faces).cast(rays[views])
+        tri[views], t_hit[views] = hits.triangles, hits.t_hit
+    return tri, t_hit
 
 
 def occluded(verts: np.ndarray, faces: np.ndarray, origins: np.ndarray, targets: np.ndarray, eps: float) -> np.ndarray:

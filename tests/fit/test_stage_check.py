@@ -88,3 +88,34 @@ def test_bending_does_not_depend_on_the_map_resolution(ict_model):
     assert vals[0] > 0
     assert abs(vals[0] - vals[1]) / vals[1] < 0.1
     assert tvs[0] / tvs[1] > 5
+
+
+@pytest.mark.parametrize("groups", [[0, 0, 0], [0, 1, 0, 1], [1, 0, 0]])
+def test_model_vertices_once_per_group(ict_model, groups):
+    """The model's vertices are computed once per group and copied to its views: the same values
+    and the same gradients as one evaluation per view, and bit-identical from run to run."""
+    gidx = torch.tensor(groups)
+    G = max(groups) + 1
+    layout = Layout(np.asarray(groups), G, "per_frame")
+    g = HeadGeometry(ict_model, 16, 16)
+    p = FitParams(ict_model, len(groups), layout, 16, 16, 16, dtype=torch.float64)
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        p.alpha.copy_(torch.randn(p.alpha.shape, generator=gen, dtype=torch.float64))
+        p.beta.copy_(torch.rand(p.beta.shape, generator=gen, dtype=torch.float64))
+    w = torch.randn(len(groups), ict_model.n_vertices, 3, generator=gen, dtype=torch.float64)
+
+    def grads(v):
+        p.zero_grad()
+        (v * w).sum().backward()
+        return p.alpha.grad.clone(), p.beta.grad.clone()
+
+    got = g.model_vertices(p, gidx, None, use_deform=False)
+    ref = torch.cat([ict_model.vertices_torch(p.alpha[None], p.beta[gidx[i : i + 1]]) for i in range(len(groups))])
+    assert torch.allclose(got, ref, atol=1e-12)
+    assert float((ref[gidx == 0][0] - ref[gidx == G - 1][0]).abs().max()) > 1e-4 or G == 1  # the groups differ
+    ga, gb = grads(got)
+    ra, rb = grads(ref)
+    assert torch.allclose(ga, ra, atol=1e-9) and torch.allclose(gb, rb, atol=1e-9)
+    again = grads(g.model_vertices(p, gidx, None, use_deform=False))
+    assert torch.equal(again[0], ga) and torch.equal(again[1], gb)

@@ -289,3 +289,34 @@ def test_missing_backend_is_a_clear_error():
             rasterize(_t(verts), torch.as_tensor(faces), K, M, 8, 8, backend=name)
     # auto falls back to ray casting on a CPU machine
     assert rasterize(_t(verts), torch.as_tensor(faces), K, M, 16, 16, backend="auto").mask.any()
+
+
+def test_ray_meshes_give_each_view_its_moved_mesh(rng):
+    """Three views of one mesh, two of them moved rigidly (a per-camera correction): casting into
+    the one shared mesh through the moved cameras (RayMeshes) gives every pixel the triangle and
+    the depth of casting into each view's own moved mesh; a wrong camera would not."""
+    from mvrecon.geometry import axis_angle_to_matrix
+    from mvrecon.render import RayMeshes
+
+    verts, faces = icosphere(3, radius=0.1)
+    H, W = 40, 48
+    K, M = _cameras(3, H, W, rng)
+    motions = np.tile(np.eye(4), (3, 1, 1))
+    for v, (aa, t) in enumerate([([0.0, 0.03, 0.01], [0.004, -0.002, 0.001]), ([-0.02, 0.0, 0.04], [0.0, 0.003, -0.002])], 1):
+        motions[v, :3, :3] = axis_angle_to_matrix(torch.tensor(aa, dtype=torch.float64)).numpy()
+        motions[v, :3, 3] = t
+    moved = np.einsum("vij,nj->vni", motions[:, :3, :3], verts) + motions[:, None, :3, 3]
+    ys, xs = np.mgrid[0:H, 0:W]
+    pix = torch.as_tensor(np.stack([xs, ys], -1).reshape(1, -1, 2), dtype=torch.float64).expand(3, -1, -1)
+    vt, ft, Kt, Mt = _t(moved), torch.as_tensor(faces), _t(K), _t(M)
+    own = rasterize_pixels(vt, ft, Kt, Mt, pix)
+    shared = RayMeshes(_t(verts)[None], _t(M @ motions), torch.zeros(3, dtype=torch.long))
+    got = rasterize_pixels(vt, ft, Kt, Mt, pix, shared)
+    assert int(own.mask[1:].sum()) > 500 and not torch.equal(own.tri_id[1], rasterize_pixels(_t(verts), ft, Kt, Mt, pix).tri_id[1])
+    assert (got.tri_id != own.tri_id).float().mean() < 1e-3
+    same = got.tri_id == own.tri_id
+    assert torch.allclose(got.depth[same], own.depth[same], atol=1e-12)
+    wrong = RayMeshes(_t(verts)[None], Mt, torch.zeros(3, dtype=torch.long))
+    assert (rasterize_pixels(vt, ft, Kt, Mt, pix, wrong).tri_id != own.tri_id).float().mean() > 0.01
+    with pytest.raises(RenderInputError, match="RayMeshes"):
+        rasterize_pixels(vt, ft, Kt, Mt, pix, RayMeshes(_t(verts)[None], Mt[:2], torch.zeros(2, dtype=torch.long)))
