@@ -9,7 +9,8 @@
 (``bench/realism.py``; ``full``: every factor) for each view count and subject (``--seeds`` and the
 scanned head), with the landmark-only fit and the mean face beside it, and every preset; the
 error is to the true surface in the rig's frame, no alignment; ``--variants`` adds columns of the
-default preset without PRDL or with another seed of the fit's own random choices. Last line: the mean default-preset
+default preset without PRDL or with another seed of the fit's own random choices; 'worst fold' is the default fit's
+deformation map's smallest signed triangle area ratio (``HeadGeometry.fold_ratio``: 1 untouched, <= 0 folded). Last line: the mean default-preset
 error per view count and on how many subjects the presets are ordered (best <= default <= fast).
 
 Each synthetic session (``mvrecon.synth``: a random ICT identity and expression, mid-frequency
@@ -260,7 +261,8 @@ def realism_table(a) -> None:
     if scan is not None and scan == LPS and scan.is_file():
         print("scanned head: \"Infinite, 3D Head Scan\" by Lee Perry-Smith, CC BY 3.0 (triplegangers.com)")
     header = ["views", "subject", *presets, *variants, "landmark-only", "mean face",
-              "shape: default / landmark-only / mean face", "fit s (default)", "verdict", "reverted (default)"]
+              "shape: default / landmark-only / mean face", "worst fold (default)", "fit s (default)", "verdict",
+              "reverted (default)"]
     rows, per_views, ordered, total = [], {}, 0, 0
     print("  ".join(header), flush=True)
     for n in a.views:
@@ -279,6 +281,8 @@ def realism_table(a) -> None:
                 verdict.append("fit >= landmark-only")
             if d["mean"] >= mf["mean"]:
                 verdict.append("fit >= mean face")
+            if d["fold"] <= 0:
+                verdict.append("deformation folds")
             if all(p in res for p in ("fast", "default", "best")):
                 total += 1
                 if res["best"]["mean"] <= res["default"]["mean"] <= res["fast"]["mean"]:
@@ -287,7 +291,7 @@ def realism_table(a) -> None:
                     verdict.append("presets not ordered")
             row = [n, name, *(f"{res[p]['mean']:.3f}" for p in presets), *(f"{var[v]['mean']:.3f}" for v in variants),
                    f"{lo['mean']:.3f}", f"{mf['mean']:.3f}",
-                   f"{d['rigid']:.3f} / {lo['rigid']:.3f} / {mf['rigid']:.3f}", f"{d['seconds']:.1f}", "; ".join(verdict) or "ok", ", ".join(d["reverted"]) or "-"]
+                   f"{d['rigid']:.3f} / {lo['rigid']:.3f} / {mf['rigid']:.3f}", f"{d['fold']:+.2f}", f"{d['seconds']:.1f}", "; ".join(verdict) or "ok", ", ".join(d["reverted"]) or "-"]
             rows.append(row)
             print("  ".join(str(c) for c in row), flush=True)
     table(f"Realism rung '{a.realism}' (mean mm)", header, rows)
