@@ -90,20 +90,21 @@ def test_bending_does_not_depend_on_the_map_resolution(ict_model):
     assert tvs[0] / tvs[1] > 5
 
 
-@pytest.mark.parametrize("groups", [[0, 0, 0], [0, 1, 0, 1], [1, 0, 0]])
+@pytest.mark.parametrize("groups", [[0, 0, 0, 0], [0, 1, 0, 1], [1, 0, 0]])
 def test_model_vertices_once_per_group(ict_model, groups):
     """The model's vertices are computed once per group and copied to its views: the same values
-    and the same gradients as one evaluation per view, and bit-identical from run to run."""
+    and gradients as one evaluation per view, and in the fit's float32 bit-identical from run to
+    run (plain indexing's backward accumulates in a varying order there)."""
     gidx = torch.tensor(groups)
     G = max(groups) + 1
     layout = Layout(np.asarray(groups), G, "per_frame")
     g = HeadGeometry(ict_model, 16, 16)
-    p = FitParams(ict_model, len(groups), layout, 16, 16, 16, dtype=torch.float64)
+    p = FitParams(ict_model, len(groups), layout, 16, 16, 16)
     gen = torch.Generator().manual_seed(1)
     with torch.no_grad():
-        p.alpha.copy_(torch.randn(p.alpha.shape, generator=gen, dtype=torch.float64))
-        p.beta.copy_(torch.rand(p.beta.shape, generator=gen, dtype=torch.float64))
-    w = torch.randn(len(groups), ict_model.n_vertices, 3, generator=gen, dtype=torch.float64)
+        p.alpha.copy_(torch.randn(p.alpha.shape, generator=gen))
+        p.beta.copy_(torch.rand(p.beta.shape, generator=gen))
+    w = torch.randn(len(groups), ict_model.n_vertices, 3, generator=gen)
 
     def grads(v):
         p.zero_grad()
@@ -112,10 +113,11 @@ def test_model_vertices_once_per_group(ict_model, groups):
 
     got = g.model_vertices(p, gidx, None, use_deform=False)
     ref = torch.cat([ict_model.vertices_torch(p.alpha[None], p.beta[gidx[i : i + 1]]) for i in range(len(groups))])
-    assert torch.allclose(got, ref, atol=1e-12)
+    assert torch.allclose(got, ref, atol=1e-6)
     assert float((ref[gidx == 0][0] - ref[gidx == G - 1][0]).abs().max()) > 1e-4 or G == 1  # the groups differ
     ga, gb = grads(got)
     ra, rb = grads(ref)
-    assert torch.allclose(ga, ra, atol=1e-9) and torch.allclose(gb, rb, atol=1e-9)
-    again = grads(g.model_vertices(p, gidx, None, use_deform=False))
-    assert torch.equal(again[0], ga) and torch.equal(again[1], gb)
+    assert torch.allclose(ga, ra, rtol=1e-4, atol=1e-3) and torch.allclose(gb, rb, rtol=1e-4, atol=1e-3)
+    for _ in range(5):
+        again = grads(g.model_vertices(p, gidx, None, use_deform=False))
+        assert torch.equal(again[0], ga) and torch.equal(again[1], gb)
