@@ -313,7 +313,10 @@ def realism_variant(name: str):
     - ``cuteyes`` / ``cutparts``: PRDL's eye (and brow) masks redrawn from the photo's colour
       (:attr:`mvrecon.fit.config.FitConfig.part_cuts`);
     - ``sharedlight``: one SH light per frame, each view keeping its per-channel gain
-      (:attr:`mvrecon.fit.config.FitConfig.shared_light`)."""
+      (:attr:`mvrecon.fit.config.FitConfig.shared_light`);
+    - ``fixedpose``: the deformation stage with the head's pose and the camera correction frozen
+      (``rot``, ``trans``, ``cam_pose`` out of its parameters) at the photometric stage's result, so
+      that the deformation map cannot trade shape for placement."""
     from mvrecon.fit.config import preset
 
     cfg, mutate = preset("default"), None
@@ -336,12 +339,17 @@ def realism_variant(name: str):
             mutate = functools.partial(true_part_masks, keep_skin=True)
         elif part == "sharedlight":
             cfg = dataclasses.replace(cfg, shared_light=True)
+        elif part == "fixedpose":
+            frozen = ("rot", "trans", "cam_pose")
+            cfg = dataclasses.replace(cfg, schedule=tuple(
+                dataclasses.replace(st, params=tuple(q for q in st.params if q not in frozen)) if st.name == "deform" else st
+                for st in cfg.schedule))
         elif part in ("cuteyes", "cutparts"):
             eyes = ("right_eye", "left_eye")
             cfg = dataclasses.replace(cfg, part_cuts=eyes if part == "cuteyes" else eyes + ("right_brow", "left_brow"))
         else:
             raise SystemExit(f"bench/fit.py: unknown --variants entry {part!r} "
-                             "(noprdl, seedK, prdlhi, truemasks, cuteyes, cutparts, sharedlight; join with +)")
+                             "(noprdl, seedK, prdlhi, truemasks, cuteyes, cutparts, sharedlight, fixedpose; join with +)")
     return cfg, mutate
 
 
