@@ -94,8 +94,8 @@ class Fitter:
         self.gidx = torch.as_tensor(group_of_view, dtype=torch.long)
         self.vidx = torch.arange(views.n_views)
         # the views' groups as ray-casting meshes: mesh m is view first_view[m]'s, seen by mesh_of_view
-        groups, mesh_of_view = np.unique(np.asarray(group_of_view), return_inverse=True)
-        self.first_view = torch.as_tensor([int(np.flatnonzero(np.asarray(group_of_view) == g)[0]) for g in groups])
+        _, first_view, mesh_of_view = np.unique(np.asarray(group_of_view), return_index=True, return_inverse=True)
+        self.first_view = torch.as_tensor(first_view, dtype=torch.long)
         self.mesh_of_view = torch.as_tensor(mesh_of_view.reshape(-1), dtype=torch.long)
         names = views.cameras or views.keys
         self.camera_names = list(dict.fromkeys(names))
@@ -183,6 +183,7 @@ class Fitter:
         return correct_views(world, self.p.cam_pose, self.cam_of_view)
 
     def cameras_corrected(self) -> bool:
+        """The pose correction is being fitted or has moved a camera (else the views are as shipped)."""
         cp = self.p.cam_pose
         return cp.requires_grad or bool(cp.detach().abs().max() > 0)
 
