@@ -234,7 +234,7 @@ def realism_table(a) -> None:
     landmark-only fit, the mean face and every preset (see the module docstring)."""
     import logging
 
-    from realism import LPS, make_session as realism_session, mean_face_error
+    from realism import LPS, gauge_floor, make_session as realism_session, mean_face_error
 
     logging.basicConfig(level=logging.ERROR)
     from mvrecon.facemodel import load_model
@@ -257,11 +257,12 @@ def realism_table(a) -> None:
           f"{', '.join('scan' if isinstance(s, Path) else f'seed {s}' for s in subjects)}, torch threads {a.threads}; "
           "errors: face vertices -> true surface in the rig's frame (no alignment), mean mm; 'shape': the same "
           "after a rigid ICP of the face onto the true surface (rigid_surface_error: where the drifted rig put the head "
-          "does not count)")
+          "does not count); 'gauge floor': the true surface itself placed as the zero-mean camera correction must "
+          "place it (the drift the cameras share, which no photo shows; bench/realism.py gauge_floor)")
     if scan is not None and scan == LPS and scan.is_file():
         print("scanned head: \"Infinite, 3D Head Scan\" by Lee Perry-Smith, CC BY 3.0 (triplegangers.com)")
     header = ["views", "subject", *presets, *variants, "landmark-only", "mean face",
-              "shape: default / landmark-only / mean face", "worst fold (default)", "fit s (default)", "verdict",
+              "shape: default / landmark-only / mean face", "gauge floor", "worst fold (default)", "fit s (default)", "verdict",
               "reverted (default)"]
     rows, per_views, ordered, total = [], {}, 0, 0
     print("  ".join(header), flush=True)
@@ -291,7 +292,7 @@ def realism_table(a) -> None:
                     verdict.append("presets not ordered")
             row = [n, name, *(f"{res[p]['mean']:.3f}" for p in presets), *(f"{var[v]['mean']:.3f}" for v in variants),
                    f"{lo['mean']:.3f}", f"{mf['mean']:.3f}",
-                   f"{d['rigid']:.3f} / {lo['rigid']:.3f} / {mf['rigid']:.3f}", f"{d['fold']:+.2f}", f"{d['seconds']:.1f}", "; ".join(verdict) or "ok", ", ".join(d["reverted"]) or "-"]
+                   f"{d['rigid']:.3f} / {lo['rigid']:.3f} / {mf['rigid']:.3f}", f"{gauge_floor(root, model):.3f}", f"{d['fold']:+.2f}", f"{d['seconds']:.1f}", "; ".join(verdict) or "ok", ", ".join(d["reverted"]) or "-"]
             rows.append(row)
             print("  ".join(str(c) for c in row), flush=True)
     table(f"Realism rung '{a.realism}' (mean mm)", header, rows)
@@ -314,10 +315,10 @@ def realism_variant(name: str):
       (:attr:`mvrecon.fit.config.FitConfig.part_cuts`);
     - ``sharedlight``: one SH light per frame, each view keeping its per-channel gain
       (:attr:`mvrecon.fit.config.FitConfig.shared_light`);
-    - ``fixedpose``: the deformation stage with the head's pose and the camera correction frozen
-      (``rot``, ``trans``, ``cam_pose`` out of its parameters) at the photometric stage's result, so
-      that the deformation map cannot trade shape for placement."""
-    from mvrecon.fit.config import preset
+    - ``freepose``: the deformation stage as it was before the eighth session, with the head's pose
+      and the camera correction free (``rot``, ``trans``, ``cam_pose`` and its prior), so that the
+      map can trade shape for placement (the presets now keep them at the photometric stage's result)."""
+    from mvrecon.fit.config import preset, with_camera_correction
 
     cfg, mutate = preset("default"), None
     for part in name.split("+"):
@@ -339,17 +340,17 @@ def realism_variant(name: str):
             mutate = functools.partial(true_part_masks, keep_skin=True)
         elif part == "sharedlight":
             cfg = dataclasses.replace(cfg, shared_light=True)
-        elif part == "fixedpose":
-            frozen = ("rot", "trans", "cam_pose")
+        elif part == "freepose":
+            cfg = with_camera_correction(cfg, stages=("deform",))
             cfg = dataclasses.replace(cfg, schedule=tuple(
-                dataclasses.replace(st, params=tuple(q for q in st.params if q not in frozen)) if st.name == "deform" else st
+                dataclasses.replace(st, params=("rot", "trans") + st.params) if st.name == "deform" else st
                 for st in cfg.schedule))
         elif part in ("cuteyes", "cutparts"):
             eyes = ("right_eye", "left_eye")
             cfg = dataclasses.replace(cfg, part_cuts=eyes if part == "cuteyes" else eyes + ("right_brow", "left_brow"))
         else:
             raise SystemExit(f"bench/fit.py: unknown --variants entry {part!r} "
-                             "(noprdl, seedK, prdlhi, truemasks, cuteyes, cutparts, sharedlight, fixedpose; join with +)")
+                             "(noprdl, seedK, prdlhi, truemasks, cuteyes, cutparts, sharedlight, freepose; join with +)")
     return cfg, mutate
 
 

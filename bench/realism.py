@@ -87,6 +87,37 @@ def mean_face_error(root: Path, model, cfg) -> dict:
     return {"mean": e.mean_mm, "median": e.median_mm, "p95": e.p95_mm, "rigid": rigid}
 
 
+def gauge_floor(root: Path, model) -> float:
+    """The unaligned error (mean mm) of the true surface itself placed where the fit's camera
+    correction must put it: the correction is zero-mean over the cameras (the rig as a whole stays
+    where its calibration put it; a drift all cameras share cannot be seen in the photos), so the
+    drifted rig's mean motion (each camera's rigid motion from the photos' rig to the shipped one,
+    about the head's centre, averaged over the cameras the fit uses) moves the head by that much.
+    No fit can do better unaligned; 0 on a session without the calibration factor."""
+    from scipy.spatial.transform import Rotation
+
+    from mvrecon.fit.accuracy import surface_error
+    from mvrecon.fit.stage import load_fit_views
+    from mvrecon.session import load_session
+
+    gt = np.load(root / "gt" / "gt.npz")
+    if "shipped_world_to_cam" not in gt.files:
+        return 0.0
+    _, cams, _ = load_fit_views(load_session(root))
+    used = {c.name for c in cams}
+    truth = gt["verts_detail"][0].astype(np.float64)
+    c = truth.mean(0)
+    motions = []
+    for name, shipped, rendered in zip(gt["cameras"], gt["shipped_world_to_cam"], gt["render_world_to_cam"]):
+        if str(name) not in used:
+            continue
+        A = np.linalg.inv(shipped) @ rendered  # a true point -> the point the shipped camera sees alike
+        motions.append(np.r_[Rotation.from_matrix(A[:3, :3]).as_rotvec(), A[:3, :3] @ c + A[:3, 3] - c])
+    m = np.mean(motions, 0)
+    moved = (truth - c) @ Rotation.from_rotvec(m[:3]).as_matrix().T + c + m[3:]
+    return surface_error(moved, truth, model).mean_mm
+
+
 def main() -> None:
     from mvrecon.synth.realism import FACTORS
 

@@ -38,7 +38,7 @@ def test_presets_correct_the_cameras_and_the_switch_takes_it_away():
     for name in ("fast", "default", "best"):
         cfg = preset(name)
         fitted = [st.name for st in cfg.schedule if "cam_pose" in st.params]
-        assert fitted == ["photo", "deform"], (name, fitted)
+        assert fitted == ["photo"], (name, fitted)  # the deformation stage keeps the pose and cameras
         off = without_camera_correction(cfg)
         assert not any("cam_pose" in st.params or "cam_prior" in st.weights for st in off.schedule)
         back = with_camera_correction(off)
