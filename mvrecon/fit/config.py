@@ -248,8 +248,8 @@ def with_camera_correction(cfg: FitConfig, prior: float = 1e-4, stages: tuple[st
     typical drift (0.1 degree, 1 mm). A rig's cameras move by that much between the board shots
     and the capture, and views that disagree by a millimetre or two pull the surface apart; the
     photometric stage sees it (the landmarks do not: a correction fitted to them alone left the
-    error where it was); the deformation stage keeps the cameras where it left them. The corrected cameras go to the texture and detail stages
-    (:attr:`mvrecon.fit.result.FittedHead.camera_correction`). A stage that has it already is
+    error where it was); the deformation stage keeps the cameras where it left them. The corrected
+    cameras go to the texture and detail stages (:attr:`mvrecon.fit.result.FittedHead.camera_correction`). A stage that has it already is
     left as it is."""
     sched = []
     for st in cfg.schedule:

@@ -1,5 +1,5 @@
 """The fit's per-camera pose correction: a rig whose camera moved after its calibration is seen
-by the photometric stages and corrected, and the corrected cameras reach the later stages."""
+by the photometric stage and corrected, and the corrected cameras reach the later stages."""
 
 from __future__ import annotations
 
