@@ -83,19 +83,21 @@ def fit_and_measure(root: Path, cfg, model, mutate=None, true_cameras: bool = Fa
     _, detailed, _, _ = finish(model, state, geom, batch, layout, names)
     secs = time.perf_counter() - t0
     frames = [str(f) for f in gt["frames"]]
-    errs, seen_errs, seen_frac, rigid = [], [], [], []
+    errs, seen_errs, seen_frac, rigid, nose = [], [], [], [], []
+    from mvrecon.parts import PART_CODES
     for g, name in enumerate(names):
         views = [i for i, gv in enumerate(layout.group_of_view) if gv == g]
         frame = batch.frames[views[0]]
         truth = gt["verts_detail"][frames.index(frame)]
         errs.append(surface_error(detailed[name], truth, model))
         rigid.append(rigid_surface_error(detailed[name], truth, model)[0].mean_mm)
+        nose.append(surface_error(detailed[name], truth, model, subset=model.part_labels == PART_CODES["nose"]).mean_mm)
         seen = seen_by_a_camera(truth, model, cams)
         seen_errs.append(surface_error(detailed[name], truth, model, subset=seen))
         seen_frac.append(seen_errs[-1].n_points / errs[-1].n_points)
     return {
         "views": batch.n_views, "groups": layout.n_groups, "mean": float(np.mean([e.mean_mm for e in errs])),
-        "rigid": float(np.mean(rigid)), "mean_seen": float(np.mean([e.mean_mm for e in seen_errs])), "seen_frac": float(np.mean(seen_frac)),
+        "rigid": float(np.mean(rigid)), "nose": float(np.mean(nose)), "mean_seen": float(np.mean([e.mean_mm for e in seen_errs])), "seen_frac": float(np.mean(seen_frac)),
         "p95": float(np.mean([e.p95_mm for e in errs])), "median": float(np.mean([e.median_mm for e in errs])),
         "init_rms": init.rms_m * 1000, "seconds": secs, "skipped": skipped, "moved": init.landmarks_moved,
         "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -257,12 +259,13 @@ def realism_table(a) -> None:
           f"{', '.join('scan' if isinstance(s, Path) else f'seed {s}' for s in subjects)}, torch threads {a.threads}; "
           "errors: face vertices -> true surface in the rig's frame (no alignment), mean mm; 'shape': the same "
           "after a rigid ICP of the face onto the true surface (rigid_surface_error: where the drifted rig put the head "
-          "does not count); 'gauge floor': the true surface itself placed as the zero-mean camera correction must "
+          "does not count); 'nose': the error over the nose's vertices alone (a fifth of the face; its underside "
+          "and nostrils are seen by few cameras); 'gauge floor': the true surface itself placed as the zero-mean camera correction must "
           "place it (the drift the cameras share, which no photo shows; bench/realism.py gauge_floor)")
     if scan is not None and scan == LPS and scan.is_file():
         print("scanned head: \"Infinite, 3D Head Scan\" by Lee Perry-Smith, CC BY 3.0 (triplegangers.com)")
     header = ["views", "subject", *presets, *variants, "landmark-only", "mean face",
-              "shape: default / landmark-only / mean face", "gauge floor", "worst fold (default)", "fit s (default)", "verdict",
+              "shape: default / landmark-only / mean face", "nose: default / landmark-only", "gauge floor", "worst fold (default)", "fit s (default)", "verdict",
               "reverted (default)"]
     rows, per_views, ordered, total = [], {}, 0, 0
     print("  ".join(header), flush=True)
@@ -292,7 +295,8 @@ def realism_table(a) -> None:
                     verdict.append("presets not ordered")
             row = [n, name, *(f"{res[p]['mean']:.3f}" for p in presets), *(f"{var[v]['mean']:.3f}" for v in variants),
                    f"{lo['mean']:.3f}", f"{mf['mean']:.3f}",
-                   f"{d['rigid']:.3f} / {lo['rigid']:.3f} / {mf['rigid']:.3f}", f"{gauge_floor(root, model):.3f}", f"{d['fold']:+.2f}", f"{d['seconds']:.1f}", "; ".join(verdict) or "ok", ", ".join(d["reverted"]) or "-"]
+                   f"{d['rigid']:.3f} / {lo['rigid']:.3f} / {mf['rigid']:.3f}", f"{d['nose']:.3f} / {lo['nose']:.3f}",
+                   f"{gauge_floor(root, model):.3f}", f"{d['fold']:+.2f}", f"{d['seconds']:.1f}", "; ".join(verdict) or "ok", ", ".join(d["reverted"]) or "-"]
             rows.append(row)
             print("  ".join(str(c) for c in row), flush=True)
     table(f"Realism rung '{a.realism}' (mean mm)", header, rows)
@@ -317,8 +321,10 @@ def realism_variant(name: str):
       (:attr:`mvrecon.fit.config.FitConfig.shared_light`);
     - ``freepose``: the deformation stage as it was before the eighth session, with the head's pose
       and the camera correction free (``rot``, ``trans``, ``cam_pose`` and its prior), so that the
-      map can trade shape for placement (the presets now keep them at the photometric stage's result)."""
-    from mvrecon.fit.config import preset, with_camera_correction
+      map can trade shape for placement (the presets now keep them at the photometric stage's result);
+    - ``disp``: the fit's own displacement stage at the end, as every preset had it before the ninth
+      session (:func:`mvrecon.fit.config.with_displacement`)."""
+    from mvrecon.fit.config import preset, with_camera_correction, with_displacement
 
     cfg, mutate = preset("default"), None
     for part in name.split("+"):
@@ -338,6 +344,8 @@ def realism_variant(name: str):
             cfg = dataclasses.replace(cfg, schedule=tuple(sched))
         elif part == "truemasks":
             mutate = functools.partial(true_part_masks, keep_skin=True)
+        elif part == "disp":
+            cfg = with_displacement(cfg)
         elif part == "sharedlight":
             cfg = dataclasses.replace(cfg, shared_light=True)
         elif part == "freepose":
@@ -350,7 +358,7 @@ def realism_variant(name: str):
             cfg = dataclasses.replace(cfg, part_cuts=eyes if part == "cuteyes" else eyes + ("right_brow", "left_brow"))
         else:
             raise SystemExit(f"bench/fit.py: unknown --variants entry {part!r} "
-                             "(noprdl, seedK, prdlhi, truemasks, cuteyes, cutparts, sharedlight, freepose; join with +)")
+                             "(noprdl, seedK, prdlhi, truemasks, cuteyes, cutparts, sharedlight, freepose, disp; join with +)")
     return cfg, mutate
 
 
@@ -369,7 +377,7 @@ def main() -> None:
     ap.add_argument("--scan", default="", help="--realism: head mesh of the scanned subject ('none': leave it out)")
     ap.add_argument("--presets", default="fast,default,best", help="--realism: presets fitted on every subject")
     ap.add_argument("--variants", default="", help="--realism: variants of the default preset fitted beside it, "
-                    "comma list of noprdl, seedK, prdlhi, truemasks, cuteyes, cutparts, sharedlight, joined by + to combine "
+                    "comma list of noprdl, seedK, prdlhi, truemasks, cuteyes, cutparts, sharedlight, freepose, disp, joined by + to combine "
                     "(see realism_variant)")
     a = ap.parse_args()
     if a.realism:

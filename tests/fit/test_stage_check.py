@@ -121,3 +121,50 @@ def test_model_vertices_once_per_group(ict_model, groups):
     for _ in range(5):
         again = grads(g.model_vertices(p, gidx, None, use_deform=False))
         assert torch.equal(again[0], ga) and torch.equal(again[1], gb)
+
+
+def test_presets_fit_no_displacement_and_with_displacement_puts_the_stage_back():
+    """The fit's own displacement stage left the presets (the stage check reverted it in every fit
+    of the realism table); ``with_displacement`` appends it as it was, key light and all, once."""
+    from mvrecon.fit.config import KEY_LIGHT_PARAMS, PRESETS, legacy, with_displacement
+
+    iters = {"fast": 15, "default": 30, "best": 60}
+    for name in PRESETS:
+        cfg = preset(name)
+        assert not any("disp" in st.params or st.name == "detail" for st in cfg.schedule), name
+        full = with_displacement(cfg)
+        assert full.schedule[:-1] == cfg.schedule and with_displacement(full) == full
+        st = full.schedule[-1]
+        assert (st.name, st.iters, st.requires) == ("detail", iters[name], ("photo",))
+        assert set(("disp", "sh", "albedo", *KEY_LIGHT_PARAMS)) <= set(st.params)
+        assert not {"alpha", "rot", "trans", "deform"} & set(st.params)
+    # the legacy settings keep the face crops of then
+    assert [legacy(n).crop_size for n in ("fast", "default", "best")] == [192, 256, 384]
+
+
+def test_best_is_default_and_a_refinement_the_evidence_must_accept(scene, ict_model):
+    """``best`` runs ``default`` and then a ``refine`` stage; the refined fit starts from the
+    shorter preset's result bit for bit and ends there again unless the held-out evidence accepts
+    the stage, so the slower preset cannot end worse on that evidence."""
+    from mvrecon.fit.config import with_refinement
+
+    best, default = preset("best"), preset("default")
+    assert dataclasses.replace(best, preset="default", schedule=default.schedule) == default
+    assert [st.name for st in best.schedule] == [st.name for st in default.schedule] + ["refine"]
+    refine = best.schedule[-1]
+    assert not {"rot", "trans", "cam_pose"} & set(refine.params) and {"alpha", "deform"} <= set(refine.params)
+
+    session, _ = scene
+    short = preset("fast")
+    a = fit_session(session, short, progress=False, model=ict_model, write=False)
+    b = fit_session(session, with_refinement(short, iters=20), progress=False, model=ict_model, write=False)
+    last = {c["stage"]: c for c in a.summary["stage_checks"]}["deform"]
+    check = {c["stage"]: c for c in b.summary["stage_checks"]}["refine"]
+    # the same fit up to the refinement (where the deformation stage was reverted, its start; the
+    # held-out pixels are shaded with visibility and shadows refreshed in between)
+    start = last["after"] if last["kept"] else last["before"]
+    assert check["before"] == pytest.approx(start, rel=1e-3)
+    if check["kept"]:
+        assert check["after"]["heldout_photo"] <= check["before"]["heldout_photo"] * 1.002
+    else:
+        assert np.array_equal(a.detailed["f0"], b.detailed["f0"])
