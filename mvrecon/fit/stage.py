@@ -8,7 +8,8 @@ triangulated landmarks, runs the schedule and writes ``fit/``::
     neutral.obj         identity + deformation map, expression zero, posed like group 0 (world, metres)
     mesh_<group>.obj    identity + expression + deformation of each group (world, metres)
     detailed_<group>.obj  the same with the fused displacement map
-    displacement.npy    the fused UV displacement map (metres along the normal)
+    displacement.npy    the fused UV displacement map (metres along the normal; zero unless the
+                        schedule has a displacement stage, :func:`.config.with_displacement`)
     overlays/<view>.jpg mesh edges and part outlines over each photo
     losses.png, losses.json   loss curves
     config.json, summary.json
