@@ -175,7 +175,7 @@ class FitConfig:
     crop_size: int = 384
     """Side of the square face crop every view is fitted at, pixels. The photometric term sees the
     face at this size: at 256 (the default before the ninth session) a 1024x768 photo's face was
-    halved and the realism table's default fit was 0.1-0.4 mm worse (bench/fit.py --realism)."""
+    halved and the realism table's default fit was 0.03-0.37 mm worse (bench/fit.py --realism)."""
     anchor_grid: int = 24
     """PRDL anchors per side of the crop."""
     mask_points: int = 1500
