@@ -342,11 +342,13 @@ def with_refinement(cfg: FitConfig, iters: int = 120, lr_scale: float = 0.3) -> 
     deformation map and the appearance together, at ``lr_scale`` times their learning rates, on
     the deformation stage's terms, the pose and the cameras where the photometric stage left them
     (at the full learning rates the check reverted it on the two sessions it was tried on, whose
-    true error it had raised). Like every stage after the landmark ones it is
-    kept only when the held-out evidence says it helps, so the fit it ends with is ``cfg``'s own
-    result or one the evidence prefers: how ``best`` (``default`` and this stage) ends at least as
-    well as ``default`` on that evidence. Not always on the truth: on the realism table's scanned
-    head it was kept and ended 0.001-0.006 mm worse (bench/fit.py --realism)."""
+    true error it had raised). Like every stage after the landmark ones it is judged on the
+    held-out evidence and reverted when that gets worse (the held-out pixels' error by more than
+    0.2 %, :meth:`mvrecon.fit.optimize.Fitter.judge`), so the fit it ends with is ``cfg``'s own
+    result or one that evidence does not reject: how ``best`` (``default`` and this stage) ends
+    where ``default`` does or no worse on that evidence, within that tolerance. Not always on the
+    truth: on the realism table's scanned head it was kept and ended 0.001-0.006 mm worse
+    (bench/fit.py --realism)."""
     deform = next(st for st in cfg.schedule if st.name == "deform")
     params = tuple(dict.fromkeys(("alpha",) + tuple(p for p in deform.params if p not in ("rot", "trans", "cam_pose"))))
     weights = {k: v for k, v in deform.weights.items() if k != "cam_prior"}
@@ -391,8 +393,8 @@ def legacy(name: str = "default") -> FitConfig:
 #: the surface (bench/realism.py, the ``skin`` factor). And every preset corrects the rig's
 #: cameras in its photometric stages (:func:`with_camera_correction`): cameras that moved since
 #: their calibration pull the surface apart (bench/fit.py --realism, the ``calib`` factor).
-#: ``best`` is ``default`` and a refinement stage the held-out evidence must accept
-#: (:func:`with_refinement`): it ends where ``default`` does or where that evidence prefers. Until
+#: ``best`` is ``default`` and a refinement stage the held-out evidence judges
+#: (:func:`with_refinement`): it ends where ``default`` does or where that evidence accepts. Until
 #: the ninth session it was a fit of its own (a 384 px crop, twice the steps); once ``default``
 #: fitted 384 px crops, ``best`` at 512 px ended worse than it on two of three 2-view subjects.
 PRESETS: dict[str, FitConfig] = {
