@@ -65,6 +65,7 @@ def fit_and_measure(root: Path, cfg, model, mutate=None, true_cameras: bool = Fa
     much of the error the calibration costs."""
     from mvrecon.fit.accuracy import rigid_surface_error, surface_error
     from mvrecon.fit.stage import camera_response, finish, fit_views, load_fit_views
+    from mvrecon.parts import PART_CODES
     from mvrecon.session import load_session
 
     s = load_session(root)
@@ -84,7 +85,6 @@ def fit_and_measure(root: Path, cfg, model, mutate=None, true_cameras: bool = Fa
     secs = time.perf_counter() - t0
     frames = [str(f) for f in gt["frames"]]
     errs, seen_errs, seen_frac, rigid, nose = [], [], [], [], []
-    from mvrecon.parts import PART_CODES
     for g, name in enumerate(names):
         views = [i for i, gv in enumerate(layout.group_of_view) if gv == g]
         frame = batch.frames[views[0]]

@@ -107,6 +107,11 @@ def _schedule(scale: float) -> tuple[Stage, ...]:
     )
 
 
+#: Schedule length of each preset as it was before the ninth session (``best`` twice ``default``'s):
+#: the legacy presets and the displacement stage keep it.
+_LEGACY_SCALE = {"fast": 0.5, "default": 1.0, "best": 2.0}
+
+
 def _displacement_stage(scale: float) -> Stage:
     """The fit's own displacement stage (:func:`with_displacement`)."""
     return Stage(
@@ -276,8 +281,7 @@ def with_displacement(cfg: FitConfig) -> FitConfig:
     ``cfg`` that has it already is returned as it is."""
     if any(st.name == "detail" for st in cfg.schedule):
         return cfg
-    scale = {"fast": 0.5, "default": 1.0, "best": 2.0}.get(cfg.preset, 1.0)
-    st = _displacement_stage(scale)
+    st = _displacement_stage(_LEGACY_SCALE.get(cfg.preset, 1.0))
     if cfg.key_light:
         st = dataclasses.replace(st, params=st.params + KEY_LIGHT_PARAMS)
     return dataclasses.replace(cfg, schedule=cfg.schedule + (st,))
@@ -371,7 +375,7 @@ def legacy(name: str = "default") -> FitConfig:
     """Preset ``name`` as it was before the fit was made to hold on real heads: a free 3D deformation
     in the photometric stage, a plain robust photometric term over every face pixel, no stage
     check, the face crops of then (kept to measure against)."""
-    scale = {"fast": 0.5, "default": 1.0, "best": 2.0}[name]
+    scale = _LEGACY_SCALE[name]
     return dataclasses.replace(
         PRESETS[name],
         crop_size={"fast": 192, "default": 256, "best": 384}[name],
