@@ -262,6 +262,10 @@ def realism_table(a) -> None:
           "does not count); 'nose': the error over the nose's vertices alone (a fifth of the face; its underside "
           "and nostrils are seen by few cameras); 'gauge floor': the true surface itself placed as the zero-mean camera correction must "
           "place it (the drift the cameras share, which no photo shows; bench/realism.py gauge_floor)")
+    for i, p in enumerate(presets):
+        same = [q for q in presets[:i] if dataclasses.replace(preset(q), preset=p) == preset(p)]
+        if same:
+            print(f"preset '{p}' fits with the settings of '{same[0]}': its column is that fit")
     if scan is not None and scan == LPS and scan.is_file():
         print("scanned head: \"Infinite, 3D Head Scan\" by Lee Perry-Smith, CC BY 3.0 (triplegangers.com)")
     header = ["views", "subject", *presets, *variants, "landmark-only", "mean face",
@@ -273,7 +277,10 @@ def realism_table(a) -> None:
         for subj in subjects:
             name = "scan" if isinstance(subj, Path) else f"seed {subj}"
             root = realism_session(work, subj, n, size, a.realism)
-            res = {p: fit_and_measure(root, preset(p), model) for p in presets}
+            res: dict[str, dict] = {}
+            for p in presets:  # a preset with another's fit settings is that fit (fitted once)
+                same = next((q for q in res if dataclasses.replace(preset(q), preset=p) == preset(p)), None)
+                res[p] = res[same] if same is not None else fit_and_measure(root, preset(p), model)
             var = {v: fit_and_measure(root, cfg, model, mutate=None if mut is None else mut(root))
                    for v, (cfg, mut) in variants.items()}
             lo = fit_and_measure(root, lm_only, model)
@@ -323,8 +330,12 @@ def realism_variant(name: str):
       and the camera correction free (``rot``, ``trans``, ``cam_pose`` and its prior), so that the
       map can trade shape for placement (the presets now keep them at the photometric stage's result);
     - ``disp``: the fit's own displacement stage at the end, as every preset had it before the ninth
-      session (:func:`mvrecon.fit.config.with_displacement`)."""
-    from mvrecon.fit.config import preset, with_camera_correction, with_displacement
+      session (:func:`mvrecon.fit.config.with_displacement`);
+    - ``refine``: the default and a refinement stage the held-out evidence judges, as ``best`` was
+      in the ninth session (:func:`mvrecon.fit.config.with_refinement`);
+    - ``nowarmup``: every stage's learning rates at full rate from its first step, as before the
+      tenth session (:attr:`mvrecon.fit.config.FitConfig.lr_warmup` 0)."""
+    from mvrecon.fit.config import preset, with_camera_correction, with_displacement, with_refinement
 
     cfg, mutate = preset("default"), None
     for part in name.split("+"):
@@ -348,6 +359,10 @@ def realism_variant(name: str):
             cfg = with_displacement(cfg)
         elif part == "sharedlight":
             cfg = dataclasses.replace(cfg, shared_light=True)
+        elif part == "refine":
+            cfg = with_refinement(cfg)
+        elif part == "nowarmup":
+            cfg = dataclasses.replace(cfg, lr_warmup=0)
         elif part == "freepose":
             cfg = with_camera_correction(cfg, stages=("deform",))
             cfg = dataclasses.replace(cfg, schedule=tuple(
@@ -358,7 +373,7 @@ def realism_variant(name: str):
             cfg = dataclasses.replace(cfg, part_cuts=eyes if part == "cuteyes" else eyes + ("right_brow", "left_brow"))
         else:
             raise SystemExit(f"bench/fit.py: unknown --variants entry {part!r} "
-                             "(noprdl, seedK, prdlhi, truemasks, cuteyes, cutparts, sharedlight, freepose, disp; join with +)")
+                             "(noprdl, seedK, prdlhi, truemasks, cuteyes, cutparts, sharedlight, freepose, disp, refine, nowarmup; join with +)")
     return cfg, mutate
 
 
@@ -377,7 +392,7 @@ def main() -> None:
     ap.add_argument("--scan", default="", help="--realism: head mesh of the scanned subject ('none': leave it out)")
     ap.add_argument("--presets", default="fast,default,best", help="--realism: presets fitted on every subject")
     ap.add_argument("--variants", default="", help="--realism: variants of the default preset fitted beside it, "
-                    "comma list of noprdl, seedK, prdlhi, truemasks, cuteyes, cutparts, sharedlight, freepose, disp, joined by + to combine "
+                    "comma list of noprdl, seedK, prdlhi, truemasks, cuteyes, cutparts, sharedlight, freepose, disp, refine, nowarmup, joined by + to combine "
                     "(see realism_variant)")
     a = ap.parse_args()
     if a.realism:

@@ -450,6 +450,8 @@ class Fitter:
             prm.requires_grad_(name in st.params)
         groups = [{"params": [params[n]], "lr": st.lr.get(n, DEFAULT_LR[n])} for n in st.params]
         opt = torch.optim.Adam(groups)
+        base_lr = [g["lr"] for g in opt.param_groups]
+        warmup = max(0, int(self.cfg.lr_warmup))
         start_total = None
         t0 = time.perf_counter()
         bar = _Progress(st.name, st.iters, self.progress)
@@ -470,6 +472,10 @@ class Fitter:
             for prm in self.p.parameters():
                 if prm.grad is not None and not torch.isfinite(prm.grad).all():
                     raise FitDiverged(f"fit stage '{st.name}' step {it}: non-finite gradient")
+            if warmup:
+                ramp = min(1.0, (it + 1) / warmup)
+                for g, lr in zip(opt.param_groups, base_lr):
+                    g["lr"] = lr * ramp
             opt.step()
             self.p.clamp_()
             if self.cfg.shared_light and "sh" in st.params:
