@@ -41,7 +41,7 @@ def test_presets_correct_the_cameras_and_the_switch_takes_it_away():
         assert fitted == ["photo"], (name, fitted)
         # the deformation map cannot trade shape for placement: its stages keep the pose and cameras
         deform = [st for st in cfg.schedule if "deform" in st.params]
-        assert [st.name for st in deform] == ["deform"] + (["refine"] if name == "best" else []), name
+        assert [st.name for st in deform] == ["deform"], name
         for st in deform:
             assert not {"rot", "trans", "cam_pose"} & set(st.params), (name, st.name, st.params)
         off = without_camera_correction(cfg)
@@ -72,7 +72,9 @@ def test_a_camera_moved_since_calibration_is_corrected(ict_model, tmp_path):
     session = load_session(root)
 
     shape, heldout = {}, {}
-    for name, cfg in (("without", without_camera_correction(preset("fast"))), ("with", preset("fast"))):
+    # the default preset: in fast's 60 photometric steps, a third of them ramping the learning
+    # rates up (FitConfig.lr_warmup), the correction only gets the held-out error from 0.079 to 0.072
+    for name, cfg in (("without", without_camera_correction(preset("default"))), ("with", preset("default"))):
         res = fit_session(session, cfg, progress=False, model=ict_model, write=name == "with")
         shape[name] = rigid_surface_error(res.meshes["f0"], world, ict_model)[0].mean_mm
         photo = next(c for c in res.summary["stage_checks"] if c["stage"] == "photo")
