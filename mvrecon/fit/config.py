@@ -199,7 +199,9 @@ class FitConfig:
     the ramp the photometric stages first climbed (the deformation stage's loss rose by a fifth
     over its first 15 steps) and ended higher (seed 7, 4 views: with the ramp the photometric and
     deformation stages ended 22 % and 29 % lower); with it the realism table's default error
-    fell on eight of nine rows (bench/fit.py --realism, ``--variants nowarmup``)."""
+    fell on eight of nine rows (bench/fit.py --realism, ``--variants nowarmup``). It costs
+    ``fast`` (60 photometric steps) most of its camera correction
+    (tests/fit/test_camera_correction.py, README)."""
     schedule: tuple[Stage, ...] = field(default_factory=lambda: _schedule(1.0))
     """The coarse-to-fine stages."""
     seed: int = 0
