@@ -262,10 +262,12 @@ def realism_table(a) -> None:
           "does not count); 'nose': the error over the nose's vertices alone (a fifth of the face; its underside "
           "and nostrils are seen by few cameras); 'gauge floor': the true surface itself placed as the zero-mean camera correction must "
           "place it (the drift the cameras share, which no photo shows; bench/realism.py gauge_floor)")
-    for i, p in enumerate(presets):
-        same = [q for q in presets[:i] if dataclasses.replace(preset(q), preset=p) == preset(p)]
-        if same:
-            print(f"preset '{p}' fits with the settings of '{same[0]}': its column is that fit")
+    # a preset with an earlier one's fit settings is that fit (fitted once)
+    alias = {p: next((q for q in presets[:i] if dataclasses.replace(preset(q), preset=p) == preset(p)), None)
+             for i, p in enumerate(presets)}
+    for p, q in alias.items():
+        if q is not None:
+            print(f"preset '{p}' fits with the settings of '{q}': its column is that fit")
     if scan is not None and scan == LPS and scan.is_file():
         print("scanned head: \"Infinite, 3D Head Scan\" by Lee Perry-Smith, CC BY 3.0 (triplegangers.com)")
     header = ["views", "subject", *presets, *variants, "landmark-only", "mean face",
@@ -278,9 +280,8 @@ def realism_table(a) -> None:
             name = "scan" if isinstance(subj, Path) else f"seed {subj}"
             root = realism_session(work, subj, n, size, a.realism)
             res: dict[str, dict] = {}
-            for p in presets:  # a preset with another's fit settings is that fit (fitted once)
-                same = next((q for q in res if dataclasses.replace(preset(q), preset=p) == preset(p)), None)
-                res[p] = res[same] if same is not None else fit_and_measure(root, preset(p), model)
+            for p in presets:
+                res[p] = res[alias[p]] if alias[p] is not None else fit_and_measure(root, preset(p), model)
             var = {v: fit_and_measure(root, cfg, model, mutate=None if mut is None else mut(root))
                    for v, (cfg, mut) in variants.items()}
             lo = fit_and_measure(root, lm_only, model)
