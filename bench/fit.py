@@ -335,7 +335,9 @@ def realism_variant(name: str):
     - ``refine``: the default and a refinement stage the held-out evidence judges, as ``best`` was
       in the ninth session (:func:`mvrecon.fit.config.with_refinement`);
     - ``nowarmup``: every stage's learning rates at full rate from its first step, as before the
-      tenth session (:attr:`mvrecon.fit.config.FitConfig.lr_warmup` 0)."""
+      tenth session (:attr:`mvrecon.fit.config.FitConfig.lr_warmup` 0);
+    - ``contour``: the contour term (0.5) back in the photometric and deformation stages, as
+      before the eleventh session."""
     from mvrecon.fit.config import preset, with_camera_correction, with_displacement, with_refinement
 
     cfg, mutate = preset("default"), None
@@ -364,6 +366,10 @@ def realism_variant(name: str):
             cfg = with_refinement(cfg)
         elif part == "nowarmup":
             cfg = dataclasses.replace(cfg, lr_warmup=0)
+        elif part == "contour":
+            cfg = dataclasses.replace(cfg, schedule=tuple(
+                dataclasses.replace(st, weights={**st.weights, "contour": 0.5}) if st.name in ("photo", "deform") else st
+                for st in cfg.schedule))
         elif part == "freepose":
             cfg = with_camera_correction(cfg, stages=("deform",))
             cfg = dataclasses.replace(cfg, schedule=tuple(
@@ -374,7 +380,7 @@ def realism_variant(name: str):
             cfg = dataclasses.replace(cfg, part_cuts=eyes if part == "cuteyes" else eyes + ("right_brow", "left_brow"))
         else:
             raise SystemExit(f"bench/fit.py: unknown --variants entry {part!r} "
-                             "(noprdl, seedK, prdlhi, truemasks, cuteyes, cutparts, sharedlight, freepose, disp, refine, nowarmup; join with +)")
+                             "(noprdl, seedK, prdlhi, truemasks, cuteyes, cutparts, sharedlight, freepose, disp, refine, nowarmup, contour; join with +)")
     return cfg, mutate
 
 
