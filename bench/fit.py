@@ -156,7 +156,7 @@ def table(title: str, header: list[str], rows: list[list]) -> None:
 def ablations(cfg):
     from mvrecon.fit.config import with_consistency
 
-    photo_off = ("photo", "contour")
+    photo_off = ("photo", "contour", "silhouette")
     deform_off = ("deform_tv", "deform_tvstd", "deform_mag")
     disp_off = ("disp_tv", "disp_mag", "disp_consistency")
     return [
@@ -337,7 +337,8 @@ def realism_variant(name: str):
     - ``nowarmup``: every stage's learning rates at full rate from its first step, as before the
       tenth session (:attr:`mvrecon.fit.config.FitConfig.lr_warmup` 0);
     - ``contour``: the contour term (0.5) back in the photometric and deformation stages, as
-      before the eleventh session."""
+      before the eleventh session;
+    - ``nosilhouette``: without the silhouette term (the eleventh session's)."""
     from mvrecon.fit.config import preset, with_camera_correction, with_displacement, with_refinement
 
     cfg, mutate = preset("default"), None
@@ -366,6 +367,8 @@ def realism_variant(name: str):
             cfg = with_refinement(cfg)
         elif part == "nowarmup":
             cfg = dataclasses.replace(cfg, lr_warmup=0)
+        elif part == "nosilhouette":
+            cfg = cfg.without("silhouette")
         elif part == "contour":
             cfg = dataclasses.replace(cfg, schedule=tuple(
                 dataclasses.replace(st, weights={**st.weights, "contour": 0.5}) if st.name in ("photo", "deform") else st
@@ -380,7 +383,7 @@ def realism_variant(name: str):
             cfg = dataclasses.replace(cfg, part_cuts=eyes if part == "cuteyes" else eyes + ("right_brow", "left_brow"))
         else:
             raise SystemExit(f"bench/fit.py: unknown --variants entry {part!r} "
-                             "(noprdl, seedK, prdlhi, truemasks, cuteyes, cutparts, sharedlight, freepose, disp, refine, nowarmup, contour; join with +)")
+                             "(noprdl, seedK, prdlhi, truemasks, cuteyes, cutparts, sharedlight, freepose, disp, refine, nowarmup, contour, nosilhouette; join with +)")
     return cfg, mutate
 
 

@@ -27,6 +27,7 @@ Loss = Literal[
     "prdl",
     "photo",
     "contour",
+    "silhouette",
     "id_prior",
     "exp_prior",
     "deform_tv",
@@ -99,9 +100,18 @@ def _schedule(scale: float) -> tuple[Stage, ...]:
     pulled the fit back towards that head. Without it the realism table's default error fell on
     seven of eleven rows (4 views: scan 0.784 -> 0.572 mm, seed 7 0.958 -> 0.878; clean rung mean
     0.308 -> 0.299) and rose by at most 0.019 mm on the others (seed 8); ``--variants contour``
-    fits with it."""
+    fits with it.
+
+    The silhouette term (eleventh session) takes its place with evidence of the photo's own: where
+    the face's profile (nose, lips, chin: within 2 cm of the midline) is the head's outline against
+    the backdrop in a view, it lies on the outline of the person in the photo (MediaPipe's selfie
+    segmentation refined by colour, :func:`mvrecon.fit.evidence.person_distance`). The photometric
+    term has no gradient at an occluding contour (a ray either hits the surface or not), so before
+    it nothing saw how far the nose stands out in the side views: the landmark stage set it and
+    kept it (seed 7, 4 views: the nose 2.07 -> 0.93 mm). ``--variants nosilhouette`` fits
+    without it."""
     n = lambda k: max(1, int(round(k * scale)))  # noqa: E731
-    photo = {"landmark": 0.05, "prdl": 0.02, "photo": 1.0, **_PRIORS}
+    photo = {"landmark": 0.05, "prdl": 0.02, "photo": 1.0, "silhouette": 1.0, **_PRIORS}
     return (
         Stage("rigid", n(40), ("rot", "trans"), {"landmark": 1.0}),
         Stage("shape", n(240), ("rot", "trans", "alpha", "beta"), {"landmark": 1.0, **_PRIORS}),

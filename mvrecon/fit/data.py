@@ -115,6 +115,10 @@ class ViewBatch:
     """``image`` was decoded from sRGB to linear light."""
     cameras: list[str] | None = None
     """The rig camera of each view."""
+    person_sdf: torch.Tensor | None = None
+    """(V, S, S) signed distance to the person's outline in the photo (crop pixels, positive
+    outside; :func:`.evidence.person_distance`), or None. Where a view has none, or outside the
+    photo, NaN."""
 
     @property
     def n_views(self) -> int:
@@ -178,15 +182,17 @@ def prepare_views(
     dtype: torch.dtype = torch.float32,
     response: str = "linear",
     part_cuts: tuple[str, ...] = (),
+    silhouette: bool = False,
 ) -> ViewBatch:
     """Undistort, crop and stack the views, and precompute the loss targets.
 
     ``response``: how the photos encode light, ``"srgb"`` (cameras' JPEGs: decoded to linear light,
     where shading is a product) or ``"linear"``. ``part_cuts``: parts whose masks are redrawn from
     the photo's colour at full resolution before cropping (:func:`.evidence.part_cuts`), so that
-    PRDL has evidence of its own for them."""
+    PRDL has evidence of its own for them. ``silhouette``: also the person's outline in each photo
+    (:attr:`ViewBatch.person_sdf`), for the silhouette term."""
     keys, frames, full_cams, affines, Ks, w2c, imgs, labs, lms, confs = [], [], [], [], [], [], [], [], [], []
-    dense, dense_conf = [], []
+    dense, dense_conf, sdfs = [], [], []
     for cv, cam in zip(cues, cams):
         u, cam0 = undistort_cues(cv, cam)
         if part_cuts:
@@ -205,6 +211,8 @@ def prepare_views(
         labs.append(_warp(u.labels, A, size, nearest=True))
         lms.append(u.lm68 @ A[:2, :2].T + A[:2, 2])
         confs.append(u.lm_conf)
+        if silhouette:
+            sdfs.append(_crop_distance(u.image, A, size))
         if u.lm478 is not None:
             dense.append(u.lm478[:, :2] @ A[:2, :2].T + A[:2, 2])
             dense_conf.append(u.conf478 if u.conf478 is not None else np.ones(len(u.lm478)))
@@ -255,4 +263,20 @@ def prepare_views(
         skin_weight=torch.as_tensor(skin, dtype=dtype),
         linear=response == "srgb",
         cameras=[cv.camera for cv in cues],
+        person_sdf=torch.as_tensor(np.stack(sdfs), dtype=dtype) if silhouette else None,
     )
+
+
+def _crop_distance(image: np.ndarray, A: np.ndarray, size: int) -> np.ndarray:
+    """(size, size) the photo's signed distance to the person's outline in crop pixels (NaN where
+    there is none or the crop leaves the photo)."""
+    from .evidence import person_distance
+
+    d = person_distance(image)
+    if d is None:
+        return np.full((size, size), np.nan, np.float32)
+    import cv2
+
+    inside = cv2.erode(_warp(np.ones(image.shape[:2], np.uint8), A, size, nearest=True), np.ones((5, 5), np.uint8)) > 0
+    out = _warp(d, A, size, nearest=False) * float(A[0, 0])
+    return np.where(inside, out, np.nan).astype(np.float32)

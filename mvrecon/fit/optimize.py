@@ -32,10 +32,12 @@ from .losses import (
     mask_iou_loss,
     photometric_loss,
     prdl_loss,
+    silhouette_loss,
     tv_loss,
     tv_std_loss,
 )
 from .losses.contour import row_spans
+from .losses.silhouette import outline_vertices
 from .params import FitParams, HeadGeometry
 
 log = logging.getLogger(__name__)
@@ -141,6 +143,25 @@ class Fitter:
         # cross-view photo-consistency (views of the same frame agree about the surface): a loss
         # and the stage check's geometric evidence, on a fixed sample of face vertices; set up only
         # when the schedule or the stage check uses it
+        # the silhouette term: candidate vertices (the face's skin, nose and lips below the forehead;
+        # the scalp, ears and neck have hair, a beard or a collar in front of them) and, refreshed
+        # with the visibility, which of them lie on each view's outline against the backdrop
+        self.sil_idx: torch.Tensor | None = None
+        self.sil_on: torch.Tensor | None = None
+        if views.person_sdf is not None and any(st.weights.get("silhouette") for st in cfg.schedule):
+            from ..parts import PART_CODES
+
+            model = geom.model
+            lab = model.part_labels
+            keep = (
+                face_vertices(model)
+                & ~model.forehead
+                & np.isin(lab, [PART_CODES[n] for n in ("skin", "nose", "upper_lip", "lower_lip")])
+            )
+            if SILHOUETTE_HALF_WIDTH is not None:
+                keep &= np.abs(model.mean[:, 0]) < SILHOUETTE_HALF_WIDTH
+            self.sil_idx = torch.as_tensor(np.flatnonzero(keep))
+            self.sil_sdf = torch.nan_to_num(views.person_sdf, nan=1e4)
         self.cons_sample = None
         if cfg.consistency_slack is not None or any(st.weights.get("consistency") for st in cfg.schedule):
             self.gray = views.image.mean(-1)[:, None]
@@ -225,6 +246,13 @@ class Fitter:
         S = self.views.size
         self.visible = vertex_visibility(world.detach(), self.g.faces, self.views.K, self.views.world_to_cam, S, S)
         self._shadow.clear()  # the cast shadows follow the surface too
+        self.sil_on = None  # the outline follows it too (found again when a stage needs it)
+
+    def outline_vertices(self, world: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """:func:`.losses.silhouette.outline_vertices` of the silhouette candidates in every view."""
+        assert self.sil_idx is not None and self.visible is not None
+        vb = self.views
+        return outline_vertices(world, self.g.faces, vb.K, vb.world_to_cam, vb.size, self.visible, self.sil_idx)
 
     def losses(self, st: Stage, step: int) -> dict[str, torch.Tensor]:
         w = st.weights
@@ -264,6 +292,11 @@ class Fitter:
             px = project(world[:, self.g.contour_vertices], vb.K, vb.world_to_cam)
             vis = self.visible[:, self.g.contour_vertices]
             out["contour"] = contour_loss(px, vis, self.spans, vb.face_size)
+        if w.get("silhouette") and self.sil_idx is not None:
+            if self.sil_on is None:
+                self.sil_on, self.sil_offset = self.outline_vertices(world.detach())
+            px = project(world[:, self.sil_idx], vb.K, vb.world_to_cam)
+            out["silhouette"] = silhouette_loss(px, self.sil_on, self.sil_sdf, vb.face_size, offset=self.sil_offset)
         if w.get("mask_iou"):
             S = vb.size
             fr = rasterize(world, self.g.faces, vb.K, vb.world_to_cam, S, S)
@@ -570,6 +603,9 @@ class Fitter:
                 },
             }
         return state
+
+
+SILHOUETTE_HALF_WIDTH: float | None = 0.02
 
 
 def zero_mean(cam_pose: torch.Tensor) -> torch.Tensor:

@@ -172,6 +172,7 @@ def fit_views(
         mask_points=cfg.mask_points,
         response=response,
         part_cuts=cfg.part_cuts,
+        silhouette=any(st.weights.get("silhouette") for st in cfg.schedule),
     )
     layout, group_names = make_layout(batch.frames, cfg.mode, synchronized)
     init = initialise(model, batch, layout, cameras_corrected=cfg.corrects_cameras)

@@ -7,6 +7,7 @@ from .maskiou import mask_iou_loss
 from .photometric import photometric_loss
 from .prdl import anchor_grid, gamma_stats, prdl_loss, sample_mask_points
 from .priors import coeff_prior, tv_loss, tv_std_loss
+from .silhouette import silhouette_loss
 
 __all__ = [
     "anchor_grid",
@@ -18,6 +19,7 @@ __all__ = [
     "photometric_loss",
     "prdl_loss",
     "sample_mask_points",
+    "silhouette_loss",
     "tv_loss",
     "tv_std_loss",
 ]
