@@ -118,7 +118,7 @@ def part_cuts(
     return out, ratios
 
 
-__all__ = ["part_cuts", "skin_weights"]
+__all__ = ["part_cuts", "person_distance", "skin_weights"]
 
 
 def person_distance(image: np.ndarray) -> np.ndarray | None:

@@ -140,9 +140,6 @@ class Fitter:
         self._shadow: dict[int, torch.Tensor] = {}  # per pixel list: key-light visibility (V, P)
         self._key_ready = False
         self.checks: list[dict] = []
-        # cross-view photo-consistency (views of the same frame agree about the surface): a loss
-        # and the stage check's geometric evidence, on a fixed sample of face vertices; set up only
-        # when the schedule or the stage check uses it
         # the silhouette term: candidate vertices (the face's skin, nose and lips below the forehead;
         # the scalp, ears and neck have hair, a beard or a collar in front of them) and, refreshed
         # with the visibility, which of them lie on each view's outline against the backdrop
@@ -161,7 +158,10 @@ class Fitter:
             if SILHOUETTE_HALF_WIDTH is not None:
                 keep &= np.abs(model.mean[:, 0]) < SILHOUETTE_HALF_WIDTH
             self.sil_idx = torch.as_tensor(np.flatnonzero(keep))
-            self.sil_sdf = torch.nan_to_num(views.person_sdf, nan=1e4)
+            self.sil_sdf = torch.nan_to_num(views.person_sdf, nan=1e4)  # no outline: beyond any limit
+        # cross-view photo-consistency (views of the same frame agree about the surface): a loss
+        # and the stage check's geometric evidence, on a fixed sample of face vertices; set up only
+        # when the schedule or the stage check uses it
         self.cons_sample = None
         if cfg.consistency_slack is not None or any(st.weights.get("consistency") for st in cfg.schedule):
             self.gray = views.image.mean(-1)[:, None]
@@ -605,6 +605,10 @@ class Fitter:
         return state
 
 
+#: The silhouette term's candidates are the face's profile: within this many metres of the
+#: model's midline (None: the whole face below the forehead). With the whole face, the cheeks of
+#: the two near-frontal views of a 2-view session were pulled out to the ears (2 views, scan:
+#: 1.072 -> 1.319 mm in the sweep that chose the profile; README, the eleventh session).
 SILHOUETTE_HALF_WIDTH: float | None = 0.02
 
 
