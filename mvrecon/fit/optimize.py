@@ -75,6 +75,10 @@ class FitState:
     key_light: dict = field(default_factory=dict)
     """With :attr:`FitConfig.key_light`: the fitted key light's world direction and, per view, the
     colour its shadows take away and its specular colour."""
+    silhouette: dict = field(default_factory=dict)
+    """With the silhouette term: per view, whether the photo has a person's outline and how many
+    of the face's profile vertices lie on the final head's outline against the backdrop (a view
+    with fewer than 20 takes no part)."""
 
 
 class Fitter:
@@ -584,6 +588,13 @@ class Fitter:
         world = self.world_vertices(use_disp=True)
         self.refresh_visibility(world)
         state.visibility = self.visible
+        if self.sil_idx is not None:
+            on, _ = self.outline_vertices(world.detach())
+            has = torch.isfinite(self.views.person_sdf).any(-1).any(-1) if self.views.person_sdf is not None else None
+            state.silhouette = {
+                k: {"person_outline": bool(has[v]) if has is not None else False, "profile_vertices": int(on[v].sum())}
+                for v, k in enumerate(self.views.keys)
+            }
         if self.cfg.corrects_cameras:
             state.camera_changes = self.camera_changes()
             with torch.no_grad():

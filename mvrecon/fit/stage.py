@@ -377,6 +377,8 @@ def summarise(res: FitResult) -> dict[str, Any]:
         "camera_corrections": res.state.camera_changes,
         # the key light the image model fitted: world direction, per view shadow and specular colour
         "key_light": res.state.key_light,
+        # the silhouette term per view: a person's outline found, the profile vertices on the head's
+        "silhouette": res.state.silhouette,
         "skin_pixels_kept": {
             k: round(float(w[m].mean()), 3)
             for k, w, m in zip(res.batch.keys, res.batch.skin_weight, res.batch.labels > 0)

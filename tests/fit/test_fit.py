@@ -176,3 +176,18 @@ def test_surface_error_reports_a_subset_measured_to_the_whole_surface(ict_model)
     assert on.mean_mm < 1e-6 and on.n_points == (face & ~moved).sum()
     assert off.mean_mm > 0.5 and off.n_points == moved.sum()
     assert abs(whole.mean_mm - (on.mean_mm * on.n_points + off.mean_mm * off.n_points) / whole.n_points) < 1e-9
+
+
+def test_summary_names_each_views_outline(fitted):
+    """fit/summary.json says per view whether the photo had a person's outline and how many of the
+    face's profile vertices are on the fitted head's outline (a view below 20 took no part)."""
+    res, _, _ = fitted
+    sil = res.summary["silhouette"]
+    assert set(sil) == set(res.views)
+    for rec in sil.values():
+        assert isinstance(rec["person_outline"], bool) and rec["profile_vertices"] >= 0
+    # three views of a head on a plain backdrop: the segmentation finds the person in at least one,
+    # the side view at -50 degrees has the profile on its outline, the two near-frontal ones do not
+    assert any(r["person_outline"] for r in sil.values())
+    assert sil["f0_cam0"]["profile_vertices"] >= 20
+    assert sil["f0_cam1"]["profile_vertices"] < 20 and sil["f0_cam2"]["profile_vertices"] < 20
