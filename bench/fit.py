@@ -402,7 +402,7 @@ def main() -> None:
     ap.add_argument("--scan", default="", help="--realism: head mesh of the scanned subject ('none': leave it out)")
     ap.add_argument("--presets", default="fast,default,best", help="--realism: presets fitted on every subject")
     ap.add_argument("--variants", default="", help="--realism: variants of the default preset fitted beside it, "
-                    "comma list of noprdl, seedK, prdlhi, truemasks, cuteyes, cutparts, sharedlight, freepose, disp, refine, nowarmup, joined by + to combine "
+                    "comma list of noprdl, seedK, prdlhi, truemasks, cuteyes, cutparts, sharedlight, freepose, disp, refine, nowarmup, contour, nosilhouette, joined by + to combine "
                     "(see realism_variant)")
     a = ap.parse_args()
     if a.realism:

@@ -269,6 +269,10 @@ class FitConfig:
         """Some stage fits the per-camera pose correction (:func:`with_camera_correction`)."""
         return any("cam_pose" in st.params for st in self.schedule)
 
+    def uses(self, loss: str) -> bool:
+        """Some stage of the schedule weighs ``loss``."""
+        return any(st.weights.get(loss) for st in self.schedule)
+
     def without(self, *losses: str, params: tuple[str, ...] = ()) -> FitConfig:
         """A copy with some losses (and parameters) switched off in every stage (ablations)."""
         sched = []

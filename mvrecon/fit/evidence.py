@@ -126,17 +126,13 @@ def person_distance(image: np.ndarray) -> np.ndarray | None:
     a photo (H, W, 3) uint8 RGB: MediaPipe's bundled selfie segmentation refined by colour
     (:func:`mvrecon.texture.person.person_mask`), cut at 0.5. None when the segmentation found no
     person or nothing but the person (no outline to use)."""
-    import cv2
-
     from ..texture.person import person_mask
+    from .losses.silhouette import signed_distance
 
     m = person_mask(np.asarray(image, np.float32) / 255.0)
     if m is None:
         return None
-    fg = (m > 0.5).astype(np.uint8)
+    fg = m > 0.5
     if fg.all() or not fg.any():
         return None
-    outside = cv2.distanceTransform(1 - fg, cv2.DIST_L2, 5)
-    inside = cv2.distanceTransform(fg, cv2.DIST_L2, 5)
-    # the boundary lies between the last pixel in and the first out: half a pixel either way
-    return np.where(fg > 0, 0.5 - inside, outside - 0.5).astype(np.float32)
+    return signed_distance(fg)

@@ -37,7 +37,7 @@ from .losses import (
     tv_std_loss,
 )
 from .losses.contour import row_spans
-from .losses.silhouette import outline_vertices
+from .losses.silhouette import outline_vertices, profile_candidates
 from .params import FitParams, HeadGeometry
 
 log = logging.getLogger(__name__)
@@ -144,30 +144,19 @@ class Fitter:
         self._shadow: dict[int, torch.Tensor] = {}  # per pixel list: key-light visibility (V, P)
         self._key_ready = False
         self.checks: list[dict] = []
-        # the silhouette term: candidate vertices (the face's skin, nose and lips below the forehead;
-        # the scalp, ears and neck have hair, a beard or a collar in front of them) and, refreshed
-        # with the visibility, which of them lie on each view's outline against the backdrop
+        # the silhouette term: its candidate vertices (the face's profile) and, refreshed with the
+        # visibility, which of them lie on each view's outline against the backdrop
         self.sil_idx: torch.Tensor | None = None
         self.sil_on: torch.Tensor | None = None
-        if views.person_sdf is not None and any(st.weights.get("silhouette") for st in cfg.schedule):
-            from ..parts import PART_CODES
-
-            model = geom.model
-            lab = model.part_labels
-            keep = (
-                face_vertices(model)
-                & ~model.forehead
-                & np.isin(lab, [PART_CODES[n] for n in ("skin", "nose", "upper_lip", "lower_lip")])
-            )
-            if SILHOUETTE_HALF_WIDTH is not None:
-                keep &= np.abs(model.mean[:, 0]) < SILHOUETTE_HALF_WIDTH
-            self.sil_idx = torch.as_tensor(np.flatnonzero(keep))
+        self.sil_offset: torch.Tensor | None = None
+        if views.person_sdf is not None and cfg.uses("silhouette"):
+            self.sil_idx = torch.as_tensor(profile_candidates(geom.model))
             self.sil_sdf = torch.nan_to_num(views.person_sdf, nan=1e4)  # no outline: beyond any limit
         # cross-view photo-consistency (views of the same frame agree about the surface): a loss
         # and the stage check's geometric evidence, on a fixed sample of face vertices; set up only
         # when the schedule or the stage check uses it
         self.cons_sample = None
-        if cfg.consistency_slack is not None or any(st.weights.get("consistency") for st in cfg.schedule):
+        if cfg.consistency_slack is not None or cfg.uses("consistency"):
             self.gray = views.image.mean(-1)[:, None]
             self.gray_coarse = torch.nn.functional.avg_pool2d(self.gray, 2)
             self.cons_sample = choose_sample(torch.as_tensor(face_vertices(geom.model)), self.gidx, seed=cfg.seed)
@@ -590,9 +579,9 @@ class Fitter:
         state.visibility = self.visible
         if self.sil_idx is not None:
             on, _ = self.outline_vertices(world.detach())
-            has = torch.isfinite(self.views.person_sdf).any(-1).any(-1) if self.views.person_sdf is not None else None
+            has = self.sil_sdf.lt(1e4).flatten(1).any(1)  # the views whose photo has an outline
             state.silhouette = {
-                k: {"person_outline": bool(has[v]) if has is not None else False, "profile_vertices": int(on[v].sum())}
+                k: {"person_outline": bool(has[v]), "profile_vertices": int(on[v].sum())}
                 for v, k in enumerate(self.views.keys)
             }
         if self.cfg.corrects_cameras:
@@ -614,13 +603,6 @@ class Fitter:
                 },
             }
         return state
-
-
-#: The silhouette term's candidates are the face's profile: within this many metres of the
-#: model's midline (None: the whole face below the forehead). With the whole face, the cheeks of
-#: the two near-frontal views of a 2-view session were pulled out to the ears (2 views, scan:
-#: 1.072 -> 1.319 mm in the sweep that chose the profile; README, the eleventh session).
-SILHOUETTE_HALF_WIDTH: float | None = 0.02
 
 
 def zero_mean(cam_pose: torch.Tensor) -> torch.Tensor:

@@ -172,7 +172,7 @@ def fit_views(
         mask_points=cfg.mask_points,
         response=response,
         part_cuts=cfg.part_cuts,
-        silhouette=any(st.weights.get("silhouette") for st in cfg.schedule),
+        silhouette=cfg.uses("silhouette"),
     )
     layout, group_names = make_layout(batch.frames, cfg.mode, synchronized)
     init = initialise(model, batch, layout, cameras_corrected=cfg.corrects_cameras)
@@ -377,7 +377,7 @@ def summarise(res: FitResult) -> dict[str, Any]:
         "camera_corrections": res.state.camera_changes,
         # the key light the image model fitted: world direction, per view shadow and specular colour
         "key_light": res.state.key_light,
-        # the silhouette term per view: a person's outline found, the profile vertices on the head's
+        # the silhouette term per view: a person's outline found, the profile vertices on the head's outline
         "silhouette": res.state.silhouette,
         "skin_pixels_kept": {
             k: round(float(w[m].mean()), 3)

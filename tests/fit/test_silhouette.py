@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from mvrecon.fit.losses import silhouette_loss
-from mvrecon.fit.losses.silhouette import outline_vertices, sample_map
+from mvrecon.fit.losses.silhouette import outline_vertices, profile_candidates, sample_map, signed_distance
 from mvrecon.fit.params import HeadGeometry
 from mvrecon.render import rasterize, vertex_visibility
 
@@ -67,16 +67,11 @@ def test_a_nose_standing_out_too_far_is_seen_on_the_side_views_outline(ict_model
 
     def person(w):
         fr = rasterize(torch.as_tensor(w)[None].expand(4, -1, -1), geom.faces, K, w2c, S, S)
-        import cv2
-
-        out = []
-        for m in fr.mask.numpy().astype(np.uint8):
-            out.append(np.where(m > 0, 0.5 - cv2.distanceTransform(m, cv2.DIST_L2, 5), cv2.distanceTransform(1 - m, cv2.DIST_L2, 5) - 0.5))
-        return torch.as_tensor(np.stack(out))
+        return torch.as_tensor(np.stack([signed_distance(m) for m in fr.mask.numpy()]), dtype=torch.float64)
 
     sdf = person(world)
-    lab, x = model.part_labels, model.mean[:, 0]
-    idx = torch.as_tensor(np.flatnonzero((lab > 0) & ~model.forehead & (np.abs(x) < 0.02)))
+    x = model.mean[:, 0]
+    idx = torch.as_tensor(profile_candidates(model))
     scale = torch.full((4,), 40.0, dtype=torch.float64)
 
     def loss_of(w):

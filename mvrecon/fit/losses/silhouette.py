@@ -6,6 +6,40 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+#: The silhouette term's candidates are the face's profile: within this many metres of the
+#: model's midline (None: the whole face below the forehead). With the whole face, the cheeks of
+#: the two near-frontal views of a 2-view session were pulled out to the ears (2 views, scan:
+#: 1.072 -> 1.319 mm in the sweep that chose the profile; README, the eleventh session).
+SILHOUETTE_HALF_WIDTH: float | None = 0.02
+
+
+def profile_candidates(model, half_width: float | None = SILHOUETTE_HALF_WIDTH) -> np.ndarray:
+    """(M,) the model's vertices the silhouette term may use: the face's skin, nose and lips below
+    the forehead (the scalp, ears and neck have hair, a beard or a collar in front of them in a
+    photo), within ``half_width`` of the midline."""
+    from ...parts import PART_CODES
+    from ..accuracy import face_vertices
+
+    keep = (
+        face_vertices(model)
+        & ~model.forehead
+        & np.isin(model.part_labels, [PART_CODES[n] for n in ("skin", "nose", "upper_lip", "lower_lip")])
+    )
+    if half_width is not None:
+        keep &= np.abs(model.mean[:, 0]) < half_width
+    return np.flatnonzero(keep)
+
+
+def signed_distance(mask: np.ndarray) -> np.ndarray:
+    """(H, W) float32 signed distance (pixels, positive outside) to the boundary of a (H, W) mask:
+    the boundary lies between the last pixel in and the first out, half a pixel either way."""
+    import cv2
+
+    m = (np.asarray(mask) > 0).astype(np.uint8)
+    inside = cv2.distanceTransform(m, cv2.DIST_L2, 5)
+    outside = cv2.distanceTransform(1 - m, cv2.DIST_L2, 5)
+    return np.where(m > 0, 0.5 - inside, outside - 0.5).astype(np.float32)
+
 
 def sample_map(maps: torch.Tensor, px: torch.Tensor) -> torch.Tensor:
     """Bilinear samples (V, M) of per-view maps (V, S, S) at crop pixels ``px`` (V, M, 2)
@@ -72,8 +106,6 @@ def outline_vertices(
     beard or a collar is behind it in the photo); and (V, M) each one's signed distance to the
     rendered mesh's outline (pixels, negative inside), which the photo's outline should match: a
     vertex half an edge inside the mesh's outline is half an edge inside the person's, not on it."""
-    import cv2
-
     from ...geometry import camera_centres, vertex_normals
     from ...render import rasterize
     from ..optimize import project
@@ -91,11 +123,7 @@ def outline_vertices(
         n = vertex_normals(world, faces)[:, idx]
         ray = world[:, idx] - camera_centres(world_to_cam)[:, None].to(world.dtype)
         cos = (n * ray).sum(-1) / ray.norm(dim=-1).clamp_min(1e-9)
-        own = []
-        for m in fr.mask.numpy().astype(np.uint8):
-            inside = cv2.distanceTransform(m, cv2.DIST_L2, 5)
-            outside = cv2.distanceTransform(1 - m, cv2.DIST_L2, 5)
-            own.append(np.where(m > 0, 0.5 - inside, outside - 0.5))
-        offset = sample_map(torch.as_tensor(np.stack(own), dtype=world.dtype), px)
+        own = np.stack([signed_distance(m) for m in fr.mask.numpy()])
+        offset = sample_map(torch.as_tensor(own, dtype=world.dtype), px)
         on = visible[:, idx] & inb & at & (cos.abs() < grazing)
         return on & (on.sum(1, keepdim=True) >= min_count), offset
