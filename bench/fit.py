@@ -70,7 +70,7 @@ def fit_and_measure(root: Path, cfg, model, mutate=None, true_cameras: bool = Fa
 
     s = load_session(root)
     gt = np.load(root / "gt" / "gt.npz")
-    cues, cams, skipped = load_fit_views(s)
+    cues, cams, skipped = load_fit_views(s, model)
     if true_cameras:
         import dataclasses
 
@@ -282,8 +282,8 @@ def realism_table(a) -> None:
             res: dict[str, dict] = {}
             for p in presets:
                 res[p] = res[alias[p]] if alias[p] is not None else fit_and_measure(root, preset(p), model)
-            var = {v: fit_and_measure(root, cfg, model, mutate=None if mut is None else mut(root))
-                   for v, (cfg, mut) in variants.items()}
+            var = {v: fit_and_measure(root, cfg, model, mutate=None if mut is None else mut(root), true_cameras=tc)
+                   for v, (cfg, mut, tc) in variants.items()}
             lo = fit_and_measure(root, lm_only, model)
             mf = mean_face_error(root, model, preset("default"))
             d = res.get("default") or res[presets[0]]
@@ -314,7 +314,7 @@ def realism_table(a) -> None:
 
 def realism_variant(name: str):
     """A variant of the default preset fitted beside the presets in the realism table, as
-    ``(config, mutate(root) or None)``; ``+``-joined names combine:
+    ``(config, mutate(root) or None, true_cameras)``; ``+``-joined names combine:
 
     - ``noprdl``: without PRDL;
     - ``seedK``: the fit's random choices (the held-out pixels, the mask samples) drawn with seed K:
@@ -338,12 +338,19 @@ def realism_variant(name: str):
       tenth session (:attr:`mvrecon.fit.config.FitConfig.lr_warmup` 0);
     - ``contour``: the contour term (0.5) back in the photometric and deformation stages, as
       before the eleventh session;
-    - ``nosilhouette``: without the silhouette term (the eleventh session's)."""
+    - ``nosilhouette``: without the silhouette term (the eleventh session's);
+    - ``truecams``: the fit given the cameras that took the photos (``gt.npz``
+      ``render_world_to_cam``) instead of the session's drifted rig: what the calibration factor
+      costs. With two cameras the fit cannot see one camera's sideways drift against the other's
+      (it moves the head in depth, which the photos cannot tell from a smaller head nearer the
+      rig), so at two views this is most of the gap."""
     from mvrecon.fit.config import preset, with_camera_correction, with_displacement, with_refinement
 
-    cfg, mutate = preset("default"), None
+    cfg, mutate, true_cameras = preset("default"), None, False
     for part in name.split("+"):
-        if part == "noprdl":
+        if part == "truecams":
+            true_cameras = True
+        elif part == "noprdl":
             cfg = cfg.without("prdl")
         elif part.startswith("seed") and part[4:].isdigit():
             cfg = dataclasses.replace(cfg, seed=int(part[4:]))
@@ -383,8 +390,8 @@ def realism_variant(name: str):
             cfg = dataclasses.replace(cfg, part_cuts=eyes if part == "cuteyes" else eyes + ("right_brow", "left_brow"))
         else:
             raise SystemExit(f"bench/fit.py: unknown --variants entry {part!r} "
-                             "(noprdl, seedK, prdlhi, truemasks, cuteyes, cutparts, sharedlight, freepose, disp, refine, nowarmup, contour, nosilhouette; join with +)")
-    return cfg, mutate
+                             "(noprdl, seedK, prdlhi, truemasks, cuteyes, cutparts, sharedlight, freepose, disp, refine, nowarmup, contour, nosilhouette, truecams; join with +)")
+    return cfg, mutate, true_cameras
 
 
 def main() -> None:
@@ -402,7 +409,7 @@ def main() -> None:
     ap.add_argument("--scan", default="", help="--realism: head mesh of the scanned subject ('none': leave it out)")
     ap.add_argument("--presets", default="fast,default,best", help="--realism: presets fitted on every subject")
     ap.add_argument("--variants", default="", help="--realism: variants of the default preset fitted beside it, "
-                    "comma list of noprdl, seedK, prdlhi, truemasks, cuteyes, cutparts, sharedlight, freepose, disp, refine, nowarmup, contour, nosilhouette, joined by + to combine "
+                    "comma list of noprdl, seedK, prdlhi, truemasks, cuteyes, cutparts, sharedlight, freepose, disp, refine, nowarmup, contour, nosilhouette, truecams, joined by + to combine "
                     "(see realism_variant)")
     a = ap.parse_args()
     if a.realism:

@@ -103,7 +103,7 @@ def gauge_floor(root: Path, model) -> float:
     gt = np.load(root / "gt" / "gt.npz")
     if "shipped_world_to_cam" not in gt.files:
         return 0.0
-    _, cams, _ = load_fit_views(load_session(root))
+    _, cams, _ = load_fit_views(load_session(root), model)
     used = {c.name for c in cams}
     truth = gt["verts_detail"][0].astype(np.float64)
     c = truth.mean(0)

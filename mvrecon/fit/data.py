@@ -8,7 +8,7 @@ whatever the photo size, and the cost of a view does not grow with the sensor.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -61,6 +61,10 @@ class ViewCues:
         lm478: (478, 2) MediaPipe points, pixels, or None; with the model's landmark embedding
             the landmark term uses them instead of the 68 (see :mod:`mvrecon.cues.embedding`).
         conf478: (478,) their confidence, or None.
+        detected: the landmarks and labels are the detector's and the parser's; False for a view
+            where no face was found, whose points and labels are the other views' head seen by its
+            camera (:func:`mvrecon.fit.stage.landmark_free_cues`): they place the crop and the face
+            area only (no confidence; no PRDL).
     """
 
     key: str
@@ -72,6 +76,7 @@ class ViewCues:
     labels: np.ndarray
     lm478: np.ndarray | None = None
     conf478: np.ndarray | None = None
+    detected: bool = True
 
 
 @dataclass
@@ -119,6 +124,8 @@ class ViewBatch:
     """(V, S, S) signed distance to the person's outline in the photo (crop pixels, positive
     outside; :func:`.evidence.person_distance`), or None. Where a view has none, or outside the
     photo, NaN."""
+    landmark_free: list[str] = field(default_factory=list)
+    """Views with no face found, which join on their pixels alone (:attr:`ViewCues.detected`)."""
 
     @property
     def n_views(self) -> int:
@@ -139,9 +146,7 @@ def undistort_cues(cues: ViewCues, cam: Camera) -> tuple[ViewCues, Camera]:
         return cam.undistort_points(px) @ cam0.K[:2, :2].T + cam0.K[:2, 2]
 
     dense = None if cues.lm478 is None else fix(cues.lm478[:, :2])
-    return ViewCues(
-        cues.key, cues.frame, cues.camera, img, fix(cues.lm68), cues.lm_conf, lab, dense, cues.conf478
-    ), cam0
+    return replace(cues, image=img, lm68=fix(cues.lm68), labels=lab, lm478=dense), cam0
 
 
 def crop_box(lm68: np.ndarray, width: int, height: int, margin: float = 1.9) -> tuple[float, float, float]:
@@ -227,6 +232,8 @@ def prepare_views(
     target = torch.zeros(V, P, anchor_n * anchor_n, 3, dtype=dtype)
     has = torch.zeros(V, P, dtype=dtype)
     for v in range(V):
+        if not cues[v].detected:
+            continue  # its labels are the other views' head: no evidence of its own
         for p, name in enumerate(PRDL_PARTS):
             pts = sample_mask_points(labs[v], PART_CODES[name], max_points=mask_points)
             if len(pts) < 3:
@@ -264,6 +271,7 @@ def prepare_views(
         linear=response == "srgb",
         cameras=[cv.camera for cv in cues],
         person_sdf=torch.as_tensor(np.stack(sdfs), dtype=dtype) if silhouette else None,
+        landmark_free=[cv.key for cv in cues if not cv.detected],
     )
 
 

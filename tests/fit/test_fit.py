@@ -35,9 +35,10 @@ def _record(cues) -> dict:
     return {"format": FORMAT, "status": "ok", **fc.to_dict()}
 
 
-def write_scene_session(root, model, n_views: int, no_face: tuple[int, ...] = ()):
-    """A session folder with photos, rig and cues of the scenario (true landmarks and part masks)."""
-    cams = scenario.rig(n_views)
+def write_scene_session(root, model, n_views: int, no_face: tuple[int, ...] = (), cams=None):
+    """A session folder with photos, rig and cues of the scenario (true landmarks and part masks);
+    ``cams``: the rig (default :func:`scenario.rig`)."""
+    cams = scenario.rig(n_views) if cams is None else cams
     world, _ = scenario.head(model, bumps_mm=2.0)
     views = scenario.photos(model, world, cams)
     save_rig(Rig(cams), root / "rig" / "rig.json")
@@ -77,15 +78,65 @@ def test_fit_recovers_the_known_head(fitted, ict_model):
     assert res.summary["landmark_error_px_median"] < 3.0
 
 
-def test_view_without_face_is_left_out_and_named(fitted):
+def test_view_without_face_joins_on_its_pixels_and_is_named(fitted):
+    """A view the detector found no face in joins the fit when two or more views of its frame have
+    one: the head those agree on frames its crop and face area, its landmarks and part masks carry
+    no weight, and the summary names it."""
     res, session, _ = fitted
-    assert res.skipped == {"f0_cam3": "no face found"}
-    assert res.views == ["f0_cam0", "f0_cam1", "f0_cam2"]
+    assert res.skipped == {}
+    assert res.views == ["f0_cam0", "f0_cam1", "f0_cam2", "f0_cam3"]
+    assert res.summary["landmark_free_views"] == ["f0_cam3"]
+    assert "f0_cam3" not in res.summary["landmark_outlier_views"]
+    i = res.batch.keys.index("f0_cam3")
+    assert float(res.batch.lm_conf[i].sum()) == 0 and float(res.batch.lm_dense_conf[i].sum()) == 0
+    assert float(res.batch.prdl_has[i].sum()) == 0 and float(res.batch.prdl_has.sum()) > 0
+    # the view at +50 degrees has the face's profile on the head's outline: the silhouette term's
+    assert res.summary["silhouette"]["f0_cam3"]["profile_vertices"] >= 20
     out = session.stage_dir("fit")
     for f in ("params.npz", "neutral.obj", "mesh_f0.obj", "detailed_f0.obj", "losses.png", "summary.json",
-              "config.json", "overlays/f0_cam0.jpg"):
+              "config.json", "overlays/f0_cam0.jpg", "overlays/f0_cam3.jpg"):
         assert (out / f).is_file(), f
-    assert not (out / "overlays" / "f0_cam3.jpg").exists()
+
+
+def test_landmark_free_cues_are_the_other_views_head(ict_model):
+    """The cues of a view without a face: the head the other views' points agree on, seen by its
+    camera, lands on the true face (points within a few pixels, the face area on the true one);
+    a camera that does not see that head gets none (the view is left out)."""
+    from types import SimpleNamespace
+
+    from mvrecon.cameras import look_at
+    from mvrecon.fit.stage import landmark_free_cues
+
+    cams = scenario.rig(4)
+    world, _ = scenario.head(ict_model, bumps_mm=2.0)
+    views = scenario.photos(ict_model, world, cams)
+    seen = [(FaceCues.from_dict(_record(v)), c) for v, c in zip(views[:3], cams[:3])]
+    view = SimpleNamespace(key="f0_cam3", frame="f0", camera="cam3")
+    cues = landmark_free_cues(ict_model, view, views[3].image, cams[3], seen)
+    assert cues is not None and not cues.detected
+    assert cues.lm_conf.sum() == 0 and cues.conf478.sum() == 0
+    err = np.linalg.norm(cues.lm68 - views[3].lm68, axis=1)
+    face = float(np.ptp(views[3].lm68, 0).max())
+    assert np.median(err) < 0.03 * face, (np.median(err), face)
+    # its face area, which the photometric term counts, is the true face's
+    true_face, got_face = views[3].labels > 0, cues.labels > 0
+    assert (true_face & got_face).sum() / (true_face | got_face).sum() > 0.8
+    away = dataclasses.replace(cams[3], world_to_cam=look_at(cams[3].center, cams[3].center + np.array([1.0, 0, 0])))
+    assert landmark_free_cues(ict_model, view, views[3].image, away, seen) is None
+
+
+def test_view_without_face_is_left_out_when_no_head_reaches_it(ict_model, tmp_path):
+    """A faceless view whose camera does not see the head the other views place is left out and
+    named, as before."""
+    from mvrecon.cameras import look_at
+
+    cams = scenario.rig(3)
+    cams[2] = dataclasses.replace(cams[2], world_to_cam=look_at(cams[2].center, cams[2].center + np.array([1.0, 0, 0])))
+    session, *_ = write_scene_session(tmp_path, ict_model, 3, no_face=(2,), cams=cams)
+    from mvrecon.fit.stage import load_fit_views
+
+    cues, _, skipped = load_fit_views(session, ict_model)
+    assert skipped == {"f0_cam2": "no face found"} and [c.key for c in cues] == ["f0_cam0", "f0_cam1"]
 
 
 def test_fitted_head_reads_back(fitted, ict_model):
