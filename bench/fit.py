@@ -343,13 +343,20 @@ def realism_variant(name: str):
       ``render_world_to_cam``) instead of the session's drifted rig: what the calibration factor
       costs. With two cameras the fit cannot see one camera's sideways drift against the other's
       (it moves the head in depth, which the photos cannot tell from a smaller head nearer the
-      rig), so at two views this is most of the gap."""
+      rig), so at two views this is most of the gap;
+    - ``camphoto``: the cameras' correction in the photometric stage alone, as every preset had it
+      before the twelfth session (the deformation stage kept the cameras where it found them)."""
     from mvrecon.fit.config import preset, with_camera_correction, with_displacement, with_refinement
 
     cfg, mutate, true_cameras = preset("default"), None, False
     for part in name.split("+"):
         if part == "truecams":
             true_cameras = True
+        elif part == "camphoto":
+            cfg = dataclasses.replace(cfg, schedule=tuple(
+                dataclasses.replace(st, params=tuple(q for q in st.params if q != "cam_pose"),
+                                    weights={k: w for k, w in st.weights.items() if k != "cam_prior"})
+                if st.name == "deform" else st for st in cfg.schedule))
         elif part == "noprdl":
             cfg = cfg.without("prdl")
         elif part.startswith("seed") and part[4:].isdigit():
@@ -390,7 +397,7 @@ def realism_variant(name: str):
             cfg = dataclasses.replace(cfg, part_cuts=eyes if part == "cuteyes" else eyes + ("right_brow", "left_brow"))
         else:
             raise SystemExit(f"bench/fit.py: unknown --variants entry {part!r} "
-                             "(noprdl, seedK, prdlhi, truemasks, cuteyes, cutparts, sharedlight, freepose, disp, refine, nowarmup, contour, nosilhouette, truecams; join with +)")
+                             "(noprdl, seedK, prdlhi, truemasks, cuteyes, cutparts, sharedlight, freepose, disp, refine, nowarmup, contour, nosilhouette, truecams, camphoto; join with +)")
     return cfg, mutate, true_cameras
 
 
@@ -409,7 +416,7 @@ def main() -> None:
     ap.add_argument("--scan", default="", help="--realism: head mesh of the scanned subject ('none': leave it out)")
     ap.add_argument("--presets", default="fast,default,best", help="--realism: presets fitted on every subject")
     ap.add_argument("--variants", default="", help="--realism: variants of the default preset fitted beside it, "
-                    "comma list of noprdl, seedK, prdlhi, truemasks, cuteyes, cutparts, sharedlight, freepose, disp, refine, nowarmup, contour, nosilhouette, truecams, joined by + to combine "
+                    "comma list of noprdl, seedK, prdlhi, truemasks, cuteyes, cutparts, sharedlight, freepose, disp, refine, nowarmup, contour, nosilhouette, truecams, camphoto, joined by + to combine "
                     "(see realism_variant)")
     a = ap.parse_args()
     if a.realism:

@@ -87,12 +87,12 @@ def _schedule(scale: float) -> tuple[Stage, ...]:
     """The schedule: landmarks place and shape the head, then the photometric term refines identity
     and expression, and only then does the deformation map join (along the normal, smooth by a
     bending energy), so that it explains what the linear model cannot instead of competing with
-    identity and expression for what it can. The deformation stage keeps the head's pose and the
-    cameras' correction where the photometric stage left them: free, the map traded shape for
-    placement (the head slid by a millimetre while the map pushed the face back) and some fits
-    ended 0.4-0.6 mm worse than the photometric stage (bench/fit.py --realism, ``--variants
-    freepose`` measures the earlier setting). No displacement stage: :func:`with_displacement`
-    says why.
+    identity and expression for what it can. The deformation stage keeps the head's pose where the
+    photometric stage left it: free, the map traded shape for placement (the head slid by a
+    millimetre while the map pushed the face back) and some fits ended 0.4-0.6 mm worse than the
+    photometric stage (bench/fit.py --realism, ``--variants freepose`` measures the earlier
+    setting). The cameras' correction goes on in it (:func:`with_camera_correction`; zero-mean, it
+    cannot move the head as a whole). No displacement stage: :func:`with_displacement` says why.
 
     No contour term (it was 0.5 in the photometric stages until the eleventh session): it kept the
     outermost visible cheek and jaw vertices of each row inside the cues' face mask, and that
@@ -284,14 +284,20 @@ class FitConfig:
         return dataclasses.replace(self, schedule=tuple(sched))
 
 
-def with_camera_correction(cfg: FitConfig, prior: float = 1e-4, stages: tuple[str, ...] = ("photo",)) -> FitConfig:
+def with_camera_correction(
+    cfg: FitConfig, prior: float = 1e-4, stages: tuple[str, ...] = ("photo", "deform")
+) -> FitConfig:
     """``cfg`` whose ``stages`` also fit a per-camera pose correction (``cam_pose``: a rotation
     about the head and a translation per camera, zero-mean over the cameras so that the rig as a
     whole stays where its calibration put it), held by a prior of weight ``prior`` in units of a
     typical drift (0.1 degree, 1 mm). A rig's cameras move by that much between the board shots
     and the capture, and views that disagree by a millimetre or two pull the surface apart; the
     photometric stage sees it (the landmarks do not: a correction fitted to them alone left the
-    error where it was); the deformation stage keeps the cameras where it left them. The corrected
+    error where it was). The deformation stage goes on correcting them (since the twelfth session;
+    until then it kept them where the photometric stage left them): the cameras' sideways drift is
+    recovered to within 0.1-0.25 mm at the end of the photometric stage, and the map's finer surface
+    lets the views agree better on it (bench/fit.py --realism full, 4 views: 0.628 / 0.566 / 0.612
+    -> 0.605 / 0.562 / 0.598 mm; ``--variants camphoto`` fits as before). The corrected
     cameras go to the texture and detail stages (:attr:`mvrecon.fit.result.FittedHead.camera_correction`). A stage that has it already is
     left as it is."""
     sched = []
@@ -375,7 +381,7 @@ def with_key_light(cfg: FitConfig, light_iters: int = 60) -> FitConfig:
 def with_refinement(cfg: FitConfig, iters: int = 120, lr_scale: float = 0.3) -> FitConfig:
     """``cfg`` followed by a ``refine`` stage of ``iters`` steps: identity, expression, the
     deformation map and the appearance together, at ``lr_scale`` times their learning rates, on
-    the deformation stage's terms, the pose and the cameras where the photometric stage left them
+    the deformation stage's terms, the pose and the cameras where the earlier stages left them
     (at the full learning rates the check reverted it on the two sessions it was tried on, whose
     true error it had raised). Like every stage after the landmark ones it is judged on the
     held-out evidence and reverted when that gets worse (the held-out pixels' error by more than
@@ -427,7 +433,7 @@ def legacy(name: str = "default") -> FitConfig:
 #: Every preset fits a key light beside the SH ambient (:func:`with_key_light`): a studio's key
 #: light casts shadows and makes highlights that a Lambertian SH model can only explain by bending
 #: the surface (bench/realism.py, the ``skin`` factor). And every preset corrects the rig's
-#: cameras in its photometric stages (:func:`with_camera_correction`): cameras that moved since
+#: cameras in its photometric and deformation stages (:func:`with_camera_correction`): cameras that moved since
 #: their calibration pull the surface apart (bench/fit.py --realism, the ``calib`` factor).
 #: ``best`` fits as ``default`` does (the pipeline's ``best`` differs in its other stages): no
 #: slower fit measured better on every subject. Until the ninth session it was a fit of its own
