@@ -329,7 +329,8 @@ def realism_variant(name: str):
       (:attr:`mvrecon.fit.config.FitConfig.shared_light`);
     - ``freepose``: the deformation stage as it was before the eighth session, with the head's pose
       and the camera correction free (``rot``, ``trans``, ``cam_pose`` and its prior), so that the
-      map can trade shape for placement (the presets now keep them at the photometric stage's result);
+      map can trade shape for placement (the presets keep the pose at the photometric stage's result
+      and, since the twelfth session, go on correcting the cameras there);
     - ``disp``: the fit's own displacement stage at the end, as every preset had it before the ninth
       session (:func:`mvrecon.fit.config.with_displacement`);
     - ``refine``: the default and a refinement stage the held-out evidence judges, as ``best`` was
