@@ -260,7 +260,7 @@ def load_fit_views(session, model: FaceModel | None = None) -> tuple[list[ViewCu
     its frame have one (a synchronized rig): the landmark detector fails on strong profiles first,
     and those views carry the face's profile against the backdrop (the silhouette term) and its
     side (the photometric term). Its landmarks and part masks are the other views' shared head
-    (:func:`mvrecon.cues.modelfit.fit_views`) seen by its camera, with no confidence
+    (:func:`frame_head`, fitted once per frame) seen by its camera, with no confidence
     (:func:`landmark_free_cues`): they frame the crop and the face area, and the landmark term and
     PRDL leave the view out. Such views come after the views with a face.
 
@@ -297,11 +297,16 @@ def load_fit_views(session, model: FaceModel | None = None) -> tuple[list[ViewCu
             )
         )
         cams.append(session.rig[v.camera])
+    heads: dict[str, tuple[Any, Any] | None] = {}  # frame -> its views' shared head, fitted once
     for v in faceless:
         seen = found.get(v.frame, [])
         extra = None
         if model is not None and session.rig.synchronized and len(seen) >= 2:
-            extra = landmark_free_cues(model, v, read_image(v.image), session.rig[v.camera], seen)
+            if v.frame not in heads:
+                heads[v.frame] = frame_head(model, seen)
+            shared = heads[v.frame]
+            if shared is not None:
+                extra = landmark_free_cues(model, *shared, v, read_image(v.image), session.rig[v.camera])
         if extra is None:
             skipped[v.key] = "no face found"
             log.warning("fit: view %s has no face; left out", v.key)
@@ -309,32 +314,35 @@ def load_fit_views(session, model: FaceModel | None = None) -> tuple[list[ViewCu
         log.info("fit: view %s has no face; it joins on its pixels (the other views place the head)", v.key)
         out.append(extra)
         cams.append(session.rig[v.camera])
-    if sum(c.detected for c in out) < 2:
-        raise InputError(
-            f"only {sum(c.detected for c in out)} view(s) with a face; a multi-view fit needs at least 2", session.root
-        )
+    n_faces = sum(c.detected for c in out)
+    if n_faces < 2:
+        raise InputError(f"only {n_faces} view(s) with a face; a multi-view fit needs at least 2", session.root)
     return out, cams, skipped
 
 
-def landmark_free_cues(model: FaceModel, view, image: np.ndarray, camera: Camera, seen: list) -> ViewCues | None:
-    """Cues for a view whose photo the detector found no face in: the head the frame's other views
-    agree on (``seen``: their ``(FaceCues, Camera)``; :func:`mvrecon.cues.modelfit.fit_views`)
-    projected into ``camera``: its 68 and 478 points (confidence 0) and its rendered part labels.
-    None without the model's landmark embedding, or when that head is not in front of the camera
-    and inside its photo."""
+def frame_head(model: FaceModel, seen: list) -> tuple[Any, Any] | None:
+    """The head a frame's views with a face agree on (``seen``: their ``(FaceCues, Camera)``;
+    :func:`mvrecon.cues.modelfit.fit_views`, in the world) with the model's landmark embedding, as
+    ``(embedding, head)``; None without the embedding."""
     from ..cues.embedding import find_embedding
     from ..cues.modelfit import fit_views as fit_frame
-    from ..cues.modelfit import in_camera, render_labels
 
     emb = find_embedding(model)
     if emb is None:
         return None
-    head = fit_frame(model, emb, [(fc.points478, fc.conf478, cam) for fc, cam in seen])
+    return emb, fit_frame(model, emb, [(fc.points478, fc.conf478, cam) for fc, cam in seen])
+
+
+def landmark_free_cues(model: FaceModel, emb, head, view, image: np.ndarray, camera: Camera) -> ViewCues | None:
+    """Cues for a view whose photo the detector found no face in: the frame's shared head
+    (:func:`frame_head`: the landmark embedding ``emb`` and the world-frame fit ``head``) projected
+    into ``camera``: its 68 and 478 points (confidence 0) and its rendered part labels. None when
+    that head is not in front of the camera and inside its photo."""
+    from ..cues.modelfit import in_camera, render_labels
+
     verts = model.vertices(head.id_coeffs, head.exp_coeffs).astype(np.float64) @ head.R.T + head.t
-    idx, w = emb.vertex_weights(model.triangles)
-    dense = np.einsum("pk,pkd->pd", w, verts[idx])
     px68, z68 = camera.project(model.landmarks3d(verts))
-    px478, z478 = camera.project(dense)
+    px478, z478 = camera.project(emb.points(verts, model.triangles))
     inside = (px68 >= 0).all(1) & (px68[:, 0] < camera.width) & (px68[:, 1] < camera.height)
     if (z68 <= 0).any() or (z478 <= 0).any() or inside.mean() < 0.9:
         return None

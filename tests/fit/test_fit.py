@@ -105,14 +105,16 @@ def test_landmark_free_cues_are_the_other_views_head(ict_model):
     from types import SimpleNamespace
 
     from mvrecon.cameras import look_at
-    from mvrecon.fit.stage import landmark_free_cues
+    from mvrecon.fit.stage import frame_head, landmark_free_cues
 
     cams = scenario.rig(4)
     world, _ = scenario.head(ict_model, bumps_mm=2.0)
     views = scenario.photos(ict_model, world, cams)
     seen = [(FaceCues.from_dict(_record(v)), c) for v, c in zip(views[:3], cams[:3])]
     view = SimpleNamespace(key="f0_cam3", frame="f0", camera="cam3")
-    cues = landmark_free_cues(ict_model, view, views[3].image, cams[3], seen)
+    shared = frame_head(ict_model, seen)
+    assert shared is not None
+    cues = landmark_free_cues(ict_model, *shared, view, views[3].image, cams[3])
     assert cues is not None and not cues.detected
     assert cues.lm_conf.sum() == 0 and cues.conf478.sum() == 0
     err = np.linalg.norm(cues.lm68 - views[3].lm68, axis=1)
@@ -122,7 +124,7 @@ def test_landmark_free_cues_are_the_other_views_head(ict_model):
     true_face, got_face = views[3].labels > 0, cues.labels > 0
     assert (true_face & got_face).sum() / (true_face | got_face).sum() > 0.8
     away = dataclasses.replace(cams[3], world_to_cam=look_at(cams[3].center, cams[3].center + np.array([1.0, 0, 0])))
-    assert landmark_free_cues(ict_model, view, views[3].image, away, seen) is None
+    assert landmark_free_cues(ict_model, *shared, view, views[3].image, away) is None
 
 
 def test_view_without_face_is_left_out_when_no_head_reaches_it(ict_model, tmp_path):
