@@ -12,7 +12,7 @@ import pytest
 from mvrecon.export import ExportConfig, export
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from browser import run_chromium, screenshot  # noqa: E402
+from browser import dom_status, screenshot  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -40,12 +40,7 @@ def _shot(chromium, tmp_path, page, query, size="600,600"):
 
 @pytest.mark.parametrize("which", ["viewer.html", "viewer_compressed.html"])
 def test_viewer_loads_every_lod_and_morph(chromium, tmp_path, page, which):
-    import re
-
-    proc = run_chromium(chromium, tmp_path, page.with_name(which).as_uri(), "--dump-dom")
-    m = re.search(r"<div[^>]*id=\"game-status\"[^>]*>", proc.stdout)
-    assert m, proc.stderr[-1500:]
-    st = dict(re.findall(r'data-([\w-]+)="([^"]*)"', m.group(0)))
+    st = dom_status(chromium, tmp_path, page.with_name(which).as_uri(), "game-status")
     assert st.get("status") == "ok", st
     assert st["lods"] == "3" and st["morphs"] == "52" and int(st["transparent"]) >= 1
 
