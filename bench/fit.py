@@ -346,7 +346,10 @@ def realism_variant(name: str):
       (it moves the head in depth, which the photos cannot tell from a smaller head nearer the
       rig), so at two views this is most of the gap;
     - ``camphoto``: the cameras' correction in the photometric stage alone, as every preset had it
-      before the twelfth session (the deformation stage kept the cameras where it found them)."""
+      before the twelfth session (the deformation stage kept the cameras where it found them);
+    - ``driftgauge``: the cameras' corrections gauge fixed by each camera's own drift
+      (:attr:`mvrecon.fit.config.FitConfig.camera_gauge` ``"drift"``), their prior in those units
+      at 3e-4 (the thirteenth session's trial; the presets take away the corrections' mean)."""
     from mvrecon.fit.config import preset, with_camera_correction, with_displacement, with_refinement
 
     cfg, mutate, true_cameras = preset("default"), None, False
@@ -358,6 +361,10 @@ def realism_variant(name: str):
                 dataclasses.replace(st, params=tuple(q for q in st.params if q != "cam_pose"),
                                     weights={k: w for k, w in st.weights.items() if k != "cam_prior"})
                 if st.name == "deform" else st for st in cfg.schedule))
+        elif part == "driftgauge":
+            cfg = dataclasses.replace(cfg, camera_gauge="drift", schedule=tuple(
+                dataclasses.replace(st, weights={**st.weights, "cam_prior": 3e-4}) if "cam_prior" in st.weights else st
+                for st in cfg.schedule))
         elif part == "noprdl":
             cfg = cfg.without("prdl")
         elif part.startswith("seed") and part[4:].isdigit():
@@ -398,7 +405,7 @@ def realism_variant(name: str):
             cfg = dataclasses.replace(cfg, part_cuts=eyes if part == "cuteyes" else eyes + ("right_brow", "left_brow"))
         else:
             raise SystemExit(f"bench/fit.py: unknown --variants entry {part!r} "
-                             "(noprdl, seedK, prdlhi, truemasks, cuteyes, cutparts, sharedlight, freepose, disp, refine, nowarmup, contour, nosilhouette, truecams, camphoto; join with +)")
+                             "(noprdl, seedK, prdlhi, truemasks, cuteyes, cutparts, sharedlight, freepose, disp, refine, nowarmup, contour, nosilhouette, truecams, camphoto, driftgauge; join with +)")
     return cfg, mutate, true_cameras
 
 
@@ -417,7 +424,7 @@ def main() -> None:
     ap.add_argument("--scan", default="", help="--realism: head mesh of the scanned subject ('none': leave it out)")
     ap.add_argument("--presets", default="fast,default,best", help="--realism: presets fitted on every subject")
     ap.add_argument("--variants", default="", help="--realism: variants of the default preset fitted beside it, "
-                    "comma list of noprdl, seedK, prdlhi, truemasks, cuteyes, cutparts, sharedlight, freepose, disp, refine, nowarmup, contour, nosilhouette, truecams, camphoto, joined by + to combine "
+                    "comma list of noprdl, seedK, prdlhi, truemasks, cuteyes, cutparts, sharedlight, freepose, disp, refine, nowarmup, contour, nosilhouette, truecams, camphoto, driftgauge, joined by + to combine "
                     "(see realism_variant)")
     a = ap.parse_args()
     if a.realism:

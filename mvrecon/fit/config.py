@@ -251,6 +251,18 @@ class FitConfig:
     specular lobe (exponent :attr:`spec_exponent`); see :func:`with_key_light`."""
     shared_light: bool = False
     """One SH light per frame, shared by its views (each keeps a per-channel gain)."""
+    camera_gauge: str = "mean"
+    """Which motion shared by the cameras' corrections is taken away (it is the head's pose): their
+    mean (``"mean"``), or the motion whose removal leaves each camera the smallest drift of its own
+    (``"drift"``: a rotation about its own centre and a shift of it, in units of a typical drift,
+    also the prior's units; :func:`mvrecon.fit.optimize.fix_gauge`). The second is the most likely
+    split when each camera drifts on its own and, with the drift known, puts the head nearer the
+    truth (0.60 against 0.84 mm on random 4-camera rigs), but the fits do not follow. With the
+    prior at 3e-4 (bench/fit.py --realism full --variants driftgauge) it is better at 8 views
+    (0.693 -> 0.676 mm), within the fit's chance spread at 4 (0.588 -> 0.575), worse at 2 views on
+    two subjects of three (mean 1.155 -> 1.153) and on the clean rung (0.336 / 0.221 -> 0.388 /
+    0.243: a camera's pan costs a quarter of what the mean gauge's prior charges, and with no drift
+    to find the fit spends pans on what the model cannot explain), so ``"mean"`` stays."""
     key_shadows: bool = True
     """With the key light: its cast shadows too (else only its specular lobe)."""
     spec_exponent: float = 40.0
