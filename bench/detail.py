@@ -2,6 +2,7 @@
 
     python bench/detail.py [--sizes 1024x768,2048x1536] [--rungs clean,full] [--seed 7] [--views 4]
                            [--preset default] [--work DIR] [--mid-mm MM] [--repeats N] [--profile N]
+                           [--no-split-half]
 
 Each session (``mvrecon.synth``, cached in ``--work``) goes through the pipeline up to the fit
 (preset ``--preset``), then the detail stage runs (timed). Against the truth (the synthetic head's
@@ -21,6 +22,8 @@ the face tile on the fitted surface:
   fine band along the normal) to the true surface, mm;
 - nmap var: the exported normal map's variance (x and y, x 1e4) over the wrinkle regions with the
   fine band (today's: the fit's 256-texel displacement alone), skin atlas 2048;
+- the split-half reliability: the correlation of the fine bands solved from each half of the
+  views and the scale it gives the band (``SolveSettings.split_half``), printed per session;
 - the stage's time (wall, this machine; shared, so rough: with ``--repeats N`` the fastest of N
   runs; every run's wall and CPU time and the load average are printed beside it);
 - with ``--mid-mm MM`` the stage also solves the mid band (``SolveSettings.mid_mm``): the normal
@@ -299,6 +302,9 @@ def main() -> None:
     ap.add_argument("--profile", type=int, default=0, metavar="N",
                     help="Profile the stage (cProfile) and print its N most costly functions (own time); "
                          "the stage's time then includes the profiler's overhead.")
+    ap.add_argument("--no-split-half", action="store_true",
+                    help="Leave the fine band at its solved scale (SolveSettings.split_half off), as before the "
+                         "thirteenth session.")
     ap.add_argument("--truth-fit", action="store_true",
                     help="Also run the stage on a copy of each session whose fit is its truth (no fine layer).")
     args = ap.parse_args()
@@ -323,6 +329,8 @@ def main() -> None:
                 cfg = PRESETS[args.preset]
                 if args.mid_mm is not None:
                     cfg = dataclasses.replace(cfg, solve=dataclasses.replace(cfg.solve, mid_mm=args.mid_mm))
+                if args.no_split_half:
+                    cfg = dataclasses.replace(cfg, solve=dataclasses.replace(cfg.solve, split_half=False))
                 walls, cpus = [], []
                 for _ in range(max(1, args.repeats)):
                     t0, c0 = time.perf_counter(), time.process_time()
@@ -347,6 +355,9 @@ def main() -> None:
                       + ", ".join(f"{c:.1f}" for c in cpus) + f" s CPU), load average {os.getloadavg()[0]:.1f} after",
                       flush=True)
                 print(f"  {r.name}: {m}", flush=True)
+                for g, info in res.summary["groups"].items():
+                    print(f"  {r.name} {g}: split-half correlation of the fine band {info.get('halves_correlation')}, "
+                          f"its reliability (the band's scale) {info.get('reliability')}", flush=True)
     hdr = (f"{'rung':<6} {'fit':<6} {'photos':>10} {'grid':>5} {'corr wrinkle':>12} {'corr face':>9} {'normal face (deg)':>18} "
            f"{'normal wrinkle':>15} {'oracle':>13} {'p95 mm':>13} {'nmap var x1e4':>14} {'time s':>6}")
     print(hdr)

@@ -62,6 +62,10 @@ class DetailSolution:
     """The debiasing gain applied to the fine band."""
     view_shift_mm: list[float] = dataclasses.field(default_factory=list)
     """Per view the 95th percentile of its registration shift (mm; 0 for the reference)."""
+    halves_r: float | None = None
+    """Correlation of the fine bands solved from each half of the views (None: not solved)."""
+    reliability: float = 1.0
+    """The factor the fine band was scaled by (:attr:`SolveSettings.split_half`)."""
 
 
 def _blur(img: np.ndarray, sigma_px: float) -> np.ndarray:
@@ -341,6 +345,19 @@ def solve_mid(
     return (up * mask).astype(np.float32)
 
 
+def _fine_band(
+    h_mm: np.ndarray, trust: np.ndarray, W: np.ndarray, mask: np.ndarray, texel_mm: float, st: SolveSettings
+) -> tuple[np.ndarray, np.ndarray]:
+    """(fine band (R, R) mm, cover (R, R)) of a solved height ``h_mm``: h less its low band, where
+    some view (summed weight ``W``) saw the face and its shading was taken as geometry."""
+    # the low band from the trusted texels only: h under an albedo feature is the regulariser's
+    # guess and must not leak into the split around it
+    fine_mm = h_mm - _nblur(h_mm, np.maximum(trust, 1e-3) * (W > 0), st.fine_mm / texel_mm)
+    # elsewhere h is the regulariser's guess (an albedo feature leaves the surface as it was)
+    cover = np.clip(_blur((W > 0).astype(np.float32), 1.0), 0, 1) * mask * np.clip(2 * trust, 0, 1)
+    return fine_mm * cover, cover
+
+
 def solve_height(
     mask: np.ndarray,
     views: list[ViewShading],
@@ -386,13 +403,29 @@ def solve_height(
         e1 = prob.data_energy(x)
     tot = float(prob.W.sum()) or 1.0
     h_mm = x.numpy()
-    # the low band from the trusted texels only: h under an albedo feature is the regulariser's
-    # guess and must not leak into the split around it
-    fine_mm = h_mm - _nblur(h_mm, np.maximum(trust, 1e-3) * (W > 0), st.fine_mm / texel_mm)
-    # the fine band only where some view saw the face and its shading was taken as geometry:
-    # elsewhere h is the regulariser's guess (an albedo feature leaves the surface as it was)
-    cover = np.clip(_blur((W > 0).astype(np.float32), 1.0), 0, 1) * mask * np.clip(2 * trust, 0, 1)
-    fine_mm = fine_mm * cover
+    fine_mm, cover = _fine_band(h_mm, trust, W, mask, texel_mm, st)
+    halves_r, reliability = None, 1.0
+    if st.split_half and len(grids) >= 4:
+        halves = []
+        for part in (grids[0::2], grids[1::2]):
+            half = _Problem(
+                [(w, s, k) for w, s, k, _ in part],
+                trust,
+                texel_mm,
+                st.highpass_mm,
+                st.curvature,
+                st.height,
+                st.albedo_prior,
+            )
+            hx, _ = half.solve(st.iterations, st.tolerance)
+            halves.append(_fine_band(hx.numpy(), trust, half.W.numpy(), mask, texel_mm, st)[0])
+        on = cover > 0.5
+        if int(on.sum()) > 100:
+            a, b = halves[0][on], halves[1][on]
+            r = float(np.corrcoef(a, b)[0, 1]) if a.std() > 0 and b.std() > 0 else 0.0
+            halves_r = r
+            reliability = float(np.clip(2 * r / (1 + r), 0.0, 1.0)) if r > 0 else 0.0
+            fine_mm = fine_mm * reliability
     gain = 1.0
     if st.debias:
         # the priors shrink the whole band alike: one gain, fitted to the data alone, restores
@@ -423,6 +456,8 @@ def solve_height(
         np.sqrt(max(float(e1), 0) / tot),
     )
     return DetailSolution(
+        halves_r=halves_r,
+        reliability=reliability,
         height=(h_mm * 1e-3).astype(np.float32),
         fine=fine,
         trust=trust,

@@ -145,6 +145,8 @@ def refine_group(head: FittedHead, group: int, views, cfg: DetailConfig, size: i
         "residual_before": round(sol.residual0, 5),
         "residual_after": round(sol.residual, 5),
         "gain": round(sol.gain, 3),
+        "halves_correlation": None if sol.halves_r is None else round(sol.halves_r, 3),
+        "reliability": round(sol.reliability, 3),
         "fine_rms_um": round(float(np.sqrt((sol.fine[m] ** 2).mean())) * 1e6, 2) if m.any() else 0.0,
     }
     return sol, info
