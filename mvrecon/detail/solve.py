@@ -44,7 +44,8 @@ class DetailSolution:
     height: np.ndarray
     """(R, R) float32 metres: the whole solved h."""
     fine: np.ndarray
-    """(R, R) float32 metres: its fine band (h minus its low band), zero off the face."""
+    """(R, R) float32 metres: its fine band (h minus its low band), zero off the face, scaled by
+    :attr:`reliability`."""
     trust: np.ndarray
     """(R, R) float32 in [0, 1]: how much the texel's shading was taken as geometry."""
     albedo: np.ndarray
@@ -353,6 +354,7 @@ def _fine_band(
     # the low band from the trusted texels only: h under an albedo feature is the regulariser's
     # guess and must not leak into the split around it
     fine_mm = h_mm - _nblur(h_mm, np.maximum(trust, 1e-3) * (W > 0), st.fine_mm / texel_mm)
+    # the fine band only where some view saw the face and its shading was taken as geometry:
     # elsewhere h is the regulariser's guess (an albedo feature leaves the surface as it was)
     cover = np.clip(_blur((W > 0).astype(np.float32), 1.0), 0, 1) * mask * np.clip(2 * trust, 0, 1)
     return fine_mm * cover, cover
