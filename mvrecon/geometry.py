@@ -21,8 +21,8 @@ if TYPE_CHECKING:
 # rotations
 
 
-def _skew(k: np.ndarray) -> np.ndarray:
-    """Cross-product matrices (..., 3, 3) of vectors (..., 3)."""
+def skew(k: np.ndarray) -> np.ndarray:
+    """Cross-product matrices (..., 3, 3), float64, of vectors (..., 3): ``skew(k) @ x == k x x``."""
     K = np.zeros((*k.shape[:-1], 3, 3))
     K[..., 0, 1], K[..., 0, 2] = -k[..., 2], k[..., 1]
     K[..., 1, 0], K[..., 1, 2] = k[..., 2], -k[..., 0]
@@ -45,12 +45,12 @@ def axis_angle_to_matrix(r: Any) -> Any:
     rv = np.asarray(r, dtype=np.float64)
     theta = np.linalg.norm(rv, axis=-1)
     small = theta < 1e-12
-    K = _skew(rv / np.where(small, 1.0, theta)[..., None])
+    K = skew(rv / np.where(small, 1.0, theta)[..., None])
     s = np.sin(theta)[..., None, None]
     c = (1 - np.cos(theta))[..., None, None]
     R = np.eye(3) + s * K + c * K @ K
     if np.any(small):
-        R[small] = np.eye(3) + _skew(rv[small])
+        R[small] = np.eye(3) + skew(rv[small])
     return R
 
 

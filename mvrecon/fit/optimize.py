@@ -18,7 +18,7 @@ import torch
 
 from .. import threads
 from ..errors import FitDiverged
-from ..geometry import axis_angle_to_matrix, camera_centres
+from ..geometry import axis_angle_to_matrix, camera_centres, skew
 from ..render import RayMeshes, interpolate, rasterize, rasterize_pixels, render_mesh, vertex_visibility
 from .accuracy import face_vertices
 from .config import DEFAULT_LR, FitConfig, Stage
@@ -249,11 +249,11 @@ class Fitter:
         mean gauge, :func:`fix_gauge`)."""
         return self.camera_offsets(world) if self.cfg.camera_gauge == "drift" else None
 
-    def camera_changes(self) -> dict[str, tuple[float, float]]:
+    def camera_changes(self, plain: torch.Tensor) -> dict[str, tuple[float, float]]:
         """Per camera: the fitted drift, its rotation about its own centre (degrees) and its
-        centre's shift (mm) (:func:`drift_matrices`)."""
+        centre's shift (mm) (:func:`drift_matrices`); ``plain`` (V, N, 3) the views' uncorrected
+        vertices."""
         with torch.no_grad():
-            plain = self.world_vertices(use_disp=False, corrected=False)
             cp = fix_gauge(self.p.cam_pose.detach(), self.drift_offsets(plain))
             dr = (drift_matrices(self.camera_offsets(plain).to(cp.dtype)) @ cp[..., None])[..., 0]
         return {
@@ -619,9 +619,9 @@ class Fitter:
                 for v, k in enumerate(self.views.keys)
             }
         if self.cfg.corrects_cameras:
-            state.camera_changes = self.camera_changes()
             with torch.no_grad():
                 plain = self.world_vertices(use_disp=True, corrected=False)
+                state.camera_changes = self.camera_changes(plain)
                 state.camera_corrections = correction_matrices(
                     plain, self.p.cam_pose.detach(), self.cam_of_view, self.drift_offsets(plain)
                 ).numpy()
@@ -662,14 +662,7 @@ def drift_matrices(offsets: torch.Tensor) -> torch.Tensor:
     A = torch.zeros(C, 6, 6, dtype=offsets.dtype)
     eye = torch.eye(3, dtype=offsets.dtype)
     A[:, :3, :3] = eye / DRIFT_RAD
-    dx, dy, dz = offsets.unbind(1)
-    zero = torch.zeros_like(dx)
-    A[:, 3:, :3] = (
-        torch.stack(
-            [torch.stack([zero, -dz, dy], 1), torch.stack([dz, zero, -dx], 1), torch.stack([-dy, dx, zero], 1)], 1
-        )
-        / DRIFT_M
-    )
+    A[:, 3:, :3] = torch.as_tensor(skew(offsets.detach().cpu().numpy()), dtype=offsets.dtype) / DRIFT_M
     A[:, 3:, 3:] = -eye / DRIFT_M
     return A
 

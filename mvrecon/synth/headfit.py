@@ -30,7 +30,7 @@ import numpy as np
 from ..cameras import Camera
 from ..errors import MvreconError
 from ..facemodel import FaceModel
-from ..geometry import Similarity, umeyama, vertex_normals
+from ..geometry import Similarity, skew, umeyama, vertex_normals
 from ..render.raycast import MeshQuery, MeshScene
 from . import meshops as mo
 from .head import SKIN_SUBMESHES
@@ -378,19 +378,6 @@ def match(
 # ------------------------------------------------------------------------------ identity fit
 
 
-def _skew(p: np.ndarray) -> np.ndarray:
-    """(..., 3, 3) matrices of ``p x``."""
-    z = np.zeros(p.shape[:-1])
-    return np.stack(
-        [
-            np.stack([z, -p[..., 2], p[..., 1]], -1),
-            np.stack([p[..., 2], z, -p[..., 0]], -1),
-            np.stack([-p[..., 1], p[..., 0], z], -1),
-        ],
-        -2,
-    )
-
-
 def fit_identity(
     model: FaceModel,
     rows: LandmarkRows,
@@ -447,7 +434,7 @@ def fit_identity(
         dw = m.weights * n_eff / max(m.weights.sum(), 1e-9) / s2
         # landmark rows (L, 3, K + 6)
         P = rows.points(verts)
-        Jl = np.concatenate([Bl.transpose(1, 2, 0), -_skew(P), np.broadcast_to(np.eye(3), P.shape + (3,))], 2)
+        Jl = np.concatenate([Bl.transpose(1, 2, 0), -skew(P), np.broadcast_to(np.eye(3), P.shape + (3,))], 2)
         rl = P - Sinv.apply(scan_lm)
         A = Jd.T @ (dw[:, None] * Jd) + np.einsum("l,lai,laj->ij", lm_w / s2, Jl, Jl)
         b = -(Jd.T @ (dw * rd) + np.einsum("l,lai,la->i", lm_w / s2, Jl, rl))
